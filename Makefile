@@ -1,0 +1,32 @@
+# Set-up and everyday commands. `make demo` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Two cores on the reference machine: keep torch from oversubscribing them.
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: demo test lint format bench clean
+
+$(BIN)/vaekit: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, pinned: the CPU build on this machine; the project's torch>=2.3 then keeps it.
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(BIN)/vaekit
+
+demo: $(BIN)/vaekit
+	$(BIN)/vaekit train --config configs/digits.toml --out runs/demo --overwrite
+	$(BIN)/vaekit evaluate runs/demo --num-samples 1000
+
+test: $(BIN)/vaekit
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest -q
+
+format: $(BIN)/vaekit
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf runs build dist src/*.egg-info .pytest_cache

@@ -1,0 +1,24 @@
+"""Probability pieces: posteriors q(z|x), likelihoods p(x|z), priors p(z) and their math."""
+
+from vaekit.distributions.likelihoods import LIKELIHOODS, BernoulliLikelihood, GaussianLikelihood
+from vaekit.distributions.posteriors import (
+    POSTERIORS,
+    DiagonalGaussian,
+    DiagonalGaussianPosterior,
+    FullCovarianceGaussian,
+    FullCovariancePosterior,
+)
+from vaekit.distributions.priors import PRIORS, StandardNormalPrior
+
+__all__ = [
+    "LIKELIHOODS",
+    "POSTERIORS",
+    "PRIORS",
+    "BernoulliLikelihood",
+    "DiagonalGaussian",
+    "DiagonalGaussianPosterior",
+    "FullCovarianceGaussian",
+    "FullCovariancePosterior",
+    "GaussianLikelihood",
+    "StandardNormalPrior",
+]

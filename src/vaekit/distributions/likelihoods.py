@@ -1,0 +1,111 @@
+"""Likelihood families p(x|z): turn the decoder's output into a distribution over data.
+
+``log_prob`` of every returned distribution sums over the data's event dimensions and keeps
+every constant (nats per example). Shapes: decoder output ``[*batch, *event]`` ->
+distribution with batch shape ``[*batch]`` and event shape ``event``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import Bernoulli, Distribution, Independent, Normal
+
+
+class GaussianLikelihood(nn.Module):
+    """p(x|z) = N(x; mu(z), diag(sigma^2)).
+
+    ``scale=1.0`` (or any fixed positive number) is the lecture's simplified slide,
+    Sigma_theta(z) = I. ``scale="learned"`` learns sigma: one value per data dimension
+    (``shared=False``) or a single value for all (``shared=True``), the diagonal case of the
+    general slide's Sigma_theta. A learned sigma is ``min_scale + softplus(raw)``: the floor
+    keeps the density bounded when a pixel is constant in the data (otherwise sigma -> 0 and
+    log p -> +inf). Support: real-valued data.
+    """
+
+    support = "real"
+
+    def __init__(
+        self,
+        event_shape: tuple[int, ...],
+        scale: float | str = 1.0,
+        shared: bool = False,
+        min_scale: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        self.event_shape = tuple(event_shape)
+        self.learned = scale == "learned"
+        self.min_scale = min_scale
+        if self.learned:
+            init = math.log(math.expm1(1.0 - min_scale))  # softplus^{-1}: sigma starts at 1
+            shape = (1,) if shared else self.event_shape
+            self.raw_scale = nn.Parameter(torch.full(shape, init))
+        else:
+            if not isinstance(scale, int | float) or scale <= 0:
+                raise ValueError(
+                    f"GaussianLikelihood scale must be > 0 or 'learned', got {scale!r}"
+                )
+            self.fixed_scale = float(scale)
+
+    def scale(self) -> torch.Tensor | float:
+        """The decoder's standard deviation sigma (a tensor when learned)."""
+        if self.learned:
+            return self.min_scale + F.softplus(self.raw_scale)
+        return self.fixed_scale
+
+    def forward(self, decoder_output: torch.Tensor) -> Distribution:
+        scale = self.scale()
+        if not torch.is_tensor(scale):
+            scale = torch.full((), scale, dtype=decoder_output.dtype, device=decoder_output.device)
+        base = Normal(decoder_output, scale.expand_as(decoder_output), validate_args=False)
+        return Independent(base, len(self.event_shape), validate_args=False)
+
+    def mean(self, decoder_output: torch.Tensor) -> torch.Tensor:
+        """E[x|z]: the decoder output itself."""
+        return decoder_output
+
+
+class BernoulliLikelihood(nn.Module):
+    """p(x|z) = prod_d Bernoulli(x_d; sigmoid(logits_d(z))), for binary data only.
+
+    ``log_prob`` is minus the binary cross-entropy computed from logits (stable).
+    Support: {0, 1}; vaekit refuses to train it on grey-level data.
+    """
+
+    support = "binary"
+
+    def __init__(self, event_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.event_shape = tuple(event_shape)
+
+    def forward(self, decoder_output: torch.Tensor) -> Distribution:
+        base = Bernoulli(logits=decoder_output, validate_args=False)
+        return Independent(base, len(self.event_shape), validate_args=False)
+
+    def mean(self, decoder_output: torch.Tensor) -> torch.Tensor:
+        """E[x|z] = sigmoid(logits)."""
+        return torch.sigmoid(decoder_output)
+
+
+def _gaussian_unit(shape: tuple[int, ...]) -> nn.Module:
+    return GaussianLikelihood(shape, scale=1.0)
+
+
+def _gaussian_learned(shape: tuple[int, ...]) -> nn.Module:
+    return GaussianLikelihood(shape, scale="learned", shared=False)
+
+
+def _gaussian_shared(shape: tuple[int, ...]) -> nn.Module:
+    return GaussianLikelihood(shape, scale="learned", shared=True)
+
+
+# name -> builder(event_shape). "gaussian" is the lecture's unit-variance decoder.
+LIKELIHOODS = {
+    "gaussian": _gaussian_unit,
+    "gaussian-learned": _gaussian_learned,
+    "gaussian-shared": _gaussian_shared,
+    "bernoulli": BernoulliLikelihood,
+}

@@ -1,0 +1,96 @@
+"""Posterior families q(z|x): a head on the encoder's features that returns a distribution.
+
+Both families are Gaussian, as on the lecture's slides: ``DiagonalGaussianPosterior`` is the
+simplified slide (mean and log-variance heads), ``FullCovariancePosterior`` the general
+"close form of L" slides (a Cholesky factor with a positive diagonal).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.distributions import Independent, MultivariateNormal, Normal
+
+from vaekit.distributions.functional import (
+    kl_diagonal_gaussian_standard_normal,
+    kl_full_gaussian_standard_normal,
+)
+
+
+class DiagonalGaussian(Independent):
+    """N(mu, diag(exp(log_var))) over the last dimension, keeping ``log_var`` exactly.
+
+    ``rsample`` is the reparameterisation z = mu + exp(log_var / 2) * eps, eps ~ N(0, I)
+    (torch's ``Normal.rsample``). Shapes: ``loc, log_var [B, m]``; event shape ``[m]``.
+    """
+
+    def __init__(self, loc: torch.Tensor, log_var: torch.Tensor) -> None:
+        self.log_var = log_var
+        super().__init__(Normal(loc, torch.exp(0.5 * log_var), validate_args=False), 1)
+
+    @property
+    def loc(self) -> torch.Tensor:
+        return self.base_dist.loc
+
+    def kl_standard_normal(self) -> torch.Tensor:
+        """Closed-form KL(q || N(0, I)) in nats per example, ``[B]``."""
+        return kl_diagonal_gaussian_standard_normal(self.loc, self.log_var)
+
+
+class FullCovarianceGaussian(MultivariateNormal):
+    """N(mu, L L^T) with L lower triangular with a positive diagonal. Event shape ``[m]``."""
+
+    def __init__(self, loc: torch.Tensor, scale_tril: torch.Tensor) -> None:
+        super().__init__(loc, scale_tril=scale_tril, validate_args=False)
+
+    def kl_standard_normal(self) -> torch.Tensor:
+        """Closed-form KL(q || N(0, I)) in nats per example, ``[B]``."""
+        return kl_full_gaussian_standard_normal(self.loc, self.scale_tril)
+
+
+class DiagonalGaussianPosterior(nn.Module):
+    """Linear heads features -> (mu, log_var); returns a :class:`DiagonalGaussian`.
+
+    Shapes: ``features [B, feature_dim] -> q`` with batch shape ``[B]``, event ``[m]``.
+    """
+
+    def __init__(self, feature_dim: int, latent_dim: int) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.head = nn.Linear(feature_dim, 2 * latent_dim)
+
+    def forward(self, features: torch.Tensor) -> DiagonalGaussian:
+        mu, log_var = self.head(features).chunk(2, dim=-1)
+        return DiagonalGaussian(mu, log_var)
+
+
+class FullCovariancePosterior(nn.Module):
+    """Linear heads features -> (mu, L) with L = tril(raw, -1) + diag(exp(raw_diag)).
+
+    ``exp`` keeps the diagonal positive, so L is a valid Cholesky factor of Sigma = L L^T
+    and ``log|Sigma| = 2 sum raw_diag`` exactly. Shapes: ``features [B, feature_dim] -> q``
+    with batch ``[B]``, event ``[m]``.
+    """
+
+    def __init__(self, feature_dim: int, latent_dim: int) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        m = latent_dim
+        self.head = nn.Linear(feature_dim, m + m + m * (m - 1) // 2)
+        rows, cols = torch.tril_indices(m, m, offset=-1)
+        self.register_buffer("_rows", rows, persistent=False)
+        self.register_buffer("_cols", cols, persistent=False)
+
+    def forward(self, features: torch.Tensor) -> FullCovarianceGaussian:
+        m = self.latent_dim
+        params = self.head(features)
+        mu, log_diag, off = params[..., :m], params[..., m : 2 * m], params[..., 2 * m :]
+        scale_tril = torch.diag_embed(log_diag.exp())  # [B, m, m], a fresh tensor
+        scale_tril[..., self._rows, self._cols] = off  # strictly lower triangle
+        return FullCovarianceGaussian(mu, scale_tril)
+
+
+POSTERIORS: dict[str, type[nn.Module]] = {
+    "diagonal": DiagonalGaussianPosterior,
+    "full": FullCovariancePosterior,
+}

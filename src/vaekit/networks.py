@@ -1,0 +1,187 @@
+"""Encoder and decoder bodies: plain ``nn.Module``s with a shape contract, no probability.
+
+Contract (what :class:`vaekit.VAE` expects from any body, including a user's own):
+
+* an encoder maps ``x [B, *data_shape]`` to features ``[B, out_features]`` and has an
+  ``out_features`` attribute;
+* a decoder maps ``z [*lead, latent_dim]`` (any number of leading dims, e.g. ``[K, B, m]``
+  for importance samples) to the likelihood's parameters ``[*lead, *data_shape]``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "silu": nn.SiLU,
+}
+
+
+def _mlp(sizes: list[int], activation: str) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+class MLPEncoder(nn.Module):
+    """Flatten ``[B, *data_shape]`` and apply Linear+activation layers of ``hidden_dims``.
+
+    Output: ``[B, hidden_dims[-1]]`` (activated; the posterior head is linear on top).
+    """
+
+    def __init__(
+        self, data_shape: tuple[int, ...], hidden_dims: list[int], activation: str = "relu"
+    ) -> None:
+        super().__init__()
+        if not hidden_dims:
+            raise ValueError("MLPEncoder needs at least one hidden layer width")
+        self.data_shape = tuple(data_shape)
+        sizes = [math.prod(self.data_shape), *hidden_dims]
+        self.body = nn.Sequential(_mlp(sizes, activation), ACTIVATIONS[activation]())
+        self.out_features = hidden_dims[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x.flatten(start_dim=1))  # [B, D] -> [B, hidden_dims[-1]]
+
+
+class MLPDecoder(nn.Module):
+    """z ``[*lead, m]`` -> hidden layers (``hidden_dims`` in the given order) -> ``[*lead,
+    *data_shape]``. Pass the encoder's widths reversed to mirror it."""
+
+    def __init__(
+        self,
+        latent_dim: int,
+        hidden_dims: list[int],
+        data_shape: tuple[int, ...],
+        activation: str = "relu",
+    ) -> None:
+        super().__init__()
+        self.data_shape = tuple(data_shape)
+        self.body = _mlp([latent_dim, *hidden_dims, math.prod(self.data_shape)], activation)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        out = self.body(z)  # Linear acts on the last dim, any leading dims pass through
+        return out.unflatten(-1, self.data_shape)  # [*lead, D] -> [*lead, *data_shape]
+
+
+def _check_image_shape(data_shape: tuple[int, ...]) -> None:
+    if len(data_shape) != 3 or data_shape[1] % 4 or data_shape[2] % 4:
+        raise ValueError(
+            "the conv network needs images [C, H, W] with H and W divisible by 4 "
+            f"(e.g. 1x28x28, 3x32x32); got data shape {list(data_shape)}: use --network mlp"
+        )
+
+
+class ConvEncoder(nn.Module):
+    """Two stride-2 convolutions (H/4 x W/4 x ``channels[1]``) and a dense layer.
+
+    For ``[B, C, H, W]`` with H, W divisible by 4 (28x28 and 32x32, 1 or 3 channels).
+    Output: ``[B, hidden_dim]``.
+    """
+
+    def __init__(
+        self,
+        data_shape: tuple[int, ...],
+        channels: tuple[int, int] = (32, 64),
+        hidden_dim: int = 256,
+        activation: str = "relu",
+    ) -> None:
+        super().__init__()
+        _check_image_shape(data_shape)
+        c, h, w = data_shape
+        act = ACTIVATIONS[activation]
+        self.body = nn.Sequential(
+            nn.Conv2d(c, channels[0], 4, stride=2, padding=1),  # -> [B, c0, H/2, W/2]
+            act(),
+            nn.Conv2d(channels[0], channels[1], 4, stride=2, padding=1),  # -> [B, c1, H/4, W/4]
+            act(),
+            nn.Flatten(),
+            nn.Linear(channels[1] * (h // 4) * (w // 4), hidden_dim),
+            act(),
+        )
+        self.out_features = hidden_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class ConvDecoder(nn.Module):
+    """Mirror of :class:`ConvEncoder`: dense -> ``[c1, H/4, W/4]`` -> two transposed
+    convolutions -> ``[*lead, C, H, W]``."""
+
+    def __init__(
+        self,
+        latent_dim: int,
+        data_shape: tuple[int, ...],
+        channels: tuple[int, int] = (32, 64),
+        hidden_dim: int = 256,
+        activation: str = "relu",
+    ) -> None:
+        super().__init__()
+        _check_image_shape(data_shape)
+        c, h, w = data_shape
+        self.data_shape = tuple(data_shape)
+        act = ACTIVATIONS[activation]
+        self.body = nn.Sequential(
+            nn.Linear(latent_dim, hidden_dim),
+            act(),
+            nn.Linear(hidden_dim, channels[1] * (h // 4) * (w // 4)),
+            act(),
+            nn.Unflatten(1, (channels[1], h // 4, w // 4)),
+            nn.ConvTranspose2d(channels[1], channels[0], 4, stride=2, padding=1),  # H/2
+            act(),
+            nn.ConvTranspose2d(channels[0], c, 4, stride=2, padding=1),  # H
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        lead = z.shape[:-1]
+        out = self.body(z.reshape(-1, z.shape[-1]))  # [prod(lead), C, H, W]
+        return out.reshape(*lead, *self.data_shape)
+
+
+def default_network(data_shape: tuple[int, ...]) -> str:
+    """'conv' for 1- or 3-channel 28x28 / 32x32 images, 'mlp' for everything else."""
+    if len(data_shape) == 3 and data_shape[0] in (1, 3) and data_shape[1:] in ((28, 28), (32, 32)):
+        return "conv"
+    return "mlp"
+
+
+def build_networks(
+    name: str,
+    data_shape: tuple[int, ...],
+    latent_dim: int,
+    hidden_dims: list[int],
+    activation: str,
+) -> tuple[nn.Module, nn.Module]:
+    """Build the (encoder, decoder) pair registered under ``name`` ('mlp' or 'conv')."""
+    if name not in NETWORKS:
+        raise ValueError(f"unknown network {name!r}; choose one of {sorted(NETWORKS)}")
+    return NETWORKS[name](data_shape, latent_dim, hidden_dims, activation)
+
+
+def _build_mlp(data_shape, latent_dim, hidden_dims, activation):
+    encoder = MLPEncoder(data_shape, hidden_dims, activation)
+    decoder = MLPDecoder(latent_dim, list(reversed(hidden_dims)), data_shape, activation)
+    return encoder, decoder
+
+
+def _build_conv(data_shape, latent_dim, hidden_dims, activation):
+    # hidden_dims[-1] is the dense width between the convolutions and the latent code.
+    hidden = hidden_dims[-1] if hidden_dims else 256
+    encoder = ConvEncoder(data_shape, hidden_dim=hidden, activation=activation)
+    decoder = ConvDecoder(latent_dim, data_shape, hidden_dim=hidden, activation=activation)
+    return encoder, decoder
+
+
+NETWORKS = {"mlp": _build_mlp, "conv": _build_conv}

@@ -1,0 +1,1 @@
+"""Pictures (matplotlib, the only place it is imported) and the HTML report."""

@@ -1,0 +1,89 @@
+"""PNG pictures of a model: prior samples and reconstructions.
+
+matplotlib is imported here only (with the non-interactive Agg backend).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vaekit.data import Dataset
+
+
+def is_image(shape: tuple[int, ...]) -> bool:
+    """True for ``[C, H, W]`` with 1 or 3 channels, or ``[H, W]``."""
+    return (len(shape) == 3 and shape[0] in (1, 3)) or len(shape) == 2
+
+
+def image_grid(images: torch.Tensor, ncols: int | None = None, pad: int = 1) -> np.ndarray:
+    """Tile ``[N, C, H, W]`` (or ``[N, H, W]``) values in [0, 1] into one ``[rows*H, cols*W, C]``
+    array; values outside [0, 1] (a Gaussian decoder's mean) are clipped for display."""
+    images = images.detach().float().cpu()
+    if images.dim() == 3:
+        images = images.unsqueeze(1)
+    n, c, h, w = images.shape
+    ncols = ncols or math.ceil(math.sqrt(n))
+    nrows = math.ceil(n / ncols)
+    grid = np.ones((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), dtype=np.float32)
+    for i in range(n):
+        r, col = divmod(i, ncols)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        grid[top : top + h, left : left + w] = images[i].permute(1, 2, 0).clamp(0, 1).numpy()
+    return grid
+
+
+def save_grid(grid: np.ndarray, path: str | Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    height, width = grid.shape[:2]
+    scale = max(4.0 / width * 100, 1.0)  # at least ~4 inches wide for small images
+    fig, ax = plt.subplots(figsize=(width * scale / 100 + 0.4, height * scale / 100 + 0.7))
+    cmap = "gray" if grid.shape[2] == 1 else None
+    ax.imshow(
+        grid[..., 0] if grid.shape[2] == 1 else grid,
+        cmap=cmap,
+        vmin=0,
+        vmax=1,
+        interpolation="nearest",
+    )
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def save_samples(model, path: str | Path, n: int = 64, seed: int = 0) -> Path:
+    """Decode ``n`` draws z ~ N(0, I) and save E[x|z] as an image grid."""
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    images = model.sample(n, generator=generator)
+    return save_grid(image_grid(images), path, f"{n} prior samples: E[x|z], z ~ N(0, I)")
+
+
+def save_reconstructions(model, x: torch.Tensor, path: str | Path) -> Path:
+    """Save inputs (odd columns) beside their reconstructions E[x|z=mu(x)] (even columns)."""
+    x = x.to(next(model.parameters()).device)
+    recon = model.reconstruct(x)
+    pairs = torch.stack([x, recon], dim=1).flatten(0, 1)  # [2N, *shape]: input, recon, ...
+    grid = image_grid(pairs, ncols=2 * min(8, x.shape[0]))
+    return save_grid(grid, path, "inputs (left) and reconstructions (right) of each pair")
+
+
+def save_run_pictures(model, dataset: Dataset, run_dir: str | Path, seed: int = 0) -> list[Path]:
+    """The pictures every run directory gets (image data only)."""
+    if not is_image(dataset.shape):
+        return []
+    run_dir = Path(run_dir)
+    x = dataset.fixed("test", seed=seed)[:32]
+    return [
+        save_samples(model, run_dir / "samples.png", seed=seed),
+        save_reconstructions(model, x, run_dir / "reconstructions.png"),
+    ]
