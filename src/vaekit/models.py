@@ -7,6 +7,7 @@ nothing here averages over the batch (the objectives and the evaluator do that).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,9 @@ class ELBOTerms:
     kl: torch.Tensor
 
 
-def _resolve(config: ModelConfig) -> ModelConfig:
+def _resolve(config: ModelConfig, kind: str) -> ModelConfig:
+    """A copy of ``config`` with ``kind`` set and 'auto' network resolved from the data shape."""
+    config = dataclasses.replace(config, kind=kind)
     if config.data_shape is None:
         raise ValueError("model config has no data_shape: set it or build the model from data")
     if config.network == "auto":
@@ -41,6 +44,23 @@ def _resolve(config: ModelConfig) -> ModelConfig:
     if config.likelihood == "auto":
         raise ValueError("model.likelihood is 'auto': resolve it from the dataset before building")
     return config
+
+
+def _bodies(
+    config: ModelConfig, encoder: nn.Module | None, decoder: nn.Module | None
+) -> tuple[nn.Module, nn.Module]:
+    """The user's encoder/decoder where given, the configured network's otherwise."""
+    if encoder is None or decoder is None:
+        built = build_networks(
+            config.network,
+            tuple(config.data_shape),
+            config.latent_dim,
+            config.hidden_dims,
+            config.activation,
+        )
+        encoder = encoder if encoder is not None else built[0]
+        decoder = decoder if decoder is not None else built[1]
+    return encoder, decoder
 
 
 class _Autoencoder(nn.Module):
@@ -98,18 +118,10 @@ class VAE(_Autoencoder):
         decoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.config = _resolve(config)
-        shape = tuple(config.data_shape)
-        if encoder is None or decoder is None:
-            built = build_networks(
-                config.network, shape, config.latent_dim, config.hidden_dims, config.activation
-            )
-            encoder = encoder or built[0]
-            decoder = decoder or built[1]
-        self.encoder = encoder
-        self.decoder = decoder
-        self.posterior = POSTERIORS[config.posterior](encoder.out_features, config.latent_dim)
-        self.likelihood = LIKELIHOODS[config.likelihood](shape)
+        self.config = config = _resolve(config, "vae")
+        self.encoder, self.decoder = _bodies(config, encoder, decoder)
+        self.posterior = POSTERIORS[config.posterior](self.encoder.out_features, config.latent_dim)
+        self.likelihood = LIKELIHOODS[config.likelihood](tuple(config.data_shape))
         self.prior = PRIORS[config.prior](config.latent_dim)
 
     def encode(self, x: torch.Tensor) -> Distribution:
@@ -194,18 +206,10 @@ class AE(_Autoencoder):
         decoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.config = _resolve(config)
-        shape = tuple(config.data_shape)
-        if encoder is None or decoder is None:
-            built = build_networks(
-                config.network, shape, config.latent_dim, config.hidden_dims, config.activation
-            )
-            encoder = encoder or built[0]
-            decoder = decoder or built[1]
-        self.encoder = encoder
-        self.decoder = decoder
-        self.code = DeterministicCode(encoder.out_features, config.latent_dim)
-        self.likelihood = LIKELIHOODS[config.likelihood](shape)
+        self.config = config = _resolve(config, "ae")
+        self.encoder, self.decoder = _bodies(config, encoder, decoder)
+        self.code = DeterministicCode(self.encoder.out_features, config.latent_dim)
+        self.likelihood = LIKELIHOODS[config.likelihood](tuple(config.data_shape))
         self.prior = PRIORS[config.prior](config.latent_dim)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:

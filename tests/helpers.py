@@ -1,0 +1,78 @@
+"""Shared test helpers: every registered family, and small exact models."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vaekit.config import ModelConfig
+from vaekit.distributions import LIKELIHOODS, POSTERIORS
+from vaekit.models import VAE
+
+# Contract tests are parametrised over these: adding a family to a registry adds it here.
+POSTERIOR_NAMES = sorted(POSTERIORS)
+LIKELIHOOD_NAMES = sorted(LIKELIHOODS)
+
+
+class Identity(nn.Module):
+    """An encoder body that passes flattened x through: features = x, ``[B, D]``."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.out_features = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+
+def linear_gaussian_vae(
+    W: torch.Tensor, b: torch.Tensor, sigma: float, posterior: str = "full"
+) -> VAE:
+    """A VAE whose decoder is x = W z + b + N(0, sigma^2 I), with a linear encoder head.
+
+    Its exact marginal is log p(x) = log N(x; b, W W^T + sigma^2 I).
+    Shapes: ``W [D, m]``, ``b [D]``.
+    """
+    from vaekit.distributions.likelihoods import GaussianLikelihood
+
+    D, m = W.shape
+    config = ModelConfig(
+        latent_dim=m,
+        network="mlp",
+        hidden_dims=[D],
+        likelihood="gaussian",
+        data_shape=[D],
+        posterior=posterior,
+    )
+    decoder = nn.Linear(m, D)
+    with torch.no_grad():
+        decoder.weight.copy_(W)
+        decoder.bias.copy_(b)
+    model = VAE(config, encoder=Identity(D), decoder=decoder)
+    model.likelihood = GaussianLikelihood((D,), scale=sigma)
+    return model
+
+
+def exact_log_px(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor, sigma: float) -> torch.Tensor:
+    """log N(x; b, W W^T + sigma^2 I) per example, ``[B]``."""
+    cov = W @ W.T + sigma**2 * torch.eye(W.shape[0], dtype=W.dtype)
+    return torch.distributions.MultivariateNormal(b, covariance_matrix=cov).log_prob(x)
+
+
+def set_exact_posterior(model: VAE, W: torch.Tensor, b: torch.Tensor, sigma: float) -> None:
+    """Set a full-covariance linear head to the true posterior of the linear-Gaussian model:
+
+    p(z|x) = N(M^{-1} W^T (x - b), sigma^2 M^{-1}),  M = W^T W + sigma^2 I.
+    """
+    m = W.shape[1]
+    M = W.T @ W + sigma**2 * torch.eye(m, dtype=W.dtype)
+    A = torch.linalg.solve(M, W.T)  # [m, D]
+    L = torch.linalg.cholesky(sigma**2 * torch.linalg.inv(M))
+    rows, cols = torch.tril_indices(m, m, offset=-1)
+    head = model.posterior.head
+    with torch.no_grad():
+        head.weight.zero_()
+        head.weight[:m] = A
+        head.bias[:m] = -A @ b
+        head.bias[m : 2 * m] = torch.diagonal(L).log()
+        head.bias[2 * m :] = L[rows, cols]

@@ -1,0 +1,98 @@
+"""Contract tests over every posterior and likelihood family (tests/helpers.py lists them)."""
+
+import math
+
+import pytest
+import torch
+from torch.distributions import MultivariateNormal, kl_divergence
+
+from helpers import LIKELIHOOD_NAMES, POSTERIOR_NAMES
+from vaekit.distributions import LIKELIHOODS, POSTERIORS, DiagonalGaussian, StandardNormalPrior
+
+pytestmark = pytest.mark.usefixtures("float64")
+
+
+@pytest.mark.parametrize("name", POSTERIOR_NAMES)
+def test_posterior_contract(name):
+    torch.manual_seed(0)
+    posterior = POSTERIORS[name](feature_dim=5, latent_dim=3)
+    q = posterior(torch.randn(4, 5))
+    assert q.batch_shape == (4,) and q.event_shape == (3,)
+    z = q.rsample((7,))
+    assert z.shape == (7, 4, 3)
+    z.sum().backward()  # reparameterised: gradients reach the head
+    assert posterior.head.weight.grad is not None
+    assert q.log_prob(z).shape == (7, 4)
+    # The closed-form KL equals torch's KL between the equivalent multivariate normals.
+    cov = q.covariance_matrix if name == "full" else torch.diag_embed(q.variance)
+    mvn = MultivariateNormal(q.mean.detach(), covariance_matrix=cov.detach())
+    reference = kl_divergence(mvn, MultivariateNormal(torch.zeros(3), torch.eye(3)))
+    assert torch.allclose(q.kl_standard_normal().detach(), reference, atol=1e-10)
+    assert torch.allclose(StandardNormalPrior(3).kl(q).detach(), reference, atol=1e-10)
+
+
+def test_full_covariance_factor_is_a_valid_cholesky_factor():
+    torch.manual_seed(1)
+    q = POSTERIORS["full"](feature_dim=5, latent_dim=4)(torch.randn(6, 5))
+    L = q.scale_tril
+    assert torch.equal(L, torch.tril(L))
+    assert (torch.diagonal(L, dim1=-2, dim2=-1) > 0).all()
+
+
+def test_diagonal_rsample_is_the_reparameterisation_trick():
+    mu, log_var = torch.randn(3, 2), torch.randn(3, 2)
+    q = DiagonalGaussian(mu, log_var)
+    torch.manual_seed(5)
+    z = q.rsample()
+    torch.manual_seed(5)
+    eps = torch.randn(3, 2)
+    assert torch.allclose(z, mu + torch.exp(log_var / 2) * eps)
+
+
+@pytest.mark.parametrize("name", LIKELIHOOD_NAMES)
+def test_likelihood_contract(name):
+    torch.manual_seed(0)
+    shape = (1, 2, 3)
+    likelihood = LIKELIHOODS[name](shape)
+    params = torch.randn(5, 4, *shape)  # [K, B, *event]
+    p = likelihood(params)
+    assert p.batch_shape == (5, 4) and p.event_shape == shape
+    x = torch.rand(4, *shape).round() if name == "bernoulli" else torch.randn(4, *shape)
+    log_p = p.log_prob(x)  # broadcasts over the sample dimension
+    assert log_p.shape == (5, 4)
+    # Independent per dimension: the log-probability is the sum of 1-D log-densities.
+    flat = params.flatten(2)
+    if name == "bernoulli":
+        expected = -torch.nn.functional.binary_cross_entropy_with_logits(
+            flat, x.flatten(1).expand_as(flat), reduction="none"
+        ).sum(-1)
+    else:
+        sigma = torch.as_tensor(likelihood.scale()).flatten()
+        expected = torch.distributions.Normal(flat, sigma).log_prob(x.flatten(1)).sum(-1)
+    assert torch.allclose(log_p, expected)
+    assert likelihood.mean(params).shape == params.shape
+
+
+def test_unit_gaussian_log_prob_keeps_every_constant():
+    D = 10
+    mean, x = torch.randn(2, D), torch.randn(2, D)
+    log_p = LIKELIHOODS["gaussian"]((D,))(mean).log_prob(x)
+    by_hand = -0.5 * ((x - mean) ** 2).sum(-1) - 0.5 * D * math.log(2 * math.pi)
+    assert torch.allclose(log_p, by_hand)
+
+
+def test_learned_gaussian_scale_is_floored_and_trainable():
+    likelihood = LIKELIHOODS["gaussian-learned"]((3,))
+    assert torch.allclose(likelihood.scale(), torch.ones(3))  # starts at sigma = 1
+    with torch.no_grad():
+        likelihood.raw_scale.fill_(-1e4)
+    assert torch.allclose(likelihood.scale(), torch.full((3,), likelihood.min_scale))
+    shared = LIKELIHOODS["gaussian-shared"]((3,))
+    assert shared.raw_scale.numel() == 1
+
+
+def test_standard_normal_prior():
+    prior = StandardNormalPrior(3)
+    z = torch.zeros(2, 3)
+    assert torch.allclose(prior.log_prob(z), torch.full((2,), -1.5 * math.log(2 * math.pi)))
+    assert prior.sample(5).shape == (5, 3)

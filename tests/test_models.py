@@ -1,0 +1,179 @@
+"""Exact answers for the model: the linear-Gaussian VAE has a closed-form log p(x)."""
+
+import math
+
+import pytest
+import torch
+
+from helpers import exact_log_px, linear_gaussian_vae, set_exact_posterior
+from vaekit.config import ModelConfig
+from vaekit.distributions.functional import LOG_2PI
+from vaekit.models import AE, VAE
+from vaekit.objectives import NegativeELBO, ReconstructionObjective, SlideLoss
+
+pytestmark = pytest.mark.usefixtures("float64")
+
+D, M, SIGMA = 5, 2, 0.7
+
+
+@pytest.fixture
+def problem():
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(D, M, generator=g)
+    b = torch.randn(D, generator=g)
+    z = torch.randn(8, M, generator=g)
+    x = z @ W.T + b + SIGMA * torch.randn(8, D, generator=g)
+    return W, b, x
+
+
+def mean_field_vae(W, b, inflate=3.0):
+    """Diagonal q with the true posterior mean and variances ``inflate / diag(Lambda)``
+    (Lambda the posterior precision): an over-dispersed proposal that misses the posterior's
+    correlations, so ELBO < IWAE_K < log p(x) with clear gaps."""
+    model = linear_gaussian_vae(W, b, SIGMA, posterior="diagonal")
+    full = linear_gaussian_vae(W, b, SIGMA, posterior="full")
+    set_exact_posterior(full, W, b, SIGMA)
+    M = W.T @ W + SIGMA**2 * torch.eye(W.shape[1])
+    precision = M / SIGMA**2
+    head = model.posterior.head
+    with torch.no_grad():
+        head.weight.zero_()
+        head.weight[: M.shape[0]] = full.posterior.head.weight[: M.shape[0]]
+        head.bias[: M.shape[0]] = full.posterior.head.bias[: M.shape[0]]
+        head.bias[M.shape[0] :] = math.log(inflate) - torch.diagonal(precision).log()
+    return model
+
+
+def test_optimal_encoder_makes_the_elbo_equal_log_px(problem):
+    W, b, x = problem
+    model = linear_gaussian_vae(W, b, SIGMA, posterior="full")
+    set_exact_posterior(model, W, b, SIGMA)
+    exact = exact_log_px(x, W, b, SIGMA)
+    # With q = p(z|x) every importance weight equals p(x): zero variance.
+    log_w = model.log_weights(x, num_samples=50)
+    assert torch.allclose(log_w, exact.expand_as(log_w), atol=1e-9)
+    torch.manual_seed(0)
+    elbo = model.elbo(x, num_mc_samples=20_000).elbo
+    assert torch.allclose(elbo, exact, atol=0.02)
+    for chunk in (1, 7, 50):
+        estimate = model.log_likelihood(x, num_samples=50, chunk_size=chunk)
+        assert torch.allclose(estimate, exact, atol=1e-9)
+
+
+def test_bounds_elbo_le_iwae_le_log_px_and_convergence(problem):
+    W, b, x = problem
+    model = mean_field_vae(W, b)
+    exact = exact_log_px(x, W, b, SIGMA)
+    reps = 4000
+    torch.manual_seed(0)
+    # Per example: [reps, B] independent draws of each estimator (x repeated in one batch).
+    xr = x.repeat(reps, 1)
+    draws = {1: model.elbo(xr).elbo.detach().view(reps, -1)}
+    for k in (3, 10):
+        draws[k] = model.log_likelihood(xr, num_samples=k).view(reps, -1)
+    mean = {k: d.mean(0) for k, d in draws.items()}
+    err = {k: d.std(0) / math.sqrt(reps) for k, d in draws.items()}
+    assert (mean[3] - mean[1] > 4 * (err[3] + err[1])).all()  # ELBO < IWAE_3
+    assert (mean[10] - mean[3] > 4 * (err[10] + err[3])).all()  # IWAE_3 < IWAE_10
+    assert (exact - mean[10] > 4 * err[10]).all()  # IWAE_10 < log p(x)
+    big = model.log_likelihood(x, num_samples=200_000, chunk_size=20_000)
+    assert torch.allclose(big, exact, atol=0.005)
+    assert (exact - big).abs().mean() < (exact - mean[3]).abs().mean() / 5
+
+
+def test_every_example_gets_exactly_num_samples_draws(problem, monkeypatch):
+    W, b, x = problem
+    model = linear_gaussian_vae(W, b, SIGMA, posterior="diagonal")
+    drawn = []
+    original = model._log_weights
+
+    def counting(q, xb, k):
+        drawn.append(k)
+        return original(q, xb, k)
+
+    monkeypatch.setattr(model, "_log_weights", counting)
+    for chunk in (1, 3, 7, 10, 1000, None):
+        drawn.clear()
+        model.log_likelihood(x, num_samples=10, chunk_size=chunk)
+        assert sum(drawn) == 10
+
+
+def test_chunk_size_does_not_change_the_estimator(problem):
+    W, b, x = problem
+    model = mean_field_vae(W, b)
+    reps = 300
+    torch.manual_seed(1)
+    whole = torch.stack([model.log_likelihood(x, 20) for _ in range(reps)])
+    chunked = torch.stack([model.log_likelihood(x, 20, chunk_size=3) for _ in range(reps)])
+    stderr = (whole.var(0) / reps + chunked.var(0) / reps).sqrt()
+    assert ((whole.mean(0) - chunked.mean(0)).abs() < 4 * stderr).all()
+
+
+def _small_config(**kwargs):
+    base = dict(latent_dim=2, hidden_dims=[16], data_shape=[6], likelihood="gaussian")
+    base.update(kwargs)
+    return ModelConfig(**base)
+
+
+def test_slide_loss_objective_equals_minus_two_elbo_minus_d_log_2pi():
+    torch.manual_seed(0)
+    model = VAE(_small_config())
+    x = torch.randn(5, 6)
+    q = model.encode(x)
+    torch.manual_seed(7)
+    loss, metrics = SlideLoss()(model, x)
+    torch.manual_seed(7)  # the same reparameterised draw
+    z = q.rsample((1,))
+    log_px_z = model.decode(z).log_prob(x).mean(0)
+    elbo = log_px_z - q.kl_standard_normal()
+    assert float(loss.detach()) == pytest.approx(float((-2 * elbo - 6 * LOG_2PI).mean()), rel=1e-12)
+    assert float(metrics["elbo"]) == pytest.approx(float(elbo.mean()), rel=1e-12)
+
+
+def test_slide_loss_refuses_other_decoders():
+    model = VAE(_small_config(likelihood="gaussian-learned"))
+    with pytest.raises(ValueError, match="unit-variance"):
+        SlideLoss()(model, torch.randn(2, 6))
+
+
+def test_beta_weights_only_the_kl():
+    torch.manual_seed(0)
+    model = VAE(_small_config())
+    x = torch.randn(4, 6)
+    torch.manual_seed(1)
+    loss1, m1 = NegativeELBO(beta=1.0)(model, x)
+    torch.manual_seed(1)
+    loss0, _ = NegativeELBO(beta=0.0)(model, x)
+    assert float(loss1) == pytest.approx(float(-m1["elbo"]), rel=1e-12)
+    assert float(loss0) == pytest.approx(float(-m1["log_px_z"]), rel=1e-12)
+
+
+def test_ae_has_no_noise_and_trains_on_reconstruction_error():
+    torch.manual_seed(0)
+    model = AE(_small_config())
+    x = torch.randn(3, 6)
+    assert torch.equal(model.encode(x), model.encode(x))  # deterministic code
+    loss, _ = ReconstructionObjective()(model, x)
+    x_hat = model.decoder(model.encode(x))
+    expected = (0.5 * ((x - x_hat) ** 2).sum(-1) + 3 * math.log(2 * math.pi)).mean()
+    assert float(loss) == pytest.approx(float(expected), rel=1e-12)
+    assert not hasattr(model, "log_likelihood")
+    assert model.sample(4).shape == (4, 6)
+
+
+@pytest.mark.parametrize(
+    "network,shape", [("mlp", [3, 5]), ("conv", [1, 28, 28]), ("conv", [3, 32, 32])]
+)
+def test_networks_give_the_data_shape(network, shape):
+    torch.manual_seed(0)
+    model = VAE(_small_config(network=network, data_shape=shape))
+    x = torch.randn(2, *shape)
+    assert model.reconstruct(x).shape == (2, *shape)
+    assert model.log_weights(x, 3).shape == (3, 2)
+    assert model.sample(3).shape == (3, *shape)
+
+
+def test_wrong_input_shape_is_a_clear_error():
+    model = VAE(_small_config())
+    with pytest.raises(ValueError, match=r"expected data of shape \[batch, 6\]"):
+        model.elbo(torch.randn(2, 7))
