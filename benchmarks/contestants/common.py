@@ -1,0 +1,48 @@
+"""What every training-speed contestant shares: the model size, the data file, the report line.
+
+The reference model of issue 7: MLP encoder 784-512-256 -> 16-d diagonal Gaussian, decoder
+mirrored, ReLU, Bernoulli likelihood (BCE with logits), Adam lr 1e-3, batch 128, one epoch over
+the 60,000 statically binarised Fashion-MNIST training images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+
+import numpy as np
+
+HIDDEN = (512, 256)
+LATENT = 16
+BATCH = 128
+LR = 1e-3
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", required=True, help="float32 .npy [N, 784] of 0/1 pixels")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args()
+
+
+def load(path: str) -> np.ndarray:
+    x = np.load(path)
+    assert x.dtype == np.float32 and x.ndim == 2 and x.shape[1] == 784, x.shape
+    return x
+
+
+def report(name: str, images: int, seconds: float) -> None:
+    """Print the one JSON line the driver reads: throughput and peak resident memory."""
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    line = {
+        "name": name,
+        "images": images,
+        "seconds": seconds,
+        "images_per_s": images / seconds,
+        "peak_rss_mib": peak_kib / 1024,
+    }
+    print(json.dumps(line))
+    sys.stdout.flush()
