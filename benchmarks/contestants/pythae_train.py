@@ -25,9 +25,7 @@ class Encoder(BaseEncoder):
     def __init__(self) -> None:
         super().__init__()
         h1, h2 = HIDDEN
-        self.body = nn.Sequential(
-            nn.Linear(784, h1), nn.ReLU(), nn.Linear(h1, h2), nn.ReLU()
-        )
+        self.body = nn.Sequential(nn.Linear(784, h1), nn.ReLU(), nn.Linear(h1, h2), nn.ReLU())
         self.mu = nn.Linear(h2, LATENT)
         self.log_var = nn.Linear(h2, LATENT)
 
@@ -41,7 +39,11 @@ class Decoder(BaseDecoder):
         super().__init__()
         h1, h2 = HIDDEN
         self.body = nn.Sequential(
-            nn.Linear(LATENT, h2), nn.ReLU(), nn.Linear(h2, h1), nn.ReLU(), nn.Linear(h1, 784),
+            nn.Linear(LATENT, h2),
+            nn.ReLU(),
+            nn.Linear(h2, h1),
+            nn.ReLU(),
+            nn.Linear(h1, 784),
             nn.Sigmoid(),  # pythae's "bce" loss takes probabilities
         )
 

@@ -1,0 +1,157 @@
+"""Training throughput: vaekit vs pythae vs a plain PyTorch loop, with the matmul roofline.
+
+Each contestant trains the reference model (contestants/common.py) for one epoch over the same
+60,000 statically binarised Fashion-MNIST images, in its own fresh process, with the same
+thread count. Rounds alternate the order (A/B/C, B/C/A, ...) so drifting machine load hits all
+contestants alike; the table reports medians and same-run ratios.
+
+The roofline bound: the reference model's GEMMs for one training step at batch 128 (forward,
+grad-input and grad-weight of every Linear layer: 3 x forward multiply-adds x 2 FLOP = 6.46
+MFLOP per image) are timed back to back in this process; images/s = 128 / that time. No
+training loop can beat it on this machine without doing less arithmetic.
+
+Run (after `make bench-setup`, which creates the peers' venv with pythae):
+
+    .venv/bin/python benchmarks/bench_train_speed.py --rounds 5
+
+``--quick`` uses 2 rounds. Results are appended to benchmarks/RESULTS.md by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PEERS_PYTHON = Path(os.environ.get("VAEKIT_PEERS_PYTHON", "/work/peers-venv/bin/python"))
+SHAPES = [(784, 512), (512, 256), (256, 32), (16, 256), (256, 512), (512, 784)]
+BATCH = 128
+
+
+def prepare_data(shared: Path, out: Path) -> Path:
+    """Statically binarise Fashion-MNIST's training images once (seed 0) into a .npy file."""
+    path = out / "fashion-mnist-train-binarized-seed0.npy"
+    if path.exists():
+        return path
+    raw = gzip.decompress((shared / "fashion-mnist" / "train-images-idx3-ubyte.gz").read_bytes())
+    pixels = np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(-1, 784)
+    rng = np.random.default_rng(0)
+    binary = (rng.random(pixels.shape) < pixels / 255.0).astype(np.float32)
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(path, binary)
+    return path
+
+
+def flops_per_image() -> float:
+    return 3 * 2 * sum(i * o for i, o in SHAPES)
+
+
+def roofline_images_per_s(threads: int, repeats: int = 200) -> float:
+    """Time the reference model's training GEMMs at batch 128 and return images/s."""
+    torch.set_num_threads(threads)
+    mats = []
+    for n_in, n_out in SHAPES:
+        x, w = torch.randn(BATCH, n_in), torch.randn(n_in, n_out)
+        g = torch.randn(BATCH, n_out)
+        mats.append((x, w, g))
+
+    def step() -> None:
+        for x, w, g in mats:
+            torch.mm(x, w)  # forward
+            torch.mm(g, w.T)  # grad w.r.t. the input
+            torch.mm(x.T, g)  # grad w.r.t. the weight
+
+    for _ in range(20):
+        step()
+    best = float("inf")
+    for _ in range(5):  # best of 5 blocks: the machine's attainable rate for these shapes
+        start = time.perf_counter()
+        for _ in range(repeats // 5):
+            step()
+        best = min(best, (time.perf_counter() - start) / (repeats // 5))
+    return BATCH / best
+
+
+CONTESTANTS = {
+    "vaekit": (sys.executable, "contestants/vaekit_train.py"),
+    "plain": (sys.executable, "contestants/plain_loop.py"),
+    "pythae": (str(PEERS_PYTHON), "contestants/pythae_train.py"),
+}
+
+
+def run(name: str, data: Path, threads: int) -> dict:
+    python, script = CONTESTANTS[name]
+    env = dict(
+        os.environ, PYTHONPATH=f"{HERE}{os.pathsep}{ROOT / 'src'}", OMP_NUM_THREADS=str(threads)
+    )
+    proc = subprocess.run(
+        [python, script, "--data", str(data), "--threads", str(threads)],
+        cwd=HERE,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="2 rounds")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "datasets")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/vaekit-bench"))
+    parser.add_argument("--only", nargs="*", default=list(CONTESTANTS))
+    args = parser.parse_args()
+    rounds = 2 if args.quick else args.rounds
+    names = [n for n in CONTESTANTS if n in args.only]
+    if "pythae" in names and not PEERS_PYTHON.exists():
+        print(f"skipping pythae: {PEERS_PYTHON} missing (make bench-setup)", file=sys.stderr)
+        names.remove("pythae")
+    data = prepare_data(args.shared, args.cache)
+    results: dict[str, list[dict]] = {n: [] for n in names}
+    roofs = []
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        roofs.append(roofline_images_per_s(args.threads))
+        for name in order:
+            results[name].append(run(name, data, args.threads))
+            print(
+                f"round {r + 1}: {name}: {results[name][-1]['images_per_s']:.0f} images/s",
+                file=sys.stderr,
+            )
+    roof = statistics.median(roofs)
+    med = {n: statistics.median(x["images_per_s"] for x in v) for n, v in results.items()}
+    mem = {n: max(x["peak_rss_mib"] for x in v) for n, v in results.items()}
+    print(
+        f"roofline (GEMMs only, {flops_per_image() / 1e6:.2f} MFLOP/image): "
+        f"{roof:.0f} images/s = {roof * flops_per_image() / 1e9:.0f} GFLOP/s"
+    )
+    print("| contestant | images/s (median of %d) | % of roofline | peak RSS MiB |" % rounds)
+    print("|---|---|---|---|")
+    for n in names:
+        print(
+            f"| {results[n][0]['name']} | {med[n]:.0f} | {100 * med[n] / roof:.0f}% | "
+            f"{mem[n]:.0f} |"
+        )
+    if "vaekit" in med:
+        for n in names:
+            if n != "vaekit":
+                print(f"vaekit / {n}: {med['vaekit'] / med[n]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
