@@ -301,7 +301,7 @@ def static_binarize(x: np.ndarray, seed: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     out = torch.empty(x.shape, dtype=torch.uint8)
     for start in range(0, x.shape[0], 10000):
-        v = torch.from_numpy(np.ascontiguousarray(x[start : start + 10000])).float() / 255.0
+        v = torch.from_numpy(np.array(x[start : start + 10000], dtype=np.float32)) / 255.0
         out[start : start + 10000] = (torch.rand(v.shape, generator=generator) < v).to(torch.uint8)
     return out
 

@@ -6,8 +6,8 @@ splits and the Dataset are made in one place (:func:`make_dataset`):
 
 * test: a fixed 10% held out with seed ``TEST_SPLIT_SEED`` (at least one row when N >= 3), as
   the built-in ``digits`` does; validation: ``val_fraction`` of the rest with ``split_seed``;
-* uint8 arrays and images: 8-bit levels, ``Dequantize(256)``, support unit-interval;
-* arrays whose every value is 0 or 1: support binary, Bernoulli by default;
+* arrays whose every value is 0 or 1 (any dtype): support binary, Bernoulli by default;
+* other uint8 arrays and images: 8-bit levels, ``Dequantize(256)``, support unit-interval;
 * any other numbers (tables, float arrays): ``Standardize`` with the training split's per-column
   mean and standard deviation, support real. The statistics are part of the transform, so they
   are saved in the model's config.json (``data.transform``) and applied again to new data.
@@ -346,9 +346,6 @@ def _column_stats(x: np.ndarray | torch.Tensor, rows: np.ndarray) -> tuple[np.nd
 
 def describe_values(x: np.ndarray | torch.Tensor, rows: np.ndarray, shape: tuple[int, ...]):
     """(transform, support, default likelihood, num_levels) that fit the stored values."""
-    dtype = x.dtype
-    if dtype in (np.uint8, torch.uint8):
-        return Dequantize(256), "unit-interval", "gaussian-learned", 256
     binary = True
     for start in range(0, x.shape[0], 65536):
         chunk = np.asarray(x[start : start + 65536])
@@ -357,6 +354,8 @@ def describe_values(x: np.ndarray | torch.Tensor, rows: np.ndarray, shape: tuple
             break
     if binary:
         return Transform(), "binary", "bernoulli", 2
+    if x.dtype in (np.uint8, torch.uint8):
+        return Dequantize(256), "unit-interval", "gaussian-learned", 256
     mean, std = _column_stats(x, rows)
     return (
         Standardize(mean.reshape(shape).tolist(), std.reshape(shape).tolist()),
