@@ -119,6 +119,14 @@ def test_checksum_mismatch_leaves_nothing_in_the_cache(server, isolated, fake_id
     assert not (isolated / "mnist").exists() or not any((isolated / "mnist").iterdir())
 
 
+def test_cifar_download_checked_against_the_published_md5(server, isolated):
+    server.files["cifar-10-binary.tar.gz"] = b"not the CIFAR-10 archive"
+    with pytest.raises(DataError, match=r"MD5 [0-9a-f]{32}, expected c32a1d4ab5d03f1284b678"):
+        load_dataset("cifar10", mirrors=[server.url], progress=False)
+    assert server.requests == [("cifar-10-binary.tar.gz", None)]
+    assert not any((isolated / "cifar10").iterdir())  # no archive, no .part
+
+
 def test_dropped_connection_keeps_only_a_part_file_then_resumes(server, tmp_path):
     body = bytes(range(256)) * 400
     server.files["blob.bin"] = body

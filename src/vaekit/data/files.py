@@ -34,7 +34,7 @@ from vaekit.data.transforms import Dequantize, Standardize, Transform
 TEST_FRACTION = 0.1
 TEST_SPLIT_SEED = 1234
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
-# .npy/.npz arrays larger than this many bytes stay memory-mapped on disk (None: decide by size).
+# .npy/.npz arrays larger than this many bytes stay memory-mapped on disk (unless in_memory=True).
 IN_MEMORY_MAX_BYTES = 2 << 30
 
 
