@@ -117,3 +117,9 @@ def test_cli_reports_bad_data_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "run").exists()  # nothing written for a failed run
     code = main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")])
     assert code == 2 and "no such file or folder" in capsys.readouterr().err
+
+
+def test_bad_image_size_flag(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--data", str(tmp_path), "--image-size", "abc", "--out", str(tmp_path)])
+    assert info.value.code == 2 and "--image-size 'abc': expected HxW" in capsys.readouterr().err

@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="list the registered datasets and where their files are",
         description="Registered datasets: shape (C x H x W), size in examples, support of the "
         "model inputs, the default likelihood, and where the files were found (nothing is "
-        "downloaded). Paths to user data (folders, .npy, .npz, .csv, .parquet) work too.",
+        "downloaded). `vaekit train --data` also takes a path to user data: an image "
+        "folder, .npy, .npz, .csv or .parquet.",
     )
     p.add_argument("--data-dir", help="also look for the files here first")
 

@@ -257,6 +257,10 @@ CIFAR10 = Source(
 
 @dataclass(frozen=True)
 class Variant:
+    """How a built-in image set is presented: the transform from stored uint8 levels v to
+    model inputs, their support and the honest default likelihood; ``static`` stores one
+    binarised draw instead of the levels."""
+
     suffix: str
     transform: Callable[[], Transform]
     support: Support
