@@ -19,6 +19,7 @@ from vaekit.config import Config, ConfigError, apply_overrides, load_config
 TRAIN_FLAGS = {
     "data": ("data", "name"),
     "data_dir": ("data", "data_dir"),
+    "image_size": ("data", "image_size"),
     "epochs": ("train", "epochs"),
     "batch_size": ("train", "batch_size"),
     "seed": ("train", "seed"),
@@ -59,6 +60,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _image_size(text: str) -> list[int]:
+    from vaekit.data.files import parse_image_size
+
+    try:
+        return parse_image_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vaekit",
@@ -77,8 +87,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="TOML config file (see configs/)")
     p.add_argument("--out", type=Path, required=True, help="run directory to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
-    p.add_argument("--data", help="dataset name (see `vaekit datasets`); default digits")
-    p.add_argument("--data-dir", help="directory holding the dataset's files")
+    p.add_argument(
+        "--data",
+        help="a dataset name (see `vaekit datasets`; default digits) or a path: a folder of "
+        "PNG/JPEG images (class sub-folders = labels), a .npy/.npz array, a .csv/.parquet table",
+    )
+    p.add_argument(
+        "--data-dir",
+        help="directory holding a built-in dataset's files (searched before $VAEKIT_DATA_DIR, "
+        "~/.cache/vaekit and /usr/share/datasets; else the files are downloaded)",
+    )
+    p.add_argument(
+        "--image-size",
+        type=_image_size,
+        metavar="HxW",
+        help="resize (keeping the aspect) and centre-crop an image folder to H x W pixels",
+    )
     p.add_argument("--epochs", type=_positive_int)
     p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--lr", type=float, help="Adam learning rate")
@@ -127,6 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
+    p = commands.add_parser(
+        "datasets",
+        help="list the registered datasets and where their files are",
+        description="Registered datasets: shape (C x H x W), size in examples, support of the "
+        "model inputs, the default likelihood, and where the files were found (nothing is "
+        "downloaded). `vaekit train --data` also takes a path to user data: an image "
+        "folder, .npy, .npz, .csv or .parquet.",
+    )
+    p.add_argument("--data-dir", help="also look for the files here first")
+
     p = commands.add_parser("sample", help="decode draws from the prior N(0, I) into a PNG grid")
     p.add_argument("run", type=Path, help="run or model directory")
     p.add_argument("-n", type=_positive_int, default=64, help="number of samples (default 64)")
@@ -174,6 +208,7 @@ def _load_run(run: Path, data_dir: str | None = None):
         data_dir or data_config.get("data_dir"),
         data_config.get("val_fraction", 0.1),
         data_config.get("split_seed", 0),
+        image_size=data_config.get("image_size"),
     )
     return model, dataset
 
@@ -226,7 +261,18 @@ def cmd_sample(args: argparse.Namespace) -> None:
     print(f"wrote {args.output}")
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample}
+def cmd_datasets(args: argparse.Namespace) -> None:
+    from vaekit.data import dataset_table
+
+    print(dataset_table(args.data_dir))
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "sample": cmd_sample,
+    "datasets": cmd_datasets,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

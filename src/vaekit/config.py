@@ -54,10 +54,14 @@ class DataConfig:
     data_dir: str | None = None
     val_fraction: float = 0.1
     split_seed: int = 0
+    # [H, W] in pixels: resize/crop an image folder to this size (None: images must agree).
+    image_size: list[int] | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) < 1):
+            raise ConfigError(f"data.image_size must be [H, W] > 0, got {self.image_size}")
 
 
 @dataclass

@@ -102,7 +102,11 @@ def train(
     device = resolve_device(config.train.device)
     if dataset is None:
         dataset = load_dataset(
-            config.data.name, config.data.data_dir, config.data.val_fraction, config.data.split_seed
+            config.data.name,
+            config.data.data_dir,
+            config.data.val_fraction,
+            config.data.split_seed,
+            image_size=config.data.image_size,
         )
     resolve_model_config(config, dataset)
     model = build_model(config.model).to(device)

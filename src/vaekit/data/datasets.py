@@ -1,17 +1,60 @@
-"""Datasets as vaekit sees them: stored splits, a transform, and what likelihood fits them."""
+"""Datasets as vaekit sees them: stored splits, a transform, and what likelihood fits them.
+
+Batching (``Dataset.batches``) never calls a per-item ``__getitem__`` or a collate function:
+
+* in-memory splits (:class:`Split`) are batched by indexing one stored tensor with a fresh
+  permutation per epoch (one gather per batch);
+* on a GPU, an in-memory split whose stored tensor is small (at most
+  ``DEVICE_RESIDENT_MAX_BYTES`` and a quarter of the free device memory) is moved to the device
+  once and then gathered there, so an epoch copies nothing from the host;
+* memory-mapped splits (:class:`MemmapSplit`, for ``.npy`` files larger than RAM) stream from
+  contiguous shards; see :meth:`MemmapSplit.stored_batches` for the exact shuffling semantics.
+
+Stochastic transforms (dequantisation, dynamic binarisation) run on the batch's device. On the
+CPU they draw from the caller's generator; on a GPU from a device generator seeded once per
+``batches`` call from the caller's generator, so a seeded generator reproduces the epoch on
+either device (the two devices give different, equally valid draws).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from vaekit.data.batching import batch_indices
 from vaekit.data.transforms import Transform
 
 Support = Literal["binary", "unit-interval", "real"]
+
+# Largest stored split (bytes) that is copied to a GPU once and batched there.
+DEVICE_RESIDENT_MAX_BYTES = 1 << 30
+
+
+class DataError(ValueError):
+    """Data is missing, corrupt or unusable; the message names the file or dataset."""
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A registered dataset: how to load it and what ``vaekit datasets`` says about it.
+
+    ``loader(data_dir=..., val_fraction=..., split_seed=..., **options)`` builds the Dataset;
+    ``locate(data_dir)`` says where its files were found locally (None: not found), without
+    downloading anything.
+    """
+
+    name: str
+    loader: Callable[..., Dataset]
+    shape: tuple[int, ...]
+    size: str
+    support: str
+    default_likelihood: str
+    description: str
+    locate: Callable[[str | None], str | None] | None = None
 
 
 @dataclass
@@ -23,6 +66,114 @@ class Split:
 
     def __len__(self) -> int:
         return self.x.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        return self.x.numel() * self.x.element_size()
+
+    def to(self, device: torch.device) -> Split:
+        return Split(self.x.to(device), self.y.to(device) if self.y is not None else None)
+
+    def stored_batches(
+        self,
+        batch_size: int,
+        shuffle: bool,
+        generator: torch.Generator | None = None,
+        drop_last: bool = False,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Stored ``(x [b, *shape], y [b])`` batches: one permutation of all N rows per call
+        (drawn on the CPU from ``generator``), batch i = rows ``perm[i*b:(i+1)*b]``."""
+        for idx in batch_indices(len(self), batch_size, shuffle, generator, drop_last):
+            idx = idx.to(self.x.device)
+            yield self.x[idx], self.y[idx] if self.y is not None else None
+
+
+class MemmapSplit:
+    """A split that stays on disk: rows ``rows`` (sorted) of a memory-mapped array ``[M, ...]``.
+
+    ``x`` materialises the whole split in memory (used for small evaluation splits only);
+    training reads it shard by shard through :meth:`stored_batches`.
+    """
+
+    def __init__(
+        self,
+        array: np.ndarray,
+        rows: np.ndarray,
+        labels: np.ndarray | None = None,
+        shard_size: int = 65536,
+    ) -> None:
+        self.array = array
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.labels = labels
+        self.shard_size = int(shard_size)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.rows) * int(np.prod(self.array.shape[1:])) * self.array.itemsize
+
+    def _read(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = torch.from_numpy(np.ascontiguousarray(self.array[rows]))
+        y = None if self.labels is None else torch.from_numpy(np.asarray(self.labels[rows]))
+        return x, y
+
+    @property
+    def x(self) -> torch.Tensor:
+        return self._read(self.rows)[0]
+
+    @property
+    def y(self) -> torch.Tensor | None:
+        return None if self.labels is None else torch.from_numpy(np.asarray(self.labels[self.rows]))
+
+    def stored_batches(
+        self,
+        batch_size: int,
+        shuffle: bool,
+        generator: torch.Generator | None = None,
+        drop_last: bool = False,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Stream stored batches shard by shard; every row is used exactly once per call.
+
+        Shuffling semantics: the split's rows (in file order) are cut into consecutive shards of
+        ``shard_size`` rows. With ``shuffle``, the shard order is a random permutation and the
+        rows inside each shard are permuted afresh (both drawn from ``generator``); shards are
+        read one at a time (one sorted, mostly sequential read), and the rows are concatenated
+        into one stream that is cut into batches, so a batch may span two consecutive shards.
+        This is not a uniform permutation of all N rows: two rows share a batch only if they
+        lie in the same shard or in shards adjacent in that epoch's shard order. With
+        ``shard_size >= N`` it is a uniform random permutation, like the in-memory path.
+        Without ``shuffle``: file order. Memory: about two shards plus one batch.
+        """
+        n = len(self.rows)
+        starts = range(0, n, self.shard_size)
+        order = torch.randperm(len(starts), generator=generator) if shuffle else range(len(starts))
+        buf_x: list[torch.Tensor] = []
+        buf_y: list[torch.Tensor] = []
+        have = 0
+        for s in order:
+            start = starts[int(s)]
+            x, y = self._read(self.rows[start : start + self.shard_size])
+            if shuffle:
+                perm = torch.randperm(x.shape[0], generator=generator)
+                x, y = x[perm], (y[perm] if y is not None else None)
+            buf_x.append(x)
+            if y is not None:
+                buf_y.append(y)
+            have += x.shape[0]
+            if have < batch_size:
+                continue
+            xs = torch.cat(buf_x)
+            ys = torch.cat(buf_y) if buf_y else None
+            full = have - have % batch_size
+            for b in range(0, full, batch_size):
+                yield xs[b : b + batch_size], ys[b : b + batch_size] if ys is not None else None
+            buf_x = [xs[full:]]
+            buf_y = [ys[full:]] if ys is not None else []
+            have -= full
+        if have and not drop_last:
+            yield torch.cat(buf_x), torch.cat(buf_y) if buf_y else None
 
 
 @dataclass
@@ -37,23 +188,25 @@ class Dataset:
 
     name: str
     shape: tuple[int, ...]
-    train: Split
-    val: Split
-    test: Split
+    train: Split | MemmapSplit
+    val: Split | MemmapSplit
+    test: Split | MemmapSplit
     transform: Transform
     support: Support
     default_likelihood: str
     num_levels: int | None = None
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    _resident: dict[tuple[str, str], Split] = field(default_factory=dict, repr=False, compare=False)
 
-    def split(self, name: str) -> Split:
+    def split(self, name: str) -> Split | MemmapSplit:
         if name not in ("train", "val", "test"):
             raise ValueError(f"unknown split {name!r}; choose train, val or test")
         return getattr(self, name)
 
     def info(self) -> dict[str, Any]:
-        """The preprocessing, as stored in a model's config.json."""
+        """The preprocessing, as stored in a model's config.json (transform with its
+        statistics, e.g. Standardize's per-column mean and std)."""
         return {
             "name": self.name,
             "shape": list(self.shape),
@@ -62,6 +215,24 @@ class Dataset:
             "transform": self.transform.to_dict(),
             **self.extra,
         }
+
+    def on_device(self, split: str, device: torch.device | str) -> Split | MemmapSplit:
+        """The split as batched on ``device``: moved there once if it is an in-memory split
+        small enough to live on an accelerator, else the host copy."""
+        device = torch.device(device)
+        data = self.split(split)
+        if device.type == "cpu" or not isinstance(data, Split):
+            return data
+        key = (split, str(device))
+        if key not in self._resident:
+            limit = DEVICE_RESIDENT_MAX_BYTES
+            if device.type == "cuda":
+                free, _ = torch.cuda.mem_get_info(device)
+                limit = min(limit, free // 4)
+            if data.nbytes > limit:
+                return data
+            self._resident[key] = data.to(device)
+        return self._resident[key]
 
     def batches(
         self,
@@ -75,13 +246,18 @@ class Dataset:
         """Yield ``(x, y)`` model-ready batches: ``x [b, *shape]`` float on ``device``.
 
         The same ``generator`` drives the order and any stochastic transform, so a seeded
-        generator reproduces both.
+        generator reproduces both (see the module docstring for accelerators).
         """
-        data = self.split(split)
-        for idx in batch_indices(len(data), batch_size, shuffle, generator, drop_last):
-            x = self.transform(data.x[idx], generator).to(device)
-            y = data.y[idx].to(device) if data.y is not None else None
-            yield x, y
+        device = torch.device(device)
+        data = self.on_device(split, device)
+        noise = generator
+        if device.type != "cpu" and self.transform.stochastic:
+            seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+            noise = torch.Generator(device=device).manual_seed(seed)
+        for xs, ys in data.stored_batches(batch_size, shuffle, generator, drop_last):
+            xs = xs.to(device, non_blocking=True)  # stored dtype (uint8): the cheapest copy
+            y = ys.to(device, non_blocking=True) if ys is not None else None
+            yield self.transform(xs, noise), y
 
     def fixed(self, split: str, seed: int = 0) -> torch.Tensor:
         """The whole split transformed once with a fixed seed (a reproducible evaluation set)."""
@@ -89,13 +265,18 @@ class Dataset:
         return self.transform(self.split(split).x, generator)
 
 
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted (train, val) row indices: ``round(n * val_fraction)`` rows held out at random
+    with ``torch.Generator().manual_seed(seed)``."""
+    n_val = round(n * val_fraction)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[n_val:].sort().values, order[:n_val].sort().values
+
+
 def split_train_val(
     x: torch.Tensor, y: torch.Tensor | None, val_fraction: float, seed: int
 ) -> tuple[Split, Split]:
     """Hold out ``val_fraction`` of a training set as validation, with a fixed seed."""
-    n = x.shape[0]
-    n_val = round(n * val_fraction)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    val_idx, train_idx = order[:n_val].sort().values, order[n_val:].sort().values
+    train_idx, val_idx = split_indices(x.shape[0], val_fraction, seed)
     take = lambda t, i: t[i] if t is not None else None  # noqa: E731
     return Split(x[train_idx], take(y, train_idx)), Split(x[val_idx], take(y, val_idx))

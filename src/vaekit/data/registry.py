@@ -1,32 +1,20 @@
-"""Dataset registry: name -> loader. ``load_dataset`` is the one entry point."""
+"""Dataset registry: name -> loader. ``load_dataset`` is the one entry point for names and paths.
+
+``vaekit datasets`` prints :func:`dataset_table`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from vaekit.data.datasets import Dataset, Split, split_train_val
+from vaekit.data.builtin import builtin_entries
+from vaekit.data.datasets import DataError, Dataset, DatasetEntry, Split, split_train_val
+from vaekit.data.files import FORMATS, load_path
 from vaekit.data.transforms import Dequantize
 
-
-class DataError(ValueError):
-    """Data is missing, corrupt or unusable; the message names the file or dataset."""
-
-
-@dataclass(frozen=True)
-class DatasetEntry:
-    """A registered dataset: how to load it and what to tell ``vaekit datasets``."""
-
-    name: str
-    loader: Callable[..., Dataset]
-    shape: tuple[int, ...]
-    size: str
-    support: str
-    default_likelihood: str
-    description: str
-
+__all__ = ["DATASETS", "DataError", "DatasetEntry", "dataset_table", "load_dataset", "register"]
 
 DATASETS: dict[str, DatasetEntry] = {}
 
@@ -35,18 +23,66 @@ def register(entry: DatasetEntry) -> None:
     DATASETS[entry.name] = entry
 
 
+def _looks_like_path(name: str) -> bool:
+    return Path(name).suffix.lower() in FORMATS or "/" in name or Path(name).exists()
+
+
 def load_dataset(
-    name: str, data_dir: str | None = None, val_fraction: float = 0.1, split_seed: int = 0
+    name_or_path: str,
+    data_dir: str | None = None,
+    val_fraction: float = 0.1,
+    split_seed: int = 0,
+    image_size: list[int] | None = None,
+    *,
+    mirrors: list[str] | None = None,
+    progress: bool = True,
+    in_memory: bool | None = None,
 ) -> Dataset:
-    """Load a registered dataset by name."""
-    if name not in DATASETS:
-        raise DataError(
-            f"unknown dataset {name!r}; registered: {', '.join(sorted(DATASETS))} "
-            "(see `vaekit datasets`)"
+    """Load a registered dataset by name, or user data from a path.
+
+    ``name_or_path``: a name from ``DATASETS`` (see ``vaekit datasets``), or a folder of
+    images, a ``.npy``/``.npz`` array file, a ``.csv``/``.parquet`` table.
+    ``data_dir``: where a built-in set's files are looked for first.
+    ``val_fraction``/``split_seed``: the validation split held out from the training split.
+    ``image_size``: [H, W] to resize/crop an image folder to (pixels).
+    ``mirrors``: base URLs replacing a built-in set's download mirrors (also ``$VAEKIT_MIRROR``).
+    ``in_memory``: for arrays, force (True) or forbid (False) reading them into memory; by
+    default files over ``vaekit.data.files.IN_MEMORY_MAX_BYTES`` are streamed from disk.
+    """
+    if name_or_path in DATASETS:
+        if image_size is not None:
+            raise DataError(f"--image-size applies to image folders, not to {name_or_path!r}")
+        options = {"mirrors": mirrors, "progress": progress} if name_or_path != "digits" else {}
+        return DATASETS[name_or_path].loader(
+            data_dir=data_dir, val_fraction=val_fraction, split_seed=split_seed, **options
         )
-    return DATASETS[name].loader(
-        data_dir=data_dir, val_fraction=val_fraction, split_seed=split_seed
+    if _looks_like_path(name_or_path):
+        return load_path(name_or_path, val_fraction, split_seed, image_size, in_memory)
+    raise DataError(
+        f"--data {name_or_path!r}: not a registered dataset ({', '.join(sorted(DATASETS))}; see "
+        "`vaekit datasets`) and no such file or folder"
     )
+
+
+def dataset_table(data_dir: str | None = None) -> str:
+    """A plain-text table of every registered dataset: name, shape, size (examples), support,
+    default likelihood, and where its files were found (nothing is downloaded)."""
+    header = ("name", "shape", "size (examples)", "support", "default likelihood", "found")
+    rows = [header]
+    for entry in DATASETS.values():
+        if entry.locate is None:
+            found = "built in"
+        else:
+            where = entry.locate(data_dir)
+            found = where if where is not None else "not found (downloaded on first use)"
+        shape = "x".join(map(str, entry.shape))
+        rows.append((entry.name, shape, entry.size, entry.support, entry.default_likelihood, found))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 def _load_digits(data_dir: str | None, val_fraction: float, split_seed: int) -> Dataset:
@@ -84,3 +120,5 @@ register(
         description="scikit-learn's 8x8 digits, 17 grey levels, uniformly dequantised; offline",
     )
 )
+for _entry in builtin_entries():
+    register(_entry)

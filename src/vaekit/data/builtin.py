@@ -1,0 +1,412 @@
+"""Built-in image sets: MNIST, Fashion-MNIST, KMNIST (IDX) and CIFAR-10 (binary version).
+
+Where the files are looked for, in order (the first place holding a complete set wins):
+
+1. ``data_dir`` (``--data-dir DIR``), the folder itself and ``DIR/<name>``;
+2. ``$VAEKIT_DATA_DIR`` and ``$VAEKIT_DATA_DIR/<name>``;
+3. the user cache ``~/.cache/vaekit/<name>`` (``$XDG_CACHE_HOME/vaekit/<name>``);
+4. well-known system paths, ``/usr/share/datasets/<name>`` (Debian's
+   ``dataset-fashion-mnist`` installs ``/usr/share/datasets/fashion-mnist``);
+5. otherwise the files are downloaded from the canonical mirrors into the cache
+   (see :mod:`vaekit.data.download`); offline, the error lists every place looked.
+
+Verification: MNIST and Fashion-MNIST files are checked against the SHA-256 of their
+*decompressed* bytes (the canonical content; repackaged ``.gz`` files differ), every IDX file by
+its header, sizes and label range; CIFAR-10's tarball against the MD5 its authors publish and
+its six record files by size and label range. KMNIST has no published hash we can vouch for:
+it is validated structurally only. CIFAR-10 is read from the *binary* version (raw bytes),
+never from the pickled Python version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vaekit.data.datasets import DataError, Dataset, DatasetEntry, Split, Support, split_train_val
+from vaekit.data.download import cache_dir, fetch, mirror_bases
+from vaekit.data.idx import read_bytes, read_idx
+from vaekit.data.transforms import Dequantize, DynamicBinarize, Transform
+
+SYSTEM_ROOTS = [Path("/usr/share/datasets")]
+# The one Bernoulli draw of the static binarisations: train rows in file order from
+# torch.Generator().manual_seed(STATIC_BINARIZATION_SEED), test rows from seed + 1.
+STATIC_BINARIZATION_SEED = 20150601
+
+IDX_FILES = {
+    "train_x": ("train-images-idx3-ubyte", (60000, 28, 28), None),
+    "train_y": ("train-labels-idx1-ubyte", (60000,), 9),
+    "test_x": ("t10k-images-idx3-ubyte", (10000, 28, 28), None),
+    "test_y": ("t10k-labels-idx1-ubyte", (10000,), 9),
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a built-in set's files come from and how each is checked (``hashes``: file key
+    -> SHA-256 of the decompressed file)."""
+
+    name: str
+    mirrors: list[str]
+    files: list[str]  # as downloaded (e.g. "train-images-idx3-ubyte.gz")
+    find: Callable[[Path], dict[str, Path] | None]  # complete set in a folder, or None
+    check: Callable[[str, Path], None]  # (file name, path) -> raises DataError
+    hashes: dict[str, str] = field(default_factory=dict)
+
+
+def candidate_dirs(name: str, data_dir: str | None) -> list[tuple[Path, str]]:
+    """Every folder searched for ``name``, in order, with why it is searched."""
+    places: list[tuple[Path, str]] = []
+    if data_dir:
+        places += [(Path(data_dir), "--data-dir"), (Path(data_dir) / name, "--data-dir")]
+    env = os.environ.get("VAEKIT_DATA_DIR")
+    if env:
+        places += [(Path(env), "VAEKIT_DATA_DIR"), (Path(env) / name, "VAEKIT_DATA_DIR")]
+    places.append((cache_dir() / name, "user cache"))
+    places += [(root / name, "system path") for root in SYSTEM_ROOTS]
+    return places
+
+
+def locate(source: Source, data_dir: str | None) -> tuple[dict[str, Path] | None, list[str]]:
+    """The first complete local copy (file key -> path), and the places looked."""
+    looked = []
+    for folder, why in candidate_dirs(source.name, data_dir):
+        looked.append(f"{folder} ({why})")
+        found = source.find(folder) if folder.is_dir() else None
+        if found is not None:
+            return found, looked
+    return None, looked
+
+
+def obtain(
+    source: Source, data_dir: str | None, mirrors: list[str] | None, progress: bool
+) -> dict[str, Path]:
+    """Locate the set, or download it into the cache; a DataError lists every place tried."""
+    found, looked = locate(source, data_dir)
+    if found is not None:
+        return found
+    target = cache_dir() / source.name
+    for filename in source.files:
+        if (target / filename).exists():
+            continue  # verified earlier: files only appear after their check passed
+        path, errors = fetch(
+            filename, target, mirror_bases(source.mirrors, mirrors), partial(source.check, filename)
+        )
+        if path is None:
+            raise DataError(
+                f"dataset {source.name!r} not found; looked in {', '.join(looked)}; "
+                f"download failed: {'; '.join(errors)}"
+            )
+    found = source.find(target)
+    if found is None:  # pragma: no cover - the checks above make this unreachable
+        raise DataError(f"{target}: downloaded files do not form a complete {source.name} set")
+    return found
+
+
+# --- IDX sets -----------------------------------------------------------------------------
+
+
+def find_idx(folder: Path) -> dict[str, Path] | None:
+    """The four IDX files (raw or .gz) in ``folder``, or None if any is missing."""
+    found = {}
+    for key, (stem, _, _) in IDX_FILES.items():
+        path = next((p for p in (folder / stem, folder / f"{stem}.gz") if p.is_file()), None)
+        if path is None:
+            return None
+        found[key] = path
+    return found
+
+
+def check_idx_download(hashes: dict[str, str], filename: str, path: Path) -> None:
+    """Validate a downloaded ``*.gz`` IDX file (still named ``*.part``) before it may enter
+    the cache: gzip stream, header, sizes, label range and, where known, the content hash."""
+    stem = filename.removesuffix(".gz")
+    key = next(key for key, spec in IDX_FILES.items() if spec[0] == stem)
+    _, shape, max_value = IDX_FILES[key]
+    read_idx(path, hashes.get(key), shape, max_value, compressed=filename.endswith(".gz"))
+
+
+def load_idx_arrays(source: Source, paths: dict[str, Path]) -> dict[str, np.ndarray]:
+    arrays = {}
+    for key, (_stem, shape, max_value) in IDX_FILES.items():
+        arrays[key] = read_idx(paths[key], source.hashes.get(key), shape, max_value)
+    return arrays
+
+
+MNIST = Source(
+    name="mnist",
+    mirrors=["https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"],
+    files=[f"{stem}.gz" for stem, _, _ in IDX_FILES.values()],
+    find=find_idx,
+    check=lambda filename, path: check_idx_download(MNIST.hashes, filename, path),
+    hashes={
+        "train_x": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train_y": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "test_x": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "test_y": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
+)
+FASHION_MNIST = Source(
+    name="fashion-mnist",
+    mirrors=["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+    files=MNIST.files,
+    find=find_idx,
+    check=lambda filename, path: check_idx_download(FASHION_MNIST.hashes, filename, path),
+    hashes={
+        "train_x": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train_y": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "test_x": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "test_y": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+)
+KMNIST = Source(
+    name="kmnist",
+    mirrors=["http://codh.rois.ac.jp/kmnist/dataset/kmnist/"],
+    files=MNIST.files,
+    find=find_idx,
+    check=lambda filename, path: check_idx_download({}, filename, path),
+)
+
+# --- CIFAR-10, binary version ------------------------------------------------------------------
+
+CIFAR_TARBALL = "cifar-10-binary.tar.gz"
+CIFAR_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"  # published on www.cs.toronto.edu/~kriz/cifar.html
+CIFAR_MEMBERS = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+CIFAR_RECORD = 1 + 3 * 32 * 32  # one label byte, then 3072 pixel bytes (R, G, B planes)
+
+
+def find_cifar(folder: Path) -> dict[str, Path] | None:
+    """The tarball, or an extracted ``cifar-10-batches-bin`` folder, in ``folder``."""
+    if (folder / CIFAR_TARBALL).is_file():
+        return {"archive": folder / CIFAR_TARBALL}
+    for inner in (folder / "cifar-10-batches-bin", folder):
+        if all((inner / m).is_file() for m in CIFAR_MEMBERS):
+            return {"folder": inner}
+    return None
+
+
+def parse_cifar_batch(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """One binary batch file -> images uint8 [10000, 3, 32, 32], labels int64 [10000]."""
+    if len(data) != 10000 * CIFAR_RECORD:
+        raise DataError(f"{where}: expected {10000 * CIFAR_RECORD} bytes, found {len(data)}")
+    records = np.frombuffer(data, dtype=np.uint8).reshape(10000, CIFAR_RECORD)
+    labels = records[:, 0].astype(np.int64)
+    if labels.max() > 9:
+        raise DataError(f"{where}: label {labels.max()} out of range 0..9")
+    return records[:, 1:].reshape(10000, 3, 32, 32), labels
+
+
+def read_cifar(found: dict[str, Path]) -> dict[str, np.ndarray]:
+    """Read the six batches (from the tarball without extracting anything, or a folder)."""
+    blobs = {}
+    if "archive" in found:
+        archive = found["archive"]
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                for info in tar:
+                    base = info.name.rsplit("/", 1)[-1]
+                    if info.isfile() and base in CIFAR_MEMBERS:
+                        blobs[base] = tar.extractfile(info).read()
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise DataError(f"{archive}: unreadable CIFAR-10 archive ({exc})") from None
+        missing = [m for m in CIFAR_MEMBERS if m not in blobs]
+        if missing:
+            raise DataError(f"{archive}: missing {', '.join(missing)}")
+        where = {m: f"{archive}:{m}" for m in CIFAR_MEMBERS}
+    else:
+        blobs = {m: read_bytes(found["folder"] / m, compressed=False) for m in CIFAR_MEMBERS}
+        where = {m: str(found["folder"] / m) for m in CIFAR_MEMBERS}
+    parts = [parse_cifar_batch(blobs[m], where[m]) for m in CIFAR_MEMBERS]
+    return {
+        "train_x": np.concatenate([p[0] for p in parts[:5]]),
+        "train_y": np.concatenate([p[1] for p in parts[:5]]),
+        "test_x": parts[5][0],
+        "test_y": parts[5][1],
+    }
+
+
+def check_cifar_download(filename: str, path: Path) -> None:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    if digest.hexdigest() != CIFAR_MD5:
+        raise DataError(
+            f"{filename}: checksum mismatch: MD5 {digest.hexdigest()}, expected {CIFAR_MD5}"
+        )
+
+
+CIFAR10 = Source(
+    name="cifar10",
+    mirrors=["https://www.cs.toronto.edu/~kriz/"],
+    files=[CIFAR_TARBALL],
+    find=find_cifar,
+    check=check_cifar_download,
+)
+
+# --- variants: what the model sees, and the likelihood that is honest for it -----------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How a built-in image set is presented: the transform from stored uint8 levels v to
+    model inputs, their support and the honest default likelihood; ``static`` stores one
+    binarised draw instead of the levels."""
+
+    suffix: str
+    transform: Callable[[], Transform]
+    support: Support
+    default_likelihood: str
+    num_levels: int
+    static: bool = False
+    note: str = ""
+
+
+VARIANTS = {
+    "": Variant(
+        "",
+        lambda: Dequantize(256),
+        "unit-interval",
+        "gaussian-learned",
+        256,
+        note="8-bit, uniformly dequantised: x = (v + u) / 256, u ~ U[0, 1)",
+    ),
+    "binarized-dynamic": Variant(
+        "-binarized-dynamic",
+        lambda: DynamicBinarize(256),
+        "binary",
+        "bernoulli",
+        2,
+        note="a fresh Bernoulli(v / 255) draw of every pixel each time an image is used",
+    ),
+    "binarized-static": Variant(
+        "-binarized-static",
+        Transform,
+        "binary",
+        "bernoulli",
+        2,
+        static=True,
+        note=f"one fixed Bernoulli(v / 255) draw (seed {STATIC_BINARIZATION_SEED})",
+    ),
+}
+
+
+def static_binarize(x: np.ndarray, seed: int) -> torch.Tensor:
+    """One Bernoulli(v / 255) draw of uint8 images ``x [N, ...]`` -> uint8 {0, 1}, in row
+    chunks of 10000 from one seeded generator (reproducible, bounded memory)."""
+    generator = torch.Generator().manual_seed(seed)
+    out = torch.empty(x.shape, dtype=torch.uint8)
+    for start in range(0, x.shape[0], 10000):
+        v = torch.from_numpy(np.array(x[start : start + 10000], dtype=np.float32)) / 255.0
+        out[start : start + 10000] = (torch.rand(v.shape, generator=generator) < v).to(torch.uint8)
+    return out
+
+
+def build_image_dataset(
+    name: str,
+    arrays: dict[str, np.ndarray],
+    variant: Variant,
+    val_fraction: float,
+    split_seed: int,
+    description: str,
+) -> Dataset:
+    """Stored uint8 splits (channel axis added for 28x28 sets), labels kept."""
+
+    def images(key: str, seed: int) -> torch.Tensor:
+        x = arrays[key] if arrays[key].ndim == 4 else arrays[key][:, None]  # [N, C, H, W]
+        if variant.static:
+            return static_binarize(x, seed)
+        return torch.from_numpy(np.array(x, dtype=np.uint8))
+
+    train_x = images("train_x", STATIC_BINARIZATION_SEED)
+    test_x = images("test_x", STATIC_BINARIZATION_SEED + 1)
+    train_y = torch.from_numpy(arrays["train_y"].astype(np.int64))
+    test_y = torch.from_numpy(arrays["test_y"].astype(np.int64))
+    train, val = split_train_val(train_x, train_y, val_fraction, split_seed)
+    return Dataset(
+        name=name,
+        shape=tuple(train_x.shape[1:]),
+        train=train,
+        val=val,
+        test=Split(test_x, test_y),
+        transform=variant.transform(),
+        support=variant.support,
+        default_likelihood=variant.default_likelihood,
+        num_levels=variant.num_levels,
+        description=f"{description}; {variant.note}",
+        extra={"variant": variant.suffix.lstrip("-") or "dequantized"}
+        | ({"static_binarization_seed": STATIC_BINARIZATION_SEED} if variant.static else {}),
+    )
+
+
+def load_builtin(
+    source: Source,
+    variant: Variant,
+    reader: Callable[[dict[str, Path]], dict[str, np.ndarray]],
+    description: str,
+    data_dir: str | None = None,
+    val_fraction: float = 0.1,
+    split_seed: int = 0,
+    mirrors: list[str] | None = None,
+    progress: bool = True,
+) -> Dataset:
+    found = obtain(source, data_dir, mirrors, progress)
+    return build_image_dataset(
+        source.name + variant.suffix, reader(found), variant, val_fraction, split_seed, description
+    )
+
+
+def where_found(source: Source, data_dir: str | None) -> str | None:
+    found, _ = locate(source, data_dir)
+    return None if found is None else str(next(iter(found.values())).parent)
+
+
+def builtin_entries() -> list[DatasetEntry]:
+    """Registry entries for every built-in set and variant."""
+
+    sets = [
+        (
+            MNIST,
+            "MNIST handwritten digits (CC BY-SA 3.0)",
+            ["", "binarized-dynamic", "binarized-static"],
+        ),
+        (
+            FASHION_MNIST,
+            "Fashion-MNIST, Zalando (MIT)",
+            ["", "binarized-dynamic", "binarized-static"],
+        ),
+        (KMNIST, "Kuzushiji-MNIST, CODH (CC BY-SA 4.0)", [""]),
+        (CIFAR10, "CIFAR-10 binary version, Krizhevsky 2009", [""]),
+    ]
+    entries = []
+    for source, description, variants in sets:
+        reader = read_cifar if source is CIFAR10 else partial(load_idx_arrays, source)
+        shape = (3, 32, 32) if source is CIFAR10 else (1, 28, 28)
+        size = (
+            "60000 (50000 train + 10000 test)"
+            if source is CIFAR10
+            else "70000 (60000 train + 10000 test)"
+        )
+        for key in variants:
+            variant = VARIANTS[key]
+            entries.append(
+                DatasetEntry(
+                    name=source.name + variant.suffix,
+                    loader=partial(load_builtin, source, variant, reader, description),
+                    shape=shape,
+                    size=size,
+                    support=variant.support,
+                    default_likelihood=variant.default_likelihood,
+                    description=f"{description}; {variant.note}",
+                    locate=partial(where_found, source),
+                )
+            )
+    return entries

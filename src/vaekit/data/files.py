@@ -1,0 +1,458 @@
+"""User data read directly: image folders, ``.npy`` / ``.npz`` arrays, CSV and Parquet tables.
+
+``load_path(path, ...)`` picks a reader from ``FORMATS`` (suffix -> reader; a folder is an
+image folder). Every reader returns stored values and a description of what they are; the
+splits and the Dataset are made in one place (:func:`make_dataset`):
+
+* test: a fixed 10% held out with seed ``TEST_SPLIT_SEED`` (at least one row when N >= 3), as
+  the built-in ``digits`` does; validation: ``val_fraction`` of the rest with ``split_seed``;
+* arrays whose every value is 0 or 1 (any dtype): support binary, Bernoulli by default;
+* other uint8 arrays and images: 8-bit levels, ``Dequantize(256)``, support unit-interval;
+* any other numbers (tables, float arrays): ``Standardize`` with the training split's per-column
+  mean and standard deviation, support real. The statistics are part of the transform, so they
+  are saved in the model's config.json (``data.transform``) and applied again to new data.
+
+Bad input is a :class:`DataError` naming the file (and the row/column of a table cell, counted
+from 1 as a spreadsheet shows them, header included).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vaekit.data.datasets import DataError, Dataset, MemmapSplit, Split, split_indices
+from vaekit.data.transforms import Dequantize, Standardize, Transform
+
+TEST_FRACTION = 0.1
+TEST_SPLIT_SEED = 1234
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+# .npy/.npz arrays larger than this many bytes stay memory-mapped on disk (unless in_memory=True).
+IN_MEMORY_MAX_BYTES = 2 << 30
+
+
+@dataclass
+class Stored:
+    """What a reader returns: values ``x [N, *shape]`` (tensor, or a memory-mapped array) and
+    optional integer labels ``y [N]``."""
+
+    x: torch.Tensor | np.ndarray
+    y: torch.Tensor | np.ndarray | None = None
+    kind: str = ""  # a few words for the description
+    extra: dict | None = None
+
+
+# --- image folders --------------------------------------------------------------------------
+
+
+def parse_image_size(text: str) -> list[int]:
+    """'28x28' or '28' -> [H, W] (pixels)."""
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        size = [int(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"--image-size {text!r}: expected HxW, e.g. 28x28") from None
+    if len(size) == 1:
+        size = size * 2
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"--image-size {text!r}: expected HxW with positive sizes, e.g. 28x28")
+    return size
+
+
+def list_images(folder: Path) -> tuple[list[Path], list[int] | None, list[str]]:
+    """Image files and labels: files directly in ``folder`` (no labels) or in class
+    sub-folders (label = index of the sub-folder name in sorted order)."""
+    is_image = lambda p: p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES  # noqa: E731
+    top = sorted(p for p in folder.iterdir() if is_image(p))
+    classes = sorted(
+        d.name for d in folder.iterdir() if d.is_dir() and any(map(is_image, d.iterdir()))
+    )
+    if top and classes:
+        raise DataError(
+            f"{folder}: holds images both at the top level and in class sub-folders "
+            f"({', '.join(classes[:3])}); use one layout"
+        )
+    if top:
+        return top, None, []
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        members = sorted(p for p in (folder / name).iterdir() if is_image(p))
+        files += members
+        labels += [label] * len(members)
+    if not files:
+        raise DataError(f"{folder}: no PNG or JPEG images found (empty image folder)")
+    return files, labels, classes
+
+
+def fit_image(image, size: list[int] | None):
+    """Scale so the image covers ``size`` (H, W) keeping its aspect, then centre-crop."""
+    from PIL import Image
+
+    if size is None:
+        return image
+    h, w = size
+    scale = max(h / image.height, w / image.width)
+    resized = image.resize(
+        (max(w, round(image.width * scale)), max(h, round(image.height * scale))),
+        Image.Resampling.BILINEAR,
+    )
+    left, top = (resized.width - w) // 2, (resized.height - h) // 2
+    return resized.crop((left, top, left + w, top + h))
+
+
+def read_image_folder(path: Path, image_size: list[int] | None = None) -> Stored:
+    """Images as uint8 ``[N, C, H, W]``: C = 1 if every image is greyscale, else 3 (RGB)."""
+    from PIL import Image, UnidentifiedImageError
+
+    files, labels, classes = list_images(path)
+    images = []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                image.load()
+                images.append(image.copy())
+        except (OSError, UnidentifiedImageError, SyntaxError) as exc:
+            raise DataError(f"{file}: unreadable or truncated image ({exc})") from None
+    grey = all(im.mode in ("1", "L", "LA", "I", "I;16", "F") for im in images)
+    mode = "L" if grey else "RGB"
+    arrays = []
+    first = None
+    for file, image in zip(files, images, strict=True):
+        image = fit_image(image.convert(mode), image_size)
+        if first is None:
+            first = (file, image.size)
+        elif image.size != first[1]:
+            raise DataError(
+                f"{file}: image is {image.height}x{image.width} but {first[0].name} is "
+                f"{first[1][1]}x{first[1][0]}: mixed sizes; pass --image-size HxW to resize"
+            )
+        a = np.asarray(image, dtype=np.uint8)
+        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))  # [C, H, W]
+    x = torch.from_numpy(np.stack(arrays))
+    y = torch.tensor(labels, dtype=torch.int64) if labels is not None else None
+    extra = {"classes": classes} if classes else {}
+    if image_size is not None:
+        extra["image_size"] = list(image_size)
+    return Stored(x, y, f"image folder, {len(files)} images, {mode}", extra)
+
+
+# --- arrays ---------------------------------------------------------------------------------
+
+
+def _npz_member_memmap(path: Path, member: str) -> np.ndarray | None:
+    """Memory-map an uncompressed (stored) ``.npy`` member of a ``.npz`` archive; None if the
+    member is compressed (it must then be read into memory)."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member)
+        if info.compress_type != zipfile.ZIP_STORED:
+            return None
+    with open(path, "rb") as handle:
+        handle.seek(info.header_offset)
+        local = handle.read(30)  # the zip local file header
+        name_len = int.from_bytes(local[26:28], "little")
+        extra_len = int.from_bytes(local[28:30], "little")
+        handle.seek(info.header_offset + 30 + name_len + extra_len)
+        version = np.lib.format.read_magic(handle)
+        read_header = {
+            (1, 0): np.lib.format.read_array_header_1_0,
+            (2, 0): np.lib.format.read_array_header_2_0,
+        }[version]
+        shape, fortran, dtype = read_header(handle)
+        offset = handle.tell()
+    if dtype.hasobject:
+        raise DataError(f"{path}:{member}: object arrays are not supported (they need pickle)")
+    return np.memmap(
+        path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C"
+    )
+
+
+NPZ_DATA_KEYS = ("x", "data", "images", "X", "arr_0")
+NPZ_LABEL_KEYS = ("y", "labels", "targets", "Y")
+
+
+def read_npz(path: Path, image_size: list[int] | None = None) -> Stored:
+    """Arrays from a ``.npz``: data under x/data/images/arr_0 (or its only array), labels
+    under y/labels/targets. Stored (uncompressed) members are memory-mapped."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = list(archive.files)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: not a readable .npz archive ({exc})") from None
+    data_key = next((k for k in NPZ_DATA_KEYS if k in keys), keys[0] if len(keys) == 1 else None)
+    if data_key is None:
+        raise DataError(f"{path}: cannot tell the data array among {keys}; name it 'x'")
+    label_key = next((k for k in NPZ_LABEL_KEYS if k in keys and k != data_key), None)
+
+    def member(key: str) -> np.ndarray:
+        mapped = _npz_member_memmap(path, f"{key}.npy")
+        if mapped is not None:
+            return mapped
+        with np.load(path, allow_pickle=False) as archive:
+            return archive[key]
+
+    x = member(data_key)
+    y = member(label_key) if label_key else None
+    if y is not None and (y.ndim != 1 or len(y) != len(x)):
+        raise DataError(f"{path}: labels {label_key!r} must be [N] = [{len(x)}], got {y.shape}")
+    return Stored(
+        x, y, f"arrays {data_key!r}" + (f" + labels {label_key!r}" if y is not None else "")
+    )
+
+
+def read_npy(path: Path, image_size: list[int] | None = None) -> Stored:
+    """A ``.npy`` array ``[N, ...]``, memory-mapped (never unpickled)."""
+    try:
+        x = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable .npy array ({exc})") from None
+    return Stored(x, None, ".npy array")
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_csv(path: Path, image_size: list[int] | None = None) -> Stored:
+    """A numeric CSV table ``[N rows, D columns]``; a first row that is not all numbers is the
+    header. Empty cells, words, NaN and inf are errors naming row and column."""
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.reader(handle))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not a text CSV file ({exc})") from None
+    rows = [(i + 1, r) for i, r in enumerate(rows) if any(cell.strip() for cell in r)]
+    if not rows:
+        raise DataError(f"{path}: empty CSV file")
+    header = None
+    if not all(_is_number(cell) for cell in rows[0][1]):
+        header = [cell.strip() for cell in rows[0][1]]
+        rows = rows[1:]
+    if not rows:
+        raise DataError(f"{path}: CSV file has a header but no data rows")
+    width = len(header) if header else len(rows[0][1])
+    names = header or [str(j + 1) for j in range(width)]
+    values = np.empty((len(rows), width), dtype=np.float64)
+    for i, (line, row) in enumerate(rows):
+        if len(row) != width:
+            raise DataError(f"{path}: row {line} has {len(row)} columns, expected {width}")
+        for j, cell in enumerate(row):
+            try:
+                v = float(cell)
+            except ValueError:
+                raise DataError(
+                    f"{path}: row {line}, column {j + 1} ({names[j]!r}): {cell!r} is not a number"
+                ) from None
+            if not math.isfinite(v):
+                raise DataError(
+                    f"{path}: row {line}, column {j + 1} ({names[j]!r}): {cell!r} is not finite"
+                )
+            values[i, j] = v
+    return Stored(torch.from_numpy(values), None, f"CSV table, {width} columns", {"columns": names})
+
+
+def read_parquet(path: Path, image_size: list[int] | None = None) -> Stored:
+    """A Parquet table of numeric columns (needs the optional ``pyarrow``)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(
+            f"{path}: reading Parquet needs pyarrow: pip install 'vaekit[parquet]'"
+        ) from None
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+    if table.num_rows == 0 or table.num_columns == 0:
+        raise DataError(f"{path}: empty Parquet table")
+    columns = []
+    for j, (name, column) in enumerate(zip(table.column_names, table.columns, strict=True)):
+        where = f"{path}: column {j + 1} ({name!r})"
+        if not (
+            pa.types.is_integer(column.type)
+            or pa.types.is_floating(column.type)
+            or pa.types.is_boolean(column.type)
+        ):
+            raise DataError(f"{where}: type {column.type} is not numeric")
+        if column.null_count:
+            row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0]) + 1
+            raise DataError(f"{where}, row {row}: missing value")
+        values = column.to_numpy().astype(np.float64)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise DataError(f"{where}, row {bad[0] + 1}: {values[bad[0]]} is not finite")
+        columns.append(values)
+    x = torch.from_numpy(np.stack(columns, axis=1))
+    return Stored(
+        x, None, f"Parquet table, {len(columns)} columns", {"columns": list(table.column_names)}
+    )
+
+
+FORMATS: dict[str, Callable[..., Stored]] = {
+    ".npy": read_npy,
+    ".npz": read_npz,
+    ".csv": read_csv,
+    ".parquet": read_parquet,
+    ".pq": read_parquet,
+}
+
+
+# --- from stored values to a Dataset --------------------------------------------------------
+
+
+def _check_finite(x: np.ndarray, path: Path) -> None:
+    """NaN/inf in a float array: a DataError naming the first bad row and column (from 1)."""
+    if x.dtype.kind != "f":
+        return
+    for start in range(0, x.shape[0], 65536):
+        chunk = np.asarray(x[start : start + 65536]).reshape(min(65536, x.shape[0] - start), -1)
+        bad = np.argwhere(~np.isfinite(chunk))
+        if bad.size:
+            r, c = bad[0]
+            raise DataError(
+                f"{path}: row {start + r + 1}, column {c + 1}: {chunk[r, c]} is not finite"
+            )
+
+
+def _column_stats(x: np.ndarray | torch.Tensor, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation over ``rows`` (float64, in row chunks).
+    A constant feature gets std 1 (it is then only centred), stated here."""
+    total = sq = None
+    for start in range(0, len(rows), 65536):
+        chunk = np.asarray(x[rows[start : start + 65536]], dtype=np.float64)
+        chunk = chunk.reshape(chunk.shape[0], -1)
+        total = chunk.sum(0) if total is None else total + chunk.sum(0)
+        sq = (chunk**2).sum(0) if sq is None else sq + (chunk**2).sum(0)
+    n = len(rows)
+    mean = total / n
+    std = np.sqrt(np.maximum(sq / n - mean**2, 0.0))
+    std[std == 0] = 1.0
+    return mean, std
+
+
+def describe_values(x: np.ndarray | torch.Tensor, rows: np.ndarray, shape: tuple[int, ...]):
+    """(transform, support, default likelihood, num_levels) that fit the stored values."""
+    binary = True
+    for start in range(0, x.shape[0], 65536):
+        chunk = np.asarray(x[start : start + 65536])
+        if not np.isin(chunk, (0, 1)).all():
+            binary = False
+            break
+    if binary:
+        return Transform(), "binary", "bernoulli", 2
+    if x.dtype in (np.uint8, torch.uint8):
+        return Dequantize(256), "unit-interval", "gaussian-learned", 256
+    mean, std = _column_stats(x, rows)
+    return (
+        Standardize(mean.reshape(shape).tolist(), std.reshape(shape).tolist()),
+        "real",
+        "gaussian-learned",
+        None,
+    )
+
+
+def make_dataset(
+    path: Path,
+    stored: Stored,
+    val_fraction: float,
+    split_seed: int,
+    in_memory: bool | None,
+) -> Dataset:
+    x = stored.x
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise DataError(
+            f"{path}: expected an array [N, ...] with N >= 1 rows, got shape {list(x.shape)}"
+        )
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind not in "biuf":
+            raise DataError(f"{path}: dtype {x.dtype} is not numeric")
+        if x.ndim == 3:  # [N, H, W] greyscale images -> [N, 1, H, W] (a view, no copy)
+            x = x.reshape(x.shape[0], 1, *x.shape[1:])
+        _check_finite(x, path)
+    n = x.shape[0]
+    n_test = round(n * TEST_FRACTION) or (1 if n >= 3 else 0)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(TEST_SPLIT_SEED))
+    test_rows, rest = order[:n_test].sort().values, order[n_test:].sort().values
+    train_pos, val_pos = split_indices(len(rest), val_fraction, split_seed)
+    rows = {
+        "train": rest[train_pos].numpy(),
+        "val": rest[val_pos].numpy(),
+        "test": test_rows.numpy(),
+    }
+    shape = tuple(int(d) for d in x.shape[1:])
+    transform, support, likelihood, levels = describe_values(x, rows["train"], shape)
+
+    if isinstance(x, np.ndarray):
+        nbytes = x.size * x.itemsize
+        keep = in_memory if in_memory is not None else nbytes <= IN_MEMORY_MAX_BYTES
+        if keep:
+            x = torch.from_numpy(np.array(x))
+    y = stored.y
+    if isinstance(y, np.ndarray):
+        y = torch.from_numpy(np.asarray(y).astype(np.int64))
+
+    def make(name: str) -> Split | MemmapSplit:
+        r = rows[name]
+        if isinstance(x, np.ndarray):
+            if name == "train":  # stays on disk; evaluation splits are read into memory
+                return MemmapSplit(x, r, None if y is None else y.numpy())
+            return Split(torch.from_numpy(np.ascontiguousarray(x[r])), None if y is None else y[r])
+        idx = torch.from_numpy(r)
+        return Split(x[idx], None if y is None else y[idx])
+
+    streamed = isinstance(x, np.ndarray)
+    extra = dict(stored.extra or {})
+    extra["source"] = stored.kind
+    return Dataset(
+        name=str(path),
+        shape=shape,
+        train=make("train"),
+        val=make("val"),
+        test=make("test"),
+        transform=transform,
+        support=support,
+        default_likelihood=likelihood,
+        num_levels=levels,
+        description=f"{path}: {stored.kind}" + (" (memory-mapped, streamed)" if streamed else ""),
+        extra=extra,
+    )
+
+
+def load_path(
+    path: str | Path,
+    val_fraction: float = 0.1,
+    split_seed: int = 0,
+    image_size: list[int] | None = None,
+    in_memory: bool | None = None,
+) -> Dataset:
+    """A Dataset from a user file or folder (see the module docstring)."""
+    path = Path(path).expanduser().resolve()
+    if not path.exists():
+        raise DataError(f"--data {path}: no such file or folder")
+    if path.is_dir():
+        reader = read_image_folder
+    else:
+        reader = FORMATS.get(path.suffix.lower())
+        if reader is None:
+            raise DataError(
+                f"--data {path}: unknown format {path.suffix!r}; expected a folder of images or "
+                f"one of {', '.join(sorted(FORMATS))}"
+            )
+        if image_size is not None:
+            raise DataError(f"--image-size applies to image folders, not {path.name}")
+    stored = reader(path, image_size=image_size)
+    return make_dataset(path, stored, val_fraction, split_seed, in_memory)
