@@ -85,7 +85,10 @@ def test_sample_writes_a_png(run_dir, tmp_path):
             ["train", "--out", "{tmp}/r", "--likelihood", "bernoulli", "--epochs", "1"],
             "bernoulli needs binary data",
         ),
-        (["train", "--out", "{tmp}/r", "--data", "nope"], "unknown dataset 'nope'"),
+        (
+            ["train", "--out", "{tmp}/r", "--data", "nope"],
+            "--data 'nope': not a registered dataset",
+        ),
         (["train", "--out", "{tmp}/r", "--set", "optim.lrr=1"], "unknown field 'optim.lrr'"),
         (["train", "--out", "{tmp}/r", "--posterior", "cholesky"], "model.posterior must be one"),
         (["evaluate", "{tmp}/missing"], "no such model directory"),
