@@ -140,7 +140,7 @@ def main() -> None:
         f"roofline (GEMMs only, {flops_per_image() / 1e6:.2f} MFLOP/image): "
         f"{roof:.0f} images/s = {roof * flops_per_image() / 1e9:.0f} GFLOP/s"
     )
-    print("| contestant | images/s (median of %d) | % of roofline | peak RSS MiB |" % rounds)
+    print(f"| contestant | images/s (median of {rounds}) | % of roofline | peak RSS MiB |")
     print("|---|---|---|---|")
     for n in names:
         print(
