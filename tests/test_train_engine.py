@@ -234,3 +234,21 @@ def test_resume_refuses_a_different_model(tmp_path):
     train(tiny("train.epochs=1"), out=run, log=lambda s: None)
     with pytest.raises(ValueError, match="the model section differs"):
         train(tiny("model.latent_dim=3"), resume=run, log=lambda s: None)
+
+
+def test_cli_help_and_errors(capsys, tmp_path):
+    from vaekit.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--resume", "--max-steps", "--patience", "--schedule", "--kl-warmup-steps",
+                 "--grad-clip", "--precision", "--compile", "--deterministic", "--progress",
+                 "--checkpoint-every", "--log-every", "--set"):  # fmt: skip
+        assert flag in text, flag
+    assert main(["train", "--data", "digits"]) == 2
+    assert "give --out RUN for a new run, or --resume RUN" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    assert "no checkpoint to resume from" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "r"), "--set", "train.precision=fp64"]) == 2
+    assert "train.precision must be one of 'fp32', 'bf16', 'fp16'" in capsys.readouterr().err

@@ -10,7 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from vaekit.cli import main
+
+torch.set_num_threads(1)
 SRC = Path(__file__).resolve().parents[1] / "src"
 # Wall-clock fields are the only ones allowed to differ between two runs.
 CLOCK_FIELDS = {"examples_per_s"}
@@ -42,8 +46,7 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path):
     # 1347 examples / 64 = 22 steps per epoch, 66 in all. Step 30 is mid-epoch 2: the last
     # checkpoint is step 28, so steps 29-30 (and the step record at 30) are redone.
     full, broken = tmp_path / "full", tmp_path / "broken"
-    done = vaekit(*ARGS, "--out", str(full))
-    assert done.returncode == 0, done.stderr
+    assert main(["train", *ARGS, "--out", str(full)]) == 0  # in-process, one thread as well
     killed = vaekit(*ARGS, "--out", str(broken), kill_after=30)
     assert killed.returncode == -signal.SIGKILL
     state = json.loads((broken / "checkpoints/last/trainer.json").read_text())["loop"]

@@ -186,6 +186,8 @@ class Trainer:
             torch.use_deterministic_algorithms(True)
             torch.backends.cudnn.benchmark = False
         self.ctx, self.device = distributed.setup(resolve_device(tc.device))
+        if not self.ctx.is_main:  # one voice: rank 0 logs, the others stay quiet
+            self.log = lambda message: None
         torch.manual_seed(tc.seed)  # the same initial weights on every rank
         if dataset is None:
             d = config.data
