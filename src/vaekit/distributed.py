@@ -92,8 +92,10 @@ def barrier(ctx: DistContext) -> None:
         dist.barrier()
 
 
-def teardown(ctx: DistContext) -> None:
-    """Leave the process group (after a barrier, so no rank leaves while others still talk)."""
+def teardown(ctx: DistContext, wait: bool = True) -> None:
+    """Leave the process group; ``wait``: after a barrier, so no rank leaves while others
+    still talk (not after an error, when the other ranks may never reach it)."""
     if ctx.enabled and dist.is_initialized():
-        dist.barrier()
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()

@@ -247,7 +247,7 @@ class Trainer:
                     start_gen = torch.Generator().set_state(self.epoch_start_state)
                     order = torch.randperm(len(train_x), generator=start_gen)
                 self.model.train()
-                self.timer = time.perf_counter()
+                self.timer = self.epoch_timer = time.perf_counter()
                 for b in range(state.batch, self.batches_per_epoch):
                     idx = order[b * tc.batch_size : (b + 1) * tc.batch_size]
                     # The same global batch and transform draw on every rank; keep our rows.
@@ -274,12 +274,16 @@ class Trainer:
                     self.model, self.run_dir, data=self.dataset.info(), config=to_dict(self.config)
                 )
                 save_run_pictures(self.model, self.dataset, self.run_dir, seed=tc.seed)
+        except BaseException:
+            distributed.teardown(self.ctx, wait=False)  # other ranks may be elsewhere: no barrier
+            raise
+        else:
+            distributed.teardown(self.ctx)
         finally:
             if self.bar is not None:
                 self.bar.close()
             if self.tensorboard is not None:
                 self.tensorboard.close()
-            distributed.teardown(self.ctx)
         self.model.data_info = self.dataset.info()
         run_dir = self.run_dir if self.ctx.is_main else None
         return TrainResult(self.model, self.history, self.steps, run_dir, reason)
@@ -362,13 +366,13 @@ class Trainer:
         state, tc = self.state, self.config.train
         state.epoch += 1
         state.batch = 0
+        seconds = time.perf_counter() - self.epoch_timer  # training time, without validation
         record = {"kind": "epoch", "epoch": state.epoch, "step": state.step}
         record |= {f"train_{k}": v for k, v in _means(state.epoch_sums).items()}
         val = self._validate()
         record |= {f"val_{k}": v for k, v in val.items()}
         record["lr"] = self.optimizer.param_groups[0]["lr"]
         record["skipped_steps"] = state.skipped_steps
-        seconds = time.perf_counter() - self.timer
         record["examples_per_s"] = state.epoch_sums.get("examples", 0.0) / max(seconds, 1e-9)
         state.epoch_sums = {}
         val_elbo = val.get("elbo")
