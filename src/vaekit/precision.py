@@ -32,9 +32,14 @@ def setup_precision(model: nn.Module, precision: str, device: torch.device) -> t
             f"train.precision = {precision!r} needs a CUDA device, but training runs on "
             f"{device.type}: use train.precision = 'fp32' there"
         )
-    for body in (model.encoder, model.decoder):
-        body.forward = _autocast_forward(body.forward, dtype)
+    autocast_bodies(model, device.type, dtype)
     return torch.amp.GradScaler("cuda", enabled=precision == "fp16")
+
+
+def autocast_bodies(model: nn.Module, device_type: str, dtype: torch.dtype) -> None:
+    """Run ``model.encoder``/``model.decoder`` under autocast, returning float32 outputs."""
+    for body in (model.encoder, model.decoder):
+        body.forward = _autocast_forward(body.forward, device_type, dtype)
 
 
 def restore_precision(model: nn.Module) -> None:
@@ -43,9 +48,9 @@ def restore_precision(model: nn.Module) -> None:
         body.__dict__.pop("forward", None)
 
 
-def _autocast_forward(forward, dtype: torch.dtype):
+def _autocast_forward(forward, device_type: str, dtype: torch.dtype):
     def autocast_forward(*args, **kwargs):
-        with torch.autocast("cuda", dtype=dtype):
+        with torch.autocast(device_type, dtype=dtype):
             out = forward(*args, **kwargs)
         return out.float()  # back to fp32 before any log-density is computed
 
