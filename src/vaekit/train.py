@@ -320,6 +320,8 @@ class Trainer:
             self.scaler.update()
             state.bad_steps += 1
             state.skipped_steps += 1
+            if self.bar is not None:
+                self.bar.update(1)
             record = {"kind": "skip", "step": state.step, "epoch": state.epoch + 1}
             self._write(record | {"reason": "non-finite loss or gradient norm", "lr": lr})
             if state.bad_steps >= cfg.train.max_bad_steps:
