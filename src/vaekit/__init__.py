@@ -19,13 +19,14 @@ from vaekit.config import (
     ModelConfig,
     ObjectiveConfig,
     OptimConfig,
+    ScheduleConfig,
     TrainConfig,
     load_config,
 )
 from vaekit.data import DataError, load_dataset
 from vaekit.evaluate import evaluate
 from vaekit.models import AE, VAE, ELBOTerms
-from vaekit.train import TrainResult, train
+from vaekit.train import TrainingError, TrainResult, train
 
 __all__ = [
     "AE",
@@ -39,8 +40,10 @@ __all__ = [
     "ModelConfig",
     "ObjectiveConfig",
     "OptimConfig",
+    "ScheduleConfig",
     "TrainConfig",
     "TrainResult",
+    "TrainingError",
     "__version__",
     "evaluate",
     "load",

@@ -172,3 +172,206 @@ def load(
     model.load_state_dict(state)
     model.data_info = descriptor.get("data")
     return model.to(map_location).eval()
+
+
+# --- Training state: what `vaekit train --resume` needs beyond the model --------------------
+#
+# A training checkpoint is a directory (``RUN/checkpoints/last``, ``RUN/checkpoints/best``):
+#
+# * ``model.safetensors`` + ``config.json``: the model in the format above (``vaekit.load``
+#   reads it; the run's full config is under "config");
+# * ``optimizer.safetensors``: every tensor of the optimiser's state (Adam's moments, steps);
+# * ``trainer.safetensors``: RNG states (torch CPU/CUDA generator states are uint8 tensors)
+#   and the data generator's states (now and at the start of the epoch);
+# * ``trainer.json``: the loop's counters, the schedule and early-stopping state, the
+#   GradScaler state, the optimiser's non-tensor state (param groups), and the SHA-256 of
+#   both safetensors files, so a tampered or truncated state file is refused.
+#
+# The directory is written under a temporary name and renamed into place; the previous
+# checkpoint is moved aside first and deleted only after the new one is in place, so a crash
+# at any moment leaves one complete checkpoint (``last`` or, between the two renames,
+# ``.last.old``, which ``find_checkpoint`` falls back to).
+
+TRAIN_FORMAT = "vaekit-train-state"
+TRAIN_FORMAT_VERSION = 1
+TRAIN_STATE_FILE = "trainer.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
+TRAINER_TENSORS_FILE = "trainer.safetensors"
+
+
+def flatten_optimizer_state(
+    state_dict: dict[str, Any],
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split ``optimizer.state_dict()`` into tensors (``state.{param}.{name}``) and JSON."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, entry in state_dict["state"].items():
+        for name, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"state.{index}.{name}"] = value.detach().contiguous().cpu()
+            else:
+                scalars.setdefault(str(index), {})[name] = value
+    groups = [
+        {k: list(v) if isinstance(v, tuple) else v for k, v in group.items()}
+        for group in state_dict["param_groups"]
+    ]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def unflatten_optimizer_state(
+    tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> dict[str, Any]:
+    """Inverse of :func:`flatten_optimizer_state` (lists in param groups become tuples)."""
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        _, index, name = key.split(".", 2)
+        state.setdefault(int(index), {})[name] = value
+    for index, entry in meta.get("scalars", {}).items():
+        state.setdefault(int(index), {}).update(entry)
+    groups = [
+        {k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in group.items()}
+        for group in meta["param_groups"]
+    ]
+    return {"state": state, "param_groups": groups}
+
+
+def save_training_state(
+    path: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    tensors: dict[str, torch.Tensor],
+    state: dict[str, Any],
+    data: dict[str, Any] | None,
+    config: dict[str, Any],
+) -> Path:
+    """Write a complete training checkpoint to directory ``path``, atomically (see above).
+
+    ``tensors`` are extra state tensors (RNG and data-order states); ``state`` is the loop's
+    JSON-ready state (counters, schedule, early stopping, GradScaler).
+    """
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp"
+    old = path.parent / f".{path.name}.old"
+    shutil.rmtree(tmp, ignore_errors=True)  # a leftover of a crash during an earlier write
+    try:
+        save_model(model, tmp, data=data, config=config, metadata={"step": state.get("step")})
+        opt_tensors, opt_meta = flatten_optimizer_state(optimizer.state_dict())
+        hashes = {}
+        for name, group in ((OPTIMIZER_FILE, opt_tensors), (TRAINER_TENSORS_FILE, tensors)):
+            blob = save_safetensors({k: v.detach().contiguous().cpu() for k, v in group.items()})
+            atomic_write_bytes(tmp / name, blob)
+            hashes[name] = hashlib.sha256(blob).hexdigest()
+        atomic_write_json(
+            tmp / TRAIN_STATE_FILE,
+            {
+                "format": TRAIN_FORMAT,
+                "format_version": TRAIN_FORMAT_VERSION,
+                "files": hashes,
+                "optimizer": opt_meta,
+                **state,
+            },
+        )
+        _fsync_dir(tmp)
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # directories cannot be opened on some platforms (Windows)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def find_checkpoint(run: str | Path, which: str = "last") -> Path:
+    """The checkpoint directory ``RUN/checkpoints/{which}`` (or its ``.old`` copy left by a
+    crash between the two renames of a checkpoint write)."""
+    base = Path(run) / "checkpoints"
+    for candidate in (base / which, base / f".{which}.old"):
+        if (candidate / TRAIN_STATE_FILE).exists():
+            return candidate
+    raise CheckpointError(f"{run}: no checkpoint to resume from ({base / which} is missing)")
+
+
+def load_training_state(
+    path: str | Path,
+) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any], dict[str, torch.Tensor]]:
+    """Read a training checkpoint: ``(descriptor, model_state, state, tensors)``.
+
+    ``state`` is trainer.json (with the optimiser's JSON part under "optimizer");
+    ``tensors`` holds the optimiser tensors under ``optimizer.*`` and the trainer tensors
+    under their own names. Every file's SHA-256 is checked; any mismatch is refused.
+    """
+    path = Path(path)
+    descriptor = read_descriptor(path)
+    model_state = load_state(path, descriptor)
+    state_path = path / TRAIN_STATE_FILE
+    try:
+        state = json.loads(state_path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{state_path}: missing (not a training checkpoint)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{state_path}: corrupt JSON ({exc})") from None
+    if not isinstance(state, dict) or state.get("format") != TRAIN_FORMAT:
+        raise CheckpointError(f"{state_path}: not a vaekit training state")
+    if state.get("format_version") != TRAIN_FORMAT_VERSION:
+        raise CheckpointError(
+            f"{state_path}: format version {state.get('format_version')!r} is not supported"
+        )
+    tensors: dict[str, torch.Tensor] = {}
+    for name, prefix in ((OPTIMIZER_FILE, "optimizer."), (TRAINER_TENSORS_FILE, "")):
+        file = path / name
+        try:
+            blob = file.read_bytes()
+        except FileNotFoundError:
+            raise CheckpointError(f"{file}: missing") from None
+        if hashlib.sha256(blob).hexdigest() != state.get("files", {}).get(name):
+            raise CheckpointError(
+                f"{file}: SHA-256 does not match {TRAIN_STATE_FILE} (corrupted, truncated or "
+                "modified); refusing to resume from it"
+            )
+        try:
+            loaded = load_safetensors(blob)
+        except (SafetensorError, ValueError) as exc:
+            raise CheckpointError(f"{file}: not a valid safetensors file ({exc})") from None
+        tensors.update({prefix + k: v for k, v in loaded.items()})
+    return descriptor, model_state, state, tensors
+
+
+def write_run_config(
+    path: str | Path, model: nn.Module, data: dict[str, Any] | None, config: dict[str, Any]
+) -> None:
+    """Write a run's ``config.json`` when training starts (no weights yet: ``load`` says so
+    until training ends and :func:`save_model` rewrites it with the final weights' hash)."""
+    from vaekit import __version__
+
+    atomic_write_json(
+        Path(path) / CONFIG_FILE,
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "vaekit_version": __version__,
+            "model": to_dict(model.config),
+            "data": data,
+            "config": config,
+            "weights": None,
+            "metadata": {"status": "training (see checkpoints/ for weights)"},
+        },
+    )

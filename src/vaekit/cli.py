@@ -35,6 +35,22 @@ TRAIN_FLAGS = {
     "objective": ("objective", "name"),
     "beta": ("objective", "beta"),
     "num_mc_samples": ("objective", "num_mc_samples"),
+    # The training engine's flags (issue 4).
+    "max_steps": ("train", "max_steps"),
+    "patience": ("train", "patience"),
+    "schedule": ("schedule", "name"),
+    "warmup_steps": ("schedule", "warmup_steps"),
+    "kl_warmup_steps": ("objective", "kl_warmup_steps"),
+    "grad_clip": ("optim", "grad_clip"),
+    "precision": ("train", "precision"),
+    "log_every": ("train", "log_every"),
+    "checkpoint_every": ("train", "checkpoint_every"),
+    "progress": ("train", "progress"),
+}
+# Boolean switches: set the field to true when given.
+TRAIN_SWITCHES = {
+    "compile": ("train", "compile"),
+    "deterministic": ("train", "deterministic"),
 }
 
 
@@ -81,11 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train a VAE or AE and write a run directory",
         description="Train a model. Flags override the --config file, --set overrides both. "
-        "Writes OUT/config.json, model.safetensors, metrics.jsonl, samples.png, "
-        "reconstructions.png.",
+        "Writes OUT/config.json, model.safetensors, metrics.jsonl, checkpoints/{last,best}/, "
+        "tensorboard/, samples.png, reconstructions.png. Multi-GPU/multi-node: launch with "
+        "torchrun (see README, Training).",
     )
     p.add_argument("--config", type=Path, help="TOML config file (see configs/)")
-    p.add_argument("--out", type=Path, required=True, help="run directory to create")
+    p.add_argument("--out", type=Path, help="run directory to create (required unless --resume)")
+    p.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN",
+        help="continue the run in RUN from RUN/checkpoints/last (its config, changed only by "
+        "the flags and --set given here; the model and data sections cannot change)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument(
         "--data",
@@ -127,6 +151,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--beta", type=float, help="KL weight of the beta-ELBO (1 = true ELBO)")
     p.add_argument("--num-mc-samples", type=_positive_int, help="L draws per example for the ELBO")
+    p.add_argument(
+        "--max-steps",
+        type=_positive_int,
+        help="step budget (optimiser steps); replaces --epochs as the budget when given",
+    )
+    p.add_argument(
+        "--patience",
+        type=_positive_int,
+        help="early stopping: stop after this many epochs without a better validation ELBO",
+    )
+    p.add_argument(
+        "--schedule",
+        help="learning-rate schedule: constant (default), cosine (linear warm-up, then cosine "
+        "to schedule.min_lr), plateau (reduce on a stalled validation ELBO)",
+    )
+    p.add_argument(
+        "--warmup-steps", type=int, help="linear learning-rate warm-up steps (cosine schedule)"
+    )
+    p.add_argument(
+        "--kl-warmup-steps",
+        type=int,
+        help="KL warm-up: beta rises linearly from 0 to --beta over this many steps (elbo)",
+    )
+    p.add_argument(
+        "--grad-clip", type=float, help="clip the gradient's global L2 norm to this value"
+    )
+    p.add_argument(
+        "--precision",
+        help="fp32 (default), bf16 (autocast) or fp16 (autocast + GradScaler): CUDA only; "
+        "log-densities are always computed in fp32",
+    )
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (opt-in)")
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="deterministic kernels (torch.use_deterministic_algorithms); slower on GPU",
+    )
+    p.add_argument("--log-every", type=_positive_int, help="steps between metrics records")
+    p.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        help="steps between mid-epoch checkpoints (one is also written after every epoch)",
+    )
+    p.add_argument(
+        "--progress",
+        help="auto (default: a progress bar on a terminal, log lines otherwise), bar, plain",
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -170,16 +241,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from vaekit.train import train
+    from vaekit.train import run_config, train
 
-    config = load_config(args.config) if args.config else Config()
+    if args.resume is None and args.out is None:
+        raise ValueError("train: give --out RUN for a new run, or --resume RUN to continue one")
+    if args.resume is not None and args.config is not None:
+        raise ValueError("--resume uses the run's own config: give --set/flags, not --config")
+    if args.resume is not None:
+        config = run_config(args.resume)
+    else:
+        config = load_config(args.config) if args.config else Config()
     overrides = []
     for flag, (section, name) in TRAIN_FLAGS.items():
         value = getattr(args, flag)
         if value is not None:
             overrides.append(f"{section}.{name}={json.dumps(value)}")
+    overrides += [f"{s}.{n}=true" for flag, (s, n) in TRAIN_SWITCHES.items() if getattr(args, flag)]
     config = apply_overrides(config, overrides + args.set)
-    result = train(config, out=args.out, overwrite=args.overwrite)
+    result = train(config, out=args.out, overwrite=args.overwrite, resume=args.resume)
+    if result.run_dir is None:  # a torchrun rank other than 0 writes nothing
+        return
     print(f"run directory: {result.run_dir}")
     for name in (
         "config.json",

@@ -8,6 +8,8 @@ ill-typed field raises :class:`ConfigError` naming the field and what is allowed
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import tomllib
 import types
 import typing
@@ -72,12 +74,21 @@ class ObjectiveConfig:
     beta: float = 1.0  # KL weight of the beta-ELBO; 1 is the true ELBO
     num_mc_samples: int = 1  # L: reparameterised draws per example for the ELBO's expectation
     num_importance_samples: int = 5  # K of the IWAE bound
+    # KL warm-up (elbo objective only): beta rises linearly from 0 to `beta` over this many
+    # optimiser steps; 0 = no warm-up.
+    kl_warmup_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.beta < 0:
             raise ConfigError(f"objective.beta must be >= 0, got {self.beta}")
         if self.num_mc_samples < 1 or self.num_importance_samples < 1:
             raise ConfigError("objective.num_mc_samples and num_importance_samples must be >= 1")
+        if self.kl_warmup_steps < 0:
+            raise ConfigError(f"objective.kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}")
+        if self.kl_warmup_steps and self.name != "elbo":
+            raise ConfigError(
+                f"objective.kl_warmup_steps needs objective.name = 'elbo' (got {self.name!r})"
+            )
 
 
 @dataclass
@@ -86,27 +97,81 @@ class OptimConfig:
 
     lr: float = 1e-3
     weight_decay: float = 0.0
+    # Clip the global L2 norm of the gradient to this value; null = no clipping. The norm
+    # before clipping is logged as grad_norm either way.
+    grad_clip: float | None = None
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
             raise ConfigError(f"optim.lr must be > 0, got {self.lr}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ConfigError(f"optim.grad_clip must be > 0 or null, got {self.grad_clip}")
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule (see ``vaekit.schedules``).
+
+    constant: lr throughout. cosine: linear warm-up from 0 over ``warmup_steps``, then a
+    half cosine from lr down to ``min_lr`` at the last step. plateau: multiply lr by ``factor``
+    when the validation ELBO has not improved for ``patience`` epochs (never below ``min_lr``).
+    """
+
+    name: Literal["constant", "cosine", "plateau"] = "constant"
+    warmup_steps: int = 0
+    min_lr: float = 0.0
+    factor: float = 0.5
+    patience: int = 5
+
+    def __post_init__(self) -> None:
+        if self.warmup_steps < 0:
+            raise ConfigError(f"schedule.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.min_lr < 0:
+            raise ConfigError(f"schedule.min_lr must be >= 0, got {self.min_lr}")
+        if not 0.0 < self.factor < 1.0:
+            raise ConfigError(f"schedule.factor must be in (0, 1), got {self.factor}")
+        if self.patience < 0:
+            raise ConfigError(f"schedule.patience must be >= 0, got {self.patience}")
 
 
 @dataclass
 class TrainConfig:
-    """The loop: budget, batching, seed, device."""
+    """The loop: budget, batching, seed, device, checkpoints, logging, numerics."""
 
     epochs: int = 10
+    # Step budget (optimiser steps); when set it replaces `epochs` as the budget.
+    max_steps: int | None = None
+    # Global batch size: split across ranks under torchrun.
     batch_size: int = 128
     seed: int = 0
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     eval_batch_size: int = 1000
+    # Early stopping: stop after this many epochs without a better validation ELBO; null = off.
+    patience: int | None = None
+    log_every: int = 50  # steps between "step" records in metrics.jsonl
+    checkpoint_every: int = 500  # steps between mid-epoch checkpoints (plus one every epoch)
+    # NaN/inf guard: a non-finite loss or gradient skips the update; this many in a row stop.
+    max_bad_steps: int = 10
+    # Deterministic kernels (torch.use_deterministic_algorithms); slower on GPU.
+    deterministic: bool = False
+    # Mixed precision for the network bodies (CUDA only); log-densities stay in fp32.
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    compile: bool = False  # torch.compile the training step's model
+    tensorboard: bool = True  # write TensorBoard events when tensorboard is installed
+    progress: Literal["auto", "bar", "plain"] = "auto"  # auto: a bar on a terminal
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise ConfigError(f"train.epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ConfigError(f"train.batch_size must be >= 1, got {self.batch_size}")
+        for name in ("max_steps", "patience"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"train.{name} must be >= 1 or null, got {value}")
+        for name in ("eval_batch_size", "log_every", "checkpoint_every", "max_bad_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
 
 
 @dataclass
@@ -117,6 +182,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -220,8 +286,9 @@ def load_config(path: str | Path) -> Config:
 def apply_overrides(config: Config, overrides: list[str]) -> Config:
     """Return a copy of ``config`` with ``section.field=value`` strings applied.
 
-    Values are read as TOML (``3e-4``, ``true``, ``[512, 256]``, ``"text"``); a bare word
-    that is not valid TOML is taken as a string.
+    Values are read as TOML (``3e-4``, ``true``, ``[512, 256]``, ``"text"``); ``null`` or
+    ``none`` unsets an optional field; any other bare word that is not valid TOML is taken as
+    a string.
     """
     data = config.to_dict()
     for item in overrides:
@@ -237,9 +304,33 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
         try:
             value = tomllib.loads(f"v = {raw.strip()}")["v"]
         except tomllib.TOMLDecodeError:
-            value = raw.strip()
+            # TOML has no null: "null"/"none" unset an optional field (e.g. train.max_steps).
+            value = None if raw.strip().lower() in ("null", "none") else raw.strip()
         if name not in data[section]:
             allowed = ", ".join(data[section])
             raise ConfigError(f"--set {item!r}: unknown field {key!r}; allowed: {allowed}")
         data[section][name] = value
     return Config.from_dict(data)
+
+
+def dump_toml(config: Config) -> str:
+    """``config`` as a TOML document that :func:`load_config` reads back to an equal config
+    (null fields are left out: they take their default, which is null)."""
+    lines: list[str] = []
+    for section, values in config.to_dict().items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return repr(value)

@@ -1,34 +1,79 @@
 """The training loop: ``train(config, out) -> TrainResult``. The CLI only parses and calls it.
 
-One epoch = one pass over a fresh permutation of the training split; after each epoch the
-validation ELBO (nats per example) is computed on a fixed transform draw of the validation
-split and one JSON line goes to ``metrics.jsonl``.
+One epoch is one pass over a fresh permutation of the training split, drawn from a data
+generator seeded with ``train.seed`` (which also drives stochastic transforms such as dynamic
+binarisation). A step is one optimiser update on one global batch. Every ``train.log_every``
+steps a ``"kind": "step"`` record, and after every epoch a ``"kind": "epoch"`` record (with
+the validation ELBO) goes to ``metrics.jsonl``; all likelihood numbers are nats per example.
+
+Checkpoints (``checkpoints/last`` every ``train.checkpoint_every`` steps and every epoch,
+``checkpoints/best`` by validation ELBO) hold the model, the optimiser, the schedule, the
+GradScaler, every RNG state and the data order, so ``train(resume=RUN)`` continues exactly
+where the run stopped: on CPU with a fixed seed, bitwise. Under ``torchrun`` each rank trains
+on its shard of every global batch (see ``vaekit.distributed``) and only rank 0 writes.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import shutil
+import signal
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
+from vaekit import checkpoint, distributed
 from vaekit.config import Config, to_dict
 from vaekit.data import Dataset, load_dataset
 from vaekit.models import AE, VAE, build_model
-from vaekit.objectives import build_objective
+from vaekit.objectives import NegativeELBO, build_objective
+from vaekit.precision import restore_precision, setup_precision
+from vaekit.schedules import build_schedule, kl_weight
+
+# Test hook: SIGKILL this process right after the given step (the resume test uses it to
+# die mid-epoch at a reproducible point, like a crash or a pre-empted job).
+KILL_AFTER_STEP_ENV = "VAEKIT_TEST_KILL_AFTER_STEP"
+
+
+class TrainingError(ValueError):
+    """Training cannot go on (e.g. the NaN guard gave up); the message says why and what to do."""
 
 
 @dataclass
 class TrainResult:
-    """What ``train`` returns: the model (in eval mode), the per-epoch history, the run dir."""
+    """What ``train`` returns: the model (eval mode), the per-epoch history, the per-interval
+    step records, the run directory and why training stopped."""
 
     model: VAE | AE
     history: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
     run_dir: Path | None = None
+    stop_reason: str = "budget"
+
+
+@dataclass
+class LoopState:
+    """The loop's counters and running sums: everything trainer.json stores besides the
+    schedule and scaler. Sums are over examples (metrics) or steps (grad norm)."""
+
+    step: int = 0  # optimiser steps attempted (skipped ones included)
+    epoch: int = 0  # completed epochs
+    batch: int = 0  # batches done in the current epoch
+    best_val_elbo: float | None = None
+    best_epoch: int | None = None
+    epochs_without_improvement: int = 0
+    bad_steps: int = 0  # consecutive non-finite steps
+    skipped_steps: int = 0
+    interval: dict[str, float] = field(default_factory=dict)
+    epoch_sums: dict[str, float] = field(default_factory=dict)
+    metrics_bytes: int = 0  # length of metrics.jsonl when the checkpoint was written
 
 
 def resolve_device(name: str) -> torch.device:
@@ -70,6 +115,12 @@ def prepare_run_dir(out: str | Path, overwrite: bool) -> Path:
     return out
 
 
+def run_config(run: str | Path) -> Config:
+    """The full config a run was started with (read from its last checkpoint), for resuming."""
+    descriptor = checkpoint.read_descriptor(checkpoint.find_checkpoint(run))
+    return Config.from_dict(descriptor["config"])
+
+
 @torch.no_grad()
 def validation_metrics(model: VAE | AE, x: torch.Tensor, batch_size: int) -> dict[str, float]:
     """Mean per-example ELBO and its terms (VAE) or log p(x|f(x)) (AE) in nats over ``x``."""
@@ -84,83 +135,425 @@ def validation_metrics(model: VAE | AE, x: torch.Tensor, batch_size: int) -> dic
             values = {"log_px_z": model.reconstruction_log_prob(xb)}
         for key, v in values.items():
             sums[key] = sums.get(key, 0.0) + float(v.sum())
-    return {key: total / x.shape[0] for key, total in sums.items()}
+    return {key: total / max(1, x.shape[0]) for key, total in sums.items()}
+
+
+class ObjectiveModule(nn.Module):
+    """``forward(x) = objective(model, x)``: the one call DDP and torch.compile wrap (DDP only
+    synchronises gradients of computations that go through its ``forward``)."""
+
+    def __init__(self, model: VAE | AE, objective) -> None:
+        super().__init__()
+        self.model = model
+        self.objective = objective
+
+    def forward(self, x: torch.Tensor):
+        return self.objective(self.model, x)
 
 
 def train(
-    config: Config,
+    config: Config | None = None,
     out: str | Path | None = None,
     overwrite: bool = False,
     dataset: Dataset | None = None,
     log=print,
+    resume: str | Path | None = None,
 ) -> TrainResult:
     """Train the model described by ``config``; write a run directory to ``out`` if given.
 
-    Returns the trained model (eval mode) and the per-epoch history (nats per example).
+    ``resume=RUN`` continues the run in RUN from ``RUN/checkpoints/last`` (``config``
+    defaults to the run's own; a given one may change the budget, logging, device, but not
+    the model or data). Returns the trained model (eval mode) and its history (nats per
+    example). Raises :class:`TrainingError` when the NaN guard gives up.
     """
-    torch.manual_seed(config.train.seed)
-    device = resolve_device(config.train.device)
-    if dataset is None:
-        dataset = load_dataset(
-            config.data.name,
-            config.data.data_dir,
-            config.data.val_fraction,
-            config.data.split_seed,
-            image_size=config.data.image_size,
+    if resume is not None and out is not None and Path(out) != Path(resume):
+        raise ValueError(f"--out {out} and --resume {resume}: a resumed run stays in its directory")
+    if config is None:
+        if resume is None:
+            raise ValueError("train: give a config, or resume=RUN to continue a run")
+        config = run_config(resume)
+    return Trainer(config, out, overwrite, dataset, log, resume).run()
+
+
+class Trainer:
+    """One training run. ``run()`` is the loop; the rest are its steps, in reading order."""
+
+    def __init__(self, config, out, overwrite, dataset, log, resume) -> None:
+        tc = config.train
+        self.config, self.log = config, log
+        if tc.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+        self.ctx, self.device = distributed.setup(resolve_device(tc.device))
+        if not self.ctx.is_main:  # one voice: rank 0 logs, the others stay quiet
+            self.log = lambda message: None
+        torch.manual_seed(tc.seed)  # the same initial weights on every rank
+        if dataset is None:
+            d = config.data
+            dataset = load_dataset(
+                d.name, d.data_dir, d.val_fraction, d.split_seed, image_size=d.image_size
+            )
+        self.dataset = dataset
+        resolve_model_config(config, dataset)
+        self.model = build_model(config.model).to(self.device)
+        self.scaler = setup_precision(self.model, tc.precision, self.device)
+        self.objective = build_objective(config.objective, config.model.kind)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
         )
-    resolve_model_config(config, dataset)
-    model = build_model(config.model).to(device)
-    objective = build_objective(config.objective, config.model.kind)
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
-    )
-    run_dir = prepare_run_dir(out, overwrite) if out is not None else None
-    generator = torch.Generator().manual_seed(config.train.seed)
-    val_x = dataset.fixed("val", seed=config.data.split_seed).to(device)
+        n, b, world = len(dataset.train), tc.batch_size, self.ctx.world_size
+        # A last partial batch smaller than the number of ranks would leave a rank empty.
+        self.batches_per_epoch = n // b + (1 if n % b >= world else 0)
+        if self.batches_per_epoch == 0:
+            raise ValueError(f"train.batch_size {b}: the training split has only {n} examples")
+        self.budget = tc.max_steps or tc.epochs * self.batches_per_epoch
+        self.schedule = build_schedule(config.optim.lr, config.schedule, self.budget)
+        if self.ctx.rank > 0:  # independent reparameterisation noise on every rank
+            torch.manual_seed(tc.seed + (self.ctx.rank << 32))
+        self.generator = torch.Generator().manual_seed(tc.seed)  # data order + transforms
+        self.epoch_start_state = self.generator.get_state()
+        self.val_x = dataset.fixed("val", seed=config.data.split_seed)
+        if tc.patience is not None and len(self.val_x) == 0:
+            raise ValueError("train.patience needs a validation split (data.val_fraction > 0)")
+        self.state, self.history, self.steps = LoopState(), [], []
+        self.run_dir = Path(resume) if resume is not None else None
+        if resume is not None:
+            self._restore(checkpoint.find_checkpoint(resume))
+        elif out is not None and self.ctx.is_main:
+            self.run_dir = prepare_run_dir(out, overwrite)
+            checkpoint.write_run_config(self.run_dir, self.model, dataset.info(), to_dict(config))
+        elif out is not None:
+            self.run_dir = Path(out)
+        self.writes = self.run_dir is not None and self.ctx.is_main
+        step_module = ObjectiveModule(self.model, self.objective)
+        if self.ctx.enabled:
+            step_module = nn.parallel.DistributedDataParallel(
+                step_module, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        self.step_module = torch.compile(step_module) if tc.compile else step_module
+        self.tensorboard = self._open_tensorboard()
+        self.bar = self._open_progress_bar()
 
-    history: list[dict[str, Any]] = []
-    for epoch in range(1, config.train.epochs + 1):
-        model.train()
-        start, sums, seen = time.perf_counter(), {}, 0
-        for x, _ in dataset.batches(
-            "train", config.train.batch_size, shuffle=True, generator=generator, device=device
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        tc, state, reason = self.config.train, self.state, "budget"
+        train_x = self.dataset.train.x
+        try:
+            while state.step < self.budget and reason == "budget":
+                if state.batch == 0:  # a new epoch: its permutation comes first
+                    self.epoch_start_state = self.generator.get_state()
+                    order = torch.randperm(len(train_x), generator=self.generator)
+                else:  # resumed mid-epoch: the same permutation, the generator where it was
+                    start_gen = torch.Generator().set_state(self.epoch_start_state)
+                    order = torch.randperm(len(train_x), generator=start_gen)
+                self.model.train()
+                self.timer = self.epoch_timer = time.perf_counter()
+                for b in range(state.batch, self.batches_per_epoch):
+                    idx = order[b * tc.batch_size : (b + 1) * tc.batch_size]
+                    # The same global batch and transform draw on every rank; keep our rows.
+                    x = self.dataset.transform(train_x[idx], self.generator)
+                    lo, hi = self.ctx.shard(x.shape[0])
+                    self._step(x[lo:hi].to(self.device), x.shape[0])
+                    state.batch = b + 1
+                    if (
+                        state.step % tc.checkpoint_every == 0
+                        and state.batch < self.batches_per_epoch
+                    ):
+                        self._checkpoint("last")
+                    if os.environ.get(KILL_AFTER_STEP_ENV) == str(state.step):
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    if state.step >= self.budget:
+                        break
+                reason = self._end_epoch()
+            self.model.eval()
+            restore_precision(self.model)
+            if self.writes:
+                from vaekit.report.plots import save_run_pictures
+
+                checkpoint.save_model(
+                    self.model, self.run_dir, data=self.dataset.info(), config=to_dict(self.config)
+                )
+                save_run_pictures(self.model, self.dataset, self.run_dir, seed=tc.seed)
+        except BaseException:
+            distributed.teardown(self.ctx, wait=False)  # other ranks may be elsewhere: no barrier
+            raise
+        else:
+            distributed.teardown(self.ctx)
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+        self.model.data_info = self.dataset.info()
+        run_dir = self.run_dir if self.ctx.is_main else None
+        return TrainResult(self.model, self.history, self.steps, run_dir, reason)
+
+    def _step(self, x: torch.Tensor, n_global: int) -> None:
+        """One update on this rank's rows ``x`` of a global batch of ``n_global`` examples."""
+        state, cfg = self.state, self.config
+        if isinstance(self.objective, NegativeELBO):  # KL warm-up
+            self.objective.beta = kl_weight(
+                state.step, cfg.objective.beta, cfg.objective.kl_warmup_steps
+            )
+        lr = self.schedule.lr(state.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        loss, metrics = self.step_module(x)
+        # DDP averages gradients over ranks: weight each rank's mean by its share of the batch.
+        weight = self.ctx.world_size * x.shape[0] / n_global
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss * weight).backward()
+        self.scaler.unscale_(self.optimizer)
+        clip = cfg.optim.grad_clip if cfg.optim.grad_clip is not None else math.inf
+        grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+        # Global sums of the batch's metrics (nats per example times examples) + a bad flag.
+        names = ["loss", *metrics]
+        values = torch.stack([loss.detach(), *metrics.values()]).double().cpu() * x.shape[0]
+        loss_bad = not math.isfinite(float(loss.detach()))
+        bad = loss_bad or (not math.isfinite(grad_norm) and not self.scaler.is_enabled())
+        flag = torch.tensor([float(bad)], dtype=torch.float64)
+        sums = distributed.all_reduce_sum(torch.cat([values, flag]).to(self.device), self.ctx)
+        sums = sums.cpu().tolist()
+        state.step += 1
+        if sums[-1] > 0:  # the NaN/inf guard: no update from a non-finite loss or gradient
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.update()
+            state.bad_steps += 1
+            state.skipped_steps += 1
+            if self.bar is not None:
+                self.bar.update(1)
+            record = {"kind": "skip", "step": state.step, "epoch": state.epoch + 1}
+            self._write(record | {"reason": "non-finite loss or gradient norm", "lr": lr})
+            if state.bad_steps >= cfg.train.max_bad_steps:
+                raise TrainingError(
+                    f"{state.bad_steps} consecutive steps had a non-finite loss or gradient "
+                    f"(last at step {state.step}); stopped without applying them. The last "
+                    "good weights are in checkpoints/last. Lower optim.lr, set optim.grad_clip "
+                    "or check the data for NaN/inf values."
+                )
+            return
+        self.scaler.step(self.optimizer)  # with fp16, skipped by the scaler on overflow
+        self.scaler.update()
+        state.bad_steps = 0
+        totals = dict(zip(names, sums[:-1], strict=True)) | {"examples": float(n_global)}
+        if math.isfinite(grad_norm):  # fp16: an overflow step (skipped by the scaler) has none
+            totals |= {"grad_norm": grad_norm, "steps": 1.0}
+        for acc in (state.interval, state.epoch_sums):
+            for key, value in totals.items():
+                acc[key] = acc.get(key, 0.0) + value
+        if self.bar is not None:
+            self.bar.update(1)
+            shown = "elbo" if "elbo" in state.interval else "loss"
+            value = state.interval[shown] / state.interval["examples"]
+            self.bar.set_postfix({shown: f"{value:.2f} nats", "lr": f"{lr:.2e}"}, refresh=False)
+        if state.step % cfg.train.log_every == 0:
+            self._write_step_record(lr)
+
+    def _write_step_record(self, lr: float) -> None:
+        acc, now = self.state.interval, time.perf_counter()
+        record = {"kind": "step", "step": self.state.step, "epoch": self.state.epoch + 1}
+        record |= _means(acc)
+        record |= {"lr": lr, "examples_per_s": acc.get("examples", 0.0) / (now - self.timer)}
+        if isinstance(self.objective, NegativeELBO):
+            record["beta"] = self.objective.beta
+        self.timer, self.state.interval = now, {}
+        self.steps.append(record)
+        self._write(record)
+        if self.bar is None:
+            self.log(_format(record))
+
+    def _end_epoch(self) -> str:
+        """Validate, write the epoch record, step the schedule, checkpoint; say whether to stop
+        ("budget": go on, "early-stop": patience ran out)."""
+        state, tc = self.state, self.config.train
+        state.epoch += 1
+        state.batch = 0
+        seconds = time.perf_counter() - self.epoch_timer  # training time, without validation
+        record = {"kind": "epoch", "epoch": state.epoch, "step": state.step}
+        record |= {f"train_{k}": v for k, v in _means(state.epoch_sums).items()}
+        val = self._validate()
+        record |= {f"val_{k}": v for k, v in val.items()}
+        record["lr"] = self.optimizer.param_groups[0]["lr"]
+        record["skipped_steps"] = state.skipped_steps
+        record["examples_per_s"] = state.epoch_sums.get("examples", 0.0) / max(seconds, 1e-9)
+        state.epoch_sums = {}
+        val_elbo = val.get("elbo")
+        self.schedule.epoch_end(val_elbo)
+        improved = val_elbo is not None and (
+            state.best_val_elbo is None or val_elbo > state.best_val_elbo
+        )
+        if improved:
+            state.best_val_elbo, state.best_epoch = val_elbo, state.epoch
+            state.epochs_without_improvement = 0
+        elif val_elbo is not None:
+            state.epochs_without_improvement += 1
+        reason = "budget"
+        if tc.patience is not None and state.epochs_without_improvement >= tc.patience:
+            reason = "early-stop"
+            record["early_stop"] = (
+                f"no better validation ELBO for {tc.patience} epochs "
+                f"(best {state.best_val_elbo:.3f} nats per example at epoch {state.best_epoch})"
+            )
+        self.history.append(record)
+        self._write(record)
+        (self.bar.write if self.bar is not None else self.log)(_format(record))
+        if improved:
+            self._checkpoint("best")
+        self._checkpoint("last")
+        for p in self.model.parameters():  # the guard never lets these become non-finite
+            if not torch.isfinite(p).all():
+                raise TrainingError(f"non-finite weights after epoch {state.epoch}; stopping")
+        return reason
+
+    @torch.no_grad()
+    def _validate(self) -> dict[str, float]:
+        """Validation metrics (nats per example) over this rank's shard, summed over ranks.
+        A fixed seed for the reparameterisation noise makes them a function of the weights
+        alone (comparable across epochs) and leaves the training RNG untouched."""
+        if len(self.val_x) == 0:
+            return {}
+        lo, hi = self.ctx.shard(len(self.val_x))
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(self.config.train.seed + self.ctx.rank)
+            x = self.val_x[lo:hi].to(self.device)
+            means = validation_metrics(self.model, x, self.config.train.eval_batch_size)
+        self.model.train()
+        names = sorted(means)
+        sums = torch.tensor([means[k] * (hi - lo) for k in names] + [float(hi - lo)])
+        sums = distributed.all_reduce_sum(sums.double().to(self.device), self.ctx).cpu().tolist()
+        return {k: s / sums[-1] for k, s in zip(names, sums[:-1], strict=True)}
+
+    # --- files --------------------------------------------------------------------------------
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if not self.writes:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.tensorboard is not None:
+            prefix = record["kind"]
+            for key, value in record.items():
+                if isinstance(value, float) and key not in ("epoch", "step"):
+                    self.tensorboard.add_scalar(f"{prefix}/{key}", value, record["step"])
+
+    def _checkpoint(self, which: str) -> None:
+        """Write ``checkpoints/{which}`` (every rank joins: the RNG states are gathered)."""
+        state = self.state
+        tensors = {"data.generator": self.generator.get_state()}
+        tensors["data.epoch_start"] = self.epoch_start_state
+        for r, s in enumerate(
+            distributed.gather_tensor(torch.get_rng_state(), self.ctx, self.device)
         ):
-            loss, metrics = objective(model, x)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            b = x.shape[0]
-            for key, value in {"loss": loss.detach(), **metrics}.items():
-                sums[key] = sums.get(key, 0.0) + float(value) * b
-            seen += b
-        seconds = time.perf_counter() - start
-        record: dict[str, Any] = {"epoch": epoch}
-        record.update({f"train_{k}": v / seen for k, v in sums.items()})
-        if len(val_x):
-            val = validation_metrics(model, val_x, config.train.eval_batch_size)
-            record.update({f"val_{k}": v for k, v in val.items()})
-        record["examples_per_s"] = seen / seconds
-        history.append(record)
-        if run_dir is not None:
-            with open(run_dir / "metrics.jsonl", "a") as handle:
-                handle.write(json.dumps(record) + "\n")
-        log(_format_record(record))
+            tensors[f"rng.cpu.rank{r}"] = s
+        if self.device.type == "cuda":
+            cuda_state = torch.cuda.get_rng_state(self.device)
+            for r, s in enumerate(distributed.gather_tensor(cuda_state, self.ctx, self.device)):
+                tensors[f"rng.cuda.rank{r}"] = s
+        if not self.writes:
+            return
+        metrics = self.run_dir / "metrics.jsonl"
+        state.metrics_bytes = metrics.stat().st_size if metrics.exists() else 0
+        checkpoint.save_training_state(
+            self.run_dir / "checkpoints" / which,
+            self.model,
+            self.optimizer,
+            tensors,
+            {
+                "loop": asdict(state),
+                "schedule": self.schedule.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "world_size": self.ctx.world_size,
+            },
+            data=self.dataset.info(),
+            config=to_dict(self.config),
+        )
 
-    model.eval()
-    if run_dir is not None:
-        from vaekit.checkpoint import save_model
-        from vaekit.report.plots import save_run_pictures
+    def _restore(self, path: Path) -> None:
+        """Load everything a checkpoint holds; truncate metrics.jsonl to its length then."""
+        descriptor, model_state, saved, tensors = checkpoint.load_training_state(path)
+        for section in ("model", "data"):
+            ours, theirs = to_dict(getattr(self.config, section)), descriptor["config"][section]
+            if section == "data":  # the files may have moved: data_dir may change
+                ours, theirs = ours | {"data_dir": None}, theirs | {"data_dir": None}
+            if ours != theirs:
+                raise ValueError(
+                    f"--resume {self.run_dir}: the {section} section differs from the run's; "
+                    "only training settings may change when resuming"
+                )
+        self.model.load_state_dict(model_state)
+        optim = {
+            k.removeprefix("optimizer."): v
+            for k, v in tensors.items()
+            if k.startswith("optimizer.")
+        }
+        try:
+            self.optimizer.load_state_dict(
+                checkpoint.unflatten_optimizer_state(optim, saved["optimizer"])
+            )
+        except (KeyError, ValueError) as exc:
+            raise checkpoint.CheckpointError(
+                f"{path}: optimizer state does not fit: {exc}"
+            ) from None
+        self.schedule.load_state_dict(saved["schedule"])
+        if saved["scaler"]:
+            self.scaler.load_state_dict(saved["scaler"])
+        self.state = LoopState(**saved["loop"])
+        self.generator.set_state(tensors["data.generator"])
+        self.epoch_start_state = tensors["data.epoch_start"]
+        rank = self.ctx.rank
+        if saved["world_size"] == self.ctx.world_size:
+            torch.set_rng_state(tensors[f"rng.cpu.rank{rank}"])
+            if self.device.type == "cuda" and f"rng.cuda.rank{rank}" in tensors:
+                torch.cuda.set_rng_state(tensors[f"rng.cuda.rank{rank}"], self.device)
+        else:  # another number of ranks: data order is kept, model noise is reseeded
+            self.log(f"resuming {saved['world_size']} ranks' run on {self.ctx.world_size}")
+            torch.manual_seed(self.config.train.seed + (rank << 32) + self.state.step)
+        metrics = self.run_dir / "metrics.jsonl"
+        text = metrics.read_bytes()[: self.state.metrics_bytes] if metrics.exists() else b""
+        if self.ctx.is_main and metrics.exists():
+            with open(metrics, "r+b") as handle:  # drop records written after the checkpoint
+                handle.truncate(self.state.metrics_bytes)
+        for line in text.decode().splitlines():
+            record = json.loads(line)
+            {"epoch": self.history, "step": self.steps}.get(record["kind"], []).append(record)
 
-        save_model(model, run_dir, data=dataset.info(), config=to_dict(config))
-        save_run_pictures(model, dataset, run_dir, seed=config.train.seed)
-    model.data_info = dataset.info()
-    return TrainResult(model=model, history=history, run_dir=run_dir)
+    def _open_tensorboard(self):
+        if not (self.writes and self.config.train.tensorboard):
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # optional dependency: pip install 'vaekit[tensorboard]'
+            return None
+        # purge_step drops events a killed run wrote after the checkpoint we resume from.
+        return SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.state.step)
+
+    def _open_progress_bar(self):
+        mode = self.config.train.progress
+        if not self.ctx.is_main or mode == "plain" or (mode == "auto" and not sys.stderr.isatty()):
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=self.budget, initial=self.state.step, unit="step", dynamic_ncols=True)
 
 
-def _format_record(record: dict[str, Any]) -> str:
-    parts = [f"epoch {record['epoch']:>3}"]
-    for key in ("train_loss", "val_elbo", "val_log_px_z", "val_kl"):
-        if key in record:
-            parts.append(f"{key} {record[key]:.3f}")
-    parts.append(f"({record['examples_per_s']:.0f} examples/s; nats per example)")
+def _means(acc: dict[str, float]) -> dict[str, float]:
+    """Per-example means of summed metrics; grad_norm is a mean over steps."""
+    n, steps = acc.get("examples", 0.0), acc.get("steps", 0.0)
+    out = {k: v / n for k, v in acc.items() if k not in ("examples", "steps", "grad_norm") and n}
+    if steps:
+        out["grad_norm"] = acc["grad_norm"] / steps
+    return out
+
+
+def _format(record: dict[str, Any]) -> str:
+    where = f"epoch {record['epoch']:>3} step {record['step']:>6}"
+    keys = ("train_loss", "val_elbo", "val_log_px_z", "val_kl", "loss", "elbo", "kl", "grad_norm")
+    parts = [where] + [f"{k} {record[k]:.3f}" for k in keys if k in record]
+    parts.append(f"lr {record['lr']:.2e}")
+    parts.append(f"({record['examples_per_s']:.0f} examples/s; ELBO terms in nats per example)")
+    if "early_stop" in record:
+        parts.append(f"\nearly stop: {record['early_stop']}")
     return "  ".join(parts)
