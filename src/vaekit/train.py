@@ -149,6 +149,12 @@ def train(
 
         save_model(model, run_dir, data=dataset.info(), config=to_dict(config))
         save_run_pictures(model, dataset, run_dir, seed=config.train.seed)
+        try:  # the report must never cost the trained model: it is saved above
+            from vaekit.report.html import write_report
+
+            write_report(run_dir, seed=config.train.seed)
+        except Exception as exc:
+            log(f"warning: {run_dir / 'report.html'} not written: {exc}")
     model.data_info = dataset.info()
     return TrainResult(model=model, history=history, run_dir=run_dir)
 

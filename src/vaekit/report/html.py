@@ -69,7 +69,8 @@ def evaluation_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             "ELBO",
             _fmt(result["elbo"]),
             "nats per example",
-            "E_q[log p(x|z)] - KL(q(z|x) || p(z)), one Monte-Carlo draw; a lower bound on log p(x).",
+            "E_q[log p(x|z)] - KL(q(z|x) || p(z)), one Monte-Carlo draw; "
+            "a lower bound on log p(x).",
         ),
         (
             "E_q[log p(x|z)]",
