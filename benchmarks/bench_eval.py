@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200, help="test images timed")
     parser.add_argument("--num-samples", type=int, default=5000, help="K")
     parser.add_argument("--batch-size", type=int, default=100, help="examples per batch")
-    parser.add_argument("--memory-mb", type=float, default=512, help="memory budget (MiB)")
+    parser.add_argument("--memory-mb", type=float, default=32, help="memory budget (MiB)")
     parser.add_argument("--networks", default="mlp,conv", help="comma-separated networks")
     parser.add_argument("--loop-images", type=int, default=4, help="images for the loop baseline")
     args = parser.parse_args()
@@ -82,10 +82,14 @@ def main() -> None:
         measure(model, x[:2], 10, 2, 10)  # warm-up
         seconds = measure(model, x, args.num_samples, args.batch_size, chunk)
         rate = args.images * args.num_samples / seconds
-        loop = measure(model, x[: args.loop_images], args.num_samples, 1, chunk)
+        # the loop gets the same memory per decoder call: a larger chunk for one image
+        loop_chunk = choose_chunk_size(model, 1, args.num_samples, args.memory_mb)
+        loop = measure(model, x[: args.loop_images], args.num_samples, 1, loop_chunk)
         loop_rate = args.loop_images * args.num_samples / loop
         results[network] = {
             "chunk_size": chunk,
+            "memory_mb": args.memory_mb,
+            "per_image_loop_chunk_size": loop_chunk,
             "batch_size": args.batch_size,
             "seconds": round(seconds, 2),
             "images_x_samples_per_s": round(rate),
