@@ -5,8 +5,8 @@ dequantised) for the MLP VAE (hidden 512,256, latent 16, learned per-pixel Gauss
 and the conv VAE, batched over examples and chunked over samples (chunk from the memory
 budget), against a per-image Python loop given the same memory per decoder call. The
 weights are freshly initialised: the arithmetic, and so the speed, does not depend on them.
-The time for the full 10,000-image test set at K = 5000 is extrapolated linearly from a subset (the cost is exactly
-proportional to images x samples). Run:
+The time for the full 10,000-image test set at K = 5000 is extrapolated linearly from a
+subset (the cost is exactly proportional to images x samples). Run:
 
     PYTHONPATH=src python benchmarks/bench_eval.py [--images 200] [--num-samples 5000]
 
