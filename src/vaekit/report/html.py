@@ -26,7 +26,7 @@ h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2e
 table.eval { border-collapse: collapse; width: 100%; font-size: .92em; }
 table.eval th, table.eval td { border: 1px solid #ccc; padding: .35em .6em; text-align: left;
                                vertical-align: top; }
-table.eval th { background: #f2f2f2; } td.value { font-family: monospace; white-space: nowrap; }
+table.eval th { background: #f2f2f2; } td.value { font-family: monospace; font-size: 1.1em; white-space: nowrap; }
 figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: .92em; }
 pre { background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: .85em; }
@@ -51,7 +51,8 @@ def evaluation_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             "nats per example",
             f"-log p(x) estimated by importance sampling with K = {k} draws from q(z|x) per "
             f"example (Burda et al. 2015), mean over N = {n} {result.get('split')} examples "
-            "± one standard error; an upper bound on the true nll in expectation.",
+            "± one standard error; an upper bound on the true nll in expectation. Negative "
+            "values are possible for continuous (e.g. dequantised) data, where p is a density.",
         ),
     ]
     if "bits_per_dim" in result:
