@@ -26,7 +26,8 @@ h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2e
 table.eval { border-collapse: collapse; width: 100%; font-size: .92em; }
 table.eval th, table.eval td { border: 1px solid #ccc; padding: .35em .6em; text-align: left;
                                vertical-align: top; }
-table.eval th { background: #f2f2f2; } td.value { font-family: monospace; font-size: 1.1em; white-space: nowrap; }
+table.eval th { background: #f2f2f2; }
+td.value { font-family: monospace; font-size: 1.1em; white-space: nowrap; }
 figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: .92em; }
 pre { background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: .85em; }
