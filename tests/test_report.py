@@ -310,3 +310,31 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
     assert len(probe_result["images"]) == 8
     for alt, width, height, complete in probe_result["images"]:
         assert complete and width > 100 and height > 100, alt
+
+
+def test_autoencoder_report_has_pictures_and_no_likelihood(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAEKIT_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "ae"
+    args = [
+        "train",
+        "--data",
+        "digits",
+        "--model",
+        "ae",
+        "--objective",
+        "reconstruction",
+        "--epochs",
+        "1",
+        "--hidden-dims",
+        "16",
+        "--latent-dim",
+        "3",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    page = (out / "report.html").read_text()
+    assert "defines no likelihood p(x)" in page and "<table" not in page
+    for name in ("reconstructions", "samples", "interpolations", "traversals", "latent_map"):
+        assert f"id='fig-{name}'" in page
+    assert "fig-kl_per_dim" not in page and not (out / "eval.json").exists()

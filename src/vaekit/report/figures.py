@@ -15,8 +15,10 @@ import torch
 
 from vaekit.data import Dataset
 from vaekit.evaluate import latent_statistics, load_run
+from vaekit.models import VAE
 from vaekit.report.curves import save_training_curves
 from vaekit.report.latent_plots import (
+    latent_codes,
     save_interpolations,
     save_kl_per_dim,
     save_latent_map,
@@ -67,14 +69,22 @@ def run_figures(
 ) -> list[Figure]:
     """Write every picture that applies into ``out_dir``; returns them in report order.
 
-    ``stats`` is ``latent_statistics`` output (computed on the test split if not given).
+    ``stats`` is ``latent_statistics`` output (computed on the test split if not given) for a
+    VAE. An AE has no posterior: its traversals are ordered by the variance of its codes over
+    the test split and it gets no KL chart.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     x = dataset.fixed("test", seed=seed)[:max_examples].to(next(model.parameters()).dtype)
     y = dataset.test.y[:max_examples] if dataset.test.y is not None else None
-    if stats is None:
+    vae = isinstance(model, VAE)
+    if stats is None and vae:
         stats = latent_statistics(model, x)
+    if vae:
+        order_by, order_name = stats["kl_per_dim"], "KL"
+    else:
+        with torch.no_grad():
+            order_by, order_name = latent_codes(model, x).double().var(0).tolist(), "var"
     figures = []
     metrics = run_dir / "metrics.jsonl"
     if metrics.exists():
@@ -116,10 +126,12 @@ def run_figures(
         figures.append(
             Figure(
                 "traversals",
-                save_traversals(model, x[:1], stats["kl_per_dim"], out_dir / "traversals.png"),
-                "Latent traversals from the first test example's posterior mean: "
-                "one coordinate at a time from -3 to +3, the others fixed; rows "
-                "ordered by KL (the most informative coordinates first).",
+                save_traversals(
+                    model, x[:1], order_by, out_dir / "traversals.png", score_name=order_name
+                ),
+                "Latent traversals from the first test example's code: one coordinate at a "
+                "time from -3 to +3, the others fixed; rows ordered by KL (for an AE: by the "
+                "codes' variance), the most informative coordinates first.",
             )
         )
     figures.append(
@@ -139,6 +151,8 @@ def run_figures(
                 "quantiles, so each cell holds equal prior mass.",
             )
         )
+    if not vae:
+        return figures
     active = [v > stats["active_unit_threshold"] for v in stats["posterior_mean_variance"]]
     figures.append(
         Figure(

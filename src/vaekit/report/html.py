@@ -14,6 +14,7 @@ from typing import Any
 
 from vaekit.checkpoint import atomic_write_bytes, read_descriptor
 from vaekit.evaluate import evaluate_run, latent_statistics, load_run
+from vaekit.models import VAE
 from vaekit.report.figures import Figure, run_figures
 
 REPORT_FILE = "report.html"
@@ -167,6 +168,17 @@ def _figure(figure: Figure) -> str:
     )
 
 
+def _evaluation_section(result: dict[str, Any] | None) -> str:
+    if result is None:
+        return (
+            "<h2>Evaluation</h2><p id='evaluation'>This is a plain autoencoder: it defines "
+            "no likelihood p(x), so there is no ELBO, log-likelihood or KL to report. "
+            "Its samples decode z ~ N(0, I), which nothing made its codes follow.</p>"
+        )
+    split = html.escape(str(result.get("split")))
+    return f"<h2>Evaluation ({split} split)</h2>{_table(result)}"
+
+
 def render_report(
     title: str, config: dict[str, Any], result: dict[str, Any], figures: list[Figure]
 ) -> str:
@@ -178,11 +190,32 @@ def render_report(
         f"<h1>{html.escape(title)}</h1>"
         "<p>All likelihood numbers are nats per example unless they say bits per dimension. "
         "Pictures of decoded images show the decoder mean E[x|z].</p>"
-        f"<h2>Evaluation ({html.escape(str(result.get('split')))} split)</h2>{_table(result)}"
+        f"{_evaluation_section(result)}"
         f"<h2>Pictures</h2>{pictures}"
         "<h2>Configuration</h2>"
         f"<pre id='config'>{html.escape(json.dumps(config, indent=2))}</pre>"
         "</body></html>"
+    )
+
+
+def _evaluation(run_dir, descriptor, model, num_samples, max_examples, data_dir, seed, log):
+    """The run's eval.json if it belongs to these weights, else a fresh (quick) evaluation;
+    None for an AE, which defines no likelihood."""
+    if not isinstance(model, VAE):
+        return None
+    eval_path = run_dir / "eval.json"
+    if eval_path.exists():
+        try:
+            result = json.loads(eval_path.read_text())
+        except json.JSONDecodeError:
+            result = None
+        sha = (descriptor.get("weights") or {}).get("sha256")
+        if isinstance(result, dict) and result.get("model_sha256") == sha:
+            return result
+    if log is not None:
+        log(f"report: evaluating with K = {num_samples} importance samples")
+    return evaluate_run(
+        run_dir, data_dir, num_samples=num_samples, max_examples=max_examples, seed=seed
     )
 
 
@@ -204,24 +237,9 @@ def write_report(
     run_dir = Path(run_dir)
     descriptor = read_descriptor(run_dir)
     model, dataset = load_run(run_dir, data_dir)
-    eval_path = run_dir / "eval.json"
-    result = None
-    if eval_path.exists():
-        try:
-            result = json.loads(eval_path.read_text())
-        except json.JSONDecodeError:
-            result = None
-        sha = (descriptor.get("weights") or {}).get("sha256")
-        if not isinstance(result, dict) or result.get("model_sha256") != sha:
-            result = None
-    if result is None:
-        if log is not None:
-            log(f"report: evaluating with K = {num_samples} importance samples")
-        result = evaluate_run(
-            run_dir, data_dir, num_samples=num_samples, max_examples=max_examples, seed=seed
-        )
+    result = _evaluation(run_dir, descriptor, model, num_samples, max_examples, data_dir, seed, log)
     x = dataset.fixed("test", seed=seed)[:2000].to(next(model.parameters()).dtype)
-    stats = latent_statistics(model, x)
+    stats = latent_statistics(model, x) if isinstance(model, VAE) else None
     figures = run_figures(model, dataset, run_dir, run_dir / FIGURE_DIR, stats=stats, seed=seed)
     config = descriptor.get("config") or {
         "model": descriptor.get("model"),

@@ -19,6 +19,13 @@ def _device(model) -> torch.device:
     return next(model.parameters()).device
 
 
+def latent_codes(model, x: torch.Tensor) -> torch.Tensor:
+    """The code a picture uses for ``x``: the posterior mean E_q[z|x] of a VAE, the
+    deterministic code f(x) of an AE. ``[B, m]``."""
+    code = model.encode(x)
+    return code if torch.is_tensor(code) else code.mean
+
+
 @torch.no_grad()
 def save_interpolations(
     model, x_start: torch.Tensor, x_end: torch.Tensor, path: str | Path, steps: int = 10
@@ -26,8 +33,8 @@ def save_interpolations(
     """One row per pair: decode (1 - t) mu(x_start) + t mu(x_end) for ``steps`` values of t in
     [0, 1] (linear in latent space, between posterior means). ``x_* [P, *data_shape]``."""
     device = _device(model)
-    mu_a = model.encode(x_start.to(device)).mean  # [P, m]
-    mu_b = model.encode(x_end.to(device)).mean
+    mu_a = latent_codes(model, x_start.to(device))  # [P, m]
+    mu_b = latent_codes(model, x_end.to(device))
     t = torch.linspace(0.0, 1.0, steps, device=device, dtype=mu_a.dtype)  # [T]
     z = (1 - t)[None, :, None] * mu_a[:, None] + t[None, :, None] * mu_b[:, None]  # [P, T, m]
     images = model.decode_mean(z).flatten(0, 1)  # [P*T, *shape]
@@ -50,12 +57,15 @@ def save_traversals(
     max_dims: int = 10,
     span: float = 3.0,
     steps: int = 11,
+    score_name: str = "KL",
 ) -> Path:
     """Latent traversals: start from z = mu(x_anchor) (one example ``[1, *shape]``), set one
     coordinate at a time to values in [-span, span] (prior standard deviations), keep the
-    others fixed. Rows are coordinates in decreasing KL order (at most ``max_dims``)."""
+    others fixed. Rows are coordinates in decreasing order of ``kl_per_dim`` (at most
+    ``max_dims``); for an AE pass another per-coordinate score (e.g. the codes' variance) and
+    its ``score_name``."""
     device = _device(model)
-    base = model.encode(x_anchor[:1].to(device)).mean[0]  # [m]
+    base = latent_codes(model, x_anchor[:1].to(device))[0]  # [m]
     order = np.argsort(-np.asarray(kl_per_dim, dtype=float), kind="stable")[:max_dims]
     values = torch.linspace(-span, span, steps, device=device, dtype=base.dtype)
     z = base.repeat(len(order), steps, 1)  # [R, T, m]
@@ -66,8 +76,8 @@ def save_traversals(
     return save_grid(
         grid,
         path,
-        "latent traversals (rows: coordinates by KL, others fixed at mu(x))",
-        row_labels=[f"z{int(d)}  KL {kl_per_dim[int(d)]:.2f}" for d in order],
+        f"latent traversals (rows: coordinates by {score_name}, others fixed at the code of x)",
+        row_labels=[f"z{int(d)}  {score_name} {kl_per_dim[int(d)]:.2f}" for d in order],
         col_labels=[f"{v + 0.0:+.1f}" for v in values.tolist()],
         xlabel="value of the traversed coordinate (prior standard deviations)",
     )
@@ -81,13 +91,14 @@ def save_latent_map(
     path: str | Path,
     batch_size: int = 1000,
 ) -> Path:
-    """Scatter the posterior means mu(x) coloured by label: the two coordinates directly for a
-    2-D latent space, else the first two principal components (PCA by SVD of centred mu)."""
+    """Scatter the posterior means mu(x) (an AE's codes) coloured by label: the two
+    coordinates directly for a 2-D latent space, else the first two principal components (PCA
+    by SVD of the centred codes)."""
     device = _device(model)
     mu = (
         torch.cat(
             [
-                model.encode(x[i : i + batch_size].to(device)).mean.cpu()
+                latent_codes(model, x[i : i + batch_size].to(device)).cpu()
                 for i in range(0, len(x), batch_size)
             ]
         )
@@ -136,7 +147,12 @@ def save_latent_map(
         ax.scatter(points[:, 0], points[:, 1], s=10, alpha=0.75)
     ax.set_xlabel(axes[0])
     ax.set_ylabel(axes[1])
-    ax.set_title(f"posterior means E_q[z|x] of {len(mu)} test examples, {how}", fontsize=10)
+    code = (
+        "posterior means E_q[z|x]"
+        if not torch.is_tensor(model.encode(x[:1].to(device)))
+        else "codes f(x)"
+    )
+    ax.set_title(f"{code} of {len(mu)} test examples, {how}", fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
