@@ -277,7 +277,11 @@ def evaluate(
     if fcd and dataset.train.y is not None:
         from vaekit.feature_net import frechet_classifier_distance
 
-        result.update(frechet_classifier_distance(model, dataset, split=split, seed=seed))
+        result.update(
+            frechet_classifier_distance(
+                model, dataset, split=split, seed=seed, max_examples=max_examples or 10000
+            )
+        )
     result["units"] = {key: unit for key, unit in UNITS.items() if key in result}
     return result
 
