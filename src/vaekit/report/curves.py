@@ -58,20 +58,21 @@ def save_training_curves(metrics_path: str | Path, path: str | Path) -> Path:
         p for p in PANELS if any(f"{s}_{p[2]}" in r for r in epochs for s in ("train", "val"))
     ]
     if not panels and steps:
-        panels = [p for p in PANELS if any(p[2] in r for r in steps)]
+        panels = [p for p in PANELS if any(k in r for r in steps for k in (p[2], f"train_{p[2]}"))]
     count = len(panels) + (lr_key is not None)
     plt = _pyplot()
     fig, axes = plt.subplots(1, max(count, 1), figsize=(4.2 * max(count, 1), 3.6), squeeze=False)
     axes = list(axes[0])
     for ax, (title, ylabel, name) in zip(axes, panels, strict=False):
-        if steps and any(name in r for r in steps):
-            xs, ys = _series(steps, "step", name)
+        step_key = next((k for k in (name, f"train_{name}") if any(k in r for r in steps)), None)
+        if step_key is not None:
+            xs, ys = _series(steps, "step", step_key)
             per_epoch = _steps_per_epoch(epochs, steps)
             ax.plot(
                 [x / per_epoch for x in xs],
                 ys,
                 color="tab:blue",
-                alpha=0.3,
+                alpha=0.45,
                 lw=0.8,
                 label="train (per step)",
             )
