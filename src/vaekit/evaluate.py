@@ -225,7 +225,8 @@ def evaluate(
     The log-likelihood runs batched over ``batch_size`` examples and chunked over samples:
     each decoder call sees ``[chunk * batch, m]`` latents, with ``chunk`` picked from
     ``memory_budget_mb`` (MiB) unless ``chunk_size`` is given. ``fcd`` adds the Fréchet
-    classifier distance where the dataset has labels (trains and caches the classifier once).
+    classifier distance where the dataset has class labels (integers >= 0; trains and caches
+    the classifier once).
     """
     if not isinstance(model, VAE):
         raise ValueError("evaluate needs a VAE: an AE defines no likelihood p(x)")
@@ -274,7 +275,8 @@ def evaluate(
     stats = latent_statistics(model, x_all)
     stats.pop("mu")
     result.update(stats)
-    if fcd and dataset.train.y is not None:
+    labels = dataset.train.y
+    if fcd and labels is not None and not labels.is_floating_point() and labels.min() >= 0:
         from vaekit.feature_net import frechet_classifier_distance
 
         result.update(
