@@ -286,3 +286,37 @@ def test_frechet_distance_matches_the_scipy_formula():
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
     shifted = frechet_distance(a, a + torch.tensor([3.0, 4.0, 0, 0, 0, 0]))
     assert shifted == pytest.approx(25.0, abs=1e-8)
+
+
+@pytest.mark.parametrize(
+    "likelihood", ["gaussian", "gaussian-learned", "gaussian-shared", "bernoulli"]
+)
+@pytest.mark.parametrize("posterior", ["diagonal", "full"])
+def test_fast_log_densities_equal_the_distributions(likelihood, posterior):
+    """The evaluator's written-out log-densities are the same numbers as torch.distributions'."""
+    torch.manual_seed(0)
+    config = ModelConfig(
+        latent_dim=3,
+        network="mlp",
+        hidden_dims=[8],
+        likelihood=likelihood,
+        posterior=posterior,
+        data_shape=[1, 4, 4],
+    )
+    model = VAE(config)
+    for parameter in model.likelihood.parameters():
+        parameter.data.normal_()
+    x = torch.rand(5, 1, 4, 4)
+    if likelihood == "bernoulli":
+        x = (x > 0.5).double()
+    q = model.encode(x)
+    z = q.rsample((7,))
+    out = model.decoder(z)
+    expected = model.likelihood(out).log_prob(x)
+    torch.testing.assert_close(model.likelihood.log_density(out, x), expected)
+    with torch.no_grad():  # the in-place evaluation path
+        torch.testing.assert_close(model.likelihood.log_density(out, x), expected)
+    torch.testing.assert_close(model.prior.log_prob(z), model.prior.distribution().log_prob(z))
+    if posterior == "diagonal":
+        reference = torch.distributions.Independent(torch.distributions.Normal(q.loc, q.stddev), 1)
+        torch.testing.assert_close(q.log_prob(z), reference.log_prob(z))
