@@ -20,6 +20,7 @@ demo: $(BIN)/vaekit
 	$(BIN)/vaekit evaluate runs/demo --num-samples 1000
 
 test: $(BIN)/vaekit
+	-bash scripts/ensure-chromium.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q

@@ -208,18 +208,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "evaluate",
-        help="importance-sampled nll, ELBO and its terms on a split",
+        help="importance-sampled nll, ELBO terms, latent diagnostics and FCD on a split",
         description="Evaluate a trained VAE. nll = -log p(x) in nats per example by importance "
-        "sampling (Burda et al. 2015) with K samples; bits_per_dim where the data is discrete.",
+        "sampling (Burda et al. 2015) with K samples; bits_per_dim where the data is discrete; "
+        "KL per latent coordinate, active units, aggregate-posterior statistics and the "
+        "Fréchet classifier distance (FCD, not FID). Saves RUN/eval.json.",
     )
     p.add_argument("run", type=Path, help="run or model directory")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--num-samples", type=_positive_int, default=1000, help="K (default 1000)")
-    p.add_argument("--chunk-size", type=_positive_int, help="samples per decoder call (memory)")
+    p.add_argument(
+        "--num-samples",
+        type=_positive_int,
+        default=5000,
+        help="K importance samples per example (default 5000 for the final number; use e.g. "
+        "100 for a quick check)",
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        help="samples per decoder call (default: chosen from --memory-mb)",
+    )
+    p.add_argument(
+        "--memory-mb",
+        type=float,
+        default=32,
+        help="memory budget of one decoder call in MiB, sets the chunk size (default 32, "
+        "cache-friendly on CPU; raise it on a GPU)",
+    )
     p.add_argument("--batch-size", type=_positive_int, default=100, help="examples per batch")
     p.add_argument("--max-examples", type=_positive_int, help="evaluate only the first N")
     p.add_argument("--data-dir", help="directory holding the dataset's files")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    p.add_argument("--no-fcd", action="store_true", help="skip the Fréchet classifier distance")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = commands.add_parser(
@@ -237,6 +257,79 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=_positive_int, default=64, help="number of samples (default 64)")
     p.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
     p.add_argument("--seed", type=int, default=0)
+
+    def picture_command(name: str, help_text: str) -> argparse.ArgumentParser:
+        q = commands.add_parser(name, help=help_text, description=help_text)
+        q.add_argument("run", type=Path, help="run or model directory")
+        q.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
+        q.add_argument("--split", default="test", choices=["train", "val", "test"])
+        q.add_argument("--seed", type=int, default=0, help="seed of the data transform draw")
+        q.add_argument("--data-dir", help="directory holding the dataset's files")
+        return q
+
+    p = picture_command("reconstruct", "PNG of examples beside their reconstructions E[x|z=mu(x)]")
+    p.add_argument("-n", type=_positive_int, default=16, help="number of examples (default 16)")
+    p = picture_command("interpolate", "PNG of latent interpolations between pairs of examples")
+    p.add_argument("--pairs", type=_positive_int, default=8, help="pairs, one per row (default 8)")
+    p.add_argument("--steps", type=_positive_int, default=10, help="images per row (default 10)")
+    p = picture_command(
+        "traverse", "PNG of latent traversals: one coordinate at a time, rows ordered by KL"
+    )
+    p.add_argument("--index", type=int, default=0, help="example whose mu(x) is the anchor")
+    p.add_argument("--max-dims", type=_positive_int, default=10, help="rows (default 10)")
+    p.add_argument("--span", type=float, default=3.0, help="traverse [-span, span] (default 3)")
+    p.add_argument("--steps", type=_positive_int, default=11, help="images per row (default 11)")
+    p = picture_command(
+        "latent-map",
+        "PNG of posterior means coloured by label (PCA beyond 2-D); a 2-D latent space also "
+        "gets OUTPUT-manifold.png, the decoded manifold",
+    )
+    p.add_argument("--max-examples", type=_positive_int, default=5000, help="points (default 5000)")
+
+    p = commands.add_parser(
+        "encode",
+        help="encode a .npy array: posterior means E_q[z|x] [N, m] to a .npy file",
+        description="Encode rows of a .npy array [N, *data_shape] given in the dataset's stored "
+        "form (the model's saved preprocessing is applied) into posterior means [N, m].",
+    )
+    p.add_argument("run", type=Path, help="run or model directory")
+    p.add_argument("input", type=Path, help=".npy data array [N, *data_shape] or [N, D]")
+    p.add_argument("-o", "--output", type=Path, required=True, help=".npy file for the means")
+    p.add_argument("--log-var", type=Path, help=".npy file for log Sigma_jj(x) [N, m]")
+    p.add_argument("--sample", type=Path, help=".npy file for one draw z ~ q(z|x) [N, m]")
+    p.add_argument(
+        "--preprocessed",
+        action="store_true",
+        help="the input is already model input (skip the saved preprocessing)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of dequantisation noise and draws")
+
+    p = commands.add_parser(
+        "decode",
+        help="decode a .npy array of codes [N, m] into decoder means E[x|z] (.npy)",
+        description="Decode codes [N, m] into E[x|z] [N, *data_shape] (model space).",
+    )
+    p.add_argument("run", type=Path, help="run or model directory")
+    p.add_argument("input", type=Path, help=".npy array of codes [N, m]")
+    p.add_argument("-o", "--output", type=Path, required=True, help=".npy file to write")
+
+    p = commands.add_parser(
+        "report",
+        help="write RUN/report.html: config, evaluation table and every picture",
+        description="Write one self-contained HTML page (images embedded). Reuses RUN/eval.json "
+        "when it matches the weights, else evaluates first with --num-samples.",
+    )
+    p.add_argument("run", type=Path, help="run directory")
+    p.add_argument(
+        "--num-samples",
+        type=_positive_int,
+        default=500,
+        help="K if an evaluation is needed (default 500: a quick check)",
+    )
+    p.add_argument(
+        "--max-examples", type=_positive_int, default=1000, help="examples evaluated if needed"
+    )
+    p.add_argument("--data-dir", help="directory holding the dataset's files")
     return parser
 
 
@@ -268,53 +361,32 @@ def cmd_train(args: argparse.Namespace) -> None:
         "metrics.jsonl",
         "samples.png",
         "reconstructions.png",
+        "report.html",
     ):
         if (result.run_dir / name).exists():
             print(f"  {result.run_dir / name}")
 
 
-def _load_run(run: Path, data_dir: str | None = None):
-    from vaekit.checkpoint import load, read_descriptor
-    from vaekit.data import load_dataset
-
-    model = load(run)
-    descriptor = read_descriptor(run)
-    data_info = descriptor.get("data") or {}
-    data_config = (descriptor.get("config") or {}).get("data", {})
-    name = data_info.get("name") or data_config.get("name")
-    if name is None:
-        raise ValueError(f"{run}: config.json does not say which dataset the model was trained on")
-    dataset = load_dataset(
-        name,
-        data_dir or data_config.get("data_dir"),
-        data_config.get("val_fraction", 0.1),
-        data_config.get("split_seed", 0),
-        image_size=data_config.get("image_size"),
-    )
-    return model, dataset
-
-
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from vaekit.checkpoint import atomic_write_json
-    from vaekit.evaluate import evaluate
+    from vaekit.evaluate import evaluate_run
 
-    model, dataset = _load_run(args.run, args.data_dir)
-    result = evaluate(
-        model,
-        dataset,
+    result = evaluate_run(
+        args.run,
+        args.data_dir,
         split=args.split,
         num_samples=args.num_samples,
         batch_size=args.batch_size,
         chunk_size=args.chunk_size,
+        memory_budget_mb=args.memory_mb,
         seed=args.seed,
         max_examples=args.max_examples,
+        fcd=not args.no_fcd,
     )
-    atomic_write_json(args.run / "eval.json", result)
     if args.json:
         print(json.dumps(result))
         return
     print(
-        f"{dataset.name} {result['split']} split, {result['num_examples']} examples, "
+        f"{result['dataset']} {result['split']} split, {result['num_examples']} examples, "
         f"K = {result['num_samples']} importance samples"
     )
     print(
@@ -326,6 +398,18 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"  ELBO      {result['elbo']:.3f} nats per example")
     print(f"  log p(x|z) {result['log_px_z']:.3f} nats per example (reconstruction term)")
     print(f"  KL        {result['kl']:.3f} nats per example (KL(q(z|x) || p(z)))")
+    m = len(result["kl_per_dim"])
+    print(f"  active    {result['active_units']} of {m} latent units (Var_x E_q[z_j] > 0.01)")
+    agg = result["aggregate_posterior"]
+    print(
+        f"  q(z)      KL(N(mean, cov) || N(0, I)) {agg['kl_gaussian_fit_to_prior']:.3f} nats, "
+        f"|mean| {agg['mean_norm']:.3f}, ||cov - I||_F {agg['cov_frobenius_to_identity']:.3f}"
+    )
+    if "frechet_classifier_distance" in result:
+        print(
+            f"  FCD       {result['frechet_classifier_distance']:.3f} (Fréchet classifier "
+            "distance in vaekit's classifier features; not FID)"
+        )
     print(f"  saved to {args.run / 'eval.json'}")
 
 
@@ -348,11 +432,82 @@ def cmd_datasets(args: argparse.Namespace) -> None:
     print(dataset_table(args.data_dir))
 
 
+def cmd_reconstruct(args: argparse.Namespace) -> None:
+    from vaekit.report.figures import reconstruct_run
+
+    path = reconstruct_run(args.run, args.output, args.n, args.split, args.seed, args.data_dir)
+    print(f"wrote {path}")
+
+
+def cmd_interpolate(args: argparse.Namespace) -> None:
+    from vaekit.report.figures import interpolate_run
+
+    path = interpolate_run(
+        args.run, args.output, args.pairs, args.steps, args.split, args.seed, args.data_dir
+    )
+    print(f"wrote {path}")
+
+
+def cmd_traverse(args: argparse.Namespace) -> None:
+    from vaekit.report.figures import traverse_run
+
+    path = traverse_run(
+        args.run,
+        args.output,
+        args.index,
+        args.max_dims,
+        args.span,
+        args.steps,
+        args.split,
+        args.seed,
+        args.data_dir,
+    )
+    print(f"wrote {path}")
+
+
+def cmd_latent_map(args: argparse.Namespace) -> None:
+    from vaekit.report.figures import latent_map_run
+
+    path = latent_map_run(
+        args.run, args.output, args.split, args.max_examples, args.seed, args.data_dir
+    )
+    print(f"wrote {path}")
+
+
+def cmd_encode(args: argparse.Namespace) -> None:
+    from vaekit.codes import encode_array
+
+    for path in encode_array(
+        args.run, args.input, args.output, args.log_var, args.sample, args.preprocessed, args.seed
+    ):
+        print(f"wrote {path}")
+
+
+def cmd_decode(args: argparse.Namespace) -> None:
+    from vaekit.codes import decode_array
+
+    print(f"wrote {decode_array(args.run, args.input, args.output)}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from vaekit.report.html import write_report
+
+    path = write_report(args.run, args.num_samples, args.max_examples, args.data_dir, log=print)
+    print(f"wrote {path}")
+
+
 COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
     "sample": cmd_sample,
     "datasets": cmd_datasets,
+    "reconstruct": cmd_reconstruct,
+    "interpolate": cmd_interpolate,
+    "traverse": cmd_traverse,
+    "latent-map": cmd_latent_map,
+    "encode": cmd_encode,
+    "decode": cmd_decode,
+    "report": cmd_report,
 }
 
 

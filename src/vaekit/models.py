@@ -151,7 +151,9 @@ class VAE(_Autoencoder):
 
     def _log_weights(self, q: Distribution, x: torch.Tensor, num_samples: int) -> torch.Tensor:
         z = q.rsample((num_samples,))  # [K, B, m]
-        log_px_z = self.decode(z).log_prob(x)  # [K, B]
+        # log p(x|z) from the decoder output directly (same number as decode(z).log_prob(x)):
+        # the decoder sees K*B rows in one call, x [B, ...] broadcasts over K.
+        log_px_z = self.likelihood.log_density(self.decoder(z), x)  # [K, B]
         return log_px_z + self.prior.log_prob(z) - q.log_prob(z)
 
     @torch.no_grad()

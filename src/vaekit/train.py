@@ -276,6 +276,12 @@ class Trainer:
                     self.model, self.run_dir, data=self.dataset.info(), config=to_dict(self.config)
                 )
                 save_run_pictures(self.model, self.dataset, self.run_dir, seed=tc.seed)
+                try:  # the report must never cost the trained model: it is saved above
+                    from vaekit.report.html import write_report
+
+                    write_report(self.run_dir, seed=tc.seed)
+                except Exception as exc:
+                    self.log(f"warning: {self.run_dir / 'report.html'} not written: {exc}")
         except BaseException:
             distributed.teardown(self.ctx, wait=False)  # other ranks may be elsewhere: no barrier
             raise

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
+LOG_2PI = math.log(2.0 * math.pi)
+
 
 class GaussianLikelihood(nn.Module):
     """p(x|z) = N(x; mu(z), diag(sigma^2)).
@@ -67,6 +69,24 @@ class GaussianLikelihood(nn.Module):
         """E[x|z]: the decoder output itself."""
         return decoder_output
 
+    def log_density(self, decoder_output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log N(x; mu, diag(sigma^2)) summed over the event, ``[*batch]``: the same number as
+        ``self(decoder_output).log_prob(x)`` with fewer passes over memory (the evaluator's hot
+        loop): -0.5 sum((x - mu)/sigma)^2 - sum(log sigma) - D log(2 pi)/2.
+        ``x`` broadcasts against ``decoder_output [*batch, *event]``."""
+        event_dims = tuple(range(-len(self.event_shape), 0))
+        d = math.prod(self.event_shape)
+        scale = self.scale()
+        if torch.is_tensor(scale):
+            log_scale = scale.log().expand(self.event_shape).sum()
+        else:
+            log_scale = d * math.log(scale)
+        if torch.is_grad_enabled():  # autograd needs the intermediate tensors intact
+            squared = ((decoder_output - x) / scale).square()
+        else:  # evaluation: one temporary, updated in place
+            squared = (decoder_output - x).div_(scale).square_()
+        return -0.5 * squared.sum(dim=event_dims) - log_scale - 0.5 * d * LOG_2PI
+
 
 class BernoulliLikelihood(nn.Module):
     """p(x|z) = prod_d Bernoulli(x_d; sigmoid(logits_d(z))), for binary data only.
@@ -88,6 +108,14 @@ class BernoulliLikelihood(nn.Module):
     def mean(self, decoder_output: torch.Tensor) -> torch.Tensor:
         """E[x|z] = sigmoid(logits)."""
         return torch.sigmoid(decoder_output)
+
+    def log_density(self, decoder_output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) summed over the event, ``[*batch]``, as ``self(...).log_prob(x)``:
+        minus the binary cross-entropy from logits. ``x`` broadcasts against the logits."""
+        event_dims = tuple(range(-len(self.event_shape), 0))
+        target = x.expand_as(decoder_output)
+        bce = F.binary_cross_entropy_with_logits(decoder_output, target, reduction="none")
+        return -bce.sum(dim=event_dims)
 
 
 def _gaussian_unit(shape: tuple[int, ...]) -> nn.Module:

@@ -12,6 +12,7 @@ from torch import nn
 from torch.distributions import Independent, MultivariateNormal, Normal
 
 from vaekit.distributions.functional import (
+    LOG_2PI,
     kl_diagonal_gaussian_standard_normal,
     kl_full_gaussian_standard_normal,
 )
@@ -31,6 +32,16 @@ class DiagonalGaussian(Independent):
     @property
     def loc(self) -> torch.Tensor:
         return self.base_dist.loc
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """log q(z) in nats, ``[..., m] -> [...]``: -0.5 sum((z - mu)^2 exp(-log_var) + log_var
+        + log 2 pi), written out (the same number as ``Independent(Normal)``, fewer passes)."""
+        centred = value - self.loc
+        return -0.5 * (
+            (centred.square() * torch.exp(-self.log_var)).sum(-1)
+            + self.log_var.sum(-1)
+            + value.shape[-1] * LOG_2PI
+        )
 
     def kl_standard_normal(self) -> torch.Tensor:
         """Closed-form KL(q || N(0, I)) in nats per example, ``[B]``."""

@@ -7,6 +7,8 @@ import torch
 from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
+from vaekit.distributions.functional import LOG_2PI
+
 
 class StandardNormalPrior(nn.Module):
     """p(z) = N(0, I_m). Shapes: ``log_prob(z [..., m]) -> [...]``; ``sample(n) -> [n, m]``."""
@@ -22,7 +24,8 @@ class StandardNormalPrior(nn.Module):
         return Independent(Normal(loc, torch.ones_like(loc), validate_args=False), 1)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        return self.distribution().log_prob(z)
+        """log N(z; 0, I) = -0.5 (||z||^2 + m log 2 pi) in nats, ``[..., m] -> [...]``."""
+        return -0.5 * (z.square().sum(-1) + self.latent_dim * LOG_2PI)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         shape = (n, self.latent_dim)

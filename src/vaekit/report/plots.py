@@ -36,15 +36,34 @@ def image_grid(images: torch.Tensor, ncols: int | None = None, pad: int = 1) -> 
     return grid
 
 
-def save_grid(grid: np.ndarray, path: str | Path, title: str) -> Path:
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_grid(
+    grid: np.ndarray,
+    path: str | Path,
+    title: str,
+    row_labels: list[str] | None = None,
+    col_labels: list[str] | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+) -> Path:
+    """Save an ``image_grid`` array as a PNG with a title and optional per-row / per-column
+    tick labels (for grids whose rows or columns mean something, e.g. latent traversals)."""
+    plt = _pyplot()
     height, width = grid.shape[:2]
-    scale = max(4.0 / width * 100, 1.0)  # at least ~4 inches wide for small images
-    fig, ax = plt.subplots(figsize=(width * scale / 100 + 0.4, height * scale / 100 + 0.7))
+    scale = max(6.0 / width * 100, 1.0)  # at least ~6 inches wide for small images
+    margin_left = 1.1 if row_labels or ylabel else 0.4
+    margin_bottom = 0.6 if col_labels or xlabel else 0.2
+    fig, ax = plt.subplots(
+        figsize=(width * scale / 100 + margin_left, height * scale / 100 + 0.5 + margin_bottom)
+    )
     cmap = "gray" if grid.shape[2] == 1 else None
     ax.imshow(
         grid[..., 0] if grid.shape[2] == 1 else grid,
@@ -53,12 +72,33 @@ def save_grid(grid: np.ndarray, path: str | Path, title: str) -> Path:
         vmax=1,
         interpolation="nearest",
     )
-    ax.set_title(title, fontsize=9)
-    ax.axis("off")
+    ax.set_title(title, fontsize=10)
+    if row_labels or col_labels or xlabel or ylabel:
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        ax.set_xticks(_centres(width, len(col_labels)) if col_labels else [])
+        ax.set_yticks(_centres(height, len(row_labels)) if row_labels else [])
+        if col_labels:
+            ax.set_xticklabels(col_labels, fontsize=8)
+        if row_labels:
+            ax.set_yticklabels(row_labels, fontsize=8)
+        ax.tick_params(length=0)
+        if xlabel:
+            ax.set_xlabel(xlabel, fontsize=9)
+        if ylabel:
+            ax.set_ylabel(ylabel, fontsize=9)
+    else:
+        ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def _centres(extent: int, count: int) -> list[float]:
+    """Pixel centres of ``count`` equal cells across ``extent`` pixels (grid padding ignored)."""
+    cell = extent / count
+    return [cell * (i + 0.5) - 0.5 for i in range(count)]
 
 
 def save_samples(model, path: str | Path, n: int = 64, seed: int = 0) -> Path:

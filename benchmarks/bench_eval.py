@@ -1,0 +1,105 @@
+"""Throughput of the importance-sampled log-likelihood (``VAE.log_likelihood``).
+
+Measures images x samples per second on MNIST test images (28x28, 256 grey levels,
+dequantised) for the MLP VAE (hidden 512,256, latent 16, learned per-pixel Gaussian decoder)
+and the conv VAE, batched over examples and chunked over samples (chunk from the memory
+budget), against a per-image Python loop given the same memory per decoder call. The
+weights are freshly initialised: the arithmetic, and so the speed, does not depend on them.
+The time for the full 10,000-image test set at K = 5000 is extrapolated linearly from a
+subset (the cost is exactly proportional to images x samples). Run:
+
+    PYTHONPATH=src python benchmarks/bench_eval.py [--images 200] [--num-samples 5000]
+
+Results are recorded in benchmarks/RESULTS.md under "Evaluation throughput".
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vaekit.config import ModelConfig
+from vaekit.evaluate import choose_chunk_size
+from vaekit.models import VAE
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+def mnist_test_images(count: int) -> torch.Tensor:
+    """The first ``count`` MNIST test images, dequantised to [0, 1]: ``[count, 1, 28, 28]``."""
+    path = DATASETS / "mnist" / "t10k-images-idx3-ubyte.gz"
+    raw = gzip.decompress(path.read_bytes())
+    images = np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(-1, 1, 28, 28)[:count]
+    generator = torch.Generator().manual_seed(0)
+    v = torch.from_numpy(images.copy()).float()
+    return (v + torch.rand(v.shape, generator=generator)) / 256.0
+
+
+def build(network: str) -> VAE:
+    torch.manual_seed(0)
+    config = ModelConfig(
+        latent_dim=16,
+        network=network,
+        hidden_dims=[512, 256],
+        likelihood="gaussian-learned",
+        data_shape=[1, 28, 28],
+    )
+    return VAE(config).eval()
+
+
+def measure(model: VAE, x: torch.Tensor, num_samples: int, batch_size: int, chunk: int) -> float:
+    """Seconds to estimate log p(x) for all of ``x`` with K = ``num_samples``."""
+    start = time.perf_counter()
+    for i in range(0, x.shape[0], batch_size):
+        model.log_likelihood(x[i : i + batch_size], num_samples, chunk)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=200, help="test images timed")
+    parser.add_argument("--num-samples", type=int, default=5000, help="K")
+    parser.add_argument("--batch-size", type=int, default=100, help="examples per batch")
+    parser.add_argument("--memory-mb", type=float, default=32, help="memory budget (MiB)")
+    parser.add_argument("--networks", default="mlp,conv", help="comma-separated networks")
+    parser.add_argument("--loop-images", type=int, default=4, help="images for the loop baseline")
+    args = parser.parse_args()
+    x = mnist_test_images(args.images)
+    results = {
+        "torch_threads": torch.get_num_threads(),
+        "images": args.images,
+        "K": args.num_samples,
+    }
+    for network in args.networks.split(","):
+        model = build(network)
+        chunk = choose_chunk_size(model, args.batch_size, args.num_samples, args.memory_mb)
+        measure(model, x[:2], 10, 2, 10)  # warm-up
+        seconds = measure(model, x, args.num_samples, args.batch_size, chunk)
+        rate = args.images * args.num_samples / seconds
+        # the loop gets the same memory per decoder call: a larger chunk for one image
+        loop_chunk = choose_chunk_size(model, 1, args.num_samples, args.memory_mb)
+        loop = measure(model, x[: args.loop_images], args.num_samples, 1, loop_chunk)
+        loop_rate = args.loop_images * args.num_samples / loop
+        results[network] = {
+            "chunk_size": chunk,
+            "memory_mb": args.memory_mb,
+            "per_image_loop_chunk_size": loop_chunk,
+            "batch_size": args.batch_size,
+            "seconds": round(seconds, 2),
+            "images_x_samples_per_s": round(rate),
+            "extrapolated_s_for_10000_images_K5000": round(10000 * 5000 / rate),
+            "per_image_loop_images_x_samples_per_s": round(loop_rate),
+            "speedup_over_per_image_loop": round(rate / loop_rate, 2),
+        }
+        print(network, json.dumps(results[network]), flush=True)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

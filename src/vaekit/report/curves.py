@@ -1,0 +1,113 @@
+"""Training curves from a run's ``metrics.jsonl``.
+
+Each line is one JSON object. Per-epoch records carry ``epoch`` and keys such as
+``train_elbo``, ``val_elbo``, ``train_log_px_z``, ``train_kl``, ``val_*`` (nats per example);
+a newer trainer may add ``"kind": "epoch"`` / ``"kind": "step"`` records and a learning rate
+(``lr``). Unknown keys and kinds are ignored; a malformed line is an error naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from vaekit.report.plots import _pyplot
+
+# panel title, y-axis label, metric name (looked up with train_/val_ prefixes)
+PANELS = [
+    ("ELBO", "ELBO (nats per example)", "elbo"),
+    ("reconstruction term", "E_q[log p(x|z)] (nats per example)", "log_px_z"),
+    ("KL term", "KL(q(z|x) || p(z)) (nats per example)", "kl"),
+]
+LR_KEYS = ("lr", "learning_rate")
+
+
+def read_metrics(path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(epoch_records, step_records)`` from a metrics.jsonl file."""
+    epochs, steps = [], []
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: line {number} is not JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            continue
+        kind = record.get("kind")
+        if kind == "step" and "step" in record:
+            steps.append(record)
+        elif kind in (None, "epoch") and "epoch" in record:
+            epochs.append(record)
+    return epochs, steps
+
+
+def _series(records: list[dict[str, Any]], x_key: str, key: str) -> tuple[list, list]:
+    pairs = [(r[x_key], r[key]) for r in records if isinstance(r.get(key), int | float)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def save_training_curves(metrics_path: str | Path, path: str | Path) -> Path:
+    """Plot ELBO, its two terms and (if recorded) the learning rate against the epoch."""
+    epochs, steps = read_metrics(metrics_path)
+    if not epochs and not steps:
+        raise ValueError(f"{metrics_path}: no epoch or step records to plot")
+    lr_key = next((k for k in LR_KEYS if any(k in r for r in epochs + steps)), None)
+    panels = [
+        p for p in PANELS if any(f"{s}_{p[2]}" in r for r in epochs for s in ("train", "val"))
+    ]
+    if not panels and steps:
+        panels = [p for p in PANELS if any(k in r for r in steps for k in (p[2], f"train_{p[2]}"))]
+    count = len(panels) + (lr_key is not None)
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, max(count, 1), figsize=(4.2 * max(count, 1), 3.6), squeeze=False)
+    axes = list(axes[0])
+    for ax, (title, ylabel, name) in zip(axes, panels, strict=False):
+        step_key = next((k for k in (name, f"train_{name}") if any(k in r for r in steps)), None)
+        if step_key is not None:
+            xs, ys = _series(steps, "step", step_key)
+            per_epoch = _steps_per_epoch(epochs, steps)
+            ax.plot(
+                [x / per_epoch for x in xs],
+                ys,
+                color="tab:blue",
+                alpha=0.45,
+                lw=0.8,
+                label="train (per step)",
+            )
+        for split, style in (("train", "-o"), ("val", "-s")):
+            xs, ys = _series(epochs, "epoch", f"{split}_{name}")
+            if xs:
+                ax.plot(xs, ys, style, ms=3, label=f"{split} (per epoch)")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if lr_key is not None:
+        ax = axes[len(panels)]
+        records, x_key = (steps, "step") if any(lr_key in r for r in steps) else (epochs, "epoch")
+        xs, ys = _series(records, x_key, lr_key)
+        if x_key == "step":
+            per_epoch = _steps_per_epoch(epochs, steps)
+            xs = [x / per_epoch for x in xs]
+        ax.plot(xs, ys, "-", color="tab:green")
+        ax.set_title("learning rate", fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("learning rate (per step)", fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"training curves ({Path(metrics_path).name})", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def _steps_per_epoch(epochs: list[dict[str, Any]], steps: list[dict[str, Any]]) -> float:
+    """Steps per epoch from the records (so step curves share the epoch axis); 1 if unknown."""
+    last_epoch = max((r["epoch"] for r in epochs), default=0)
+    last_step = max((r["step"] for r in steps), default=0)
+    if last_epoch and last_step:
+        return last_step / last_epoch
+    return 1.0
