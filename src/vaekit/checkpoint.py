@@ -172,3 +172,26 @@ def load(
     model.load_state_dict(state)
     model.data_info = descriptor.get("data")
     return model.to(map_location).eval()
+
+
+def load_run(run: str | Path, data_dir: str | None = None):
+    """A run directory's model and the dataset it was trained on, loaded with the run's own
+    split settings (``config.json``): ``(model, dataset)``. ``data_dir`` overrides the run's."""
+    from vaekit.data import load_dataset
+
+    model = load(run)
+    descriptor = read_descriptor(run)
+    data_info = descriptor.get("data") or {}
+    data_config = (descriptor.get("config") or {}).get("data", {})
+    name = data_info.get("name") or data_config.get("name")
+    if name is None:
+        raise CheckpointError(
+            f"{run}: config.json does not say which dataset the model was trained on"
+        )
+    dataset = load_dataset(
+        name,
+        data_dir or data_config.get("data_dir"),
+        data_config.get("val_fraction", 0.1),
+        data_config.get("split_seed", 0),
+    )
+    return model, dataset

@@ -1,0 +1,258 @@
+"""The lecture's first contrast: "what happens if we only minimise reconstruction error?"
+
+``compare`` trains an :class:`~vaekit.AE` and a :class:`~vaekit.VAE` with the same networks,
+data, budget and seed (or loads two run directories) and measures, on the test split:
+
+* reconstruction error: squared error ||x - x_hat||^2 summed over the D data dimensions, mean
+  per example (x_hat = E[x|z] at z = f(x) for the AE, at z = mu(x) for the VAE);
+* prior samples: pictures of E[x|z], z ~ N(0, I), and the sample-quality score (a Fréchet
+  distance in the feature space of a classifier, see ``sample_quality_scores``);
+* the code distribution against N(0, I): the AE's codes f(x), the VAE's aggregate posterior
+  q(z) = mean_x q(z|x) (mean = mean of mu(x); covariance = Cov(mu(x)) + mean of Sigma(x));
+* a 2-D map of the codes coloured by label, interpolations between two encoded test images;
+* the VAE's held-out nll (importance sampling, :func:`vaekit.evaluate`); the AE has none.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vaekit.config import Config
+from vaekit.data import Dataset
+from vaekit.distributions.functional import kl_full_gaussian_standard_normal
+from vaekit.distributions.posteriors import FullCovarianceGaussian
+from vaekit.models import AE, VAE
+
+
+def comparison_configs(
+    data: str = "digits",
+    epochs: int = 30,
+    latent_dim: int = 8,
+    hidden_dims: list[int] | None = None,
+    seed: int = 0,
+    data_dir: str | None = None,
+) -> dict[str, Config]:
+    """Two configs identical in everything (networks, likelihood, data, budget, optimiser,
+    seed) except the model kind and its criterion: ``{"ae": ..., "vae": ...}``."""
+    configs = {}
+    for kind, objective in (("ae", "reconstruction"), ("vae", "elbo")):
+        config = Config()
+        config.data.name = data
+        config.data.data_dir = data_dir
+        config.model.kind = kind
+        config.model.latent_dim = latent_dim
+        config.model.network = "mlp"
+        config.model.hidden_dims = list(hidden_dims or [256, 128])
+        config.objective.name = objective
+        config.train.epochs = epochs
+        config.train.batch_size = 64
+        config.train.seed = seed
+        configs[kind] = config
+    return configs
+
+
+# --- the sample-quality score ------------------------------------------------------------------
+
+
+def _frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to feature sets ``a [N, F]``, ``b [M, F]``:
+    ||mu_a - mu_b||^2 + tr(C_a + C_b - 2 (C_a^{1/2} C_b C_a^{1/2})^{1/2}) (Heusel et al. 2017).
+    """
+    a, b = a.double(), b.double()
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    evals, evecs = torch.linalg.eigh(cov_a)
+    sqrt_a = evecs @ torch.diag(evals.clamp_min(0).sqrt()) @ evecs.T
+    cross = torch.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a).clamp_min(0).sqrt().sum()
+    return float((mu_a - mu_b).square().sum() + cov_a.trace() + cov_b.trace() - 2.0 * cross)
+
+
+def sample_quality_scores(
+    dataset: Dataset, generated: dict[str, torch.Tensor], seed: int = 0
+) -> dict[str, Any]:
+    """The sample-quality score of each image set in ``generated``: the Fréchet distance
+    between its features and the test split's, in the 64-dimensional penultimate layer of a
+    small MLP classifier trained here on the training split's labels (seeded, 40 epochs).
+
+    Lower is better. Also returns the same distance for held-out real images (training split,
+    as many as the first generated set) as a floor, and the classifier's test accuracy.
+
+    This is the project's local stand-in for the evaluation issue's shared classifier-feature
+    Fréchet distance; everything that scores samples goes through this one function.
+    """
+    if dataset.train.y is None:
+        raise ValueError(f"dataset {dataset.name!r} has no labels: no classifier features")
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    d = math.prod(dataset.shape)
+    num_classes = int(dataset.train.y.max()) + 1
+    features = nn.Sequential(
+        nn.Flatten(), nn.Linear(d, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU()
+    )
+    classifier = nn.Sequential(features, nn.Linear(64, num_classes))
+    optimizer = torch.optim.Adam(classifier.parameters(), lr=1e-3)
+    for _ in range(40):
+        for x, y in dataset.batches("train", 64, shuffle=True, generator=generator):
+            loss = nn.functional.cross_entropy(classifier(x.float()), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    classifier.eval()
+    x_test = dataset.fixed("test", seed=seed).float()
+    with torch.no_grad():
+        accuracy = float((classifier(x_test).argmax(1) == dataset.test.y).double().mean())
+        reference = features(x_test)
+        n = next(iter(generated.values())).shape[0] if generated else len(dataset.train)
+        real = dataset.fixed("train", seed=seed)[:n].float()
+        scores = {
+            name: _frechet_distance(features(x.float()), reference) for name, x in generated.items()
+        }
+        floor = _frechet_distance(features(real), reference)
+    return {
+        "scores": scores,
+        "held_out_real": floor,
+        "held_out_real_count": real.shape[0],
+        "classifier_test_accuracy": accuracy,
+        "definition": "Fréchet distance to the test split in the 64-d penultimate features of "
+        "an MLP classifier trained on the training labels (lower is better)",
+    }
+
+
+# --- code statistics ---------------------------------------------------------------------------
+
+
+def code_moments(
+    model: VAE | AE, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Codes used for pictures ``[N, m]`` and the (mean ``[m]``, covariance ``[m, m]``) of the
+    code distribution: the AE's f(x); the VAE's aggregate posterior (module docstring)."""
+    with torch.no_grad():
+        if isinstance(model, VAE):
+            q = model.encode(x)
+            codes = q.mean
+            if isinstance(q, FullCovarianceGaussian):
+                mean_sigma = q.covariance_matrix.double().mean(0)
+            else:
+                mean_sigma = torch.diag(q.variance.double().mean(0))
+            cov = torch.cov(codes.double().T) + mean_sigma
+        else:
+            codes = model.encode(x)
+            cov = torch.cov(codes.double().T)
+    return codes, codes.double().mean(0), cov
+
+
+def code_statistics(mean: torch.Tensor, cov: torch.Tensor) -> dict[str, float]:
+    """How far N(mean, cov) is from the prior N(0, I): ||mean||, ||cov - I||_F and
+    KL(N(mean, cov) || N(0, I)) in nats."""
+    eye = torch.eye(cov.shape[0], dtype=cov.dtype)
+    return {
+        "mean_norm": float(mean.norm()),
+        "cov_minus_identity_fro": float((cov - eye).norm()),
+        "kl_gaussian_fit_to_prior": float(
+            kl_full_gaussian_standard_normal(mean, torch.linalg.cholesky(cov))
+        ),
+    }
+
+
+# --- the comparison ----------------------------------------------------------------------------
+
+
+def compare(
+    out: str | Path,
+    data: str = "digits",
+    epochs: int = 30,
+    latent_dim: int = 8,
+    hidden_dims: list[int] | None = None,
+    seed: int = 0,
+    runs: tuple[str | Path, str | Path] | None = None,
+    num_samples: int = 500,
+    data_dir: str | None = None,
+    overwrite: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train (or load, ``runs = (AE_RUN, VAE_RUN)``) an AE and a VAE and write the comparison
+    to ``out``: ``report.html``, ``compare.json``, figures. Returns the JSON-ready dict.
+
+    ``num_samples``: K importance samples per test example for the VAE's nll.
+    """
+    from vaekit.checkpoint import load_run
+    from vaekit.evaluate import evaluate
+    from vaekit.report.contrasts import write_compare_report
+    from vaekit.train import prepare_run_dir, train
+
+    out = prepare_run_dir(out, overwrite)
+    if runs is None:
+        from vaekit.data import load_dataset
+
+        configs = comparison_configs(data, epochs, latent_dim, hidden_dims, seed, data_dir)
+        d = configs["vae"].data
+        dataset = load_dataset(d.name, d.data_dir, d.val_fraction, d.split_seed)
+        models: dict[str, VAE | AE] = {}
+        for kind, config in configs.items():
+            log(f"training the {kind.upper()} ({epochs} epochs) -> {out / kind}")
+            models[kind] = train(config, out=out / kind, dataset=dataset, log=lambda _: None).model
+        source = {kind: str(out / kind) for kind in configs}
+    else:
+        (ae, ae_data), (vae, vae_data) = (load_run(run, data_dir) for run in runs)
+        if not isinstance(ae, AE) or not isinstance(vae, VAE):
+            raise ValueError(f"--runs {runs[0]} {runs[1]}: expected an AE run, then a VAE run")
+        if ae_data.info() != vae_data.info() or ae.data_shape != vae.data_shape:
+            raise ValueError(f"--runs {runs[0]} {runs[1]}: the runs used different data")
+        models, dataset, source = (
+            {"ae": ae, "vae": vae},
+            vae_data,
+            {
+                "ae": str(runs[0]),
+                "vae": str(runs[1]),
+            },
+        )
+    if dataset.test.y is None:
+        raise ValueError(f"dataset {dataset.name!r} has no labels: the code map needs them")
+
+    x = dataset.fixed("test", seed=seed)
+    labels = dataset.test.y
+    result: dict[str, Any] = {"data": dataset.name, "runs": source, "models": {}}
+    generated, codes = {}, {}
+    for kind, model in models.items():
+        model.eval().cpu()
+        with torch.no_grad():
+            recon = model.reconstruct(x)
+            sq = (x - recon).flatten(1).square().sum(1).double()
+            g = torch.Generator().manual_seed(seed)
+            generated[kind] = model.sample(1000, generator=g)
+        codes[kind], mean, cov = code_moments(model, x)
+        result["models"][kind] = {
+            "latent_dim": model.latent_dim,
+            "reconstruction_squared_error": float(sq.mean()),
+            "reconstruction_squared_error_stderr": float(sq.std() / math.sqrt(sq.numel())),
+            "code_distribution": code_statistics(mean, cov),
+        }
+    log("scoring prior samples")
+    quality = sample_quality_scores(dataset, generated, seed=seed)
+    for kind in models:
+        result["models"][kind]["prior_sample_score"] = quality["scores"][kind]
+    result["sample_quality"] = {k: v for k, v in quality.items() if k != "scores"}
+    log(f"VAE held-out nll with K = {num_samples}")
+    result["models"]["vae"]["held_out"] = evaluate(
+        models["vae"], dataset, split="test", num_samples=num_samples, seed=seed
+    )
+    result["models"]["ae"]["held_out"] = None
+    result["units"] = {
+        "reconstruction_squared_error": "sum over the data dimensions of (x - x_hat)^2, mean "
+        "per test example (x in the model's input units, here [0, 1] intensities)",
+        "prior_sample_score": quality["definition"],
+        "code_distribution": "AE: codes f(x); VAE: aggregate posterior; KL in nats",
+        "held_out": "vaekit.evaluate on the test split: nll in nats per example",
+    }
+    write_compare_report(result, models, x, labels, codes, generated, out, seed=seed)
+    from vaekit.checkpoint import atomic_write_json
+
+    atomic_write_json(out / "compare.json", result)
+    result["report"] = str(out / "report.html")
+    return result
