@@ -166,6 +166,36 @@ def _add_contrast_parsers(commands) -> None:
     p.add_argument("--out", type=Path, help="write OUT/report.html, OUT/em.json and figures")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
+    p = commands.add_parser(
+        "compare",
+        help="AE vs VAE: same networks, data, budget and seed; one comparison report",
+        description="Train an AE and a VAE identically (or load two runs) and write "
+        "OUT/report.html and OUT/compare.json: reconstruction error, prior samples and their "
+        "sample-quality score, the code distribution against N(0, I), interpolations, and "
+        "the VAE's held-out nll (the AE has no likelihood).",
+    )
+    p.add_argument("--out", type=Path, required=True, help="report directory to create")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--data", default="digits", help="dataset to train both on (default digits)")
+    p.add_argument("--data-dir", help="directory holding the dataset's files")
+    p.add_argument(
+        "--runs",
+        nargs=2,
+        type=Path,
+        metavar=("AE_RUN", "VAE_RUN"),
+        help="compare two existing run directories instead of training",
+    )
+    p.add_argument("--epochs", type=_positive_int, default=30, help="epochs each (default 30)")
+    p.add_argument("--latent-dim", type=_positive_int, default=8, help="m (default 8)")
+    p.add_argument("--hidden-dims", type=_hidden_dims, help="MLP widths (default 256,128)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="default 64")
+    p.add_argument("--seed", type=int, default=0, help="training and evaluation seed")
+    p.add_argument(
+        "--num-samples", type=_positive_int, default=500, help="K for the VAE's nll (500)"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
 
 def cmd_train(args: argparse.Namespace) -> None:
     from vaekit.train import train
@@ -263,7 +293,34 @@ def cmd_em(args: argparse.Namespace) -> None:
     print(json.dumps(report) if args.json else "\n".join(em_headline(report)))
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "em": cmd_em}
+def cmd_compare(args: argparse.Namespace) -> None:
+    from vaekit.compare import compare, compare_headline
+
+    result = compare(
+        args.out,
+        data=args.data,
+        epochs=args.epochs,
+        latent_dim=args.latent_dim,
+        hidden_dims=args.hidden_dims,
+        seed=args.seed,
+        runs=args.runs,
+        num_samples=args.num_samples,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        data_dir=args.data_dir,
+        overwrite=args.overwrite,
+        log=(lambda _: None) if args.json else print,
+    )
+    print(json.dumps(result) if args.json else "\n".join(compare_headline(result)))
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "sample": cmd_sample,
+    "em": cmd_em,
+    "compare": cmd_compare,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,6 +37,8 @@ def comparison_configs(
     hidden_dims: list[int] | None = None,
     seed: int = 0,
     data_dir: str | None = None,
+    lr: float = 1e-3,
+    batch_size: int = 64,
 ) -> dict[str, Config]:
     """Two configs identical in everything (networks, likelihood, data, budget, optimiser,
     seed) except the model kind and its criterion: ``{"ae": ..., "vae": ...}``."""
@@ -51,7 +53,8 @@ def comparison_configs(
         config.model.hidden_dims = list(hidden_dims or [256, 128])
         config.objective.name = objective
         config.train.epochs = epochs
-        config.train.batch_size = 64
+        config.train.batch_size = batch_size
+        config.optim.lr = lr
         config.train.seed = seed
         configs[kind] = config
     return configs
@@ -172,6 +175,8 @@ def compare(
     seed: int = 0,
     runs: tuple[str | Path, str | Path] | None = None,
     num_samples: int = 500,
+    lr: float = 1e-3,
+    batch_size: int = 64,
     data_dir: str | None = None,
     overwrite: bool = False,
     log: Callable[[str], None] = print,
@@ -190,7 +195,9 @@ def compare(
     if runs is None:
         from vaekit.data import load_dataset
 
-        configs = comparison_configs(data, epochs, latent_dim, hidden_dims, seed, data_dir)
+        configs = comparison_configs(
+            data, epochs, latent_dim, hidden_dims, seed, data_dir, lr, batch_size
+        )
         d = configs["vae"].data
         dataset = load_dataset(d.name, d.data_dir, d.val_fraction, d.split_seed)
         models: dict[str, VAE | AE] = {}
@@ -256,3 +263,22 @@ def compare(
     atomic_write_json(out / "compare.json", result)
     result["report"] = str(out / "report.html")
     return result
+
+
+def compare_headline(result: dict[str, Any]) -> list[str]:
+    """Short terminal summary of a comparison (units in each line)."""
+    ae, vae = result["models"]["ae"], result["models"]["vae"]
+    held = vae["held_out"]
+    return [
+        f"{'':<44}{'AE':>10}{'VAE':>10}",
+        f"{'test reconstruction squared error / example':<44}"
+        f"{ae['reconstruction_squared_error']:>10.4f}{vae['reconstruction_squared_error']:>10.4f}",
+        f"{'prior-sample score (Fréchet, lower better)':<44}"
+        f"{ae['prior_sample_score']:>10.2f}{vae['prior_sample_score']:>10.2f}",
+        f"{'KL(code Gaussian fit || N(0,I)), nats':<44}"
+        f"{ae['code_distribution']['kl_gaussian_fit_to_prior']:>10.3f}"
+        f"{vae['code_distribution']['kl_gaussian_fit_to_prior']:>10.3f}",
+        f"{'held-out nll, nats per example':<44}{'none':>10}{held['nll']:>10.3f}",
+        f"real held-out images score {result['sample_quality']['held_out_real']:.2f}; "
+        f"the AE defines no likelihood; report: {result['report']}",
+    ]

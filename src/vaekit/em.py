@@ -132,18 +132,33 @@ def gaussian_elbo(
     (the lecture's lemma), minus KL(q || N(0, I)) = (tr Sigma + ||mu||^2 - m - log|Sigma|) / 2.
     ``q_mean [N, m]``; ``q_cov [m, m]`` or ``[N, m, m]``. Differentiable in everything.
     """
+    wtw = params.W.T @ params.W
+    return _elbo(
+        params,
+        x,
+        q_mean,
+        trace_wtw_sigma=(wtw * q_cov).sum(dim=(-2, -1)),  # tr(W^T W Sigma), Sigma symmetric
+        trace_sigma=torch.diagonal(q_cov, dim1=-2, dim2=-1).sum(-1),
+        log_det_sigma=torch.logdet(q_cov),
+    )
+
+
+def _elbo(
+    params: PPCA,
+    x: torch.Tensor,
+    q_mean: torch.Tensor,
+    trace_wtw_sigma: torch.Tensor,
+    trace_sigma: torch.Tensor,
+    log_det_sigma: torch.Tensor,
+) -> torch.Tensor:
+    """``gaussian_elbo`` from the covariance's three summaries (each ``[N]`` or scalar)."""
     d, m = params.W.shape
     resid = x - q_mean @ params.W.T - params.b  # [N, D]
-    wtw = params.W.T @ params.W
-    trace_term = (wtw * q_cov).sum(dim=(-2, -1))  # tr(W^T W Sigma), Sigma symmetric
     expected_log_px_z = (
         -0.5 * d * (LOG_2PI + params.sigma2.log())
-        - 0.5 * (resid.square().sum(dim=1) + trace_term) / params.sigma2
+        - 0.5 * (resid.square().sum(dim=1) + trace_wtw_sigma) / params.sigma2
     )
-    log_det = torch.logdet(q_cov)
-    kl = 0.5 * (
-        torch.diagonal(q_cov, dim1=-2, dim2=-1).sum(-1) + q_mean.square().sum(1) - m - log_det
-    )
+    kl = 0.5 * (trace_sigma + q_mean.square().sum(1) - m - log_det_sigma)
     return expected_log_px_z - kl
 
 
@@ -225,11 +240,18 @@ def synthetic_ppca(
     return z @ W.T + b + noise, true
 
 
-def random_rotation(m: int, seed: int = 0) -> torch.Tensor:
-    """A seeded random orthogonal ``[m, m]`` matrix (QR of a Gaussian matrix, sign-fixed)."""
-    g = torch.Generator().manual_seed(seed)
-    q, r = torch.linalg.qr(torch.randn(m, m, generator=g, dtype=torch.float64))
-    return q * torch.sign(torch.diagonal(r))
+def mixing_rotation(m: int) -> torch.Tensor:
+    """An ``[m, m]`` rotation that mixes every pair of axes: the product of Givens rotations
+    by 45 degrees in each plane (i, j), i < j. For W with orthogonal columns of different
+    norms, W R has non-orthogonal columns (the (i, j) entry of R^T W^T W R is non-zero)."""
+    rotation = torch.eye(m, dtype=torch.float64)
+    c = s = math.sqrt(0.5)
+    for i in range(m):
+        for j in range(i + 1, m):
+            givens = torch.eye(m, dtype=torch.float64)
+            givens[i, i], givens[i, j], givens[j, i], givens[j, j] = c, -s, s, c
+            rotation = rotation @ givens
+    return rotation
 
 
 # --- the linear VAE ----------------------------------------------------------------------
@@ -300,8 +322,21 @@ def vae_posterior_moments(model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, to
 
 def vae_exact_elbo(model: VAE, x: torch.Tensor) -> torch.Tensor:
     """The linear VAE's ELBO computed exactly (the expectation in closed form), ``[N]`` nats."""
-    mean, cov = vae_posterior_moments(model, x)
-    return gaussian_elbo(vae_ppca(model), x, mean, cov)
+    params = vae_ppca(model)
+    q = model.encode(x)
+    if isinstance(q, FullCovarianceGaussian):
+        tril = q.scale_tril  # Sigma = L L^T: tr(W^T W Sigma) = ||W L||_F^2
+        return _elbo(
+            params,
+            x,
+            q.mean,
+            trace_wtw_sigma=(params.W @ tril).square().sum(dim=(-2, -1)),
+            trace_sigma=tril.square().sum(dim=(-2, -1)),
+            log_det_sigma=2.0 * torch.diagonal(tril, dim1=-2, dim2=-1).log().sum(-1),
+        )
+    var = q.variance  # DiagonalGaussian, [N, m]
+    wtw_diag = params.W.square().sum(0)  # diag(W^T W), [m]
+    return _elbo(params, x, q.mean, (wtw_diag * var).sum(-1), var.sum(-1), q.log_var.sum(-1))
 
 
 @dataclass
@@ -511,12 +546,11 @@ def em_experiment(
         histories[f"linear_vae_{posterior}"] = [r.as_dict() for r in result.history]
         log(f"linear VAE ({posterior} q): {vae_steps} steps done")
 
-    # Decoder held fixed at the MLE rotated by a random R: same log p(x) as the MLE, but the
-    # columns of W R are not orthogonal, so the exact posterior is correlated.
-    rotation = random_rotation(latent_dim, seed=seed + 1)
-    fixed = PPCA(W=mle.W @ rotation, b=mle.b, sigma2=mle.sigma2)
+    # Decoder held fixed at the MLE rotated by R: same log p(x) as the MLE, but the columns of
+    # W R are not orthogonal, so the exact posterior is correlated.
+    fixed = PPCA(W=mle.W @ mixing_rotation(latent_dim), b=mle.b, sigma2=mle.sigma2)
     fixed_summary: dict[str, Any] = {
-        "decoder": "W = W_mle R (R a seeded random rotation), b and sigma^2 of the MLE",
+        "decoder": "W = W_mle R (R: 45-degree rotations in every plane), b and sigma^2 of the MLE",
         "log_px": float(fixed.log_px(x).mean()),
         "wtw_off_diagonal_ratio": off_diagonal_ratio(fixed.W),
         "closed_form_diagonal_gap": float(diagonal_gap(fixed)),
