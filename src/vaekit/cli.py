@@ -153,7 +153,7 @@ def _add_contrast_parsers(commands) -> None:
     p.add_argument("--data-dir", help="directory holding the dataset's files")
     p.add_argument("--latent-dim", type=_positive_int, default=3, help="m (default 3)")
     p.add_argument(
-        "--em-iterations", type=_positive_int, default=300, help="EM iterations (default 300)"
+        "--em-iterations", type=_positive_int, default=500, help="EM iterations (default 500)"
     )
     p.add_argument(
         "--steps", type=_positive_int, default=3000, help="linear-VAE Adam steps (default 3000)"
@@ -185,11 +185,11 @@ def _add_contrast_parsers(commands) -> None:
         metavar=("AE_RUN", "VAE_RUN"),
         help="compare two existing run directories instead of training",
     )
-    p.add_argument("--epochs", type=_positive_int, default=30, help="epochs each (default 30)")
+    p.add_argument("--epochs", type=_positive_int, default=40, help="epochs each (default 40)")
     p.add_argument("--latent-dim", type=_positive_int, default=8, help="m (default 8)")
     p.add_argument("--hidden-dims", type=_hidden_dims, help="MLP widths (default 256,128)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--batch-size", type=_positive_int, default=64, help="default 64")
+    p.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate (default 5e-3)")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="default 32")
     p.add_argument("--seed", type=int, default=0, help="training and evaluation seed")
     p.add_argument(
         "--num-samples", type=_positive_int, default=500, help="K for the VAE's nll (500)"

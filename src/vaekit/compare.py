@@ -32,13 +32,13 @@ from vaekit.models import AE, VAE
 
 def comparison_configs(
     data: str = "digits",
-    epochs: int = 30,
+    epochs: int = 40,
     latent_dim: int = 8,
     hidden_dims: list[int] | None = None,
     seed: int = 0,
     data_dir: str | None = None,
-    lr: float = 1e-3,
-    batch_size: int = 64,
+    lr: float = 5e-3,
+    batch_size: int = 32,
 ) -> dict[str, Config]:
     """Two configs identical in everything (networks, likelihood, data, budget, optimiser,
     seed) except the model kind and its criterion: ``{"ae": ..., "vae": ...}``."""
@@ -169,14 +169,14 @@ def code_statistics(mean: torch.Tensor, cov: torch.Tensor) -> dict[str, float]:
 def compare(
     out: str | Path,
     data: str = "digits",
-    epochs: int = 30,
+    epochs: int = 40,
     latent_dim: int = 8,
     hidden_dims: list[int] | None = None,
     seed: int = 0,
     runs: tuple[str | Path, str | Path] | None = None,
     num_samples: int = 500,
-    lr: float = 1e-3,
-    batch_size: int = 64,
+    lr: float = 5e-3,
+    batch_size: int = 32,
     data_dir: str | None = None,
     overwrite: bool = False,
     log: Callable[[str], None] = print,

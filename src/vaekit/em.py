@@ -207,8 +207,10 @@ def principal_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Principal angles (radians, ascending) between the column spaces of ``a`` and ``b``."""
     qa, _ = torch.linalg.qr(a)
     qb, _ = torch.linalg.qr(b)
-    cosines = torch.linalg.svdvals(qa.T @ qb).clamp(-1.0, 1.0)
-    return torch.arccos(cosines).flip(0)
+    # sines from the part of col(b) outside col(a): accurate for small angles (arccos of the
+    # cosines is not). Needs a.shape[1] == b.shape[1].
+    sines = torch.linalg.svdvals(qb - qa @ (qa.T @ qb)).clamp(0.0, 1.0)
+    return torch.arcsin(sines).flip(0)
 
 
 def off_diagonal_ratio(W: torch.Tensor) -> float:
@@ -509,7 +511,7 @@ def load_em_data(
 def em_experiment(
     data: str = SYNTHETIC,
     latent_dim: int = 3,
-    em_iterations: int = 300,
+    em_iterations: int = 500,
     vae_steps: int = 3000,
     lr: float = 0.1,
     seed: int = 0,
