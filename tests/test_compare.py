@@ -25,6 +25,7 @@ def compared(tmp_path_factory) -> tuple[dict, object]:
 def test_compare_end_to_end_on_digits(compared):
     result, out = compared
     ae, vae = result["models"]["ae"], result["models"]["vae"]
+    assert result["config_differences"] == ["model.kind", "objective.name"]
     # The lecture's point: decoding N(0, I) draws works for the VAE, not for the AE.
     assert ae["prior_sample_score"] > vae["prior_sample_score"]
     assert vae["prior_sample_score"] > result["sample_quality"]["held_out_real"]

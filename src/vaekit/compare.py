@@ -83,8 +83,9 @@ def sample_quality_scores(
     between its features and the test split's, in the 64-dimensional penultimate layer of a
     small MLP classifier trained here on the training split's labels (seeded, 40 epochs).
 
-    Lower is better. Also returns the same distance for held-out real images (training split,
-    as many as the first generated set) as a floor, and the classifier's test accuracy.
+    Lower is better. Also returns the same distance for real images of the training split (as
+    many as the first generated set; not the test reference) as a floor, and the classifier's
+    test accuracy.
 
     This is the project's local stand-in for the evaluation issue's shared classifier-feature
     Fréchet distance; everything that scores samples goes through this one function.
@@ -166,6 +167,15 @@ def code_statistics(mean: torch.Tensor, cov: torch.Tensor) -> dict[str, float]:
 # --- the comparison ----------------------------------------------------------------------------
 
 
+def setup_differences(ae_config: dict[str, Any], vae_config: dict[str, Any]) -> list[str]:
+    """The ``section.field`` names where two runs' full configs differ (``config.json``)."""
+    differ = []
+    for section in sorted(set(ae_config) | set(vae_config)):
+        a, v = ae_config.get(section) or {}, vae_config.get(section) or {}
+        differ += [f"{section}.{k}" for k in sorted(set(a) | set(v)) if a.get(k) != v.get(k)]
+    return differ
+
+
 def compare(
     out: str | Path,
     data: str = "digits",
@@ -219,12 +229,20 @@ def compare(
                 "vae": str(runs[1]),
             },
         )
+    from vaekit.checkpoint import read_descriptor
+
+    run_configs = [read_descriptor(source[kind]).get("config") or {} for kind in ("ae", "vae")]
     if dataset.test.y is None:
         raise ValueError(f"dataset {dataset.name!r} has no labels: the code map needs them")
 
     x = dataset.fixed("test", seed=seed)
     labels = dataset.test.y
-    result: dict[str, Any] = {"data": dataset.name, "runs": source, "models": {}}
+    result: dict[str, Any] = {
+        "data": dataset.name,
+        "runs": source,
+        "config_differences": setup_differences(*run_configs),
+        "models": {},
+    }
     generated, codes = {}, {}
     for kind, model in models.items():
         model.eval().cpu()

@@ -404,10 +404,11 @@ def _compare_claims(result: dict[str, Any]) -> dict[str, list[str]]:
     better = "VAE" if sv < sa else "AE"
     claims["samples"] = [
         f"Sample-quality score of 1000 prior samples ({q['definition']}): AE {sa:.2f}, VAE "
-        f"{sv:.2f}; {q['held_out_real_count']} held-out real training images score "
-        f"{q['held_out_real']:.2f}, a floor for this sample size. The {better}'s prior samples "
-        f"are closer to real data, by a factor {max(sa, sv) / min(sa, sv):.2f}. The classifier "
-        f"behind the features has test accuracy {q['classifier_test_accuracy']:.3f}."
+        f"{sv:.2f}; {q['held_out_real_count']} real images of the training split (not the "
+        f"test reference set) score {q['held_out_real']:.2f}, a floor for this sample size. "
+        f"The {better}'s prior samples are closer to real data, by a factor "
+        f"{max(sa, sv) / min(sa, sv):.2f}. The classifier behind the features has test "
+        f"accuracy {q['classifier_test_accuracy']:.3f}."
     ]
     ca, cv = ae["code_distribution"], vae["code_distribution"]
     far = "AE" if ca["kl_gaussian_fit_to_prior"] > cv["kl_gaussian_fit_to_prior"] else "VAE"
@@ -431,6 +432,12 @@ def _compare_claims(result: dict[str, Any]) -> dict[str, list[str]]:
             f"; {held['bits_per_dim']:.4f} bits per dimension of the discrete data."
             if "bits_per_dim" in held
             else "."
+        )
+        + (
+            " The nll is negative because x has a density on a bounded set, which can exceed "
+            "1; bits per dimension of the discrete data are the comparable figure."
+            if held["nll"] < 0
+            else ""
         ),
         "The AE defines no density p(x): it has no likelihood and no nll, and none is "
         "reported for it.",
@@ -455,7 +462,8 @@ def write_compare_report(
 
     out_dir = Path(out_dir)
     claims = _compare_claims(result)
-    # Interpolation ends: the first test image of the two most frequent different labels.
+    # Interpolation ends: a seeded random test image and the next one (same order) whose
+    # label differs.
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     first = int(order[0])
     second = next(int(i) for i in order if labels[i] != labels[first])
@@ -506,9 +514,17 @@ def write_compare_report(
         ),
         ("Likelihood", claims["likelihood"], []),
     ]
+    differ = result["config_differences"]
     intro = [
         f"Data: {result['data']} (test split). Runs: AE {result['runs']['ae']}, VAE "
-        f"{result['runs']['vae']}. Same networks, data, budget and seed; the AE minimises "
-        "reconstruction error only, the VAE maximises the ELBO."
+        f"{result['runs']['vae']}. "
+        + (
+            "Their saved configurations (networks, likelihood, data, budget, optimiser, seed) "
+            f"are identical except {' and '.join(differ)}."
+            if set(differ) <= {"model.kind", "objective.name"}
+            else f"Their saved configurations differ in {', '.join(differ)}: the comparison "
+            "is not like for like."
+        )
+        + " The AE minimises reconstruction error only, the VAE maximises the ELBO."
     ]
     return write_page(out_dir, "Autoencoder vs VAE", intro, sections)
