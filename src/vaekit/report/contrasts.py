@@ -162,7 +162,7 @@ def _rotation_figure(report: dict[str, Any], histories: dict[str, list[dict]]) -
     ax_rot.semilogy(steps, _column(h, "wtw_off_diagonal_ratio"), color="C3")
     ax_rot.set_xlabel("gradient step")
     ax_rot.set_ylabel("||offdiag(W^T W)||_F / ||W^T W||_F")
-    ax_rot.set_title("W's columns become orthogonal: the posterior is diagonal", fontsize=10)
+    ax_rot.set_title("how far W^T W is from diagonal (0: orthogonal columns)", fontsize=10)
     fig.tight_layout()
     return _png(fig)
 
