@@ -330,7 +330,70 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-examples", type=_positive_int, default=1000, help="examples evaluated if needed"
     )
     p.add_argument("--data-dir", help="directory holding the dataset's files")
+
+    _add_contrast_parsers(commands)
     return parser
+
+
+def _add_contrast_parsers(commands) -> None:
+    """`vaekit em` and `vaekit compare`: the lecture's two contrasts (issue 6)."""
+    p = commands.add_parser(
+        "em",
+        help="probabilistic PCA: closed-form MLE, exact EM and linear VAEs side by side",
+        description="Fit probabilistic PCA by its closed-form MLE, by exact EM and by linear "
+        "VAEs (diagonal and full-covariance q) on the same data; report exact log p(x), the "
+        "ELBO and their gap KL(q || p(z|x)) in nats per example.",
+    )
+    p.add_argument(
+        "--data",
+        default="synthetic",
+        help="'synthetic' (default: known W, b, sigma) or a registered dataset (flattened)",
+    )
+    p.add_argument("--data-dir", help="directory holding the dataset's files")
+    p.add_argument("--latent-dim", type=_positive_int, default=3, help="m (default 3)")
+    p.add_argument(
+        "--em-iterations", type=_positive_int, default=500, help="EM iterations (default 500)"
+    )
+    p.add_argument(
+        "--steps", type=_positive_int, default=3000, help="linear-VAE Adam steps (default 3000)"
+    )
+    p.add_argument("--lr", type=float, default=0.1, help="linear-VAE Adam learning rate (0.1)")
+    p.add_argument(
+        "--max-examples", type=_positive_int, default=2000, help="examples used (default 2000)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="data, initialisation and rotation seed")
+    p.add_argument("--out", type=Path, help="write OUT/report.html, OUT/em.json and figures")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = commands.add_parser(
+        "compare",
+        help="AE vs VAE: same networks, data, budget and seed; one comparison report",
+        description="Train an AE and a VAE identically (or load two runs) and write "
+        "OUT/report.html and OUT/compare.json: reconstruction error, prior samples and their "
+        "sample-quality score, the code distribution against N(0, I), interpolations, and "
+        "the VAE's held-out nll (the AE has no likelihood).",
+    )
+    p.add_argument("--out", type=Path, required=True, help="report directory to create")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--data", default="digits", help="dataset to train both on (default digits)")
+    p.add_argument("--data-dir", help="directory holding the dataset's files")
+    p.add_argument(
+        "--runs",
+        nargs=2,
+        type=Path,
+        metavar=("AE_RUN", "VAE_RUN"),
+        help="compare two existing run directories instead of training",
+    )
+    p.add_argument("--epochs", type=_positive_int, default=40, help="epochs each (default 40)")
+    p.add_argument("--latent-dim", type=_positive_int, default=8, help="m (default 8)")
+    p.add_argument("--hidden-dims", type=_hidden_dims, help="MLP widths (default 256,128)")
+    p.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate (default 5e-3)")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="default 32")
+    p.add_argument("--seed", type=int, default=0, help="training and evaluation seed")
+    p.add_argument(
+        "--num-samples", type=_positive_int, default=500, help="K for the VAE's nll (500)"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -496,6 +559,46 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def cmd_em(args: argparse.Namespace) -> None:
+    from vaekit.em import em_experiment
+    from vaekit.report.contrasts import em_headline
+
+    report = em_experiment(
+        data=args.data,
+        latent_dim=args.latent_dim,
+        em_iterations=args.em_iterations,
+        vae_steps=args.steps,
+        lr=args.lr,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        max_examples=args.max_examples,
+        out=args.out,
+        log=(lambda _: None) if args.json else print,
+    )
+    print(json.dumps(report) if args.json else "\n".join(em_headline(report)))
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from vaekit.compare import compare, compare_headline
+
+    result = compare(
+        args.out,
+        data=args.data,
+        epochs=args.epochs,
+        latent_dim=args.latent_dim,
+        hidden_dims=args.hidden_dims,
+        seed=args.seed,
+        runs=args.runs,
+        num_samples=args.num_samples,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        data_dir=args.data_dir,
+        overwrite=args.overwrite,
+        log=(lambda _: None) if args.json else print,
+    )
+    print(json.dumps(result) if args.json else "\n".join(compare_headline(result)))
+
+
 COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
@@ -508,6 +611,8 @@ COMMANDS = {
     "encode": cmd_encode,
     "decode": cmd_decode,
     "report": cmd_report,
+    "em": cmd_em,
+    "compare": cmd_compare,
 }
 
 
