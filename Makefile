@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Two cores on the reference machine: keep torch from oversubscribing them.
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench bench-setup clean
 
 $(BIN)/vaekit: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,18 @@ test: $(BIN)/vaekit
 format: $(BIN)/vaekit
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The peers of benchmarks/bench_train_speed.py live in their own venv (pythae pins old deps).
+.venv-peers/bin/python:
+	$(PYTHON) -m venv .venv-peers
+	.venv-peers/bin/pip install --quiet torch==2.13.0
+	.venv-peers/bin/pip install --quiet pythae==0.1.2
+
+bench-setup: .venv-peers/bin/python
+
+# A quick version of the speed benchmarks (a few minutes); see benchmarks/RESULTS.md.
+bench: $(BIN)/vaekit bench-setup
+	cd benchmarks && ../$(BIN)/python bench_train_speed.py --quick
 
 clean:
 	rm -rf runs build dist src/*.egg-info .pytest_cache

@@ -10,11 +10,11 @@ grad-input and grad-weight of every Linear layer: 3 x forward multiply-adds x 2 
 MFLOP per image) are timed back to back in this process; images/s = 128 / that time. No
 training loop can beat it on this machine without doing less arithmetic.
 
-Run (after `make bench-setup`, which creates the peers' venv with pythae):
+Run (`make bench-setup` first creates .venv-peers with torch==2.13.0 and pythae):
 
-    .venv/bin/python benchmarks/bench_train_speed.py --rounds 5
+    .venv/bin/python benchmarks/bench_train_speed.py --rounds 3
 
-``--quick`` uses 2 rounds. Results are appended to benchmarks/RESULTS.md by hand.
+``--quick`` uses 2 rounds (``make bench``). Results are copied into benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-PEERS_PYTHON = Path(os.environ.get("VAEKIT_PEERS_PYTHON", "/work/peers-venv/bin/python"))
+PEERS_PYTHON = Path(os.environ.get("VAEKIT_PEERS_PYTHON", ROOT / ".venv-peers" / "bin" / "python"))
 SHAPES = [(784, 512), (512, 256), (256, 32), (16, 256), (256, 512), (512, 784)]
 BATCH = 128
 
