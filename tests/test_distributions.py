@@ -83,7 +83,7 @@ def test_unit_gaussian_log_prob_keeps_every_constant():
 
 def test_learned_gaussian_scale_is_floored_and_trainable():
     likelihood = LIKELIHOODS["gaussian-learned"]((3,))
-    assert torch.allclose(likelihood.scale(), torch.ones(3))  # starts at sigma = 1
+    assert torch.allclose(likelihood.scale(), torch.full((3,), 0.2))  # starts at sigma = 0.2
     with torch.no_grad():
         likelihood.raw_scale.fill_(-1e4)
     assert torch.allclose(likelihood.scale(), torch.full((3,), likelihood.min_scale))

@@ -304,6 +304,10 @@ def linear_vae(data_dim: int, latent_dim: int, posterior: str = "diagonal") -> V
     # default random init, exp(log-variance) affine in x spans orders of magnitude at step 0.
     for param in model.posterior.parameters():
         nn.init.zeros_(param)
+    # And sigma at 1, the scale of the synthetic data (the library's default start, 0.2, is
+    # meant for [0, 1] pixels); the step counts and learning rates here were tuned from it.
+    lik = model.likelihood
+    lik.raw_scale.data.fill_(math.log(math.expm1(1.0 - lik.min_scale)))
     return model.double()
 
 
