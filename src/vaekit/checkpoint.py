@@ -97,20 +97,25 @@ def read_descriptor(path: str | Path) -> dict[str, Any]:
     config_path = path / CONFIG_FILE if path.is_dir() else path
     if not path.exists():
         raise CheckpointError(f"{path}: no such model directory")
+    return _read_versioned_json(config_path, FORMAT, FORMAT_VERSION, "vaekit model")
+
+
+def _read_versioned_json(path: Path, fmt: str, version: int, what: str) -> dict[str, Any]:
+    """Read a JSON file that must carry ``format == fmt`` and ``format_version == version``."""
     try:
-        descriptor = json.loads(config_path.read_text())
+        data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise CheckpointError(f"{config_path}: missing (not a saved vaekit model)") from None
+        raise CheckpointError(f"{path}: missing (not a {what})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{config_path}: corrupt JSON ({exc})") from None
-    if not isinstance(descriptor, dict) or descriptor.get("format") != FORMAT:
-        raise CheckpointError(f"{config_path}: not a vaekit model config (no format={FORMAT!r})")
-    if descriptor.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: corrupt JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise CheckpointError(f"{path}: not a {what} (no format={fmt!r})")
+    if data.get("format_version") != version:
         raise CheckpointError(
-            f"{config_path}: format version {descriptor.get('format_version')!r} is not "
-            f"supported (this vaekit reads {FORMAT_VERSION})"
+            f"{path}: format version {data.get('format_version')!r} is not supported "
+            f"(this vaekit reads {version})"
         )
-    return descriptor
+    return data
 
 
 def load_state(path: str | Path, descriptor: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -323,18 +328,9 @@ def load_training_state(
     descriptor = read_descriptor(path)
     model_state = load_state(path, descriptor)
     state_path = path / TRAIN_STATE_FILE
-    try:
-        state = json.loads(state_path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{state_path}: missing (not a training checkpoint)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{state_path}: corrupt JSON ({exc})") from None
-    if not isinstance(state, dict) or state.get("format") != TRAIN_FORMAT:
-        raise CheckpointError(f"{state_path}: not a vaekit training state")
-    if state.get("format_version") != TRAIN_FORMAT_VERSION:
-        raise CheckpointError(
-            f"{state_path}: format version {state.get('format_version')!r} is not supported"
-        )
+    state = _read_versioned_json(
+        state_path, TRAIN_FORMAT, TRAIN_FORMAT_VERSION, "vaekit training checkpoint"
+    )
     tensors: dict[str, torch.Tensor] = {}
     for name, prefix in ((OPTIMIZER_FILE, "optimizer."), (TRAINER_TENSORS_FILE, "")):
         file = path / name
