@@ -170,6 +170,14 @@ def _split_data(dataset: Dataset, split: str, seed: int, model) -> torch.Tensor:
     return dataset.fixed(split, seed=seed).to(next(model.parameters()).dtype)
 
 
+def _image_run(run, data_dir: str | None, split: str, seed: int):
+    """The picture commands' common start: the run's model (image data only), its dataset
+    and the split's examples in the model's dtype ``[N, *data_shape]``."""
+    model, dataset = load_run(run, data_dir)
+    _require_image(model, run)
+    return model, dataset, _split_data(dataset, split, seed, model)
+
+
 def reconstruct_run(
     run: str | Path,
     output: str | Path,
@@ -180,9 +188,8 @@ def reconstruct_run(
 ) -> Path:
     """PNG of the first ``n`` examples of ``split`` beside their reconstructions."""
     output = _check_png(output)
-    model, dataset = load_run(run, data_dir)
-    _require_image(model, run)
-    return save_reconstructions(model, _split_data(dataset, split, seed, model)[:n], output)
+    model, _, x = _image_run(run, data_dir, split, seed)
+    return save_reconstructions(model, x[:n], output)
 
 
 def interpolate_run(
@@ -196,9 +203,8 @@ def interpolate_run(
 ) -> Path:
     """PNG of latent interpolations between ``pairs`` pairs of examples of ``split``."""
     output = _check_png(output)
-    model, dataset = load_run(run, data_dir)
-    _require_image(model, run)
-    start, end = _pairs(_split_data(dataset, split, seed, model), pairs)
+    model, _, x = _image_run(run, data_dir, split, seed)
+    start, end = _pairs(x, pairs)
     return save_interpolations(model, start, end, output, steps=steps)
 
 
@@ -215,9 +221,7 @@ def traverse_run(
 ) -> Path:
     """PNG of latent traversals around example ``index`` of ``split``, rows ordered by KL."""
     output = _check_png(output)
-    model, dataset = load_run(run, data_dir)
-    _require_image(model, run)
-    x = _split_data(dataset, split, seed, model)
+    model, _, x = _image_run(run, data_dir, split, seed)
     if not 0 <= index < x.shape[0]:
         raise ValueError(f"--index {index}: split {split!r} has {x.shape[0]} examples")
     kl = latent_statistics(model, x)["kl_per_dim"]
