@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from vaekit.allocator import keep_freed_memory
 from vaekit.data import Dataset
 from vaekit.distributions.posteriors import DiagonalGaussian
 from vaekit.models import VAE
@@ -233,6 +234,8 @@ def evaluate(
         raise ValueError("evaluate needs a VAE: an AE defines no likelihood p(x)")
     model.eval()
     device = next(model.parameters()).device
+    if device.type == "cpu":
+        keep_freed_memory()  # the chunk loop reuses its memory (vaekit/allocator.py)
     x_all = dataset.fixed(split, seed=seed)
     if max_examples is not None:
         x_all = x_all[:max_examples]

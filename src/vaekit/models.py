@@ -137,7 +137,8 @@ class VAE(_Autoencoder):
         """
         q = self.encode(x)
         z = q.rsample((num_mc_samples,))  # [L, B, m]
-        log_px_z = self.decode(z).log_prob(x).mean(dim=0)  # [L, B] -> [B]
+        # log p(x|z) straight from the decoder output (no distribution objects per step).
+        log_px_z = self.likelihood.log_density(self.decoder(z), x).mean(dim=0)  # [L, B] -> [B]
         kl = self.prior.kl(q, z)
         return ELBOTerms(elbo=log_px_z - kl, log_px_z=log_px_z, kl=kl)
 
@@ -224,7 +225,7 @@ class AE(_Autoencoder):
 
         For the unit-variance Gaussian decoder this is -||x - x_hat||^2 / 2 - D log(2 pi) / 2.
         """
-        return self.decode(self.encode(x)).log_prob(x)
+        return self.likelihood.log_density(self.decoder(self.encode(x)), x)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from vaekit import checkpoint, distributed
+from vaekit.allocator import keep_freed_memory
 from vaekit.config import Config, to_dict
 from vaekit.data import Dataset, load_dataset
 from vaekit.models import AE, VAE, build_model
@@ -196,6 +197,8 @@ class Trainer:
             torch.use_deterministic_algorithms(True)
             torch.backends.cudnn.benchmark = False
         self.ctx, self.device = distributed.setup(resolve_device(tc.device))
+        if self.device.type == "cpu":
+            keep_freed_memory()  # no page faults per step (vaekit/allocator.py)
         if not self.ctx.is_main:  # one voice: rank 0 logs, the others stay quiet
             self.log = lambda message: None
         torch.manual_seed(tc.seed)  # the same initial weights on every rank
@@ -226,6 +229,7 @@ class Trainer:
         if tc.patience is not None and len(self.val_x) == 0:
             raise ValueError("train.patience needs a validation split (data.val_fraction > 0)")
         self.state, self.history, self.steps = LoopState(), [], []
+        self.interval_seconds = 0.0  # training time of the current log interval, past epochs
         self.run_dir = Path(resume) if resume is not None else None
         if resume is not None:
             self._restore(checkpoint.find_checkpoint(resume))
@@ -371,12 +375,13 @@ class Trainer:
 
     def _write_step_record(self, lr: float) -> None:
         acc, now = self.state.interval, time.perf_counter()
+        seconds = self.interval_seconds + now - self.timer  # training time since the last record
         record = {"kind": "step", "step": self.state.step, "epoch": self.state.epoch + 1}
         record |= _means(acc)
-        record |= {"lr": lr, "examples_per_s": acc.get("examples", 0.0) / (now - self.timer)}
+        record |= {"lr": lr, "examples_per_s": acc.get("examples", 0.0) / max(seconds, 1e-9)}
         if isinstance(self.objective, NegativeELBO):
             record["beta"] = self.objective.beta
-        self.timer, self.state.interval = now, {}
+        self.timer, self.interval_seconds, self.state.interval = now, 0.0, {}
         self.steps.append(record)
         self._write(record)
         if self.bar is None:
@@ -388,7 +393,9 @@ class Trainer:
         state, tc = self.state, self.config.train
         state.epoch += 1
         state.batch = 0
-        seconds = time.perf_counter() - self.epoch_timer  # training time, without validation
+        now = time.perf_counter()
+        seconds = now - self.epoch_timer  # training time, without validation
+        self.interval_seconds += now - self.timer  # the step records' clock stops here too
         record = {"kind": "epoch", "epoch": state.epoch, "step": state.step}
         record |= {f"train_{k}": v for k, v in _means(state.epoch_sums).items()}
         val = self._validate()
