@@ -6,7 +6,13 @@ and the conv VAE, batched over examples and chunked over samples (chunk from the
 budget), against a per-image Python loop given the same memory per decoder call. The
 weights are freshly initialised: the arithmetic, and so the speed, does not depend on them.
 The time for the full 10,000-image test set at K = 5000 is extrapolated linearly from a
-subset (the cost is exactly proportional to images x samples). Run:
+subset (the cost is exactly proportional to images x samples).
+
+The roofline, measured in the same run for the MLP: the decoder's GEMMs on the very row count
+of one decoder call (chunk x batch latents), timed back to back (best of 5 blocks), give the
+images x samples per second that no evaluation can beat without less arithmetic (the encoder
+runs once per image: 1/K of the work, ignored). ``--likelihood bernoulli`` on binarised images
+is the issue-7 reference model. Run:
 
     PYTHONPATH=src python benchmarks/bench_eval.py [--images 200] [--num-samples 5000]
 
@@ -24,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vaekit.allocator import keep_freed_memory
 from vaekit.config import ModelConfig
 from vaekit.evaluate import choose_chunk_size
 from vaekit.models import VAE
@@ -31,26 +38,50 @@ from vaekit.models import VAE
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
-def mnist_test_images(count: int) -> torch.Tensor:
-    """The first ``count`` MNIST test images, dequantised to [0, 1]: ``[count, 1, 28, 28]``."""
+def mnist_test_images(count: int, binary: bool) -> torch.Tensor:
+    """The first ``count`` MNIST test images ``[count, 1, 28, 28]``: dequantised to [0, 1], or
+    one seeded Bernoulli draw of each pixel (``binary``)."""
     path = DATASETS / "mnist" / "t10k-images-idx3-ubyte.gz"
     raw = gzip.decompress(path.read_bytes())
     images = np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(-1, 1, 28, 28)[:count]
     generator = torch.Generator().manual_seed(0)
     v = torch.from_numpy(images.copy()).float()
+    if binary:
+        return torch.bernoulli(v / 255.0, generator=generator)
     return (v + torch.rand(v.shape, generator=generator)) / 256.0
 
 
-def build(network: str) -> VAE:
+def build(network: str, likelihood: str) -> VAE:
     torch.manual_seed(0)
     config = ModelConfig(
         latent_dim=16,
         network=network,
         hidden_dims=[512, 256],
-        likelihood="gaussian-learned",
+        likelihood=likelihood,
         data_shape=[1, 28, 28],
     )
     return VAE(config).eval()
+
+
+def decoder_roofline(model: VAE, rows: int, repeats: int = 20) -> float:
+    """Images x samples per second of the MLP decoder's GEMMs alone on ``rows`` latents."""
+    layers = [m for m in model.decoder.modules() if isinstance(m, torch.nn.Linear)]
+    inputs = [torch.randn(rows, layer.in_features) for layer in layers]
+    weights = [layer.weight.detach().T.contiguous() for layer in layers]
+
+    def call() -> None:
+        for h, w in zip(inputs, weights, strict=True):
+            torch.mm(h, w)
+
+    for _ in range(3):
+        call()
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            call()
+        best = min(best, (time.perf_counter() - start) / repeats)
+    return rows / best
 
 
 def measure(model: VAE, x: torch.Tensor, num_samples: int, batch_size: int, chunk: int) -> float:
@@ -69,15 +100,20 @@ def main() -> None:
     parser.add_argument("--memory-mb", type=float, default=32, help="memory budget (MiB)")
     parser.add_argument("--networks", default="mlp,conv", help="comma-separated networks")
     parser.add_argument("--loop-images", type=int, default=4, help="images for the loop baseline")
+    parser.add_argument(
+        "--likelihood", default="gaussian-learned", help="gaussian-learned or bernoulli"
+    )
     args = parser.parse_args()
-    x = mnist_test_images(args.images)
+    keep_freed_memory()  # as `vaekit evaluate` does
+    x = mnist_test_images(args.images, binary=args.likelihood == "bernoulli")
     results = {
         "torch_threads": torch.get_num_threads(),
         "images": args.images,
         "K": args.num_samples,
+        "likelihood": args.likelihood,
     }
     for network in args.networks.split(","):
-        model = build(network)
+        model = build(network, args.likelihood)
         chunk = choose_chunk_size(model, args.batch_size, args.num_samples, args.memory_mb)
         measure(model, x[:2], 10, 2, 10)  # warm-up
         seconds = measure(model, x, args.num_samples, args.batch_size, chunk)
@@ -97,6 +133,13 @@ def main() -> None:
             "per_image_loop_images_x_samples_per_s": round(loop_rate),
             "speedup_over_per_image_loop": round(rate / loop_rate, 2),
         }
+        if network == "mlp":
+            roof = decoder_roofline(model, chunk * min(args.batch_size, args.images))
+            results[network] |= {
+                "roofline_images_x_samples_per_s": round(roof),
+                "roofline_s_for_10000_images_K5000": round(10000 * 5000 / roof),
+                "time_over_roofline_time": round(roof / rate, 3),
+            }
         print(network, json.dumps(results[network]), flush=True)
     print(json.dumps(results))
 

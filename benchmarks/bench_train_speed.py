@@ -15,6 +15,11 @@ Run (`make bench-setup` first creates .venv-peers with torch==2.13.0 and pythae)
     .venv/bin/python benchmarks/bench_train_speed.py --rounds 3
 
 ``--quick`` uses 2 rounds (``make bench``). Results are copied into benchmarks/RESULTS.md.
+To A/B a change, check the old commit out next to this one and add it as a contestant:
+
+    git worktree add /tmp/vaekit-old HEAD~1
+    .venv/bin/python benchmarks/bench_train_speed.py --only vaekit --baseline-src \
+        /tmp/vaekit-old/src
 """
 
 from __future__ import annotations
@@ -90,11 +95,11 @@ CONTESTANTS = {
 }
 
 
-def run(name: str, data: Path, threads: int) -> dict:
-    python, script = CONTESTANTS[name]
-    env = dict(
-        os.environ, PYTHONPATH=f"{HERE}{os.pathsep}{ROOT / 'src'}", OMP_NUM_THREADS=str(threads)
-    )
+def run(name: str, data: Path, threads: int, baseline_src: Path | None = None) -> dict:
+    """One contestant in a fresh process; ``baseline`` is vaekit imported from another tree."""
+    python, script = CONTESTANTS["vaekit" if name == "baseline" else name]
+    src = baseline_src if name == "baseline" else ROOT / "src"
+    env = dict(os.environ, PYTHONPATH=f"{HERE}{os.pathsep}{src}", OMP_NUM_THREADS=str(threads))
     proc = subprocess.run(
         [python, script, "--data", str(data), "--threads", str(threads)],
         cwd=HERE,
@@ -115,9 +120,19 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "datasets")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/vaekit-bench"))
     parser.add_argument("--only", nargs="*", default=list(CONTESTANTS))
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="the src/ directory of another vaekit checkout (e.g. a git worktree of an older "
+        "commit), run as one more contestant, 'baseline', to A/B a change",
+    )
     args = parser.parse_args()
     rounds = 2 if args.quick else args.rounds
     names = [n for n in CONTESTANTS if n in args.only]
+    if args.baseline_src is not None:
+        if not (args.baseline_src / "vaekit" / "__init__.py").exists():
+            parser.error(f"--baseline-src {args.baseline_src}: no vaekit package there")
+        names.append("baseline")
     if "pythae" in names and not PEERS_PYTHON.exists():
         print(f"skipping pythae: {PEERS_PYTHON} missing (make bench-setup)", file=sys.stderr)
         names.remove("pythae")
@@ -128,7 +143,7 @@ def main() -> None:
         order = names[r % len(names) :] + names[: r % len(names)]
         roofs.append(roofline_images_per_s(args.threads))
         for name in order:
-            results[name].append(run(name, data, args.threads))
+            results[name].append(run(name, data, args.threads, args.baseline_src))
             print(
                 f"round {r + 1}: {name}: {results[name][-1]['images_per_s']:.0f} images/s",
                 file=sys.stderr,
@@ -143,12 +158,12 @@ def main() -> None:
     print(f"| contestant | images/s (median of {rounds}) | % of roofline | peak RSS MiB |")
     print("|---|---|---|---|")
     for n in names:
-        print(
-            f"| {results[n][0]['name']} | {med[n]:.0f} | {100 * med[n] / roof:.0f}% | "
-            f"{mem[n]:.0f} |"
-        )
+        label = results[n][0]["name"]
+        if n == "baseline":
+            label = f"vaekit train from {args.baseline_src}"
+        print(f"| {label} | {med[n]:.0f} | {100 * med[n] / roof:.0f}% | {mem[n]:.0f} |")
     if "vaekit" in med:
-        for n in names:
+        for n in names:  # ratios against every other contestant, the baseline included
             if n != "vaekit":
                 print(f"vaekit / {n}: {med['vaekit'] / med[n]:.2f}x")
 
