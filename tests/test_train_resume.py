@@ -42,12 +42,15 @@ def metrics(run: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--set", "optim.ema_decay=0.9"]], ids=["raw", "ema"])
+def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path, extra):
     # 1347 examples / 64 = 22 steps per epoch, 66 in all. Step 30 is mid-epoch 2: the last
-    # checkpoint is step 28, so steps 29-30 (and the step record at 30) are redone.
+    # checkpoint is step 28, so steps 29-30 (and the step record at 30) are redone. With
+    # Polyak averaging the checkpoint holds the average and the raw weights: both continue.
+    args = [*ARGS, *extra]
     full, broken = tmp_path / "full", tmp_path / "broken"
-    assert main(["train", *ARGS, "--out", str(full)]) == 0  # in-process, one thread as well
-    killed = vaekit(*ARGS, "--out", str(broken), kill_after=30)
+    assert main(["train", *args, "--out", str(full)]) == 0  # in-process, one thread as well
+    killed = vaekit(*args, "--out", str(broken), kill_after=30)
     assert killed.returncode == -signal.SIGKILL
     state = json.loads((broken / "checkpoints/last/trainer.json").read_text())["loop"]
     assert (state["step"], state["epoch"], state["batch"]) == (28, 1, 6)

@@ -100,12 +100,17 @@ class OptimConfig:
     # Clip the global L2 norm of the gradient to this value; null = no clipping. The norm
     # before clipping is logged as grad_norm either way.
     grad_clip: float | None = None
+    # Polyak averaging: validate, checkpoint and save an exponential moving average of the
+    # weights with this decay (e.g. 0.999); null = off. See vaekit/averaging.py.
+    ema_decay: float | None = None
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
             raise ConfigError(f"optim.lr must be > 0, got {self.lr}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"optim.grad_clip must be > 0 or null, got {self.grad_clip}")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ConfigError(f"optim.ema_decay must be in (0, 1) or null, got {self.ema_decay}")
 
 
 @dataclass

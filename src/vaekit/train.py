@@ -15,6 +15,7 @@ on its shard of every global batch (see ``vaekit.distributed``) and only rank 0 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -31,6 +32,7 @@ from torch import nn
 
 from vaekit import checkpoint, distributed
 from vaekit.allocator import keep_freed_memory
+from vaekit.averaging import PolyakAverage
 from vaekit.config import Config, to_dict
 from vaekit.data import Dataset, load_dataset
 from vaekit.models import AE, VAE, build_model
@@ -214,6 +216,8 @@ class Trainer:
         self.objective = build_objective(config.objective, config.model.kind)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.model, config.optim.lr, config.optim.weight_decay)
+        decay = config.optim.ema_decay
+        self.average = PolyakAverage(self.params, decay) if decay is not None else None
         n, b, world = len(dataset.train), tc.batch_size, self.ctx.world_size
         # A last partial batch smaller than the number of ranks would leave a rank empty.
         self.batches_per_epoch = n // b + (1 if n % b >= world else 0)
@@ -280,6 +284,8 @@ class Trainer:
                     if state.step >= self.budget:
                         break
                 reason = self._end_epoch()
+            if self.average is not None:  # the trained model is the averaged one
+                self.average.apply_permanently()
             self.model.eval()
             restore_precision(self.model)
             if self.writes:
@@ -358,6 +364,8 @@ class Trainer:
             return
         self.scaler.step(self.optimizer)  # with fp16, skipped by the scaler on overflow
         self.scaler.update()
+        if self.average is not None:
+            self.average.update()
         state.bad_steps = 0
         totals = dict(zip(names, sums[:-1], strict=True)) | {"examples": float(n_global)}
         if math.isfinite(grad_norm):  # fp16: an overflow step (skipped by the scaler) has none
@@ -444,7 +452,8 @@ class Trainer:
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(self.config.train.seed + self.ctx.rank)
             x = self.val_x[lo:hi].to(self.device)
-            means = validation_metrics(self.model, x, self.config.train.eval_batch_size)
+            with self._averaged_weights():
+                means = validation_metrics(self.model, x, self.config.train.eval_batch_size)
         self.model.train()
         names = sorted(means)
         sums = torch.tensor([means[k] * (hi - lo) for k in names] + [float(hi - lo)])
@@ -481,20 +490,32 @@ class Trainer:
             return
         metrics = self.run_dir / "metrics.jsonl"
         state.metrics_bytes = metrics.stat().st_size if metrics.exists() else 0
-        checkpoint.save_training_state(
-            self.run_dir / "checkpoints" / which,
-            self.model,
-            self.optimizer,
-            tensors,
-            {
-                "loop": asdict(state),
-                "schedule": self.schedule.state_dict(),
-                "scaler": self.scaler.state_dict(),
-                "world_size": self.ctx.world_size,
-            },
-            data=self.dataset.info(),
-            config=to_dict(self.config),
-        )
+        extra = {}
+        if self.average is not None:  # the model file holds the average; the raw weights:
+            for name, p in self.model.named_parameters():
+                if p.requires_grad:
+                    tensors[f"weights.{name}"] = p.detach().clone()  # not a view: swapped next
+            extra["ema_updates"] = self.average.updates
+        with self._averaged_weights():
+            checkpoint.save_training_state(
+                self.run_dir / "checkpoints" / which,
+                self.model,
+                self.optimizer,
+                tensors,
+                {
+                    "loop": asdict(state),
+                    "schedule": self.schedule.state_dict(),
+                    "scaler": self.scaler.state_dict(),
+                    "world_size": self.ctx.world_size,
+                    **extra,
+                },
+                data=self.dataset.info(),
+                config=to_dict(self.config),
+            )
+
+    def _averaged_weights(self):
+        """Context in which the model holds the Polyak average (if training keeps one)."""
+        return self.average.applied() if self.average is not None else contextlib.nullcontext()
 
     def _restore(self, path: Path) -> None:
         """Load everything a checkpoint holds; truncate metrics.jsonl to its length then."""
@@ -508,7 +529,15 @@ class Trainer:
                     f"--resume {self.run_dir}: the {section} section differs from the run's; "
                     "only training settings may change when resuming"
                 )
-        self.model.load_state_dict(model_state)
+        self.model.load_state_dict(model_state)  # the average, if the run kept one
+        raw = {k[len("weights.") :]: v for k, v in tensors.items() if k.startswith("weights.")}
+        if self.average is not None:  # continue the average (or start it from these weights)
+            self.average.reset_to_weights()
+            self.average.updates = int(saved.get("ema_updates", 0))
+        if raw:  # training goes on from the raw weights
+            unexpected = self.model.load_state_dict(raw, strict=False).unexpected_keys
+            if unexpected:
+                raise checkpoint.CheckpointError(f"{path}: unknown weights {unexpected[:3]}")
         optim = {
             k.removeprefix("optimizer."): v
             for k, v in tensors.items()
