@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vaekit.config import ModelConfig
+from vaekit.config import Config, ModelConfig, apply_overrides
 from vaekit.distributions import LIKELIHOODS, POSTERIORS
 from vaekit.models import VAE
 
@@ -76,3 +76,21 @@ def set_exact_posterior(model: VAE, W: torch.Tensor, b: torch.Tensor, sigma: flo
         head.bias[:m] = -A @ b
         head.bias[m : 2 * m] = torch.diagonal(L).log()
         head.bias[2 * m :] = L[rows, cols]
+
+
+def tiny(*overrides: str) -> Config:
+    """Digits, hidden [32], latent 2, a few steps; no TensorBoard, plain logs."""
+    base = [
+        "data.name=digits",
+        "model.hidden_dims=[32]",
+        "model.latent_dim=2",
+        "model.network=mlp",
+        "train.batch_size=128",
+        "train.epochs=2",
+        "train.device=cpu",
+        "train.log_every=4",
+        "train.checkpoint_every=5",
+        "train.tensorboard=false",
+        "train.progress=plain",
+    ]
+    return apply_overrides(Config(), base + list(overrides))

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import vaekit
+from helpers import tiny
 from vaekit import checkpoint
 from vaekit.averaging import PolyakAverage
 from vaekit.config import Config, ConfigError, apply_overrides
@@ -43,24 +44,6 @@ def test_applied_swaps_the_average_in_and_restores_the_raw_weights_even_on_error
 def test_bad_decay_is_refused():
     with pytest.raises(ConfigError, match=r"optim\.ema_decay"):
         apply_overrides(Config(), ["optim.ema_decay=1.0"])
-
-
-def tiny(*overrides: str) -> Config:
-    base = [
-        "data.name=digits",
-        "model.hidden_dims=[32]",
-        "model.latent_dim=2",
-        "model.network=mlp",
-        "train.epochs=2",
-        "train.device=cpu",
-        "train.tensorboard=false",
-        "train.progress=plain",
-    ]
-    return apply_overrides(Config(), base + list(overrides))
-
-
-def weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in state.items() if not k.startswith("likelihood._")}
 
 
 def test_training_path_is_unchanged_and_the_saved_model_is_the_average(tmp_path):

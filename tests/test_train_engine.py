@@ -9,31 +9,13 @@ import pytest
 import torch
 
 import vaekit
+from helpers import tiny
 from vaekit import checkpoint
-from vaekit.config import Config, apply_overrides
 from vaekit.data import Dataset, Split
 from vaekit.data.transforms import Transform
 from vaekit.train import TrainingError, train
 
 torch.set_num_threads(1)
-
-
-def tiny(*overrides: str) -> Config:
-    """Digits, hidden [32], latent 2, a few steps; no TensorBoard, plain logs."""
-    base = [
-        "data.name=digits",
-        "model.hidden_dims=[32]",
-        "model.latent_dim=2",
-        "model.network=mlp",
-        "train.batch_size=128",
-        "train.epochs=2",
-        "train.device=cpu",
-        "train.log_every=4",
-        "train.checkpoint_every=5",
-        "train.tensorboard=false",
-        "train.progress=plain",
-    ]
-    return apply_overrides(Config(), base + list(overrides))
 
 
 def records(run):
