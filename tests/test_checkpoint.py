@@ -22,6 +22,7 @@ def _config(**kwargs):
     [
         (VAE, {}),
         (VAE, {"posterior": "full", "likelihood": "gaussian-learned", "network": "mlp"}),
+        (VAE, {"likelihood": "gaussian-heteroscedastic"}),  # conv, 2 output channels
         (AE, {"likelihood": "gaussian"}),
     ],
 )

@@ -54,23 +54,39 @@ def test_likelihood_contract(name):
     torch.manual_seed(0)
     shape = (1, 2, 3)
     likelihood = LIKELIHOODS[name](shape)
-    params = torch.randn(5, 4, *shape)  # [K, B, *event]
+    params = torch.randn(5, 4, *likelihood.param_shape)  # [K, B, *param_shape]
     p = likelihood(params)
     assert p.batch_shape == (5, 4) and p.event_shape == shape
     x = torch.rand(4, *shape).round() if name == "bernoulli" else torch.randn(4, *shape)
     log_p = p.log_prob(x)  # broadcasts over the sample dimension
     assert log_p.shape == (5, 4)
     # Independent per dimension: the log-probability is the sum of 1-D log-densities.
-    flat = params.flatten(2)
     if name == "bernoulli":
+        flat = params.flatten(2)
         expected = -torch.nn.functional.binary_cross_entropy_with_logits(
             flat, x.flatten(1).expand_as(flat), reduction="none"
         ).sum(-1)
+    elif name == "gaussian-heteroscedastic":  # channels 0..C-1 the means, C..2C-1 the scales
+        mu, raw = params[:, :, :1], params[:, :, 1:]
+        sigma = likelihood.min_scale + torch.nn.functional.softplus(raw + likelihood.offset)
+        expected = torch.distributions.Normal(mu, sigma).log_prob(x).flatten(2).sum(-1)
     else:
+        flat = params.flatten(2)
         sigma = torch.as_tensor(likelihood.scale()).flatten()
         expected = torch.distributions.Normal(flat, sigma).log_prob(x.flatten(1)).sum(-1)
     assert torch.allclose(log_p, expected)
-    assert likelihood.mean(params).shape == params.shape
+    # The fast path the ELBO and the evaluator use gives the same number.
+    assert torch.allclose(likelihood.log_density(params, x), expected)
+    assert likelihood.mean(params).shape == (5, 4, *shape)
+
+
+def test_heteroscedastic_gaussian_starts_at_sigma_0_2_per_example():
+    likelihood = LIKELIHOODS["gaussian-heteroscedastic"]((3,))
+    assert likelihood.param_shape == (6,)
+    _, sigma = likelihood.split(torch.zeros(2, 6))
+    assert torch.allclose(sigma, torch.full((2, 3), 0.2))
+    _, floored = likelihood.split(torch.full((2, 6), -1e4))
+    assert torch.allclose(floored, torch.full((2, 3), likelihood.min_scale))
 
 
 def test_unit_gaussian_log_prob_keeps_every_constant():

@@ -164,10 +164,14 @@ def test_ae_has_no_noise_and_trains_on_reconstruction_error():
 @pytest.mark.parametrize(
     "network,shape", [("mlp", [3, 5]), ("conv", [1, 28, 28]), ("conv", [3, 32, 32])]
 )
-def test_networks_give_the_data_shape(network, shape):
+@pytest.mark.parametrize("likelihood", ["gaussian", "gaussian-heteroscedastic"])
+def test_networks_give_the_data_shape(network, shape, likelihood):
     torch.manual_seed(0)
-    model = VAE(_small_config(network=network, data_shape=shape))
+    model = VAE(_small_config(network=network, data_shape=shape, likelihood=likelihood))
     x = torch.randn(2, *shape)
+    # The decoder writes what the likelihood reads: twice the channels with a decoded scale.
+    doubled = likelihood == "gaussian-heteroscedastic"
+    assert model.decoder(torch.zeros(2, 2)).shape[1] == (2 if doubled else 1) * shape[0]
     assert model.reconstruct(x).shape == (2, *shape)
     assert model.log_weights(x, 3).shape == (3, 2)
     assert model.sample(3).shape == (3, *shape)

@@ -137,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--likelihood",
         help="p(x|z): gaussian (unit variance, the lecture's), gaussian-learned (per-dimension "
-        "sigma), gaussian-shared (one sigma), bernoulli (binary data only); default: the "
+        "sigma), gaussian-shared (one sigma), gaussian-heteroscedastic (the decoder outputs "
+        "a sigma per dimension and example), bernoulli (binary data only); default: the "
         "dataset's",
     )
     p.add_argument("--posterior", help="q(z|x): diagonal (default) or full (Cholesky covariance)")

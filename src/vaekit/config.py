@@ -33,9 +33,14 @@ class ModelConfig:
     activation: Literal["relu", "elu", "gelu", "tanh", "silu"] = "relu"
     posterior: Literal["diagonal", "full"] = "diagonal"
     # "auto" takes the dataset's default (its support decides: binary -> bernoulli).
-    likelihood: Literal["auto", "gaussian", "gaussian-learned", "gaussian-shared", "bernoulli"] = (
-        "auto"
-    )
+    likelihood: Literal[
+        "auto",
+        "gaussian",
+        "gaussian-learned",
+        "gaussian-shared",
+        "gaussian-heteroscedastic",
+        "bernoulli",
+    ] = "auto"
     prior: Literal["standard-normal"] = "standard-normal"
     # Filled in from the data when training starts: [C, H, W] for images, [D] for vectors.
     data_shape: list[int] | None = None

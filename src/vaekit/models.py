@@ -47,9 +47,13 @@ def _resolve(config: ModelConfig, kind: str) -> ModelConfig:
 
 
 def _bodies(
-    config: ModelConfig, encoder: nn.Module | None, decoder: nn.Module | None
+    config: ModelConfig,
+    encoder: nn.Module | None,
+    decoder: nn.Module | None,
+    output_shape: tuple[int, ...],
 ) -> tuple[nn.Module, nn.Module]:
-    """The user's encoder/decoder where given, the configured network's otherwise."""
+    """The user's encoder/decoder where given, the configured network's otherwise. The
+    decoder writes ``output_shape``: the likelihood's ``param_shape``."""
     if encoder is None or decoder is None:
         built = build_networks(
             config.network,
@@ -57,6 +61,7 @@ def _bodies(
             config.latent_dim,
             config.hidden_dims,
             config.activation,
+            output_shape,
         )
         encoder = encoder if encoder is not None else built[0]
         decoder = decoder if decoder is not None else built[1]
@@ -119,9 +124,9 @@ class VAE(_Autoencoder):
     ) -> None:
         super().__init__()
         self.config = config = _resolve(config, "vae")
-        self.encoder, self.decoder = _bodies(config, encoder, decoder)
-        self.posterior = POSTERIORS[config.posterior](self.encoder.out_features, config.latent_dim)
         self.likelihood = LIKELIHOODS[config.likelihood](tuple(config.data_shape))
+        self.encoder, self.decoder = _bodies(config, encoder, decoder, self.likelihood.param_shape)
+        self.posterior = POSTERIORS[config.posterior](self.encoder.out_features, config.latent_dim)
         self.prior = PRIORS[config.prior](config.latent_dim)
 
     def encode(self, x: torch.Tensor) -> Distribution:
@@ -210,9 +215,9 @@ class AE(_Autoencoder):
     ) -> None:
         super().__init__()
         self.config = config = _resolve(config, "ae")
-        self.encoder, self.decoder = _bodies(config, encoder, decoder)
-        self.code = DeterministicCode(self.encoder.out_features, config.latent_dim)
         self.likelihood = LIKELIHOODS[config.likelihood](tuple(config.data_shape))
+        self.encoder, self.decoder = _bodies(config, encoder, decoder, self.likelihood.param_shape)
+        self.code = DeterministicCode(self.encoder.out_features, config.latent_dim)
         self.prior = PRIORS[config.prior](config.latent_dim)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:

@@ -163,24 +163,31 @@ def build_networks(
     latent_dim: int,
     hidden_dims: list[int],
     activation: str,
+    output_shape: tuple[int, ...] | None = None,
 ) -> tuple[nn.Module, nn.Module]:
-    """Build the (encoder, decoder) pair registered under ``name`` ('mlp' or 'conv')."""
+    """Build the (encoder, decoder) pair registered under ``name`` ('mlp' or 'conv').
+
+    The encoder reads ``data_shape``; the decoder writes ``output_shape`` (the likelihood's
+    ``param_shape``: the data shape, or twice its first dimension when the decoder also
+    outputs a scale), ``data_shape`` if not given.
+    """
     if name not in NETWORKS:
         raise ValueError(f"unknown network {name!r}; choose one of {sorted(NETWORKS)}")
-    return NETWORKS[name](data_shape, latent_dim, hidden_dims, activation)
+    output_shape = tuple(data_shape) if output_shape is None else tuple(output_shape)
+    return NETWORKS[name](data_shape, latent_dim, hidden_dims, activation, output_shape)
 
 
-def _build_mlp(data_shape, latent_dim, hidden_dims, activation):
+def _build_mlp(data_shape, latent_dim, hidden_dims, activation, output_shape):
     encoder = MLPEncoder(data_shape, hidden_dims, activation)
-    decoder = MLPDecoder(latent_dim, list(reversed(hidden_dims)), data_shape, activation)
+    decoder = MLPDecoder(latent_dim, list(reversed(hidden_dims)), output_shape, activation)
     return encoder, decoder
 
 
-def _build_conv(data_shape, latent_dim, hidden_dims, activation):
+def _build_conv(data_shape, latent_dim, hidden_dims, activation, output_shape):
     # hidden_dims[-1] is the dense width between the convolutions and the latent code.
     hidden = hidden_dims[-1] if hidden_dims else 256
     encoder = ConvEncoder(data_shape, hidden_dim=hidden, activation=activation)
-    decoder = ConvDecoder(latent_dim, data_shape, hidden_dim=hidden, activation=activation)
+    decoder = ConvDecoder(latent_dim, output_shape, hidden_dim=hidden, activation=activation)
     return encoder, decoder
 
 

@@ -1,6 +1,11 @@
 """Probability pieces: posteriors q(z|x), likelihoods p(x|z), priors p(z) and their math."""
 
-from vaekit.distributions.likelihoods import LIKELIHOODS, BernoulliLikelihood, GaussianLikelihood
+from vaekit.distributions.likelihoods import (
+    LIKELIHOODS,
+    BernoulliLikelihood,
+    GaussianLikelihood,
+    HeteroscedasticGaussianLikelihood,
+)
 from vaekit.distributions.posteriors import (
     POSTERIORS,
     DiagonalGaussian,
@@ -20,5 +25,6 @@ __all__ = [
     "FullCovarianceGaussian",
     "FullCovariancePosterior",
     "GaussianLikelihood",
+    "HeteroscedasticGaussianLikelihood",
     "StandardNormalPrior",
 ]

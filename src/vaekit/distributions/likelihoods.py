@@ -43,6 +43,7 @@ class GaussianLikelihood(nn.Module):
     ) -> None:
         super().__init__()
         self.event_shape = tuple(event_shape)
+        self.param_shape = self.event_shape  # the decoder outputs the mean only
         self.learned = scale == "learned"
         self.min_scale = min_scale
         if self.learned:
@@ -92,6 +93,53 @@ class GaussianLikelihood(nn.Module):
         return -0.5 * squared.sum(dim=event_dims) - log_scale - 0.5 * d * LOG_2PI
 
 
+class HeteroscedasticGaussianLikelihood(nn.Module):
+    """p(x|z) = N(x; mu(z), diag(sigma(z)^2)): the decoder outputs the mean *and* the scale of
+    every dimension, the general slide's Sigma_theta(z) restricted to a diagonal.
+
+    The decoder's output doubles the data's first dimension (an image's channels, a vector's
+    features): ``[*batch, 2C, ...]``, the first C are mu, the last C the scale's
+    pre-activation r, with sigma = ``min_scale`` + softplus(r + c) and c chosen so that r = 0
+    gives ``init_scale`` (0.2, as for the learned per-pixel sigma, for the same reason). Unlike
+    a per-pixel sigma, each example gets its own uncertainty: sharp where the decoder is sure
+    (a background pixel), wide where it is not (an edge). Support: real-valued data.
+    """
+
+    support = "real"
+
+    def __init__(
+        self, event_shape: tuple[int, ...], min_scale: float = 1e-3, init_scale: float = 0.2
+    ) -> None:
+        super().__init__()
+        self.event_shape = tuple(event_shape)
+        self.param_shape = (2 * self.event_shape[0], *self.event_shape[1:])
+        self.min_scale = min_scale
+        self.offset = math.log(math.expm1(init_scale - min_scale))  # softplus^{-1}
+
+    def split(self, decoder_output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[*batch, 2C, ...]`` -> (mu, sigma), each ``[*batch, C, ...]``."""
+        mu, raw = decoder_output.chunk(2, dim=-len(self.event_shape))
+        return mu, self.min_scale + F.softplus(raw + self.offset)
+
+    def forward(self, decoder_output: torch.Tensor) -> Distribution:
+        mu, sigma = self.split(decoder_output)
+        base = Normal(mu, sigma, validate_args=False)
+        return Independent(base, len(self.event_shape), validate_args=False)
+
+    def mean(self, decoder_output: torch.Tensor) -> torch.Tensor:
+        """E[x|z] = mu(z), ``[*batch, *event]``."""
+        return self.split(decoder_output)[0]
+
+    def log_density(self, decoder_output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log N(x; mu, diag(sigma^2)) summed over the event, ``[*batch]`` (nats):
+        -0.5 sum((x - mu)/sigma)^2 - sum(log sigma) - D log(2 pi)/2; ``x`` broadcasts."""
+        event_dims = tuple(range(-len(self.event_shape), 0))
+        mu, sigma = self.split(decoder_output)
+        squared = ((x - mu) / sigma).square().sum(dim=event_dims)
+        log_sigma = sigma.log().sum(dim=event_dims)
+        return -0.5 * squared - log_sigma - 0.5 * math.prod(self.event_shape) * LOG_2PI
+
+
 class BernoulliLikelihood(nn.Module):
     """p(x|z) = prod_d Bernoulli(x_d; sigmoid(logits_d(z))), for binary data only.
 
@@ -104,6 +152,7 @@ class BernoulliLikelihood(nn.Module):
     def __init__(self, event_shape: tuple[int, ...]) -> None:
         super().__init__()
         self.event_shape = tuple(event_shape)
+        self.param_shape = self.event_shape  # the logits
 
     def forward(self, decoder_output: torch.Tensor) -> Distribution:
         base = Bernoulli(logits=decoder_output, validate_args=False)
@@ -134,10 +183,12 @@ def _gaussian_shared(shape: tuple[int, ...]) -> nn.Module:
     return GaussianLikelihood(shape, scale="learned", shared=True)
 
 
-# name -> builder(event_shape). "gaussian" is the lecture's unit-variance decoder.
+# name -> builder(event_shape). "gaussian" is the lecture's unit-variance decoder. Every
+# likelihood has ``param_shape``: the shape of the decoder output it reads.
 LIKELIHOODS = {
     "gaussian": _gaussian_unit,
     "gaussian-learned": _gaussian_learned,
     "gaussian-shared": _gaussian_shared,
+    "gaussian-heteroscedastic": HeteroscedasticGaussianLikelihood,
     "bernoulli": BernoulliLikelihood,
 }
