@@ -1,0 +1,124 @@
+"""Where a `vaekit train` step on the issue-7 reference model spends its time.
+
+Runs the default training path (``vaekit.train``, the same setup as
+contestants/vaekit_train.py) under torch.profiler for ``--steps`` steps after a warm-up
+epoch fraction, and prints milliseconds per step by category (GEMMs, optimiser, gradient
+norm, likelihood, other operators, Python and dispatch outside operators) plus the top
+operators. It also reports the minor page faults and kernel time per step (getrusage).
+
+    .venv/bin/python benchmarks/profile_train_step.py --steps 200
+
+The profiler adds its own overhead to every operator call, so absolute times are higher than
+in bench_train_speed.py; the shares are what this script is for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import vaekit  # noqa: E402
+from bench_train_speed import ROOT, prepare_data  # noqa: E402
+from contestants.common import BATCH, HIDDEN, LATENT, LR  # noqa: E402
+from vaekit.data import Dataset, Split  # noqa: E402
+from vaekit.data.transforms import Transform  # noqa: E402
+
+CATEGORIES = {
+    "GEMMs (mm, addmm)": ("aten::mm", "aten::addmm"),
+    "Adam (fused kernel)": ("aten::_fused_adam_",),
+    "gradient norm": ("aten::linalg_vector_norm", "aten::_foreach_norm"),
+    "Bernoulli log-density": (
+        "aten::log_sigmoid_forward",
+        "aten::log_sigmoid_backward",
+        "aten::binary_cross_entropy_with_logits",
+    ),
+}
+
+
+def dataset(steps: int, shared: Path, cache: Path) -> Dataset:
+    x = torch.from_numpy(np.load(prepare_data(shared, cache))).reshape(-1, 1, 28, 28)
+    x = x[: BATCH * steps]
+    empty = Split(x[:0])
+    return Dataset(
+        name="fashion-mnist-binarized-static (benchmark copy)",
+        shape=(1, 28, 28),
+        train=Split(x),
+        val=empty,
+        test=empty,
+        transform=Transform(),
+        support="binary",
+        default_likelihood="bernoulli",
+    )
+
+
+def config() -> vaekit.Config:
+    c = vaekit.Config()
+    c.model.network = "mlp"
+    c.model.hidden_dims = list(HIDDEN)
+    c.model.latent_dim = LATENT
+    c.model.likelihood = "bernoulli"
+    c.optim.lr = LR
+    c.train.batch_size = BATCH
+    c.train.epochs = 1
+    c.train.device = "cpu"
+    return c
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "datasets")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/vaekit-bench"))
+    parser.add_argument("--top", type=int, default=15)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    data = dataset(args.steps, args.shared, args.cache)
+    quiet = lambda line: None  # noqa: E731
+    vaekit.train(config(), dataset=data, log=quiet)  # warm-up: allocator, kernels
+    before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    vaekit.train(config(), dataset=data, log=quiet)
+    after, seconds = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - start
+    print(
+        f"without profiler: {seconds / args.steps * 1e3:.2f} ms per step (setup included), "
+        f"{(after.ru_minflt - before.ru_minflt) / args.steps:.1f} minor page faults and "
+        f"{(after.ru_stime - before.ru_stime) / args.steps * 1e3:.3f} ms kernel time per step"
+    )
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        vaekit.train(config(), dataset=data, log=quiet)
+        wall = time.perf_counter() - start
+    events = [e for e in prof.key_averages() if not e.key.startswith(("Optimizer.", "autograd"))]
+    per_step = lambda us: us / 1e3 / args.steps  # noqa: E731  microseconds total -> ms per step
+    totals: dict[str, float] = defaultdict(float)
+    for event in events:
+        if not event.key.startswith("aten::"):
+            continue
+        name = next((c for c, keys in CATEGORIES.items() if event.key in keys), "other ops")
+        totals[name] += event.self_cpu_time_total
+    wall_ms = wall * 1e3 / args.steps
+    print(f"with profiler: {wall_ms:.2f} ms per step, {args.threads} threads")
+    print("| category | ms per step | share of the step |")
+    print("|---|---|---|")
+    for name, us in sorted(totals.items(), key=lambda kv: -kv[1]):
+        print(f"| {name} | {per_step(us):.2f} | {100 * per_step(us) / wall_ms:.0f}% |")
+    rest = wall_ms - sum(per_step(us) for us in totals.values())
+    label = "Python, autograd engine, dispatch (the rest)"
+    print(f"| {label} | {rest:.2f} | {100 * rest / wall_ms:.0f}% |")
+    print()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top))
+
+
+if __name__ == "__main__":
+    main()
