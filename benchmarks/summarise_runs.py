@@ -29,7 +29,8 @@ def row(run: Path) -> str:
         seconds += (r["step"] - previous) * batch / r["examples_per_s"]
         previous = r["step"]
     return (
-        f"| {run.name} | {config['data']['name']} | {objective} | "
+        f"| {run.name} | {config['data']['name']} | {config['model']['likelihood']} | "
+        f"{objective} | "
         f"{config['model']['latent_dim']} | {config['schedule']['name']} | "
         f"{ema if ema is not None else 'off'} | {epochs[-1]['step']:,} | {seconds / 60:.1f} | "
         f"{result['nll']:.2f} ± {result['nll_stderr']:.2f} | {result['bits_per_dim']:.4f} | "
@@ -43,10 +44,10 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     args = parser.parse_args()
     print(
-        "| run | data | objective | m | schedule | EMA | steps | training min | "
+        "| run | data | likelihood | objective | m | schedule | EMA | steps | training min | "
         "test nll (nats) | bits/dim | ELBO | KL | active units | test images x K |"
     )
-    print("|" + "---|" * 14)
+    print("|" + "---|" * 15)
     for run in args.runs:
         print(row(run))
 

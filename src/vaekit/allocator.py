@@ -4,8 +4,9 @@ Every training step on the CPU allocates and frees the same activation and gradi
 (a few hundred KiB each on the issue-7 reference model). With glibc's defaults, blocks above
 the dynamic mmap threshold are mapped and unmapped on every call and the heap top is trimmed
 back to the OS, so each step re-faults its memory page by page: 179 minor page faults and
-0.76 ms of kernel time per step on that model (about 8% of the step), against 0 faults and
-0.04 ms once freed memory stays in the heap (benchmarks/RESULTS.md). Peak memory does not
+0.76 ms of kernel CPU time per step on that model, against 0 faults and 0.04 ms once freed
+memory stays in the heap. The end-to-end A/B in benchmarks/RESULTS.md could not separate the
+wall-clock gain from the machine's run-to-run noise (about 10%). Peak memory does not
 grow: the heap keeps what the loop already used at its peak.
 
 The settings are process-wide, so they are applied once, only on Linux with glibc, and never
