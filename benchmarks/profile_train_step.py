@@ -30,9 +30,8 @@ sys.path.insert(0, str(HERE))
 
 import vaekit  # noqa: E402
 from bench_train_speed import ROOT, prepare_data  # noqa: E402
-from contestants.common import BATCH, HIDDEN, LATENT, LR  # noqa: E402
-from vaekit.data import Dataset, Split  # noqa: E402
-from vaekit.data.transforms import Transform  # noqa: E402
+from contestants.common import BATCH  # noqa: E402
+from contestants.vaekit_train import reference_config, reference_dataset  # noqa: E402
 
 CATEGORIES = {
     "GEMMs (mm, addmm)": ("aten::mm", "aten::addmm"),
@@ -46,33 +45,10 @@ CATEGORIES = {
 }
 
 
-def dataset(steps: int, shared: Path, cache: Path) -> Dataset:
+def dataset(steps: int, shared: Path, cache: Path):
+    """The first ``steps`` batches of the benchmark images."""
     x = torch.from_numpy(np.load(prepare_data(shared, cache))).reshape(-1, 1, 28, 28)
-    x = x[: BATCH * steps]
-    empty = Split(x[:0])
-    return Dataset(
-        name="fashion-mnist-binarized-static (benchmark copy)",
-        shape=(1, 28, 28),
-        train=Split(x),
-        val=empty,
-        test=empty,
-        transform=Transform(),
-        support="binary",
-        default_likelihood="bernoulli",
-    )
-
-
-def config() -> vaekit.Config:
-    c = vaekit.Config()
-    c.model.network = "mlp"
-    c.model.hidden_dims = list(HIDDEN)
-    c.model.latent_dim = LATENT
-    c.model.likelihood = "bernoulli"
-    c.optim.lr = LR
-    c.train.batch_size = BATCH
-    c.train.epochs = 1
-    c.train.device = "cpu"
-    return c
+    return reference_dataset(x[: BATCH * steps])
 
 
 def main() -> None:
@@ -86,9 +62,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     data = dataset(args.steps, args.shared, args.cache)
     quiet = lambda line: None  # noqa: E731
-    vaekit.train(config(), dataset=data, log=quiet)  # warm-up: allocator, kernels
+    vaekit.train(reference_config(), dataset=data, log=quiet)  # warm-up: allocator, kernels
     before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    vaekit.train(config(), dataset=data, log=quiet)
+    vaekit.train(reference_config(), dataset=data, log=quiet)
     after, seconds = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - start
     print(
         f"without profiler: {seconds / args.steps * 1e3:.2f} ms per step (setup included), "
@@ -97,7 +73,7 @@ def main() -> None:
     )
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()
-        vaekit.train(config(), dataset=data, log=quiet)
+        vaekit.train(reference_config(), dataset=data, log=quiet)
         wall = time.perf_counter() - start
     events = [e for e in prof.key_averages() if not e.key.startswith(("Optimizer.", "autograd"))]
     per_step = lambda us: us / 1e3 / args.steps  # noqa: E731  microseconds total -> ms per step

@@ -14,12 +14,10 @@ from vaekit.data import Dataset, Split
 from vaekit.data.transforms import Transform
 
 
-def main() -> None:
-    args = parse_args()
-    torch.set_num_threads(args.threads)
-    x = torch.from_numpy(load(args.data)).reshape(-1, 1, 28, 28)
+def reference_dataset(x: torch.Tensor) -> Dataset:
+    """The benchmark images ``[N, 1, 28, 28]`` (binary) as a vaekit dataset, all for training."""
     empty = Split(x[:0])
-    dataset = Dataset(
+    return Dataset(
         name="fashion-mnist-binarized-static (benchmark copy)",
         shape=(1, 28, 28),
         train=Split(x),
@@ -29,6 +27,10 @@ def main() -> None:
         support="binary",
         default_likelihood="bernoulli",
     )
+
+
+def reference_config(seed: int = 0) -> vaekit.Config:
+    """The reference model and optimiser (contestants/common.py), one epoch, on the CPU."""
     config = vaekit.Config()
     config.model.network = "mlp"
     config.model.hidden_dims = list(HIDDEN)
@@ -37,9 +39,17 @@ def main() -> None:
     config.optim.lr = LR
     config.train.batch_size = BATCH
     config.train.epochs = 1
-    config.train.seed = args.seed
+    config.train.seed = seed
     config.train.device = "cpu"
-    result = vaekit.train(config, dataset=dataset, log=lambda line: None)
+    return config
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    x = torch.from_numpy(load(args.data)).reshape(-1, 1, 28, 28)
+    config = reference_config(args.seed)
+    result = vaekit.train(config, dataset=reference_dataset(x), log=lambda line: None)
     rate = result.history[-1]["examples_per_s"]
     report("vaekit train", x.shape[0], x.shape[0] / rate)
 
