@@ -15,6 +15,7 @@ from torch import nn
 from vaekit.config import ModelConfig
 from vaekit.data import Dataset, Split
 from vaekit.data.transforms import Dequantize, DynamicBinarize, Transform
+from vaekit.distributions import LIKELIHOODS
 from vaekit.evaluate import (
     active_units,
     aggregate_posterior_stats,
@@ -288,9 +289,7 @@ def test_frechet_distance_matches_the_scipy_formula():
     assert shifted == pytest.approx(25.0, abs=1e-8)
 
 
-@pytest.mark.parametrize(
-    "likelihood", ["gaussian", "gaussian-learned", "gaussian-shared", "bernoulli"]
-)
+@pytest.mark.parametrize("likelihood", sorted(LIKELIHOODS))
 @pytest.mark.parametrize("posterior", ["diagonal", "full"])
 def test_fast_log_densities_equal_the_distributions(likelihood, posterior):
     """The evaluator's written-out log-densities are the same numbers as torch.distributions'."""
