@@ -87,6 +87,9 @@ def test_heteroscedastic_gaussian_starts_at_sigma_0_2_per_example():
     assert torch.allclose(sigma, torch.full((2, 3), 0.2))
     _, floored = likelihood.split(torch.full((2, 6), -1e4))
     assert torch.allclose(floored, torch.full((2, 3), likelihood.min_scale))
+    # A decoder that writes only the means (e.g. a user's body built for the data shape):
+    with pytest.raises(ValueError, match=r"must output \[\.\.\., 6\], got \[2, 3\]"):
+        likelihood.log_density(torch.zeros(2, 3), torch.zeros(2, 3))
 
 
 def test_unit_gaussian_log_prob_keeps_every_constant():

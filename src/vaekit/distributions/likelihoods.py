@@ -118,7 +118,14 @@ class HeteroscedasticGaussianLikelihood(nn.Module):
 
     def split(self, decoder_output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[*batch, 2C, ...]`` -> (mu, sigma), each ``[*batch, C, ...]``."""
-        mu, raw = decoder_output.chunk(2, dim=-len(self.event_shape))
+        n = len(self.event_shape)
+        if tuple(decoder_output.shape[-n:]) != self.param_shape:
+            raise ValueError(
+                "gaussian-heteroscedastic reads a mean and a scale per dimension: the decoder "
+                f"must output [..., {', '.join(map(str, self.param_shape))}], got "
+                f"{list(decoder_output.shape)}"
+            )
+        mu, raw = decoder_output.chunk(2, dim=-n)
         return mu, self.min_scale + F.softplus(raw + self.offset)
 
     def forward(self, decoder_output: torch.Tensor) -> Distribution:
