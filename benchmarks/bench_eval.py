@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from timing import best_seconds_per_call
 from vaekit.allocator import keep_freed_memory
 from vaekit.config import ModelConfig
 from vaekit.evaluate import choose_chunk_size
@@ -73,14 +74,7 @@ def decoder_roofline(model: VAE, rows: int, repeats: int = 20) -> float:
         for h, w in zip(inputs, weights, strict=True):
             torch.mm(h, w)
 
-    for _ in range(3):
-        call()
-    best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            call()
-        best = min(best, (time.perf_counter() - start) / repeats)
+    best = best_seconds_per_call(call, calls_per_block=repeats)
     return rows / best
 
 

@@ -31,11 +31,12 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from timing import best_seconds_per_call
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -77,14 +78,7 @@ def roofline_images_per_s(threads: int, repeats: int = 200) -> float:
             torch.mm(g, w.T)  # grad w.r.t. the input
             torch.mm(x.T, g)  # grad w.r.t. the weight
 
-    for _ in range(20):
-        step()
-    best = float("inf")
-    for _ in range(5):  # best of 5 blocks: the machine's attainable rate for these shapes
-        start = time.perf_counter()
-        for _ in range(repeats // 5):
-            step()
-        best = min(best, (time.perf_counter() - start) / (repeats // 5))
+    best = best_seconds_per_call(step, calls_per_block=repeats // 5, warmup=20)
     return BATCH / best
 
 

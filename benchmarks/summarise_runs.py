@@ -43,6 +43,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
     args = parser.parse_args()
+    for run in args.runs:
+        for name in ("config.json", "metrics.jsonl", "eval.json"):
+            if not (run / name).is_file():
+                hint = " (run `vaekit evaluate RUN` first)" if name == "eval.json" else ""
+                parser.error(f"{run / name}: not found{hint}")
     print(
         "| run | data | likelihood | objective | m | schedule | EMA | steps | training min | "
         "test nll (nats) | bits/dim | ELBO | KL | active units | test images x K |"
