@@ -332,8 +332,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data-dir", help="directory holding the dataset's files")
 
+    p = commands.add_parser(
+        "explore",
+        help="write RUN/explore.html: an interactive latent explorer (offline, one file)",
+        description="Write one self-contained HTML page that decodes in the browser (no network, "
+        "no Python at view time): one slider per latent coordinate ordered by its KL in nats "
+        "(by code variance for an AE, which has no KL), a map of the test set's posterior "
+        "means (hover or click to decode, click an example to see its input beside its "
+        "reconstruction) and an interpolation between two picked examples.",
+    )
+    p.add_argument("run", type=Path, help="run directory")
+    p.add_argument(
+        "-o", "--output", type=Path, help="HTML file to write (default RUN/explore.html)"
+    )
+    p.add_argument(
+        "--axes",
+        type=_axes,
+        help="map two latent coordinates I,J instead of the first two principal axes (PCA)",
+    )
+    p.add_argument(
+        "--max-points",
+        type=_positive_int,
+        default=1000,
+        help="test examples on the map, embedded in the page (default 1000)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the data transform draw")
+    p.add_argument("--data-dir", help="directory holding the dataset's files")
+
     _add_contrast_parsers(commands)
     return parser
+
+
+def _axes(text: str) -> tuple[int, int]:
+    parts = text.split(",")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"expected two coordinates I,J such as 0,1; got {text!r}")
+    return int(parts[0]), int(parts[1])
 
 
 def _add_contrast_parsers(commands) -> None:
@@ -560,6 +594,15 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def cmd_explore(args: argparse.Namespace) -> None:
+    from vaekit.explore import write_explorer
+
+    path = write_explorer(
+        args.run, args.output, args.axes, args.max_points, args.data_dir, seed=args.seed
+    )
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB); open it in a browser")
+
+
 def cmd_em(args: argparse.Namespace) -> None:
     from vaekit.em import em_experiment
     from vaekit.report.contrasts import em_headline
@@ -612,6 +655,7 @@ COMMANDS = {
     "encode": cmd_encode,
     "decode": cmd_decode,
     "report": cmd_report,
+    "explore": cmd_explore,
     "em": cmd_em,
     "compare": cmd_compare,
 }

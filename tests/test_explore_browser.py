@@ -1,0 +1,368 @@
+"""`vaekit explore`: the page's in-browser decoder against PyTorch, in headless Chromium.
+
+Chromium is driven over the DevTools protocol (vaekit.explore.chromium, a pipe: nothing to
+install beyond Chromium). Runs are tiny digits models trained a few steps, or saved untrained.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from helpers import tiny
+from vaekit.checkpoint import load, save_model
+from vaekit.cli import main
+from vaekit.config import ModelConfig
+from vaekit.data import load_dataset
+from vaekit.evaluate import latent_statistics
+from vaekit.explore import UnsupportedLayerError, build_explorer, decoder_program
+from vaekit.explore.chromium import Chromium, find_chromium
+from vaekit.explore.decoder_spec import likelihood_mean, run_program
+from vaekit.models import VAE
+from vaekit.train import train
+
+NO_CHROMIUM = find_chromium() is None
+needs_chromium = pytest.mark.skipif(
+    NO_CHROMIUM, reason="Chromium is not installed (scripts/ensure-chromium.sh installs it)"
+)
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """name -> run dir: MLP VAE, conv VAE, AE (digits, trained 3 steps), and a Bernoulli VAE
+    saved untrained (digits is grey-level, so a Bernoulli model is never trained on it; it
+    only exercises the page's sigmoid mean)."""
+    root = tmp_path_factory.mktemp("explore")
+    torch.manual_seed(0)
+    out = {}
+    common = ("model.latent_dim=5", "train.max_steps=3", "train.epochs=1")
+    for name, extra in {
+        "mlp": ("model.hidden_dims=[24,16]", "model.activation=elu"),
+        "conv": ("model.network=conv", "model.hidden_dims=[24]", "model.activation=gelu"),
+        "ae": ("model.kind=ae", "objective.name=reconstruction"),
+    }.items():
+        train(tiny(*common, *extra), out=root / name, log=_quiet)
+        out[name] = root / name
+    dataset = load_dataset("digits", None, 0.1, 0)
+    config = ModelConfig(
+        latent_dim=3, network="mlp", hidden_dims=[16], activation="silu",
+        likelihood="bernoulli", data_shape=[1, 8, 8],
+    )  # fmt: skip
+    save_model(VAE(config), root / "bernoulli", data=dataset.info())
+    out["bernoulli"] = root / "bernoulli"
+    return out
+
+
+@pytest.fixture(scope="module")
+def pages(runs):
+    """name -> (path of explore.html, embedded data)."""
+    out = {}
+    for name, run in runs.items():
+        page, data = build_explorer(run)
+        path = run / "explore.html"
+        path.write_text(page, encoding="utf-8")
+        out[name] = (path, data)
+    return out
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if NO_CHROMIUM:
+        pytest.skip("Chromium is not installed (scripts/ensure-chromium.sh installs it)")
+    with Chromium(width=1280, height=900) as chromium:
+        yield chromium
+
+
+def _open(browser: Chromium, path) -> None:
+    browser.open(path.as_uri())
+    assert browser.evaluate("window.vaekitExplorer && window.vaekitExplorer.ready") is True
+
+
+def _canvas(browser: Chromium, canvas_id: str = "decoded") -> np.ndarray:
+    """The canvas's RGBA pixels, ``[H, W, 4]`` uint8, read with getImageData."""
+    values = browser.evaluate(
+        f"(() => {{ const c = document.getElementById('{canvas_id}');"
+        "return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data); })()"
+    )
+    h = browser.evaluate(f"document.getElementById('{canvas_id}').height")
+    return np.asarray(values, dtype=np.uint8).reshape(h, -1, 4)
+
+
+def _page_z(browser: Chromium) -> torch.Tensor:
+    z = browser.evaluate("Array.from(window.vaekitExplorer.state.z)")
+    return torch.tensor(z, dtype=torch.float64)
+
+
+def _expected_pixels(model, z: torch.Tensor) -> np.ndarray:
+    """What the canvas must show for z: E[x|z] clipped to [0, 1] in 8 bits, ``[H, W, 3]``."""
+    with torch.no_grad():
+        mean = model.decode_mean(z.float()[None])[0]  # [C, H, W]
+    pixels = (mean.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
+
+
+def _assert_canvas_is_decode(browser: Chromium, model, z: torch.Tensor) -> None:
+    canvas = _canvas(browser).astype(int)
+    want = _expected_pixels(model, z).astype(int)
+    assert canvas.shape[:2] == want.shape[:2]
+    assert (canvas[..., 3] == 255).all()
+    assert np.abs(canvas[..., :3] - want).max() <= 1  # within 1/255
+
+
+# --- the decoder program (no browser) -------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["mlp", "conv", "ae", "bernoulli"])
+def test_program_reproduces_the_decoder_in_torch(runs, name):
+    model = load(runs[name])
+    layers, tensors = decoder_program(model.decoder, model.latent_dim, model.likelihood.param_shape)
+    z = torch.randn(7, model.latent_dim)
+    got = run_program(layers, tensors, likelihood_mean(model.likelihood), z)
+    with torch.no_grad():
+        want = model.decode_mean(z).flatten(1)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_unsupported_layer_is_named():
+    decoder = nn.Sequential(nn.Linear(3, 8), nn.LayerNorm(8), nn.Linear(8, 4))
+    with pytest.raises(UnsupportedLayerError, match=r"decoder\.1 \(LayerNorm\)"):
+        decoder_program(decoder, 3, (4,))
+
+
+def test_heteroscedastic_mean_is_the_first_half(runs, tmp_path):
+    dataset = load_dataset("digits", None, 0.1, 0)
+    config = ModelConfig(
+        latent_dim=2, network="conv", hidden_dims=[16], likelihood="gaussian-heteroscedastic",
+        data_shape=[1, 8, 8],
+    )  # fmt: skip
+    model = VAE(config)
+    layers, tensors = decoder_program(model.decoder, 2, model.likelihood.param_shape)
+    z = torch.randn(3, 2)
+    got = run_program(layers, tensors, likelihood_mean(model.likelihood), z)
+    with torch.no_grad():
+        torch.testing.assert_close(got, model.decode_mean(z).flatten(1), atol=1e-5, rtol=1e-5)
+    save_model(model, tmp_path / "het", data=dataset.info())
+    _, data = build_explorer(tmp_path / "het")
+    assert data["decoder"]["mean"] == "split"
+
+
+def test_sliders_are_ordered_by_test_set_kl(runs, pages):
+    _, data = pages["mlp"]
+    model = load(runs["mlp"])
+    dataset = load_dataset("digits", None, 0.1, 0)
+    stats = latent_statistics(model, dataset.fixed("test", seed=0))
+    np.testing.assert_allclose(data["stat"], stats["kl_per_dim"], rtol=1e-6, atol=1e-9)
+    assert data["stat_kind"] == "kl" and data["stat_examples"] == len(dataset.test)
+    assert data["order"] == sorted(range(5), key=lambda j: -stats["kl_per_dim"][j])
+
+
+def test_cli_writes_the_page_and_refuses_bad_flags(runs, tmp_path, capsys):
+    out = tmp_path / "x.html"
+    assert main(["explore", str(runs["mlp"]), "-o", str(out), "--axes", "1,3"]) == 0
+    text = out.read_text()
+    assert "vaekitExplorer" in text and '"kind":"axes","axes":[1,3]' in text
+    assert "http://" not in text and "https://" not in text  # nothing to fetch
+    assert main(["explore", str(runs["mlp"]), "-o", str(tmp_path / "y.html"), "--axes", "0,9"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["vaekit: error: --axes: coordinate 9 does not exist (latent_dim is 5)"]
+    assert not (tmp_path / "y.html").exists()
+    assert main(["explore", str(tmp_path / "missing")]) == 2
+    assert "no such model directory" in capsys.readouterr().err
+
+
+def test_report_links_to_the_explorer(runs):
+    from vaekit.report.html import render_report
+
+    page = render_report("t", {}, None, [])
+    assert "href='explore.html'" in page and "vaekit explore" in page
+
+
+# --- in the browser -------------------------------------------------------------------------
+
+
+@needs_chromium
+def test_page_loads_with_the_network_disabled(browser, pages):
+    path, _ = pages["mlp"]
+    browser.send("Network.enable")
+    browser.send(
+        "Network.emulateNetworkConditions",
+        {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+    )
+    try:
+        browser.events.clear()
+        _open(browser, path)
+        requested = [
+            e["params"]["request"]["url"]
+            for e in browser.events
+            if e["method"] == "Network.requestWillBeSent"
+        ]
+        assert all(url.startswith(("file:", "data:")) for url in requested), requested
+        assert not [e for e in browser.events if e["method"] == "Runtime.exceptionThrown"]
+        assert browser.evaluate("window.vaekitExplorer.state.frames") >= 1
+    finally:
+        browser.send("Network.emulateNetworkConditions", {
+            "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1,
+        })  # fmt: skip
+        browser.send("Network.disable")
+
+
+@needs_chromium
+@pytest.mark.parametrize("name", ["mlp", "conv", "bernoulli"])
+def test_canvas_equals_the_pytorch_decoder(browser, runs, pages, name):
+    """For random z: the page's decode equals torch's E[x|z] to float32 noise, and the canvas
+    equals it in 8 bits to within 1/255."""
+    path, _ = pages[name]
+    model = load(runs[name])
+    _open(browser, path)
+    _assert_canvas_is_decode(browser, model, _page_z(browser))  # the first test example
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        z = 1.5 * torch.randn(model.latent_dim, generator=generator, dtype=torch.float64)
+        browser.evaluate(f"window.vaekitExplorer.setZ({z.tolist()}, 'test')")
+        _assert_canvas_is_decode(browser, model, z)
+        got = torch.tensor(
+            browser.evaluate(f"Array.from(window.vaekitExplorer.decode({z.tolist()}))")
+        )
+        with torch.no_grad():
+            want = model.decode_mean(z.float()[None]).flatten()
+        torch.testing.assert_close(got.float(), want, atol=2e-5, rtol=1e-4)
+
+
+def _slider_thumb(browser: Chromium, dim: int) -> tuple[float, float, float, float]:
+    return tuple(
+        browser.evaluate(
+            f"(() => {{ const e = document.getElementById('z{dim}'); e.scrollIntoView();"
+            "const r = e.getBoundingClientRect(); return [r.left, r.right, r.top, r.bottom]; })()"
+        )
+    )
+
+
+@needs_chromium
+def test_dragging_a_slider_changes_the_canvas(browser, runs, pages):
+    path, data = pages["mlp"]
+    model = load(runs["mlp"])
+    _open(browser, path)
+    before = _canvas(browser)
+    z_before = _page_z(browser)
+    dim = data["order"][0]  # the coordinate with the largest KL
+    left, right, top, bottom = _slider_thumb(browser, dim)
+    y = (top + bottom) / 2
+    value = browser.evaluate(f"document.getElementById('z{dim}').valueAsNumber") / 1000
+    x = left + 8 + value * (right - left - 16)  # the thumb's centre
+    browser.mouse("mouseMoved", x, y, buttons=0)
+    browser.mouse("mousePressed", x, y)
+    for step in range(1, 6):  # drag to the right end
+        browser.mouse("mouseMoved", x + step * (right - x) / 5, y)
+    browser.mouse("mouseReleased", right, y, buttons=0)
+    z_after = _page_z(browser)
+    moved = (z_after - z_before).abs()
+    assert moved[dim] > 0.5 and moved.sum() == moved[dim]  # only that coordinate moved
+    after = _canvas(browser)
+    assert np.abs(after.astype(int) - before.astype(int)).max() > 0
+    _assert_canvas_is_decode(browser, model, z_after)
+    label = browser.evaluate(
+        f"document.getElementById('z{dim}').parentElement.querySelector('.stat').textContent"
+    )
+    assert label == f"#1: KL {data['stat'][dim]:.3f} nats"
+
+
+def _map_pixel_to_viewport(browser: Chromium, px: float, py: float) -> tuple[float, float]:
+    left, top, width, height = browser.evaluate(
+        "(() => { const m = document.getElementById('map'); m.scrollIntoView();"
+        "const r = m.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()"
+    )
+    view = browser.evaluate("window.vaekitExplorer.view")
+    return left + px * width / view["width"], top + py * height / view["height"]
+
+
+@needs_chromium
+def test_clicking_the_map_decodes_the_clicked_point(browser, runs, pages):
+    path, data = pages["mlp"]
+    model = load(runs["mlp"])
+    _open(browser, path)
+    view = browser.evaluate("window.vaekitExplorer.view")
+    coords = data["arrays"]["coords"].astype(np.float64)
+    to_px = lambda a, b: (  # noqa: E731
+        (a - view["x0"]) / (view["x1"] - view["x0"]) * view["width"],
+        (1 - (b - view["y0"]) / (view["y1"] - view["y0"])) * view["height"],
+    )
+    points = np.array([to_px(a, b) for a, b in coords])
+    # An empty spot: the grid pixel farthest from every test example.
+    grid = np.stack(np.meshgrid(np.arange(10, 430, 7.0), np.arange(10, 430, 7.0)), -1).reshape(
+        -1, 2
+    )
+    distance = np.linalg.norm(grid[:, None] - points[None], axis=2).min(axis=1)
+    px, py = grid[distance.argmax()]
+    assert distance.max() > 6
+    browser.click(*_map_pixel_to_viewport(browser, px, py))
+    pick = browser.evaluate("window.vaekitExplorer.lastPick")
+    assert pick["index"] is None
+    # The clicked pixel in map coordinates, and z = centre + a v1 + b v2 (PCA), in Python.
+    a = view["x0"] + px / view["width"] * (view["x1"] - view["x0"])
+    b = view["y0"] + (1 - py / view["height"]) * (view["y1"] - view["y0"])
+    pixel = (view["x1"] - view["x0"]) / view["width"], (view["y1"] - view["y0"]) / view["height"]
+    assert abs(pick["a"] - a) <= pixel[0] and abs(pick["b"] - b) <= pixel[1]  # the same pixel
+    centre = np.array(data["map"]["centre"])
+    v1, v2 = np.array(data["map"]["components"])
+    z = torch.tensor(centre + pick["a"] * v1 + pick["b"] * v2)
+    torch.testing.assert_close(_page_z(browser), z, atol=1e-9, rtol=1e-9)
+    _assert_canvas_is_decode(browser, model, _page_z(browser))
+    assert browser.evaluate("document.getElementById('input-figure').hidden") is True
+
+    # A click on a test example: its posterior mean, input beside reconstruction.
+    i = 7
+    browser.mouse("mouseMoved", 1, 1, buttons=0)  # leave the map first
+    browser.click(*_map_pixel_to_viewport(browser, *points[i]))
+    pick = browser.evaluate("window.vaekitExplorer.lastPick")
+    picked = pick["index"]
+    assert picked is not None and np.linalg.norm(points[picked] - points[i]) <= 4
+    mu = torch.from_numpy(data["arrays"]["mu"][picked]).double()
+    torch.testing.assert_close(_page_z(browser), mu, atol=1e-6, rtol=0)
+    _assert_canvas_is_decode(browser, model, mu)
+    assert browser.evaluate("document.getElementById('input-figure').hidden") is False
+    x = load_dataset("digits", None, 0.1, 0).fixed("test", seed=0)[picked]
+    shown = _canvas(browser, "input")[..., 0].astype(int)
+    want = (x[0].clamp(0, 1) * 255).round().int().numpy()
+    assert np.abs(shown - want).max() <= 1
+
+
+@needs_chromium
+def test_interpolation_runs_between_two_examples(browser, runs, pages):
+    path, data = pages["conv"]
+    model = load(runs["conv"])
+    _open(browser, path)
+    api = "window.vaekitExplorer"
+    browser.evaluate(f"{api}.setZ({api}.example(3), 't', 3)")
+    browser.evaluate("document.getElementById('set-a').click()")
+    browser.evaluate(f"{api}.setZ({api}.example(11), 't', 11)")
+    browser.evaluate("document.getElementById('set-b').click()")
+    browser.evaluate(
+        "(() => { const s = document.getElementById('interp'); s.value = 250;"
+        "s.dispatchEvent(new Event('input')); })()"
+    )
+    mu = torch.from_numpy(data["arrays"]["mu"]).double()
+    z = 0.75 * mu[3] + 0.25 * mu[11]
+    torch.testing.assert_close(_page_z(browser), z, atol=1e-6, rtol=0)
+    _assert_canvas_is_decode(browser, model, z)
+
+
+@needs_chromium
+def test_autoencoder_sliders_are_ordered_by_code_variance(browser, pages):
+    path, data = pages["ae"]
+    assert data["stat_kind"] == "variance" and data["capabilities"]["has_kl"] is False
+    _open(browser, path)
+    note = browser.evaluate("document.getElementById('sliders-note').textContent")
+    assert "no KL" in note and "variance" in note
+    stats = browser.evaluate(
+        "Array.from(document.querySelectorAll('#sliders input')).map(e => Number(e.dataset.stat))"
+    )
+    assert stats == sorted(stats, reverse=True) and len(stats) == 5
+    assert not math.isclose(stats[0], stats[-1])
