@@ -366,3 +366,36 @@ def test_autoencoder_sliders_are_ordered_by_code_variance(browser, pages):
     )
     assert stats == sorted(stats, reverse=True) and len(stats) == 5
     assert not math.isclose(stats[0], stats[-1])
+
+
+@needs_chromium
+def test_table_row_is_shown_in_the_users_units(browser, tmp_path):
+    """A standardised CSV table: the page shows the decoded row as v = x * std + mean."""
+    generator = np.random.default_rng(0)
+    rows = generator.normal([100.0, -3.0, 0.5], [20.0, 1.0, 0.01], size=(120, 3))
+    lines = ["height,temperature,ratio"] + [",".join(f"{v:.5f}" for v in r) for r in rows]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    config = tiny(
+        f"data.name={tmp_path / 't.csv'}", "model.latent_dim=2", "train.max_steps=3",
+        "model.likelihood=gaussian",
+    )  # fmt: skip
+    train(config, out=tmp_path / "run", log=_quiet)
+    page, data = build_explorer(tmp_path / "run")
+    assert data["display"]["kind"] == "table" and "mean" in data["display"]
+    (tmp_path / "explore.html").write_text(page, encoding="utf-8")
+    _open(browser, tmp_path / "explore.html")
+    cells = browser.evaluate(
+        "Array.from(document.querySelectorAll('#row-table tr')).slice(1).map(r => "
+        "[r.querySelector('th').textContent, Number(r.querySelector('td').dataset.value)])"
+    )
+    model = load(tmp_path / "run")
+    with torch.no_grad():
+        x = model.decode_mean(_page_z(browser).float()[None])[0].double()
+    mean = torch.tensor(data["display"]["mean"])
+    std = torch.tensor(data["display"]["std"])
+    assert [name for name, _ in cells] == ["height", "temperature", "ratio"]
+    torch.testing.assert_close(
+        torch.tensor([v for _, v in cells], dtype=torch.float64), x * std + mean,
+        rtol=1e-5, atol=1e-6,
+    )  # fmt: skip
+    assert abs(cells[0][1]) > 10  # user units, not standardised ones
