@@ -35,7 +35,9 @@ from pathlib import Path
 
 import torch
 
-from vaekit.config import Config, apply_overrides
+from vaekit.checkpoint import save_model
+from vaekit.config import Config, apply_overrides, to_dict
+from vaekit.data import load_dataset
 from vaekit.explore import build_explorer
 from vaekit.explore.chromium import Chromium
 from vaekit.train import train
@@ -64,7 +66,9 @@ def train_default(network: str, data_dir: str, steps: int, out: Path) -> Path:
             "train.device=cpu",
         ],
     )
-    train(config, out=out, log=lambda line: None)
+    model = train(config, log=lambda line: None).model  # in memory: no report to evaluate
+    dataset = load_dataset("mnist", data_dir)
+    save_model(model, out, data=dataset.info(), config=to_dict(config))
     return out
 
 

@@ -16,7 +16,7 @@ from torch import nn
 from helpers import tiny
 from vaekit.checkpoint import load, save_model
 from vaekit.cli import main
-from vaekit.config import ModelConfig
+from vaekit.config import ModelConfig, to_dict
 from vaekit.data import load_dataset
 from vaekit.evaluate import latent_statistics
 from vaekit.explore import UnsupportedLayerError, build_explorer, decoder_program
@@ -35,6 +35,14 @@ def _quiet(_line: str) -> None:
     pass
 
 
+def _train_run(config, out):
+    """Train in memory and save the model as a run (no report: it would evaluate)."""
+    model = train(config, log=_quiet).model
+    dataset = load_dataset(config.data.name, None, config.data.val_fraction, config.data.split_seed)
+    save_model(model, out, data=dataset.info(), config=to_dict(config))
+    return out
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """name -> run dir: MLP VAE, conv VAE, AE (digits, trained 3 steps), and a Bernoulli VAE
@@ -49,8 +57,7 @@ def runs(tmp_path_factory):
         "conv": ("model.network=conv", "model.hidden_dims=[24]", "model.activation=gelu"),
         "ae": ("model.kind=ae", "objective.name=reconstruction"),
     }.items():
-        train(tiny(*common, *extra), out=root / name, log=_quiet)
-        out[name] = root / name
+        out[name] = _train_run(tiny(*common, *extra), root / name)
     dataset = load_dataset("digits", None, 0.1, 0)
     config = ModelConfig(
         latent_dim=3, network="mlp", hidden_dims=[16], activation="silu",
@@ -379,7 +386,7 @@ def test_table_row_is_shown_in_the_users_units(browser, tmp_path):
         f"data.name={tmp_path / 't.csv'}", "model.latent_dim=2", "train.max_steps=3",
         "model.likelihood=gaussian",
     )  # fmt: skip
-    train(config, out=tmp_path / "run", log=_quiet)
+    _train_run(config, tmp_path / "run")
     page, data = build_explorer(tmp_path / "run")
     assert data["display"]["kind"] == "table" and "mean" in data["display"]
     (tmp_path / "explore.html").write_text(page, encoding="utf-8")
