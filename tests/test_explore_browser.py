@@ -144,6 +144,22 @@ def test_unsupported_layer_is_named():
         decoder_program(decoder, 3, (4,))
 
 
+def test_cli_names_an_unsupported_layer_and_writes_nothing(runs, tmp_path, capsys, monkeypatch):
+    """As if the page had no ELU: the command stops with one line naming the decoder's layer."""
+    from vaekit.explore import decoder_spec
+
+    real = decoder_spec._activation
+    monkeypatch.setattr(
+        decoder_spec, "_activation", lambda m: None if isinstance(m, nn.ELU) else real(m)
+    )
+    out = tmp_path / "page.html"
+    assert main(["explore", str(runs["mlp"]), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("vaekit: error: the in-page decoder cannot run decoder.body.1 (ELU)")
+    assert not out.exists()
+
+
 def test_heteroscedastic_mean_is_the_first_half(runs, tmp_path):
     dataset = load_dataset("digits", None, 0.1, 0)
     config = ModelConfig(
