@@ -160,7 +160,7 @@ def test_cli_names_an_unsupported_layer_and_writes_nothing(runs, tmp_path, capsy
     assert not out.exists()
 
 
-def test_heteroscedastic_mean_is_the_first_half(runs, tmp_path):
+def test_heteroscedastic_mean_is_the_first_half(tmp_path):
     dataset = load_dataset("digits", None, 0.1, 0)
     config = ModelConfig(
         latent_dim=2, network="conv", hidden_dims=[16], likelihood="gaussian-heteroscedastic",
@@ -201,7 +201,7 @@ def test_cli_writes_the_page_and_refuses_bad_flags(runs, tmp_path, capsys):
     assert "no such model directory" in capsys.readouterr().err
 
 
-def test_report_links_to_the_explorer(runs):
+def test_report_links_to_the_explorer():
     from vaekit.report.html import render_report
 
     page = render_report("t", {}, None, [])
