@@ -45,6 +45,7 @@ def save_interpolations(
         "latent interpolations between pairs of test examples (one pair per row)",
         col_labels=[f"{v:.2f}" for v in t.tolist()],
         xlabel="t in z = (1 - t) mu(x_a) + t mu(x_b)",
+        cell=images.shape[-1],
     )
 
 
@@ -80,6 +81,7 @@ def save_traversals(
         row_labels=[f"z{int(d)}  {score_name} {kl_per_dim[int(d)]:.2f}" for d in order],
         col_labels=[f"{v + 0.0:+.1f}" for v in values.tolist()],
         xlabel="value of the traversed coordinate (prior standard deviations)",
+        cell=images.shape[-1],
     )
 
 
@@ -174,7 +176,8 @@ def save_manifold(model, path: str | Path, n: int = 15) -> Path:
     values = torch.distributions.Normal(0.0, 1.0).icdf(u)  # [n], standard-normal quantiles
     z1, z0 = torch.meshgrid(values.flip(0), values, indexing="ij")  # rows: z1 high -> low
     z = torch.stack([z0, z1], dim=-1).reshape(-1, 2)
-    grid = image_grid(model.decode_mean(z), ncols=n)
+    images = model.decode_mean(z)
+    grid = image_grid(images, ncols=n)
     labels = [f"{v:+.1f}" for v in values.tolist()]
     return save_grid(
         grid,
@@ -184,6 +187,7 @@ def save_manifold(model, path: str | Path, n: int = 15) -> Path:
         col_labels=labels,
         xlabel="z0 = Phi^-1(u) (latent units)",
         ylabel="z1 = Phi^-1(v) (latent units)",
+        cell=images.shape[-1],
     )
 
 
