@@ -110,7 +110,8 @@ def test_the_configuration_is_folded_into_a_details_element(run):
 
 def test_tiny_images_are_enlarged_by_whole_pixels(run, tmp_path):
     assert pixel_scale(8 * 9 + 1, 8) == 6  # 8 digits a row: 48 px each
-    assert pixel_scale(16 * 29 + 1, 28) == 1  # 16 MNIST digits a row fit the page at 1:1
+    assert pixel_scale(16 * 29 + 1, 28) == 2  # 16 MNIST digits a row: 930 px fit the page
+    assert pixel_scale(16 * 33 + 1, 32) == 1  # 16 CIFAR images: twice would not fit
     values = np.random.default_rng(0).integers(0, 200, size=(16, 16, 1)) / 255.0
     path = save_grid(values.astype(np.float32), tmp_path / "g.png", "", cell=8)
     pixels = np.asarray(Image.open(path).convert("L")).astype(int)

@@ -316,9 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "report",
-        help="write RUN/report.html: config, evaluation table and every picture",
-        description="Write one self-contained HTML page (images embedded). Reuses RUN/eval.json "
-        "when it matches the weights, else evaluates first with --num-samples.",
+        help="write RUN/report.html: headline numbers, evaluation table, every picture",
+        description="Write one self-contained HTML page (images embedded): the headline (nll "
+        "± standard error, bits/dim, run time, device, versions), the evaluation table, every "
+        "picture, and the config folded away. Reuses RUN/eval.json when it matches the "
+        "weights, else evaluates first with --num-samples.",
     )
     p.add_argument("run", type=Path, help="run directory")
     p.add_argument(

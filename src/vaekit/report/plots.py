@@ -19,19 +19,28 @@ def is_image(shape: tuple[int, ...]) -> bool:
     return (len(shape) == 3 and shape[0] in (1, 3)) or len(shape) == 2
 
 
-def image_grid(images: torch.Tensor, ncols: int | None = None, pad: int = 1) -> np.ndarray:
+def image_grid(
+    images: torch.Tensor, ncols: int | None = None, pad: int = 1, group: int = 0
+) -> np.ndarray:
     """Tile ``[N, C, H, W]`` (or ``[N, H, W]``) values in [0, 1] into one ``[rows*H, cols*W, C]``
-    array; values outside [0, 1] (a Gaussian decoder's mean) are clipped for display."""
+    array; values outside [0, 1] (a Gaussian decoder's mean) are clipped for display.
+
+    ``group`` > 0 widens the gap after every ``group`` columns (to ``3 * pad``), so that e.g.
+    an input and its reconstruction read as a pair."""
     images = images.detach().float().cpu()
     if images.dim() == 3:
         images = images.unsqueeze(1)
     n, c, h, w = images.shape
     ncols = ncols or math.ceil(math.sqrt(n))
     nrows = math.ceil(n / ncols)
-    grid = np.ones((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), dtype=np.float32)
+    extra = 2 * pad if group > 0 else 0  # the wider gap's additional pixels
+    groups = (ncols - 1) // group if group > 0 else 0
+    width = ncols * (w + pad) + pad + groups * extra
+    grid = np.ones((nrows * (h + pad) + pad, width, c), dtype=np.float32)
     for i in range(n):
         r, col = divmod(i, ncols)
-        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        top = pad + r * (h + pad)
+        left = pad + col * (w + pad) + (col // group if group > 0 else 0) * extra
         grid[top : top + h, left : left + w] = images[i].permute(1, 2, 0).clamp(0, 1).numpy()
     return grid
 
@@ -50,7 +59,7 @@ def _pyplot():
 # until it is about LEGIBLE_CELL wide, while the whole grid stays within MAX_GRID_WIDTH (it
 # then fits the report's column at 100% zoom, where no browser rescales it).
 LEGIBLE_CELL = 48
-MAX_GRID_WIDTH = 900
+MAX_GRID_WIDTH = 960
 MIN_FIGURE_WIDTH = 480  # the titles' width
 
 
@@ -146,7 +155,7 @@ def save_reconstructions(model, x: torch.Tensor, path: str | Path) -> Path:
     x = x.to(next(model.parameters()).device)
     recon = model.reconstruct(x)
     pairs = torch.stack([x, recon], dim=1).flatten(0, 1)  # [2N, *shape]: input, recon, ...
-    grid = image_grid(pairs, ncols=2 * min(8, x.shape[0]))
+    grid = image_grid(pairs, ncols=2 * min(8, x.shape[0]), group=2)
     return save_grid(
         grid, path, "inputs (left) and reconstructions (right) of each pair", cell=x.shape[-1]
     )
