@@ -20,6 +20,7 @@ from vaekit.metrics import metric
 from vaekit.report import contrasts
 from vaekit.report.curves import constant_learning_rate, save_training_curves
 from vaekit.report.html import format_seconds, headline
+from vaekit.report.latent_plots import colours_by_label
 from vaekit.report.page import GENERATOR, Page
 from vaekit.report.plots import pixel_scale, save_grid
 
@@ -135,7 +136,9 @@ def test_unlabelled_data_gets_no_label_colouring(tmp_path, monkeypatch):
     np.save(tmp_path / "x.npy", load_digits().images[:300].astype(np.uint8)[:, None])
     run = _train(tmp_path / "run", "--data", str(tmp_path / "x.npy"))
     caption = _section((run / "report.html").read_text(), "figure", "fig-latent_map")
-    assert "no labels" in caption and "coloured by label" not in caption
+    assert "fewer than two labels" in caption and "coloured by label" not in caption
+    assert not colours_by_label(torch.zeros(5, dtype=torch.long))  # one class: one colour
+    assert colours_by_label(torch.tensor([0, 1, 1])) and not colours_by_label(None)
 
 
 def test_one_page_writer_for_every_page(run, tmp_path):
@@ -153,3 +156,19 @@ def test_one_page_writer_for_every_page(run, tmp_path):
     for page in pages:
         assert f"<meta name='generator' content='{GENERATOR}'>" in page
     assert Page("x").render().count("<!DOCTYPE html>") == 1
+
+
+def test_training_time_adds_up_over_resumed_sessions(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAEKIT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setitem(feature_net.RECIPE, "steps", 30)
+    run = tmp_path / "run"
+    args = ["train", "--data", "digits", "--hidden-dims", "8", "--batch-size", "256"]
+    assert main([*args, "--max-steps", "3", "--out", str(run)]) == 0
+    state_path = run / "checkpoints" / "last" / "trainer.json"
+    state = json.loads(state_path.read_text())
+    assert 0 < state["loop"]["train_seconds"] < 1000
+    state["loop"]["train_seconds"] = 1000.0  # as if the first session had taken that long
+    state_path.write_text(json.dumps(state))
+    assert main(["train", "--resume", str(run), "--max-steps", "6"]) == 0
+    seconds = json.loads((run / "config.json").read_text())["metadata"]["train_seconds"]
+    assert 1000 < seconds < 1000 + 600

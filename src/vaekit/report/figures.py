@@ -18,6 +18,7 @@ from vaekit.evaluate import latent_statistics, load_run
 from vaekit.models import VAE
 from vaekit.report.curves import constant_learning_rate, save_training_curves
 from vaekit.report.latent_plots import (
+    colours_by_label,
     latent_codes,
     save_interpolations,
     save_kl_per_dim,
@@ -79,8 +80,6 @@ def run_figures(
     out_dir.mkdir(parents=True, exist_ok=True)
     x = dataset.fixed("test", seed=seed)[:max_examples].to(next(model.parameters()).dtype)
     y = dataset.test.y[:max_examples] if dataset.test.y is not None else None
-    if y is not None and torch.unique(y).numel() < 2:
-        y = None  # one colour for every point says nothing: the map is drawn uncoloured
     vae = isinstance(model, VAE)
     if stats is None and vae:
         stats = latent_statistics(model, x)
@@ -153,8 +152,9 @@ def run_figures(
             save_latent_map(model, x, y, out_dir / "latent_map.png"),
             (
                 "Posterior means of test examples coloured by label"
-                if y is not None
-                else "Posterior means of test examples (the data has no labels to colour them by)"
+                if colours_by_label(y)
+                else "Posterior means of test examples, in one colour (the data has fewer than "
+                "two labels to colour them by)"
             )
             + " (PCA projection when the latent space has more than 2 dimensions).",
         )

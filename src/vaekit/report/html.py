@@ -161,6 +161,10 @@ def render_report(
         )
     else:
         page.heading(f"Evaluation ({result.get('split')} split)")
+        page.paragraph(
+            f"N = {result.get('num_examples')} {result.get('split')} examples, K = "
+            f"{result.get('num_samples')} importance samples per example for the nll."
+        )
         page.table(
             ("quantity", "value", "unit", "definition"),
             evaluation_rows(result),

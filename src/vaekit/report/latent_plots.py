@@ -85,6 +85,12 @@ def save_traversals(
     )
 
 
+def colours_by_label(labels: torch.Tensor | None) -> bool:
+    """Whether a latent map colours its points by label: only with two labels or more (one
+    colour for every point would say nothing)."""
+    return labels is not None and torch.unique(labels).numel() >= 2
+
+
 @torch.no_grad()
 def save_latent_map(
     model,
@@ -93,9 +99,9 @@ def save_latent_map(
     path: str | Path,
     batch_size: int = 1000,
 ) -> Path:
-    """Scatter the posterior means mu(x) (an AE's codes) coloured by label: the two
-    coordinates directly for a 2-D latent space, else the first two principal components (PCA
-    by SVD of the centred codes)."""
+    """Scatter the posterior means mu(x) (an AE's codes) coloured by label (where
+    :func:`colours_by_label`): the two coordinates directly for a 2-D latent space, else the
+    first two principal components (PCA by SVD of the centred codes)."""
     device = _device(model)
     mu = (
         torch.cat(
@@ -124,7 +130,7 @@ def save_latent_map(
         how = f"PCA of the {mu.shape[1]}-D posterior means"
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 5.2))
-    if labels is not None:
+    if colours_by_label(labels):
         y = labels.cpu().numpy()
         classes = np.unique(y)
         cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
