@@ -118,7 +118,7 @@ def save_training_curves(metrics_path: str | Path, path: str | Path) -> Path:
         ax.grid(alpha=0.3)
     title = f"training curves ({Path(metrics_path).name})"
     if constant_lr is not None:
-        title += f"; learning rate constant at {constant_lr:.3g}"
+        title += f"\nlearning rate constant at {constant_lr:.3g}"
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

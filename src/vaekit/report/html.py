@@ -122,17 +122,16 @@ def headline(result: dict[str, Any] | None, training: dict[str, Any]) -> str:
     return f"<section class='headline' id='headline'>{''.join(cards)}</section>"
 
 
-def _model_line(descriptor: dict[str, Any]) -> str:
-    """ "vae, 8-D latent, gaussian-learned likelihood, diagonal posterior, mlp networks"."""
+def _model_line(descriptor: dict[str, Any], probabilistic: bool) -> str:
+    """ "vae, 8-D latent, gaussian-learned likelihood, diagonal posterior, mlp networks"; a
+    model without a likelihood (``probabilistic`` False) has no likelihood or posterior to
+    name, whatever defaults its config carries."""
     model = descriptor.get("model") or {}
     parts = [str(model.get("kind", "model"))]
     if model.get("latent_dim") is not None:
         parts.append(f"{model['latent_dim']}-D latent")
-    for key, word in (
-        ("likelihood", "likelihood"),
-        ("posterior", "posterior"),
-        ("network", "networks"),
-    ):
+    named = [("likelihood", "likelihood"), ("posterior", "posterior")] if probabilistic else []
+    for key, word in (*named, ("network", "networks")):
         if model.get(key):
             parts.append(f"{model[key]} {word}")
     return ", ".join(parts)
@@ -147,7 +146,7 @@ def render_report(
 ) -> str:
     """The report page as one HTML string (``result`` None: a model with no likelihood)."""
     descriptor = descriptor or {}
-    page = Page(title, lead=_model_line(descriptor) if descriptor else None)
+    page = Page(title, lead=_model_line(descriptor, result is not None) if descriptor else None)
     page.raw(headline(result, descriptor.get("metadata") or {}))
     page.paragraph(
         "All likelihood numbers are nats per example unless they say bits per dimension. "
@@ -155,7 +154,7 @@ def render_report(
     )
     if result is None:
         page.heading("Evaluation").paragraph(
-            f"This is a plain autoencoder: {NO_LIKELIHOOD}. Its samples decode z ~ N(0, I), "
+            f"{NO_LIKELIHOOD[0].upper()}{NO_LIKELIHOOD[1:]}. Its samples decode z ~ N(0, I), "
             "which nothing made its codes follow.",
             id="evaluation",
         )
