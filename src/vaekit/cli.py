@@ -316,9 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "report",
-        help="write RUN/report.html: config, evaluation table and every picture",
-        description="Write one self-contained HTML page (images embedded). Reuses RUN/eval.json "
-        "when it matches the weights, else evaluates first with --num-samples.",
+        help="write RUN/report.html: headline numbers, evaluation table, every picture",
+        description="Write one self-contained HTML page (images embedded): the headline (nll "
+        "± standard error, bits/dim, run time, device, versions), the evaluation table, every "
+        "picture, and the config folded away. Reuses RUN/eval.json when it matches the "
+        "weights, else evaluates first with --num-samples.",
     )
     p.add_argument("run", type=Path, help="run directory")
     p.add_argument(
@@ -487,27 +489,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         f"{result['dataset']} {result['split']} split, {result['num_examples']} examples, "
         f"K = {result['num_samples']} importance samples"
     )
-    print(
-        f"  nll       {result['nll']:.3f} ± {result['nll_stderr']:.3f} nats per example "
-        "(-log p(x), importance-sampled; ± one standard error)"
-    )
-    if "bits_per_dim" in result:
-        print(f"  bits/dim  {result['bits_per_dim']:.4f} bits per dimension (discrete data)")
-    print(f"  ELBO      {result['elbo']:.3f} nats per example")
-    print(f"  log p(x|z) {result['log_px_z']:.3f} nats per example (reconstruction term)")
-    print(f"  KL        {result['kl']:.3f} nats per example (KL(q(z|x) || p(z)))")
-    m = len(result["kl_per_dim"])
-    print(f"  active    {result['active_units']} of {m} latent units (Var_x E_q[z_j] > 0.01)")
-    agg = result["aggregate_posterior"]
-    print(
-        f"  q(z)      KL(N(mean, cov) || N(0, I)) {agg['kl_gaussian_fit_to_prior']:.3f} nats, "
-        f"|mean| {agg['mean_norm']:.3f}, ||cov - I||_F {agg['cov_frobenius_to_identity']:.3f}"
-    )
-    if "frechet_classifier_distance" in result:
-        print(
-            f"  FCD       {result['frechet_classifier_distance']:.3f} (Fréchet classifier "
-            "distance in vaekit's classifier features; not FID)"
-        )
+    from vaekit.metrics import shown_metrics
+
+    for entry, value in shown_metrics(result):  # labels and units from one table
+        print(f"  {entry.label:<34} {value:>17}  {entry.unit} ({entry.brief})")
     print(f"  saved to {args.run / 'eval.json'}")
 
 

@@ -25,11 +25,15 @@
   the features of real test images and of generated ones E[x|z], z ~ N(0, I), in the feature
   space of vaekit's own small classifier (``vaekit.feature_net``). Not FID: FID uses the
   Inception network; FCD values are only comparable between models of the same dataset.
+
+Each key's label, unit and definition live in one table, :mod:`vaekit.metrics`, which the
+CLI print and the HTML report read too.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,27 +42,13 @@ import torch
 from vaekit.allocator import keep_freed_memory
 from vaekit.data import Dataset
 from vaekit.distributions.posteriors import DiagonalGaussian
+from vaekit.metrics import units_of
 from vaekit.models import VAE
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2015), §5.2
 # MiB per decoder call. Small on purpose: on CPU, calls of ~1000 rows stay in cache and ran
 # faster than calls of ~20,000 rows (benchmarks/RESULTS.md); raise it on a GPU.
 DEFAULT_MEMORY_BUDGET_MB = 32
-
-UNITS = {
-    "nll": "nats per example: -log p(x), importance-sampled (Burda et al. 2015)",
-    "nll_stderr": "nats per example: standard error of the mean over examples",
-    "bits_per_dim": "bits per dimension of the discrete data (dequantisation bound)",
-    "elbo": "nats per example: E_q[log p(x|z)] - KL(q(z|x) || p(z)), one draw",
-    "log_px_z": "nats per example: E_q[log p(x|z)], the reconstruction term",
-    "kl": "nats per example: KL(q(z|x) || N(0, I)), closed form",
-    "kl_per_dim": "nats per example, per latent coordinate: KL of the marginal q(z_j|x)",
-    "kl_correlation": "nats per example: kl - sum(kl_per_dim), 0 for the diagonal posterior",
-    "active_units": "count of coordinates with Var_x(E_q[z_j]) > 0.01",
-    "posterior_mean_variance": "Var_x(E_q[z_j|x]) per coordinate (latent units squared)",
-    "aggregate_posterior": "moments of q(z) = mean_x q(z|x) vs N(0, I); KL in nats",
-    "frechet_classifier_distance": "squared feature units of vaekit's classifier (not FID)",
-}
 
 
 def load_run(run: str | Path, data_dir: str | None = None) -> tuple[VAE, Dataset]:
@@ -288,7 +278,7 @@ def evaluate(
                 model, dataset, split=split, seed=seed, max_examples=max_examples or 10000
             )
         )
-    result["units"] = {key: unit for key, unit in UNITS.items() if key in result}
+    result["units"] = units_of(result)  # the table in vaekit.metrics
     return result
 
 
@@ -298,14 +288,20 @@ def evaluate_run(
     """Evaluate a run directory's model on its dataset and save ``RUN/eval.json`` (atomically).
 
     ``options`` are :func:`evaluate`'s keyword arguments. The result records the SHA-256 of
-    the weights it evaluated (``model_sha256``) so a report can tell a stale eval.json.
+    the weights it evaluated (``model_sha256``) so a report can tell a stale eval.json, and
+    where and how long it ran (``eval_seconds``, ``device``, ``torch_version``,
+    ``vaekit_version``).
     """
     from vaekit.checkpoint import atomic_write_json, read_descriptor
+    from vaekit.provenance import environment
 
+    started = time.perf_counter()
     model, dataset = load_run(run, data_dir)
     result = evaluate(model, dataset, log=log, **options)
     result["dataset"] = dataset.name
     result["model_sha256"] = (read_descriptor(run).get("weights") or {}).get("sha256")
+    result["eval_seconds"] = time.perf_counter() - started
+    result |= environment(next(model.parameters()).device)
     atomic_write_json(Path(run) / "eval.json", result)
     return result
 

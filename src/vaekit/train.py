@@ -38,6 +38,7 @@ from vaekit.data import Dataset, load_dataset
 from vaekit.models import AE, VAE, build_model
 from vaekit.objectives import NegativeELBO, build_objective
 from vaekit.precision import restore_precision, setup_precision
+from vaekit.provenance import training_metadata
 from vaekit.schedules import build_schedule, kl_weight
 
 # Test hook: SIGKILL this process right after the given step (the resume test uses it to
@@ -77,6 +78,7 @@ class LoopState:
     interval: dict[str, float] = field(default_factory=dict)
     epoch_sums: dict[str, float] = field(default_factory=dict)
     metrics_bytes: int = 0  # length of metrics.jsonl when the checkpoint was written
+    train_seconds: float = 0.0  # wall-clock time of training so far, resumed sessions included
 
 
 def resolve_device(name: str) -> torch.device:
@@ -194,6 +196,7 @@ class Trainer:
     def __init__(self, config, out, overwrite, dataset, log, resume) -> None:
         tc = config.train
         self.config, self.log = config, log
+        setup_start = time.perf_counter()
         if tc.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it
             torch.use_deterministic_algorithms(True)
@@ -243,6 +246,7 @@ class Trainer:
         elif out is not None:
             self.run_dir = Path(out)
         self.writes = self.run_dir is not None and self.ctx.is_main
+        self.started = setup_start - self.state.train_seconds  # the clock of train_seconds
         step_module = ObjectiveModule(self.model, self.objective)
         if self.ctx.enabled:
             step_module = nn.parallel.DistributedDataParallel(
@@ -291,8 +295,13 @@ class Trainer:
             if self.writes:
                 from vaekit.report.plots import save_run_pictures
 
+                seconds = time.perf_counter() - self.started
                 checkpoint.save_model(
-                    self.model, self.run_dir, data=self.dataset.info(), config=to_dict(self.config)
+                    self.model,
+                    self.run_dir,
+                    data=self.dataset.info(),
+                    config=to_dict(self.config),
+                    metadata=training_metadata(self.device, seconds, self.ctx.world_size),
                 )
                 save_run_pictures(self.model, self.dataset, self.run_dir, seed=tc.seed)
                 try:  # the report must never cost the trained model: it is saved above
@@ -503,7 +512,7 @@ class Trainer:
                 self.optimizer,
                 tensors,
                 {
-                    "loop": asdict(state),
+                    "loop": asdict(state) | {"train_seconds": time.perf_counter() - self.started},
                     "schedule": self.schedule.state_dict(),
                     "scaler": self.scaler.state_dict(),
                     "world_size": self.ctx.world_size,

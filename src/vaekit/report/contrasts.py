@@ -6,8 +6,6 @@ the computed numbers; nothing is written in advance.
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 import math
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from vaekit.checkpoint import atomic_write_bytes
+from vaekit.report.page import Page
 
 Figure = tuple[str, bytes, str]  # (file name, PNG bytes, caption)
 
@@ -39,31 +38,19 @@ def _png(fig) -> bytes:
 def write_page(
     out_dir: Path, title: str, intro: list[str], sections: list[tuple[str, list[str], list[Figure]]]
 ) -> Path:
-    """Write ``out_dir/report.html`` (self-contained) and each figure as ``out_dir/NAME``."""
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}"
-        "figure{margin:1em 0}figcaption{font-size:90%;color:#444}img{max-width:100%}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;"
-        "text-align:right}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-    ]
-    parts += [f"<p>{html.escape(p)}</p>" for p in intro]
+    """Write ``out_dir/report.html`` (self-contained, by :class:`vaekit.report.page.Page`) and
+    each figure as ``out_dir/NAME``."""
+    page = Page(title)
+    for paragraph in intro:
+        page.paragraph(paragraph)
     for heading, paragraphs, figures in sections:
-        parts.append(f"<h2>{html.escape(heading)}</h2>")
-        parts += [f"<p>{html.escape(p)}</p>" for p in paragraphs]
+        page.heading(heading)
+        for paragraph in paragraphs:
+            page.paragraph(paragraph)
         for name, png, caption in figures:
             atomic_write_bytes(out_dir / name, png)
-            data = base64.b64encode(png).decode("ascii")
-            parts.append(
-                f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(name)}'>"
-                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-            )
-    parts.append("</body></html>")
-    path = out_dir / "report.html"
-    atomic_write_bytes(path, "\n".join(parts).encode("utf-8"))
-    return path
+            page.figure(png, caption, name)
+    return page.write(out_dir / "report.html")
 
 
 # --- vaekit em -------------------------------------------------------------------------------

@@ -48,12 +48,31 @@ def _series(records: list[dict[str, Any]], x_key: str, key: str) -> tuple[list, 
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
+def _lr_key(records: list[dict[str, Any]]) -> str | None:
+    return next((k for k in LR_KEYS if any(k in r for r in records)), None)
+
+
+def constant_learning_rate(metrics_path: str | Path) -> float | None:
+    """The learning rate if every record of ``metrics_path`` holds the same one, else None
+    (it changed, or was not recorded). A constant rate gets no panel: a flat line says less
+    than the number in the caption."""
+    epochs, steps = read_metrics(metrics_path)
+    key = _lr_key(epochs + steps)
+    if key is None:
+        return None
+    values = {r[key] for r in epochs + steps if isinstance(r.get(key), int | float)}
+    return float(values.pop()) if len(values) == 1 else None
+
+
 def save_training_curves(metrics_path: str | Path, path: str | Path) -> Path:
-    """Plot ELBO, its two terms and (if recorded) the learning rate against the epoch."""
+    """Plot ELBO, its two terms and the learning rate (where it changed) against the epoch."""
     epochs, steps = read_metrics(metrics_path)
     if not epochs and not steps:
         raise ValueError(f"{metrics_path}: no epoch or step records to plot")
-    lr_key = next((k for k in LR_KEYS if any(k in r for r in epochs + steps)), None)
+    lr_key = _lr_key(epochs + steps)
+    constant_lr = constant_learning_rate(metrics_path)
+    if constant_lr is not None:
+        lr_key = None
     panels = [
         p for p in PANELS if any(f"{s}_{p[2]}" in r for r in epochs for s in ("train", "val"))
     ]
@@ -97,7 +116,10 @@ def save_training_curves(metrics_path: str | Path, path: str | Path) -> Path:
         ax.set_xlabel("epoch")
         ax.set_ylabel("learning rate (per step)", fontsize=9)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"training curves ({Path(metrics_path).name})", fontsize=11)
+    title = f"training curves ({Path(metrics_path).name})"
+    if constant_lr is not None:
+        title += f"\nlearning rate constant at {constant_lr:.3g}"
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -16,8 +16,9 @@ import torch
 from vaekit.data import Dataset
 from vaekit.evaluate import latent_statistics, load_run
 from vaekit.models import VAE
-from vaekit.report.curves import save_training_curves
+from vaekit.report.curves import constant_learning_rate, save_training_curves
 from vaekit.report.latent_plots import (
+    colours_by_label,
     latent_codes,
     save_interpolations,
     save_kl_per_dim,
@@ -30,11 +31,13 @@ from vaekit.report.plots import is_image, save_reconstructions, save_samples
 
 @dataclass
 class Figure:
-    """A written PNG and the caption the report shows under it."""
+    """A written PNG and the caption the report shows under it; ``pixels`` marks a grid of
+    image pixels (the page keeps them sharp if the browser has to scale it)."""
 
     name: str
     path: Path
     caption: str
+    pixels: bool = False
 
 
 def _check_png(path: str | Path) -> Path:
@@ -88,13 +91,18 @@ def run_figures(
     figures = []
     metrics = run_dir / "metrics.jsonl"
     if metrics.exists():
+        constant_lr = constant_learning_rate(metrics)
+        lr_caption = (
+            f"The learning rate was constant at {constant_lr:.3g}, so it has no panel."
+            if constant_lr is not None
+            else "The last panel is the learning rate the trainer recorded."
+        )
         figures.append(
             Figure(
                 "curves",
                 save_training_curves(metrics, out_dir / "curves.png"),
                 "Training curves: ELBO and its two terms per epoch on the "
-                "training and validation splits (nats per example); the "
-                "learning rate where the trainer recorded it.",
+                f"training and validation splits (nats per example). {lr_caption}",
             )
         )
     image = is_image(model.data_shape)
@@ -104,6 +112,7 @@ def run_figures(
                 "reconstructions",
                 save_reconstructions(model, x[:32], out_dir / "reconstructions.png"),
                 "Test inputs beside their reconstructions E[x|z = mu(x)].",
+                pixels=True,
             )
         )
         figures.append(
@@ -112,6 +121,7 @@ def run_figures(
                 save_samples(model, out_dir / "samples.png", seed=seed),
                 "Prior samples: E[x|z] for z ~ N(0, I) (decoder means, not noisy "
                 "draws from p(x|z)).",
+                pixels=True,
             )
         )
         start, end = _pairs(x, 8)
@@ -121,6 +131,7 @@ def run_figures(
                 save_interpolations(model, start, end, out_dir / "interpolations.png"),
                 "Linear interpolation in latent space between the posterior means "
                 "of pairs of test examples.",
+                pixels=True,
             )
         )
         figures.append(
@@ -132,14 +143,20 @@ def run_figures(
                 "Latent traversals from the first test example's code: one coordinate at a "
                 "time from -3 to +3, the others fixed; rows ordered by KL (for an AE: by the "
                 "codes' variance), the most informative coordinates first.",
+                pixels=True,
             )
         )
     figures.append(
         Figure(
             "latent_map",
             save_latent_map(model, x, y, out_dir / "latent_map.png"),
-            "Posterior means of test examples coloured by label (PCA projection "
-            "when the latent space has more than 2 dimensions).",
+            (
+                "Posterior means of test examples coloured by label"
+                if colours_by_label(y)
+                else "Posterior means of test examples, in one colour (the data has fewer than "
+                "two labels to colour them by)"
+            )
+            + " (PCA projection when the latent space has more than 2 dimensions).",
         )
     )
     if image and model.latent_dim == 2:
@@ -149,6 +166,7 @@ def run_figures(
                 save_manifold(model, out_dir / "manifold.png"),
                 "The decoded 2-D manifold: E[x|z] on a grid of standard-normal "
                 "quantiles, so each cell holds equal prior mass.",
+                pixels=True,
             )
         )
     if not vae:

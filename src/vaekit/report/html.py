@@ -1,204 +1,195 @@
-"""``RUN/report.html``: one self-contained page (PNGs embedded as base64, no network, no
-script) with the run's configuration, the evaluation table with units and definitions, and
-every picture of ``vaekit.report.figures``.
+"""``RUN/report.html``: one self-contained page for a person in a hurry.
+
+It opens with the headline (the nll ± its standard error, bits/dim, the training and
+evaluation time, the device, the torch and vaekit versions), then the evaluation table, then
+every picture of ``vaekit.report.figures``; the run's configuration is folded away at the
+end. Labels, units and definitions come from :mod:`vaekit.metrics`; the page is written by
+:class:`vaekit.report.page.Page` (PNGs embedded as base64, no network, no script).
 """
 
 from __future__ import annotations
 
-import base64
 import html
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from vaekit.checkpoint import atomic_write_bytes, read_descriptor
 from vaekit.evaluate import evaluate_run, latent_statistics, load_run
+from vaekit.metrics import lookup, metric, shown_metrics
 from vaekit.models import VAE
 from vaekit.report.figures import Figure, run_figures
+from vaekit.report.page import Page
 
 REPORT_FILE = "report.html"
 FIGURE_DIR = "figures"
-
-CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
-       max-width: 1100px; padding: 0 1em; color: #222; line-height: 1.45; }
-h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; }
-table.eval { border-collapse: collapse; width: 100%; font-size: .92em; }
-table.eval th, table.eval td { border: 1px solid #ccc; padding: .35em .6em; text-align: left;
-                               vertical-align: top; }
-table.eval th { background: #f2f2f2; }
-td.value { font-family: monospace; font-size: 1.1em; white-space: nowrap; }
-figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
-figcaption { color: #555; font-size: .92em; }
-pre { background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: .85em; }
-"""
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "n/a"
-        return f"{value:.{digits}f}"
-    return str(value)
+NO_LIKELIHOOD = (
+    "a plain autoencoder defines no likelihood p(x), so there is no nll, ELBO or KL to report"
+)
 
 
 def evaluation_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """(quantity, value, unit, definition) rows of the evaluation table."""
-    k, n = result.get("num_samples"), result.get("num_examples")
-    rows = [
-        (
-            "nll",
-            f"{_fmt(result['nll'])} ± {_fmt(result['nll_stderr'])}",
-            "nats per example",
-            f"-log p(x) estimated by importance sampling with K = {k} draws from q(z|x) per "
-            f"example (Burda et al. 2015), mean over N = {n} {result.get('split')} examples "
-            "± one standard error; an upper bound on the true nll in expectation. Negative "
-            "values are possible for continuous (e.g. dequantised) data, where p is a density.",
-        ),
+    """(label, value, unit, definition) rows of the evaluation table, from the metrics table."""
+    return [
+        (m.label, text, m.unit, f"{m.definition} {m.direction.capitalize()}.")
+        for m, text in shown_metrics(result)
     ]
-    if "bits_per_dim" in result:
-        rows.append(
-            (
-                "bits/dim",
-                f"{_fmt(result['bits_per_dim'], 4)}",
-                "bits per dimension",
-                "nll of the discrete data: (nll + D log levels) / (D log 2) for "
-                "dequantised data (Theis et al. 2016), nll / (D log 2) for binary data.",
-            )
-        )
-    rows += [
-        (
-            "ELBO",
-            _fmt(result["elbo"]),
-            "nats per example",
-            "E_q[log p(x|z)] - KL(q(z|x) || p(z)), one Monte-Carlo draw; "
-            "a lower bound on log p(x).",
-        ),
-        (
-            "E_q[log p(x|z)]",
-            _fmt(result["log_px_z"]),
-            "nats per example",
-            "the reconstruction term of the ELBO.",
-        ),
-        (
-            "KL",
-            _fmt(result["kl"]),
-            "nats per example",
-            "KL(q(z|x) || N(0, I)) in closed form, mean over examples.",
-        ),
-    ]
-    if abs(result.get("kl_correlation", 0.0)) > 1e-6:
-        rows.append(
-            (
-                "KL correlation part",
-                _fmt(result["kl_correlation"]),
-                "nats per example",
-                "KL minus the sum of the per-coordinate marginal KLs: the part of the KL "
-                "due to correlations in the full-covariance posterior.",
-            )
-        )
-    m = len(result.get("kl_per_dim", []))
-    rows.append(
-        (
-            "active units",
-            f"{result['active_units']} of {m}",
-            "latent coordinates",
-            "coordinates j with Var_x(E_q[z_j|x]) > 0.01 (Burda et al. 2015).",
-        )
-    )
-    agg = result.get("aggregate_posterior", {})
-    if agg:
-        rows += [
-            (
-                "aggregate posterior: mean norm",
-                _fmt(agg["mean_norm"]),
-                "latent units",
-                "||m|| for m = mean_x E_q[z|x]; 0 under the prior.",
-            ),
-            (
-                "aggregate posterior: ||C - I||_F",
-                _fmt(agg["cov_frobenius_to_identity"]),
-                "latent units squared",
-                "Frobenius distance of C = Cov_x(mu(x)) + mean_x Sigma(x) from the prior's I.",
-            ),
-            (
-                "aggregate posterior: KL to prior",
-                _fmt(agg["kl_gaussian_fit_to_prior"]),
-                "nats",
-                "KL(N(m, C) || N(0, I)) of the Gaussian with the aggregate posterior's moments.",
-            ),
-        ]
-    if "frechet_classifier_distance" in result:
-        info = result.get("fcd_classifier", {})
-        rows.append(
-            (
-                "Fréchet classifier distance (FCD)",
-                _fmt(result["frechet_classifier_distance"]),
-                "squared feature units",
-                f"Fréchet distance between Gaussian fits of {result.get('fcd_num_examples')} "
-                "real and as many generated images (E[x|z], z ~ N(0, I)) in the 64-d "
-                "features of vaekit's own classifier for this dataset "
-                f"({info.get('architecture', '')}; test accuracy "
-                f"{100 * info.get('test_accuracy', float('nan')):.1f}%). Not FID; lower is "
-                "better; comparable only on the same dataset.",
-            )
-        )
-    return rows
 
 
-def _table(result: dict[str, Any]) -> str:
-    body = "".join(
-        f"<tr><td>{html.escape(q)}</td><td class='value'>{html.escape(v)}</td>"
-        f"<td>{html.escape(u)}</td><td>{html.escape(d)}</td></tr>"
-        for q, v, u, d in evaluation_rows(result)
-    )
+def format_seconds(seconds: float) -> str:
+    """ "4.2 s", "3 min 12 s", "2 h 05 min"."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def _card(label: str, number: str, unit: str = "", kind: str = "") -> str:
+    """One headline box; ``kind`` is "main" (the nll) or "missing" (a reason, not a number)."""
+    cls = f"card {kind}".strip()
     return (
-        "<table class='eval' id='evaluation'><thead><tr><th>quantity</th><th>value</th>"
-        f"<th>unit</th><th>definition</th></tr></thead><tbody>{body}</tbody></table>"
+        f"<div class='{cls}'><div class='label'>{html.escape(label)}</div>"
+        f"<div class='number'>{html.escape(number)}</div>"
+        f"<div class='unit'>{html.escape(unit)}</div></div>"
     )
 
 
-def _figure(figure: Figure) -> str:
-    data = base64.b64encode(figure.path.read_bytes()).decode("ascii")
-    return (
-        f"<figure id='fig-{figure.name}'><img alt='{html.escape(figure.name)}' "
-        f"src='data:image/png;base64,{data}'><figcaption>{html.escape(figure.caption)}"
-        "</figcaption></figure>"
-    )
-
-
-def _evaluation_section(result: dict[str, Any] | None) -> str:
+def _nll_card(result: dict[str, Any] | None) -> str:
+    nll = metric("nll")
     if result is None:
-        return (
-            "<h2>Evaluation</h2><p id='evaluation'>This is a plain autoencoder: it defines "
-            "no likelihood p(x), so there is no ELBO, log-likelihood or KL to report. "
-            "Its samples decode z ~ N(0, I), which nothing made its codes follow.</p>"
+        return _card(nll.label, "not available", NO_LIKELIHOOD, "missing")
+    value = lookup(result, nll.key)
+    if not isinstance(value, int | float) or value != value or abs(value) == float("inf"):
+        return _card(nll.label, "not available", "the estimate is not finite", "missing")
+    split = result.get("split", "test")
+    detail = (
+        f"{nll.unit}, ± one standard error; {split} split, N = {result.get('num_examples')}, "
+        f"K = {result.get('num_samples')}"
+    )
+    return _card(nll.label, nll.value_text(result), detail, "main")
+
+
+def _bpd_card(result: dict[str, Any] | None) -> str:
+    bpd = metric("bits_per_dim")
+    if result is None:
+        return _card(bpd.label, "not available", "no likelihood, so no bits", "missing")
+    if lookup(result, bpd.key) is None:
+        return _card(
+            bpd.label,
+            "not applicable",
+            "continuous data: no discrete levels to count bits of",
+            "missing",
         )
-    split = html.escape(str(result.get("split")))
-    return f"<h2>Evaluation ({split} split)</h2>{_table(result)}"
+    return _card(bpd.label, bpd.value_text(result), bpd.unit)
+
+
+def _run_card(result: dict[str, Any] | None, training: dict[str, Any]) -> str:
+    """Run time, device and versions: training's from config.json's metadata, evaluation's
+    from eval.json; "not recorded" for a run written before vaekit recorded them."""
+    evaluation = result or {}
+    rows = []
+    train_s, eval_s = training.get("train_seconds"), evaluation.get("eval_seconds")
+    times = [
+        f"training {format_seconds(train_s)}" if train_s is not None else "training not recorded"
+    ]
+    if eval_s is not None:
+        times.append(f"evaluation {format_seconds(eval_s)}")
+    rows.append(("run time", ", ".join(times) + " (wall clock)"))
+    trained_on, evaluated_on = training.get("device"), evaluation.get("device")
+    if trained_on and evaluated_on and trained_on != evaluated_on:
+        device = f"trained on {trained_on}, evaluated on {evaluated_on}"
+    else:
+        device = trained_on or evaluated_on or "not recorded"
+    if training.get("world_size", 1) > 1:
+        device += f" x {training['world_size']} processes"
+    rows.append(("device", device))
+    for name in ("torch", "vaekit"):
+        version = training.get(f"{name}_version") or evaluation.get(f"{name}_version")
+        rows.append((name, version or "not recorded"))
+    items = "".join(
+        f"<dt>{html.escape(key)}</dt><dd>{html.escape(value)}</dd>" for key, value in rows
+    )
+    return f"<div class='card' id='run-info'><div class='label'>run</div><dl>{items}</dl></div>"
+
+
+def headline(result: dict[str, Any] | None, training: dict[str, Any]) -> str:
+    """The boxes the page opens with: the nll, bits/dim and the run's time, device and
+    versions. ``training`` is config.json's metadata."""
+    cards = [_nll_card(result), _bpd_card(result), _run_card(result, training)]
+    return f"<section class='headline' id='headline'>{''.join(cards)}</section>"
+
+
+def _model_line(descriptor: dict[str, Any], probabilistic: bool) -> str:
+    """ "vae, 8-D latent, gaussian-learned likelihood, diagonal posterior, mlp networks"; a
+    model without a likelihood (``probabilistic`` False) has no likelihood or posterior to
+    name, whatever defaults its config carries."""
+    model = descriptor.get("model") or {}
+    parts = [str(model.get("kind", "model"))]
+    if model.get("latent_dim") is not None:
+        parts.append(f"{model['latent_dim']}-D latent")
+    named = [("likelihood", "likelihood"), ("posterior", "posterior")] if probabilistic else []
+    for key, word in (*named, ("network", "networks")):
+        if model.get(key):
+            parts.append(f"{model[key]} {word}")
+    return ", ".join(parts)
 
 
 def render_report(
-    title: str, config: dict[str, Any], result: dict[str, Any], figures: list[Figure]
+    title: str,
+    config: dict[str, Any],
+    result: dict[str, Any] | None,
+    figures: list[Figure],
+    descriptor: dict[str, Any] | None = None,
 ) -> str:
-    """The report page as one HTML string."""
-    pictures = "".join(_figure(f) for f in figures)
-    return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1>"
-        "<p>All likelihood numbers are nats per example unless they say bits per dimension. "
-        "Pictures of decoded images show the decoder mean E[x|z].</p>"
+    """The report page as one HTML string (``result`` None: a model with no likelihood)."""
+    descriptor = descriptor or {}
+    page = Page(title, lead=_model_line(descriptor, result is not None) if descriptor else None)
+    page.raw(headline(result, descriptor.get("metadata") or {}))
+    page.paragraph(
+        "All likelihood numbers are nats per example unless they say bits per dimension. "
+        "Pictures of decoded images show the decoder mean E[x|z]."
+    )
+    page.raw(
         "<p id='explorer-link'>Move through the latent space in the "
         "<a href='explore.html'>interactive latent explorer</a> (explore.html beside this "
         "page; <code>vaekit explore RUN</code> writes it).</p>"
-        f"{_evaluation_section(result)}"
-        f"<h2>Pictures</h2>{pictures}"
-        "<h2>Configuration</h2>"
-        f"<pre id='config'>{html.escape(json.dumps(config, indent=2))}</pre>"
-        "</body></html>"
     )
+    if result is None:
+        page.heading("Evaluation").paragraph(
+            f"{NO_LIKELIHOOD[0].upper()}{NO_LIKELIHOOD[1:]}. Its samples decode z ~ N(0, I), "
+            "which nothing made its codes follow.",
+            id="evaluation",
+        )
+    else:
+        page.heading(f"Evaluation ({result.get('split')} split)")
+        page.paragraph(
+            f"N = {result.get('num_examples')} {result.get('split')} examples, K = "
+            f"{result.get('num_samples')} importance samples per example for the nll."
+        )
+        page.table(
+            ("quantity", "value", "unit", "definition"),
+            evaluation_rows(result),
+            id="evaluation",
+            value_columns=(1,),
+        )
+        info = result.get("fcd_classifier")
+        if isinstance(info, dict):
+            page.paragraph(
+                f"FCD classifier: {info.get('architecture', '?')}; test accuracy "
+                f"{100 * float(info.get('test_accuracy', float('nan'))):.1f}%; "
+                f"{result.get('fcd_num_examples')} real and as many generated images."
+            )
+    page.heading("Pictures")
+    page.gallery(
+        [(f.path.read_bytes(), f.caption, f.name, f"fig-{f.name}", f.pixels) for f in figures]
+    )
+    page.details(
+        "Configuration (config.json): click to open", json.dumps(config, indent=2), id="config"
+    )
+    return page.render()
 
 
 def _evaluation(run_dir, descriptor, model, num_samples, max_examples, data_dir, seed, log):
@@ -249,7 +240,7 @@ def write_report(
         "data": descriptor.get("data"),
     }
     title = f"vaekit report: {run_dir.name} ({dataset.name})"
-    page = render_report(title, config, result, figures)
+    page = render_report(title, config, result, figures, descriptor)
     path = run_dir / REPORT_FILE
     atomic_write_bytes(path, page.encode("utf-8"))
     path.chmod(0o644)  # a page to share (the temporary file was created 0600)

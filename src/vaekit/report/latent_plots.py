@@ -45,6 +45,7 @@ def save_interpolations(
         "latent interpolations between pairs of test examples (one pair per row)",
         col_labels=[f"{v:.2f}" for v in t.tolist()],
         xlabel="t in z = (1 - t) mu(x_a) + t mu(x_b)",
+        cell=images.shape[-1],
     )
 
 
@@ -80,7 +81,14 @@ def save_traversals(
         row_labels=[f"z{int(d)}  {score_name} {kl_per_dim[int(d)]:.2f}" for d in order],
         col_labels=[f"{v + 0.0:+.1f}" for v in values.tolist()],
         xlabel="value of the traversed coordinate (prior standard deviations)",
+        cell=images.shape[-1],
     )
+
+
+def colours_by_label(labels: torch.Tensor | None) -> bool:
+    """Whether a latent map colours its points by label: only with two labels or more (one
+    colour for every point would say nothing)."""
+    return labels is not None and torch.unique(labels).numel() >= 2
 
 
 @torch.no_grad()
@@ -91,9 +99,9 @@ def save_latent_map(
     path: str | Path,
     batch_size: int = 1000,
 ) -> Path:
-    """Scatter the posterior means mu(x) (an AE's codes) coloured by label: the two
-    coordinates directly for a 2-D latent space, else the first two principal components (PCA
-    by SVD of the centred codes)."""
+    """Scatter the posterior means mu(x) (an AE's codes) coloured by label (where
+    :func:`colours_by_label`): the two coordinates directly for a 2-D latent space, else the
+    first two principal components (PCA by SVD of the centred codes)."""
     device = _device(model)
     mu = (
         torch.cat(
@@ -122,7 +130,7 @@ def save_latent_map(
         how = f"PCA of the {mu.shape[1]}-D posterior means"
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 5.2))
-    if labels is not None:
+    if colours_by_label(labels):
         y = labels.cpu().numpy()
         classes = np.unique(y)
         cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
@@ -174,7 +182,8 @@ def save_manifold(model, path: str | Path, n: int = 15) -> Path:
     values = torch.distributions.Normal(0.0, 1.0).icdf(u)  # [n], standard-normal quantiles
     z1, z0 = torch.meshgrid(values.flip(0), values, indexing="ij")  # rows: z1 high -> low
     z = torch.stack([z0, z1], dim=-1).reshape(-1, 2)
-    grid = image_grid(model.decode_mean(z), ncols=n)
+    images = model.decode_mean(z)
+    grid = image_grid(images, ncols=n)
     labels = [f"{v:+.1f}" for v in values.tolist()]
     return save_grid(
         grid,
@@ -184,6 +193,7 @@ def save_manifold(model, path: str | Path, n: int = 15) -> Path:
         col_labels=labels,
         xlabel="z0 = Phi^-1(u) (latent units)",
         ylabel="z1 = Phi^-1(v) (latent units)",
+        cell=images.shape[-1],
     )
 
 

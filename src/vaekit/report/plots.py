@@ -19,19 +19,28 @@ def is_image(shape: tuple[int, ...]) -> bool:
     return (len(shape) == 3 and shape[0] in (1, 3)) or len(shape) == 2
 
 
-def image_grid(images: torch.Tensor, ncols: int | None = None, pad: int = 1) -> np.ndarray:
+def image_grid(
+    images: torch.Tensor, ncols: int | None = None, pad: int = 1, group: int = 0
+) -> np.ndarray:
     """Tile ``[N, C, H, W]`` (or ``[N, H, W]``) values in [0, 1] into one ``[rows*H, cols*W, C]``
-    array; values outside [0, 1] (a Gaussian decoder's mean) are clipped for display."""
+    array; values outside [0, 1] (a Gaussian decoder's mean) are clipped for display.
+
+    ``group`` > 0 widens the gap after every ``group`` columns (to ``3 * pad``), so that e.g.
+    an input and its reconstruction read as a pair."""
     images = images.detach().float().cpu()
     if images.dim() == 3:
         images = images.unsqueeze(1)
     n, c, h, w = images.shape
     ncols = ncols or math.ceil(math.sqrt(n))
     nrows = math.ceil(n / ncols)
-    grid = np.ones((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), dtype=np.float32)
+    extra = 2 * pad if group > 0 else 0  # the wider gap's additional pixels
+    groups = (ncols - 1) // group if group > 0 else 0
+    width = ncols * (w + pad) + pad + groups * extra
+    grid = np.ones((nrows * (h + pad) + pad, width, c), dtype=np.float32)
     for i in range(n):
         r, col = divmod(i, ncols)
-        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        top = pad + r * (h + pad)
+        left = pad + col * (w + pad) + (col // group if group > 0 else 0) * extra
         grid[top : top + h, left : left + w] = images[i].permute(1, 2, 0).clamp(0, 1).numpy()
     return grid
 
@@ -45,6 +54,23 @@ def _pyplot():
     return plt
 
 
+# Display sizes of image grids, in screen pixels: each image is blown up by a whole number of
+# pixels per data pixel (nearest neighbour, so an 8x8 digit stays eight crisp squares wide)
+# until it is about LEGIBLE_CELL wide, while the whole grid stays within MAX_GRID_WIDTH (it
+# then fits the report's column at 100% zoom, where no browser rescales it).
+LEGIBLE_CELL = 48
+MAX_GRID_WIDTH = 960
+MIN_FIGURE_WIDTH = 480  # the titles' width
+
+
+def pixel_scale(grid_width: int, cell: int) -> int:
+    """Whole screen pixels per data pixel for a grid ``grid_width`` data pixels wide whose
+    images are ``cell`` pixels wide: enough for ~``LEGIBLE_CELL`` px per image, at most
+    ``MAX_GRID_WIDTH`` px in all, at least 1."""
+    legible = -(-LEGIBLE_CELL // max(cell, 1))  # ceil
+    return max(1, min(legible, MAX_GRID_WIDTH // max(grid_width, 1)))
+
+
 def save_grid(
     grid: np.ndarray,
     path: str | Path,
@@ -53,27 +79,39 @@ def save_grid(
     col_labels: list[str] | None = None,
     xlabel: str | None = None,
     ylabel: str | None = None,
+    cell: int | None = None,
 ) -> Path:
     """Save an ``image_grid`` array as a PNG with a title and optional per-row / per-column
-    tick labels (for grids whose rows or columns mean something, e.g. latent traversals)."""
+    tick labels (for grids whose rows or columns mean something, e.g. latent traversals).
+
+    The grid is enlarged by :func:`pixel_scale` whole pixels per data pixel (``cell`` is one
+    image's width in data pixels; default: the whole grid's) and drawn 1:1
+    into the PNG, so no resampling blurs or unevenly stretches the pixels.
+    """
     plt = _pyplot()
     height, width = grid.shape[:2]
-    scale = max(6.0 / width * 100, 1.0)  # at least ~6 inches wide for small images
-    margin_left = 1.1 if row_labels or ylabel else 0.4
-    margin_bottom = 0.6 if col_labels or xlabel else 0.2
-    fig, ax = plt.subplots(
-        figsize=(width * scale / 100 + margin_left, height * scale / 100 + 0.5 + margin_bottom)
-    )
-    cmap = "gray" if grid.shape[2] == 1 else None
+    k = pixel_scale(width, cell or width)
+    big = np.repeat(np.repeat(grid, k, axis=0), k, axis=1)  # nearest-neighbour enlargement
+    dpi = 100
+    labelled = bool(row_labels or col_labels or xlabel or ylabel)
+    left = (95 if row_labels else 0) + (25 if ylabel else 0) + 8
+    bottom = (22 if col_labels else 0) + (22 if xlabel else 0) + 8
+    top, right = 30, 8
+    spare = max(0, MIN_FIGURE_WIDTH - (width * k + left + right))  # room for the title
+    left, right = left + spare // 2, right + spare - spare // 2
+    fig_w, fig_h = width * k + left + right, height * k + bottom + top
+    fig = plt.figure(figsize=(fig_w / dpi, fig_h / dpi), dpi=dpi)
+    ax = fig.add_axes((left / fig_w, bottom / fig_h, width * k / fig_w, height * k / fig_h))
     ax.imshow(
-        grid[..., 0] if grid.shape[2] == 1 else grid,
-        cmap=cmap,
+        big[..., 0] if grid.shape[2] == 1 else big,
+        cmap="gray" if grid.shape[2] == 1 else None,
         vmin=0,
         vmax=1,
-        interpolation="nearest",
+        interpolation="none",
+        extent=(-0.5, width - 0.5, height - 0.5, -0.5),  # ticks stay in data pixels
     )
     ax.set_title(title, fontsize=10)
-    if row_labels or col_labels or xlabel or ylabel:
+    if labelled:
         for spine in ax.spines.values():
             spine.set_visible(False)
         ax.set_xticks(_centres(width, len(col_labels)) if col_labels else [])
@@ -89,8 +127,7 @@ def save_grid(
             ax.set_ylabel(ylabel, fontsize=9)
     else:
         ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return Path(path)
 
@@ -105,7 +142,12 @@ def save_samples(model, path: str | Path, n: int = 64, seed: int = 0) -> Path:
     """Decode ``n`` draws z ~ N(0, I) and save E[x|z] as an image grid."""
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     images = model.sample(n, generator=generator)
-    return save_grid(image_grid(images), path, f"{n} prior samples: E[x|z], z ~ N(0, I)")
+    return save_grid(
+        image_grid(images),
+        path,
+        f"{n} prior samples: E[x|z], z ~ N(0, I)",
+        cell=images.shape[-1],
+    )
 
 
 def save_reconstructions(model, x: torch.Tensor, path: str | Path) -> Path:
@@ -113,8 +155,10 @@ def save_reconstructions(model, x: torch.Tensor, path: str | Path) -> Path:
     x = x.to(next(model.parameters()).device)
     recon = model.reconstruct(x)
     pairs = torch.stack([x, recon], dim=1).flatten(0, 1)  # [2N, *shape]: input, recon, ...
-    grid = image_grid(pairs, ncols=2 * min(8, x.shape[0]))
-    return save_grid(grid, path, "inputs (left) and reconstructions (right) of each pair")
+    grid = image_grid(pairs, ncols=2 * min(8, x.shape[0]), group=2)
+    return save_grid(
+        grid, path, "inputs (left) and reconstructions (right) of each pair", cell=x.shape[-1]
+    )
 
 
 def save_run_pictures(model, dataset: Dataset, run_dir: str | Path, seed: int = 0) -> list[Path]:
