@@ -20,7 +20,8 @@ change of variables added, as in :mod:`vaekit.evaluate`):
   simpler out-of-distribution set a *higher* likelihood; Nalisnick et al. 2019):
 
   - ``complexity`` (Serrà et al. 2020): ``complexity_bits`` L(v) = 8 x the length in bytes
-    of the image as a losslessly compressed PNG (zlib level 9), and
+    of the image as a losslessly compressed PNG (zlib level 9; for a binarised model, of the
+    binarised draw its likelihood was computed on), and
     ``complexity_corrected_bits`` S(v) = -log2 p(v) - L(v): the likelihood ratio against
     a generic lossless compressor. Images of integer levels only;
   - ``typicality`` (Nalisnick et al. 2019's typicality test, one example at a time):
@@ -149,7 +150,9 @@ def png_bits(images: np.ndarray) -> np.ndarray:
     return bits
 
 
-def _complexity(new: NewData, data_info: dict[str, Any]) -> np.ndarray:
+def _complexity(new: NewData, data_info: dict[str, Any], x: torch.Tensor) -> np.ndarray:
+    """L(v) in bits of each image as the model sees its levels: the stored 8-bit levels, or
+    for a binarised model the binarised draw ``x`` (0/1 -> 0/255) the likelihood was of."""
     transform = run_transform(data_info)
     levels = getattr(transform, "levels", None)
     if levels is None or levels > 256 or new.x.dim() != 4:
@@ -157,6 +160,8 @@ def _complexity(new: NewData, data_info: dict[str, Any]) -> np.ndarray:
             f"{new.path}: --remedy complexity needs images of integer levels (at most 256); "
             "use --remedy typicality for this data"
         )
+    if transform.kind == "binarize-dynamic":
+        return png_bits((x.detach().cpu().numpy() * 255).round().astype(np.uint8))
     return png_bits(new.x.numpy().astype(np.uint8))
 
 
@@ -189,7 +194,7 @@ def _reference_entropy(
 
 
 def score_data(
-    run: str | Path,
+    run: str | Path | VAE,
     data: str | Path,
     num_samples: int = 100,
     batch_size: int = 100,
@@ -204,13 +209,14 @@ def score_data(
     memory_budget_mb: float = 32,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Per-example scores (column name -> ``[N]`` array) and a summary (counts, space,
-    units, AUROC/AUPRC per score where labels exist). See the module doc."""
+    units, AUROC/AUPRC per score where labels exist). ``run``: a run or model directory, or
+    a loaded model (with its ``data_info``). See the module doc."""
     from vaekit.codes import model_inputs
     from vaekit.evaluate import choose_chunk_size, data_space
 
     if remedy not in REMEDIES:
         raise ValueError(f"--remedy {remedy!r}: choose one of {', '.join(REMEDIES)}")
-    model = load(run)
+    model = run if isinstance(run, torch.nn.Module) else load(run)
     if not isinstance(model, VAE):
         raise ValueError(f"{run}: score needs a VAE (an AE defines no likelihood)")
     new = read_new_data(
@@ -250,7 +256,7 @@ def score_data(
         "remedy": remedy,
     }
     if remedy == "complexity":
-        bits = _complexity(new, info)
+        bits = _complexity(new, info, x)
         columns["complexity_bits"] = bits
         columns["complexity_corrected_bits"] = columns["nll_nats"] / math.log(2.0) - bits
     elif remedy == "typicality":
