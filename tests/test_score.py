@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import exact_log_px, linear_gaussian_vae, set_exact_posterior
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from helpers import exact_log_px, linear_gaussian_vae, set_exact_posterior
 from vaekit.data.new_data import as_dataset, read_new_data
 from vaekit.data.transforms import Standardize
 from vaekit.evaluate import evaluate
