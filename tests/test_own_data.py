@@ -132,7 +132,7 @@ def test_table_all_the_way_round_from_the_cli(table_run, capsys):
     # the same table in other units (height in metres) is refused, naming file and feature
     text = (tmp / "new.csv").read_text().splitlines()
     rows = [line.split(",") for line in text[1:]]
-    metres = [text[0]] + [",".join(r[:4] + [f"{float(r[4]) / 100:.4f}"]) for r in rows]
+    metres = [text[0]] + [",".join([*r[:4], f"{float(r[4]) / 100:.4f}"]) for r in rows]
     (tmp / "metres.csv").write_text("\n".join(metres) + "\n")
     assert main(["encode", run, str(tmp / "metres.csv"), "-o", str(tmp / "zz.npy")]) == 2
     err = capsys.readouterr().err
