@@ -54,9 +54,20 @@ def evaluation_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             f"-log p(x) estimated by importance sampling with K = {k} draws from q(z|x) per "
             f"example (Burda et al. 2015), mean over N = {n} {result.get('split')} examples "
             "± one standard error; an upper bound on the true nll in expectation. Negative "
-            "values are possible for continuous (e.g. dequantised) data, where p is a density.",
+            "values are possible for continuous data, where p is a density. Space: "
+            f"{result.get('space', 'the model inputs')}.",
         ),
     ]
+    if "nll_model_space" in result:
+        rows.append(
+            (
+                f"nll ({result['model_space']} space)",
+                _fmt(result["nll_model_space"]),
+                "nats per example",
+                "the same estimate for the model's inputs x = transform(v), before the change "
+                "of variables back to the data as given",
+            )
+        )
     if "bits_per_dim" in result:
         rows.append(
             (
