@@ -25,7 +25,8 @@ The scale check (a one-line :class:`DataError` saying what was expected; never a
 * standardised models (tables, float arrays): refused unless ``trust_scale`` when a
   feature's median over the rows lies more than ``FAR_SD`` training standard deviations from
   the training mean, or (with at least ``SPREAD_MIN_ROWS`` rows) the median over features of
-  (spread of the new data / training std) is below 1/``SPREAD_RATIO`` or above
+  (robust spread of the new data, interquartile range / 1.349, / training std; features with
+  no spread in the new data skipped) is below 1/``SPREAD_RATIO`` or above
   ``SPREAD_RATIO``: the signature of data in other units. Single anomalous rows pass; the
   checks look at the typical row, so an anomaly score is not refused for being anomalous.
 """
@@ -230,7 +231,14 @@ def check_scale(
             "expected data on the training data's scale (pass --trust-scale to use it anyway)"
         )
     if flat.shape[0] >= SPREAD_MIN_ROWS:
-        ratio = float(np.median(flat.std(axis=0) / std))
+        # a robust spread (interquartile range / 1.349, the SD of a Gaussian), so that a few
+        # anomalous rows do not count; features with no spread in the new data are skipped
+        q75, q25 = np.percentile(flat, [75, 25], axis=0)
+        spread = (q75 - q25) / 1.349
+        informative = spread > 0
+        ratio = (
+            float(np.median(spread[informative] / std[informative])) if informative.any() else 1.0
+        )
         if ratio < 1 / SPREAD_RATIO or ratio > SPREAD_RATIO:
             raise DataError(
                 f"{path}: the features spread {ratio:.3g} times as much as the training data's "
