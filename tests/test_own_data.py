@@ -254,3 +254,14 @@ def test_images_all_the_way_round_from_python(image_run):
     assert rec.shape == (5, 64)  # rows in the input's own shape, on its 0..255 scale
     summary = score_run(run, tmp / "new", tmp / "sf.csv", num_samples=20, remedy="complexity")
     assert summary["metrics"]["complexity_corrected_bits"]["auroc"] >= 0.0
+
+
+def test_evaluate_says_how_to_use_new_data_when_the_training_file_moved(table_run, capsys):
+    tmp = table_run
+    (tmp / "train.csv").rename(tmp / "moved.csv")
+    try:
+        assert main(["evaluate", str(tmp / "run"), "--num-samples", "5"]) == 2
+    finally:
+        (tmp / "moved.csv").rename(tmp / "train.csv")
+    err = capsys.readouterr().err
+    assert "train.csv: no such file or folder" in err and "for new data give --data PATH" in err

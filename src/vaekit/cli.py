@@ -532,8 +532,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(result))
         return
+    where = "new data, all rows" if args.data is not None else f"{result['split']} split"
     print(
-        f"{result['dataset']} {result['split']} split, {result['num_examples']} examples, "
+        f"{result['dataset']} ({where}), {result['num_examples']} examples, "
         f"K = {result['num_samples']} importance samples"
     )
     print(f"  space     {result['space']}")
