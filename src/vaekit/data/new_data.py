@@ -373,9 +373,13 @@ def write_table(path: str | Path, values: np.ndarray, columns: list[str]) -> Pat
         lines += [",".join(f"{v:.9g}" for v in row) for row in values]
         _atomic_bytes(path, ("\n".join(lines) + "\n").encode())
         return path
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(
+            f"-o {path}: writing Parquet needs pyarrow: pip install 'vaekit[parquet]'"
+        ) from None
     buffer = io.BytesIO()
     pq.write_table(pa.table({c: values[:, j] for j, c in enumerate(columns)}), buffer)
     _atomic_bytes(path, buffer.getvalue())
