@@ -3,6 +3,8 @@ labels, and the scale check that refuses data on another scale (one line naming 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -106,3 +108,17 @@ def test_table_columns_by_name_and_ood_labels(tmp_path):
         read_new_data(tmp_path / "o.csv", TABLE)
     np.savez(tmp_path / "l.npz", x=np.zeros((2, 64), np.uint8), ood=np.array([1, 0]))
     assert read_new_data(tmp_path / "l.npz", DIGITS).ood.tolist() == [1, 0]
+
+
+def test_transforms_map_back_to_the_data_and_state_their_change_of_variables():
+    v = torch.tensor([[1.0, 20.0, -3.0]], dtype=torch.float64)
+    standardize = Standardize([0.0, 10.0, -1.0], [2.0, 5.0, 0.5])
+    torch.testing.assert_close(standardize.to_data(standardize(v).double()), v)
+    assert standardize.log_data_scale((3,)) == pytest.approx(math.log(2.0 * 5.0 * 0.5))
+    dequantize = Dequantize(17)
+    levels = torch.arange(17, dtype=torch.float64)
+    # E_u[x] = (v + 1/2) / L: mapped back, the levels themselves
+    torch.testing.assert_close(dequantize.to_data((levels + 0.5) / 17), levels)
+    assert dequantize.log_data_scale((1, 8, 8)) == pytest.approx(64 * math.log(17))
+    assert Transform().log_data_scale((5,)) == 0.0
+    assert "own units" in standardize.data_space() and "0..16" in dequantize.data_space()

@@ -345,19 +345,7 @@ def evaluate_run(
 
 def data_space(dataset: Dataset) -> str:
     """A one-line label: which space ``nll``/``elbo`` are in (see the module doc)."""
-    transform = dataset.transform
-    if transform.kind == "standardize":
-        return "the data as given, in its own units (standardised-space figures + sum log std)"
-    if transform.kind == "dequantize":
-        return (
-            f"the data as given: integer levels 0..{transform.levels - 1} (dequantisation "
-            f"bound: model-space figures + D log {transform.levels})"
-        )
-    if transform.kind == "binarize-dynamic":
-        return "binarised draws of the data {0, 1}, as the model was trained on"
-    if transform.kind == "scale":
-        return f"the data as given (model-space figures + D log {transform.divisor:g})"
-    return "the data as given"
+    return dataset.transform.data_space()
 
 
 def to_data_space(result: dict[str, Any], dataset: Dataset) -> None:

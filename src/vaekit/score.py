@@ -212,7 +212,7 @@ def score_data(
     units, AUROC/AUPRC per score where labels exist). ``run``: a run or model directory, or
     a loaded model (with its ``data_info``). See the module doc."""
     from vaekit.codes import model_inputs
-    from vaekit.evaluate import choose_chunk_size, data_space
+    from vaekit.evaluate import choose_chunk_size
 
     if remedy not in REMEDIES:
         raise ValueError(f"--remedy {remedy!r}: choose one of {', '.join(REMEDIES)}")
@@ -252,7 +252,7 @@ def score_data(
         "data": str(new.path),
         "num_examples": len(new.x),
         "num_samples": num_samples,
-        "space": data_space(_Space(transform)),
+        "space": transform.data_space(),
         "remedy": remedy,
     }
     if remedy == "complexity":
@@ -288,13 +288,6 @@ def score_data(
     if new.names is not None:
         columns = {"file": np.asarray(new.names), **columns}
     return columns, summary
-
-
-class _Space:
-    """The two attributes :func:`vaekit.evaluate.data_space` reads."""
-
-    def __init__(self, transform) -> None:
-        self.transform = transform
 
 
 def write_scores(path: str | Path, columns: dict[str, np.ndarray]) -> Path:

@@ -38,6 +38,10 @@ class Transform:
 
     space = "the data as given"
 
+    def data_space(self) -> str:
+        """A one-line label: the space of likelihood figures after ``log_data_scale``."""
+        return "the data as given"
+
     def log_data_scale(self, shape: tuple[int, ...]) -> float:
         """c in log p(v) = log p(x) - c, nats per example (see the module doc)."""
         return 0.0
@@ -71,6 +75,9 @@ class Scale(Transform):
 
     space = "scaled (v / divisor)"
 
+    def data_space(self):
+        return f"the data as given (model-space figures + D log {self.divisor:g})"
+
     def log_data_scale(self, shape):
         return _numel(shape) * math.log(self.divisor)
 
@@ -99,6 +106,12 @@ class Dequantize(Transform):
         return {"kind": self.kind, "levels": self.levels}
 
     space = "dequantised and scaled to [0, 1]"
+
+    def data_space(self):
+        return (
+            f"the data as given: integer levels 0..{self.levels - 1} (dequantisation bound: "
+            f"model-space figures + D log {self.levels})"
+        )
 
     def log_data_scale(self, shape):
         return _numel(shape) * math.log(self.levels)
@@ -129,6 +142,9 @@ class DynamicBinarize(Transform):
 
     space = "binarised draws {0, 1}"
 
+    def data_space(self):
+        return "binarised draws of the data {0, 1}, as the model was trained on"
+
     def to_data(self, x):
         """Levels: the Bernoulli mean p = v / (levels - 1) back on the stored scale."""
         return x * (self.levels - 1)
@@ -152,6 +168,9 @@ class Standardize(Transform):
         return {"kind": self.kind, "mean": self.mean.tolist(), "std": self.std.tolist()}
 
     space = "standardised (v - mean) / std"
+
+    def data_space(self):
+        return "the data as given, in its own units (standardised-space figures + sum log std)"
 
     def log_data_scale(self, shape):
         """sum_d log std_d: the Jacobian of v = mean + std * x (one std per feature)."""
