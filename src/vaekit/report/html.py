@@ -74,8 +74,8 @@ def evaluation_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 "bits/dim",
                 f"{_fmt(result['bits_per_dim'], 4)}",
                 "bits per dimension",
-                "nll of the discrete data: (nll + D log levels) / (D log 2) for "
-                "dequantised data (Theis et al. 2016), nll / (D log 2) for binary data.",
+                "nll of the discrete data / (D log 2); for dequantised data that is "
+                "(model-space nll + D log levels) / (D log 2) (Theis et al. 2016).",
             )
         )
     rows += [
