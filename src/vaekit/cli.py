@@ -257,8 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Registered datasets: shape (C x H x W), size in examples, support of the "
         "model inputs, the default likelihood, and where files that pass their published "
         "checksums were found (nothing is downloaded; a copy that fails is shown as not "
-        "verified and is refused by train). `vaekit train --data` also takes a path to user data: an image "
-        "folder, .npy, .npz, .csv or .parquet.",
+        "verified and is refused by train). `vaekit train --data` also takes a path to "
+        "user data: an image folder, .npy, .npz, .csv or .parquet.",
     )
     p.add_argument("--data-dir", help="also look for the files here first")
 
