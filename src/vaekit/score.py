@@ -185,10 +185,13 @@ def _reference_entropy(
         from vaekit.data.new_data import NewData as _New
         from vaekit.evaluate import load_run
 
+        if isinstance(run, torch.nn.Module):
+            raise ValueError("--remedy typicality on a model object needs reference=PATH")
         _, dataset = load_run(run)
-        val = dataset.val if len(dataset.val) else dataset.test
-        ref = _New(Path(dataset.name), val.x[:max_examples].double(), "array", ".npy", ())
-        where = f"{dataset.name} (validation split)"
+        split = "val" if len(dataset.val) else "test"
+        x = dataset.split(split).x[:max_examples].double()
+        ref = _New(Path(dataset.name), x, "array", ".npy", ())
+        where = f"{dataset.name} ({'validation' if split == 'val' else 'test'} split)"
     nll = _nll(model, ref, num_samples, batch_size, chunk, seed)[:max_examples]
     return float(nll.mean()), f"{where}, {nll.numel()} examples"
 
