@@ -12,7 +12,15 @@ from vaekit.data import builtin as builtin_module
 from vaekit.data import load_dataset
 from vaekit.data.idx import write_idx
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+# ../shared/datasets beside the project (one level further up from a git worktree)
+SHARED = next(
+    (
+        p / "shared" / "datasets"
+        for p in Path(__file__).resolve().parents[2:4]
+        if (p / "shared" / "datasets").is_dir()
+    ),
+    Path(__file__).resolve().parents[2] / "shared" / "datasets",
+)
 needs_shared = pytest.mark.skipif(
     not (SHARED / "fashion-mnist").is_dir() or not (SHARED / "mnist").is_dir(),
     reason=f"shared datasets not found at {SHARED}",
@@ -71,5 +79,76 @@ def test_datasets_table(capsys, tmp_path, monkeypatch):
         and "bernoulli" in rows["mnist-binarized-dynamic"]
     )
     assert "3x32x32" in rows["cifar10"] and "not found" in rows["cifar10"]
-    assert rows["kmnist"].endswith(str(tmp_path / "d" / "kmnist"))
+    # empty files are not KMNIST's: never listed as found
+    assert "not verified" in rows["kmnist"] and "train-images-idx3-ubyte.gz" in rows["kmnist"]
     assert rows["digits"].endswith("built in")
+
+
+def _fake_kmnist(folder, monkeypatch):
+    """Four small .gz files in ``folder`` whose MD5s are made the published ones."""
+    folder.mkdir(parents=True, exist_ok=True)
+    md5 = {}
+    for key, (stem, _, _) in builtin_module.IDX_FILES.items():
+        blob = stem.encode() * 3
+        (folder / f"{stem}.gz").write_bytes(blob)
+        md5[key] = hashlib.md5(blob).hexdigest()
+    for _key, _value in md5.items():
+        monkeypatch.setitem(builtin_module.KMNIST.file_md5, _key, _value)
+    return md5
+
+
+def test_verified_files_are_found_and_cached_by_stat(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("VAEKIT_DATA_DIR", raising=False)
+    monkeypatch.setattr(builtin_module, "SYSTEM_ROOTS", [])
+    _fake_kmnist(tmp_path / "k", monkeypatch)
+    source = builtin_module.KMNIST
+    assert builtin_module.where_found(source, str(tmp_path / "k")) == str(tmp_path / "k")
+    hashed = []
+    real = builtin_module._digest
+    monkeypatch.setattr(builtin_module, "_digest", lambda *a: hashed.append(a) or real(*a))
+    assert builtin_module.where_found(source, str(tmp_path / "k")) == str(tmp_path / "k")
+    assert hashed == []  # unchanged files: remembered, not hashed again
+    # a modified file (same size) is hashed again and refused with both hashes
+    path = tmp_path / "k" / "t10k-labels-idx1-ubyte.gz"
+    blob = bytearray(path.read_bytes())
+    blob[0] ^= 1
+    path.write_bytes(bytes(blob))
+    with pytest.raises(
+        Exception,
+        match=r"t10k-labels-idx1-ubyte\.gz: checksum mismatch for "
+        r"kmnist: MD5 [0-9a-f]{32}, expected [0-9a-f]{32}",
+    ):
+        load_dataset("kmnist", data_dir=str(tmp_path / "k"), progress=False)
+    assert "not verified" in builtin_module.where_found(source, str(tmp_path / "k"))
+
+
+def test_uncompressed_kmnist_cannot_be_verified(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    _fake_kmnist(tmp_path / "k", monkeypatch)
+    (tmp_path / "k" / "train-images-idx3-ubyte.gz").unlink()
+    (tmp_path / "k" / "train-images-idx3-ubyte").write_bytes(b"raw")
+    with pytest.raises(
+        Exception,
+        match=r"train-images-idx3-ubyte: kmnist publishes checksums "
+        "only for its .gz files",
+    ):
+        load_dataset("kmnist", data_dir=str(tmp_path / "k"), progress=False)
+
+
+@needs_shared
+def test_an_mnist_folder_is_not_fashion_mnist_or_kmnist(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("VAEKIT_DATA_DIR", raising=False)
+    monkeypatch.setattr(builtin_module, "SYSTEM_ROOTS", [])
+    mnist = str(SHARED / "mnist")
+    assert main(["datasets", "--data-dir", mnist]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:]}
+    assert rows["mnist"].endswith(mnist)
+    for name in ("fashion-mnist", "kmnist"):
+        assert "not verified" in rows[name] and not rows[name].endswith(mnist)
+    code = main(["train", "--data", "kmnist", "--data-dir", mnist, "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and not (tmp_path / "r").exists()
+    assert err.startswith(f"vaekit: error: {mnist}/train-images-idx3-ubyte.gz: checksum mismatch")
+    assert "expected bdb82020997e1d708af4cf47b453dcf7" in err

@@ -1,5 +1,6 @@
 """CIFAR-10 from its binary version (raw bytes, never a pickle): records, labels, MD5 check."""
 
+import hashlib
 import io
 import tarfile
 
@@ -33,8 +34,13 @@ def fake_cifar_tarball():
     return buffer.getvalue()
 
 
-def test_cifar_from_a_local_tarball(tmp_path, fake_cifar_tarball):
+def test_cifar_from_a_local_tarball(tmp_path, fake_cifar_tarball, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     (tmp_path / "cifar-10-binary.tar.gz").write_bytes(fake_cifar_tarball)
+    with pytest.raises(DataError, match=r"cifar-10-binary\.tar\.gz: checksum mismatch"):
+        load_dataset("cifar10", data_dir=str(tmp_path), val_fraction=0.0, progress=False)
+    md5 = hashlib.md5(fake_cifar_tarball).hexdigest()
+    monkeypatch.setitem(builtin_module.CIFAR10.file_md5, "archive", md5)
     data = load_dataset("cifar10", data_dir=str(tmp_path), val_fraction=0.0, progress=False)
     assert data.shape == (3, 32, 32) and data.num_levels == 256
     assert (len(data.train), len(data.test)) == (50000, 10000)
@@ -53,5 +59,8 @@ def test_truncated_cifar_batch(tmp_path):
         (folder / member).write_bytes(bytes(10000 * CIFAR_RECORD))
     (folder / "test_batch.bin").write_bytes(bytes(10 * CIFAR_RECORD))
     with pytest.raises(DataError, match=r"test_batch\.bin: expected 30730000 bytes, found 30730"):
-        load_dataset("cifar10", data_dir=str(tmp_path), progress=False)
+        builtin_module.read_cifar({"folder": folder})
     assert builtin_module.find_cifar(tmp_path) == {"folder": folder}
+    # an extracted folder has no published checksum: refused before use
+    with pytest.raises(DataError, match=r"cifar-10-batches-bin: extracted CIFAR-10 batches have "):
+        load_dataset("cifar10", data_dir=str(tmp_path), progress=False)

@@ -2,6 +2,7 @@
 dropped mid-file (and resumed), offline. No other network is touched."""
 
 import gzip
+import hashlib
 import http.server
 import socket
 import threading
@@ -100,12 +101,24 @@ def fake_idx_set():
 def test_download_success_fills_the_cache(server, isolated, fake_idx_set, monkeypatch):
     server.files.update(fake_idx_set)
     monkeypatch.setenv("VAEKIT_MIRROR", server.url)
-    data = load_dataset("kmnist", val_fraction=0.0, progress=False)  # no hash known: structure
+    md5 = {
+        key: hashlib.md5(fake_idx_set[f"{stem}.gz"]).hexdigest()
+        for key, (stem, _, _) in builtin_module.IDX_FILES.items()
+    }
+    for _key, _value in md5.items():
+        monkeypatch.setitem(
+            builtin_module.KMNIST.file_md5, _key, _value
+        )  # the fake set's "published" MD5s
+    data = load_dataset("kmnist", val_fraction=0.0, progress=False)
     assert data.shape == (1, 28, 28) and len(data.train) == 60000 and len(data.test) == 10000
     assert data.train.x[:, 0, 14, 14].tolist() == [i % 256 for i in range(60000)]
     assert bool((data.test.x == 7).all())
     cached = sorted(p.name for p in (isolated / "kmnist").iterdir())
     assert cached == sorted(fake_idx_set)  # complete files only, no .part left
+    monkeypatch.setitem(builtin_module.KMNIST.file_md5, "test_y", "0" * 32)
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte\.gz: checksum mismatch"):
+        load_dataset("kmnist", progress=False)  # a cached file is verified again before use
+    monkeypatch.setitem(builtin_module.KMNIST.file_md5, "test_y", md5["test_y"])
     served = len(server.requests)
     load_dataset("kmnist", progress=False)  # found in the cache: nothing downloaded again
     assert len(server.requests) == served

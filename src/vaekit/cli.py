@@ -242,14 +242,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
     p.add_argument("--no-fcd", action="store_true", help="skip the Fréchet classifier distance")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--data",
+        type=Path,
+        help="evaluate new data instead of the run's split: an image folder, .npy/.npz, "
+        ".csv/.parquet on the training data's scale (all rows; RUN/eval.json is not touched)",
+    )
+    p.add_argument("-o", "--output", type=Path, help="with --data: write the result as JSON here")
+    _trust_scale_flag(p)
 
     p = commands.add_parser(
         "datasets",
         help="list the registered datasets and where their files are",
         description="Registered datasets: shape (C x H x W), size in examples, support of the "
-        "model inputs, the default likelihood, and where the files were found (nothing is "
-        "downloaded). `vaekit train --data` also takes a path to user data: an image "
-        "folder, .npy, .npz, .csv or .parquet.",
+        "model inputs, the default likelihood, and where files that pass their published "
+        "checksums were found (nothing is downloaded; a copy that fails is shown as not "
+        "verified and is refused by train). `vaekit train --data` also takes a path to "
+        "user data: an image folder, .npy, .npz, .csv or .parquet.",
     )
     p.add_argument("--data-dir", help="also look for the files here first")
 
@@ -268,8 +277,20 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--data-dir", help="directory holding the dataset's files")
         return q
 
-    p = picture_command("reconstruct", "PNG of examples beside their reconstructions E[x|z=mu(x)]")
+    p = picture_command(
+        "reconstruct",
+        "PNG of examples beside their reconstructions E[x|z=mu(x)]; with --data, the "
+        "reconstructions of new data in its own units (CSV in, CSV out; .npy in, .npy out; an "
+        "image folder in, a folder of 8-bit PNGs out; or as the -o suffix says)",
+    )
     p.add_argument("-n", type=_positive_int, default=16, help="number of examples (default 16)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        help="new data to reconstruct (image folder, .npy/.npz, .csv/.parquet); -o is then "
+        "a .csv, .parquet, .npy or a new folder for PNGs",
+    )
+    _trust_scale_flag(p)
     p = picture_command("interpolate", "PNG of latent interpolations between pairs of examples")
     p.add_argument("--pairs", type=_positive_int, default=8, help="pairs, one per row (default 8)")
     p.add_argument("--steps", type=_positive_int, default=10, help="images per row (default 10)")
@@ -289,15 +310,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "encode",
-        help="encode a .npy array: posterior means E_q[z|x] [N, m] to a .npy file",
-        description="Encode rows of a .npy array [N, *data_shape] given in the dataset's stored "
-        "form (the model's saved preprocessing is applied) into posterior means [N, m].",
+        help="encode new data: posterior means E_q[z|x] [N, m] to a .npy or .csv file",
+        description="Encode new data on the training data's scale (the run's saved "
+        "preprocessing is applied; data on another scale is refused) into posterior means "
+        "[N, m]. Reads what train reads: an image folder, .npy/.npz (any shape whose rows "
+        "reshape to the data shape), .csv/.parquet (columns matched by name).",
     )
     p.add_argument("run", type=Path, help="run or model directory")
-    p.add_argument("input", type=Path, help=".npy data array [N, *data_shape] or [N, D]")
-    p.add_argument("-o", "--output", type=Path, required=True, help=".npy file for the means")
-    p.add_argument("--log-var", type=Path, help=".npy file for log Sigma_jj(x) [N, m]")
-    p.add_argument("--sample", type=Path, help=".npy file for one draw z ~ q(z|x) [N, m]")
+    p.add_argument("input", type=Path, help="image folder, .npy/.npz array or .csv/.parquet table")
+    p.add_argument(
+        "-o", "--output", type=Path, required=True, help=".npy (or .csv: z1..zm) for the means"
+    )
+    p.add_argument("--log-var", type=Path, help=".npy/.csv file for log Sigma_jj(x) [N, m]")
+    p.add_argument("--sample", type=Path, help=".npy/.csv file for one draw z ~ q(z|x) [N, m]")
+    _trust_scale_flag(p)
     p.add_argument(
         "--preprocessed",
         action="store_true",
@@ -307,12 +333,58 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "decode",
-        help="decode a .npy array of codes [N, m] into decoder means E[x|z] (.npy)",
-        description="Decode codes [N, m] into E[x|z] [N, *data_shape] (model space).",
+        help="decode codes [N, m] into decoder means E[x|z] in the data's units",
+        description="Decode codes [N, m] into E[x|z] in the data's own units: a table "
+        "un-standardised with its column names (.csv/.parquet), arrays on the input's scale "
+        "(.npy; e.g. grey levels 0..255), or 8-bit PNGs (a new folder name as -o).",
     )
     p.add_argument("run", type=Path, help="run or model directory")
-    p.add_argument("input", type=Path, help=".npy array of codes [N, m]")
-    p.add_argument("-o", "--output", type=Path, required=True, help=".npy file to write")
+    p.add_argument("input", type=Path, help="codes [N, m]: .npy, or a .csv/.parquet of m columns")
+    p.add_argument(
+        "-o", "--output", type=Path, required=True, help=".csv, .parquet, .npy or a new folder"
+    )
+
+    p = commands.add_parser(
+        "score",
+        help="per-example anomaly scores of new data (-log p(x), -ELBO, reconstruction error)",
+        description="Write one CSV row per example of new data: importance-sampled -log p(x) "
+        "of the data as given (nats) with its Monte-Carlo standard error, -ELBO, the squared "
+        "reconstruction error in the data's units, and the chosen remedy's score; higher = "
+        "more out-of-distribution. With labels (an 'ood' column or .npz array of 0/1, or "
+        "image sub-folders in/ and out/) it reports AUROC and AUPRC of every score.",
+    )
+    p.add_argument("run", type=Path, help="run or model directory")
+    p.add_argument(
+        "--data", type=Path, required=True, help="image folder, .npy/.npz, .csv/.parquet"
+    )
+    p.add_argument("-o", "--output", type=Path, required=True, help="CSV file to write")
+    p.add_argument(
+        "--num-samples", type=_positive_int, default=100, help="K per example (default 100)"
+    )
+    p.add_argument(
+        "--remedy",
+        default="none",
+        choices=["none", "complexity", "typicality"],
+        help="also a score that corrects the likelihood's known failure: complexity (Serrà et "
+        "al. 2020: -log2 p(x) minus the PNG-compressed size in bits; images) or typicality "
+        "(|nll - mean nll of in-distribution data|, Nalisnick et al. 2019)",
+    )
+    p.add_argument(
+        "--reference",
+        type=Path,
+        help="typicality: in-distribution reference data (default: the run's validation split)",
+    )
+    p.add_argument("--ood-column", default="ood", help="label column / .npz array (default ood)")
+    p.add_argument(
+        "--ood-classes",
+        type=lambda text: [c for c in text.split(",") if c],
+        help="image sub-folders that are out-of-distribution, comma-separated",
+    )
+    p.add_argument("--max-examples", type=_positive_int, help="score only the first N rows")
+    p.add_argument("--batch-size", type=_positive_int, default=100, help="examples per batch")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    _trust_scale_flag(p)
 
     p = commands.add_parser(
         "report",
@@ -370,6 +442,15 @@ def _axes(text: str) -> tuple[int, int]:
     if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
         raise argparse.ArgumentTypeError(f"expected two coordinates I,J such as 0,1; got {text!r}")
     return int(parts[0]), int(parts[1])
+
+
+def _trust_scale_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trust-scale",
+        action="store_true",
+        help="skip the check that refuses data whose typical value lies far from the "
+        "training data's (or 8-bit data given as 0/1): for data that really is this far off",
+    )
 
 
 def _add_contrast_parsers(commands) -> None:
@@ -481,19 +562,27 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         seed=args.seed,
         max_examples=args.max_examples,
         fcd=not args.no_fcd,
+        data=args.data,
+        output=args.output,
+        trust_scale=args.trust_scale,
     )
     if args.json:
         print(json.dumps(result))
         return
+    where = "new data, all rows" if args.data is not None else f"{result['split']} split"
     print(
-        f"{result['dataset']} {result['split']} split, {result['num_examples']} examples, "
+        f"{result['dataset']} ({where}), {result['num_examples']} examples, "
         f"K = {result['num_samples']} importance samples"
     )
+    print(f"  space: {result['space']}")
     from vaekit.metrics import shown_metrics
 
     for entry, value in shown_metrics(result):  # labels and units from one table
         print(f"  {entry.label:<34} {value:>17}  {entry.unit} ({entry.brief})")
-    print(f"  saved to {args.run / 'eval.json'}")
+    if args.data is None:
+        print(f"  saved to {args.run / 'eval.json'}")
+    elif args.output is not None:
+        print(f"  saved to {args.output}")
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
@@ -518,6 +607,14 @@ def cmd_datasets(args: argparse.Namespace) -> None:
 def cmd_reconstruct(args: argparse.Namespace) -> None:
     from vaekit.report.figures import reconstruct_run
 
+    if args.data is not None:
+        from vaekit.codes import reconstruct_data
+
+        path = reconstruct_data(
+            args.run, args.data, args.output, args.seed, trust_scale=args.trust_scale
+        )
+        print(f"wrote {path}")
+        return
     path = reconstruct_run(args.run, args.output, args.n, args.split, args.seed, args.data_dir)
     print(f"wrote {path}")
 
@@ -561,7 +658,14 @@ def cmd_encode(args: argparse.Namespace) -> None:
     from vaekit.codes import encode_array
 
     for path in encode_array(
-        args.run, args.input, args.output, args.log_var, args.sample, args.preprocessed, args.seed
+        args.run,
+        args.input,
+        args.output,
+        args.log_var,
+        args.sample,
+        args.preprocessed,
+        args.seed,
+        trust_scale=args.trust_scale,
     ):
         print(f"wrote {path}")
 
@@ -570,6 +674,31 @@ def cmd_decode(args: argparse.Namespace) -> None:
     from vaekit.codes import decode_array
 
     print(f"wrote {decode_array(args.run, args.input, args.output)}")
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from vaekit.score import score_run
+
+    summary = score_run(
+        args.run,
+        args.data,
+        args.output,
+        num_samples=args.num_samples,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        remedy=args.remedy,
+        reference=args.reference,
+        ood_column=args.ood_column,
+        ood_classes=args.ood_classes,
+        trust_scale=args.trust_scale,
+        max_examples=args.max_examples,
+    )
+    if args.json:
+        print(json.dumps(summary))
+        return
+    from vaekit.score import score_headline
+
+    print("\n".join(score_headline(summary)))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -639,6 +768,7 @@ COMMANDS = {
     "latent-map": cmd_latent_map,
     "encode": cmd_encode,
     "decode": cmd_decode,
+    "score": cmd_score,
     "report": cmd_report,
     "explore": cmd_explore,
     "em": cmd_em,

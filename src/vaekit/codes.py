@@ -1,57 +1,87 @@
-"""Encode and decode NumPy arrays with a saved model: ``.npy`` in, ``.npy`` out.
+"""Encode, decode and reconstruct new data with a saved model, in the user's units.
 
-* ``encode_array``: data ``[N, *data_shape]`` (or ``[N, D]`` flattened) in the dataset's
-  stored form (e.g. uint8 grey levels) -> posterior means E_q[z|x] ``[N, m]``. The model's
-  saved preprocessing (``config.json`` -> ``data.transform``) is applied first, with a fixed
-  seed where it is stochastic (dequantisation noise); pass ``preprocessed=True`` for inputs
-  that are already model inputs. Optionally also the log of the marginal posterior
-  variances ``log Sigma_jj(x)`` ``[N, m]`` and one draw z ~ q(z|x) ``[N, m]``.
-* ``decode_array``: codes ``[N, m]`` -> decoder means E[x|z] ``[N, *data_shape]`` (model
-  space, e.g. [0, 1] for images).
+* ``encode_array``: data in any format ``train`` reads (image folder, ``.npy``/``.npz``,
+  CSV/Parquet; see :mod:`vaekit.data.new_data`), on the training data's scale (e.g. the
+  0..16 levels of ``digits``, a table in its own units) -> posterior means E_q[z|x]
+  ``[N, m]``. The run's saved preprocessing (``config.json`` -> ``data.transform``) is
+  applied first, with a fixed seed where it is stochastic (dequantisation noise); data on
+  another scale is refused. ``preprocessed=True`` takes ``.npy`` model inputs as they are.
+  Optionally also ``log Sigma_jj(x)`` ``[N, m]`` and one draw z ~ q(z|x) ``[N, m]``.
+* ``decode_array``: codes ``[N, m]`` -> decoder means E[x|z] mapped back to the data's
+  units (``Transform.to_data``): a table's own columns and units, images' levels.
+* ``reconstruct_data``: new data -> E[x | z = mu(x)] in the data's units, written like the
+  input (CSV in, CSV out; ``.npy`` in, ``.npy`` out, rows in the input's shape; an image
+  folder in, 8-bit PNGs of the same names out), or as the output's suffix asks.
 
-Arrays are written as float32 ``.npy`` files atomically; nothing is pickled
-(``np.load(..., allow_pickle=False)``).
+Codes are written as ``.npy`` (float32) or, for a ``.csv``/``.parquet`` output, as columns
+z1..zm. Every file is written atomically; nothing is pickled.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from vaekit.checkpoint import atomic_write_bytes, load
-from vaekit.data import transform_from_dict
+from vaekit.checkpoint import load
+from vaekit.data.datasets import DataError
+from vaekit.data.new_data import (
+    NewData,
+    read_codes,
+    read_new_data,
+    run_transform,
+    write_data,
+    write_npy,
+    write_table,
+)
 from vaekit.models import VAE
 
 
-def _read_npy(path: str | Path) -> np.ndarray:
+def _write_codes(path: str | Path, codes: torch.Tensor) -> Path:
     path = Path(path)
-    if path.suffix.lower() != ".npy":
-        raise ValueError(f"{path}: expected a .npy file")
-    try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
-    except ValueError as exc:
-        raise ValueError(f"{path}: not a readable .npy array ({exc})") from None
-
-
-def _write_npy(path: str | Path, array: torch.Tensor) -> Path:
-    path = Path(path)
-    if path.suffix.lower() != ".npy":
-        raise ValueError(f"{path}: the output must be a .npy file")
-    buffer = io.BytesIO()
-    np.save(buffer, array.detach().cpu().numpy().astype(np.float32), allow_pickle=False)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    array = codes.detach().cpu().double().numpy()
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return write_npy(path, array)
+    if suffix in (".csv", ".parquet"):
+        return write_table(path, array, [f"z{j + 1}" for j in range(array.shape[1])])
+    raise DataError(f"-o {path}: codes are written as .npy, .csv or .parquet")
 
 
 def _batched(fn, x: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
     outputs = [fn(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
     return [torch.cat(parts) for parts in zip(*outputs, strict=True)]
+
+
+def model_inputs(model, new: NewData, seed: int = 0, preprocessed: bool = False) -> torch.Tensor:
+    """The model's inputs for new data: the run's transform applied once with ``seed``."""
+    dtype = next(model.parameters()).dtype
+    if preprocessed:
+        return new.x.to(dtype)
+    transform = run_transform(model.data_info)
+    return transform(new.x, torch.Generator().manual_seed(seed)).to(dtype)
+
+
+def _read_preprocessed(path: Path, shape: tuple[int, ...]) -> NewData:
+    """``--preprocessed``: a ``.npy`` of model inputs, reshaped as new data is, unchecked."""
+    if path.suffix.lower() != ".npy":
+        raise DataError(f"{path}: --preprocessed takes a .npy array of model inputs")
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npy array ({exc})") from None
+    d = math.prod(shape)
+    if array.ndim < 2 or math.prod(array.shape[1:]) != d or array.shape[0] == 0:
+        raise DataError(
+            f"{path}: expected an array of shape [N, {', '.join(map(str, shape))}] "
+            f"(or [N, {d}]), got {list(array.shape)}"
+        )
+    x = torch.from_numpy(np.ascontiguousarray(array).reshape(array.shape[0], *shape))
+    return NewData(path, x, "array", ".npy", tuple(array.shape[1:]))
 
 
 @torch.no_grad()
@@ -64,29 +94,18 @@ def encode_array(
     preprocessed: bool = False,
     seed: int = 0,
     batch_size: int = 1000,
+    trust_scale: bool = False,
 ) -> list[Path]:
-    """Write posterior means (and optionally log-variances and a draw) of an array's rows."""
+    """Write posterior means (and optionally log-variances and a draw) of new data's rows."""
     model = load(run)
     if not isinstance(model, VAE):
         raise ValueError(f"{run}: encode needs a VAE (an AE has no posterior)")
-    array = _read_npy(input_path)
-    shape = model.data_shape
-    if array.ndim >= 1 and array.shape[1:] == (math.prod(shape),):
-        array = array.reshape(array.shape[0], *shape)
-    if array.ndim < 1 or tuple(array.shape[1:]) != shape:
-        raise ValueError(
-            f"{input_path}: expected an array of shape [N, {', '.join(map(str, shape))}] "
-            f"(or [N, {math.prod(shape)}]), got {list(array.shape)}"
-        )
-    x = torch.from_numpy(np.ascontiguousarray(array))
-    dtype = next(model.parameters()).dtype
     if preprocessed:
-        x = x.to(dtype)
+        new = _read_preprocessed(Path(input_path), model.data_shape)
     else:
-        transform = transform_from_dict(
-            (model.data_info or {}).get("transform", {"kind": "identity"})
-        )
-        x = transform(x, torch.Generator().manual_seed(seed)).to(dtype)
+        new = read_new_data(input_path, model.data_info, trust_scale=trust_scale)
+    x = model_inputs(model, new, seed, preprocessed)
+    dtype = x.dtype
     generator = torch.Generator().manual_seed(seed)
 
     def encode(xb: torch.Tensor):
@@ -96,11 +115,11 @@ def encode_array(
         return q.mean, q.variance.log(), draw
 
     mean, log_var, draw = _batched(encode, x, batch_size)
-    written = [_write_npy(output_path, mean)]
+    written = [_write_codes(output_path, mean)]
     if log_var_path is not None:
-        written.append(_write_npy(log_var_path, log_var))
+        written.append(_write_codes(log_var_path, log_var))
     if sample_path is not None:
-        written.append(_write_npy(sample_path, draw))
+        written.append(_write_codes(sample_path, draw))
     return written
 
 
@@ -115,14 +134,31 @@ def _scale_tril(q) -> torch.Tensor:
 def decode_array(
     run: str | Path, input_path: str | Path, output_path: str | Path, batch_size: int = 1000
 ) -> Path:
-    """Write E[x|z] ``[N, *data_shape]`` for codes ``[N, m]`` read from ``input_path``."""
+    """Write E[x|z] in the data's units for codes ``[N, m]`` read from ``input_path``
+    (``.npy`` or a table); the output's suffix picks the format (see :func:`write_data`)."""
     model = load(run)
-    array = _read_npy(input_path)
-    if array.ndim != 2 or array.shape[1] != model.latent_dim:
-        raise ValueError(
-            f"{input_path}: expected codes of shape [N, {model.latent_dim}], "
-            f"got {list(array.shape)}"
-        )
-    z = torch.from_numpy(np.ascontiguousarray(array)).to(next(model.parameters()).dtype)
+    codes = read_codes(input_path, model.latent_dim)
+    z = torch.from_numpy(np.ascontiguousarray(codes)).to(next(model.parameters()).dtype)
     (mean,) = _batched(lambda zb: (model.decode_mean(zb),), z, batch_size)
-    return _write_npy(output_path, mean)
+    info = model.data_info or {"shape": list(model.data_shape)}
+    return write_data(output_path, run_transform(info).to_data(mean), info)
+
+
+@torch.no_grad()
+def reconstruct_data(
+    run: str | Path,
+    input_path: str | Path,
+    output_path: str | Path,
+    seed: int = 0,
+    batch_size: int = 1000,
+    trust_scale: bool = False,
+) -> Path:
+    """Write E[x | z = mu(x)] of new data in the data's units (see the module doc)."""
+    model = load(run)
+    new = read_new_data(input_path, model.data_info, trust_scale=trust_scale)
+    x = model_inputs(model, new, seed)
+    (mean,) = _batched(lambda xb: (model.reconstruct(xb),), x, batch_size)
+    info = model.data_info or {"shape": list(model.data_shape)}
+    return write_data(
+        output_path, run_transform(info).to_data(mean), info, new.row_shape, new.names
+    )

@@ -6,9 +6,16 @@
   expectation that tightens as K grows. ``nll_stderr`` is its standard error across
   examples: ``std(log p_hat(x_i), ddof=1) / sqrt(N)``.
 * ``elbo``, ``log_px_z``, ``kl``: nats per example (the ELBO with one Monte-Carlo draw).
-* ``bits_per_dim``: the nll of the *discrete* data in bits per dimension. For dequantised
-  data with ``levels`` grey levels scaled to [0, 1]: (nll + D log(levels)) / (D log 2),
-  the dequantisation bound of Theis et al. (2016); for binary data: nll / (D log 2).
+* Spaces. ``nll``, ``elbo`` and ``log_px_z`` are of the data *as given* (``space`` says
+  which): the model sees x = transform(v), and the change of variables adds the transform's
+  term c = ``Transform.log_data_scale`` (log p(v) = log p(x) - c): sum_d log std_d for a
+  standardised table (its own units), D log(levels) for dequantised levels (then nll is the
+  dequantisation bound on -log P(v) of the discrete levels, Theis et al. 2016), 0 for binary
+  data. Where c != 0 the model-space figures are kept as ``nll_model_space``,
+  ``elbo_model_space``, ``log_px_z_model_space``, named by ``model_space``.
+* ``bits_per_dim``: the nll of the *discrete* data in bits per dimension, nll / (D log 2)
+  with nll of the data as given: for dequantised data (nll_model_space + D log(levels)) /
+  (D log 2), for binary data nll / (D log 2).
 * ``kl_per_dim``: mean over examples of the KL of each latent coordinate's *marginal*
   q(z_j|x) = N(mu_j, Sigma_jj) from N(0, 1), nats per example. For the diagonal posterior the
   coordinates are independent and these sum to ``kl`` exactly (up to Monte-Carlo-free float
@@ -40,7 +47,7 @@ from typing import Any
 import torch
 
 from vaekit.allocator import keep_freed_memory
-from vaekit.data import Dataset
+from vaekit.data import DataError, Dataset
 from vaekit.distributions.posteriors import DiagonalGaussian
 from vaekit.metrics import units_of
 from vaekit.models import VAE
@@ -63,13 +70,16 @@ def load_run(run: str | Path, data_dir: str | None = None) -> tuple[VAE, Dataset
     name = data_info.get("name") or data_config.get("name")
     if name is None:
         raise ValueError(f"{run}: config.json does not say which dataset the model was trained on")
-    dataset = load_dataset(
-        name,
-        data_dir or data_config.get("data_dir"),
-        data_config.get("val_fraction", 0.1),
-        data_config.get("split_seed", 0),
-        image_size=data_config.get("image_size"),
-    )
+    try:
+        dataset = load_dataset(
+            name,
+            data_dir or data_config.get("data_dir"),
+            data_config.get("val_fraction", 0.1),
+            data_config.get("split_seed", 0),
+            image_size=data_config.get("image_size"),
+        )
+    except DataError as exc:
+        raise DataError(f"{exc} (the run's training data; for new data give --data PATH)") from None
     return model, dataset
 
 
@@ -260,6 +270,7 @@ def evaluate(
         "log_px_z": float(torch.cat(log_px_z).double().mean()),
         "kl": float(torch.cat(kl).double().mean()),
     }
+    to_data_space(result, dataset)
     bpd = bits_per_dim(nll, dataset)
     if bpd is not None:
         result["bits_per_dim"] = bpd
@@ -283,31 +294,72 @@ def evaluate(
 
 
 def evaluate_run(
-    run: str | Path, data_dir: str | None = None, log=None, **options: Any
+    run: str | Path,
+    data_dir: str | None = None,
+    log=None,
+    data: str | Path | None = None,
+    output: str | Path | None = None,
+    trust_scale: bool = False,
+    **options: Any,
 ) -> dict[str, Any]:
     """Evaluate a run directory's model on its dataset and save ``RUN/eval.json`` (atomically).
 
-    ``options`` are :func:`evaluate`'s keyword arguments. The result records the SHA-256 of
-    the weights it evaluated (``model_sha256``) so a report can tell a stale eval.json, and
-    where and how long it ran (``eval_seconds``, ``device``, ``torch_version``,
-    ``vaekit_version``).
+    ``data``: evaluate on new data instead (any format ``train`` reads, on the training data's
+    scale; all its rows; see :mod:`vaekit.data.new_data`); the result is then written only
+    to ``output`` if given, never over ``RUN/eval.json``. ``options`` are :func:`evaluate`'s
+    keyword arguments. The result records the SHA-256 of the weights it evaluated
+    (``model_sha256``) so a report can tell a stale eval.json, and where and how long it ran
+    (``eval_seconds``, ``device``, ``torch_version``, ``vaekit_version``).
     """
-    from vaekit.checkpoint import atomic_write_json, read_descriptor
+    from vaekit.checkpoint import atomic_write_json, load, read_descriptor
+    from vaekit.data.new_data import as_dataset, read_new_data
     from vaekit.provenance import environment
 
     started = time.perf_counter()
-    model, dataset = load_run(run, data_dir)
+    if data is not None:
+        model = load(run)
+        new = read_new_data(data, model.data_info, trust_scale=trust_scale)
+        dataset = as_dataset(new, model.data_info)
+        options = {**options, "split": "test", "fcd": False}
+    else:
+        model, dataset = load_run(run, data_dir)
     result = evaluate(model, dataset, log=log, **options)
     result["dataset"] = dataset.name
     result["model_sha256"] = (read_descriptor(run).get("weights") or {}).get("sha256")
     result["eval_seconds"] = time.perf_counter() - started
     result |= environment(next(model.parameters()).device)
-    atomic_write_json(Path(run) / "eval.json", result)
+    if data is None:
+        atomic_write_json(Path(run) / "eval.json", result)
+    elif output is not None:
+        atomic_write_json(Path(output), result)
     return result
 
 
+def data_space(dataset: Dataset) -> str:
+    """A one-line label: which space ``nll``/``elbo`` are in (see the module doc)."""
+    return dataset.transform.data_space()
+
+
+def to_data_space(result: dict[str, Any], dataset: Dataset) -> None:
+    """Turn ``result``'s model-space nll/ELBO into the data as given (in place): add the
+    transform's change-of-variables term; keep the model-space figures, named as such."""
+    c = dataset.transform.log_data_scale(tuple(dataset.shape))
+    result["space"] = data_space(dataset)
+    if c == 0.0:
+        return
+    result["nll_model_space"] = result["nll"]
+    result["elbo_model_space"] = result["elbo"]
+    result["log_px_z_model_space"] = result["log_px_z"]
+    result["model_space"] = dataset.transform.space
+    result["log_data_scale"] = c
+    result["nll"] = result["nll"] + c
+    result["elbo"] = result["elbo"] - c
+    result["log_px_z"] = result["log_px_z"] - c
+
+
 def bits_per_dim(nll: float, dataset: Dataset) -> float | None:
-    """Convert an nll in nats per example to bits per dimension of the discrete data.
+    """Convert a model-space nll in nats per example to bits per dimension of the discrete
+    data (the same number as the data-space nll / (D log 2)).
 
     Returns None where it does not apply (continuous data with no discrete levels).
     """

@@ -75,10 +75,38 @@ METRICS: tuple[Metric, ...] = (
         "-log p(x) estimated by importance sampling with K draws from q(z|x) per example "
         "(Burda et al. 2015), mean over the N examples, ± one standard error; an upper bound "
         "on the true nll in expectation that tightens as K grows. Negative values are "
-        "possible for continuous (e.g. dequantised) data, where p is a density.",
+        "possible for continuous data, where p is a density. Of the data as given (the "
+        "'space' setting says which), i.e. including the change of variables of every "
+        "recorded transform.",
         higher_is_better=False,
         stderr_key="nll_stderr",
-        brief="-log p(x), importance-sampled; ± one standard error",
+        brief="-log p(x) of the data as given, importance-sampled; ± one standard error",
+    ),
+    Metric(
+        "nll_model_space",
+        "nll (model space)",
+        _NATS,
+        "the same importance-sampled estimate for the model's inputs x = transform(v) (the "
+        "'model_space' setting names them), before the change of variables back to the data "
+        "as given; present only where the transform changes densities.",
+        higher_is_better=False,
+        brief="-log p(x) of the model's inputs, not of the data as given",
+    ),
+    Metric(
+        "elbo_model_space",
+        "ELBO (model space)",
+        _NATS,
+        "the ELBO of the model's inputs x = transform(v).",
+        higher_is_better=True,
+        shown=False,
+    ),
+    Metric(
+        "log_px_z_model_space",
+        "E_q[log p(x|z)] (model space)",
+        _NATS,
+        "the reconstruction term of the model-space ELBO.",
+        higher_is_better=True,
+        shown=False,
     ),
     Metric(
         "nll_stderr",
@@ -227,6 +255,14 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("dataset", "dataset", "", "the registered dataset the model was trained on."),
+    Setting("space", "space", "", "the space nll, ELBO and log p(x|z) are in: the data as given."),
+    Setting("model_space", "model space", "", "the space of the model's inputs x = transform(v)."),
+    Setting(
+        "log_data_scale",
+        "change of variables",
+        "nats per example",
+        "c = log of the transform's scale (e.g. sum_d log std_d): log p(v) = log p(x) - c.",
+    ),
     Setting("split", "split", "", "the split evaluated: train, val or test."),
     Setting("num_examples", "N", "examples", "examples evaluated."),
     Setting("num_samples", "K", "samples per example", "importance samples per example."),

@@ -261,6 +261,12 @@ class Trainer:
     def run(self) -> TrainResult:
         tc, state, reason = self.config.train, self.state, "budget"
         train_x = self.dataset.train.x
+        transform = self.dataset.transform
+        if transform.log_data_scale(tuple(self.dataset.shape)) != 0.0:
+            self.log(  # name the space of the figures below (evaluate reports the data's own)
+                f"ELBO terms while training are of the model's inputs ({transform.space}); "
+                "`vaekit evaluate` also reports them for the data as given"
+            )
         try:
             while state.step < self.budget and reason == "budget":
                 if state.batch == 0:  # a new epoch: its permutation comes first

@@ -10,19 +10,31 @@ Where the files are looked for, in order (the first place holding a complete set
 5. otherwise the files are downloaded from the canonical mirrors into the cache
    (see :mod:`vaekit.data.download`); offline, the error lists every place looked.
 
-Verification: MNIST and Fashion-MNIST files are checked against the SHA-256 of their
-*decompressed* bytes (the canonical content; repackaged ``.gz`` files differ), every IDX file by
-its header, sizes and label range; CIFAR-10's tarball against the MD5 its authors publish and
-its six record files by size and label range. KMNIST has no published hash we can vouch for:
-it is validated structurally only. CIFAR-10 is read from the *binary* version (raw bytes),
-never from the pickled Python version.
+Verification: every file is checked against a published checksum before it is used, and a
+folder whose files do not match is refused (the error names the file and both hashes), never
+skipped in favour of another copy. MNIST and Fashion-MNIST files are checked against the
+SHA-256 of their *decompressed* bytes (the canonical content; repackaged ``.gz`` files
+differ); KMNIST's ``.gz`` files against the MD5 of the files as CODH serves them (the
+publisher's own README lists no checksum; these are the MD5s recorded with torchvision's
+KMNIST loader, which downloads the same four files), so only those ``.gz`` files are accepted;
+CIFAR-10's tarball against the MD5 its authors publish (an extracted folder has no published
+checksum and is refused). Every IDX file is also checked by its header, sizes and label range.
+CIFAR-10 is read from the *binary* version (raw bytes), never from the pickled Python version.
+
+Hashing a 47 MB file takes about a second, so verified files are remembered in
+``<cache>/verified.json`` by resolved path, size, modification time (ns) and inode together
+with the checksum they matched; any change to the file makes it unverified again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import hashlib
+import json
 import os
 import tarfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -60,6 +72,9 @@ class Source:
     find: Callable[[Path], dict[str, Path] | None]  # complete set in a folder, or None
     check: Callable[[str, Path], None]  # (file name, path) -> raises DataError
     hashes: dict[str, str] = field(default_factory=dict)
+    # file key -> MD5 of the file exactly as published (compressed); used where no hash of
+    # the decompressed content is published (KMNIST, the CIFAR-10 tarball).
+    file_md5: dict[str, str] = field(default_factory=dict)
 
 
 def candidate_dirs(name: str, data_dir: str | None) -> list[tuple[Path, str]]:
@@ -75,28 +90,130 @@ def candidate_dirs(name: str, data_dir: str | None) -> list[tuple[Path, str]]:
     return places
 
 
-def locate(source: Source, data_dir: str | None) -> tuple[dict[str, Path] | None, list[str]]:
-    """The first complete local copy (file key -> path), and the places looked."""
+VERIFIED_FILE = "verified.json"
+
+
+def _file_key(path: Path) -> tuple[str, list[int]]:
+    """A file's identity for the verification cache: resolved path, [size, mtime_ns, inode]."""
+    stat = path.stat()
+    return str(path.resolve()), [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+
+
+def _read_verified() -> dict:
+    try:
+        data = json.loads((cache_dir() / VERIFIED_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _remember_digest(path: Path, kind: str, digest: str) -> None:
+    """Record the digest computed for ``path`` as it is now; best effort: an unwritable cache
+    only means the file is hashed again next time."""
+    from vaekit.checkpoint import atomic_write_json
+
+    name, stat = _file_key(path)
+    data = _read_verified()
+    entry = data.get(name)
+    if not isinstance(entry, dict) or entry.get("stat") != stat:
+        entry = {"stat": stat}
+    entry[kind] = digest
+    data[name] = entry
+    with contextlib.suppress(OSError):
+        atomic_write_json(cache_dir() / VERIFIED_FILE, data)
+
+
+def _digest(path: Path, algorithm: str, decompress: bool) -> str:
+    """Hex digest of the file's bytes (or of its gunzipped content), read in 1 MiB chunks."""
+    digest = hashlib.new(algorithm, usedforsecurity=False)
+    try:
+        opener = gzip.open if decompress else open
+        with opener(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"{path}: truncated or corrupt gzip file ({exc})") from None
+    return digest.hexdigest()
+
+
+def _cached_digest(path: Path, algorithm: str, decompress: bool) -> str:
+    """The digest of ``path``, computed once per file state (path, size, mtime, inode)."""
+    kind = f"{algorithm}-of-{'content' if decompress else 'file'}"
+    name, stat = _file_key(path)
+    entry = _read_verified().get(name)
+    if isinstance(entry, dict) and entry.get("stat") == stat and isinstance(entry.get(kind), str):
+        return entry[kind]
+    digest = _digest(path, algorithm, decompress)
+    _remember_digest(path, kind, digest)
+    return digest
+
+
+def verify_file(source: Source, key: str, path: Path) -> None:
+    """Check one file of ``source`` against its published checksum; a DataError names the
+    file and both hashes. A file's digest is computed once per file state (module doc)."""
+    if key in source.hashes:
+        algorithm, expected = "sha256", source.hashes[key]
+        decompress, what = path.suffix == ".gz", "decompressed SHA-256"
+    elif key in source.file_md5:
+        algorithm, expected, decompress, what = "md5", source.file_md5[key], False, "MD5"
+        if path.suffix != ".gz":
+            raise DataError(
+                f"{path}: {source.name} publishes checksums only for its .gz files "
+                f"(MD5 {expected} for {path.name}.gz); an uncompressed copy cannot be verified"
+            )
+    else:
+        raise DataError(f"{path}: no published checksum for this {source.name} file; refusing it")
+    actual = _cached_digest(path, algorithm, decompress)
+    if actual != expected:
+        raise DataError(
+            f"{path}: checksum mismatch for {source.name}: {what} {actual}, expected {expected}"
+        )
+
+
+def verify_set(source: Source, found: dict[str, Path]) -> None:
+    """Verify every file of a complete local set (raises on the first that fails)."""
+    if "folder" in found:  # CIFAR-10 extracted batches: no published checksum covers them
+        raise DataError(
+            f"{found['folder']}: extracted CIFAR-10 batches have no published checksum; put the "
+            f"tarball {CIFAR_TARBALL} (MD5 {CIFAR_MD5}) there instead"
+        )
+    for key, path in found.items():
+        verify_file(source, key, path)
+
+
+def locate(
+    source: Source, data_dir: str | None
+) -> tuple[dict[str, Path] | None, list[str], DataError | None]:
+    """The first complete local copy whose files all pass their checksums (file key ->
+    path), the places looked, and the error of a complete copy that failed (the search stops
+    there: a folder with wrong files is refused, not skipped)."""
     looked = []
     for folder, why in candidate_dirs(source.name, data_dir):
         looked.append(f"{folder} ({why})")
         found = source.find(folder) if folder.is_dir() else None
         if found is not None:
-            return found, looked
-    return None, looked
+            try:
+                verify_set(source, found)
+            except DataError as exc:
+                return None, looked, exc
+            return found, looked, None
+    return None, looked, None
 
 
 def obtain(
     source: Source, data_dir: str | None, mirrors: list[str] | None, progress: bool
 ) -> dict[str, Path]:
-    """Locate the set, or download it into the cache; a DataError lists every place tried."""
-    found, looked = locate(source, data_dir)
+    """Locate the verified set, or download it into the cache; a DataError lists every place
+    tried, or names the file that failed its checksum."""
+    found, looked, problem = locate(source, data_dir)
+    if problem is not None:
+        raise problem
     if found is not None:
         return found
     target = cache_dir() / source.name
     for filename in source.files:
         if (target / filename).exists():
-            continue  # verified earlier: files only appear after their check passed
+            continue  # a partial set in the cache: every file is verified again below
         path, errors = fetch(
             filename, target, mirror_bases(source.mirrors, mirrors), partial(source.check, filename)
         )
@@ -108,6 +225,7 @@ def obtain(
     found = source.find(target)
     if found is None:  # pragma: no cover - the checks above make this unreachable
         raise DataError(f"{target}: downloaded files do not form a complete {source.name} set")
+    verify_set(source, found)
     return found
 
 
@@ -125,13 +243,19 @@ def find_idx(folder: Path) -> dict[str, Path] | None:
     return found
 
 
-def check_idx_download(hashes: dict[str, str], filename: str, path: Path) -> None:
+def check_idx_download(source: Source, filename: str, path: Path) -> None:
     """Validate a downloaded ``*.gz`` IDX file (still named ``*.part``) before it may enter
-    the cache: gzip stream, header, sizes, label range and, where known, the content hash."""
+    the cache: its published checksum, then gzip stream, header, sizes and label range."""
     stem = filename.removesuffix(".gz")
     key = next(key for key, spec in IDX_FILES.items() if spec[0] == stem)
     _, shape, max_value = IDX_FILES[key]
-    read_idx(path, hashes.get(key), shape, max_value, compressed=filename.endswith(".gz"))
+    if key in source.file_md5:
+        actual = _digest(path, "md5", decompress=False)
+        if actual != source.file_md5[key]:
+            raise DataError(
+                f"{filename}: checksum mismatch: MD5 {actual}, expected {source.file_md5[key]}"
+            )
+    read_idx(path, source.hashes.get(key), shape, max_value, compressed=filename.endswith(".gz"))
 
 
 def load_idx_arrays(source: Source, paths: dict[str, Path]) -> dict[str, np.ndarray]:
@@ -146,7 +270,7 @@ MNIST = Source(
     mirrors=["https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"],
     files=[f"{stem}.gz" for stem, _, _ in IDX_FILES.values()],
     find=find_idx,
-    check=lambda filename, path: check_idx_download(MNIST.hashes, filename, path),
+    check=lambda filename, path: check_idx_download(MNIST, filename, path),
     hashes={
         "train_x": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
         "train_y": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
@@ -159,7 +283,7 @@ FASHION_MNIST = Source(
     mirrors=["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
     files=MNIST.files,
     find=find_idx,
-    check=lambda filename, path: check_idx_download(FASHION_MNIST.hashes, filename, path),
+    check=lambda filename, path: check_idx_download(FASHION_MNIST, filename, path),
     hashes={
         "train_x": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
         "train_y": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
@@ -172,7 +296,14 @@ KMNIST = Source(
     mirrors=["http://codh.rois.ac.jp/kmnist/dataset/kmnist/"],
     files=MNIST.files,
     find=find_idx,
-    check=lambda filename, path: check_idx_download({}, filename, path),
+    check=lambda filename, path: check_idx_download(KMNIST, filename, path),
+    # MD5 of each .gz as served by CODH (as recorded by torchvision's KMNIST loader).
+    file_md5={
+        "train_x": "bdb82020997e1d708af4cf47b453dcf7",
+        "train_y": "e144d726b3acfaa3e44228e80efcd344",
+        "test_x": "5c965bf0a639b31b8f53240b1b52f4d7",
+        "test_y": "7320c461ea6c1c855c0b718fb2a4b134",
+    },
 )
 
 # --- CIFAR-10, binary version ------------------------------------------------------------------
@@ -250,6 +381,7 @@ CIFAR10 = Source(
     files=[CIFAR_TARBALL],
     find=find_cifar,
     check=check_cifar_download,
+    file_md5={"archive": CIFAR_MD5},
 )
 
 # --- variants: what the model sees, and the likelihood that is honest for it -----------------
@@ -365,7 +497,11 @@ def load_builtin(
 
 
 def where_found(source: Source, data_dir: str | None) -> str | None:
-    found, _ = locate(source, data_dir)
+    """The folder of the verified local copy; a copy that fails its checksum is reported as
+    such (it is never listed as found); None where there is none."""
+    found, _, problem = locate(source, data_dir)
+    if problem is not None:
+        return f"not verified: {str(problem).split(': ')[0]} is refused"
     return None if found is None else str(next(iter(found.values())).parent)
 
 

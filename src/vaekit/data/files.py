@@ -180,11 +180,15 @@ NPZ_LABEL_KEYS = ("y", "labels", "targets", "Y")
 def read_npz(path: Path, image_size: list[int] | None = None) -> Stored:
     """Arrays from a ``.npz``: data under x/data/images/arr_0 (or its only array), labels
     under y/labels/targets. Stored (uncompressed) members are memory-mapped."""
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file")
     try:
         with np.load(path, allow_pickle=False) as archive:
             keys = list(archive.files)
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: not a readable .npz archive ({exc})") from None
+    if not keys:
+        raise DataError(f"{path}: .npz archive holds no arrays")
     data_key = next((k for k in NPZ_DATA_KEYS if k in keys), keys[0] if len(keys) == 1 else None)
     if data_key is None:
         raise DataError(f"{path}: cannot tell the data array among {keys}; name it 'x'")
@@ -208,9 +212,11 @@ def read_npz(path: Path, image_size: list[int] | None = None) -> Stored:
 
 def read_npy(path: Path, image_size: list[int] | None = None) -> Stored:
     """A ``.npy`` array ``[N, ...]``, memory-mapped (never unpickled)."""
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file")
     try:
         x = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npy array ({exc})") from None
     return Stored(x, None, ".npy array")
 
@@ -277,8 +283,10 @@ def read_parquet(path: Path, image_size: list[int] | None = None) -> Stored:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as exc:
         raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
-    if table.num_rows == 0 or table.num_columns == 0:
-        raise DataError(f"{path}: empty Parquet table")
+    if table.num_columns == 0:
+        raise DataError(f"{path}: empty Parquet table (no columns)")
+    if table.num_rows == 0:
+        raise DataError(f"{path}: Parquet table has columns but no rows")
     columns = []
     for j, (name, column) in enumerate(zip(table.column_names, table.columns, strict=True)):
         where = f"{path}: column {j + 1} ({name!r})"
@@ -377,6 +385,8 @@ def make_dataset(
         raise DataError(
             f"{path}: expected an array [N, ...] with N >= 1 rows, got shape {list(x.shape)}"
         )
+    if 0 in x.shape[1:]:
+        raise DataError(f"{path}: rows hold no values (shape {list(x.shape)})")
     if isinstance(x, np.ndarray):
         if x.dtype.kind not in "biuf":
             raise DataError(f"{path}: dtype {x.dtype} is not numeric")
@@ -393,6 +403,13 @@ def make_dataset(
         "val": rest[val_pos].numpy(),
         "test": test_rows.numpy(),
     }
+    empty = [name for name in ("train", "val", "test") if len(rows[name]) == 0]
+    if empty and not (empty == ["val"] and val_fraction == 0):
+        raise DataError(
+            f"{path}: {n} rows are too few to split into train, validation and test (the "
+            f"{' and '.join(empty)} split would be empty; {TEST_FRACTION:.0%} is held out for "
+            f"test and {val_fraction:.0%} of the rest for validation)"
+        )
     shape = tuple(int(d) for d in x.shape[1:])
     transform, support, likelihood, levels = describe_values(x, rows["train"], shape)
 

@@ -4,10 +4,21 @@ A transform maps a stored batch ``[B, *shape]`` (often uint8) to float model inp
 stochastic (a fresh dequantisation or binarisation draw every time an example is used) and
 take a ``torch.Generator``. ``to_dict``/``transform_from_dict`` store them in a model's
 config.json so new data is preprocessed exactly as the training data was.
+
+Back to the user's units. Each transform states
+
+* ``log_data_scale(shape)``: the change-of-variables term c (nats per example) such that
+  log p(v) = log p(x) - c for the data v as given, where x = transform(v) is what the model
+  sees: sum_d log std_d for standardisation, D log(levels) for dequantisation (the density
+  of v + u on [0, levels)^D, whose value bounds the discrete log P(v) from below: Theis et
+  al. 2016), D log(divisor) for scaling, 0 for binary data;
+* ``space``: a few words naming the model's space, for labels;
+* ``to_data(x)``: a model-space mean E[x|z] mapped back to the data's units.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -25,6 +36,27 @@ class Transform:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind}
 
+    space = "the data as given"
+
+    def data_space(self) -> str:
+        """A one-line label: the space of likelihood figures after ``log_data_scale``."""
+        return "the data as given"
+
+    def log_data_scale(self, shape: tuple[int, ...]) -> float:
+        """c in log p(v) = log p(x) - c, nats per example (see the module doc)."""
+        return 0.0
+
+    def to_data(self, x: torch.Tensor) -> torch.Tensor:
+        """A model-space mean ``[B, *shape]`` in the data's units."""
+        return x
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
 
 class Scale(Transform):
     """x = v / divisor: grey levels to [0, 1] without noise (a Gaussian then models the
@@ -40,6 +72,17 @@ class Scale(Transform):
 
     def to_dict(self):
         return {"kind": self.kind, "divisor": self.divisor}
+
+    space = "scaled (v / divisor)"
+
+    def data_space(self):
+        return f"the data as given (model-space figures + D log {self.divisor:g})"
+
+    def log_data_scale(self, shape):
+        return _numel(shape) * math.log(self.divisor)
+
+    def to_data(self, x):
+        return x * self.divisor
 
 
 class Dequantize(Transform):
@@ -62,6 +105,22 @@ class Dequantize(Transform):
     def to_dict(self):
         return {"kind": self.kind, "levels": self.levels}
 
+    space = "dequantised and scaled to [0, 1]"
+
+    def data_space(self):
+        return (
+            f"the data as given: integer levels 0..{self.levels - 1} (dequantisation bound: "
+            f"model-space figures + D log {self.levels})"
+        )
+
+    def log_data_scale(self, shape):
+        return _numel(shape) * math.log(self.levels)
+
+    def to_data(self, x):
+        """Levels: E[v] = levels * E[x] - 1/2 (E[u] = 1/2), clamped to [0, levels - 1]
+        because a Gaussian decoder's mean can leave [0, 1] slightly."""
+        return (x * self.levels - 0.5).clamp(0.0, self.levels - 1.0)
+
 
 class DynamicBinarize(Transform):
     """x ~ Bernoulli(v / (levels - 1)), a fresh draw every time an example is used
@@ -81,6 +140,15 @@ class DynamicBinarize(Transform):
     def to_dict(self):
         return {"kind": self.kind, "levels": self.levels}
 
+    space = "binarised draws {0, 1}"
+
+    def data_space(self):
+        return "binarised draws of the data {0, 1}, as the model was trained on"
+
+    def to_data(self, x):
+        """Levels: the Bernoulli mean p = v / (levels - 1) back on the stored scale."""
+        return x * (self.levels - 1)
+
 
 class Standardize(Transform):
     """x = (v - mean) / std per feature, with statistics computed on the training split."""
@@ -98,6 +166,19 @@ class Standardize(Transform):
 
     def to_dict(self):
         return {"kind": self.kind, "mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    space = "standardised (v - mean) / std"
+
+    def data_space(self):
+        return "the data as given, in its own units (standardised-space figures + sum log std)"
+
+    def log_data_scale(self, shape):
+        """sum_d log std_d: the Jacobian of v = mean + std * x (one std per feature)."""
+        return float(self.std.log().sum() * (_numel(shape) / self.std.numel()))
+
+    def to_data(self, x):
+        mean, std = self.mean.to(x.device, x.dtype), self.std.to(x.device, x.dtype)
+        return x * std + mean
 
 
 TRANSFORMS: dict[str, type[Transform]] = {

@@ -167,7 +167,13 @@ def render_report(
         page.heading(f"Evaluation ({result.get('split')} split)")
         page.paragraph(
             f"N = {result.get('num_examples')} {result.get('split')} examples, K = "
-            f"{result.get('num_samples')} importance samples per example for the nll."
+            f"{result.get('num_samples')} importance samples per example for the nll. "
+            f"Space of the likelihood figures: {result.get('space', 'the model inputs')}"
+            + (
+                f" (the model-space figures are of {result['model_space']})."
+                if "model_space" in result
+                else "."
+            )
         )
         page.table(
             ("quantity", "value", "unit", "definition"),

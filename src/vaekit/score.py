@@ -1,0 +1,353 @@
+"""Per-example likelihood scores for anomaly (out-of-distribution) detection.
+
+``score_run(run, data, output)`` reads new data like every other command (see
+:mod:`vaekit.data.new_data`) and writes one CSV row per example. Every score is
+higher-is-more-anomalous; the likelihood figures are of the data as given (the transform's
+change of variables added, as in :mod:`vaekit.evaluate`):
+
+* ``nll_nats``: -log p_hat(v), nats per example, importance-sampled with K draws from
+  q(z|x): log p_hat = log mean_k w_k, w_k = p(x, z_k) / q(z_k|x) (Burda et al. 2015), plus
+  the transform's term c (``Transform.log_data_scale``);
+* ``nll_stderr_nats``: the Monte-Carlo standard error of that estimate for this example, by
+  the delta method on log mean_k w_k: se = sd_k(w_k) / (sqrt(K) * mean_k(w_k)), with the
+  sample sd (ddof 1) of the K weights (computed from w_k / mean w in log space). It measures
+  the estimator's noise, not its bias (log mean w is biased low, Jensen);
+* ``neg_elbo_nats``: -ELBO estimated with the same K draws, -(mean_k log w_k) + c;
+* ``recon_sq_error``: sum over dimensions of (v - v_hat)^2 with v_hat = E[x | z = mu(x)]
+  mapped back to the data's units (``Transform.to_data``): squared grey levels for images,
+  squared table units for tables;
+* remedies for the likelihood's known failure (a model trained on one image set can give a
+  simpler out-of-distribution set a *higher* likelihood; Nalisnick et al. 2019):
+
+  - ``complexity`` (Serrà et al. 2020): ``complexity_bits`` L(v) = 8 x the length in bytes
+    of the image as a losslessly compressed PNG (zlib level 9; for a binarised model, of the
+    binarised draw its likelihood was computed on), and
+    ``complexity_corrected_bits`` S(v) = -log2 p(v) - L(v): the likelihood ratio against
+    a generic lossless compressor. Images of integer levels only;
+  - ``typicality`` (Nalisnick et al. 2019's typicality test, one example at a time):
+    ``typicality_nats`` = |nll(v) - H|, where H is the mean nll of in-distribution reference
+    data (the run's validation split, or ``reference=PATH``): both too likely and too
+    unlikely examples are atypical.
+
+Labels (an ``ood`` column of 0/1 in a table, an ``ood`` array in a ``.npz``, or class
+sub-folders ``in``/``out`` or named by ``ood_classes``) give the AUROC and the AUPRC of each
+score, out-of-distribution as the positive class (:func:`auroc`, :func:`auprc`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaekit.checkpoint import atomic_write_bytes, load
+from vaekit.data.datasets import DataError
+from vaekit.data.new_data import NewData, read_new_data, run_transform
+from vaekit.models import VAE
+
+REMEDIES = ("none", "complexity", "typicality")
+COLUMN_UNITS = {
+    "nll_nats": "-log p(v) of the data as given, nats per example (importance-sampled)",
+    "nll_stderr_nats": "Monte-Carlo standard error of nll_nats (delta method), nats",
+    "neg_elbo_nats": "-ELBO of the data as given with the same K draws, nats per example",
+    "recon_sq_error": "sum of squared errors of E[x|z=mu(x)] in the data's units",
+    "complexity_bits": "PNG-compressed length of the image (zlib level 9), bits",
+    "complexity_corrected_bits": "-log2 p(v) - complexity_bits (Serra et al. 2020), bits",
+    "typicality_nats": "|nll_nats - mean nll of in-distribution reference data|, nats",
+}
+
+
+# --- ranking metrics (out-of-distribution = positive class) ---------------------------------
+
+
+def _check_binary(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    labels = np.asarray(labels).reshape(-1)
+    if scores.shape != labels.shape:
+        raise ValueError(f"{scores.size} scores for {labels.size} labels")
+    if not np.isin(labels, (0, 1)).all() or labels.min() == labels.max():
+        raise ValueError("AUROC/AUPRC need labels 0 and 1, both present")
+    return scores, labels.astype(bool)
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` (higher = positive) for 0/1 ``labels``: the
+    Mann-Whitney U statistic / (n_pos n_neg), ties counted one half (average ranks)."""
+    scores, positive = _check_binary(scores, labels)
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(scores.size, dtype=np.float64)
+    sorted_scores = scores[order]
+    # average rank (1-based) of each run of equal scores
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    ends = np.r_[starts[1:], scores.size]
+    for start, end in zip(starts, ends, strict=True):
+        ranks[order[start:end]] = (start + 1 + end) / 2.0
+    n_pos = int(positive.sum())
+    n_neg = scores.size - n_pos
+    u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def auprc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the precision-recall curve as average precision: sum over the distinct
+    thresholds t (descending) of (R(t) - R(previous t)) * P(t), with P and R the precision
+    and recall of predicting positive for scores >= t."""
+    scores, positive = _check_binary(scores, labels)
+    order = np.argsort(-scores, kind="mergesort")
+    s, y = scores[order], positive[order]
+    tp = np.cumsum(y)
+    fp = np.cumsum(~y)
+    last = np.r_[np.flatnonzero(s[1:] != s[:-1]), s.size - 1]  # end of each tie group
+    tp, fp = tp[last], fp[last]
+    precision = tp / (tp + fp)
+    recall = tp / tp[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+# --- per-example scores ---------------------------------------------------------------------
+
+
+@torch.no_grad()
+def importance_scores(
+    model: VAE, x: torch.Tensor, num_samples: int, batch_size: int, chunk_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per example of model inputs ``x [N, ...]``: log p_hat(x) = log mean_k w_k, its
+    delta-method standard error sd(w)/(sqrt(K) mean w), and mean_k log w_k (an ELBO
+    estimate), each ``[N]`` in nats of the model's space (float64)."""
+    if num_samples < 2:
+        raise ValueError("--num-samples must be at least 2 for a standard error")
+    log_px, stderr, elbo = [], [], []
+    for start in range(0, x.shape[0], batch_size):
+        xb = x[start : start + batch_size]
+        chunks = []
+        for k0 in range(0, num_samples, chunk_size):
+            chunks.append(model.log_weights(xb, min(chunk_size, num_samples - k0)).double())
+        log_w = torch.cat(chunks)  # [K, B]
+        log_mean = torch.logsumexp(log_w, dim=0) - math.log(num_samples)  # [B]
+        ratio = torch.exp(log_w - log_mean)  # w_k / mean w, [K, B]; mean over k is 1
+        sd = ((ratio - 1.0).square().sum(dim=0) / (num_samples - 1)).sqrt()
+        log_px.append(log_mean)
+        stderr.append(sd / math.sqrt(num_samples))
+        elbo.append(log_w.mean(dim=0))
+    return torch.cat(log_px), torch.cat(stderr), torch.cat(elbo)
+
+
+def png_bits(images: np.ndarray) -> np.ndarray:
+    """8 x bytes of each uint8 image ``[N, C, H, W]`` saved as a PNG at zlib level 9."""
+    from PIL import Image
+
+    bits = np.empty(images.shape[0], dtype=np.float64)
+    for i, image in enumerate(images):
+        pixels = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG", compress_level=9)
+        bits[i] = 8.0 * len(buffer.getvalue())
+    return bits
+
+
+def _complexity(new: NewData, data_info: dict[str, Any], x: torch.Tensor) -> np.ndarray:
+    """L(v) in bits of each image as the model sees its levels: the stored 8-bit levels, or
+    for a binarised model the binarised draw ``x`` (0/1 -> 0/255) the likelihood was of."""
+    transform = run_transform(data_info)
+    levels = getattr(transform, "levels", None)
+    if levels is None or levels > 256 or new.x.dim() != 4:
+        raise DataError(
+            f"{new.path}: --remedy complexity needs images of integer levels (at most 256); "
+            "use --remedy typicality for this data"
+        )
+    if transform.kind == "binarize-dynamic":
+        return png_bits((x.detach().cpu().numpy() * 255).round().astype(np.uint8))
+    return png_bits(new.x.numpy().astype(np.uint8))
+
+
+def _nll(model, new: NewData, num_samples, batch_size, chunk, seed) -> torch.Tensor:
+    from vaekit.codes import model_inputs
+
+    torch.manual_seed(seed)
+    x = model_inputs(model, new, seed)
+    log_px, _, _ = importance_scores(model, x, num_samples, batch_size, chunk)
+    return -log_px + run_transform(model.data_info).log_data_scale(model.data_shape)
+
+
+def _reference_entropy(
+    run, model, reference, num_samples, batch_size, chunk, seed, max_examples, trust_scale
+) -> tuple[float, str]:
+    """H: the mean nll (data as given) of in-distribution reference data, and its source."""
+    if reference is not None:
+        ref = read_new_data(reference, model.data_info, trust_scale=trust_scale)
+        where = str(reference)
+    else:
+        from vaekit.data.new_data import NewData as _New
+        from vaekit.evaluate import load_run
+
+        if isinstance(run, torch.nn.Module):
+            raise ValueError("--remedy typicality on a model object needs reference=PATH")
+        _, dataset = load_run(run)
+        split = "val" if len(dataset.val) else "test"
+        x = dataset.split(split).x[:max_examples].double()
+        ref = _New(Path(dataset.name), x, "array", ".npy", ())
+        where = f"{dataset.name} ({'validation' if split == 'val' else 'test'} split)"
+    nll = _nll(model, ref, num_samples, batch_size, chunk, seed)[:max_examples]
+    return float(nll.mean()), f"{where}, {nll.numel()} examples"
+
+
+def score_data(
+    run: str | Path | VAE,
+    data: str | Path,
+    num_samples: int = 100,
+    batch_size: int = 100,
+    seed: int = 0,
+    remedy: str = "none",
+    reference: str | Path | None = None,
+    reference_max_examples: int = 1000,
+    ood_column: str = "ood",
+    ood_classes: list[str] | None = None,
+    trust_scale: bool = False,
+    max_examples: int | None = None,
+    memory_budget_mb: float = 32,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Per-example scores (column name -> ``[N]`` array) and a summary (counts, space,
+    units, AUROC/AUPRC per score where labels exist). ``run``: a run or model directory, or
+    a loaded model (with its ``data_info``). See the module doc."""
+    from vaekit.codes import model_inputs
+    from vaekit.evaluate import choose_chunk_size
+
+    if remedy not in REMEDIES:
+        raise ValueError(f"--remedy {remedy!r}: choose one of {', '.join(REMEDIES)}")
+    model = run if isinstance(run, torch.nn.Module) else load(run)
+    if not isinstance(model, VAE):
+        raise ValueError(f"{run}: score needs a VAE (an AE defines no likelihood)")
+    new = read_new_data(
+        data,
+        model.data_info,
+        ood_column=ood_column,
+        ood_classes=ood_classes,
+        trust_scale=trust_scale,
+    )
+    if max_examples is not None:
+        new.x = new.x[:max_examples]
+        new.ood = None if new.ood is None else new.ood[:max_examples]
+        new.names = None if new.names is None else new.names[:max_examples]
+    info = model.data_info or {"shape": list(model.data_shape)}
+    transform = run_transform(info)
+    c = transform.log_data_scale(model.data_shape)
+    chunk = choose_chunk_size(model, batch_size, num_samples, memory_budget_mb)
+    torch.manual_seed(seed)
+    x = model_inputs(model, new, seed)
+    log_px, stderr, elbo = importance_scores(model, x, num_samples, batch_size, chunk)
+    recon = torch.cat(
+        [model.reconstruct(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    )
+    v_hat = transform.to_data(recon.double())
+    sq_error = (new.x.double() - v_hat).square().flatten(1).sum(dim=1)
+    columns: dict[str, np.ndarray] = {
+        "nll_nats": (-log_px + c).numpy(),
+        "nll_stderr_nats": stderr.numpy(),
+        "neg_elbo_nats": (-elbo + c).numpy(),
+        "recon_sq_error": sq_error.numpy(),
+    }
+    summary: dict[str, Any] = {
+        "data": str(new.path),
+        "num_examples": len(new.x),
+        "num_samples": num_samples,
+        "space": transform.data_space(),
+        "remedy": remedy,
+    }
+    if remedy == "complexity":
+        bits = _complexity(new, info, x)
+        columns["complexity_bits"] = bits
+        columns["complexity_corrected_bits"] = columns["nll_nats"] / math.log(2.0) - bits
+    elif remedy == "typicality":
+        h, where = _reference_entropy(
+            run,
+            model,
+            reference,
+            num_samples,
+            batch_size,
+            chunk,
+            seed,
+            reference_max_examples,
+            trust_scale,
+        )
+        columns["typicality_nats"] = np.abs(columns["nll_nats"] - h)
+        summary["typicality_reference"] = {"mean_nll_nats": h, "data": where}
+    summary["units"] = {name: COLUMN_UNITS[name] for name in columns}
+    if new.ood is not None:
+        labels = new.ood.numpy()
+        summary["num_out_of_distribution"] = int(labels.sum())
+        summary["num_in_distribution"] = int(labels.size - labels.sum())
+        if 0 < labels.sum() < labels.size:
+            summary["metrics"] = {
+                name: {"auroc": auroc(values, labels), "auprc": auprc(values, labels)}
+                for name, values in columns.items()
+                if name not in ("nll_stderr_nats", "complexity_bits")
+            }
+        columns = {"ood": labels, **columns}
+    if new.names is not None:
+        columns = {"file": np.asarray(new.names), **columns}
+    return columns, summary
+
+
+def write_scores(path: str | Path, columns: dict[str, np.ndarray]) -> Path:
+    """One CSV row per example (atomic): ``row`` (from 0), then every column."""
+    path = Path(path)
+    if path.suffix.lower() != ".csv":
+        raise DataError(f"-o {path}: scores are written as a .csv file")
+    n = len(next(iter(columns.values())))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["row", *columns])
+    for i in range(n):
+        row = [i]
+        for values in columns.values():
+            v = values[i]
+            row.append(f"{v:.9g}" if isinstance(v, float | np.floating) else str(v))
+        writer.writerow(row)
+    atomic_write_bytes(path, buffer.getvalue().encode())
+    return path
+
+
+def score_run(run: str | Path, data: str | Path, output: str | Path, **options: Any) -> dict:
+    """Score ``data`` with the run's model, write ``output`` (CSV) and return the summary."""
+    if Path(output).suffix.lower() != ".csv":
+        raise DataError(f"-o {output}: scores are written as a .csv file")
+    columns, summary = score_data(run, data, **options)
+    summary["output"] = str(write_scores(output, columns))
+    return summary
+
+
+def score_headline(summary: dict[str, Any]) -> list[str]:
+    """The lines ``vaekit score`` prints: what was scored, each column's unit, the metrics."""
+    lines = [
+        f"scored {summary['num_examples']} examples of {summary['data']} with K = "
+        f"{summary['num_samples']} importance samples each; wrote {summary['output']}",
+        f"likelihood figures are of {summary['space']}",
+        "columns (higher = more out-of-distribution):",
+    ]
+    lines += [f"  {name:<26} {unit}" for name, unit in summary["units"].items()]
+    reference = summary.get("typicality_reference")
+    if reference:
+        lines.append(
+            f"typicality reference: mean nll {reference['mean_nll_nats']:.3f} nats per example "
+            f"over {reference['data']}"
+        )
+    if "metrics" in summary:
+        n_out, n_in = summary["num_out_of_distribution"], summary["num_in_distribution"]
+        lines.append(
+            f"out-of-distribution detection, OOD = positive class ({n_out} out, {n_in} in):"
+        )
+        lines.append(f"  {'score':<26} {'AUROC':>7} {'AUPRC':>7}")
+        for name, m in summary["metrics"].items():
+            lines.append(f"  {name:<26} {m['auroc']:>7.4f} {m['auprc']:>7.4f}")
+    elif "num_out_of_distribution" in summary:
+        lines.append("labels hold only one class: no AUROC/AUPRC")
+    else:
+        lines.append(
+            "no labels (an 'ood' column/array of 0/1, or sub-folders in/ and out/): no AUROC"
+        )
+    return lines
