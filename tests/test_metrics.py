@@ -62,7 +62,12 @@ def test_every_metric_is_fully_described():
 
 def test_cli_print_takes_labels_and_units_from_the_table(evaluated):
     _, result, lines = evaluated
-    rows = [line for line in lines[1:] if not line.strip().startswith("saved to")]
+    rows = [
+        line
+        for line in lines[1:]
+        if not line.strip().startswith(("saved to", "space:", "model space:"))
+    ]
+    assert any(line.strip().startswith("space: ") for line in lines)  # the space is named
     shown = list(shown_metrics(result))
     assert len(rows) == len(shown) >= 9
     for line, (entry, value) in zip(rows, shown, strict=True):

@@ -81,7 +81,8 @@ def test_table_all_the_way_round_from_the_cli(table_run, capsys):
         == 0
     )
     out = capsys.readouterr().out
-    assert "in its own units" in out and "nll (standardised" in out
+    assert "in its own units" in out and "nll (model space)" in out
+    assert "model space: standardised" in out
     result = json.loads((tmp / "ev.json").read_text())
     train_std = json.loads((tmp / "run" / "config.json").read_text())["data"]["transform"]["std"]
     log_std = float(np.log(train_std).sum())

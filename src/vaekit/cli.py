@@ -575,6 +575,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         f"K = {result['num_samples']} importance samples"
     )
     print(f"  space: {result['space']}")
+    if "model_space" in result:
+        print(f"  model space: {result['model_space']}")
     from vaekit.metrics import shown_metrics
 
     for entry, value in shown_metrics(result):  # labels and units from one table
