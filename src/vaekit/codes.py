@@ -24,7 +24,6 @@ import torch
 
 from vaekit.checkpoint import atomic_write_bytes, load
 from vaekit.data import transform_from_dict
-from vaekit.models import VAE
 
 
 def _read_npy(path: str | Path) -> np.ndarray:
@@ -67,8 +66,11 @@ def encode_array(
 ) -> list[Path]:
     """Write posterior means (and optionally log-variances and a draw) of an array's rows."""
     model = load(run)
-    if not isinstance(model, VAE):
-        raise ValueError(f"{run}: encode needs a VAE (an AE has no posterior)")
+    if not model.has_posterior:
+        raise ValueError(
+            f"{run}: encode needs a posterior q(z|x) over a continuous code; model "
+            f"{model.name!r} has none"
+        )
     array = _read_npy(input_path)
     shape = model.data_shape
     if array.ndim >= 1 and array.shape[1:] == (math.prod(shape),):
@@ -92,7 +94,7 @@ def encode_array(
     def encode(xb: torch.Tensor):
         q = model.encode(xb)
         eps = torch.randn(q.mean.shape, generator=generator, dtype=dtype)
-        draw = q.mean + (eps.unsqueeze(-2) @ _scale_tril(q).transpose(-1, -2)).squeeze(-2)
+        draw = q.mean + (eps.unsqueeze(-2) @ q.scale_tril.transpose(-1, -2)).squeeze(-2)
         return q.mean, q.variance.log(), draw
 
     mean, log_var, draw = _batched(encode, x, batch_size)
@@ -104,19 +106,14 @@ def encode_array(
     return written
 
 
-def _scale_tril(q) -> torch.Tensor:
-    """Cholesky factor of each example's posterior covariance, ``[B, m, m]``."""
-    if hasattr(q, "scale_tril"):
-        return q.scale_tril
-    return torch.diag_embed(q.stddev)
-
-
 @torch.no_grad()
 def decode_array(
     run: str | Path, input_path: str | Path, output_path: str | Path, batch_size: int = 1000
 ) -> Path:
     """Write E[x|z] ``[N, *data_shape]`` for codes ``[N, m]`` read from ``input_path``."""
     model = load(run)
+    if not model.has_continuous_latent:
+        raise ValueError(f"{run}: model {model.name!r} has no continuous code to decode")
     array = _read_npy(input_path)
     if array.ndim != 2 or array.shape[1] != model.latent_dim:
         raise ValueError(

@@ -15,7 +15,6 @@ import torch
 
 from vaekit.data import Dataset
 from vaekit.evaluate import latent_statistics, load_run
-from vaekit.models import VAE
 from vaekit.report.curves import save_training_curves
 from vaekit.report.latent_plots import (
     latent_codes,
@@ -77,10 +76,10 @@ def run_figures(
     out_dir.mkdir(parents=True, exist_ok=True)
     x = dataset.fixed("test", seed=seed)[:max_examples].to(next(model.parameters()).dtype)
     y = dataset.test.y[:max_examples] if dataset.test.y is not None else None
-    vae = isinstance(model, VAE)
-    if stats is None and vae:
+    if stats is None and model.has_continuous_latent:
         stats = latent_statistics(model, x)
-    if vae:
+    has_kl = stats is not None and "kl_per_dim" in stats  # an AE's codes have no KL
+    if has_kl:
         order_by, order_name = stats["kl_per_dim"], "KL"
     else:
         with torch.no_grad():
@@ -151,7 +150,7 @@ def run_figures(
                 "quantiles, so each cell holds equal prior mass.",
             )
         )
-    if not vae:
+    if not has_kl:
         return figures
     active = [v > stats["active_unit_threshold"] for v in stats["posterior_mean_variance"]]
     figures.append(
@@ -224,8 +223,13 @@ def traverse_run(
     model, _, x = _image_run(run, data_dir, split, seed)
     if not 0 <= index < x.shape[0]:
         raise ValueError(f"--index {index}: split {split!r} has {x.shape[0]} examples")
-    kl = latent_statistics(model, x)["kl_per_dim"]
-    return save_traversals(model, x[index : index + 1], kl, output, max_dims, span, steps)
+    stats = latent_statistics(model, x)
+    # Rows by KL where the model has one; an AE's by the variance of its codes.
+    name = "KL" if "kl_per_dim" in stats else "var"
+    order = stats.get("kl_per_dim", stats["posterior_mean_variance"])
+    return save_traversals(
+        model, x[index : index + 1], order, output, max_dims, span, steps, score_name=name
+    )
 
 
 def latent_map_run(

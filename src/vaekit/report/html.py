@@ -14,7 +14,6 @@ from typing import Any
 
 from vaekit.checkpoint import atomic_write_bytes, read_descriptor
 from vaekit.evaluate import evaluate_run, latent_statistics, load_run
-from vaekit.models import VAE
 from vaekit.report.figures import Figure, run_figures
 
 REPORT_FILE = "report.html"
@@ -200,8 +199,8 @@ def render_report(
 
 def _evaluation(run_dir, descriptor, model, num_samples, max_examples, data_dir, seed, log):
     """The run's eval.json if it belongs to these weights, else a fresh (quick) evaluation;
-    None for an AE, which defines no likelihood."""
-    if not isinstance(model, VAE):
+    None for a model without a likelihood (an AE)."""
+    if not model.has_likelihood:
         return None
     eval_path = run_dir / "eval.json"
     if eval_path.exists():
@@ -239,7 +238,7 @@ def write_report(
     model, dataset = load_run(run_dir, data_dir)
     result = _evaluation(run_dir, descriptor, model, num_samples, max_examples, data_dir, seed, log)
     x = dataset.fixed("test", seed=seed)[:2000].to(next(model.parameters()).dtype)
-    stats = latent_statistics(model, x) if isinstance(model, VAE) else None
+    stats = latent_statistics(model, x) if model.has_continuous_latent else None
     figures = run_figures(model, dataset, run_dir, run_dir / FIGURE_DIR, stats=stats, seed=seed)
     config = descriptor.get("config") or {
         "model": descriptor.get("model"),

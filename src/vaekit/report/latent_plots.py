@@ -22,8 +22,7 @@ def _device(model) -> torch.device:
 def latent_codes(model, x: torch.Tensor) -> torch.Tensor:
     """The code a picture uses for ``x``: the posterior mean E_q[z|x] of a VAE, the
     deterministic code f(x) of an AE. ``[B, m]``."""
-    code = model.encode(x)
-    return code if torch.is_tensor(code) else code.mean
+    return model.latent_moments(x).mean
 
 
 @torch.no_grad()
@@ -147,11 +146,7 @@ def save_latent_map(
         ax.scatter(points[:, 0], points[:, 1], s=10, alpha=0.75)
     ax.set_xlabel(axes[0])
     ax.set_ylabel(axes[1])
-    code = (
-        "posterior means E_q[z|x]"
-        if not torch.is_tensor(model.encode(x[:1].to(device)))
-        else "codes f(x)"
-    )
+    code = "posterior means E_q[z|x]" if model.has_posterior else "codes f(x)"
     ax.set_title(f"{code} of {len(mu)} test examples, {how}", fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
