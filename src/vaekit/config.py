@@ -74,14 +74,31 @@ def model_config_from_dict(data: Any, where: str = "model") -> ModelConfig:
 
 
 def retarget_model_dict(data: dict[str, Any], kind: str) -> dict[str, Any]:
-    """A ``"model"`` dict switched to ``kind``: the fields the new model's config also has
-    keep their values, the others are dropped (an unknown kind is left for validation)."""
+    """A ``"model"`` dict switched to ``kind``: the new model's defaults, except the fields
+    set away from the old model's defaults that the new model has too (same name and type),
+    which keep their values. An unknown kind is left for validation to report."""
     from vaekit.models.registry import MODELS
 
     if kind not in MODELS:
         return data | {"kind": kind}
-    names = {f.name for f in dataclasses.fields(MODELS[kind].config_class) if f.init}
-    return {"kind": kind} | {k: v for k, v in data.items() if k in names}
+    new = MODELS[kind].config_class
+    old = MODELS[data["kind"]].config_class if data.get("kind") in MODELS else None
+    old_fields = {f.name: f for f in dataclasses.fields(old)} if old is not None else {}
+    result = to_dict(new())
+    for f in dataclasses.fields(new):
+        if not f.init or f.name not in data:
+            continue
+        before = old_fields.get(f.name)
+        if before is None or before.type != f.type:
+            continue  # another meaning under the same name
+        default = (
+            before.default_factory()
+            if before.default_factory is not dataclasses.MISSING
+            else before.default
+        )
+        if data[f.name] != default:
+            result[f.name] = data[f.name]
+    return result
 
 
 def _default_model_config() -> ModelConfig:

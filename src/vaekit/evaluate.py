@@ -84,9 +84,9 @@ def load_run(run: str | Path, data_dir: str | None = None) -> tuple[Model, Datas
 
 
 def decoder_floats_per_row(model: Model) -> int:
-    """Floats held per decoded latent row while evaluating log p(x|z): every decoder module's
-    output for one z (measured with forward hooks), plus four data-sized temporaries of the
-    likelihood's ``log_prob`` (difference, square, scaled, log-density)."""
+    """Floats held per decoded latent row while evaluating log p(x|z): every module's output
+    while decoding one z (measured with forward hooks), plus four data-sized temporaries of
+    the likelihood's ``log_prob`` (difference, square, scaled, log-density)."""
     p = next(model.parameters())
     total = 0
 
@@ -95,10 +95,10 @@ def decoder_floats_per_row(model: Model) -> int:
         if torch.is_tensor(output):
             total += output.numel()
 
-    hooks = [m.register_forward_hook(count) for m in model.decoder.modules()]
+    hooks = [m.register_forward_hook(count) for m in model.modules()]
     try:
         with torch.no_grad():
-            model.decoder(torch.zeros(1, model.latent_dim, dtype=p.dtype, device=p.device))
+            model.decode_mean(torch.zeros(1, model.latent_dim, dtype=p.dtype, device=p.device))
     finally:
         for hook in hooks:
             hook.remove()

@@ -1,7 +1,8 @@
 """Priors p(z). The lecture's is N(0, I); other priors fit the same slot (``log_prob``,
 ``sample``, ``kl``).
 
-A prior is built with access to the model it belongs to (``PRIORS[name](model)``): a
+A prior is built with access to the model it belongs to (``PRIORS[name](model, latent_dim)``,
+a prior over ``latent_dim`` coordinates of that model's code): a
 VampPrior, for one, is a mixture of the model's own posteriors at learned pseudo-inputs. The
 KL term is in closed form where the posterior family has one against this prior
 (``q.has_closed_form_kl``), a Monte-Carlo estimate log q(z|x) - log p(z) at the ELBO's own
@@ -34,9 +35,10 @@ class StandardNormalPrior(nn.Module):
         self.register_buffer("_zero", torch.zeros(()), persistent=False)
 
     @classmethod
-    def for_model(cls, model: nn.Module) -> StandardNormalPrior:
-        """The registry's builder: N(0, I) over the model's ``latent_dim``."""
-        return cls(model.latent_dim)
+    def for_model(cls, model: nn.Module, latent_dim: int) -> StandardNormalPrior:
+        """The registry's builder: N(0, I) over ``latent_dim`` coordinates (it needs nothing
+        else from the model)."""
+        return cls(latent_dim)
 
     def distribution(self) -> Distribution:
         loc = self._zero.expand(self.latent_dim)
@@ -63,5 +65,5 @@ class StandardNormalPrior(nn.Module):
         return monte_carlo_kl(q, self.log_prob(z), z)
 
 
-# name -> builder(model): the prior sees the model it belongs to.
+# name -> builder(model, latent_dim): the prior sees the model it belongs to.
 PRIORS = {"standard-normal": StandardNormalPrior.for_model}

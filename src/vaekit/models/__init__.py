@@ -10,6 +10,7 @@ from vaekit.models.registry import MODELS, build_model, model_names, models_help
 # One import per model file: importing it registers the model (the order is the --help order).
 from vaekit.models.vae import VAE, VAEConfig  # isort: skip
 from vaekit.models.ae import AE, AEConfig  # isort: skip
+from vaekit.models.hvae import HierarchicalVAE, HVAEConfig  # isort: skip
 
 __all__ = [
     "AE",
@@ -17,6 +18,8 @@ __all__ = [
     "VAE",
     "AEConfig",
     "ELBOTerms",
+    "HVAEConfig",
+    "HierarchicalVAE",
     "LatentMoments",
     "LikelihoodModel",
     "Model",

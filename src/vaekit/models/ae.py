@@ -79,6 +79,10 @@ class AE(Model):
     def latent_dim(self) -> int:
         return self.config.latent_dim
 
+    def network_bodies(self) -> list[nn.Module]:
+        """The encoder and the decoder."""
+        return [self.encoder, self.decoder]
+
     def encode(self, x: torch.Tensor, *, y: torch.Tensor | None = None) -> torch.Tensor:
         """The code z = f(x), ``[B, m]``."""
         self.check_input(x)

@@ -133,6 +133,11 @@ class Model(nn.Module, abc.ABC):
         the others raise ValueError)."""
 
     @abc.abstractmethod
+    def network_bodies(self) -> list[nn.Module]:
+        """The modules that only compute features (no log-density, no variance head): what
+        mixed precision may run in half precision (``vaekit.precision``)."""
+
+    @abc.abstractmethod
     def per_example_metrics(
         self, x: torch.Tensor, *, y: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:

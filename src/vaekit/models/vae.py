@@ -71,11 +71,16 @@ class VAE(LikelihoodModel):
             config, encoder, decoder, self.likelihood.param_shape
         )
         self.posterior = POSTERIORS[config.posterior](self.encoder.out_features, config.latent_dim)
-        self.prior = PRIORS[config.prior](self)  # the prior may use the model (VampPrior)
+        # The prior may use the model (a VampPrior encodes its pseudo-inputs).
+        self.prior = PRIORS[config.prior](self, config.latent_dim)
 
     @property
     def latent_dim(self) -> int:
         return self.config.latent_dim
+
+    def network_bodies(self) -> list[nn.Module]:
+        """The encoder and the decoder."""
+        return [self.encoder, self.decoder]
 
     def encode(self, x: torch.Tensor, *, y: torch.Tensor | None = None) -> Distribution:
         """q(z|x): ``x [B, *data_shape]`` -> distribution with batch ``[B]``, event ``[m]``."""
