@@ -11,6 +11,8 @@ draws otherwise: the families choose, not the trainer.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.distributions import Distribution, Independent, Normal
@@ -65,5 +67,59 @@ class StandardNormalPrior(nn.Module):
         return monte_carlo_kl(q, self.log_prob(z), z)
 
 
+class VampPrior(nn.Module):
+    """The VampPrior (Tomczak & Welling 2018): p(z) = (1/K) sum_k q(z|u_k), the mixture of
+    the model's own posteriors at K learned pseudo-inputs u_k ``[K, *data_shape]``.
+
+    The components come from ``model.top_posterior(u)`` (the posterior over the latent this
+    prior is for: q(z|x) for a VAE, the top layer's for a hierarchical VAE), so the prior
+    moves with the encoder. ``log_prob`` is the exact mixture density, logsumexp over the K
+    components minus log K; no KL(q || p) has a closed form, so ``kl`` is the Monte-Carlo
+    estimate at the ELBO's draws. The pseudo-inputs start uniform on [0, 1] (the range of
+    image data; they are learned with the rest of the model).
+    """
+
+    def __init__(self, model: nn.Module, latent_dim: int, num_pseudo_inputs: int) -> None:
+        super().__init__()
+        if num_pseudo_inputs < 1:
+            raise ValueError(f"a VampPrior needs >= 1 pseudo-input, got {num_pseudo_inputs}")
+        self.latent_dim = latent_dim
+        self.pseudo_inputs = nn.Parameter(torch.rand(num_pseudo_inputs, *model.data_shape))
+        # A bound method, not a submodule: the model owns the prior, not the other way round
+        # (a submodule would put the model inside its own state_dict).
+        self._components = model.top_posterior
+
+    @classmethod
+    def for_model(cls, model: nn.Module, latent_dim: int) -> VampPrior:
+        """The registry's builder: K = ``model.config.num_pseudo_inputs`` pseudo-inputs."""
+        return cls(model, latent_dim, model.config.num_pseudo_inputs)
+
+    def components(self) -> Distribution:
+        """q(z|u_k) for every pseudo-input: batch ``[K]``, event ``[m]``."""
+        return self._components(self.pseudo_inputs)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) = logsumexp_k log q(z|u_k) - log K in nats, ``[..., m] -> [...]``."""
+        log_qk = self.components().log_prob(z.unsqueeze(-2))  # [..., 1, m] vs [K, m] -> [..., K]
+        return torch.logsumexp(log_qk, dim=-1) - math.log(self.pseudo_inputs.shape[0])
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws ``[n, m]``: a component k uniformly, then z = mu_k + L_k eps."""
+        q = self.components()
+        mean, tril = q.mean, q.scale_tril  # [K, m], [K, m, m]: every posterior family has both
+        k = torch.randint(0, mean.shape[0], (n,), generator=generator, device=mean.device)  # [n]
+        eps = torch.randn(
+            (n, self.latent_dim), generator=generator, dtype=mean.dtype, device=mean.device
+        )
+        return mean[k] + (tril[k] @ eps.unsqueeze(-1)).squeeze(-1)
+
+    def kl(self, q: Distribution, z: torch.Tensor | None = None) -> torch.Tensor:
+        """KL(q(z|x) || p(z)) by Monte Carlo at the draws ``z [L, B, m]`` (a fresh draw if
+        none are given), ``[B]`` nats: a mixture has no closed form."""
+        if z is None:
+            z = q.rsample((1,))
+        return monte_carlo_kl(q, self.log_prob(z), z)
+
+
 # name -> builder(model, latent_dim): the prior sees the model it belongs to.
-PRIORS = {"standard-normal": StandardNormalPrior.for_model}
+PRIORS = {"standard-normal": StandardNormalPrior.for_model, "vamp": VampPrior.for_model}

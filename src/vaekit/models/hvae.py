@@ -60,8 +60,10 @@ class HVAEConfig(ModelConfig):
     hidden_dims: list[list[int]] = field(default_factory=lambda: [[200, 200], [100, 100]])
     activation: Literal["relu", "elu", "gelu", "tanh", "silu"] = "tanh"
     inference: Literal["bottom-up", "top-down"] = "bottom-up"
-    # p(z_L): a name in vaekit.distributions.PRIORS.
+    # p(z_L): a name in vaekit.distributions.PRIORS (standard-normal, vamp).
     prior: str = "standard-normal"
+    # K, the VampPrior's learned pseudo-inputs (used with prior = "vamp").
+    num_pseudo_inputs: int = 500
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -78,6 +80,8 @@ class HVAEConfig(ModelConfig):
             raise ConfigError(
                 f"model.hidden_dims must be non-empty positive widths, got {self.hidden_dims}"
             )
+        if self.num_pseudo_inputs < 1:
+            raise ConfigError(f"model.num_pseudo_inputs must be >= 1, got {self.num_pseudo_inputs}")
         if self.prior not in PRIORS:
             raise ConfigError(
                 f"model.prior must be one of {', '.join(map(repr, PRIORS))}; got {self.prior!r}"
@@ -256,6 +260,20 @@ class HierarchicalVAE(LikelihoodModel):
         concatenated ``[B, sum(latent_dims)]`` (deterministic; for pictures)."""
         zs = self._chain(self.proposal(x), 1, mean=True)[0]
         return torch.cat([z[0] for z in zs], dim=-1)
+
+    def top_posterior(self, x: torch.Tensor) -> DiagonalGaussian:
+        """The top layer's posterior at ``x``, batch ``[B]``: q(z_L|x) from the bottom-up
+        pass (top-down), or q(z_L|z_{L-1}) along the mean path below it (bottom-up). A
+        VampPrior over z_L mixes these at its pseudo-inputs (a deterministic function of the
+        pseudo-inputs, so the mixture is an exact density either way)."""
+        proposal = self.proposal(x)
+        if self.config.inference == "top-down":
+            return proposal[-1]
+        z = proposal[0].loc
+        for i in range(1, self.num_layers):
+            q = self._up(i, z)[1]
+            z = q.loc
+        return q
 
     def _bottom(self, z: torch.Tensor) -> torch.Tensor:
         return z[..., : self.config.latent_dims[0]]

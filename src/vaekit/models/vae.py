@@ -29,8 +29,11 @@ class VAEConfig(BodyConfig):
     kind: str = dataclasses.field(default="vae", init=False)
     # q(z|x): a name in vaekit.distributions.POSTERIORS (diagonal, full).
     posterior: str = "diagonal"
-    # p(z): a name in vaekit.distributions.PRIORS (standard-normal).
+    # p(z): a name in vaekit.distributions.PRIORS (standard-normal, vamp).
     prior: str = "standard-normal"
+    # K, the VampPrior's learned pseudo-inputs (used with prior = "vamp"; Tomczak & Welling
+    # 2018 use 500).
+    num_pseudo_inputs: int = 500
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -40,6 +43,8 @@ class VAEConfig(BodyConfig):
                     f"model.{name} must be one of {', '.join(map(repr, registry))}; "
                     f"got {getattr(self, name)!r}"
                 )
+        if self.num_pseudo_inputs < 1:
+            raise ConfigError(f"model.num_pseudo_inputs must be >= 1, got {self.num_pseudo_inputs}")
 
 
 @register_model
@@ -86,6 +91,11 @@ class VAE(LikelihoodModel):
         """q(z|x): ``x [B, *data_shape]`` -> distribution with batch ``[B]``, event ``[m]``."""
         self.check_input(x)
         return self.posterior(self.encoder(x))
+
+    def top_posterior(self, x: torch.Tensor) -> Distribution:
+        """q(z|x), the posterior over the latent the prior models (a VampPrior's components
+        at its pseudo-inputs)."""
+        return self.encode(x)
 
     def decode(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> Distribution:
         """p(x|z): ``z [*lead, m]`` -> distribution with batch ``[*lead]``, event data shape."""
