@@ -28,6 +28,7 @@ TRAIN_FLAGS = {
     "latent_dim": ("model", "latent_dim"),
     "likelihood": ("model", "likelihood"),
     "posterior": ("model", "posterior"),
+    "flow_steps": ("model", "flow_steps"),
     "model": ("model", "kind"),
     "network": ("model", "network"),
     "hidden_dims": ("model", "hidden_dims"),
@@ -143,7 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
         "a sigma per dimension and example), bernoulli (binary data only); default: the "
         "dataset's",
     )
-    p.add_argument("--posterior", help="q(z|x): diagonal (default) or full (Cholesky covariance)")
+    p.add_argument(
+        "--posterior",
+        help="q(z|x): diagonal (default), full (Cholesky covariance) or iaf (an inverse "
+        "autoregressive flow on a diagonal Gaussian, Kingma et al. 2016)",
+    )
+    p.add_argument(
+        "--flow-steps", type=_positive_int, help="T, the IAF posterior's steps (default 2)"
+    )
     p.add_argument("--network", help="auto (default: conv for 28x28/32x32 images), mlp, conv")
     p.add_argument("--hidden-dims", type=_hidden_dims, help="MLP widths, e.g. 512,256 (mirrored)")
     p.add_argument("--activation", help="relu (default), elu, gelu, tanh, silu")

@@ -27,13 +27,15 @@ class VAEConfig(BodyConfig):
     """The VAE's ``[model]`` table (``kind = "vae"``)."""
 
     kind: str = dataclasses.field(default="vae", init=False)
-    # q(z|x): a name in vaekit.distributions.POSTERIORS (diagonal, full).
+    # q(z|x): a name in vaekit.distributions.POSTERIORS (diagonal, full, iaf).
     posterior: str = "diagonal"
     # p(z): a name in vaekit.distributions.PRIORS (standard-normal, vamp).
     prior: str = "standard-normal"
     # K, the VampPrior's learned pseudo-inputs (used with prior = "vamp"; Tomczak & Welling
     # 2018 use 500).
     num_pseudo_inputs: int = 500
+    # T, the steps of the inverse autoregressive flow (used with posterior = "iaf").
+    flow_steps: int = 2
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -43,6 +45,13 @@ class VAEConfig(BodyConfig):
                     f"model.{name} must be one of {', '.join(map(repr, registry))}; "
                     f"got {getattr(self, name)!r}"
                 )
+        if self.flow_steps < 1:
+            raise ConfigError(f"model.flow_steps must be >= 1, got {self.flow_steps}")
+        if self.posterior == "iaf" and self.prior == "vamp":
+            raise ConfigError(
+                "model.prior 'vamp' mixes posterior densities at arbitrary points, which an "
+                "IAF posterior (model.posterior 'iaf') defines only at its own draws"
+            )
         if self.num_pseudo_inputs < 1:
             raise ConfigError(f"model.num_pseudo_inputs must be >= 1, got {self.num_pseudo_inputs}")
 
@@ -75,7 +84,9 @@ class VAE(LikelihoodModel):
         self.encoder, self.decoder = build_bodies(
             config, encoder, decoder, self.likelihood.param_shape
         )
-        self.posterior = POSTERIORS[config.posterior](self.encoder.out_features, config.latent_dim)
+        family = POSTERIORS[config.posterior]
+        options = {name: getattr(config, name) for name in family.config_fields}
+        self.posterior = family(self.encoder.out_features, config.latent_dim, **options)
         # The prior may use the model (a VampPrior encodes its pseudo-inputs).
         self.prior = PRIORS[config.prior](self, config.latent_dim)
 
@@ -158,10 +169,11 @@ class VAE(LikelihoodModel):
 
     def latent_moments(self, x: torch.Tensor, *, y: torch.Tensor | None = None) -> LatentMoments:
         """q(z|x)'s mean and covariance, its KL from the prior and, where the prior is
-        N(0, I), the KL of each coordinate's marginal."""
+        N(0, I) and the family has a closed form, the KL of each coordinate's marginal."""
         q = self.encode(x)
-        # The marginal KLs are against N(0, 1), so only meaningful for that prior.
-        per_dim = (
-            q.marginal_kl_standard_normal() if self.config.prior == "standard-normal" else None
-        )
-        return LatentMoments(q.mean, q.covariance_matrix, self.prior.kl(q), per_dim)
+        mean, covariance = q.moments()  # exact for the Gaussian families, Monte Carlo for IAF
+        # The marginal KLs are against N(0, 1): only for that prior, and a closed form.
+        per_dim = None
+        if self.config.prior == "standard-normal" and q.has_closed_form_kl:
+            per_dim = q.marginal_kl_standard_normal()
+        return LatentMoments(mean, covariance, self.prior.kl(q), per_dim)
