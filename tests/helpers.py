@@ -105,6 +105,12 @@ TINY_MODEL_SETTINGS: dict[str, list[str]] = {
     "vae": ["model.latent_dim=2", "model.hidden_dims=[16]", 'model.network="mlp"'],
     "ae": ["model.latent_dim=2", "model.hidden_dims=[16]", 'model.network="mlp"'],
     "hvae": ["model.latent_dims=[3, 2]", "model.hidden_dims=[[16], [8]]"],
+    "cvae": [
+        "model.latent_dim=2",
+        "model.hidden_dims=[16]",
+        'model.network="mlp"',
+        "model.num_classes=10",
+    ],
 }
 
 

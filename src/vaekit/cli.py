@@ -263,11 +263,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data-dir", help="also look for the files here first")
 
-    p = commands.add_parser("sample", help="decode draws from the prior N(0, I) into a PNG grid")
+    p = commands.add_parser("sample", help="decode draws from the prior into a PNG grid")
     p.add_argument("run", type=Path, help="run or model directory")
     p.add_argument("-n", type=_positive_int, default=64, help="number of samples (default 64)")
     p.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--label",
+        type=int,
+        help="class to draw for a conditional model (--model cvae); without it, one row per class",
+    )
 
     def picture_command(name: str, help_text: str) -> argparse.ArgumentParser:
         q = commands.add_parser(name, help=help_text, description=help_text)
@@ -471,6 +476,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             f"  nll       {result['nll']:.3f} ± {result['nll_stderr']:.3f} nats per example "
             "(-log p(x), importance-sampled; ± one standard error)"
         )
+    if "conditioned_on" in result:
+        print(f"  given     {result['conditioned_on']}")
     if "bits_per_dim" in result:
         print(f"  bits/dim  {result['bits_per_dim']:.4f} bits per dimension (discrete data)")
     if "elbo" in result:
@@ -504,7 +511,14 @@ def cmd_sample(args: argparse.Namespace) -> None:
         raise ValueError(f"{args.run}: data shape {list(model.data_shape)} is not an image")
     if args.output.suffix.lower() != ".png":
         raise ValueError(f"-o {args.output}: the output must be a .png file")
-    save_samples(model, args.output, n=args.n, seed=args.seed)
+    if args.label is not None:
+        if not model.takes_labels:
+            raise ValueError(f"--label: model {model.name!r} is not conditioned on labels")
+        if not 0 <= args.label < model.num_classes:
+            raise ValueError(
+                f"--label {args.label}: the model has classes 0..{model.num_classes - 1}"
+            )
+    save_samples(model, args.output, n=args.n, seed=args.seed, label=args.label)
     print(f"wrote {args.output}")
 
 

@@ -55,6 +55,11 @@ class ModelConfig:
         default: nothing to change). ``data`` has no ``kind`` key."""
         return data
 
+    def fill_from_data(self, labels: Any) -> None:
+        """Fill fields that come from the training data, in place, given the training
+        split's labels (a tensor ``[N]`` or None). The default: nothing (``data_shape`` and
+        ``likelihood`` are filled by the trainer for every model)."""
+
 
 def model_config_from_dict(data: Any, where: str = "model") -> ModelConfig:
     """The config of the model registered under ``data["kind"]`` (default "vae"), built and

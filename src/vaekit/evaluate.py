@@ -58,6 +58,7 @@ UNITS = {
     "posterior_mean_variance": "Var_x(E_q[z_j|x]) per coordinate (latent units squared)",
     "aggregate_posterior": "moments of q(z) = mean_x q(z|x) vs N(0, I); KL in nats",
     "frechet_classifier_distance": "squared feature units of vaekit's classifier (not FID)",
+    "conditioned_on": "what the densities are conditioned on (conditional models)",
 }
 
 
@@ -98,7 +99,9 @@ def decoder_floats_per_row(model: Model) -> int:
     hooks = [m.register_forward_hook(count) for m in model.modules()]
     try:
         with torch.no_grad():
-            model.decode_mean(torch.zeros(1, model.latent_dim, dtype=p.dtype, device=p.device))
+            z = torch.zeros(1, model.latent_dim, dtype=p.dtype, device=p.device)
+            y = torch.zeros(1, dtype=torch.long, device=p.device) if model.takes_labels else None
+            model.decode_mean(z, y=y)
     finally:
         for hook in hooks:
             hook.remove()
@@ -271,6 +274,8 @@ def evaluate(
         )
     if model.has_likelihood:
         result |= _likelihood_results(torch.cat(log_px).double(), dataset)
+        if model.takes_labels:  # every density is given the example's own label
+            result["conditioned_on"] = "the label y: nll is -log p(x|y), elbo bounds log p(x|y)"
         result |= {"num_samples": num_samples, "chunk_size": chunk_size, "batch_size": batch_size}
     result["units"] = {key: unit for key, unit in UNITS.items() if key in result}
     return result

@@ -98,6 +98,7 @@ def resolve_model_config(config: Config, dataset: Dataset) -> None:
     """Fill the model config's data-dependent fields and refuse dishonest likelihoods."""
     model = config.model
     model.data_shape = list(dataset.shape)
+    model.fill_from_data(dataset.train.y)  # e.g. a conditional model's number of classes
     if model.likelihood == "auto":
         model.likelihood = dataset.default_likelihood
     if model.likelihood == "bernoulli" and dataset.support != "binary":

@@ -11,12 +11,15 @@ from vaekit.models.registry import MODELS, build_model, model_names, models_help
 from vaekit.models.vae import VAE, VAEConfig  # isort: skip
 from vaekit.models.ae import AE, AEConfig  # isort: skip
 from vaekit.models.hvae import HierarchicalVAE, HVAEConfig  # isort: skip
+from vaekit.models.cvae import ConditionalVAE, CVAEConfig  # isort: skip
 
 __all__ = [
     "AE",
     "MODELS",
     "VAE",
     "AEConfig",
+    "CVAEConfig",
+    "ConditionalVAE",
     "ELBOTerms",
     "HVAEConfig",
     "HierarchicalVAE",

@@ -77,13 +77,14 @@ def run_figures(
     x = dataset.fixed("test", seed=seed)[:max_examples].to(next(model.parameters()).dtype)
     y = dataset.test.y[:max_examples] if dataset.test.y is not None else None
     if stats is None and model.has_continuous_latent:
-        stats = latent_statistics(model, x)
+        stats = latent_statistics(model, x, y=y)
     has_kl = stats is not None and "kl_per_dim" in stats  # an AE's codes have no KL
     if has_kl:
         order_by, order_name = stats["kl_per_dim"], "KL"
     else:
         with torch.no_grad():
-            order_by, order_name = latent_codes(model, x).double().var(0).tolist(), "var"
+            codes = latent_codes(model, x, y if model.takes_labels else None)
+            order_by, order_name = codes.double().var(0).tolist(), "var"
     figures = []
     metrics = run_dir / "metrics.jsonl"
     if metrics.exists():
@@ -101,7 +102,9 @@ def run_figures(
         figures.append(
             Figure(
                 "reconstructions",
-                save_reconstructions(model, x[:32], out_dir / "reconstructions.png"),
+                save_reconstructions(
+                    model, x[:32], out_dir / "reconstructions.png", None if y is None else y[:32]
+                ),
                 "Test inputs beside their reconstructions E[x|z = mu(x)].",
             )
         )
@@ -109,10 +112,15 @@ def run_figures(
             Figure(
                 "samples",
                 save_samples(model, out_dir / "samples.png", seed=seed),
-                "Prior samples: E[x|z] for z ~ N(0, I) (decoder means, not noisy "
+                "Samples of each class, one row per class: E[x|z,y] for z ~ p(z|y)."
+                if model.takes_labels
+                else "Prior samples: E[x|z] for z ~ N(0, I) (decoder means, not noisy "
                 "draws from p(x|z)).",
             )
         )
+    # Interpolations and traversals move through z with the rest fixed; a conditional model
+    # would also need a label per row: its report shows the per-class samples instead.
+    if image and not model.takes_labels:
         start, end = _pairs(x, 8)
         figures.append(
             Figure(
@@ -141,7 +149,7 @@ def run_figures(
             "when the latent space has more than 2 dimensions).",
         )
     )
-    if image and model.latent_dim == 2:
+    if image and model.latent_dim == 2 and not model.takes_labels:
         figures.append(
             Figure(
                 "manifold",

@@ -238,7 +238,8 @@ def write_report(
     model, dataset = load_run(run_dir, data_dir)
     result = _evaluation(run_dir, descriptor, model, num_samples, max_examples, data_dir, seed, log)
     x = dataset.fixed("test", seed=seed)[:2000].to(next(model.parameters()).dtype)
-    stats = latent_statistics(model, x) if model.has_continuous_latent else None
+    y = dataset.test.y[:2000] if dataset.test.y is not None and model.takes_labels else None
+    stats = latent_statistics(model, x, y=y) if model.has_continuous_latent else None
     figures = run_figures(model, dataset, run_dir, run_dir / FIGURE_DIR, stats=stats, seed=seed)
     config = descriptor.get("config") or {
         "model": descriptor.get("model"),

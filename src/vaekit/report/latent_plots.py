@@ -19,10 +19,10 @@ def _device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def latent_codes(model, x: torch.Tensor) -> torch.Tensor:
-    """The code a picture uses for ``x``: the posterior mean E_q[z|x] of a VAE, the
-    deterministic code f(x) of an AE. ``[B, m]``."""
-    return model.latent_moments(x).mean
+def latent_codes(model, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """The code a picture uses for ``x`` (labels ``y`` for a conditional model): the
+    posterior mean E_q[z|x] of a VAE, the deterministic code f(x) of an AE. ``[B, m]``."""
+    return model.latent_moments(x, y=y).mean
 
 
 @torch.no_grad()
@@ -97,7 +97,11 @@ def save_latent_map(
     mu = (
         torch.cat(
             [
-                latent_codes(model, x[i : i + batch_size].to(device)).cpu()
+                latent_codes(
+                    model,
+                    x[i : i + batch_size].to(device),
+                    labels[i : i + batch_size].to(device) if model.takes_labels else None,
+                ).cpu()
                 for i in range(0, len(x), batch_size)
             ]
         )
