@@ -111,6 +111,12 @@ TINY_MODEL_SETTINGS: dict[str, list[str]] = {
         'model.network="mlp"',
         "model.num_classes=10",
     ],
+    "vqvae": [
+        "model.num_latents=2",
+        "model.code_dim=3",
+        "model.codebook_size=8",
+        "model.hidden_dims=[16]",
+    ],
 }
 
 

@@ -482,9 +482,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(f"  bits/dim  {result['bits_per_dim']:.4f} bits per dimension (discrete data)")
     if "elbo" in result:
         print(f"  ELBO      {result['elbo']:.3f} nats per example")
-    print(f"  log p(x|z) {result['log_px_z']:.3f} nats per example (reconstruction term)")
+    if "log_px_z" in result:
+        print(f"  log p(x|z) {result['log_px_z']:.3f} nats per example (reconstruction term)")
     if "kl" in result:
         print(f"  KL        {result['kl']:.3f} nats per example (KL(q(z|x) || p(z)))")
+    if "codebook_perplexity" in result:
+        print(
+            f"  codebook  perplexity {result['codebook_perplexity']:.1f} of "
+            f"{result['codebook_size']} codes, {100 * result['codebook_usage']:.0f}% used"
+        )
     if "active_units" in result:
         m = len(result["posterior_mean_variance"])
         print(f"  active    {result['active_units']} of {m} latent units (Var_x E_q[z_j] > 0.01)")

@@ -135,7 +135,9 @@ class DataConfig:
 class ObjectiveConfig:
     """The training criterion (see ``vaekit.objectives``)."""
 
-    name: Literal["elbo", "slide", "iwae", "reconstruction"] = "elbo"
+    # "elbo" stands for a model's own default where it has no ELBO (ae: reconstruction,
+    # vqvae: vq, its reconstruction + commitment loss).
+    name: Literal["elbo", "slide", "iwae", "reconstruction", "vq"] = "elbo"
     beta: float = 1.0  # KL weight of the beta-ELBO; 1 is the true ELBO
     num_mc_samples: int = 1  # L: reparameterised draws per example for the ELBO's expectation
     num_importance_samples: int = 5  # K of the IWAE bound

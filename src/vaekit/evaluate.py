@@ -59,6 +59,9 @@ UNITS = {
     "aggregate_posterior": "moments of q(z) = mean_x q(z|x) vs N(0, I); KL in nats",
     "frechet_classifier_distance": "squared feature units of vaekit's classifier (not FID)",
     "conditioned_on": "what the densities are conditioned on (conditional models)",
+    "commitment": "squared code units per example: ||z_e - z_q||^2 (VQ-VAE)",
+    "codebook_usage": "fraction of the codebook's codes used at least once",
+    "codebook_perplexity": "exp(entropy of the code frequencies), between 1 and K codes",
 }
 
 
@@ -259,6 +262,8 @@ def evaluate(
             "bits/dim is reported"
         )
     result |= {key: float(torch.cat(v).double().mean()) for key, v in per_example.items()}
+    if model.has_codebook:
+        result |= model.codebook_statistics(x_all)
     if model.has_continuous_latent:
         stats = latent_statistics(model, x_all, y=y_all)
         stats.pop("mu")

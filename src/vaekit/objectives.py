@@ -119,6 +119,18 @@ class ReconstructionObjective:
         return -log_px_z.mean(), {"log_px_z": log_px_z.mean().detach()}
 
 
+class ModelDefinedLoss:
+    """A model's own criterion, ``model.training_loss(x, y=y) -> (loss [B], metrics)``: for
+    a model that is not trained on a likelihood bound (the VQ-VAE's reconstruction plus
+    commitment, with its codebook's moving-average step)."""
+
+    def __call__(
+        self, model: Model, x: torch.Tensor, y: Labels = None
+    ) -> tuple[torch.Tensor, Metrics]:
+        loss, metrics = model.training_loss(x, y=y)
+        return loss.mean(), metrics
+
+
 def _elbo_metrics(elbo: torch.Tensor, log_px_z: torch.Tensor, kl: torch.Tensor) -> Metrics:
     return {
         "elbo": elbo.mean().detach(),
@@ -133,6 +145,7 @@ OBJECTIVES = {
     "slide": lambda config: SlideLoss(config.num_mc_samples),
     "iwae": lambda config: IWAEObjective(config.num_importance_samples),
     "reconstruction": lambda config: ReconstructionObjective(),
+    "vq": lambda config: ModelDefinedLoss(),
 }
 
 

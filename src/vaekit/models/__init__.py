@@ -12,11 +12,13 @@ from vaekit.models.vae import VAE, VAEConfig  # isort: skip
 from vaekit.models.ae import AE, AEConfig  # isort: skip
 from vaekit.models.hvae import HierarchicalVAE, HVAEConfig  # isort: skip
 from vaekit.models.cvae import ConditionalVAE, CVAEConfig  # isort: skip
+from vaekit.models.vqvae import VQVAE, VQVAEConfig  # isort: skip
 
 __all__ = [
     "AE",
     "MODELS",
     "VAE",
+    "VQVAE",
     "AEConfig",
     "CVAEConfig",
     "ConditionalVAE",
@@ -27,6 +29,7 @@ __all__ = [
     "LikelihoodModel",
     "Model",
     "VAEConfig",
+    "VQVAEConfig",
     "build_model",
     "model_names",
     "models_help",

@@ -75,6 +75,8 @@ class Model(nn.Module, abc.ABC):
     * ``has_posterior``: ``encode`` returns q(z|x), a distribution over the continuous
       latent ``[m]`` with ``mean``, ``variance``, ``scale_tril``, ``rsample`` and
       ``log_prob`` (a deterministic encoder returns the code tensor instead);
+    * ``has_codebook``: its latent is a discrete code into a codebook, and
+      ``codebook_statistics(x)`` reports its usage and perplexity (VQ-VAE);
     * ``takes_labels``: it is conditioned on a label y, which every method then needs;
     * ``objectives``: the training criteria it supports (``vaekit.objectives``), its
       default first.
@@ -86,6 +88,7 @@ class Model(nn.Module, abc.ABC):
     has_likelihood: ClassVar[bool] = False
     has_continuous_latent: ClassVar[bool]
     has_posterior: ClassVar[bool]
+    has_codebook: ClassVar[bool] = False
     takes_labels: ClassVar[bool] = False
     objectives: ClassVar[tuple[str, ...]]
 

@@ -81,7 +81,7 @@ def run_figures(
     has_kl = stats is not None and "kl_per_dim" in stats  # an AE's codes have no KL
     if has_kl:
         order_by, order_name = stats["kl_per_dim"], "KL"
-    else:
+    elif model.has_continuous_latent:
         with torch.no_grad():
             codes = latent_codes(model, x, y if model.takes_labels else None)
             order_by, order_name = codes.double().var(0).tolist(), "var"
@@ -114,12 +114,17 @@ def run_figures(
                 save_samples(model, out_dir / "samples.png", seed=seed),
                 "Samples of each class, one row per class: E[x|z,y] for z ~ p(z|y)."
                 if model.takes_labels
+                else "Samples: E[x|z_q] for codes drawn independently per position from "
+                "the codebook's usage frequencies (a simple prior over codes)."
+                if model.has_codebook
                 else "Prior samples: E[x|z] for z ~ N(0, I) (decoder means, not noisy "
                 "draws from p(x|z)).",
             )
         )
     # Interpolations and traversals move through z with the rest fixed; a conditional model
     # would also need a label per row: its report shows the per-class samples instead.
+    if not model.has_continuous_latent:  # discrete codes (VQ-VAE): no moves through z
+        return figures
     if image and not model.takes_labels:
         start, end = _pairs(x, 8)
         figures.append(

@@ -167,12 +167,20 @@ def _figure(figure: Figure) -> str:
     )
 
 
-def _evaluation_section(result: dict[str, Any] | None) -> str:
+def _evaluation_section(result: dict[str, Any] | None, kind: str | None = None) -> str:
     if result is None:
+        if kind == "ae":
+            return (
+                "<h2>Evaluation</h2><p id='evaluation'>This is a plain autoencoder: it "
+                "defines no likelihood p(x), so there is no ELBO, log-likelihood or KL to "
+                "report. Its samples decode z ~ N(0, I), which nothing made its codes "
+                "follow.</p>"
+            )
         return (
-            "<h2>Evaluation</h2><p id='evaluation'>This is a plain autoencoder: it defines "
-            "no likelihood p(x), so there is no ELBO, log-likelihood or KL to report. "
-            "Its samples decode z ~ N(0, I), which nothing made its codes follow.</p>"
+            f"<h2>Evaluation</h2><p id='evaluation'>Model {html.escape(str(kind))} defines "
+            "no likelihood p(x), so there is no ELBO, log-likelihood or bits/dim to report; "
+            "`vaekit evaluate` gives what it does define (its reconstruction term and, for "
+            "a VQ-VAE, the codebook's usage and perplexity).</p>"
         )
     split = html.escape(str(result.get("split")))
     return f"<h2>Evaluation ({split} split)</h2>{_table(result)}"
@@ -189,7 +197,7 @@ def render_report(
         f"<h1>{html.escape(title)}</h1>"
         "<p>All likelihood numbers are nats per example unless they say bits per dimension. "
         "Pictures of decoded images show the decoder mean E[x|z].</p>"
-        f"{_evaluation_section(result)}"
+        f"{_evaluation_section(result, (config.get('model') or {}).get('kind'))}"
         f"<h2>Pictures</h2>{pictures}"
         "<h2>Configuration</h2>"
         f"<pre id='config'>{html.escape(json.dumps(config, indent=2))}</pre>"
