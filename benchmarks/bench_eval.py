@@ -32,9 +32,8 @@ import torch
 
 from timing import best_seconds_per_call
 from vaekit.allocator import keep_freed_memory
-from vaekit.config import ModelConfig
 from vaekit.evaluate import choose_chunk_size
-from vaekit.models import VAE
+from vaekit.models import VAE, VAEConfig
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
@@ -54,7 +53,7 @@ def mnist_test_images(count: int, binary: bool) -> torch.Tensor:
 
 def build(network: str, likelihood: str) -> VAE:
     torch.manual_seed(0)
-    config = ModelConfig(
+    config = VAEConfig(
         latent_dim=16,
         network=network,
         hidden_dims=[512, 256],

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vaekit.config import Config, ModelConfig, apply_overrides
+from vaekit.config import Config, apply_overrides
 from vaekit.distributions import LIKELIHOODS, POSTERIORS
-from vaekit.models import VAE
+from vaekit.models import VAE, VAEConfig
 
 # Contract tests are parametrised over these: adding a family to a registry adds it here.
 POSTERIOR_NAMES = sorted(POSTERIORS)
@@ -36,7 +36,7 @@ def linear_gaussian_vae(
     from vaekit.distributions.likelihoods import GaussianLikelihood
 
     D, m = W.shape
-    config = ModelConfig(
+    config = VAEConfig(
         latent_dim=m,
         network="mlp",
         hidden_dims=[D],
@@ -94,3 +94,49 @@ def tiny(*overrides: str) -> Config:
         "train.progress=plain",
     ]
     return apply_overrides(Config(), base + list(overrides))
+
+
+# --- every registered model, each with a tiny config -----------------------------------------
+
+# Contract tests are parametrised over the model registry: registering a model puts it under
+# test. A model listed here gets these small settings ("--set" strings); one that is not
+# listed is tested with its config's defaults (slower, but covered).
+TINY_MODEL_SETTINGS: dict[str, list[str]] = {
+    "vae": ["model.latent_dim=2", "model.hidden_dims=[16]", 'model.network="mlp"'],
+    "ae": ["model.latent_dim=2", "model.hidden_dims=[16]", 'model.network="mlp"'],
+    "hvae": ["model.latent_dims=[3, 2]", "model.hidden_dims=[[16], [8]]"],
+    "cvae": [
+        "model.latent_dim=2",
+        "model.hidden_dims=[16]",
+        'model.network="mlp"',
+        "model.num_classes=10",
+    ],
+    "vqvae": [
+        "model.num_latents=2",
+        "model.code_dim=3",
+        "model.codebook_size=8",
+        "model.hidden_dims=[16]",
+    ],
+}
+
+
+def model_names() -> list[str]:
+    """Every registered model."""
+    from vaekit.models import MODELS
+
+    return list(MODELS)
+
+
+def tiny_model_overrides(name: str) -> list[str]:
+    """``--set`` strings that select model ``name`` with its tiny settings."""
+    return [f'model.kind="{name}"', *TINY_MODEL_SETTINGS.get(name, [])]
+
+
+def tiny_model(name: str, data_shape=(1, 8, 8), likelihood: str = "gaussian-learned"):
+    """Model ``name`` built from its tiny config, for data of ``data_shape``."""
+    from vaekit.models import build_model
+
+    shape = ", ".join(map(str, data_shape))
+    settings = [*tiny_model_overrides(name), f"model.data_shape=[{shape}]"]
+    config = apply_overrides(Config(), [*settings, f'model.likelihood="{likelihood}"'])
+    return build_model(config.model)

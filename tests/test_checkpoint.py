@@ -7,14 +7,13 @@ import torch
 
 import vaekit
 from vaekit.checkpoint import CheckpointError
-from vaekit.config import ModelConfig
 from vaekit.models import AE, VAE
 
 
-def _config(**kwargs):
+def _config(cls=VAE, **kwargs):
     base = dict(latent_dim=3, hidden_dims=[16], data_shape=[1, 28, 28], likelihood="bernoulli")
     base.update(kwargs)
-    return ModelConfig(**base)
+    return cls.config_class(**base)
 
 
 @pytest.mark.parametrize(
@@ -28,8 +27,8 @@ def _config(**kwargs):
 )
 def test_save_load_round_trip_gives_identical_outputs(tmp_path, cls, kwargs):
     torch.manual_seed(0)
-    model = cls(_config(**kwargs)).eval()
-    model.save(tmp_path / "m", metadata={"note": "test"})
+    model = cls(_config(cls, **kwargs)).eval()
+    vaekit.save(model, tmp_path / "m", metadata={"note": "test"})
     loaded = vaekit.load(tmp_path / "m")
     assert type(loaded) is cls
     x = torch.rand(4, 1, 28, 28).round()
@@ -49,7 +48,7 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path, cls, kwargs):
 @pytest.fixture
 def saved(tmp_path):
     torch.manual_seed(0)
-    VAE(_config(network="mlp")).save(tmp_path / "m")
+    vaekit.save(VAE(_config(network="mlp")), tmp_path / "m")
     return tmp_path / "m"
 
 
@@ -110,10 +109,32 @@ def test_custom_networks_are_passed_back_in(tmp_path):
         def forward(self, x):
             return self.net(x)
 
-    config = ModelConfig(latent_dim=2, hidden_dims=[4], data_shape=[6], likelihood="gaussian")
+    config = _config(latent_dim=2, hidden_dims=[4], data_shape=[6], likelihood="gaussian")
     torch.manual_seed(0)
     model = VAE(config, encoder=Tiny(), decoder=nn.Linear(2, 6))
-    model.save(tmp_path / "m")
+    vaekit.save(model, tmp_path / "m")
     loaded = vaekit.load(tmp_path / "m", encoder=Tiny(), decoder=nn.Linear(2, 6))
     x = torch.randn(3, 6)
     assert torch.equal(model.reconstruct(x), loaded.reconstruct(x))
+
+
+def test_an_ae_saved_in_the_flat_model_format_still_loads(tmp_path):
+    """Before each model had its own config, an AE's block carried the VAE's unused
+    posterior and prior; reading migrates it."""
+    torch.manual_seed(0)
+    model = AE(_config(AE, network="mlp")).eval()
+    vaekit.save(model, tmp_path / "m", config={"model": vaekit.config.to_dict(model.config)})
+    path = tmp_path / "m" / "config.json"
+    descriptor = json.loads(path.read_text())
+    for block in (descriptor["model"], descriptor["config"]["model"]):
+        block |= {"posterior": "diagonal", "prior": "standard-normal"}
+    path.write_text(json.dumps(descriptor))
+    loaded = vaekit.load(tmp_path / "m")
+    assert type(loaded) is AE and loaded.config == model.config
+    assert vaekit.config.model_config_from_dict(descriptor["config"]["model"]) == model.config
+    x = torch.rand(2, 1, 28, 28).round()
+    assert torch.equal(loaded.reconstruct(x), model.reconstruct(x))
+    descriptor["model"]["latent_dims"] = [3]  # a field no model of this kind has
+    path.write_text(json.dumps(descriptor))
+    with pytest.raises(CheckpointError, match="latent_dims"):
+        vaekit.load(tmp_path / "m")

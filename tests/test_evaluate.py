@@ -12,7 +12,6 @@ import pytest
 import torch
 from torch import nn
 
-from vaekit.config import ModelConfig
 from vaekit.data import Dataset, Split
 from vaekit.data.transforms import Dequantize, DynamicBinarize, Transform
 from vaekit.distributions import LIKELIHOODS
@@ -28,7 +27,7 @@ from vaekit.evaluate import (
     standard_error,
 )
 from vaekit.feature_net import frechet_distance
-from vaekit.models import VAE
+from vaekit.models import VAE, VAEConfig
 
 D, M = 5, 4
 
@@ -71,7 +70,7 @@ def linear_gaussian(posterior: str, dead: tuple[int, ...] = (), seed: int = 0):
     W = torch.randn(D, M, generator=g)
     W[:, list(dead)] = 0.0
     b = torch.randn(D, generator=g)
-    config = ModelConfig(
+    config = VAEConfig(
         latent_dim=M,
         network="mlp",
         hidden_dims=[1],
@@ -226,7 +225,7 @@ def test_active_units_threshold():
 
 def test_kl_per_dim_sums_to_kl_for_the_diagonal_posterior():
     torch.manual_seed(0)
-    config = ModelConfig(
+    config = VAEConfig(
         latent_dim=3, network="mlp", hidden_dims=[8], likelihood="gaussian", data_shape=[D]
     )
     model = VAE(config).eval()
@@ -294,7 +293,7 @@ def test_frechet_distance_matches_the_scipy_formula():
 def test_fast_log_densities_equal_the_distributions(likelihood, posterior):
     """The evaluator's written-out log-densities are the same numbers as torch.distributions'."""
     torch.manual_seed(0)
-    config = ModelConfig(
+    config = VAEConfig(
         latent_dim=3,
         network="mlp",
         hidden_dims=[8],

@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from helpers import exact_log_px, linear_gaussian_vae, set_exact_posterior
-from vaekit.config import ModelConfig
 from vaekit.distributions.functional import LOG_2PI
-from vaekit.models import AE, VAE
+from vaekit.models import AE, VAE, AEConfig, VAEConfig
 from vaekit.objectives import NegativeELBO, ReconstructionObjective, SlideLoss
 
 pytestmark = pytest.mark.usefixtures("float64")
@@ -85,13 +84,13 @@ def test_every_example_gets_exactly_num_samples_draws(problem, monkeypatch):
     W, b, x = problem
     model = linear_gaussian_vae(W, b, SIGMA, posterior="diagonal")
     drawn = []
-    original = model._log_weights
+    original = model.log_weights_given
 
-    def counting(q, xb, k):
+    def counting(q, xb, k, *, y=None):
         drawn.append(k)
-        return original(q, xb, k)
+        return original(q, xb, k, y=y)
 
-    monkeypatch.setattr(model, "_log_weights", counting)
+    monkeypatch.setattr(model, "log_weights_given", counting)
     for chunk in (1, 3, 7, 10, 1000, None):
         drawn.clear()
         model.log_likelihood(x, num_samples=10, chunk_size=chunk)
@@ -112,7 +111,7 @@ def test_chunk_size_does_not_change_the_estimator(problem):
 def _small_config(**kwargs):
     base = dict(latent_dim=2, hidden_dims=[16], data_shape=[6], likelihood="gaussian")
     base.update(kwargs)
-    return ModelConfig(**base)
+    return VAEConfig(**base)
 
 
 def test_slide_loss_objective_equals_minus_two_elbo_minus_d_log_2pi():
@@ -150,14 +149,14 @@ def test_beta_weights_only_the_kl():
 
 def test_ae_has_no_noise_and_trains_on_reconstruction_error():
     torch.manual_seed(0)
-    model = AE(_small_config())
+    model = AE(AEConfig(latent_dim=2, hidden_dims=[16], data_shape=[6], likelihood="gaussian"))
     x = torch.randn(3, 6)
     assert torch.equal(model.encode(x), model.encode(x))  # deterministic code
     loss, _ = ReconstructionObjective()(model, x)
     x_hat = model.decoder(model.encode(x))
     expected = (0.5 * ((x - x_hat) ** 2).sum(-1) + 3 * math.log(2 * math.pi)).mean()
     assert float(loss) == pytest.approx(float(expected), rel=1e-12)
-    assert not hasattr(model, "log_likelihood")
+    assert not model.has_likelihood and not hasattr(model, "log_likelihood")
     assert model.sample(4).shape == (4, 6)
 
 

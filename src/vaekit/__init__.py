@@ -2,9 +2,10 @@
 
 Public API (nothing runs at import):
 
-* :class:`VAE`, :class:`AE` -- models; ``elbo``, ``log_likelihood``, ``encode``, ``decode``,
-  ``sample``, ``reconstruct``, ``save``;
-* :func:`load` -- read a saved model directory (safetensors + JSON, never a pickle);
+* :class:`VAE`, :class:`AE` -- models (every registered one: ``vaekit.models.MODELS``);
+  ``elbo``, ``log_likelihood``, ``encode``, ``decode``, ``sample``, ``reconstruct``;
+* :func:`save` / :func:`load` -- write / read a model directory (safetensors + JSON, never a
+  pickle);
 * :func:`train` -- train from a :class:`Config`; :func:`evaluate` -- honest numbers;
 * :class:`Config` and its sections, :func:`load_config`.
 """
@@ -12,6 +13,7 @@ Public API (nothing runs at import):
 __version__ = "0.1.0"
 
 from vaekit.checkpoint import CheckpointError, load
+from vaekit.checkpoint import save_model as save
 from vaekit.config import (
     Config,
     ConfigError,
@@ -25,18 +27,21 @@ from vaekit.config import (
 )
 from vaekit.data import DataError, load_dataset
 from vaekit.evaluate import evaluate
-from vaekit.models import AE, VAE, ELBOTerms
+from vaekit.models import AE, MODELS, VAE, AEConfig, ELBOTerms, Model, VAEConfig
 from vaekit.train import TrainingError, TrainResult, train
 
 __all__ = [
     "AE",
+    "MODELS",
     "VAE",
+    "AEConfig",
     "CheckpointError",
     "Config",
     "ConfigError",
     "DataConfig",
     "DataError",
     "ELBOTerms",
+    "Model",
     "ModelConfig",
     "ObjectiveConfig",
     "OptimConfig",
@@ -44,10 +49,12 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "TrainingError",
+    "VAEConfig",
     "__version__",
     "evaluate",
     "load",
     "load_config",
     "load_dataset",
+    "save",
     "train",
 ]

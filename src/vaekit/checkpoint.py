@@ -26,7 +26,8 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from vaekit.config import ConfigError, ModelConfig, from_dict, to_dict
+from vaekit.config import ConfigError, model_config_from_dict, to_dict
+from vaekit.models import build_model  # models never import this module: no import cycle
 
 FORMAT = "vaekit-model"
 FORMAT_VERSION = 1
@@ -143,21 +144,21 @@ def load(
     decoder: nn.Module | None = None,
     map_location: str | torch.device = "cpu",
 ) -> nn.Module:
-    """Load a saved VAE or AE from directory ``path`` (a model directory or a training run).
+    """Load a saved model from directory ``path`` (a model directory or a training run).
 
+    The model registered under the config's ``kind`` builds itself from its config block.
     Pass ``encoder`` / ``decoder`` when the model was saved with custom network bodies;
     their weights are then loaded from the file like every other parameter.
     """
-    from vaekit.models import MODELS
-
     path = Path(path)
     descriptor = read_descriptor(path)
     try:
-        model_config = from_dict(ModelConfig, descriptor.get("model"), "model")
+        model_config = model_config_from_dict(descriptor.get("model"), "model")
     except ConfigError as exc:
         raise CheckpointError(f"{path / CONFIG_FILE}: invalid model config: {exc}") from None
     state = load_state(path, descriptor)
-    model = MODELS[model_config.kind](model_config, encoder=encoder, decoder=decoder)
+    bodies = {k: v for k, v in (("encoder", encoder), ("decoder", decoder)) if v is not None}
+    model = build_model(model_config, **bodies)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -28,6 +28,7 @@ TRAIN_FLAGS = {
     "latent_dim": ("model", "latent_dim"),
     "likelihood": ("model", "likelihood"),
     "posterior": ("model", "posterior"),
+    "flow_steps": ("model", "flow_steps"),
     "model": ("model", "kind"),
     "network": ("model", "network"),
     "hidden_dims": ("model", "hidden_dims"),
@@ -132,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, help="Adam learning rate")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (default: CUDA, then MPS, then CPU), cpu, cuda, mps")
-    p.add_argument("--model", help="vae (default) or ae (the plain autoencoder of the lecture)")
+    from vaekit.models import model_names, models_help  # the registry lists the models
+
+    p.add_argument("--model", choices=model_names(), help=models_help())
     p.add_argument("--latent-dim", type=_positive_int, help="m, the code dimension")
     p.add_argument(
         "--likelihood",
@@ -141,7 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
         "a sigma per dimension and example), bernoulli (binary data only); default: the "
         "dataset's",
     )
-    p.add_argument("--posterior", help="q(z|x): diagonal (default) or full (Cholesky covariance)")
+    p.add_argument(
+        "--posterior",
+        help="q(z|x): diagonal (default), full (Cholesky covariance) or iaf (an inverse "
+        "autoregressive flow on a diagonal Gaussian, Kingma et al. 2016)",
+    )
+    p.add_argument(
+        "--flow-steps", type=_positive_int, help="T, the IAF posterior's steps (default 2)"
+    )
     p.add_argument("--network", help="auto (default: conv for 28x28/32x32 images), mlp, conv")
     p.add_argument("--hidden-dims", type=_hidden_dims, help="MLP widths, e.g. 512,256 (mirrored)")
     p.add_argument("--activation", help="relu (default), elu, gelu, tanh, silu")
@@ -262,11 +272,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data-dir", help="also look for the files here first")
 
-    p = commands.add_parser("sample", help="decode draws from the prior N(0, I) into a PNG grid")
+    p = commands.add_parser("sample", help="decode draws from the prior into a PNG grid")
     p.add_argument("run", type=Path, help="run or model directory")
     p.add_argument("-n", type=_positive_int, default=64, help="number of samples (default 64)")
     p.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--label",
+        type=int,
+        help="class to draw for a conditional model (--model cvae); without it, one row per class",
+    )
 
     def picture_command(name: str, help_text: str) -> argparse.ArgumentParser:
         q = commands.add_parser(name, help=help_text, description=help_text)
@@ -570,13 +585,19 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(json.dumps(result))
         return
     where = "new data, all rows" if args.data is not None else f"{result['split']} split"
-    print(
-        f"{result['dataset']} ({where}), {result['num_examples']} examples, "
-        f"K = {result['num_samples']} importance samples"
-    )
-    print(f"  space: {result['space']}")
+    if "likelihood" in result:  # a model without p(x): say so, print what it has
+        print(f"{result['dataset']} ({where}), {result['num_examples']} examples")
+        print(f"  likelihood: {result['likelihood']}")
+    else:
+        print(
+            f"{result['dataset']} ({where}), {result['num_examples']} examples, "
+            f"K = {result['num_samples']} importance samples"
+        )
+        print(f"  space: {result['space']}")
     if "model_space" in result:
         print(f"  model space: {result['model_space']}")
+    if "conditioned_on" in result:
+        print(f"  given: {result['conditioned_on']}")
     from vaekit.metrics import shown_metrics
 
     for entry, value in shown_metrics(result):  # labels and units from one table
@@ -596,7 +617,14 @@ def cmd_sample(args: argparse.Namespace) -> None:
         raise ValueError(f"{args.run}: data shape {list(model.data_shape)} is not an image")
     if args.output.suffix.lower() != ".png":
         raise ValueError(f"-o {args.output}: the output must be a .png file")
-    save_samples(model, args.output, n=args.n, seed=args.seed)
+    if args.label is not None:
+        if not model.takes_labels:
+            raise ValueError(f"--label: model {model.name!r} is not conditioned on labels")
+        if not 0 <= args.label < model.num_classes:
+            raise ValueError(
+                f"--label {args.label}: the model has classes 0..{model.num_classes - 1}"
+            )
+    save_samples(model, args.output, n=args.n, seed=args.seed, label=args.label)
     print(f"wrote {args.output}")
 
 

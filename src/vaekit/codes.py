@@ -36,7 +36,6 @@ from vaekit.data.new_data import (
     write_npy,
     write_table,
 )
-from vaekit.models import VAE
 
 
 def _write_codes(path: str | Path, codes: torch.Tensor) -> Path:
@@ -98,8 +97,11 @@ def encode_array(
 ) -> list[Path]:
     """Write posterior means (and optionally log-variances and a draw) of new data's rows."""
     model = load(run)
-    if not isinstance(model, VAE):
-        raise ValueError(f"{run}: encode needs a VAE (an AE has no posterior)")
+    if not model.has_posterior:
+        raise ValueError(
+            f"{run}: encode needs a posterior q(z|x) over a continuous code; model "
+            f"{model.name!r} has none"
+        )
     if preprocessed:
         new = _read_preprocessed(Path(input_path), model.data_shape)
     else:
@@ -111,7 +113,7 @@ def encode_array(
     def encode(xb: torch.Tensor):
         q = model.encode(xb)
         eps = torch.randn(q.mean.shape, generator=generator, dtype=dtype)
-        draw = q.mean + (eps.unsqueeze(-2) @ _scale_tril(q).transpose(-1, -2)).squeeze(-2)
+        draw = q.mean + (eps.unsqueeze(-2) @ q.scale_tril.transpose(-1, -2)).squeeze(-2)
         return q.mean, q.variance.log(), draw
 
     mean, log_var, draw = _batched(encode, x, batch_size)
@@ -123,13 +125,6 @@ def encode_array(
     return written
 
 
-def _scale_tril(q) -> torch.Tensor:
-    """Cholesky factor of each example's posterior covariance, ``[B, m, m]``."""
-    if hasattr(q, "scale_tril"):
-        return q.scale_tril
-    return torch.diag_embed(q.stddev)
-
-
 @torch.no_grad()
 def decode_array(
     run: str | Path, input_path: str | Path, output_path: str | Path, batch_size: int = 1000
@@ -137,6 +132,8 @@ def decode_array(
     """Write E[x|z] in the data's units for codes ``[N, m]`` read from ``input_path``
     (``.npy`` or a table); the output's suffix picks the format (see :func:`write_data`)."""
     model = load(run)
+    if not model.has_continuous_latent:
+        raise ValueError(f"{run}: model {model.name!r} has no continuous code to decode")
     codes = read_codes(input_path, model.latent_dim)
     z = torch.from_numpy(np.ascontiguousarray(codes)).to(next(model.parameters()).dtype)
     (mean,) = _batched(lambda zb: (model.decode_mean(zb),), z, batch_size)

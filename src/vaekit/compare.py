@@ -25,9 +25,8 @@ import torch
 from vaekit.config import Config
 from vaekit.data import Dataset
 from vaekit.distributions.functional import kl_full_gaussian_standard_normal
-from vaekit.distributions.posteriors import FullCovarianceGaussian
 from vaekit.feature_net import frechet_distance, load_or_train
-from vaekit.models import AE, VAE
+from vaekit.models import MODELS, Model
 
 
 def comparison_configs(
@@ -47,10 +46,9 @@ def comparison_configs(
         config = Config()
         config.data.name = data
         config.data.data_dir = data_dir
-        config.model.kind = kind
-        config.model.latent_dim = latent_dim
-        config.model.network = "mlp"
-        config.model.hidden_dims = list(hidden_dims or [256, 128])
+        config.model = MODELS[kind].config_class(
+            latent_dim=latent_dim, network="mlp", hidden_dims=list(hidden_dims or [256, 128])
+        )
         config.objective.name = objective
         config.train.epochs = epochs
         config.train.batch_size = batch_size
@@ -99,23 +97,14 @@ def sample_quality_scores(
 # --- code statistics ---------------------------------------------------------------------------
 
 
-def code_moments(
-    model: VAE | AE, x: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def code_moments(model: Model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Codes used for pictures ``[N, m]`` and the (mean ``[m]``, covariance ``[m, m]``) of the
-    code distribution: the AE's f(x); the VAE's aggregate posterior (module docstring)."""
+    code distribution: the AE's f(x); the VAE's aggregate posterior (module docstring), from
+    the model's ``latent_moments`` (an AE's codes have zero covariance)."""
     with torch.no_grad():
-        if isinstance(model, VAE):
-            q = model.encode(x)
-            codes = q.mean
-            if isinstance(q, FullCovarianceGaussian):
-                mean_sigma = q.covariance_matrix.double().mean(0)
-            else:
-                mean_sigma = torch.diag(q.variance.double().mean(0))
-            cov = torch.cov(codes.double().T) + mean_sigma
-        else:
-            codes = model.encode(x)
-            cov = torch.cov(codes.double().T)
+        moments = model.latent_moments(x)
+        codes = moments.mean
+        cov = torch.cov(codes.double().T) + moments.covariance.double().mean(0)
     return codes, codes.double().mean(0), cov
 
 
@@ -136,11 +125,15 @@ def code_statistics(mean: torch.Tensor, cov: torch.Tensor) -> dict[str, float]:
 
 
 def setup_differences(ae_config: dict[str, Any], vae_config: dict[str, Any]) -> list[str]:
-    """The ``section.field`` names where two runs' full configs differ (``config.json``)."""
+    """The ``section.field`` names where two runs' full configs differ (``config.json``).
+
+    In the model section only the fields both models have count, with ``kind``: the fields
+    only one model defines (the VAE's posterior and prior) come with its kind."""
     differ = []
     for section in sorted(set(ae_config) | set(vae_config)):
         a, v = ae_config.get(section) or {}, vae_config.get(section) or {}
-        differ += [f"{section}.{k}" for k in sorted(set(a) | set(v)) if a.get(k) != v.get(k)]
+        keys = set(a) | set(v) if section != "model" else (set(a) & set(v)) | {"kind"}
+        differ += [f"{section}.{k}" for k in sorted(keys) if a.get(k) != v.get(k)]
     return differ
 
 
@@ -177,14 +170,14 @@ def compare(
         )
         d = configs["vae"].data
         dataset = load_dataset(d.name, d.data_dir, d.val_fraction, d.split_seed)
-        models: dict[str, VAE | AE] = {}
+        models: dict[str, Model] = {}
         for kind, config in configs.items():
             log(f"training the {kind.upper()} ({epochs} epochs) -> {out / kind}")
             models[kind] = train(config, out=out / kind, dataset=dataset, log=lambda _: None).model
         source = {kind: str(out / kind) for kind in configs}
     else:
         (ae, ae_data), (vae, vae_data) = (load_run(run, data_dir) for run in runs)
-        if not isinstance(ae, AE) or not isinstance(vae, VAE):
+        if ae.has_likelihood or not vae.has_likelihood:
             raise ValueError(f"--runs {runs[0]} {runs[1]}: expected an AE run, then a VAE run")
         if ae_data.info() != vae_data.info() or ae.data_shape != vae.data_shape:
             raise ValueError(f"--runs {runs[0]} {runs[1]}: the runs used different data")

@@ -24,14 +24,13 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    """Architecture: everything needed to rebuild a model from its saved weights."""
+    """The part every model's config shares. Each registered model has its own subclass, in
+    its own file under ``vaekit/models/`` (``VAEConfig``, ``AEConfig``, ...): the ``[model]``
+    table of a TOML file and the ``"model"`` block of config.json hold the fields of the
+    class registered under ``kind``, and are validated by it (errors name the field)."""
 
-    kind: Literal["vae", "ae"] = "vae"
-    latent_dim: int = 16
-    network: Literal["auto", "mlp", "conv"] = "auto"
-    hidden_dims: list[int] = field(default_factory=lambda: [512, 256])
-    activation: Literal["relu", "elu", "gelu", "tanh", "silu"] = "relu"
-    posterior: Literal["diagonal", "full"] = "diagonal"
+    # The registry name of the model; each subclass fixes it (not a constructor argument).
+    kind: str = field(default="", init=False)
     # "auto" takes the dataset's default (its support decides: binary -> bernoulli).
     likelihood: Literal[
         "auto",
@@ -41,15 +40,76 @@ class ModelConfig:
         "gaussian-heteroscedastic",
         "bernoulli",
     ] = "auto"
-    prior: Literal["standard-normal"] = "standard-normal"
     # Filled in from the data when training starts: [C, H, W] for images, [D] for vectors.
     data_shape: list[int] | None = None
 
     def __post_init__(self) -> None:
-        if self.latent_dim < 1:
-            raise ConfigError(f"model.latent_dim must be >= 1, got {self.latent_dim}")
-        if any(h < 1 for h in self.hidden_dims):
-            raise ConfigError(f"model.hidden_dims must be positive widths, got {self.hidden_dims}")
+        if type(self) is ModelConfig:
+            raise ConfigError(
+                "ModelConfig is the shared base: build a model's own config (e.g. VAEConfig)"
+            )
+
+    @classmethod
+    def migrate(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """Bring a ``"model"`` block written by an older vaekit to this class's fields (the
+        default: nothing to change). ``data`` has no ``kind`` key."""
+        return data
+
+    def fill_from_data(self, labels: Any) -> None:
+        """Fill fields that come from the training data, in place, given the training
+        split's labels (a tensor ``[N]`` or None). The default: nothing (``data_shape`` and
+        ``likelihood`` are filled by the trainer for every model)."""
+
+
+def model_config_from_dict(data: Any, where: str = "model") -> ModelConfig:
+    """The config of the model registered under ``data["kind"]`` (default "vae"), built and
+    validated by that model's own config class."""
+    from vaekit.models.registry import MODELS  # the registry imports this module
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a table, got {type(data).__name__}")
+    kind = data.get("kind", "vae")
+    if kind not in MODELS:
+        raise ConfigError(
+            f"{where}.kind must be one of {', '.join(map(repr, MODELS))}; got {kind!r}"
+        )
+    cls = MODELS[kind].config_class
+    fields = {k: v for k, v in data.items() if k != "kind"}
+    return from_dict(cls, cls.migrate(fields), where)
+
+
+def retarget_model_dict(data: dict[str, Any], kind: str) -> dict[str, Any]:
+    """A ``"model"`` dict switched to ``kind``: the new model's defaults, except the fields
+    set away from the old model's defaults that the new model has too (same name and type),
+    which keep their values. An unknown kind is left for validation to report."""
+    from vaekit.models.registry import MODELS
+
+    if kind not in MODELS:
+        return data | {"kind": kind}
+    new = MODELS[kind].config_class
+    old = MODELS[data["kind"]].config_class if data.get("kind") in MODELS else None
+    old_fields = {f.name: f for f in dataclasses.fields(old)} if old is not None else {}
+    result = to_dict(new())
+    for f in dataclasses.fields(new):
+        if not f.init or f.name not in data:
+            continue
+        before = old_fields.get(f.name)
+        if before is None or before.type != f.type:
+            continue  # another meaning under the same name
+        default = (
+            before.default_factory()
+            if before.default_factory is not dataclasses.MISSING
+            else before.default
+        )
+        if data[f.name] != default:
+            result[f.name] = data[f.name]
+    return result
+
+
+def _default_model_config() -> ModelConfig:
+    from vaekit.models.registry import MODELS
+
+    return MODELS["vae"].config_class()
 
 
 @dataclass
@@ -75,7 +135,9 @@ class DataConfig:
 class ObjectiveConfig:
     """The training criterion (see ``vaekit.objectives``)."""
 
-    name: Literal["elbo", "slide", "iwae", "reconstruction"] = "elbo"
+    # "elbo" stands for a model's own default where it has no ELBO (ae: reconstruction,
+    # vqvae: vq, its reconstruction + commitment loss).
+    name: Literal["elbo", "slide", "iwae", "reconstruction", "vq"] = "elbo"
     beta: float = 1.0  # KL weight of the beta-ELBO; 1 is the true ELBO
     num_mc_samples: int = 1  # L: reparameterised draws per example for the ELBO's expectation
     num_importance_samples: int = 5  # K of the IWAE bound
@@ -188,7 +250,7 @@ class TrainConfig:
 class Config:
     """Everything a training run needs; saved in full as the run's ``config.json``."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = field(default_factory=_default_model_config)
     data: DataConfig = field(default_factory=DataConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -213,7 +275,7 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'} must be a table, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - fields)
     if unknown:
         name = f"{where}.{unknown[0]}" if where else unknown[0]
@@ -230,6 +292,8 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
 
 def _coerce(tp: Any, value: Any, name: str) -> Any:
     origin = typing.get_origin(tp)
+    if tp is ModelConfig:  # the registered model's own config class, chosen by its kind
+        return model_config_from_dict(value, name)
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, name)
     if origin in (typing.Union, types.UnionType):
@@ -301,6 +365,9 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
     a string.
     """
     data = config.to_dict()
+    # A change of model kind first: the other model fields given then apply to the new
+    # model's config (fields the new model does not have are dropped from the old one).
+    overrides = sorted(overrides, key=lambda item: item.partition("=")[0].strip() != "model.kind")
     for item in overrides:
         key, sep, raw = item.partition("=")
         parts = key.strip().split(".")
@@ -318,8 +385,12 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
             value = None if raw.strip().lower() in ("null", "none") else raw.strip()
         if name not in data[section]:
             allowed = ", ".join(data[section])
-            raise ConfigError(f"--set {item!r}: unknown field {key!r}; allowed: {allowed}")
-        data[section][name] = value
+            which = f" of model {data['model'].get('kind')!r}" if section == "model" else ""
+            raise ConfigError(f"--set {item!r}: unknown field {key!r}{which}; allowed: {allowed}")
+        if (section, name) == ("model", "kind") and value != data["model"].get("kind"):
+            data["model"] = retarget_model_dict(data["model"], value)
+        else:
+            data[section][name] = value
     return Config.from_dict(data)
 
 

@@ -29,10 +29,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from vaekit.config import ModelConfig
 from vaekit.distributions.functional import LOG_2PI
 from vaekit.distributions.posteriors import FullCovarianceGaussian
-from vaekit.models import VAE
+from vaekit.models import VAE, VAEConfig
 
 
 @dataclass
@@ -291,8 +290,7 @@ class LinearDecoder(nn.Module):
 def linear_vae(data_dim: int, latent_dim: int, posterior: str = "diagonal") -> VAE:
     """The lecture's VAE with linear bodies and p(x|z) = N(Wz + b, sigma^2 I), sigma learned
     and shared (``GaussianLikelihood(scale="learned", shared=True)``). float64."""
-    config = ModelConfig(
-        kind="vae",
+    config = VAEConfig(
         latent_dim=latent_dim,
         network="mlp",  # unused: the bodies below are passed in
         posterior=posterior,
@@ -321,9 +319,7 @@ def vae_ppca(model: VAE) -> PPCA:
 def vae_posterior_moments(model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The encoder's q(z|x): mean ``[N, m]`` and covariance ``[N, m, m]``."""
     q = model.encode(x)
-    if isinstance(q, FullCovarianceGaussian):
-        return q.mean, q.covariance_matrix
-    return q.mean, torch.diag_embed(q.variance)  # DiagonalGaussian: [N, m] -> [N, m, m]
+    return q.mean, q.covariance_matrix  # every posterior family has it, [N, m, m]
 
 
 def vae_exact_elbo(model: VAE, x: torch.Tensor) -> torch.Tensor:

@@ -48,9 +48,8 @@ import torch
 
 from vaekit.allocator import keep_freed_memory
 from vaekit.data import DataError, Dataset
-from vaekit.distributions.posteriors import DiagonalGaussian
 from vaekit.metrics import units_of
-from vaekit.models import VAE
+from vaekit.models import Model
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2015), §5.2
 # MiB per decoder call. Small on purpose: on CPU, calls of ~1000 rows stay in cache and ran
@@ -58,7 +57,7 @@ ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2015), §5.2
 DEFAULT_MEMORY_BUDGET_MB = 32
 
 
-def load_run(run: str | Path, data_dir: str | None = None) -> tuple[VAE, Dataset]:
+def load_run(run: str | Path, data_dir: str | None = None) -> tuple[Model, Dataset]:
     """Load a run's model and the dataset it was trained on (as recorded in config.json)."""
     from vaekit.checkpoint import load, read_descriptor
     from vaekit.data import load_dataset
@@ -83,10 +82,10 @@ def load_run(run: str | Path, data_dir: str | None = None) -> tuple[VAE, Dataset
     return model, dataset
 
 
-def decoder_floats_per_row(model: VAE) -> int:
-    """Floats held per decoded latent row while evaluating log p(x|z): every decoder module's
-    output for one z (measured with forward hooks), plus four data-sized temporaries of the
-    likelihood's ``log_prob`` (difference, square, scaled, log-density)."""
+def decoder_floats_per_row(model: Model) -> int:
+    """Floats held per decoded latent row while evaluating log p(x|z): every module's output
+    while decoding one z (measured with forward hooks), plus four data-sized temporaries of
+    the likelihood's ``log_prob`` (difference, square, scaled, log-density)."""
     p = next(model.parameters())
     total = 0
 
@@ -95,10 +94,12 @@ def decoder_floats_per_row(model: VAE) -> int:
         if torch.is_tensor(output):
             total += output.numel()
 
-    hooks = [m.register_forward_hook(count) for m in model.decoder.modules()]
+    hooks = [m.register_forward_hook(count) for m in model.modules()]
     try:
         with torch.no_grad():
-            model.decoder(torch.zeros(1, model.latent_dim, dtype=p.dtype, device=p.device))
+            z = torch.zeros(1, model.latent_dim, dtype=p.dtype, device=p.device)
+            y = torch.zeros(1, dtype=torch.long, device=p.device) if model.takes_labels else None
+            model.decode_mean(z, y=y)
     finally:
         for hook in hooks:
             hook.remove()
@@ -106,7 +107,7 @@ def decoder_floats_per_row(model: VAE) -> int:
 
 
 def choose_chunk_size(
-    model: VAE, batch_size: int, num_samples: int, memory_budget_mb: float
+    model: Model, batch_size: int, num_samples: int, memory_budget_mb: float
 ) -> int:
     """Importance samples per decoder call so that one call's ``chunk * batch_size`` rows stay
     within ``memory_budget_mb`` MiB: ``floor(budget / (batch * bytes per row))``, at least 1."""
@@ -122,26 +123,6 @@ def standard_error(values: torch.Tensor) -> float:
     if n < 2:
         return float("nan")
     return float(values.double().std(unbiased=True) / math.sqrt(n))
-
-
-def marginal_kl_per_dim(q: torch.distributions.Distribution) -> torch.Tensor:
-    """KL(N(mu_j, Sigma_jj) || N(0, 1)) for each coordinate, nats, ``[B, m]``.
-
-    For :class:`DiagonalGaussian` these are the exact per-coordinate terms of the closed-form
-    KL (Kingma & Welling 2014, App. B) and sum to it.
-    """
-    if isinstance(q, DiagonalGaussian):
-        mu, log_var = q.loc, q.log_var
-    else:
-        mu, log_var = q.mean, q.variance.log()
-    return 0.5 * (mu.square() + log_var.exp() - 1.0 - log_var)
-
-
-def _posterior_covariance(q: torch.distributions.Distribution) -> torch.Tensor:
-    """Sigma(x) of each example, ``[B, m, m]``."""
-    if isinstance(q, DiagonalGaussian):
-        return torch.diag_embed(q.variance)
-    return q.covariance_matrix
 
 
 def active_units(mu: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> tuple[int, list]:
@@ -179,8 +160,12 @@ def aggregate_posterior_stats(mu: torch.Tensor, mean_cov: torch.Tensor) -> dict[
 
 
 @torch.no_grad()
-def latent_statistics(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> dict[str, Any]:
-    """KL per coordinate, active units and aggregate-posterior moments over ``x [N, ...]``.
+def latent_statistics(
+    model: Model, x: torch.Tensor, batch_size: int = 1000, y: torch.Tensor | None = None
+) -> dict[str, Any]:
+    """KL per coordinate, active units and aggregate-posterior moments over ``x [N, ...]``
+    (labels ``y`` for a conditional model), from the model's ``latent_moments``. The KL
+    entries appear only where the model defines them (not for an AE's deterministic codes).
 
     Also returns the posterior means ``mu`` ``[N, m]`` (a tensor, not JSON) for plots.
     """
@@ -188,18 +173,25 @@ def latent_statistics(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> di
     mus, kl_dims, kls = [], [], []
     cov_sum = torch.zeros(model.latent_dim, model.latent_dim, dtype=torch.float64)
     for start in range(0, x.shape[0], batch_size):
-        q = model.encode(x[start : start + batch_size].to(device))
-        mus.append(q.mean.double().cpu())
-        kl_dims.append(marginal_kl_per_dim(q).double().cpu())
-        kls.append(q.kl_standard_normal().double().cpu())
-        cov_sum += _posterior_covariance(q).double().sum(dim=0).cpu()
+        yb = y[start : start + batch_size].to(device) if y is not None else None
+        moments = model.latent_moments(x[start : start + batch_size].to(device), y=yb)
+        mus.append(moments.mean.double().cpu())
+        if moments.kl_per_dim is not None:
+            kl_dims.append(moments.kl_per_dim.double().cpu())
+        if moments.kl is not None:
+            kls.append(moments.kl.double().cpu())
+        cov_sum += moments.covariance.double().sum(dim=0).cpu()
     mu = torch.cat(mus)
     n = mu.shape[0]
-    kl_per_dim = torch.cat(kl_dims).mean(dim=0)
     count, variances = active_units(mu)
+    kl_stats: dict[str, Any] = {}
+    if kl_dims:
+        kl_per_dim = torch.cat(kl_dims).mean(dim=0)
+        kl_stats["kl_per_dim"] = kl_per_dim.tolist()
+        if kls:
+            kl_stats["kl_correlation"] = float(torch.cat(kls).mean() - kl_per_dim.sum())
     return {
-        "kl_per_dim": kl_per_dim.tolist(),
-        "kl_correlation": float(torch.cat(kls).mean() - kl_per_dim.sum()),
+        **kl_stats,
         "active_units": count,
         "active_unit_threshold": ACTIVE_UNIT_THRESHOLD,
         "posterior_mean_variance": variances,
@@ -210,7 +202,7 @@ def latent_statistics(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> di
 
 @torch.no_grad()
 def evaluate(
-    model: VAE,
+    model: Model,
     dataset: Dataset,
     split: str = "test",
     num_samples: int = 5000,
@@ -228,58 +220,49 @@ def evaluate(
     each decoder call sees ``[chunk * batch, m]`` latents, with ``chunk`` picked from
     ``memory_budget_mb`` (MiB) unless ``chunk_size`` is given. ``fcd`` adds the Fréchet
     classifier distance where the dataset has class labels (integers >= 0; trains and caches
-    the classifier once).
+    the classifier once). A model without a likelihood (``has_likelihood`` False, e.g. an
+    AE) gets no nll, ELBO or bits/dim: only what it defines (its per-example metrics, e.g.
+    the reconstruction term, and its latent statistics); ``likelihood`` says so.
     """
-    if not isinstance(model, VAE):
-        raise ValueError("evaluate needs a VAE: an AE defines no likelihood p(x)")
     model.eval()
     device = next(model.parameters()).device
     if device.type == "cpu":
         keep_freed_memory()  # the chunk loop reuses its memory (vaekit/allocator.py)
     x_all = dataset.fixed(split, seed=seed)
+    y_all = dataset.split(split).y  # labels, in the same order as x_all (or None)
     if max_examples is not None:
         x_all = x_all[:max_examples]
+        y_all = y_all[:max_examples] if y_all is not None else None
     if x_all.shape[0] == 0:
         raise ValueError(f"split {split!r} of {dataset.name!r} is empty")
     x_all = x_all.to(next(model.parameters()).dtype)
-    if chunk_size is None:
+    if model.has_likelihood and chunk_size is None:
         chunk_size = choose_chunk_size(model, batch_size, num_samples, memory_budget_mb)
     torch.manual_seed(seed)
-    log_px, elbo, log_px_z, kl = [], [], [], []
+    log_px: list[torch.Tensor] = []
+    per_example: dict[str, list[torch.Tensor]] = {}
     for start in range(0, x_all.shape[0], batch_size):
         x = x_all[start : start + batch_size].to(device)
-        terms = model.elbo(x)
-        elbo.append(terms.elbo.cpu())
-        log_px_z.append(terms.log_px_z.cpu())
-        kl.append(terms.kl.cpu())
-        log_px.append(model.log_likelihood(x, num_samples, chunk_size).cpu())
-        if log is not None:
-            log(f"  log-likelihood: {start + x.shape[0]}/{x_all.shape[0]} examples")
-    log_px_t = torch.cat(log_px).double()
-    n = log_px_t.numel()
-    nll = float(-log_px_t.mean())
-    result: dict[str, Any] = {
-        "split": split,
-        "num_examples": n,
-        "num_samples": num_samples,
-        "chunk_size": chunk_size,
-        "batch_size": batch_size,
-        "nll": nll,
-        "nll_stderr": standard_error(log_px_t),
-        "elbo": float(torch.cat(elbo).double().mean()),
-        "log_px_z": float(torch.cat(log_px_z).double().mean()),
-        "kl": float(torch.cat(kl).double().mean()),
-    }
-    to_data_space(result, dataset)
-    bpd = bits_per_dim(nll, dataset)
-    if bpd is not None:
-        result["bits_per_dim"] = bpd
-        result["bits_per_dim_stderr"] = result["nll_stderr"] / (
-            math.prod(dataset.shape) * math.log(2.0)
+        y = y_all[start : start + batch_size].to(device) if y_all is not None else None
+        for key, value in model.per_example_metrics(x, y=y).items():
+            per_example.setdefault(key, []).append(value.cpu())
+        if model.has_likelihood:
+            log_px.append(model.log_likelihood(x, num_samples, chunk_size, y=y).cpu())
+            if log is not None:
+                log(f"  log-likelihood: {start + x.shape[0]}/{x_all.shape[0]} examples")
+    result: dict[str, Any] = {"split": split, "num_examples": x_all.shape[0]}
+    if not model.has_likelihood:
+        result["likelihood"] = (
+            f"none: model {model.name!r} defines no likelihood p(x), so no nll, ELBO or "
+            "bits/dim is reported"
         )
-    stats = latent_statistics(model, x_all)
-    stats.pop("mu")
-    result.update(stats)
+    result |= {key: float(torch.cat(v).double().mean()) for key, v in per_example.items()}
+    if model.has_codebook:
+        result |= model.codebook_statistics(x_all)
+    if model.has_continuous_latent:
+        stats = latent_statistics(model, x_all, y=y_all)
+        stats.pop("mu")
+        result.update(stats)
     labels = dataset.train.y
     if fcd and labels is not None and not labels.is_floating_point() and labels.min() >= 0:
         from vaekit.feature_net import frechet_classifier_distance
@@ -289,7 +272,26 @@ def evaluate(
                 model, dataset, split=split, seed=seed, max_examples=max_examples or 10000
             )
         )
+    if model.has_likelihood:
+        result |= _likelihood_results(torch.cat(log_px).double(), dataset)
+        to_data_space(result, dataset)  # nll, ELBO and log p(x|z) of the data as given
+        if model.takes_labels:  # every density is given the example's own label
+            result["conditioned_on"] = "the label y: nll is -log p(x|y), elbo bounds log p(x|y)"
+        result |= {"num_samples": num_samples, "chunk_size": chunk_size, "batch_size": batch_size}
     result["units"] = units_of(result)  # the table in vaekit.metrics
+    return result
+
+
+def _likelihood_results(log_px: torch.Tensor, dataset: Dataset) -> dict[str, Any]:
+    """nll ± standard error and bits/dim from per-example log p(x) ``[N]`` (nats)."""
+    nll = float(-log_px.mean())
+    result: dict[str, Any] = {"nll": nll, "nll_stderr": standard_error(log_px)}
+    bpd = bits_per_dim(nll, dataset)
+    if bpd is not None:
+        result["bits_per_dim"] = bpd
+        result["bits_per_dim_stderr"] = result["nll_stderr"] / (
+            math.prod(dataset.shape) * math.log(2.0)
+        )
     return result
 
 

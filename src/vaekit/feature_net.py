@@ -166,11 +166,16 @@ def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> floa
 def frechet_classifier_distance(
     model, dataset: Dataset, split: str = "test", seed: int = 0, max_examples: int = 10000
 ) -> dict[str, Any]:
-    """FCD between the split's real examples and as many generated E[x|z], z ~ N(0, I)."""
+    """FCD between the split's real examples and as many generated E[x|z], z ~ p(z). A
+    conditional model generates one image for each real example's label."""
     net, meta = load_or_train(dataset)
     real = dataset.fixed(split, seed=seed)[:max_examples].float()
-    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    fake = model.sample(real.shape[0], generator=generator).float().cpu()
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    y = None
+    if model.takes_labels:
+        y = dataset.split(split).y[: real.shape[0]].to(device)
+    fake = model.sample(real.shape[0], generator=generator, y=y).float().cpu()
     value = frechet_distance(net.features(real), net.features(fake))
     return {
         "frechet_classifier_distance": value,

@@ -230,6 +230,32 @@ METRICS: tuple[Metric, ...] = (
         shown=False,
     ),
     Metric(
+        "commitment",
+        "commitment",
+        "squared code units per example",
+        "||z_e(x) - z_q(x)||^2 summed over the code positions: how far the encoder's output "
+        "lies from its nearest codebook vector (VQ-VAE).",
+        higher_is_better=False,
+        brief="||z_e - z_q||^2, encoder output to its code",
+    ),
+    Metric(
+        "codebook_usage",
+        "codebook usage",
+        "fraction of codes",
+        "the fraction of the codebook's vectors chosen at least once on the evaluated examples.",
+        higher_is_better=True,
+        brief="codes used at least once",
+    ),
+    Metric(
+        "codebook_perplexity",
+        "codebook perplexity",
+        "codes",
+        "exp(entropy of the code frequencies): K when all K codes are used equally, 1 when one "
+        "code is used.",
+        higher_is_better=True,
+        brief="exp(entropy of the code frequencies)",
+    ),
+    Metric(
         "frechet_classifier_distance",
         "Fréchet classifier distance (FCD)",
         "squared feature units",
@@ -255,6 +281,11 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("dataset", "dataset", "", "the registered dataset the model was trained on."),
+    Setting("likelihood", "likelihood", "", "why a model without p(x) reports no nll or ELBO."),
+    Setting(
+        "conditioned_on", "conditioned on", "", "what a conditional model's densities are given."
+    ),
+    Setting("codebook_size", "codebook size", "codes", "vectors in a VQ-VAE's codebook."),
     Setting("space", "space", "", "the space nll, ELBO and log p(x|z) are in: the data as given."),
     Setting("model_space", "model space", "", "the space of the model's inputs x = transform(v)."),
     Setting(

@@ -1,8 +1,10 @@
-"""Training criteria: ``objective(model, x) -> (loss, metrics)``.
+"""Training criteria: ``objective(model, x, y) -> (loss, metrics)``.
 
 ``loss`` is the scalar the optimiser minimises (a batch mean of a per-example quantity, so
 its scale does not depend on the batch size); ``metrics`` are batch means of per-example
 tensors in nats per example. The model owns the math; an objective only picks and weights it.
+``y`` is the batch's labels ``[B]`` (or None): passed on to the model, which uses them only
+if it is conditional. Each model lists the objectives it supports (``model.objectives``).
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ from vaekit.config import ObjectiveConfig
 from vaekit.distributions.functional import LOG_2PI, log_mean_exp, slide_loss
 from vaekit.distributions.likelihoods import GaussianLikelihood
 from vaekit.distributions.posteriors import DiagonalGaussian
-from vaekit.models import AE, VAE
+from vaekit.models import Model
 
 Metrics = dict[str, torch.Tensor]
+Labels = torch.Tensor | None
 
 
 class Objective(Protocol):
-    def __call__(self, model, x: torch.Tensor) -> tuple[torch.Tensor, Metrics]: ...
+    def __call__(
+        self, model, x: torch.Tensor, y: Labels = None
+    ) -> tuple[torch.Tensor, Metrics]: ...
 
 
 class NegativeELBO:
@@ -36,8 +41,10 @@ class NegativeELBO:
         self.beta = beta
         self.num_mc_samples = num_mc_samples
 
-    def __call__(self, model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, Metrics]:
-        terms = model.elbo(x, self.num_mc_samples)
+    def __call__(
+        self, model: Model, x: torch.Tensor, y: Labels = None
+    ) -> tuple[torch.Tensor, Metrics]:
+        terms = model.elbo(x, self.num_mc_samples, y=y)
         loss = -(terms.log_px_z - self.beta * terms.kl).mean()
         return loss, _elbo_metrics(terms.elbo, terms.log_px_z, terms.kl)
 
@@ -56,7 +63,9 @@ class SlideLoss:
     def __init__(self, num_mc_samples: int = 1) -> None:
         self.num_mc_samples = num_mc_samples
 
-    def __call__(self, model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, Metrics]:
+    def __call__(
+        self, model: Model, x: torch.Tensor, y: Labels = None
+    ) -> tuple[torch.Tensor, Metrics]:
         lik = model.likelihood
         if not (isinstance(lik, GaussianLikelihood) and not lik.learned and lik.fixed_scale == 1):
             raise ValueError(
@@ -84,11 +93,13 @@ class IWAEObjective:
     def __init__(self, num_samples: int = 5) -> None:
         self.num_samples = num_samples
 
-    def __call__(self, model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, Metrics]:
-        log_w = model.log_weights(x, self.num_samples)  # [K, B]
+    def __call__(
+        self, model: Model, x: torch.Tensor, y: Labels = None
+    ) -> tuple[torch.Tensor, Metrics]:
+        log_w = model.log_weights(x, self.num_samples, y=y)  # [K, B]
         iwae = log_mean_exp(log_w, dim=0)  # [B]
         with torch.no_grad():
-            terms = model.elbo(x)
+            terms = model.elbo(x, y=y)
         metrics = _elbo_metrics(terms.elbo, terms.log_px_z, terms.kl)
         metrics["iwae"] = iwae.mean().detach()
         return -iwae.mean(), metrics
@@ -101,9 +112,23 @@ class ReconstructionObjective:
     i.e. "only minimise reconstruction error".
     """
 
-    def __call__(self, model: AE, x: torch.Tensor) -> tuple[torch.Tensor, Metrics]:
-        log_px_z = model.reconstruction_log_prob(x)
+    def __call__(
+        self, model: Model, x: torch.Tensor, y: Labels = None
+    ) -> tuple[torch.Tensor, Metrics]:
+        log_px_z = model.reconstruction_log_prob(x, y=y)
         return -log_px_z.mean(), {"log_px_z": log_px_z.mean().detach()}
+
+
+class ModelDefinedLoss:
+    """A model's own criterion, ``model.training_loss(x, y=y) -> (loss [B], metrics)``: for
+    a model that is not trained on a likelihood bound (the VQ-VAE's reconstruction plus
+    commitment, with its codebook's moving-average step)."""
+
+    def __call__(
+        self, model: Model, x: torch.Tensor, y: Labels = None
+    ) -> tuple[torch.Tensor, Metrics]:
+        loss, metrics = model.training_loss(x, y=y)
+        return loss.mean(), metrics
 
 
 def _elbo_metrics(elbo: torch.Tensor, log_px_z: torch.Tensor, kl: torch.Tensor) -> Metrics:
@@ -114,19 +139,25 @@ def _elbo_metrics(elbo: torch.Tensor, log_px_z: torch.Tensor, kl: torch.Tensor) 
     }
 
 
-def build_objective(config: ObjectiveConfig, model_kind: str) -> Objective:
-    """The objective named in ``config``; an AE only has the reconstruction criterion."""
-    if model_kind == "ae":
-        if config.name not in ("reconstruction", "elbo"):
-            raise ValueError(
-                f"objective {config.name!r} needs a VAE; an AE trains on reconstruction"
-            )
-        return ReconstructionObjective()
-    if config.name == "reconstruction":
-        raise ValueError("objective 'reconstruction' is the AE's: use --model ae")
-    builders = {
-        "elbo": lambda: NegativeELBO(config.beta, config.num_mc_samples),
-        "slide": lambda: SlideLoss(config.num_mc_samples),
-        "iwae": lambda: IWAEObjective(config.num_importance_samples),
-    }
-    return builders[config.name]()
+# name -> builder(config). A model lists the names it supports in ``model.objectives``.
+OBJECTIVES = {
+    "elbo": lambda config: NegativeELBO(config.beta, config.num_mc_samples),
+    "slide": lambda config: SlideLoss(config.num_mc_samples),
+    "iwae": lambda config: IWAEObjective(config.num_importance_samples),
+    "reconstruction": lambda config: ReconstructionObjective(),
+    "vq": lambda config: ModelDefinedLoss(),
+}
+
+
+def build_objective(config: ObjectiveConfig, model: Model) -> Objective:
+    """The objective named in ``config``, if ``model`` supports it. The default name, "elbo",
+    stands for the model's own default where the model has no ELBO (an AE: reconstruction)."""
+    name = config.name
+    if name == "elbo" and name not in model.objectives:
+        name = model.objectives[0]
+    if name not in model.objectives:
+        raise ValueError(
+            f"objective {name!r} does not apply to model {model.name!r}; it trains with "
+            f"{', '.join(model.objectives)}"
+        )
+    return OBJECTIVES[name](config)

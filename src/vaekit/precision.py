@@ -23,7 +23,7 @@ AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {
 
 
 def setup_precision(model: nn.Module, precision: str, device: torch.device) -> torch.amp.GradScaler:
-    """Patch ``model.encoder``/``model.decoder`` to autocast (see above); return the scaler."""
+    """Patch the model's network bodies to autocast (see above); return the scaler."""
     dtype = AUTOCAST_DTYPES[precision]
     if dtype is None:
         return torch.amp.GradScaler("cpu", enabled=False)
@@ -37,14 +37,15 @@ def setup_precision(model: nn.Module, precision: str, device: torch.device) -> t
 
 
 def autocast_bodies(model: nn.Module, device_type: str, dtype: torch.dtype) -> None:
-    """Run ``model.encoder``/``model.decoder`` under autocast, returning float32 outputs."""
-    for body in (model.encoder, model.decoder):
+    """Run the model's network bodies (``model.network_bodies()``: for the VAE its encoder
+    and decoder) under autocast, returning float32 outputs."""
+    for body in model.network_bodies():
         body.forward = _autocast_forward(body.forward, device_type, dtype)
 
 
 def restore_precision(model: nn.Module) -> None:
     """Undo :func:`setup_precision` (the trained model then runs in float32 again)."""
-    for body in (model.encoder, model.decoder):
+    for body in model.network_bodies():
         body.__dict__.pop("forward", None)
 
 

@@ -48,7 +48,6 @@ import torch
 from vaekit.checkpoint import atomic_write_bytes, load
 from vaekit.data.datasets import DataError
 from vaekit.data.new_data import NewData, read_new_data, run_transform
-from vaekit.models import VAE
 
 REMEDIES = ("none", "complexity", "typicality")
 COLUMN_UNITS = {
@@ -220,8 +219,12 @@ def score_data(
     if remedy not in REMEDIES:
         raise ValueError(f"--remedy {remedy!r}: choose one of {', '.join(REMEDIES)}")
     model = run if isinstance(run, torch.nn.Module) else load(run)
-    if not isinstance(model, VAE):
-        raise ValueError(f"{run}: score needs a VAE (an AE defines no likelihood)")
+    if not model.has_likelihood:
+        raise ValueError(
+            f"{run}: score needs a model with a likelihood p(x); {model.name!r} has none"
+        )
+    if model.takes_labels:  # log p(x|y) needs each example's label, which new data lacks
+        raise ValueError(f"{run}: score does not take conditional models ({model.name!r})")
     new = read_new_data(
         data,
         model.data_info,

@@ -35,7 +35,7 @@ from vaekit.allocator import keep_freed_memory
 from vaekit.averaging import PolyakAverage
 from vaekit.config import Config, to_dict
 from vaekit.data import Dataset, load_dataset
-from vaekit.models import AE, VAE, build_model
+from vaekit.models import Model, build_model
 from vaekit.objectives import NegativeELBO, build_objective
 from vaekit.precision import restore_precision, setup_precision
 from vaekit.provenance import training_metadata
@@ -55,7 +55,7 @@ class TrainResult:
     """What ``train`` returns: the model (eval mode), the per-epoch history, the per-interval
     step records, the run directory and why training stopped."""
 
-    model: VAE | AE
+    model: Model
     history: list[dict[str, Any]] = field(default_factory=list)
     steps: list[dict[str, Any]] = field(default_factory=list)
     run_dir: Path | None = None
@@ -100,6 +100,7 @@ def resolve_model_config(config: Config, dataset: Dataset) -> None:
     """Fill the model config's data-dependent fields and refuse dishonest likelihoods."""
     model = config.model
     model.data_shape = list(dataset.shape)
+    model.fill_from_data(dataset.train.y)  # e.g. a conditional model's number of classes
     if model.likelihood == "auto":
         model.likelihood = dataset.default_likelihood
     if model.likelihood == "bernoulli" and dataset.support != "binary":
@@ -127,33 +128,33 @@ def run_config(run: str | Path) -> Config:
 
 
 @torch.no_grad()
-def validation_metrics(model: VAE | AE, x: torch.Tensor, batch_size: int) -> dict[str, float]:
-    """Mean per-example ELBO and its terms (VAE) or log p(x|f(x)) (AE) in nats over ``x``."""
+def validation_metrics(
+    model: Model, x: torch.Tensor, batch_size: int, y: torch.Tensor | None = None
+) -> dict[str, float]:
+    """Means over ``x`` (labels ``y``) of the model's per-example metrics, in nats: the ELBO
+    and its terms for a model with a likelihood, log p(x|f(x)) for an AE."""
     model.eval()
     sums: dict[str, float] = {}
     for start in range(0, x.shape[0], batch_size):
         xb = x[start : start + batch_size]
-        if isinstance(model, VAE):
-            terms = model.elbo(xb)
-            values = {"elbo": terms.elbo, "log_px_z": terms.log_px_z, "kl": terms.kl}
-        else:
-            values = {"log_px_z": model.reconstruction_log_prob(xb)}
+        yb = y[start : start + batch_size] if y is not None else None
+        values = model.per_example_metrics(xb, y=yb)
         for key, v in values.items():
             sums[key] = sums.get(key, 0.0) + float(v.sum())
     return {key: total / max(1, x.shape[0]) for key, total in sums.items()}
 
 
 class ObjectiveModule(nn.Module):
-    """``forward(x) = objective(model, x)``: the one call DDP and torch.compile wrap (DDP only
-    synchronises gradients of computations that go through its ``forward``)."""
+    """``forward(x, y) = objective(model, x, y)``: the one call DDP and torch.compile wrap (DDP
+    only synchronises gradients of computations that go through its ``forward``)."""
 
-    def __init__(self, model: VAE | AE, objective) -> None:
+    def __init__(self, model: Model, objective) -> None:
         super().__init__()
         self.model = model
         self.objective = objective
 
-    def forward(self, x: torch.Tensor):
-        return self.objective(self.model, x)
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
+        return self.objective(self.model, x, y)
 
 
 def train(
@@ -216,7 +217,7 @@ class Trainer:
         resolve_model_config(config, dataset)
         self.model = build_model(config.model).to(self.device)
         self.scaler = setup_precision(self.model, tc.precision, self.device)
-        self.objective = build_objective(config.objective, config.model.kind)
+        self.objective = build_objective(config.objective, self.model)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.model, config.optim.lr, config.optim.weight_decay)
         decay = config.optim.ema_decay
@@ -233,6 +234,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(tc.seed)  # data order + transforms
         self.epoch_start_state = self.generator.get_state()
         self.val_x = dataset.fixed("val", seed=config.data.split_seed)
+        self.val_y = dataset.split("val").y  # labels travel with their batches (or None)
         if tc.patience is not None and len(self.val_x) == 0:
             raise ValueError("train.patience needs a validation split (data.val_fraction > 0)")
         self.state, self.history, self.steps = LoopState(), [], []
@@ -260,7 +262,7 @@ class Trainer:
 
     def run(self) -> TrainResult:
         tc, state, reason = self.config.train, self.state, "budget"
-        train_x = self.dataset.train.x
+        train_x, train_y = self.dataset.train.x, self.dataset.train.y  # y: [N] labels or None
         transform = self.dataset.transform
         if transform.log_data_scale(tuple(self.dataset.shape)) != 0.0:
             self.log(  # name the space of the figures below (evaluate reports the data's own)
@@ -281,8 +283,10 @@ class Trainer:
                     idx = order[b * tc.batch_size : (b + 1) * tc.batch_size]
                     # The same global batch and transform draw on every rank; keep our rows.
                     x = self.dataset.transform(train_x[idx], self.generator)
+                    y = train_y[idx] if train_y is not None else None
                     lo, hi = self.ctx.shard(x.shape[0])
-                    self._step(x[lo:hi].to(self.device), x.shape[0])
+                    y = y[lo:hi].to(self.device) if y is not None else None
+                    self._step(x[lo:hi].to(self.device), y, x.shape[0])
                     state.batch = b + 1
                     if (
                         state.step % tc.checkpoint_every == 0
@@ -330,8 +334,9 @@ class Trainer:
         run_dir = self.run_dir if self.ctx.is_main else None
         return TrainResult(self.model, self.history, self.steps, run_dir, reason)
 
-    def _step(self, x: torch.Tensor, n_global: int) -> None:
-        """One update on this rank's rows ``x`` of a global batch of ``n_global`` examples."""
+    def _step(self, x: torch.Tensor, y: torch.Tensor | None, n_global: int) -> None:
+        """One update on this rank's rows ``x`` (labels ``y`` or None) of a global batch of
+        ``n_global`` examples."""
         state, cfg = self.state, self.config
         if isinstance(self.objective, NegativeELBO):  # KL warm-up
             self.objective.beta = kl_weight(
@@ -340,7 +345,7 @@ class Trainer:
         lr = self.schedule.lr(state.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        loss, metrics = self.step_module(x)
+        loss, metrics = self.step_module(x, y)
         # DDP averages gradients over ranks: weight each rank's mean by its share of the batch.
         weight = self.ctx.world_size * x.shape[0] / n_global
         self.optimizer.zero_grad(set_to_none=True)
@@ -467,8 +472,9 @@ class Trainer:
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(self.config.train.seed + self.ctx.rank)
             x = self.val_x[lo:hi].to(self.device)
+            y = self.val_y[lo:hi].to(self.device) if self.val_y is not None else None
             with self._averaged_weights():
-                means = validation_metrics(self.model, x, self.config.train.eval_batch_size)
+                means = validation_metrics(self.model, x, self.config.train.eval_batch_size, y)
         self.model.train()
         names = sorted(means)
         sums = torch.tensor([means[k] * (hi - lo) for k in names] + [float(hi - lo)])

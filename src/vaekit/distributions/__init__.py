@@ -13,7 +13,7 @@ from vaekit.distributions.posteriors import (
     FullCovarianceGaussian,
     FullCovariancePosterior,
 )
-from vaekit.distributions.priors import PRIORS, StandardNormalPrior
+from vaekit.distributions.priors import PRIORS, StandardNormalPrior, VampPrior
 
 __all__ = [
     "LIKELIHOODS",
@@ -27,4 +27,5 @@ __all__ = [
     "GaussianLikelihood",
     "HeteroscedasticGaussianLikelihood",
     "StandardNormalPrior",
+    "VampPrior",
 ]

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.distributions import Independent, MultivariateNormal, Normal
 
+from vaekit.distributions.flows import IAFPosterior
 from vaekit.distributions.functional import (
     LOG_2PI,
     kl_diagonal_gaussian_standard_normal,
@@ -43,9 +44,32 @@ class DiagonalGaussian(Independent):
             + value.shape[-1] * LOG_2PI
         )
 
+    # Every posterior family says whether KL(q || N(0, I)) has a closed form; priors use it
+    # to choose between the closed form and a Monte-Carlo estimate.
+    has_closed_form_kl = True
+
     def kl_standard_normal(self) -> torch.Tensor:
         """Closed-form KL(q || N(0, I)) in nats per example, ``[B]``."""
         return kl_diagonal_gaussian_standard_normal(self.loc, self.log_var)
+
+    @property
+    def scale_tril(self) -> torch.Tensor:
+        """Cholesky factor of the covariance, ``[B, m, m]``: diag(exp(log_var / 2))."""
+        return torch.diag_embed(self.stddev)
+
+    @property
+    def covariance_matrix(self) -> torch.Tensor:
+        """Sigma(x) = diag(exp(log_var)), ``[B, m, m]``."""
+        return torch.diag_embed(self.variance)
+
+    def moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean ``[B, m]``, covariance ``[B, m, m]``), exact."""
+        return self.loc, self.covariance_matrix
+
+    def marginal_kl_standard_normal(self) -> torch.Tensor:
+        """KL(q(z_j|x) || N(0, 1)) for each coordinate, nats, ``[B, m]``: the exact terms of
+        the closed-form KL (Kingma & Welling 2014, App. B), which sum to it."""
+        return 0.5 * (self.loc.square() + self.log_var.exp() - 1.0 - self.log_var)
 
 
 class FullCovarianceGaussian(MultivariateNormal):
@@ -54,9 +78,21 @@ class FullCovarianceGaussian(MultivariateNormal):
     def __init__(self, loc: torch.Tensor, scale_tril: torch.Tensor) -> None:
         super().__init__(loc, scale_tril=scale_tril, validate_args=False)
 
+    has_closed_form_kl = True
+
     def kl_standard_normal(self) -> torch.Tensor:
         """Closed-form KL(q || N(0, I)) in nats per example, ``[B]``."""
         return kl_full_gaussian_standard_normal(self.loc, self.scale_tril)
+
+    def moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean ``[B, m]``, covariance ``[B, m, m]``), exact."""
+        return self.loc, self.covariance_matrix
+
+    def marginal_kl_standard_normal(self) -> torch.Tensor:
+        """KL(N(mu_j, Sigma_jj) || N(0, 1)) for each coordinate, nats, ``[B, m]``. Their sum
+        falls short of the total KL by KL(q || prod_j q_j) = -log|Corr| / 2 >= 0."""
+        log_var = self.variance.log()
+        return 0.5 * (self.loc.square() + log_var.exp() - 1.0 - log_var)
 
 
 class DiagonalGaussianPosterior(nn.Module):
@@ -64,6 +100,8 @@ class DiagonalGaussianPosterior(nn.Module):
 
     Shapes: ``features [B, feature_dim] -> q`` with batch shape ``[B]``, event ``[m]``.
     """
+
+    config_fields: tuple[str, ...] = ()  # no model-config options
 
     def __init__(self, feature_dim: int, latent_dim: int) -> None:
         super().__init__()
@@ -83,6 +121,8 @@ class FullCovariancePosterior(nn.Module):
     with batch ``[B]``, event ``[m]``.
     """
 
+    config_fields: tuple[str, ...] = ()  # no model-config options
+
     def __init__(self, feature_dim: int, latent_dim: int) -> None:
         super().__init__()
         self.latent_dim = latent_dim
@@ -101,7 +141,10 @@ class FullCovariancePosterior(nn.Module):
         return FullCovarianceGaussian(mu, scale_tril)
 
 
+# name -> head class ``(feature_dim, latent_dim, **options)``; a class's ``config_fields``
+# names the model-config fields passed as options (none for the Gaussian heads).
 POSTERIORS: dict[str, type[nn.Module]] = {
     "diagonal": DiagonalGaussianPosterior,
     "full": FullCovariancePosterior,
+    "iaf": IAFPosterior,
 }

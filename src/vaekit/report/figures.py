@@ -15,7 +15,6 @@ import torch
 
 from vaekit.data import Dataset
 from vaekit.evaluate import latent_statistics, load_run
-from vaekit.models import VAE
 from vaekit.report.curves import constant_learning_rate, save_training_curves
 from vaekit.report.latent_plots import (
     colours_by_label,
@@ -80,14 +79,15 @@ def run_figures(
     out_dir.mkdir(parents=True, exist_ok=True)
     x = dataset.fixed("test", seed=seed)[:max_examples].to(next(model.parameters()).dtype)
     y = dataset.test.y[:max_examples] if dataset.test.y is not None else None
-    vae = isinstance(model, VAE)
-    if stats is None and vae:
-        stats = latent_statistics(model, x)
-    if vae:
+    if stats is None and model.has_continuous_latent:
+        stats = latent_statistics(model, x, y=y)
+    has_kl = stats is not None and "kl_per_dim" in stats  # an AE's codes have no KL
+    if has_kl:
         order_by, order_name = stats["kl_per_dim"], "KL"
-    else:
+    elif model.has_continuous_latent:
         with torch.no_grad():
-            order_by, order_name = latent_codes(model, x).double().var(0).tolist(), "var"
+            codes = latent_codes(model, x, y if model.takes_labels else None)
+            order_by, order_name = codes.double().var(0).tolist(), "var"
     figures = []
     metrics = run_dir / "metrics.jsonl"
     if metrics.exists():
@@ -110,7 +110,9 @@ def run_figures(
         figures.append(
             Figure(
                 "reconstructions",
-                save_reconstructions(model, x[:32], out_dir / "reconstructions.png"),
+                save_reconstructions(
+                    model, x[:32], out_dir / "reconstructions.png", None if y is None else y[:32]
+                ),
                 "Test inputs beside their reconstructions E[x|z = mu(x)].",
                 pixels=True,
             )
@@ -119,11 +121,21 @@ def run_figures(
             Figure(
                 "samples",
                 save_samples(model, out_dir / "samples.png", seed=seed),
-                "Prior samples: E[x|z] for z ~ N(0, I) (decoder means, not noisy "
+                "Samples of each class, one row per class: E[x|z,y] for z ~ p(z|y)."
+                if model.takes_labels
+                else "Samples: E[x|z_q] for codes drawn independently per position from "
+                "the codebook's usage frequencies (a simple prior over codes)."
+                if model.has_codebook
+                else "Prior samples: E[x|z] for z ~ N(0, I) (decoder means, not noisy "
                 "draws from p(x|z)).",
                 pixels=True,
             )
         )
+    # Interpolations and traversals move through z with the rest fixed; a conditional model
+    # would also need a label per row: its report shows the per-class samples instead.
+    if not model.has_continuous_latent:  # discrete codes (VQ-VAE): no moves through z
+        return figures
+    if image and not model.takes_labels:
         start, end = _pairs(x, 8)
         figures.append(
             Figure(
@@ -159,7 +171,7 @@ def run_figures(
             + " (PCA projection when the latent space has more than 2 dimensions).",
         )
     )
-    if image and model.latent_dim == 2:
+    if image and model.latent_dim == 2 and not model.takes_labels:
         figures.append(
             Figure(
                 "manifold",
@@ -169,7 +181,7 @@ def run_figures(
                 pixels=True,
             )
         )
-    if not vae:
+    if not has_kl:
         return figures
     active = [v > stats["active_unit_threshold"] for v in stats["posterior_mean_variance"]]
     figures.append(
@@ -242,8 +254,13 @@ def traverse_run(
     model, _, x = _image_run(run, data_dir, split, seed)
     if not 0 <= index < x.shape[0]:
         raise ValueError(f"--index {index}: split {split!r} has {x.shape[0]} examples")
-    kl = latent_statistics(model, x)["kl_per_dim"]
-    return save_traversals(model, x[index : index + 1], kl, output, max_dims, span, steps)
+    stats = latent_statistics(model, x)
+    # Rows by KL where the model has one; an AE's by the variance of its codes.
+    name = "KL" if "kl_per_dim" in stats else "var"
+    order = stats.get("kl_per_dim", stats["posterior_mean_variance"])
+    return save_traversals(
+        model, x[index : index + 1], order, output, max_dims, span, steps, score_name=name
+    )
 
 
 def latent_map_run(

@@ -17,14 +17,13 @@ from typing import Any
 from vaekit.checkpoint import atomic_write_bytes, read_descriptor
 from vaekit.evaluate import evaluate_run, latent_statistics, load_run
 from vaekit.metrics import lookup, metric, shown_metrics
-from vaekit.models import VAE
 from vaekit.report.figures import Figure, run_figures
 from vaekit.report.page import Page
 
 REPORT_FILE = "report.html"
 FIGURE_DIR = "figures"
 NO_LIKELIHOOD = (
-    "a plain autoencoder defines no likelihood p(x), so there is no nll, ELBO or KL to report"
+    "this model defines no likelihood p(x), so there is no nll, ELBO or bits/dim to report"
 )
 
 
@@ -158,9 +157,15 @@ def render_report(
         "page; <code>vaekit explore RUN</code> writes it).</p>"
     )
     if result is None:
+        kind = (config.get("model") or {}).get("kind")
+        why = (
+            "Its samples decode z ~ N(0, I), which nothing made its codes follow."
+            if kind == "ae"
+            else "`vaekit evaluate` gives what it does define (its reconstruction term and, "
+            "for a VQ-VAE, the codebook's usage and perplexity)."
+        )
         page.heading("Evaluation").paragraph(
-            f"{NO_LIKELIHOOD[0].upper()}{NO_LIKELIHOOD[1:]}. Its samples decode z ~ N(0, I), "
-            "which nothing made its codes follow.",
+            f"{NO_LIKELIHOOD[0].upper()}{NO_LIKELIHOOD[1:]} (model {kind}). {why}",
             id="evaluation",
         )
     else:
@@ -201,7 +206,7 @@ def render_report(
 def _evaluation(run_dir, descriptor, model, num_samples, max_examples, data_dir, seed, log):
     """The run's eval.json if it belongs to these weights, else a fresh (quick) evaluation;
     None for an AE, which defines no likelihood."""
-    if not isinstance(model, VAE):
+    if not model.has_likelihood:
         return None
     eval_path = run_dir / "eval.json"
     if eval_path.exists():
@@ -239,7 +244,8 @@ def write_report(
     model, dataset = load_run(run_dir, data_dir)
     result = _evaluation(run_dir, descriptor, model, num_samples, max_examples, data_dir, seed, log)
     x = dataset.fixed("test", seed=seed)[:2000].to(next(model.parameters()).dtype)
-    stats = latent_statistics(model, x) if isinstance(model, VAE) else None
+    y = dataset.test.y[:2000] if dataset.test.y is not None and model.takes_labels else None
+    stats = latent_statistics(model, x, y=y) if model.has_continuous_latent else None
     figures = run_figures(model, dataset, run_dir, run_dir / FIGURE_DIR, stats=stats, seed=seed)
     config = descriptor.get("config") or {
         "model": descriptor.get("model"),

@@ -19,11 +19,10 @@ def _device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def latent_codes(model, x: torch.Tensor) -> torch.Tensor:
-    """The code a picture uses for ``x``: the posterior mean E_q[z|x] of a VAE, the
-    deterministic code f(x) of an AE. ``[B, m]``."""
-    code = model.encode(x)
-    return code if torch.is_tensor(code) else code.mean
+def latent_codes(model, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """The code a picture uses for ``x`` (labels ``y`` for a conditional model): the
+    posterior mean E_q[z|x] of a VAE, the deterministic code f(x) of an AE. ``[B, m]``."""
+    return model.latent_moments(x, y=y).mean
 
 
 @torch.no_grad()
@@ -106,7 +105,11 @@ def save_latent_map(
     mu = (
         torch.cat(
             [
-                latent_codes(model, x[i : i + batch_size].to(device)).cpu()
+                latent_codes(
+                    model,
+                    x[i : i + batch_size].to(device),
+                    labels[i : i + batch_size].to(device) if model.takes_labels else None,
+                ).cpu()
                 for i in range(0, len(x), batch_size)
             ]
         )
@@ -155,11 +158,7 @@ def save_latent_map(
         ax.scatter(points[:, 0], points[:, 1], s=10, alpha=0.75)
     ax.set_xlabel(axes[0])
     ax.set_ylabel(axes[1])
-    code = (
-        "posterior means E_q[z|x]"
-        if not torch.is_tensor(model.encode(x[:1].to(device)))
-        else "codes f(x)"
-    )
+    code = "posterior means E_q[z|x]" if model.has_posterior else "codes f(x)"
     ax.set_title(f"{code} of {len(mu)} test examples, {how}", fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -138,22 +138,48 @@ def _centres(extent: int, count: int) -> list[float]:
     return [cell * (i + 0.5) - 0.5 for i in range(count)]
 
 
-def save_samples(model, path: str | Path, n: int = 64, seed: int = 0) -> Path:
-    """Decode ``n`` draws z ~ N(0, I) and save E[x|z] as an image grid."""
-    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    images = model.sample(n, generator=generator)
+def save_samples(
+    model, path: str | Path, n: int = 64, seed: int = 0, label: int | None = None
+) -> Path:
+    """Decode ``n`` draws z ~ p(z) and save E[x|z] as an image grid. A conditional model
+    draws ``n`` images of class ``label``, or, without one, a grid with one row per class."""
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    if not model.takes_labels:
+        images = model.sample(n, generator=generator)
+        return save_grid(
+            image_grid(images),
+            path,
+            f"{n} prior samples: E[x|z], z ~ N(0, I)",
+            cell=images.shape[-1],
+        )
+    if label is not None:
+        images = model.sample(n, generator=generator, y=label)
+        return save_grid(
+            image_grid(images),
+            path,
+            f"{n} samples of class {label}: E[x|z,y], z ~ p(z|y)",
+            cell=images.shape[-1],
+        )
+    per_class = max(1, n // model.num_classes)
+    y = torch.arange(model.num_classes, device=device).repeat_interleave(per_class)
+    images = model.sample(y.numel(), generator=generator, y=y)
     return save_grid(
-        image_grid(images),
+        image_grid(images, ncols=per_class),
         path,
-        f"{n} prior samples: E[x|z], z ~ N(0, I)",
+        "samples per class (one row per class y = 0, 1, ...): E[x|z,y], z ~ p(z|y)",
         cell=images.shape[-1],
     )
 
 
-def save_reconstructions(model, x: torch.Tensor, path: str | Path) -> Path:
-    """Save inputs (odd columns) beside their reconstructions E[x|z=mu(x)] (even columns)."""
+def save_reconstructions(
+    model, x: torch.Tensor, path: str | Path, y: torch.Tensor | None = None
+) -> Path:
+    """Save inputs (odd columns) beside their reconstructions E[x|z=mu(x)] (even columns);
+    ``y`` are the inputs' labels (needed by a conditional model)."""
     x = x.to(next(model.parameters()).device)
-    recon = model.reconstruct(x)
+    y = y.to(x.device) if y is not None and model.takes_labels else None
+    recon = model.reconstruct(x, y=y)
     pairs = torch.stack([x, recon], dim=1).flatten(0, 1)  # [2N, *shape]: input, recon, ...
     grid = image_grid(pairs, ncols=2 * min(8, x.shape[0]), group=2)
     return save_grid(
@@ -167,7 +193,8 @@ def save_run_pictures(model, dataset: Dataset, run_dir: str | Path, seed: int = 
         return []
     run_dir = Path(run_dir)
     x = dataset.fixed("test", seed=seed)[:32]
+    y = dataset.test.y[:32] if dataset.test.y is not None else None
     return [
         save_samples(model, run_dir / "samples.png", seed=seed),
-        save_reconstructions(model, x, run_dir / "reconstructions.png"),
+        save_reconstructions(model, x, run_dir / "reconstructions.png", y),
     ]

@@ -1,0 +1,66 @@
+"""What the single-latent models (VAE, AE) share: their network fields, and building the
+encoder/decoder bodies from them (or taking the user's own)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from torch import nn
+
+from vaekit.config import ConfigError, ModelConfig
+from vaekit.networks import build_networks, default_network
+
+
+@dataclass
+class BodyConfig(ModelConfig):
+    """Encoder/decoder bodies of a model with one latent vector ``[latent_dim]``."""
+
+    latent_dim: int = 16
+    network: Literal["auto", "mlp", "conv"] = "auto"
+    hidden_dims: list[int] = field(default_factory=lambda: [512, 256])
+    activation: Literal["relu", "elu", "gelu", "tanh", "silu"] = "relu"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.latent_dim < 1:
+            raise ConfigError(f"model.latent_dim must be >= 1, got {self.latent_dim}")
+        if any(h < 1 for h in self.hidden_dims):
+            raise ConfigError(f"model.hidden_dims must be positive widths, got {self.hidden_dims}")
+
+
+def check_buildable(config: ModelConfig) -> None:
+    """A model is built from a config whose data-dependent fields are filled in."""
+    if config.data_shape is None:
+        raise ValueError("model config has no data_shape: set it or build the model from data")
+    if config.likelihood == "auto":
+        raise ValueError("model.likelihood is 'auto': resolve it from the dataset before building")
+
+
+def resolve_network(config: BodyConfig) -> None:
+    """Resolve ``network = "auto"`` from the data shape, in place."""
+    check_buildable(config)
+    if config.network == "auto":
+        config.network = default_network(tuple(config.data_shape))
+
+
+def build_bodies(
+    config: BodyConfig,
+    encoder: nn.Module | None,
+    decoder: nn.Module | None,
+    output_shape: tuple[int, ...],
+) -> tuple[nn.Module, nn.Module]:
+    """The user's encoder/decoder where given, the configured network's otherwise. The
+    decoder writes ``output_shape``: the likelihood's ``param_shape``."""
+    if encoder is None or decoder is None:
+        built = build_networks(
+            config.network,
+            tuple(config.data_shape),
+            config.latent_dim,
+            config.hidden_dims,
+            config.activation,
+            output_shape,
+        )
+        encoder = encoder if encoder is not None else built[0]
+        decoder = decoder if decoder is not None else built[1]
+    return encoder, decoder

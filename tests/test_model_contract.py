@@ -1,0 +1,205 @@
+"""The model contract, checked for every registered model (tests/helpers.py lists them).
+
+Registering a model puts it under these tests: shapes, a bitwise save/load round trip, two
+finite training steps, ``evaluate``, the bound ordering ELBO <= IWAE_k <= IWAE_K for models
+with a likelihood, and a bitwise resume after SIGKILL.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+
+import pytest
+import torch
+
+import vaekit
+from helpers import model_names, tiny, tiny_model, tiny_model_overrides
+from test_train_resume import metrics
+from test_train_resume import vaekit as vaekit_cli
+from vaekit.cli import main
+from vaekit.config import ObjectiveConfig
+from vaekit.data import load_dataset
+from vaekit.evaluate import evaluate
+from vaekit.models import MODELS
+from vaekit.objectives import build_objective
+
+MODELS_UNDER_TEST = model_names()
+
+
+def _batch(model, n: int = 5, seed: int = 0):
+    """Data in [0, 1] of the model's shape, and labels in 0..2 (ignored if unconditional)."""
+    g = torch.Generator().manual_seed(seed)
+    dtype = next(model.parameters()).dtype
+    x = torch.rand(n, *model.data_shape, generator=g).to(dtype)
+    y = torch.randint(0, 3, (n,), generator=g)
+    return x, y
+
+
+def test_every_registered_model_is_under_test():
+    assert list(MODELS) == MODELS_UNDER_TEST and {"vae", "ae"} <= set(MODELS_UNDER_TEST)
+    for name, cls in MODELS.items():
+        assert cls.name == name and cls.config_class().kind == name
+        assert cls.objectives, name
+
+
+@pytest.mark.parametrize("name", MODELS_UNDER_TEST)
+def test_shapes(name):
+    torch.manual_seed(0)
+    model = tiny_model(name).eval()
+    x, y = _batch(model)
+    B, shape = x.shape[0], model.data_shape
+    assert model.reconstruct(x, y=y).shape == (B, *shape)
+    assert model.sample(4, y=y[:4]).shape == (4, *shape)
+    for key, value in model.per_example_metrics(x, y=y).items():
+        assert value.shape == (B,), key
+    if model.has_continuous_latent:
+        m = model.latent_dim
+        moments = model.latent_moments(x, y=y)
+        assert moments.mean.shape == (B, m) and moments.covariance.shape == (B, m, m)
+        z = torch.randn(3, B, m, dtype=x.dtype)
+        assert model.decode_mean(z, y=y).shape == (3, B, *shape)
+        assert model.decode(z, y=y).batch_shape == (3, B)
+    if model.has_posterior:
+        q = model.encode(x, y=y)
+        assert q.mean.shape == (B, model.latent_dim)
+        assert q.scale_tril.shape == (B, model.latent_dim, model.latent_dim)
+    if model.has_likelihood:
+        terms = model.elbo(x, 3, y=y)
+        assert terms.elbo.shape == terms.log_px_z.shape == terms.kl.shape == (B,)
+        assert torch.allclose(terms.elbo, terms.log_px_z - terms.kl)
+        assert model.log_weights(x, 7, y=y).shape == (7, B)
+        assert model.log_likelihood(x, 6, chunk_size=4, y=y).shape == (B,)
+    with pytest.raises(ValueError, match="shape"):
+        model.reconstruct(x.flatten(1)[:, :-1], y=y)
+
+
+@pytest.mark.parametrize("name", MODELS_UNDER_TEST)
+def test_save_then_load_gives_bitwise_the_same_outputs(tmp_path, name):
+    torch.manual_seed(0)
+    model = tiny_model(name).eval()
+    vaekit.save(model, tmp_path / "m")
+    loaded = vaekit.load(tmp_path / "m")
+    assert type(loaded) is type(model) and loaded.config == model.config
+    x, y = _batch(model)
+
+    def outputs(m):
+        torch.manual_seed(3)
+        out = [m.reconstruct(x, y=y), m.sample(4, torch.Generator().manual_seed(1), y=y[:4])]
+        out += list(m.per_example_metrics(x, y=y).values())
+        if m.has_likelihood:
+            out.append(m.log_likelihood(x, 5, y=y))
+        return out
+
+    for a, b in zip(outputs(model), outputs(loaded), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", MODELS_UNDER_TEST)
+def test_two_training_steps_stay_finite(name):
+    config = vaekit.config.apply_overrides(
+        tiny(), [*tiny_model_overrides(name), "train.max_steps=2", "train.batch_size=32"]
+    )
+    result = vaekit.train(config, log=lambda _: None)
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+    (epoch,) = result.history
+    train_metrics = {k: v for k, v in epoch.items() if k.startswith(("train_", "val_"))}
+    assert train_metrics and all(math.isfinite(v) for v in train_metrics.values())
+    # The objective the trainer used is one the model supports, and it is finite.
+    objective = build_objective(ObjectiveConfig(), result.model)
+    x, y = _batch(result.model, 8)
+    loss, _ = objective(result.model, x, y)
+    assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("name", MODELS_UNDER_TEST)
+def test_evaluate_runs_and_reports_only_what_the_model_has(name):
+    torch.manual_seed(0)
+    dataset = load_dataset("digits")
+    model = tiny_model(name, likelihood=dataset.default_likelihood)
+    result = evaluate(model, dataset, num_samples=4, max_examples=20, fcd=False)
+    assert result["num_examples"] == 20
+    if model.has_likelihood:
+        assert math.isfinite(result["nll"]) and math.isfinite(result["elbo"])
+        assert result["units"]["nll"].startswith("nats per example")
+    else:  # never a likelihood it does not have
+        assert "nll" not in result and "elbo" not in result and "bits_per_dim" not in result
+        assert result["likelihood"].startswith("none")
+
+
+# The bounds hold in expectation: E[ELBO] <= E[IWAE_k] <= E[IWAE_K] for k < K (Burda et al.
+# 2015, Theorem 1). Each is estimated as a mean over R independent replicates; an ordering
+# may be violated by at most MARGIN standard errors of the difference of the two means.
+REPLICATES, MARGIN = 200, 4.0
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS_UNDER_TEST if MODELS[n].has_likelihood])
+def test_elbo_below_iwae_k_below_iwae_big_k(name, float64):
+    torch.manual_seed(0)
+    model = tiny_model(name).double().eval()
+    x, y = _batch(model, 4)
+    with torch.no_grad():
+        elbo = torch.stack([model.elbo(x, y=y).elbo for _ in range(REPLICATES)])  # [R, B]
+        iwae = {
+            k: torch.stack([model.log_likelihood(x, k, y=y) for _ in range(REPLICATES)])
+            for k in (5, 50)
+        }
+    for low, high in ((elbo, iwae[5]), (iwae[5], iwae[50])):
+        diff = high - low  # [R, B]: positive in expectation
+        stderr = diff.std(dim=0) / math.sqrt(REPLICATES)
+        assert (diff.mean(dim=0) >= -MARGIN * stderr).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODELS_UNDER_TEST)
+def test_resume_after_sigkill_is_bitwise(tmp_path, name):
+    # digits: 1347 training examples / 256 = 6 steps per epoch (the last one partial), 12 in
+    # all, checkpoints at steps 5, 6 (end of epoch 1), 10 and 12. Killed after step 8
+    # (mid-epoch 2): steps 7 and 8, and the step record at 8, are redone from step 6.
+    settings = [x for item in tiny_model_overrides(name) for x in ("--set", item)]
+    args = [
+        "--data", "digits", "--batch-size", "256", "--epochs", "2", "--device", "cpu",
+        "--seed", "5", "--log-every", "2", "--checkpoint-every", "5", "--progress", "plain",
+        "--set", "train.tensorboard=false", *settings,
+    ]  # fmt: skip
+    full, broken = tmp_path / "full", tmp_path / "broken"
+    assert main(["train", *args, "--out", str(full)]) == 0
+    killed = vaekit_cli(*args, "--out", str(broken), kill_after=8)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    resumed = vaekit_cli("--resume", str(broken))
+    assert resumed.returncode == 0, resumed.stderr
+    assert (broken / "model.safetensors").read_bytes() == (full / "model.safetensors").read_bytes()
+    for name_ in ("model.safetensors", "optimizer.safetensors", "trainer.safetensors"):
+        a, b = (run / "checkpoints" / "last" / name_ for run in (broken, full))
+        assert a.read_bytes() == b.read_bytes(), name_
+    assert metrics(broken) == metrics(full)
+
+
+def test_labels_travel_from_the_dataset_to_the_objective(monkeypatch):
+    """Every training batch reaches the objective with its own rows' labels."""
+    import sys
+
+    train_module = sys.modules["vaekit.train"]  # vaekit.train is also the function
+    seen = []
+
+    def spying(config, model):
+        objective = build_objective(config, model)
+
+        def call(model_, x, y):
+            seen.append((x.detach().clone(), y))
+            return objective(model_, x, y)
+
+        return call
+
+    monkeypatch.setattr(train_module, "build_objective", spying)
+    config = vaekit.config.apply_overrides(tiny(), ["train.max_steps=3", "train.batch_size=64"])
+    vaekit.train(config, log=lambda _: None)
+    data = load_dataset("digits")
+    stored = data.train.x.flatten(1)  # grey levels 0..16; training sees them dequantised
+    assert len(seen) == 3
+    for x, y in seen:
+        assert y is not None and y.shape == (x.shape[0],)
+        levels = (x.flatten(1) * 17).floor()  # undo the dequantisation: the stored level
+        for row, label in zip(levels, y, strict=True):
+            matches = (stored == row).all(dim=1).nonzero().flatten()
+            assert len(matches) >= 1 and label in data.train.y[matches]
