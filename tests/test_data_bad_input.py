@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import vaekit
 from vaekit.cli import main
 from vaekit.data import DataError, load_dataset
 from vaekit.data.idx import write_idx
@@ -299,11 +300,10 @@ def test_corpus_idx_in_a_data_dir(tmp_path, monkeypatch, capsys, make):
 def table_model(tmp_path):
     """An untrained model of a 3-column table, saved as a run (its config records the
     columns and the standardisation)."""
-    from vaekit.config import ModelConfig
     from vaekit.data.transforms import Standardize
-    from vaekit.models import VAE
+    from vaekit.models import VAE, VAEConfig
 
-    config = ModelConfig(
+    config = VAEConfig(
         latent_dim=2, network="mlp", hidden_dims=[4], likelihood="gaussian", data_shape=[3]
     )
     model = VAE(config)
@@ -314,7 +314,7 @@ def table_model(tmp_path):
         "columns": ["a", "b", "c"],
         "transform": Standardize([0.0, 0.0, 0.0], [1.0, 1.0, 1.0]).to_dict(),
     }
-    model.save(tmp_path / "model")
+    vaekit.save(model, tmp_path / "model")
     return tmp_path / "model"
 
 

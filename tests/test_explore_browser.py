@@ -16,13 +16,13 @@ from torch import nn
 from helpers import tiny
 from vaekit.checkpoint import load, save_model
 from vaekit.cli import main
-from vaekit.config import ModelConfig, to_dict
+from vaekit.config import to_dict
 from vaekit.data import load_dataset
 from vaekit.evaluate import latent_statistics
 from vaekit.explore import UnsupportedLayerError, build_explorer, decoder_program
 from vaekit.explore.chromium import Chromium, find_chromium
 from vaekit.explore.decoder_spec import likelihood_mean, run_program
-from vaekit.models import VAE
+from vaekit.models import VAE, VAEConfig
 from vaekit.train import train
 
 NO_CHROMIUM = find_chromium() is None
@@ -59,7 +59,7 @@ def runs(tmp_path_factory):
     }.items():
         out[name] = _train_run(tiny(*common, *extra), root / name)
     dataset = load_dataset("digits", None, 0.1, 0)
-    config = ModelConfig(
+    config = VAEConfig(
         latent_dim=3, network="mlp", hidden_dims=[16], activation="silu",
         likelihood="bernoulli", data_shape=[1, 8, 8],
     )  # fmt: skip
@@ -162,7 +162,7 @@ def test_cli_names_an_unsupported_layer_and_writes_nothing(runs, tmp_path, capsy
 
 def test_heteroscedastic_mean_is_the_first_half(tmp_path):
     dataset = load_dataset("digits", None, 0.1, 0)
-    config = ModelConfig(
+    config = VAEConfig(
         latent_dim=2, network="conv", hidden_dims=[16], likelihood="gaussian-heteroscedastic",
         data_shape=[1, 8, 8],
     )  # fmt: skip

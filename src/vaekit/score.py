@@ -48,6 +48,7 @@ import torch
 from vaekit.checkpoint import atomic_write_bytes, load
 from vaekit.data.datasets import DataError
 from vaekit.data.new_data import NewData, read_new_data, run_transform
+from vaekit.models import Model
 
 REMEDIES = ("none", "complexity", "typicality")
 COLUMN_UNITS = {
@@ -113,7 +114,7 @@ def auprc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 @torch.no_grad()
 def importance_scores(
-    model: VAE, x: torch.Tensor, num_samples: int, batch_size: int, chunk_size: int
+    model: Model, x: torch.Tensor, num_samples: int, batch_size: int, chunk_size: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per example of model inputs ``x [N, ...]``: log p_hat(x) = log mean_k w_k, its
     delta-method standard error sd(w)/(sqrt(K) mean w), and mean_k log w_k (an ELBO
@@ -196,7 +197,7 @@ def _reference_entropy(
 
 
 def score_data(
-    run: str | Path | VAE,
+    run: str | Path | Model,
     data: str | Path,
     num_samples: int = 100,
     batch_size: int = 100,
