@@ -23,6 +23,13 @@ def test_posterior_contract(name):
     z.sum().backward()  # reparameterised: gradients reach the head
     assert posterior.head.weight.grad is not None
     assert q.log_prob(z).shape == (7, 4)
+    mean, cov = q.moments()  # every family has its moments (Monte Carlo where no closed form)
+    assert mean.shape == (4, 3) and cov.shape == (4, 3, 3)
+    assert torch.allclose(cov, cov.transpose(-1, -2)) and (torch.linalg.eigvalsh(cov) > 0).all()
+    if not q.has_closed_form_kl:  # the KL is then the prior's Monte-Carlo estimate
+        expected = q.log_prob(z) - StandardNormalPrior(3).log_prob(z)
+        assert torch.allclose(StandardNormalPrior(3).kl(q, z), expected.mean(0))
+        return
     # The closed-form KL equals torch's KL between the equivalent multivariate normals.
     cov = q.covariance_matrix  # every family has it, and its Cholesky factor
     assert torch.allclose(q.scale_tril @ q.scale_tril.transpose(-1, -2), cov, atol=1e-12)

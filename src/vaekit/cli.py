@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--objective",
         help="elbo (default, beta-weighted), slide (the lecture's L_VAE; unit Gaussian decoder), "
-        "iwae, reconstruction (AE)",
+        "iwae, reconstruction (AE), vq (VQ-VAE); a model without an ELBO takes its own default",
     )
     p.add_argument("--beta", type=float, help="KL weight of the beta-ELBO (1 = true ELBO)")
     p.add_argument("--num-mc-samples", type=_positive_int, help="L draws per example for the ELBO")

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.distributions import Distribution
 
@@ -95,9 +96,14 @@ class EMACodebook(nn.Module):
         """One moving-average step from encoder outputs ``z_e [N, d]`` assigned to ``codes
         [N]``, then the restart of dead codes at random rows of ``z_e``."""
         one_hot = torch.nn.functional.one_hot(codes, self.vectors.shape[0]).to(z_e.dtype)
+        counts, sums = one_hot.sum(0), one_hot.T @ z_e  # n_k [K], sum of assigned z_e [K, d]
+        distributed = dist.is_available() and dist.is_initialized()
+        if distributed:  # under torchrun: the statistics of the global batch on every rank
+            dist.all_reduce(counts)
+            dist.all_reduce(sums)
         g = self.decay
-        self.usage.mul_(g).add_(one_hot.sum(0), alpha=1 - g)  # N_k
-        self.sums.mul_(g).add_(one_hot.T @ z_e, alpha=1 - g)  # m_k
+        self.usage.mul_(g).add_(counts, alpha=1 - g)  # N_k
+        self.sums.mul_(g).add_(sums, alpha=1 - g)  # m_k
         self.vectors.copy_(self.sums / self.usage.unsqueeze(-1))  # e_k = m_k / N_k
         dead = self.usage < self.threshold
         if dead.any():
@@ -105,6 +111,9 @@ class EMACodebook(nn.Module):
             self.vectors[dead] = z_e[rows]
             self.sums[dead] = z_e[rows]
             self.usage[dead] = 1.0
+        if distributed:  # restarts draw from each rank's own rows: rank 0's copy wins
+            for buffer in (self.vectors, self.sums, self.usage):
+                dist.broadcast(buffer, src=0)
 
 
 def code_statistics(codes: torch.Tensor, codebook_size: int) -> dict[str, float]:
