@@ -61,14 +61,23 @@ class Capabilities:
 
 
 def capabilities(model: torch.nn.Module) -> Capabilities:
-    """The model's :class:`Capabilities`, read with getattr and defaults."""
+    """The model's :class:`Capabilities`, from the capability flags of the model contract
+    (``vaekit.models.base.Model``); attributes a model lacks read as their defaults."""
     config = getattr(model, "config", None)
+    has_kl = bool(getattr(model, "has_posterior", False)) and bool(
+        getattr(model, "has_likelihood", False)
+    )
+    layers = getattr(config, "latent_dims", None)  # a hierarchical model's layers
     return Capabilities(
         kind=str(getattr(config, "kind", type(model).__name__.lower())),
-        has_kl=getattr(model, "posterior", None) is not None,
-        num_classes=getattr(model, "num_classes", None),
-        latent_layers=getattr(model, "latent_layers", None),
-        codebook_size=getattr(model, "codebook_size", None),
+        has_kl=has_kl,
+        num_classes=model.num_classes if getattr(model, "takes_labels", False) else None,
+        latent_layers=[f"z{i + 1}" for i in range(len(layers))] if layers else None,
+        codebook_size=(
+            getattr(config, "codebook_size", None)
+            if getattr(model, "has_codebook", False)
+            else None
+        ),
     )
 
 
@@ -115,19 +124,16 @@ def _display(dataset, data_info: dict[str, Any] | None) -> dict[str, Any]:
 
 @torch.no_grad()
 def _encode_means(model, x: torch.Tensor, has_kl: bool, batch: int = 1000):
-    """Posterior means (or AE codes) ``[N, m]`` and, for a VAE, the marginal KL per
-    coordinate ``[N, m]`` in nats (as ``vaekit.evaluate.marginal_kl_per_dim``)."""
-    from vaekit.evaluate import marginal_kl_per_dim
-
+    """Posterior means (or AE codes) ``[N, m]`` and, for a model with a KL, the marginal KL
+    per coordinate ``[N, m]`` in nats, both from the model's ``latent_moments`` (the same
+    numbers ``vaekit evaluate`` averages into ``kl_per_dim``)."""
     mus, kls = [], []
     for start in range(0, x.shape[0], batch):
-        out = model.encode(x[start : start + batch])
-        if has_kl:
-            mus.append(out.mean.double())
-            kls.append(marginal_kl_per_dim(out).double())
-        else:
-            mus.append(out.double())
-    return torch.cat(mus), (torch.cat(kls) if has_kl else None)
+        moments = model.latent_moments(x[start : start + batch])
+        mus.append(moments.mean.double())
+        if has_kl and moments.kl_per_dim is not None:
+            kls.append(moments.kl_per_dim.double())
+    return torch.cat(mus), (torch.cat(kls) if kls else None)
 
 
 def _projection(mu: np.ndarray, axes: tuple[int, int] | None) -> dict[str, Any]:
