@@ -27,6 +27,7 @@ TRAIN_FLAGS = {
     "lr": ("optim", "lr"),
     "latent_dim": ("model", "latent_dim"),
     "likelihood": ("model", "likelihood"),
+    "likelihood_components": ("model", "likelihood_components"),
     "posterior": ("model", "posterior"),
     "model": ("model", "kind"),
     "network": ("model", "network"),
@@ -138,8 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--likelihood",
         help="p(x|z): gaussian (unit variance, the lecture's), gaussian-learned (per-dimension "
         "sigma), gaussian-shared (one sigma), gaussian-heteroscedastic (the decoder outputs "
-        "a sigma per dimension and example), bernoulli (binary data only); default: the "
+        "a sigma per dimension and example), bernoulli (binary data only), "
+        "discretized-logistic and discretized-logistic-mixture (probabilities of the data's "
+        "discrete levels, e.g. 8-bit pixels: exact bits/dim, no dequantisation); default: the "
         "dataset's",
+    )
+    p.add_argument(
+        "--likelihood-components",
+        type=_positive_int,
+        metavar="K",
+        help="logistics per dimension of discretized-logistic-mixture (default 5)",
     )
     p.add_argument("--posterior", help="q(z|x): diagonal (default) or full (Cholesky covariance)")
     p.add_argument("--network", help="auto (default: conv for 28x28/32x32 images), mlp, conv")

@@ -40,16 +40,29 @@ class ModelConfig:
         "gaussian-shared",
         "gaussian-heteroscedastic",
         "bernoulli",
+        "discretized-logistic",
+        "discretized-logistic-mixture",
     ] = "auto"
+    # K, the logistics per dimension of discretized-logistic-mixture (other likelihoods ignore it).
+    likelihood_components: int = 5
     prior: Literal["standard-normal"] = "standard-normal"
     # Filled in from the data when training starts: [C, H, W] for images, [D] for vectors.
     data_shape: list[int] | None = None
+    # Filled in from the data for the discretised likelihoods: the number of discrete levels
+    # per dimension (256 for 8-bit images, 17 for digits), which sets their bin width.
+    data_levels: int | None = None
 
     def __post_init__(self) -> None:
         if self.latent_dim < 1:
             raise ConfigError(f"model.latent_dim must be >= 1, got {self.latent_dim}")
         if any(h < 1 for h in self.hidden_dims):
             raise ConfigError(f"model.hidden_dims must be positive widths, got {self.hidden_dims}")
+        if self.likelihood_components < 1:
+            raise ConfigError(
+                f"model.likelihood_components must be >= 1, got {self.likelihood_components}"
+            )
+        if self.data_levels is not None and self.data_levels < 2:
+            raise ConfigError(f"model.data_levels must be >= 2 or null, got {self.data_levels}")
 
 
 @dataclass

@@ -6,9 +6,11 @@
   expectation that tightens as K grows. ``nll_stderr`` is its standard error across
   examples: ``std(log p_hat(x_i), ddof=1) / sqrt(N)``.
 * ``elbo``, ``log_px_z``, ``kl``: nats per example (the ELBO with one Monte-Carlo draw).
-* ``bits_per_dim``: the nll of the *discrete* data in bits per dimension. For dequantised
-  data with ``levels`` grey levels scaled to [0, 1]: (nll + D log(levels)) / (D log 2),
-  the dequantisation bound of Theis et al. (2016); for binary data: nll / (D log 2).
+* ``bits_per_dim``: the nll of the *discrete* data in bits per dimension. For a discrete
+  likelihood (a discretised logistic on the levels themselves, or Bernoulli on binary data):
+  exactly nll / (D log 2). For a density on dequantised data with ``levels`` grey levels
+  scaled to [0, 1]: (nll + D log(levels)) / (D log 2), the dequantisation bound of Theis et
+  al. (2016). ``bits_per_dim_basis`` says which.
 * ``kl_per_dim``: mean over examples of the KL of each latent coordinate's *marginal*
   q(z_j|x) = N(mu_j, Sigma_jj) from N(0, 1), nats per example. For the diagonal posterior the
   coordinates are independent and these sum to ``kl`` exactly (up to Monte-Carlo-free float
@@ -48,7 +50,8 @@ DEFAULT_MEMORY_BUDGET_MB = 32
 UNITS = {
     "nll": "nats per example: -log p(x), importance-sampled (Burda et al. 2015)",
     "nll_stderr": "nats per example: standard error of the mean over examples",
-    "bits_per_dim": "bits per dimension of the discrete data (dequantisation bound)",
+    "bits_per_dim": "bits per dimension of the discrete data (see bits_per_dim_basis)",
+    "bits_per_dim_basis": "exact (a probability of the discrete data) or a dequantisation bound",
     "elbo": "nats per example: E_q[log p(x|z)] - KL(q(z|x) || p(z)), one draw",
     "log_px_z": "nats per example: E_q[log p(x|z)], the reconstruction term",
     "kl": "nats per example: KL(q(z|x) || N(0, I)), closed form",
@@ -80,13 +83,26 @@ def load_run(run: str | Path, data_dir: str | None = None) -> tuple[VAE, Dataset
         data_config.get("split_seed", 0),
         image_size=data_config.get("image_size"),
     )
-    return model, dataset
+    return model, data_for_model(model, dataset)
+
+
+def data_for_model(model: VAE, dataset: Dataset) -> Dataset:
+    """``dataset`` as ``model``'s likelihood models it: a discrete likelihood sees the levels
+    themselves, never dequantised values (``Dataset.as_levels``)."""
+    if _is_discrete(model):
+        return dataset.as_levels(f"the model's likelihood {model.config.likelihood!r}")
+    return dataset
+
+
+def _is_discrete(model) -> bool:
+    return bool(getattr(getattr(model, "likelihood", None), "discrete", False))
 
 
 def decoder_floats_per_row(model: VAE) -> int:
     """Floats held per decoded latent row while evaluating log p(x|z): every decoder module's
-    output for one z (measured with forward hooks), plus four data-sized temporaries of the
-    likelihood's ``log_prob`` (difference, square, scaled, log-density)."""
+    output for one z (measured with forward hooks), plus the data-sized temporaries of the
+    likelihood's ``log_prob``: four (difference, square, scaled, log-density) unless the
+    likelihood states its own ``log_density_temporaries``."""
     p = next(model.parameters())
     total = 0
 
@@ -102,7 +118,8 @@ def decoder_floats_per_row(model: VAE) -> int:
     finally:
         for hook in hooks:
             hook.remove()
-    return total + 4 * math.prod(model.data_shape) + 4 * model.latent_dim
+    temporaries = getattr(model.likelihood, "log_density_temporaries", 4)
+    return total + temporaries * math.prod(model.data_shape) + 4 * model.latent_dim
 
 
 def choose_chunk_size(
@@ -233,6 +250,7 @@ def evaluate(
     if not isinstance(model, VAE):
         raise ValueError("evaluate needs a VAE: an AE defines no likelihood p(x)")
     model.eval()
+    dataset = data_for_model(model, dataset)
     device = next(model.parameters()).device
     if device.type == "cpu":
         keep_freed_memory()  # the chunk loop reuses its memory (vaekit/allocator.py)
@@ -270,9 +288,10 @@ def evaluate(
         "log_px_z": float(torch.cat(log_px_z).double().mean()),
         "kl": float(torch.cat(kl).double().mean()),
     }
-    bpd = bits_per_dim(nll, dataset)
+    bpd = bits_per_dim(nll, dataset, discrete=_is_discrete(model))
     if bpd is not None:
         result["bits_per_dim"] = bpd
+        result["bits_per_dim_basis"] = bits_per_dim_basis(dataset, _is_discrete(model))
         result["bits_per_dim_stderr"] = result["nll_stderr"] / (
             math.prod(dataset.shape) * math.log(2.0)
         )
@@ -310,15 +329,37 @@ def evaluate_run(
     return result
 
 
-def bits_per_dim(nll: float, dataset: Dataset) -> float | None:
+def bits_per_dim(nll: float, dataset: Dataset, discrete: bool = False) -> float | None:
     """Convert an nll in nats per example to bits per dimension of the discrete data.
 
-    Returns None where it does not apply (continuous data with no discrete levels).
+    ``discrete``: the nll is of a probability mass function of the levels (the model's
+    likelihood is discrete), so bits/dim = nll / (D log 2) exactly; the data must then be the
+    levels, not dequantised values. Otherwise the nll is of a density: on dequantised data the
+    dequantisation bound (nll + D log(levels)) / (D log 2) (Theis et al. 2016). Returns None
+    where no conversion is honest (a density on continuous or un-dequantised data).
     """
+    basis = bits_per_dim_basis(dataset, discrete)
+    if basis is None:
+        return None
     d = math.prod(dataset.shape)
-    kind = dataset.transform.kind
-    if kind == "dequantize":
+    if basis.startswith("dequantisation"):
         return (nll + d * math.log(dataset.transform.levels)) / (d * math.log(2.0))
+    return nll / (d * math.log(2.0))
+
+
+def bits_per_dim_basis(dataset: Dataset, discrete: bool = False) -> str | None:
+    """How :func:`bits_per_dim` converts for this data and likelihood, in words (None: no
+    honest conversion)."""
+    kind = dataset.transform.kind
+    if discrete:
+        if kind == "dequantize":
+            raise ValueError(
+                "a discrete likelihood's nll is of the levels, but the data was dequantised: "
+                "evaluate it on dataset.as_levels(...)"
+            )
+        return "exact: a probability of the discrete data"
+    if kind == "dequantize":
+        return f"dequantisation bound (Theis et al. 2016), {dataset.transform.levels} levels"
     if dataset.support == "binary":
-        return nll / (d * math.log(2.0))
+        return "exact: binary data"
     return None

@@ -17,7 +17,8 @@ from torch import nn
 from torch.distributions import Distribution
 
 from vaekit.config import ModelConfig
-from vaekit.distributions import LIKELIHOODS, POSTERIORS, PRIORS
+from vaekit.distributions import POSTERIORS, PRIORS
+from vaekit.distributions.likelihoods import build_likelihood
 from vaekit.networks import build_networks, default_network
 
 
@@ -124,7 +125,7 @@ class VAE(_Autoencoder):
     ) -> None:
         super().__init__()
         self.config = config = _resolve(config, "vae")
-        self.likelihood = LIKELIHOODS[config.likelihood](tuple(config.data_shape))
+        self.likelihood = build_likelihood(config)
         self.encoder, self.decoder = _bodies(config, encoder, decoder, self.likelihood.param_shape)
         self.posterior = POSTERIORS[config.posterior](self.encoder.out_features, config.latent_dim)
         self.prior = PRIORS[config.prior](config.latent_dim)
@@ -215,7 +216,7 @@ class AE(_Autoencoder):
     ) -> None:
         super().__init__()
         self.config = config = _resolve(config, "ae")
-        self.likelihood = LIKELIHOODS[config.likelihood](tuple(config.data_shape))
+        self.likelihood = build_likelihood(config)
         self.encoder, self.decoder = _bodies(config, encoder, decoder, self.likelihood.param_shape)
         self.code = DeterministicCode(self.encoder.out_features, config.latent_dim)
         self.prior = PRIORS[config.prior](config.latent_dim)

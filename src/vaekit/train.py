@@ -35,6 +35,7 @@ from vaekit.allocator import keep_freed_memory
 from vaekit.averaging import PolyakAverage
 from vaekit.config import Config, to_dict
 from vaekit.data import Dataset, load_dataset
+from vaekit.distributions.likelihoods import is_discrete
 from vaekit.models import AE, VAE, build_model
 from vaekit.objectives import NegativeELBO, build_objective
 from vaekit.precision import restore_precision, setup_precision
@@ -94,8 +95,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def resolve_model_config(config: Config, dataset: Dataset) -> None:
-    """Fill the model config's data-dependent fields and refuse dishonest likelihoods."""
+def resolve_model_config(config: Config, dataset: Dataset) -> Dataset:
+    """Fill the model config's data-dependent fields and refuse dishonest likelihoods.
+
+    Returns the dataset as the likelihood must see it: a discretised likelihood gets the
+    data's levels without dequantisation noise (``Dataset.as_levels``), and its bin width
+    comes from their number (``model.data_levels``)."""
     model = config.model
     model.data_shape = list(dataset.shape)
     if model.likelihood == "auto":
@@ -105,6 +110,10 @@ def resolve_model_config(config: Config, dataset: Dataset) -> None:
             f"--likelihood bernoulli needs binary data, but {dataset.name!r} has support "
             f"{dataset.support!r}: use a binarised variant or a Gaussian likelihood"
         )
+    if is_discrete(model.likelihood) and model.likelihood != "bernoulli":
+        dataset = dataset.as_levels(f"--likelihood {model.likelihood}")
+        model.data_levels = dataset.num_levels
+    return dataset
 
 
 def prepare_run_dir(out: str | Path, overwrite: bool) -> Path:
@@ -209,8 +218,7 @@ class Trainer:
             dataset = load_dataset(
                 d.name, d.data_dir, d.val_fraction, d.split_seed, image_size=d.image_size
             )
-        self.dataset = dataset
-        resolve_model_config(config, dataset)
+        self.dataset = dataset = resolve_model_config(config, dataset)
         self.model = build_model(config.model).to(self.device)
         self.scaler = setup_precision(self.model, tc.precision, self.device)
         self.objective = build_objective(config.objective, config.model.kind)

@@ -18,6 +18,7 @@ either device (the two devices give different, equally valid draws).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 
 from vaekit.data.batching import batch_indices
-from vaekit.data.transforms import Transform
+from vaekit.data.transforms import Levels, Transform
 
 Support = Literal["binary", "unit-interval", "real"]
 
@@ -215,6 +216,25 @@ class Dataset:
             "transform": self.transform.to_dict(),
             **self.extra,
         }
+
+    def as_levels(self, flag: str) -> Dataset:
+        """This dataset as a discrete likelihood must see it: the stored levels on the grid
+        v / (levels - 1) instead of dequantised values (binary data is already its 2 levels).
+        ``flag`` names the option that asked, for the error on continuous data."""
+        if self.transform.kind == "dequantize":
+            levels = self.transform.levels
+            return dataclasses.replace(
+                self,
+                transform=Levels(levels),
+                num_levels=levels,
+                description=f"{self.description}; the {levels} levels, not dequantised",
+            )
+        if self.transform.kind == "levels" or self.support == "binary":
+            return self
+        raise DataError(
+            f"{flag} models discrete levels, but {self.name!r} has continuous values "
+            f"(transform {self.transform.kind!r}); use a Gaussian likelihood"
+        )
 
     def on_device(self, split: str, device: torch.device | str) -> Split | MemmapSplit:
         """The split as batched on ``device``: moved there once if it is an in-memory split
