@@ -42,6 +42,7 @@ TRAIN_FLAGS = {
     "schedule": ("schedule", "name"),
     "warmup_steps": ("schedule", "warmup_steps"),
     "kl_warmup_steps": ("objective", "kl_warmup_steps"),
+    "free_bits": ("objective", "free_bits"),
     "grad_clip": ("optim", "grad_clip"),
     "precision": ("train", "precision"),
     "log_every": ("train", "log_every"),
@@ -183,6 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--kl-warmup-steps",
         type=int,
         help="KL warm-up: beta rises linearly from 0 to --beta over this many steps (elbo)",
+    )
+    p.add_argument(
+        "--free-bits",
+        type=float,
+        metavar="LAMBDA",
+        help="free bits (elbo): each latent coordinate's batch-mean KL counts as at least LAMBDA "
+        "nats in the loss (Kingma et al. 2016); the logged ELBO stays the true one",
     )
     p.add_argument(
         "--grad-clip", type=float, help="clip the gradient's global L2 norm to this value"

@@ -95,6 +95,9 @@ class ObjectiveConfig:
     # KL warm-up (elbo objective only): beta rises linearly from 0 to `beta` over this many
     # optimiser steps; 0 = no warm-up.
     kl_warmup_steps: int = 0
+    # Free bits (elbo objective only), lambda in nats per latent group: the batch-mean KL of
+    # each group counts as at least lambda in the loss (Kingma et al. 2016); 0 = off.
+    free_bits: float = 0.0
 
     def __post_init__(self) -> None:
         if self.beta < 0:
@@ -103,10 +106,23 @@ class ObjectiveConfig:
             raise ConfigError("objective.num_mc_samples and num_importance_samples must be >= 1")
         if self.kl_warmup_steps < 0:
             raise ConfigError(f"objective.kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}")
-        if self.kl_warmup_steps and self.name != "elbo":
-            raise ConfigError(
-                f"objective.kl_warmup_steps needs objective.name = 'elbo' (got {self.name!r})"
-            )
+        if self.free_bits < 0 or not math.isfinite(self.free_bits):
+            raise ConfigError(f"objective.free_bits must be >= 0 nats, got {self.free_bits}")
+        # Both act on the ELBO's separate KL term. The IWAE bound has none (its log-weights
+        # log p(x|z) + log p(z) - log q(z|x) are one sum: scaling a part of them changes what
+        # the bound estimates), and the slide loss is fixed by the slide.
+        why = {
+            "iwae": "the IWAE bound has no separate KL term; warm up with the elbo objective, "
+            "then --resume the run with --objective iwae",
+            "slide": "the slide loss is the lecture's fixed formula",
+            "reconstruction": "the AE's criterion has no KL",
+        }
+        for option in ("kl_warmup_steps", "free_bits"):
+            if getattr(self, option) and self.name != "elbo":
+                raise ConfigError(
+                    f"objective.{option} needs objective.name = 'elbo' (got {self.name!r}): "
+                    f"{why[self.name]}"
+                )
 
 
 @dataclass

@@ -33,6 +33,9 @@ class ELBOTerms:
     elbo: torch.Tensor
     log_px_z: torch.Tensor
     kl: torch.Tensor
+    # The KL split into independent groups, ``[B, G]`` summing to ``kl`` (one per latent
+    # coordinate where the posterior and prior factorise); what free bits clamp. None: one group.
+    kl_groups: torch.Tensor | None = None
 
 
 def _resolve(config: ModelConfig, kind: str) -> ModelConfig:
@@ -146,7 +149,8 @@ class VAE(_Autoencoder):
         # log p(x|z) straight from the decoder output (no distribution objects per step).
         log_px_z = self.likelihood.log_density(self.decoder(z), x).mean(dim=0)  # [L, B] -> [B]
         kl = self.prior.kl(q, z)
-        return ELBOTerms(elbo=log_px_z - kl, log_px_z=log_px_z, kl=kl)
+        kl_groups = self.prior.kl_groups(q, z)
+        return ELBOTerms(elbo=log_px_z - kl, log_px_z=log_px_z, kl=kl, kl_groups=kl_groups)
 
     def log_weights(self, x: torch.Tensor, num_samples: int) -> torch.Tensor:
         """Importance log-weights log w = log p(x|z) + log p(z) - log q(z|x), ``[K, B]``.

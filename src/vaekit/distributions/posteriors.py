@@ -47,6 +47,11 @@ class DiagonalGaussian(Independent):
         """Closed-form KL(q || N(0, I)) in nats per example, ``[B]``."""
         return kl_diagonal_gaussian_standard_normal(self.loc, self.log_var)
 
+    def kl_standard_normal_groups(self) -> torch.Tensor:
+        """The closed-form KL to N(0, I) split into independent groups, nats, ``[B, m]``: one
+        per coordinate (q and the prior both factorise), summing to ``kl_standard_normal``."""
+        return 0.5 * (self.loc.square() + self.log_var.exp() - 1.0 - self.log_var)
+
 
 class FullCovarianceGaussian(MultivariateNormal):
     """N(mu, L L^T) with L lower triangular with a positive diagonal. Event shape ``[m]``."""
@@ -57,6 +62,10 @@ class FullCovarianceGaussian(MultivariateNormal):
     def kl_standard_normal(self) -> torch.Tensor:
         """Closed-form KL(q || N(0, I)) in nats per example, ``[B]``."""
         return kl_full_gaussian_standard_normal(self.loc, self.scale_tril)
+
+    def kl_standard_normal_groups(self) -> torch.Tensor:
+        """The KL as one group, ``[B, 1]``: a correlated q does not split it by coordinate."""
+        return self.kl_standard_normal().unsqueeze(-1)
 
 
 class DiagonalGaussianPosterior(nn.Module):

@@ -37,5 +37,10 @@ class StandardNormalPrior(nn.Module):
         """KL(q(z|x) || p(z)) in nats per example: closed form for the Gaussian families."""
         return q.kl_standard_normal()
 
+    def kl_groups(self, q: Distribution, z: torch.Tensor | None = None) -> torch.Tensor:
+        """The same KL split into the groups free bits clamp, nats, ``[B, G]`` summing to
+        ``kl``: one per latent coordinate where q factorises, else one group."""
+        return q.kl_standard_normal_groups()
+
 
 PRIORS = {"standard-normal": StandardNormalPrior}
