@@ -23,6 +23,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from vaekit.allocator import keep_freed_memory
 from vaekit.averaging import PolyakAverage
 from vaekit.config import Config, to_dict
 from vaekit.data import Dataset, load_dataset
+from vaekit.data.datasets import FixedSplit
 from vaekit.distributions.likelihoods import is_discrete
 from vaekit.models import AE, VAE, build_model
 from vaekit.objectives import NegativeELBO, build_objective
@@ -134,12 +136,14 @@ def run_config(run: str | Path) -> Config:
 
 
 @torch.no_grad()
-def validation_metrics(model: VAE | AE, x: torch.Tensor, batch_size: int) -> dict[str, float]:
-    """Mean per-example ELBO and its terms (VAE) or log p(x|f(x)) (AE) in nats over ``x``."""
+def validation_metrics(model: VAE | AE, batches: Iterable[torch.Tensor]) -> dict[str, float]:
+    """Mean per-example ELBO and its terms (VAE) or log p(x|f(x)) (AE) in nats over the
+    examples of ``batches`` (model-ready tensors ``[b, *shape]``)."""
     model.eval()
     sums: dict[str, float] = {}
-    for start in range(0, x.shape[0], batch_size):
-        xb = x[start : start + batch_size]
+    count = 0
+    for xb in batches:
+        count += xb.shape[0]
         if isinstance(model, VAE):
             terms = model.elbo(xb)
             values = {"elbo": terms.elbo, "log_px_z": terms.log_px_z, "kl": terms.kl}
@@ -147,7 +151,7 @@ def validation_metrics(model: VAE | AE, x: torch.Tensor, batch_size: int) -> dic
             values = {"log_px_z": model.reconstruction_log_prob(xb)}
         for key, v in values.items():
             sums[key] = sums.get(key, 0.0) + float(v.sum())
-    return {key: total / max(1, x.shape[0]) for key, total in sums.items()}
+    return {key: total / max(1, count) for key, total in sums.items()}
 
 
 class ObjectiveModule(nn.Module):
@@ -237,8 +241,8 @@ class Trainer:
             torch.manual_seed(tc.seed + (self.ctx.rank << 32))
         self.generator = torch.Generator().manual_seed(tc.seed)  # data order + transforms
         self.epoch_start_state = self.generator.get_state()
-        self.val_x = dataset.fixed("val", seed=config.data.split_seed)
-        if tc.patience is not None and len(self.val_x) == 0:
+        self.val = FixedSplit(dataset, "val", seed=config.data.split_seed)  # streamed if on disk
+        if tc.patience is not None and len(self.val) == 0:
             raise ValueError("train.patience needs a validation split (data.val_fraction > 0)")
         self.state, self.history, self.steps = LoopState(), [], []
         self.interval_seconds = 0.0  # training time of the current log interval, past epochs
@@ -264,21 +268,22 @@ class Trainer:
 
     def run(self) -> TrainResult:
         tc, state, reason = self.config.train, self.state, "budget"
-        train_x = self.dataset.train.x
+        train_split = self.dataset.train  # in memory, or streamed from disk (never loaded whole)
         try:
             while state.step < self.budget and reason == "budget":
-                if state.batch == 0:  # a new epoch: its permutation comes first
+                if state.batch == 0:  # a new epoch: its order comes first
                     self.epoch_start_state = self.generator.get_state()
-                    order = torch.randperm(len(train_x), generator=self.generator)
-                else:  # resumed mid-epoch: the same permutation, the generator where it was
-                    start_gen = torch.Generator().set_state(self.epoch_start_state)
-                    order = torch.randperm(len(train_x), generator=start_gen)
+                    order = self.generator
+                else:  # resumed mid-epoch: the same order, the generator where it was
+                    order = torch.Generator().set_state(self.epoch_start_state)
+                batches = train_split.epoch_batches(tc.batch_size, order, start=state.batch)
                 self.model.train()
                 self.timer = self.epoch_timer = time.perf_counter()
-                for b in range(state.batch, self.batches_per_epoch):
-                    idx = order[b * tc.batch_size : (b + 1) * tc.batch_size]
+                # The range ends first when a last partial batch is left out (see __init__).
+                steps = range(state.batch, self.batches_per_epoch)
+                for b, (stored, _) in zip(steps, batches, strict=False):
                     # The same global batch and transform draw on every rank; keep our rows.
-                    x = self.dataset.transform(train_x[idx], self.generator)
+                    x = self.dataset.transform(stored, self.generator)
                     lo, hi = self.ctx.shard(x.shape[0])
                     self._step(x[lo:hi].to(self.device), x.shape[0])
                     state.batch = b + 1
@@ -453,15 +458,15 @@ class Trainer:
         """Validation metrics (nats per example) over this rank's shard, summed over ranks.
         A fixed seed for the reparameterisation noise makes them a function of the weights
         alone (comparable across epochs) and leaves the training RNG untouched."""
-        if len(self.val_x) == 0:
+        if len(self.val) == 0:
             return {}
-        lo, hi = self.ctx.shard(len(self.val_x))
+        lo, hi = self.ctx.shard(len(self.val))
         cuda = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(self.config.train.seed + self.ctx.rank)
-            x = self.val_x[lo:hi].to(self.device)
+            batches = self.val.batches(self.config.train.eval_batch_size, lo, hi)
             with self._averaged_weights():
-                means = validation_metrics(self.model, x, self.config.train.eval_batch_size)
+                means = validation_metrics(self.model, (x.to(self.device) for x in batches))
         self.model.train()
         names = sorted(means)
         sums = torch.tensor([means[k] * (hi - lo) for k in names] + [float(hi - lo)])
