@@ -19,6 +19,7 @@ either device (the two devices give different, equally valid draws).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -36,8 +37,9 @@ DEVICE_RESIDENT_MAX_BYTES = 1 << 30
 # Default shard of a memory-mapped split, in bytes (rows = this // bytes per row): training
 # holds about two shards plus a batch.
 MEMMAP_SHARD_BYTES = 32 << 20
-# Rows of a memory-mapped split transformed together with one seed by ``FixedSplit``.
-FIXED_BLOCK_ROWS = 1024
+# Stored bytes of a memory-mapped split read and transformed together, with one seed, by
+# ``FixedSplit`` (its float copy and noise are several times larger).
+FIXED_BLOCK_BYTES = 1 << 20
 
 
 class DataError(ValueError):
@@ -350,14 +352,19 @@ class FixedSplit:
 
     An in-memory split is :meth:`Dataset.fixed` computed once and sliced. A memory-mapped
     split is never held whole: rows are read and transformed in blocks of
-    ``FIXED_BLOCK_ROWS``, block i with its own generator seeded from (``seed``, i), so every
-    pass, every batch size and every rank's range see the same values for a row.
+    ``FIXED_BLOCK_BYTES`` worth of rows, block i with its own generator seeded from
+    (``seed``, i), so every pass, every batch size and every rank's range see the same values
+    for a row.
     """
 
     def __init__(self, dataset: Dataset, split: str, seed: int = 0) -> None:
         self.dataset, self.seed = dataset, seed
         self.data = dataset.split(split)
         self._x = dataset.fixed(split, seed) if not isinstance(self.data, MemmapSplit) else None
+        row_bytes = (
+            max(1, math.prod(dataset.shape) * self.data.array.itemsize) if self._x is None else 1
+        )
+        self.block_rows = max(1, FIXED_BLOCK_BYTES // row_bytes)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -373,7 +380,7 @@ class FixedSplit:
             return
         pending: list[torch.Tensor] = []
         have = 0
-        block = FIXED_BLOCK_ROWS
+        block = self.block_rows
         for first in range(start - start % block, stop, block):
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + first // block)
             rows = self.dataset.transform(self.data.read(first, first + block), generator)
