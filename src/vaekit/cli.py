@@ -475,7 +475,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         "(-log p(x), importance-sampled; ± one standard error)"
     )
     if "bits_per_dim" in result:
-        print(f"  bits/dim  {result['bits_per_dim']:.4f} bits per dimension (discrete data)")
+        basis = result.get("bits_per_dim_basis", "discrete data")
+        print(f"  bits/dim  {result['bits_per_dim']:.4f} bits per dimension ({basis})")
     print(f"  ELBO      {result['elbo']:.3f} nats per example")
     print(f"  log p(x|z) {result['log_px_z']:.3f} nats per example (reconstruction term)")
     print(f"  KL        {result['kl']:.3f} nats per example (KL(q(z|x) || p(z)))")

@@ -63,8 +63,10 @@ def evaluation_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 "bits/dim",
                 f"{_fmt(result['bits_per_dim'], 4)}",
                 "bits per dimension",
-                "nll of the discrete data: (nll + D log levels) / (D log 2) for "
-                "dequantised data (Theis et al. 2016), nll / (D log 2) for binary data.",
+                "nll of the discrete data: nll / (D log 2) exactly for a discrete likelihood "
+                "(discretised logistic, Bernoulli on binary data); (nll + D log levels) / "
+                "(D log 2), a bound, for a density on dequantised data (Theis et al. 2016). "
+                f"Here: {result.get('bits_per_dim_basis', 'see above')}.",
             )
         )
     rows += [
