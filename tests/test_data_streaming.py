@@ -174,3 +174,52 @@ def test_training_memory_does_not_grow_with_the_memmapped_split(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     growth_mb = float(done.stdout.strip().splitlines()[-1])
     assert growth_mb < 64, f"anonymous memory grew by {growth_mb:.0f} MB while training"
+
+
+RESUME_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from vaekit.config import Config
+    from vaekit.data import load_dataset
+    from vaekit.train import train
+
+    path, out, mode = sys.argv[1:4]
+    data = load_dataset(path, in_memory=False)
+    data.train.shard_size = 16  # 324 training rows: 21 shards, 11 batches of 30 per epoch
+    if mode == "resume":
+        train(resume=out, dataset=data, log=lambda line: None)
+    else:
+        config = Config.from_dict({
+            "data": {"name": path},
+            "model": {"hidden_dims": [8], "latent_dim": 2, "network": "mlp"},
+            "train": {"epochs": 2, "batch_size": 30, "device": "cpu", "seed": 1,
+                      "checkpoint_every": 4, "log_every": 2, "tensorboard": False,
+                      "progress": "plain"},
+        })
+        train(config, out=out, dataset=data, log=lambda line: None)
+    """
+)
+
+
+@pytest.mark.slow
+def test_memmap_run_killed_mid_epoch_resumes_bitwise(tmp_path):
+    x = np.random.default_rng(5).integers(0, 256, (400, 1, 6, 6), dtype=np.uint8)
+    np.save(tmp_path / "m.npy", x)
+    script = tmp_path / "run.py"
+    script.write_text(RESUME_SCRIPT)
+
+    def run(out, mode, kill_after=None):
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        if kill_after is not None:
+            env["VAEKIT_TEST_KILL_AFTER_STEP"] = str(kill_after)
+        args = [sys.executable, str(script), str(tmp_path / "m.npy"), str(out), mode]
+        return subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+
+    full, broken = tmp_path / "full", tmp_path / "broken"
+    assert run(full, "train").returncode == 0
+    # step 17 is batch 6 of epoch 2; the last checkpoint is step 16 (batch 5): resuming skips
+    # the shards before batch 5 of that epoch's stream without reading them
+    assert run(broken, "train", kill_after=17).returncode == -9
+    done = run(broken, "resume")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (broken / "model.safetensors").read_bytes() == (full / "model.safetensors").read_bytes()
