@@ -37,7 +37,7 @@ from vaekit.averaging import PolyakAverage
 from vaekit.config import Config, to_dict
 from vaekit.data import Dataset, load_dataset
 from vaekit.data.datasets import FixedSplit
-from vaekit.distributions.likelihoods import is_discrete
+from vaekit.distributions.likelihoods import LIKELIHOOD_OPTIONS, is_discrete
 from vaekit.models import AE, VAE, build_model
 from vaekit.objectives import NegativeELBO, build_objective
 from vaekit.precision import restore_precision, setup_precision
@@ -112,9 +112,10 @@ def resolve_model_config(config: Config, dataset: Dataset) -> Dataset:
             f"--likelihood bernoulli needs binary data, but {dataset.name!r} has support "
             f"{dataset.support!r}: use a binarised variant or a Gaussian likelihood"
         )
-    if is_discrete(model.likelihood) and model.likelihood != "bernoulli":
+    if is_discrete(model.likelihood):  # binary data is already its two levels
         dataset = dataset.as_levels(f"--likelihood {model.likelihood}")
-        model.data_levels = dataset.num_levels
+        if "data_levels" in LIKELIHOOD_OPTIONS.get(model.likelihood, {}).values():
+            model.data_levels = dataset.num_levels
     return dataset
 
 
