@@ -148,6 +148,7 @@ RSS_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads Linux's RssAnon")
 def test_training_memory_does_not_grow_with_the_memmapped_split(tmp_path):
     """160 MB of uint8 rows on disk (40,000 rows of 64x64); the training split is 115 MB, the
     validation split 15 MB (59 MB as float32). Streaming holds a few MiB; reading either

@@ -1,6 +1,7 @@
 """The training loop: ``train(config, out) -> TrainResult``. The CLI only parses and calls it.
 
-One epoch is one pass over a fresh permutation of the training split, drawn from a data
+One epoch is one pass over a fresh permutation of the training split (a memory-mapped split
+is streamed from disk, shuffled shard-wise: ``MemmapSplit.stored_batches``), drawn from a data
 generator seeded with ``train.seed`` (which also drives stochastic transforms such as dynamic
 binarisation). A step is one optimiser update on one global batch. Every ``train.log_every``
 steps a ``"kind": "step"`` record, and after every epoch a ``"kind": "epoch"`` record (with
