@@ -33,7 +33,7 @@ class NegativeELBO:
     ``beta`` every step during KL warm-up (``vaekit.schedules.kl_weight``).
 
     ``free_bits`` = lambda > 0 (nats) turns the KL term into free bits (Kingma et al. 2016,
-    IAF paper, §C.8): the KL of each group j (a latent coordinate where the posterior
+    the IAF paper): the KL of each group j (a latent coordinate where the posterior
     factorises, see ``ELBOTerms.kl_groups``) is averaged over the batch *before* it is clamped,
     and the loss is -(mean_B log p(x|z) - beta * sum_j max(lambda, mean_B KL_j)). A group
     below lambda then gets no gradient pushing its KL down. Under torchrun the batch mean is
