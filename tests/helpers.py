@@ -140,3 +140,40 @@ def tiny_model(name: str, data_shape=(1, 8, 8), likelihood: str = "gaussian-lear
     settings = [*tiny_model_overrides(name), f"model.data_shape=[{shape}]"]
     config = apply_overrides(Config(), [*settings, f'model.likelihood="{likelihood}"'])
     return build_model(config.model)
+
+
+def discretized_logistic_reference(likelihood, params: torch.Tensor, x: torch.Tensor):
+    """log P(x|z) of a discretised logistic (mixture) likelihood, summed over the event,
+    ``[*batch]``, computed the plain way in float64: for each component the difference of two
+    logistic CDFs at the bin's edges (the edge bins extended to -inf / +inf), taken on the
+    side of the mode where it does not cancel, then log sum_k pi_k P_k.
+
+    ``params [*batch, *param_shape]`` laid out as the likelihood documents: plain
+    [mu (C) | raw scale (C)]; mixture [logits (K*C) | mu (K*C) | raw scale (K*C)], index
+    k*C + c inside a block."""
+    import math
+
+    params, x = params.double(), x.double()
+    c, rest = likelihood.event_shape[0], likelihood.event_shape[1:]
+    k = likelihood.num_components
+    n = len(likelihood.event_shape)
+    lead = params.shape[:-n]
+    if params.shape[-n] == 2 * c:  # plain
+        logits = torch.zeros(*lead, 1, c, *rest, dtype=torch.float64)
+        loc, raw = params.unflatten(-n, (2, 1, c)).unbind(-n - 2)
+    else:
+        logits, loc, raw = params.unflatten(-n, (3, k, c)).unbind(-n - 2)
+    top = likelihood.num_levels - 1
+    half = 0.5 / top
+    log_s0 = math.log(0.2 * math.sqrt(3.0) / math.pi)
+    log_s = (raw + log_s0).clamp(math.log(1.0 / top / 16.0), math.log(100.0))
+    s = log_s.exp()  # [*batch, K, C, ...]
+    xs = x.unsqueeze(-n - 1)  # [*, 1, C, ...]
+    a = (xs + half - loc) / s  # upper edge, standardised
+    b = (xs - half - loc) / s  # lower edge
+    sig = torch.sigmoid
+    interior = torch.where(xs > loc, sig(-b) - sig(-a), sig(a) - sig(b))
+    p = torch.where(xs < half, sig(a), torch.where(xs > 1 - half, sig(-b), interior))
+    weights = torch.softmax(logits, dim=-n - 1)
+    mixture = (weights * p).sum(dim=-n - 1)  # [*batch, C, ...]
+    return mixture.log().flatten(-n).sum(-1)

@@ -68,25 +68,3 @@ def test_train_on_csv_saves_the_standardisation(tmp_path):
     z = transform(torch.tensor([[10.0, -3.0, 0.5]], dtype=torch.float64))
     expected = (np.array([10.0, -3.0, 0.5]) - mean) / transform.std.numpy()
     np.testing.assert_allclose(z.double().numpy()[0], expected, rtol=1e-5, atol=1e-6)
-
-
-def test_train_streams_a_memory_mapped_npy(tmp_path):
-    from vaekit.config import Config
-    from vaekit.data import MemmapSplit, load_dataset
-    from vaekit.train import train
-
-    x = np.random.default_rng(3).integers(0, 256, (90, 1, 6, 6), dtype=np.uint8)
-    np.save(tmp_path / "m.npy", x)
-    data = load_dataset(str(tmp_path / "m.npy"), in_memory=False)
-    assert isinstance(data.train, MemmapSplit)
-    data.train.shard_size = 16  # several shards per epoch
-    config = Config.from_dict(
-        {
-            "data": {"name": str(tmp_path / "m.npy")},
-            "model": {"hidden_dims": [8], "latent_dim": 2, "network": "mlp"},
-            "train": {"epochs": 2, "batch_size": 10, "device": "cpu"},
-        }
-    )
-    result = train(config, dataset=data, log=lambda line: None)
-    assert [r["epoch"] for r in result.history] == [1, 2]
-    assert all(np.isfinite(r["val_elbo"]) for r in result.history)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal, kl_divergence
 
-from helpers import LIKELIHOOD_NAMES, POSTERIOR_NAMES
+from helpers import LIKELIHOOD_NAMES, POSTERIOR_NAMES, discretized_logistic_reference
 from vaekit.distributions import LIKELIHOODS, POSTERIORS, DiagonalGaussian, StandardNormalPrior
 
 pytestmark = pytest.mark.usefixtures("float64")
@@ -68,7 +68,12 @@ def test_likelihood_contract(name):
     params = torch.randn(5, 4, *likelihood.param_shape)  # [K, B, *param_shape]
     p = likelihood(params)
     assert p.batch_shape == (5, 4) and p.event_shape == shape
-    x = torch.rand(4, *shape).round() if name == "bernoulli" else torch.randn(4, *shape)
+    if name == "bernoulli":
+        x = torch.rand(4, *shape).round()
+    elif likelihood.discrete:  # the levels on the grid v / (L - 1)
+        x = torch.randint(0, likelihood.num_levels, (4, *shape)) / (likelihood.num_levels - 1)
+    else:
+        x = torch.randn(4, *shape)
     log_p = p.log_prob(x)  # broadcasts over the sample dimension
     assert log_p.shape == (5, 4)
     # Independent per dimension: the log-probability is the sum of 1-D log-densities.
@@ -77,6 +82,8 @@ def test_likelihood_contract(name):
         expected = -torch.nn.functional.binary_cross_entropy_with_logits(
             flat, x.flatten(1).expand_as(flat), reduction="none"
         ).sum(-1)
+    elif likelihood.discrete:
+        expected = discretized_logistic_reference(likelihood, params, x).to(log_p.dtype)
     elif name == "gaussian-heteroscedastic":  # channels 0..C-1 the means, C..2C-1 the scales
         mu, raw = params[:, :, :1], params[:, :, 1:]
         sigma = likelihood.min_scale + torch.nn.functional.softplus(raw + likelihood.offset)

@@ -76,7 +76,7 @@ def test_cli_print_takes_labels_and_units_from_the_table(evaluated):
     rows = [
         line
         for line in lines[1:]
-        if not line.strip().startswith(("saved to", "space:", "model space:"))
+        if not line.strip().startswith(("saved to", "space:", "model space:", "bits/dim basis:"))
     ]
     assert any(line.strip().startswith("space: ") for line in lines)  # the space is named
     shown = list(shown_metrics(result))

@@ -39,15 +39,28 @@ class ModelConfig:
         "gaussian-shared",
         "gaussian-heteroscedastic",
         "bernoulli",
+        "discretized-logistic",
+        "discretized-logistic-mixture",
     ] = "auto"
+    # K, the logistics per dimension of discretized-logistic-mixture (other likelihoods ignore it).
+    likelihood_components: int = 5
     # Filled in from the data when training starts: [C, H, W] for images, [D] for vectors.
     data_shape: list[int] | None = None
+    # Filled in from the data for the discretised likelihoods: the number of discrete levels
+    # per dimension (256 for 8-bit images, 17 for digits), which sets their bin width.
+    data_levels: int | None = None
 
     def __post_init__(self) -> None:
         if type(self) is ModelConfig:
             raise ConfigError(
                 "ModelConfig is the shared base: build a model's own config (e.g. VAEConfig)"
             )
+        if self.likelihood_components < 1:
+            raise ConfigError(
+                f"model.likelihood_components must be >= 1, got {self.likelihood_components}"
+            )
+        if self.data_levels is not None and self.data_levels < 2:
+            raise ConfigError(f"model.data_levels must be >= 2 or null, got {self.data_levels}")
 
     @classmethod
     def migrate(cls, data: dict[str, Any]) -> dict[str, Any]:
@@ -144,6 +157,9 @@ class ObjectiveConfig:
     # KL warm-up (elbo objective only): beta rises linearly from 0 to `beta` over this many
     # optimiser steps; 0 = no warm-up.
     kl_warmup_steps: int = 0
+    # Free bits (elbo objective only), lambda in nats per latent group: the batch-mean KL of
+    # each group counts as at least lambda in the loss (Kingma et al. 2016); 0 = off.
+    free_bits: float = 0.0
 
     def __post_init__(self) -> None:
         if self.beta < 0:
@@ -152,10 +168,23 @@ class ObjectiveConfig:
             raise ConfigError("objective.num_mc_samples and num_importance_samples must be >= 1")
         if self.kl_warmup_steps < 0:
             raise ConfigError(f"objective.kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}")
-        if self.kl_warmup_steps and self.name != "elbo":
-            raise ConfigError(
-                f"objective.kl_warmup_steps needs objective.name = 'elbo' (got {self.name!r})"
-            )
+        if self.free_bits < 0 or not math.isfinite(self.free_bits):
+            raise ConfigError(f"objective.free_bits must be >= 0 nats, got {self.free_bits}")
+        # Both act on the ELBO's separate KL term. The IWAE bound has none (its log-weights
+        # log p(x|z) + log p(z) - log q(z|x) are one sum: scaling a part of them changes what
+        # the bound estimates), and the slide loss is fixed by the slide.
+        why = {
+            "iwae": "the IWAE bound has no separate KL term; warm up with the elbo objective, "
+            "then --resume the run with --objective iwae",
+            "slide": "the slide loss is the lecture's fixed formula",
+            "reconstruction": "the AE's criterion has no KL",
+        }
+        for option in ("kl_warmup_steps", "free_bits"):
+            if getattr(self, option) and self.name != "elbo":
+                raise ConfigError(
+                    f"objective.{option} needs objective.name = 'elbo' (got {self.name!r}): "
+                    f"{why[self.name]}"
+                )
 
 
 @dataclass

@@ -13,9 +13,12 @@
   dequantisation bound on -log P(v) of the discrete levels, Theis et al. 2016), 0 for binary
   data. Where c != 0 the model-space figures are kept as ``nll_model_space``,
   ``elbo_model_space``, ``log_px_z_model_space``, named by ``model_space``.
-* ``bits_per_dim``: the nll of the *discrete* data in bits per dimension, nll / (D log 2)
-  with nll of the data as given: for dequantised data (nll_model_space + D log(levels)) /
-  (D log 2), for binary data nll / (D log 2).
+* ``bits_per_dim``: the nll of the *discrete* data in bits per dimension. For a discrete
+  likelihood (a discretised logistic on the levels themselves, or Bernoulli on binary data):
+  exactly nll / (D log 2). For a density on dequantised data with ``levels`` grey levels
+  scaled to [0, 1]: (nll_model_space + D log(levels)) / (D log 2), the dequantisation bound
+  of Theis et al. (2016), which equals the data-space nll / (D log 2).
+  ``bits_per_dim_basis`` says which.
 * ``kl_per_dim``: mean over examples of the KL of each latent coordinate's *marginal*
   q(z_j|x) = N(mu_j, Sigma_jj) from N(0, 1), nats per example. For the diagonal posterior the
   coordinates are independent and these sum to ``kl`` exactly (up to Monte-Carlo-free float
@@ -79,13 +82,26 @@ def load_run(run: str | Path, data_dir: str | None = None) -> tuple[Model, Datas
         )
     except DataError as exc:
         raise DataError(f"{exc} (the run's training data; for new data give --data PATH)") from None
-    return model, dataset
+    return model, data_for_model(model, dataset)
+
+
+def data_for_model(model: Model, dataset: Dataset) -> Dataset:
+    """``dataset`` as ``model``'s likelihood models it: a discrete likelihood sees the levels
+    themselves, never dequantised values (``Dataset.as_levels``)."""
+    if _is_discrete(model):
+        return dataset.as_levels(f"the model's likelihood {model.config.likelihood!r}")
+    return dataset
+
+
+def _is_discrete(model) -> bool:
+    return bool(getattr(getattr(model, "likelihood", None), "discrete", False))
 
 
 def decoder_floats_per_row(model: Model) -> int:
-    """Floats held per decoded latent row while evaluating log p(x|z): every module's output
-    while decoding one z (measured with forward hooks), plus four data-sized temporaries of
-    the likelihood's ``log_prob`` (difference, square, scaled, log-density)."""
+    """Floats held per decoded latent row while evaluating log p(x|z): every decoder module's
+    output for one z (measured with forward hooks), plus the data-sized temporaries of the
+    likelihood's ``log_prob``: four (difference, square, scaled, log-density) unless the
+    likelihood states its own ``log_density_temporaries``."""
     p = next(model.parameters())
     total = 0
 
@@ -103,7 +119,8 @@ def decoder_floats_per_row(model: Model) -> int:
     finally:
         for hook in hooks:
             hook.remove()
-    return total + 4 * math.prod(model.data_shape) + 4 * model.latent_dim
+    temporaries = getattr(model.likelihood, "log_density_temporaries", 4)
+    return total + temporaries * math.prod(model.data_shape) + 4 * model.latent_dim
 
 
 def choose_chunk_size(
@@ -225,6 +242,7 @@ def evaluate(
     the reconstruction term, and its latent statistics); ``likelihood`` says so.
     """
     model.eval()
+    dataset = data_for_model(model, dataset)
     device = next(model.parameters()).device
     if device.type == "cpu":
         keep_freed_memory()  # the chunk loop reuses its memory (vaekit/allocator.py)
@@ -273,7 +291,7 @@ def evaluate(
             )
         )
     if model.has_likelihood:
-        result |= _likelihood_results(torch.cat(log_px).double(), dataset)
+        result |= _likelihood_results(torch.cat(log_px).double(), dataset, _is_discrete(model))
         to_data_space(result, dataset)  # nll, ELBO and log p(x|z) of the data as given
         if model.takes_labels:  # every density is given the example's own label
             result["conditioned_on"] = "the label y: nll is -log p(x|y), elbo bounds log p(x|y)"
@@ -282,13 +300,15 @@ def evaluate(
     return result
 
 
-def _likelihood_results(log_px: torch.Tensor, dataset: Dataset) -> dict[str, Any]:
-    """nll ± standard error and bits/dim from per-example log p(x) ``[N]`` (nats)."""
+def _likelihood_results(log_px: torch.Tensor, dataset: Dataset, discrete: bool) -> dict[str, Any]:
+    """nll ± standard error and bits/dim from per-example model-space log p(x) ``[N]``
+    (nats); ``discrete``: the likelihood is a probability mass of the levels."""
     nll = float(-log_px.mean())
     result: dict[str, Any] = {"nll": nll, "nll_stderr": standard_error(log_px)}
-    bpd = bits_per_dim(nll, dataset)
+    bpd = bits_per_dim(nll, dataset, discrete=discrete)
     if bpd is not None:
         result["bits_per_dim"] = bpd
+        result["bits_per_dim_basis"] = bits_per_dim_basis(dataset, discrete)
         result["bits_per_dim_stderr"] = result["nll_stderr"] / (
             math.prod(dataset.shape) * math.log(2.0)
         )
@@ -359,16 +379,37 @@ def to_data_space(result: dict[str, Any], dataset: Dataset) -> None:
     result["log_px_z"] = result["log_px_z"] - c
 
 
-def bits_per_dim(nll: float, dataset: Dataset) -> float | None:
-    """Convert a model-space nll in nats per example to bits per dimension of the discrete
-    data (the same number as the data-space nll / (D log 2)).
+def bits_per_dim(nll: float, dataset: Dataset, discrete: bool = False) -> float | None:
+    """Convert an nll in nats per example to bits per dimension of the discrete data.
 
-    Returns None where it does not apply (continuous data with no discrete levels).
+    ``discrete``: the nll is of a probability mass function of the levels (the model's
+    likelihood is discrete), so bits/dim = nll / (D log 2) exactly; the data must then be the
+    levels, not dequantised values. Otherwise the nll is of a density: on dequantised data the
+    dequantisation bound (nll + D log(levels)) / (D log 2) (Theis et al. 2016). Returns None
+    where no conversion is honest (a density on continuous or un-dequantised data).
     """
+    basis = bits_per_dim_basis(dataset, discrete)
+    if basis is None:
+        return None
     d = math.prod(dataset.shape)
-    kind = dataset.transform.kind
-    if kind == "dequantize":
+    if basis.startswith("dequantisation"):
         return (nll + d * math.log(dataset.transform.levels)) / (d * math.log(2.0))
+    return nll / (d * math.log(2.0))
+
+
+def bits_per_dim_basis(dataset: Dataset, discrete: bool = False) -> str | None:
+    """How :func:`bits_per_dim` converts for this data and likelihood, in words (None: no
+    honest conversion)."""
+    kind = dataset.transform.kind
+    if discrete:
+        if kind == "dequantize":
+            raise ValueError(
+                "a discrete likelihood's nll is of the levels, but the data was dequantised: "
+                "evaluate it on dataset.as_levels(...)"
+            )
+        return "exact: a probability of the discrete data"
+    if kind == "dequantize":
+        return f"dequantisation bound (Theis et al. 2016), {dataset.transform.levels} levels"
     if dataset.support == "binary":
-        return nll / (d * math.log(2.0))
+        return "exact: binary data"
     return None

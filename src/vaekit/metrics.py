@@ -119,8 +119,10 @@ METRICS: tuple[Metric, ...] = (
         "bits_per_dim",
         "bits/dim",
         "bits per dimension",
-        "nll of the discrete data: (nll + D log levels) / (D log 2) for dequantised data "
-        "(Theis et al. 2016), nll / (D log 2) for binary data; absent for continuous data.",
+        "nll of the discrete data / (D log 2): exact for a discrete likelihood (discretised "
+        "logistic on the levels, Bernoulli on binary data); for a density on dequantised data "
+        "(model-space nll + D log levels) / (D log 2), a bound (Theis et al. 2016); absent for "
+        "continuous data. The 'bits_per_dim_basis' setting says which.",
         higher_is_better=False,
         digits=4,
         stderr_key="bits_per_dim_stderr",
@@ -286,6 +288,12 @@ SETTINGS: tuple[Setting, ...] = (
         "conditioned_on", "conditioned on", "", "what a conditional model's densities are given."
     ),
     Setting("codebook_size", "codebook size", "codes", "vectors in a VQ-VAE's codebook."),
+    Setting(
+        "bits_per_dim_basis",
+        "bits/dim basis",
+        "",
+        "exact (a probability of the discrete data) or the dequantisation bound.",
+    ),
     Setting("space", "space", "", "the space nll, ELBO and log p(x|z) are in: the data as given."),
     Setting("model_space", "model space", "", "the space of the model's inputs x = transform(v)."),
     Setting(

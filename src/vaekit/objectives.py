@@ -34,19 +34,35 @@ class NegativeELBO:
     """beta-weighted negative ELBO in nats per example: -(E_q[log p(x|z)] - beta * KL).
 
     ``beta = 1`` is the true negative ELBO; the metrics always report the true ELBO.
-    L = ``num_mc_samples`` reparameterised draws estimate the expectation.
+    L = ``num_mc_samples`` reparameterised draws estimate the expectation. The trainer sets
+    ``beta`` every step during KL warm-up (``vaekit.schedules.kl_weight``).
+
+    ``free_bits`` = lambda > 0 (nats) turns the KL term into free bits (Kingma et al. 2016,
+    the IAF paper): the KL of each group j (a latent coordinate where the posterior
+    factorises, see ``ELBOTerms.kl_groups``) is averaged over the batch *before* it is clamped,
+    and the loss is -(mean_B log p(x|z) - beta * sum_j max(lambda, mean_B KL_j)). A group
+    below lambda then gets no gradient pushing its KL down. Under torchrun the batch mean is
+    over each rank's share of the batch. The loss is then not the negative ELBO; the
+    ``elbo``/``kl`` metrics still are the true ones, and ``kl_free_bits`` is the clamped sum.
     """
 
-    def __init__(self, beta: float = 1.0, num_mc_samples: int = 1) -> None:
+    def __init__(self, beta: float = 1.0, num_mc_samples: int = 1, free_bits: float = 0.0) -> None:
         self.beta = beta
         self.num_mc_samples = num_mc_samples
+        self.free_bits = free_bits
 
     def __call__(
         self, model: Model, x: torch.Tensor, y: Labels = None
     ) -> tuple[torch.Tensor, Metrics]:
         terms = model.elbo(x, self.num_mc_samples, y=y)
-        loss = -(terms.log_px_z - self.beta * terms.kl).mean()
-        return loss, _elbo_metrics(terms.elbo, terms.log_px_z, terms.kl)
+        metrics = _elbo_metrics(terms.elbo, terms.log_px_z, terms.kl)
+        if self.free_bits <= 0:
+            loss = -(terms.log_px_z - self.beta * terms.kl).mean()
+            return loss, metrics
+        groups = terms.kl_groups if terms.kl_groups is not None else terms.kl.unsqueeze(-1)
+        kl_clamped = groups.mean(dim=0).clamp_min(self.free_bits).sum()  # [B, G] -> [G] -> ()
+        metrics["kl_free_bits"] = kl_clamped.detach()
+        return -terms.log_px_z.mean() + self.beta * kl_clamped, metrics
 
 
 class SlideLoss:
@@ -141,7 +157,7 @@ def _elbo_metrics(elbo: torch.Tensor, log_px_z: torch.Tensor, kl: torch.Tensor) 
 
 # name -> builder(config). A model lists the names it supports in ``model.objectives``.
 OBJECTIVES = {
-    "elbo": lambda config: NegativeELBO(config.beta, config.num_mc_samples),
+    "elbo": lambda config: NegativeELBO(config.beta, config.num_mc_samples, config.free_bits),
     "slide": lambda config: SlideLoss(config.num_mc_samples),
     "iwae": lambda config: IWAEObjective(config.num_importance_samples),
     "reconstruction": lambda config: ReconstructionObjective(),

@@ -1,6 +1,7 @@
 """The training loop: ``train(config, out) -> TrainResult``. The CLI only parses and calls it.
 
-One epoch is one pass over a fresh permutation of the training split, drawn from a data
+One epoch is one pass over a fresh permutation of the training split (a memory-mapped split
+is streamed from disk, shuffled shard-wise: ``MemmapSplit.stored_batches``), drawn from a data
 generator seeded with ``train.seed`` (which also drives stochastic transforms such as dynamic
 binarisation). A step is one optimiser update on one global batch. Every ``train.log_every``
 steps a ``"kind": "step"`` record, and after every epoch a ``"kind": "epoch"`` record (with
@@ -16,6 +17,7 @@ on its shard of every global batch (see ``vaekit.distributed``) and only rank 0 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -23,6 +25,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,8 @@ from vaekit.allocator import keep_freed_memory
 from vaekit.averaging import PolyakAverage
 from vaekit.config import Config, to_dict
 from vaekit.data import Dataset, load_dataset
+from vaekit.data.datasets import FixedSplit
+from vaekit.distributions.likelihoods import LIKELIHOOD_OPTIONS, is_discrete
 from vaekit.models import Model, build_model
 from vaekit.objectives import NegativeELBO, build_objective
 from vaekit.precision import restore_precision, setup_precision
@@ -96,8 +101,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def resolve_model_config(config: Config, dataset: Dataset) -> None:
-    """Fill the model config's data-dependent fields and refuse dishonest likelihoods."""
+def resolve_model_config(config: Config, dataset: Dataset) -> Dataset:
+    """Fill the model config's data-dependent fields and refuse dishonest likelihoods.
+
+    Returns the dataset as the likelihood must see it: a discretised likelihood gets the
+    data's levels without dequantisation noise (``Dataset.as_levels``), and its bin width
+    comes from their number (``model.data_levels``)."""
     model = config.model
     model.data_shape = list(dataset.shape)
     model.fill_from_data(dataset.train.y)  # e.g. a conditional model's number of classes
@@ -108,6 +117,11 @@ def resolve_model_config(config: Config, dataset: Dataset) -> None:
             f"--likelihood bernoulli needs binary data, but {dataset.name!r} has support "
             f"{dataset.support!r}: use a binarised variant or a Gaussian likelihood"
         )
+    if is_discrete(model.likelihood):  # binary data is already its two levels
+        dataset = dataset.as_levels(f"--likelihood {model.likelihood}")
+        if "data_levels" in LIKELIHOOD_OPTIONS.get(model.likelihood, {}).values():
+            model.data_levels = dataset.num_levels
+    return dataset
 
 
 def prepare_run_dir(out: str | Path, overwrite: bool) -> Path:
@@ -129,19 +143,20 @@ def run_config(run: str | Path) -> Config:
 
 @torch.no_grad()
 def validation_metrics(
-    model: Model, x: torch.Tensor, batch_size: int, y: torch.Tensor | None = None
+    model: Model, batches: Iterable[tuple[torch.Tensor, torch.Tensor | None]]
 ) -> dict[str, float]:
-    """Means over ``x`` (labels ``y``) of the model's per-example metrics, in nats: the ELBO
-    and its terms for a model with a likelihood, log p(x|f(x)) for an AE."""
+    """Means of the model's per-example metrics in nats (the ELBO and its terms for a model
+    with a likelihood, log p(x|f(x)) for an AE) over the examples of ``batches``: pairs of
+    model-ready inputs ``[b, *shape]`` and their labels ``[b]`` (or None)."""
     model.eval()
     sums: dict[str, float] = {}
-    for start in range(0, x.shape[0], batch_size):
-        xb = x[start : start + batch_size]
-        yb = y[start : start + batch_size] if y is not None else None
+    count = 0
+    for xb, yb in batches:
+        count += xb.shape[0]
         values = model.per_example_metrics(xb, y=yb)
         for key, v in values.items():
             sums[key] = sums.get(key, 0.0) + float(v.sum())
-    return {key: total / max(1, x.shape[0]) for key, total in sums.items()}
+    return {key: total / max(1, count) for key, total in sums.items()}
 
 
 class ObjectiveModule(nn.Module):
@@ -213,8 +228,7 @@ class Trainer:
             dataset = load_dataset(
                 d.name, d.data_dir, d.val_fraction, d.split_seed, image_size=d.image_size
             )
-        self.dataset = dataset
-        resolve_model_config(config, dataset)
+        self.dataset = dataset = resolve_model_config(config, dataset)
         self.model = build_model(config.model).to(self.device)
         self.scaler = setup_precision(self.model, tc.precision, self.device)
         self.objective = build_objective(config.objective, self.model)
@@ -233,9 +247,9 @@ class Trainer:
             torch.manual_seed(tc.seed + (self.ctx.rank << 32))
         self.generator = torch.Generator().manual_seed(tc.seed)  # data order + transforms
         self.epoch_start_state = self.generator.get_state()
-        self.val_x = dataset.fixed("val", seed=config.data.split_seed)
+        self.val = FixedSplit(dataset, "val", seed=config.data.split_seed)  # streamed if on disk
         self.val_y = dataset.split("val").y  # labels travel with their batches (or None)
-        if tc.patience is not None and len(self.val_x) == 0:
+        if tc.patience is not None and len(self.val) == 0:
             raise ValueError("train.patience needs a validation split (data.val_fraction > 0)")
         self.state, self.history, self.steps = LoopState(), [], []
         self.interval_seconds = 0.0  # training time of the current log interval, past epochs
@@ -262,7 +276,7 @@ class Trainer:
 
     def run(self) -> TrainResult:
         tc, state, reason = self.config.train, self.state, "budget"
-        train_x, train_y = self.dataset.train.x, self.dataset.train.y  # y: [N] labels or None
+        train_split = self.dataset.train  # in memory, or streamed from disk (never loaded whole)
         transform = self.dataset.transform
         if transform.log_data_scale(tuple(self.dataset.shape)) != 0.0:
             self.log(  # name the space of the figures below (evaluate reports the data's own)
@@ -271,19 +285,19 @@ class Trainer:
             )
         try:
             while state.step < self.budget and reason == "budget":
-                if state.batch == 0:  # a new epoch: its permutation comes first
+                if state.batch == 0:  # a new epoch: its order comes first
                     self.epoch_start_state = self.generator.get_state()
-                    order = torch.randperm(len(train_x), generator=self.generator)
-                else:  # resumed mid-epoch: the same permutation, the generator where it was
-                    start_gen = torch.Generator().set_state(self.epoch_start_state)
-                    order = torch.randperm(len(train_x), generator=start_gen)
+                    order = self.generator
+                else:  # resumed mid-epoch: the same order, the generator where it was
+                    order = torch.Generator().set_state(self.epoch_start_state)
+                batches = train_split.epoch_batches(tc.batch_size, order, start=state.batch)
                 self.model.train()
                 self.timer = self.epoch_timer = time.perf_counter()
-                for b in range(state.batch, self.batches_per_epoch):
-                    idx = order[b * tc.batch_size : (b + 1) * tc.batch_size]
+                # The range ends first when a last partial batch is left out (see __init__).
+                steps = range(state.batch, self.batches_per_epoch)
+                for b, (stored, y) in zip(steps, batches, strict=False):
                     # The same global batch and transform draw on every rank; keep our rows.
-                    x = self.dataset.transform(train_x[idx], self.generator)
-                    y = train_y[idx] if train_y is not None else None
+                    x = self.dataset.transform(stored, self.generator)
                     lo, hi = self.ctx.shard(x.shape[0])
                     y = y[lo:hi].to(self.device) if y is not None else None
                     self._step(x[lo:hi].to(self.device), y, x.shape[0])
@@ -465,16 +479,25 @@ class Trainer:
         """Validation metrics (nats per example) over this rank's shard, summed over ranks.
         A fixed seed for the reparameterisation noise makes them a function of the weights
         alone (comparable across epochs) and leaves the training RNG untouched."""
-        if len(self.val_x) == 0:
+        if len(self.val) == 0:
             return {}
-        lo, hi = self.ctx.shard(len(self.val_x))
+        lo, hi = self.ctx.shard(len(self.val))
         cuda = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(self.config.train.seed + self.ctx.rank)
-            x = self.val_x[lo:hi].to(self.device)
-            y = self.val_y[lo:hi].to(self.device) if self.val_y is not None else None
+            batches = self.val.batches(self.config.train.eval_batch_size, lo, hi)
+            size = self.config.train.eval_batch_size
+            labels = (  # the rows' labels, in the same batches
+                (self.val_y[b : min(b + size, hi)] for b in range(lo, hi, size))
+                if self.val_y is not None
+                else itertools.repeat(None)
+            )
+            pairs = (
+                (x.to(self.device), None if y is None else y.to(self.device))
+                for x, y in zip(batches, labels, strict=False)
+            )
             with self._averaged_weights():
-                means = validation_metrics(self.model, x, self.config.train.eval_batch_size, y)
+                means = validation_metrics(self.model, pairs)
         self.model.train()
         names = sorted(means)
         sums = torch.tensor([means[k] * (hi - lo) for k in names] + [float(hi - lo)])

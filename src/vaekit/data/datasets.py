@@ -18,6 +18,8 @@ either device (the two devices give different, equally valid draws).
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -26,12 +28,18 @@ import numpy as np
 import torch
 
 from vaekit.data.batching import batch_indices
-from vaekit.data.transforms import Transform
+from vaekit.data.transforms import Levels, Transform
 
 Support = Literal["binary", "unit-interval", "real"]
 
 # Largest stored split (bytes) that is copied to a GPU once and batched there.
 DEVICE_RESIDENT_MAX_BYTES = 1 << 30
+# Default shard of a memory-mapped split, in bytes (rows = this // bytes per row): training
+# holds about two shards plus a batch.
+MEMMAP_SHARD_BYTES = 32 << 20
+# Stored bytes of a memory-mapped split read and transformed together, with one seed, by
+# ``FixedSplit`` (its float copy and noise are several times larger).
+FIXED_BLOCK_BYTES = 1 << 20
 
 
 class DataError(ValueError):
@@ -87,12 +95,34 @@ class Split:
             idx = idx.to(self.x.device)
             yield self.x[idx], self.y[idx] if self.y is not None else None
 
+    def epoch_batches(
+        self, batch_size: int, generator: torch.Generator, start: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """A training epoch's stored batches from batch ``start`` on: one permutation of all N
+        rows, drawn now from ``generator`` (so the same generator state gives the same epoch,
+        which is how a run resumes mid-epoch); batch i = rows ``perm[i*b:(i+1)*b]``."""
+        order = torch.randperm(len(self), generator=generator)
+
+        def batches():
+            for begin in range(start * batch_size, len(self), batch_size):
+                idx = order[begin : begin + batch_size]
+                yield self.x[idx], self.y[idx] if self.y is not None else None
+
+        return batches()
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        """Stored rows ``[start, stop)`` of the split, ``[stop - start, *shape]``."""
+        return self.x[start:stop]
+
 
 class MemmapSplit:
     """A split that stays on disk: rows ``rows`` (sorted) of a memory-mapped array ``[M, ...]``.
 
-    ``x`` materialises the whole split in memory (used for small evaluation splits only);
-    training reads it shard by shard through :meth:`stored_batches`.
+    Training never holds the split in memory: it reads it shard by shard
+    (:meth:`epoch_batches`, :meth:`stored_batches`) and validates it block by block
+    (:class:`FixedSplit`). ``x`` and ``y`` do materialise the whole split, for callers that
+    need it all at once (evaluation and report pictures of a split that fits in memory).
+    ``shard_size``: rows per shard; by default ``MEMMAP_SHARD_BYTES`` worth of rows.
     """
 
     def __init__(
@@ -100,11 +130,14 @@ class MemmapSplit:
         array: np.ndarray,
         rows: np.ndarray,
         labels: np.ndarray | None = None,
-        shard_size: int = 65536,
+        shard_size: int | None = None,
     ) -> None:
         self.array = array
         self.rows = np.asarray(rows, dtype=np.int64)
         self.labels = labels
+        if shard_size is None:
+            row_bytes = max(1, int(np.prod(array.shape[1:])) * array.itemsize)
+            shard_size = max(1, MEMMAP_SHARD_BYTES // row_bytes)
         self.shard_size = int(shard_size)
 
     def __len__(self) -> int:
@@ -121,7 +154,24 @@ class MemmapSplit:
 
     @property
     def x(self) -> torch.Tensor:
+        """The whole split in memory, ``[N, *shape]`` (training never calls this)."""
         return self._read(self.rows)[0]
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        """Stored rows ``[start, stop)`` of the split, ``[stop - start, *shape]``: one read."""
+        return self._read(self.rows[start:stop])[0]
+
+    def epoch_batches(
+        self, batch_size: int, generator: torch.Generator, start: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """A training epoch streamed from disk, from batch ``start`` on (see
+        :meth:`stored_batches` for the shuffling). The shard order and in-shard permutations
+        come from a generator seeded now with one draw from ``generator``, so the same
+        ``generator`` state gives the same epoch whatever else later draws from it (the
+        trainer's transforms do); resuming at ``start`` reads no shard it skips entirely."""
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        order = torch.Generator().manual_seed(seed)
+        return self.stored_batches(batch_size, True, order, skip_batches=start)
 
     @property
     def y(self) -> torch.Tensor | None:
@@ -133,6 +183,7 @@ class MemmapSplit:
         shuffle: bool,
         generator: torch.Generator | None = None,
         drop_last: bool = False,
+        skip_batches: int = 0,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """Stream stored batches shard by shard; every row is used exactly once per call.
 
@@ -145,6 +196,8 @@ class MemmapSplit:
         lie in the same shard or in shards adjacent in that epoch's shard order. With
         ``shard_size >= N`` it is a uniform random permutation, like the in-memory path.
         Without ``shuffle``: file order. Memory: about two shards plus one batch.
+        ``skip_batches``: start at that batch of the same stream (the same draws are made, the
+        shards wholly before it are not read).
         """
         n = len(self.rows)
         starts = range(0, n, self.shard_size)
@@ -152,12 +205,22 @@ class MemmapSplit:
         buf_x: list[torch.Tensor] = []
         buf_y: list[torch.Tensor] = []
         have = 0
+        skip = skip_batches * batch_size  # rows of the stream still to pass over
         for s in order:
             start = starts[int(s)]
-            x, y = self._read(self.rows[start : start + self.shard_size])
+            rows = self.rows[start : start + self.shard_size]
+            if skip >= len(rows):  # the whole shard lies before the first batch wanted
+                if shuffle:
+                    torch.randperm(len(rows), generator=generator)  # the draw it would make
+                skip -= len(rows)
+                continue
+            x, y = self._read(rows)
             if shuffle:
                 perm = torch.randperm(x.shape[0], generator=generator)
                 x, y = x[perm], (y[perm] if y is not None else None)
+            if skip:
+                x, y = x[skip:], (y[skip:] if y is not None else None)
+                skip = 0
             buf_x.append(x)
             if y is not None:
                 buf_y.append(y)
@@ -216,6 +279,25 @@ class Dataset:
             **self.extra,
         }
 
+    def as_levels(self, flag: str) -> Dataset:
+        """This dataset as a discrete likelihood must see it: the stored levels on the grid
+        v / (levels - 1) instead of dequantised values (binary data is already its 2 levels).
+        ``flag`` names the option that asked, for the error on continuous data."""
+        if self.transform.kind == "dequantize":
+            levels = self.transform.levels
+            return dataclasses.replace(
+                self,
+                transform=Levels(levels),
+                num_levels=levels,
+                description=f"{self.description}; the {levels} levels, not dequantised",
+            )
+        if self.transform.kind == "levels" or self.support == "binary":
+            return self
+        raise DataError(
+            f"{flag} models discrete levels, but {self.name!r} has continuous values "
+            f"(transform {self.transform.kind!r}); use a Gaussian likelihood"
+        )
+
     def on_device(self, split: str, device: torch.device | str) -> Split | MemmapSplit:
         """The split as batched on ``device``: moved there once if it is an in-memory split
         small enough to live on an accelerator, else the host copy."""
@@ -263,6 +345,52 @@ class Dataset:
         """The whole split transformed once with a fixed seed (a reproducible evaluation set)."""
         generator = torch.Generator().manual_seed(seed)
         return self.transform(self.split(split).x, generator)
+
+
+class FixedSplit:
+    """A split transformed once with fixed noise, read in row ranges (the validation set).
+
+    An in-memory split is :meth:`Dataset.fixed` computed once and sliced. A memory-mapped
+    split is never held whole: rows are read and transformed in blocks of
+    ``FIXED_BLOCK_BYTES`` worth of rows, block i with its own generator seeded from
+    (``seed``, i), so every pass, every batch size and every rank's range see the same values
+    for a row.
+    """
+
+    def __init__(self, dataset: Dataset, split: str, seed: int = 0) -> None:
+        self.dataset, self.seed = dataset, seed
+        self.data = dataset.split(split)
+        self._x = dataset.fixed(split, seed) if not isinstance(self.data, MemmapSplit) else None
+        row_bytes = (
+            max(1, math.prod(dataset.shape) * self.data.array.itemsize) if self._x is None else 1
+        )
+        self.block_rows = max(1, FIXED_BLOCK_BYTES // row_bytes)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def batches(
+        self, batch_size: int, start: int = 0, stop: int | None = None
+    ) -> Iterator[torch.Tensor]:
+        """Model-ready rows ``[start, stop)`` in batches of ``batch_size`` (the last smaller)."""
+        stop = len(self) if stop is None else min(stop, len(self))
+        if self._x is not None:
+            for begin in range(start, stop, batch_size):
+                yield self._x[begin : min(begin + batch_size, stop)]
+            return
+        pending: list[torch.Tensor] = []
+        have = 0
+        block = self.block_rows
+        for first in range(start - start % block, stop, block):
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + first // block)
+            rows = self.dataset.transform(self.data.read(first, first + block), generator)
+            rows = rows[max(start - first, 0) : stop - first]
+            pending.append(rows)
+            have += rows.shape[0]
+            while have >= batch_size or (have and first + block >= stop):
+                xs = torch.cat(pending)
+                yield xs[:batch_size]
+                pending, have = [xs[batch_size:]], xs.shape[0] - min(batch_size, xs.shape[0])
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -425,7 +425,7 @@ def make_dataset(
     def make(name: str) -> Split | MemmapSplit:
         r = rows[name]
         if isinstance(x, np.ndarray):
-            if name == "train":  # stays on disk; evaluation splits are read into memory
+            if name != "test":  # training and validation stream from disk; test is read
                 return MemmapSplit(x, r, None if y is None else y.numpy())
             return Split(torch.from_numpy(np.ascontiguousarray(x[r])), None if y is None else y[r])
         idx = torch.from_numpy(r)

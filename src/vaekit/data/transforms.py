@@ -122,6 +122,33 @@ class Dequantize(Transform):
         return (x * self.levels - 0.5).clamp(0.0, self.levels - 1.0)
 
 
+class Levels(Transform):
+    """x = v / (levels - 1): integer levels v in {0..levels-1} on the grid {0, 1/(levels-1),
+    ..., 1}, with no noise. What a discrete likelihood (the discretised logistic) models: its
+    log-probability is that of the levels themselves, so bits per dimension need no
+    dequantisation bound."""
+
+    kind = "levels"
+
+    def __init__(self, levels: int) -> None:
+        self.levels = int(levels)
+
+    def __call__(self, x, generator=None):
+        return x.to(torch.get_default_dtype()) / (self.levels - 1)
+
+    def to_dict(self):
+        return {"kind": self.kind, "levels": self.levels}
+
+    space = "integer levels scaled to the grid {0, 1/(levels-1), ..., 1}"
+
+    def data_space(self):
+        # A probability mass of the levels needs no change of variables (log_data_scale 0).
+        return f"the data as given: integer levels 0..{self.levels - 1} (a probability mass)"
+
+    def to_data(self, x):
+        return (x * (self.levels - 1)).clamp(0.0, self.levels - 1.0)
+
+
 class DynamicBinarize(Transform):
     """x ~ Bernoulli(v / (levels - 1)), a fresh draw every time an example is used
     (Burda et al. 2015's protocol for binarised MNIST)."""
@@ -182,7 +209,7 @@ class Standardize(Transform):
 
 
 TRANSFORMS: dict[str, type[Transform]] = {
-    t.kind: t for t in (Transform, Scale, Dequantize, DynamicBinarize, Standardize)
+    t.kind: t for t in (Transform, Scale, Dequantize, Levels, DynamicBinarize, Standardize)
 }
 
 

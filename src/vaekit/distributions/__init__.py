@@ -3,8 +3,11 @@
 from vaekit.distributions.likelihoods import (
     LIKELIHOODS,
     BernoulliLikelihood,
+    DiscretizedLogisticLikelihood,
+    DiscretizedLogisticMixtureLikelihood,
     GaussianLikelihood,
     HeteroscedasticGaussianLikelihood,
+    build_likelihood,
 )
 from vaekit.distributions.posteriors import (
     POSTERIORS,
@@ -22,10 +25,13 @@ __all__ = [
     "BernoulliLikelihood",
     "DiagonalGaussian",
     "DiagonalGaussianPosterior",
+    "DiscretizedLogisticLikelihood",
+    "DiscretizedLogisticMixtureLikelihood",
     "FullCovarianceGaussian",
     "FullCovariancePosterior",
     "GaussianLikelihood",
     "HeteroscedasticGaussianLikelihood",
     "StandardNormalPrior",
     "VampPrior",
+    "build_likelihood",
 ]

@@ -3,6 +3,12 @@
 ``log_prob`` of every returned distribution sums over the data's event dimensions and keeps
 every constant (nats per example). Shapes: decoder output ``[*batch, *event]`` ->
 distribution with batch shape ``[*batch]`` and event shape ``event``.
+
+Every likelihood declares ``discrete``: True when ``log_prob`` is the log-probability of
+discrete values (Bernoulli, the discretised logistics), False when it is a density. The data
+pipeline feeds a discrete likelihood the data's levels without dequantisation noise, and the
+evaluator converts its nll to bits per dimension exactly instead of through the
+dequantisation bound.
 """
 
 from __future__ import annotations
@@ -13,6 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
+
+from vaekit.distributions.discretized_logistic import (
+    DiscretizedLogisticLikelihood,
+    DiscretizedLogisticMixtureLikelihood,
+)
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -32,6 +43,7 @@ class GaussianLikelihood(nn.Module):
     """
 
     support = "real"
+    discrete = False
 
     def __init__(
         self,
@@ -106,6 +118,7 @@ class HeteroscedasticGaussianLikelihood(nn.Module):
     """
 
     support = "real"
+    discrete = False
 
     def __init__(
         self, event_shape: tuple[int, ...], min_scale: float = 1e-3, init_scale: float = 0.2
@@ -155,6 +168,7 @@ class BernoulliLikelihood(nn.Module):
     """
 
     support = "binary"
+    discrete = True
 
     def __init__(self, event_shape: tuple[int, ...]) -> None:
         super().__init__()
@@ -190,12 +204,45 @@ def _gaussian_shared(shape: tuple[int, ...]) -> nn.Module:
     return GaussianLikelihood(shape, scale="learned", shared=True)
 
 
-# name -> builder(event_shape). "gaussian" is the lecture's unit-variance decoder. Every
-# likelihood has ``param_shape``: the shape of the decoder output it reads.
+# name -> builder(event_shape, **options). "gaussian" is the lecture's unit-variance decoder.
+# Every likelihood has ``param_shape``: the shape of the decoder output it reads. The
+# discretised logistics also take the data's ``num_levels`` (and ``num_components``).
 LIKELIHOODS = {
     "gaussian": _gaussian_unit,
     "gaussian-learned": _gaussian_learned,
     "gaussian-shared": _gaussian_shared,
     "gaussian-heteroscedastic": HeteroscedasticGaussianLikelihood,
     "bernoulli": BernoulliLikelihood,
+    "discretized-logistic": DiscretizedLogisticLikelihood,
+    "discretized-logistic-mixture": DiscretizedLogisticMixtureLikelihood,
 }
+# The options each builder reads from the model config, beyond the event shape:
+# builder keyword -> ModelConfig field.
+LIKELIHOOD_OPTIONS = {
+    "discretized-logistic": {"num_levels": "data_levels"},
+    "discretized-logistic-mixture": {
+        "num_levels": "data_levels",
+        "num_components": "likelihood_components",
+    },
+}
+
+
+def is_discrete(name: str) -> bool:
+    """Whether the likelihood registered as ``name`` is a probability mass function of the
+    data's discrete levels (see the module docstring)."""
+    return bool(getattr(LIKELIHOODS[name], "discrete", False))
+
+
+def build_likelihood(config) -> nn.Module:
+    """The likelihood named by ``config.likelihood`` (a ``ModelConfig``) for its data shape,
+    with the options it reads from the config (``LIKELIHOOD_OPTIONS``)."""
+    options = {}
+    for keyword, field in LIKELIHOOD_OPTIONS.get(config.likelihood, {}).items():
+        value = getattr(config, field)
+        if value is None:
+            raise ValueError(
+                f"--likelihood {config.likelihood} needs model.{field}; it is filled in from "
+                "the data when training starts"
+            )
+        options[keyword] = value
+    return LIKELIHOODS[config.likelihood](tuple(config.data_shape), **options)

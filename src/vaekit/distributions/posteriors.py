@@ -71,6 +71,11 @@ class DiagonalGaussian(Independent):
         the closed-form KL (Kingma & Welling 2014, App. B), which sum to it."""
         return 0.5 * (self.loc.square() + self.log_var.exp() - 1.0 - self.log_var)
 
+    def kl_standard_normal_groups(self) -> torch.Tensor:
+        """The closed-form KL to N(0, I) split into independent groups, nats, ``[B, m]``: one
+        per coordinate (q and the prior both factorise), summing to ``kl_standard_normal``."""
+        return 0.5 * (self.loc.square() + self.log_var.exp() - 1.0 - self.log_var)
+
 
 class FullCovarianceGaussian(MultivariateNormal):
     """N(mu, L L^T) with L lower triangular with a positive diagonal. Event shape ``[m]``."""
@@ -93,6 +98,10 @@ class FullCovarianceGaussian(MultivariateNormal):
         falls short of the total KL by KL(q || prod_j q_j) = -log|Corr| / 2 >= 0."""
         log_var = self.variance.log()
         return 0.5 * (self.loc.square() + log_var.exp() - 1.0 - log_var)
+
+    def kl_standard_normal_groups(self) -> torch.Tensor:
+        """The KL as one group, ``[B, 1]``: a correlated q does not split it by coordinate."""
+        return self.kl_standard_normal().unsqueeze(-1)
 
 
 class DiagonalGaussianPosterior(nn.Module):

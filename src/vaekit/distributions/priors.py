@@ -66,6 +66,13 @@ class StandardNormalPrior(nn.Module):
             z = q.rsample((1,))
         return monte_carlo_kl(q, self.log_prob(z), z)
 
+    def kl_groups(self, q: Distribution, z: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The same KL split into the groups free bits clamp, nats, ``[B, G]`` summing to
+        ``kl``: one per latent coordinate where q factorises (a diagonal Gaussian), one group
+        for a correlated Gaussian; None (the whole KL is one group) where the KL is a
+        Monte-Carlo estimate, so that it is not estimated twice."""
+        return q.kl_standard_normal_groups() if q.has_closed_form_kl else None
+
 
 class VampPrior(nn.Module):
     """The VampPrior (Tomczak & Welling 2018): p(z) = (1/K) sum_k q(z|u_k), the mixture of
@@ -119,6 +126,11 @@ class VampPrior(nn.Module):
         if z is None:
             z = q.rsample((1,))
         return monte_carlo_kl(q, self.log_prob(z), z)
+
+    def kl_groups(self, q: Distribution, z: torch.Tensor | None = None) -> None:
+        """None: a mixture prior does not factorise over the coordinates, so free bits
+        clamp the whole (Monte-Carlo) KL as one group."""
+        return None
 
 
 # name -> builder(model, latent_dim): the prior sees the model it belongs to.

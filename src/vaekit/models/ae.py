@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.distributions import Distribution
 
-from vaekit.distributions import LIKELIHOODS, StandardNormalPrior
+from vaekit.distributions import StandardNormalPrior, build_likelihood
 from vaekit.models.base import LatentMoments, Model
 from vaekit.models.bodies import BodyConfig, build_bodies, resolve_network
 from vaekit.models.registry import register_model
@@ -67,7 +67,7 @@ class AE(Model):
         super().__init__()
         self.config = config = self.own_config(config)
         resolve_network(config)
-        self.likelihood = LIKELIHOODS[config.likelihood](tuple(config.data_shape))
+        self.likelihood = build_likelihood(config)
         self.encoder, self.decoder = build_bodies(
             config, encoder, decoder, self.likelihood.param_shape
         )

@@ -43,6 +43,9 @@ class ELBOTerms:
     elbo: torch.Tensor
     log_px_z: torch.Tensor
     kl: torch.Tensor
+    # The KL split into independent groups, ``[B, G]`` summing to ``kl`` (one per latent
+    # coordinate where the posterior and prior factorise); what free bits clamp. None: one group.
+    kl_groups: torch.Tensor | None = None
 
 
 @dataclass

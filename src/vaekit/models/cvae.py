@@ -19,7 +19,7 @@ from torch import nn
 from torch.distributions import Distribution
 
 from vaekit.config import ConfigError
-from vaekit.distributions import LIKELIHOODS, POSTERIORS, DiagonalGaussian, StandardNormalPrior
+from vaekit.distributions import POSTERIORS, DiagonalGaussian, StandardNormalPrior, build_likelihood
 from vaekit.distributions.priors import monte_carlo_kl
 from vaekit.models.base import ELBOTerms, LatentMoments, LikelihoodModel
 from vaekit.models.bodies import BodyConfig, resolve_network
@@ -111,7 +111,7 @@ class ConditionalVAE(LikelihoodModel):
         if config.num_classes is None:
             raise ValueError("model.num_classes is unset: fill it from the data before building")
         C, m = config.num_classes, config.latent_dim
-        self.likelihood = LIKELIHOODS[config.likelihood](tuple(config.data_shape))
+        self.likelihood = build_likelihood(config)
         if encoder is None or decoder is None:
             # The decoder reads [z, one_hot(y)]: its input is m + C wide.
             built = build_networks(

@@ -35,7 +35,7 @@ from torch import nn
 from torch.distributions import Distribution
 
 from vaekit.config import ConfigError, ModelConfig
-from vaekit.distributions import LIKELIHOODS, PRIORS, DiagonalGaussian
+from vaekit.distributions import PRIORS, DiagonalGaussian, build_likelihood
 from vaekit.models.base import ELBOTerms, LatentMoments, LikelihoodModel
 from vaekit.models.bodies import check_buildable
 from vaekit.models.registry import register_model
@@ -146,7 +146,7 @@ class HierarchicalVAE(LikelihoodModel):
         super().__init__()
         self.config = config = self.own_config(config)
         check_buildable(config)
-        self.likelihood = LIKELIHOODS[config.likelihood](tuple(config.data_shape))
+        self.likelihood = build_likelihood(config)
         dims, widths, act = config.latent_dims, config.hidden_dims, config.activation
         d = math.prod(config.data_shape)
         top_down = config.inference == "top-down"

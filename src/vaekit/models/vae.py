@@ -16,7 +16,7 @@ from torch import nn
 from torch.distributions import Distribution
 
 from vaekit.config import ConfigError
-from vaekit.distributions import LIKELIHOODS, POSTERIORS, PRIORS
+from vaekit.distributions import POSTERIORS, PRIORS, build_likelihood
 from vaekit.models.base import ELBOTerms, LatentMoments, LikelihoodModel
 from vaekit.models.bodies import BodyConfig, build_bodies, resolve_network
 from vaekit.models.registry import register_model
@@ -80,7 +80,7 @@ class VAE(LikelihoodModel):
         super().__init__()
         self.config = config = self.own_config(config)
         resolve_network(config)
-        self.likelihood = LIKELIHOODS[config.likelihood](tuple(config.data_shape))
+        self.likelihood = build_likelihood(config)
         self.encoder, self.decoder = build_bodies(
             config, encoder, decoder, self.likelihood.param_shape
         )
@@ -141,7 +141,8 @@ class VAE(LikelihoodModel):
         # log p(x|z) straight from the decoder output (no distribution objects per step).
         log_px_z = self.likelihood.log_density(self.decoder(z), x).mean(dim=0)  # [L, B] -> [B]
         kl = self.prior.kl(q, z)
-        return ELBOTerms(elbo=log_px_z - kl, log_px_z=log_px_z, kl=kl)
+        kl_groups = self.prior.kl_groups(q, z)  # [B, m] where it factorises, else None
+        return ELBOTerms(elbo=log_px_z - kl, log_px_z=log_px_z, kl=kl, kl_groups=kl_groups)
 
     def proposal(self, x: torch.Tensor, *, y: torch.Tensor | None = None) -> Distribution:
         """q(z|x), the importance distribution."""

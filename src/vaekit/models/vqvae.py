@@ -32,7 +32,7 @@ from torch import nn
 from torch.distributions import Distribution
 
 from vaekit.config import ConfigError, ModelConfig
-from vaekit.distributions import LIKELIHOODS
+from vaekit.distributions import build_likelihood
 from vaekit.models.base import LatentMoments, Model
 from vaekit.models.bodies import check_buildable
 from vaekit.models.registry import register_model
@@ -145,7 +145,7 @@ class VQVAE(Model):
         super().__init__()
         self.config = config = self.own_config(config)
         check_buildable(config)
-        self.likelihood = LIKELIHOODS[config.likelihood](tuple(config.data_shape))
+        self.likelihood = build_likelihood(config)
         n, d = config.num_latents, config.code_dim
         self.encoder = MLPEncoder(tuple(config.data_shape), config.hidden_dims, config.activation)
         self.to_codes = nn.Linear(self.encoder.out_features, n * d)

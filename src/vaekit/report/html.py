@@ -179,6 +179,11 @@ def render_report(
                 if "model_space" in result
                 else "."
             )
+            + (
+                f" Bits/dim: {result['bits_per_dim_basis']}."
+                if "bits_per_dim_basis" in result
+                else ""
+            )
         )
         page.table(
             ("quantity", "value", "unit", "definition"),
