@@ -494,6 +494,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if "active_units" in result:
         m = len(result["posterior_mean_variance"])
         print(f"  active    {result['active_units']} of {m} latent units (Var_x E_q[z_j] > 0.01)")
+        if "active_units_per_layer" in result:
+            print(f"  per layer {result['active_units_per_layer']} (z_1 first)")
         agg = result["aggregate_posterior"]
         print(
             f"  q(z)      KL(N(mean, cov) || N(0, I)) {agg['kl_gaussian_fit_to_prior']:.3f} "

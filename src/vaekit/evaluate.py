@@ -55,6 +55,7 @@ UNITS = {
     "kl_per_dim": "nats per example, per latent coordinate: KL of the marginal q(z_j|x)",
     "kl_correlation": "nats per example: kl - sum(kl_per_dim), 0 for the diagonal posterior",
     "active_units": "count of coordinates with Var_x(E_q[z_j]) > 0.01",
+    "active_units_per_layer": "active units of each stochastic layer, z_1 (next to x) first",
     "posterior_mean_variance": "Var_x(E_q[z_j|x]) per coordinate (latent units squared)",
     "aggregate_posterior": "moments of q(z) = mean_x q(z|x) vs N(0, I); KL in nats",
     "frechet_classifier_distance": "squared feature units of vaekit's classifier (not FID)",
@@ -175,12 +176,13 @@ def latent_statistics(
     Also returns the posterior means ``mu`` ``[N, m]`` (a tensor, not JSON) for plots.
     """
     device = next(model.parameters()).device
-    mus, kl_dims, kls = [], [], []
+    mus, kl_dims, kls, layer_sizes = [], [], [], None
     cov_sum = torch.zeros(model.latent_dim, model.latent_dim, dtype=torch.float64)
     for start in range(0, x.shape[0], batch_size):
         yb = y[start : start + batch_size].to(device) if y is not None else None
         moments = model.latent_moments(x[start : start + batch_size].to(device), y=yb)
         mus.append(moments.mean.double().cpu())
+        layer_sizes = moments.layer_sizes
         if moments.kl_per_dim is not None:
             kl_dims.append(moments.kl_per_dim.double().cpu())
         if moments.kl is not None:
@@ -190,6 +192,11 @@ def latent_statistics(
     n = mu.shape[0]
     count, variances = active_units(mu)
     kl_stats: dict[str, Any] = {}
+    if layer_sizes is not None:  # Burda et al. (2015) report active units per layer
+        kl_stats["active_units_per_layer"] = [
+            int((v > ACTIVE_UNIT_THRESHOLD).sum())
+            for v in torch.tensor(variances).split(layer_sizes)
+        ]
     if kl_dims:
         kl_per_dim = torch.cat(kl_dims).mean(dim=0)
         kl_stats["kl_per_dim"] = kl_per_dim.tolist()
