@@ -43,6 +43,18 @@ def test_every_registered_model_is_under_test():
         assert cls.objectives, name
 
 
+def test_train_model_choices_and_help_come_from_the_registry(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "{" + ",".join(MODELS) + "}" in text
+    for name, cls in MODELS.items():
+        assert f"{name}: {' '.join(cls.description.split())}" in text
+    with pytest.raises(SystemExit):  # argparse refuses a name the registry lacks
+        main(["train", "--model", "nonexistent", "--out", "x"])
+    assert "invalid choice: 'nonexistent'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name", MODELS_UNDER_TEST)
 def test_shapes(name):
     torch.manual_seed(0)
