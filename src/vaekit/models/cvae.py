@@ -57,7 +57,7 @@ class CVAEConfig(BodyConfig):
             raise ValueError(
                 "model 'cvae' is conditioned on class labels, but the training data has no "
                 "integer labels (use a labelled dataset: MNIST, an image folder with class "
-                "sub-folders, a table's label column)"
+                "sub-folders, a .npz with a labels array)"
             )
         if int(labels.min()) < 0:
             raise ValueError(f"model 'cvae' needs labels >= 0, got {int(labels.min())}")
