@@ -40,6 +40,11 @@ def test_posterior_contract(name):
     reference = kl_divergence(mvn, MultivariateNormal(torch.zeros(3), torch.eye(3)))
     assert torch.allclose(q.kl_standard_normal().detach(), reference, atol=1e-10)
     assert torch.allclose(StandardNormalPrior(3).kl(q).detach(), reference, atol=1e-10)
+    # And against any diagonal Gaussian N(loc, diag(exp(log_var))).
+    loc, log_var = torch.randn(4, 3), torch.randn(4, 3)
+    other = MultivariateNormal(loc, covariance_matrix=torch.diag_embed(log_var.exp()))
+    reference = kl_divergence(mvn, other)
+    assert torch.allclose(q.kl_diagonal_gaussian(loc, log_var).detach(), reference, atol=1e-10)
 
 
 def test_full_covariance_factor_is_a_valid_cholesky_factor():

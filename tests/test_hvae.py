@@ -13,7 +13,7 @@ from torch.distributions import MultivariateNormal, Normal, kl_divergence
 from vaekit import load_config
 from vaekit.distributions import DiagonalGaussian
 from vaekit.models import HierarchicalVAE, HVAEConfig
-from vaekit.models.hvae import kl_diagonal_gaussians, precision_weighted
+from vaekit.models.hvae import precision_weighted
 
 pytestmark = pytest.mark.usefixtures("float64")
 
@@ -91,7 +91,7 @@ def test_kl_between_diagonal_gaussians_matches_torch():
     reference = kl_divergence(
         Normal(q.loc, q.log_var.mul(0.5).exp()), Normal(p.loc, p.log_var.mul(0.5).exp())
     ).sum(-1)
-    assert torch.allclose(kl_diagonal_gaussians(q, p), reference, atol=1e-12)
+    assert torch.allclose(q.kl_diagonal_gaussian(p.loc, p.log_var), reference, atol=1e-12)
 
 
 def test_the_preset_is_burda_et_al_two_layer_architecture():
@@ -142,3 +142,21 @@ def test_bad_configs_name_the_field():
         HVAEConfig(latent_dims=[10])
     with pytest.raises(ValueError, match=r"model\.hidden_dims"):
         HVAEConfig(hidden_dims=[[200, 200]])
+
+
+def test_evaluate_counts_active_units_per_layer():
+    from vaekit.evaluate import latent_statistics
+
+    torch.manual_seed(0)
+    config = HVAEConfig(
+        latent_dims=[4, 2], hidden_dims=[[8], [4]], likelihood="gaussian", data_shape=[6]
+    )
+    model = HierarchicalVAE(config).double()
+    with torch.no_grad():  # z_2's posterior mean ignores x: no active unit in layer 2
+        model.up_heads[1].weight[:2].zero_()
+        model.up_heads[1].bias[2:].fill_(-20.0)  # and a tiny variance, so the mean is exact
+        model.up_heads[0].bias[4:].fill_(-20.0)
+    stats = latent_statistics(model, torch.randn(300, 6))
+    per_layer = stats["active_units_per_layer"]
+    assert len(per_layer) == 2 and sum(per_layer) == stats["active_units"]
+    assert per_layer[1] == 0 and per_layer[0] > 0

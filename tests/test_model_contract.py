@@ -43,6 +43,18 @@ def test_every_registered_model_is_under_test():
         assert cls.objectives, name
 
 
+def test_train_model_choices_and_help_come_from_the_registry(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "{" + ",".join(MODELS) + "}" in text
+    for name, cls in MODELS.items():
+        assert f"{name}: {' '.join(cls.description.split())}" in text
+    with pytest.raises(SystemExit):  # argparse refuses a name the registry lacks
+        main(["train", "--model", "nonexistent", "--out", "x"])
+    assert "invalid choice: 'nonexistent'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name", MODELS_UNDER_TEST)
 def test_shapes(name):
     torch.manual_seed(0)
@@ -203,3 +215,25 @@ def test_labels_travel_from_the_dataset_to_the_objective(monkeypatch):
         for row, label in zip(levels, y, strict=True):
             matches = (stored == row).all(dim=1).nonzero().flatten()
             assert len(matches) >= 1 and label in data.train.y[matches]
+
+
+def test_a_run_saved_before_models_had_their_own_configs_resumes(tmp_path):
+    """An older run's model block lacks the fields added since (flow_steps, ...): it takes
+    their defaults, and resuming it is not refused as a changed model."""
+    import json
+
+    run = tmp_path / "run"
+    config = vaekit.config.apply_overrides(tiny(), ["train.max_steps=2"])
+    vaekit.train(config, out=run, log=lambda _: None)
+    for path in (run / "config.json", run / "checkpoints/last/config.json"):
+        descriptor = json.loads(path.read_text())
+        for block in (descriptor["model"], descriptor["config"]["model"]):
+            for new_field in ("flow_steps", "num_pseudo_inputs"):
+                block.pop(new_field)
+        path.write_text(json.dumps(descriptor))
+    import sys
+
+    run_config = sys.modules["vaekit.train"].run_config
+    resumed = vaekit.config.apply_overrides(run_config(run), ["train.max_steps=4"])
+    result = vaekit.train(resumed, resume=run, log=lambda _: None)
+    assert result.model.config.flow_steps == 2 and result.steps[-1]["step"] == 4

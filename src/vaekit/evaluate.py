@@ -187,12 +187,13 @@ def latent_statistics(
     Also returns the posterior means ``mu`` ``[N, m]`` (a tensor, not JSON) for plots.
     """
     device = next(model.parameters()).device
-    mus, kl_dims, kls = [], [], []
+    mus, kl_dims, kls, layer_sizes = [], [], [], None
     cov_sum = torch.zeros(model.latent_dim, model.latent_dim, dtype=torch.float64)
     for start in range(0, x.shape[0], batch_size):
         yb = y[start : start + batch_size].to(device) if y is not None else None
         moments = model.latent_moments(x[start : start + batch_size].to(device), y=yb)
         mus.append(moments.mean.double().cpu())
+        layer_sizes = moments.layer_sizes
         if moments.kl_per_dim is not None:
             kl_dims.append(moments.kl_per_dim.double().cpu())
         if moments.kl is not None:
@@ -202,6 +203,11 @@ def latent_statistics(
     n = mu.shape[0]
     count, variances = active_units(mu)
     kl_stats: dict[str, Any] = {}
+    if layer_sizes is not None:  # Burda et al. (2015) report active units per layer
+        kl_stats["active_units_per_layer"] = [
+            int((v > ACTIVE_UNIT_THRESHOLD).sum())
+            for v in torch.tensor(variances).split(layer_sizes)
+        ]
     if kl_dims:
         kl_per_dim = torch.cat(kl_dims).mean(dim=0)
         kl_stats["kl_per_dim"] = kl_per_dim.tolist()

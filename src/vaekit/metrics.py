@@ -187,6 +187,13 @@ METRICS: tuple[Metric, ...] = (
         brief="Var_x(E_q[z_j|x]) > 0.01",
     ),
     Metric(
+        "active_units_per_layer",
+        "active units per layer",
+        "latent coordinates, per stochastic layer",
+        "the active units of each stochastic layer of a hierarchical model, z_1 (next to x) first.",
+        brief="z_1 (next to x) first",
+    ),
+    Metric(
         "posterior_mean_variance",
         "variance of the posterior means",
         "latent units squared, per coordinate",

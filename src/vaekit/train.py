@@ -36,7 +36,7 @@ from torch import nn
 from vaekit import checkpoint, distributed
 from vaekit.allocator import keep_freed_memory
 from vaekit.averaging import PolyakAverage
-from vaekit.config import Config, to_dict
+from vaekit.config import Config, model_config_from_dict, to_dict
 from vaekit.data import Dataset, load_dataset
 from vaekit.data.datasets import FixedSplit
 from vaekit.distributions.likelihoods import LIKELIHOOD_OPTIONS, is_discrete
@@ -566,6 +566,8 @@ class Trainer:
         descriptor, model_state, saved, tensors = checkpoint.load_training_state(path)
         for section in ("model", "data"):
             ours, theirs = to_dict(getattr(self.config, section)), descriptor["config"][section]
+            if section == "model":  # through its config class: an older run gains new defaults
+                theirs = to_dict(model_config_from_dict(theirs))
             if section == "data":  # the files may have moved: data_dir may change
                 ours, theirs = ours | {"data_dir": None}, theirs | {"data_dir": None}
             if ours != theirs:

@@ -66,6 +66,17 @@ class DiagonalGaussian(Independent):
         """(mean ``[B, m]``, covariance ``[B, m, m]``), exact."""
         return self.loc, self.covariance_matrix
 
+    def kl_diagonal_gaussian(self, loc: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+        """Closed-form KL(q || N(loc, diag(exp(log_var)))) in nats, ``[...]``: 0.5 sum(v_p -
+        v_q + (e^{v_q} + (mu_q - mu_p)^2) e^{-v_p} - 1) over the last dimension."""
+        diff = self.loc - loc
+        return 0.5 * (
+            log_var
+            - self.log_var
+            + (self.log_var.exp() + diff.square()) * torch.exp(-log_var)
+            - 1.0
+        ).sum(-1)
+
     def marginal_kl_standard_normal(self) -> torch.Tensor:
         """KL(q(z_j|x) || N(0, 1)) for each coordinate, nats, ``[B, m]``: the exact terms of
         the closed-form KL (Kingma & Welling 2014, App. B), which sum to it."""
@@ -92,6 +103,17 @@ class FullCovarianceGaussian(MultivariateNormal):
     def moments(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean ``[B, m]``, covariance ``[B, m, m]``), exact."""
         return self.loc, self.covariance_matrix
+
+    def kl_diagonal_gaussian(self, loc: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+        """Closed-form KL(q || N(loc, D)), D = diag(exp(log_var)), in nats ``[...]``:
+        0.5 (tr(D^-1 Sigma) + (mu - loc)^T D^-1 (mu - loc) - m + log|D| - log|Sigma|), with
+        tr(D^-1 Sigma) = sum_j Sigma_jj / D_jj and log|Sigma| = 2 sum log diag(L)."""
+        inv = torch.exp(-log_var)
+        diff = self.loc - loc
+        trace = (self.variance * inv).sum(-1)
+        log_det_q = 2.0 * torch.diagonal(self.scale_tril, dim1=-2, dim2=-1).log().sum(-1)
+        m = self.loc.shape[-1]
+        return 0.5 * (trace + (diff.square() * inv).sum(-1) - m + log_var.sum(-1) - log_det_q)
 
     def marginal_kl_standard_normal(self) -> torch.Tensor:
         """KL(N(mu_j, Sigma_jj) || N(0, 1)) for each coordinate, nats, ``[B, m]``. Their sum

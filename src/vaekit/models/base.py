@@ -55,13 +55,15 @@ class LatentMoments:
     ``mean [B, m]`` is E_q[z|x] (a deterministic code for an autoencoder); ``covariance
     [B, m, m]`` is Cov_q[z|x] (zeros for a deterministic code). ``kl [B]`` is
     KL(q(z|x) || p(z)) in nats and ``kl_per_dim [B, m]`` the KL of each coordinate's marginal
-    q(z_j|x) from N(0, 1), where the model defines them (None otherwise).
+    q(z_j|x) from N(0, 1), where the model defines them (None otherwise). ``layer_sizes``
+    splits the m coordinates into stochastic layers (bottom first) for a hierarchical model.
     """
 
     mean: torch.Tensor
     covariance: torch.Tensor
     kl: torch.Tensor | None = None
     kl_per_dim: torch.Tensor | None = None
+    layer_sizes: list[int] | None = None
 
 
 class Model(nn.Module, abc.ABC):

@@ -57,7 +57,7 @@ class CVAEConfig(BodyConfig):
             raise ValueError(
                 "model 'cvae' is conditioned on class labels, but the training data has no "
                 "integer labels (use a labelled dataset: MNIST, an image folder with class "
-                "sub-folders, a table's label column)"
+                "sub-folders, a .npz with a labels array)"
             )
         if int(labels.min()) < 0:
             raise ValueError(f"model 'cvae' needs labels >= 0, got {int(labels.min())}")
@@ -199,16 +199,22 @@ class ConditionalVAE(LikelihoodModel):
         self, x: torch.Tensor, num_mc_samples: int = 1, *, y: torch.Tensor | None = None
     ) -> ELBOTerms:
         """ELBO of log p(x|y) (nats per example ``[B]``): E_q[log p(x|z,y)] - KL(q(z|x,y) ||
-        p(z|y)); the KL in closed form against N(0, I) (Gaussian families), by Monte Carlo
-        at the same draws against the learned p(z|y)."""
+        p(z|y)), the KL in closed form (both Gaussian)."""
         q = self.encode(x, y=y)
         z = q.rsample((num_mc_samples,))  # [L, B, m]
         log_px_z = self.likelihood.log_density(self.decoder(self._with_label(z, y)), x).mean(0)
-        if self.config.prior == "conditional":
-            kl = monte_carlo_kl(q, self.conditional_prior.given(y).log_prob(z), z)
-        else:
-            kl = self.prior.kl(q, z)
+        kl = self._kl(q, y, z)
         return ELBOTerms(elbo=log_px_z - kl, log_px_z=log_px_z, kl=kl)
+
+    def _kl(self, q: Distribution, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """KL(q(z|x,y) || p(z|y)) ``[B]``: closed form for the Gaussian families (against
+        N(0, I) or the diagonal Gaussian p(z|y)), Monte Carlo at the draws ``z`` otherwise."""
+        if self.config.prior == "standard-normal":
+            return self.prior.kl(q, z)
+        p = self.conditional_prior.given(y)
+        if q.has_closed_form_kl:
+            return q.kl_diagonal_gaussian(p.loc, p.log_var)
+        return monte_carlo_kl(q, p.log_prob(z), z)
 
     def proposal(self, x: torch.Tensor, *, y: torch.Tensor | None = None) -> Distribution:
         return self.encode(x, y=y)
@@ -236,7 +242,5 @@ class ConditionalVAE(LikelihoodModel):
         q = self.encode(x, y=y)
         mean, covariance = q.moments()
         if self.config.prior == "conditional":
-            z = q.rsample((1,))
-            kl = monte_carlo_kl(q, self.conditional_prior.given(y).log_prob(z), z)
-            return LatentMoments(mean, covariance, kl)
+            return LatentMoments(mean, covariance, self._kl(q, y, q.rsample((1,))))
         return LatentMoments(mean, covariance, self.prior.kl(q), q.marginal_kl_standard_normal())

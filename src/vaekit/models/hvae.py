@@ -109,15 +109,6 @@ class GaussianLayer(nn.Module):
         return DiagonalGaussian(mu, log_var)
 
 
-def kl_diagonal_gaussians(q: DiagonalGaussian, p: DiagonalGaussian) -> torch.Tensor:
-    """KL(N(mu_q, diag e^{v_q}) || N(mu_p, diag e^{v_p})) in nats, summed over the last
-    dimension: 0.5 sum(v_p - v_q + (e^{v_q} + (mu_q - mu_p)^2) e^{-v_p} - 1)."""
-    diff = q.loc - p.loc
-    return 0.5 * (
-        p.log_var - q.log_var + (q.log_var.exp() + diff.square()) * torch.exp(-p.log_var) - 1.0
-    ).sum(-1)
-
-
 def precision_weighted(up: DiagonalGaussian, prior: DiagonalGaussian) -> DiagonalGaussian:
     """The Ladder VAE's posterior (Sønderby et al. 2016, eqs. 18-19): the product of the
     bottom-up Gaussian and the top-down prior, normalised. Variance 1 / (1/s^ + 1/s_p); mean
@@ -244,7 +235,7 @@ class HierarchicalVAE(LikelihoodModel):
         for i in range(L):
             if i < L - 1:
                 kl_l = (
-                    kl_diagonal_gaussians(qs[i], ps[i])
+                    qs[i].kl_diagonal_gaussian(ps[i].loc, ps[i].log_var)
                     if closed[i]
                     else qs[i].log_prob(zs[i]) - log_p_parts[i]
                 )
@@ -334,4 +325,4 @@ class HierarchicalVAE(LikelihoodModel):
         mean = z.mean(dim=0)
         centred = z - mean
         cov = torch.einsum("sbi,sbj->bij", centred, centred) / (MOMENT_SAMPLES - 1)
-        return LatentMoments(mean, cov)
+        return LatentMoments(mean, cov, layer_sizes=list(self.config.latent_dims))
