@@ -333,7 +333,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="directory holding the dataset's files")
 
     _add_contrast_parsers(commands)
+    _add_export_parser(commands)
     return parser
+
+
+def _add_export_parser(commands) -> None:
+    """`vaekit export`: the encoder and decoder as ONNX graphs."""
+    p = commands.add_parser(
+        "export",
+        help="write the encoder and decoder as ONNX graphs (dynamic batch size)",
+        description="Export a run's model: OUT/encoder.onnx (x -> the code, or q(z|x)'s mean "
+        "and parameters), OUT/decoder.onnx (z -> E[x|z] and the decoder's raw output) and "
+        "OUT/export.json (names, shapes, preprocessing). Each graph is checked with "
+        "onnxruntime against PyTorch (relative error <= 1e-5) before it is kept. Needs the "
+        "onnx extra: pip install 'vaekit[onnx]'.",
+    )
+    p.add_argument("run", type=Path, help="run or model directory")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="export format (onnx)")
+    p.add_argument("-o", "--out", type=Path, help="directory to create (default RUN/onnx)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
 
 def _add_contrast_parsers(commands) -> None:
@@ -600,6 +618,20 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print(json.dumps(result) if args.json else "\n".join(compare_headline(result)))
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from vaekit.export import export_run
+
+    manifest = export_run(args.run, args.out, args.format, args.overwrite)
+    for graph in manifest["graphs"].values():
+        worst = max(graph["relative_error_vs_torch"].values())
+        outputs = ", ".join(o["name"] for o in graph["outputs"])
+        print(
+            f"wrote {Path(manifest['out']) / graph['file']} (outputs: {outputs}; largest "
+            f"relative error against PyTorch {worst:.1e})"
+        )
+    print(f"wrote {Path(manifest['out']) / 'export.json'}")
+
+
 COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
@@ -614,6 +646,7 @@ COMMANDS = {
     "report": cmd_report,
     "em": cmd_em,
     "compare": cmd_compare,
+    "export": cmd_export,
 }
 
 
