@@ -301,6 +301,8 @@ class Trainer:
                     write_report(self.run_dir, seed=tc.seed)
                 except Exception as exc:
                     self.log(f"warning: {self.run_dir / 'report.html'} not written: {exc}")
+                if self.tensorboard is not None:  # pictures, HPARAMS, projector
+                    self._tensorboard_final()
         except BaseException:
             distributed.teardown(self.ctx, wait=False)  # other ranks may be elsewhere: no barrier
             raise
@@ -431,6 +433,8 @@ class Trainer:
             )
         self.history.append(record)
         self._write(record)
+        if self.tensorboard is not None and state.epoch % tc.tensorboard_images_every == 0:
+            self._tensorboard_pictures()
         (self.bar.write if self.bar is not None else self.log)(_format(record))
         if improved:
             self._checkpoint("best")
@@ -583,6 +587,30 @@ class Trainer:
             return None
         # purge_step drops events a killed run wrote after the checkpoint we resume from.
         return SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.state.step)
+
+    def _tensorboard_pictures(self) -> None:
+        from vaekit.tensorboard_logging import log_pictures
+
+        x = self.dataset.fixed("test", seed=self.config.train.seed)
+        with self._averaged_weights():
+            log_pictures(self.tensorboard, self.model, x, self.state.step, self.config.train.seed)
+        self.tensorboard_pictures_step = self.state.step
+
+    def _tensorboard_final(self) -> None:
+        from vaekit.tensorboard_logging import log_final
+
+        if getattr(self, "tensorboard_pictures_step", None) != self.state.step:
+            self._tensorboard_pictures()
+        log_final(
+            self.tensorboard,
+            self.model,
+            self.dataset,
+            to_dict(self.config),
+            self.history,
+            self.run_dir,
+            self.state.step,
+            self.config.train.seed,
+        )
 
     def _open_progress_bar(self):
         mode = self.config.train.progress
