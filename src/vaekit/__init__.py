@@ -6,6 +6,7 @@ Public API (nothing runs at import):
   ``sample``, ``reconstruct``, ``save``;
 * :func:`load` -- read a saved model directory (safetensors + JSON, never a pickle);
 * :func:`train` -- train from a :class:`Config`; :func:`evaluate` -- honest numbers;
+* :func:`compare_runs` -- paired differences between runs, with standard errors;
 * :class:`Config` and its sections, :func:`load_config`.
 """
 
@@ -26,6 +27,7 @@ from vaekit.config import (
 from vaekit.data import DataError, load_dataset
 from vaekit.evaluate import evaluate
 from vaekit.models import AE, VAE, ELBOTerms
+from vaekit.run_comparison import RunComparison, compare_runs
 from vaekit.train import TrainingError, TrainResult, train
 
 __all__ = [
@@ -40,11 +42,13 @@ __all__ = [
     "ModelConfig",
     "ObjectiveConfig",
     "OptimConfig",
+    "RunComparison",
     "ScheduleConfig",
     "TrainConfig",
     "TrainResult",
     "TrainingError",
     "__version__",
+    "compare_runs",
     "evaluate",
     "load",
     "load_config",
