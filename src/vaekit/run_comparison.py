@@ -99,6 +99,11 @@ class PairedDifference:
             if n == 0:
                 return f"active units: {self.b} has as many as {self.a} ({b} vs {a}; {se})"
             word = "more" if self.difference > 0 else "fewer"
+            if self.stderr == 0:
+                return (
+                    f"active units: {self.b} has {n} {word} than {self.a} ({b} vs {a}) in "
+                    "every bootstrap resample (bootstrap standard error 0)"
+                )
             return (
                 f"active units: {self.b} has {n} {word} than {self.a} ({b} vs {a}; {se}; "
                 f"{abs(self.z):.1f} standard errors)"
@@ -142,7 +147,10 @@ class RunComparison:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out["differences"] = [asdict(d) | {"z": d.z, "sentence": d.sentence()} for d in self]
+        out["differences"] = [
+            asdict(d) | {"z": d.z if math.isfinite(d.z) else None, "sentence": d.sentence()}
+            for d in self
+        ]
         return out
 
     def __iter__(self):

@@ -115,18 +115,32 @@ def render_comparison_page(result: dict[str, Any], figures: list[tuple[str, byte
         cells = [_value(r["values"].get(m), r["stderrs"].get(m), digits.get(m, 3)) for r in runs]
         for r in runs[1:]:
             d = next((d for d in diffs if d["b"] == r["name"] and d["metric"] == m), None)
-            cells.append(
-                "n/a"
-                if d is None
-                else f"{d['difference']:+.{digits.get(m, 3)}f} ± "
-                f"{d['stderr']:.{max(2, digits.get(m, 3))}f} "
-                f"(z = {d['z']:+.1f}, {d['method']})"
-            )
+            if d is None:
+                cells.append("n/a")
+            elif d["z"] is None:  # a zero standard error: every resample agrees
+                cells.append(
+                    f"{d['difference']:+.{digits.get(m, 3)}f} "
+                    f"(the same in every {d['method']} resample)"
+                )
+            else:
+                cells.append(
+                    f"{d['difference']:+.{digits.get(m, 3)}f} ± "
+                    f"{d['stderr']:.{max(2, digits.get(m, 3))}f} "
+                    f"(z = {d['z']:+.1f}, {d['method']})"
+                )
         rows.append(
             f"<tr><td>{esc(label)}</td><td>{esc(unit)}</td>"
             + "".join(f"<td class='value'>{esc(c)}</td>" for c in cells)
             + "</tr>"
         )
+    negative = any(r["values"].get("nll", 0.0) < 0 for r in runs)
+    density_note = (
+        "<p>A negative -log p(x) is no error: the data are continuous (dequantised), p is a "
+        "density and can exceed 1; bits per dimension of the discrete data are comparable "
+        "across datasets.</p>"
+        if negative
+        else ""
+    )
     sentences = "".join(f"<li>{esc(d['sentence'])}</li>" for d in diffs)
     definitions = "".join(
         f"<li><b>{esc(units.get(k, (k, ''))[0])}</b>: {esc(v)}</li>"
@@ -161,7 +175,7 @@ def render_comparison_page(result: dict[str, Any], figures: list[tuple[str, byte
         "<h2>Table</h2><p>Per-run columns: mean over examples ± its own standard error.</p>"
         f"<table id='comparison'><thead><tr><th>quantity</th><th>unit</th>{head}</tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
-        f"<h2>Definitions</h2><ul>{definitions}</ul>"
+        f"<h2>Definitions</h2><ul>{definitions}</ul>{density_note}"
         f"<h2>Pictures</h2>{pictures}"
         "</body></html>"
     )
