@@ -127,3 +127,16 @@ def test_no_tensorboard_directory_when_switched_off(tmp_path):
 
     train(tiny("train.max_steps=2"), out=tmp_path / "run", log=lambda _: None)
     assert not Path(tmp_path / "run" / "tensorboard").exists()
+
+
+def test_logging_pictures_leaves_training_unchanged(run, tmp_path):
+    """The pictures use their own generator: the same run without TensorBoard ends with
+    bitwise the same weights."""
+    from vaekit.train import train
+
+    out, _, _ = run
+    config = tiny("train.tensorboard=false", "train.epochs=3", "train.tensorboard_images_every=2")
+    plain = train(config, out=tmp_path / "plain", log=lambda _: None).model
+    logged = vaekit.load(out)
+    for (name, a), b in zip(plain.state_dict().items(), logged.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name

@@ -69,14 +69,13 @@ def log_pictures(writer, model, x_test: torch.Tensor, step: int, seed: int = 0) 
     p = next(model.parameters())
     generator = torch.Generator(device=p.device).manual_seed(seed)
     samples = _as_images(model.sample(NUM_SAMPLES, generator=generator))
+    grids = {"pictures/samples": image_grid(_upscale(samples))}
     x = x_test[:NUM_RECONSTRUCTIONS].to(device=p.device, dtype=p.dtype)
-    recon = model.reconstruct(x)
-    pairs = _as_images(torch.stack([x, recon], dim=1).flatten(0, 1))  # input, recon, ...
+    if x.shape[0] > 0:
+        recon = model.reconstruct(x)
+        pairs = _as_images(torch.stack([x, recon], dim=1).flatten(0, 1))  # input, recon, ...
+        grids["pictures/reconstructions"] = image_grid(_upscale(pairs), ncols=8)
     model.train(was_training)
-    grids = {
-        "pictures/samples": image_grid(_upscale(samples)),
-        "pictures/reconstructions": image_grid(_upscale(pairs), ncols=8),
-    }
     for tag, grid in grids.items():
         writer.add_image(tag, grid, step, dataformats="HWC")
 

@@ -301,8 +301,11 @@ class Trainer:
                     write_report(self.run_dir, seed=tc.seed)
                 except Exception as exc:
                     self.log(f"warning: {self.run_dir / 'report.html'} not written: {exc}")
-                if self.tensorboard is not None:  # pictures, HPARAMS, projector
-                    self._tensorboard_final()
+                try:  # pictures, HPARAMS, projector; like the report, never worth the model
+                    if self.tensorboard is not None:
+                        self._tensorboard_final()
+                except Exception as exc:
+                    self.log(f"warning: TensorBoard pictures and projector not written: {exc}")
         except BaseException:
             distributed.teardown(self.ctx, wait=False)  # other ranks may be elsewhere: no barrier
             raise
@@ -591,7 +594,9 @@ class Trainer:
     def _tensorboard_pictures(self) -> None:
         from vaekit.tensorboard_logging import log_pictures
 
-        x = self.dataset.fixed("test", seed=self.config.train.seed)
+        if not hasattr(self, "tensorboard_x"):  # the same inputs every time
+            self.tensorboard_x = self.dataset.fixed("test", seed=self.config.train.seed)[:16]
+        x = self.tensorboard_x
         with self._averaged_weights():
             log_pictures(self.tensorboard, self.model, x, self.state.step, self.config.train.seed)
         self.tensorboard_pictures_step = self.state.step
