@@ -125,6 +125,8 @@ def test_flag_mistakes_are_one_line_errors(runs, capsys):
     both = ["compare", str(runs / "a"), str(runs / "b"), "--runs", str(runs / "a"), str(runs / "b")]
     assert main(both) == 2
     assert "not both" in capsys.readouterr().err
+    assert main(["compare", str(runs / "a"), str(runs / "b"), "--epochs", "3"]) == 2
+    assert "--epochs trains the AE-vs-VAE lesson" in capsys.readouterr().err
 
 
 def test_paired_standard_error_is_the_textbook_one():

@@ -624,6 +624,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
         return
     if args.out is None:
         raise ValueError("compare: give --out DIR (or run directories: compare RUN_A RUN_B)")
+    if args.max_examples is not None:
+        raise ValueError("compare: --max-examples applies to run directories (RUN_A RUN_B)")
     result = compare(
         args.out,
         data=args.data,
@@ -656,11 +658,28 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"wrote {Path(manifest['out']) / 'export.json'}")
 
 
+# `vaekit compare --data ...` training flags and their defaults: meaningless with RUN ...
+LESSON_FLAGS = {
+    "data": "digits",
+    "epochs": 40,
+    "latent_dim": 8,
+    "hidden_dims": None,
+    "lr": 5e-3,
+    "batch_size": 32,
+}
+
+
 def _compare_runs(args: argparse.Namespace) -> None:
     from vaekit.run_comparison import compare_runs
 
     if args.runs is not None:
         raise ValueError("compare: give run directories or --runs AE_RUN VAE_RUN, not both")
+    for flag, default in LESSON_FLAGS.items():
+        if getattr(args, flag) != default:
+            raise ValueError(
+                f"compare RUN ...: --{flag.replace('_', '-')} trains the AE-vs-VAE lesson; "
+                "trained runs are compared as they are"
+            )
     runs = args.compare_runs
     out = args.out or runs[0].parent / ("compare-" + "-vs-".join(r.name for r in runs))
     result = compare_runs(
