@@ -7,6 +7,7 @@ Public API (nothing runs at import):
 * :func:`save` / :func:`load` -- write / read a model directory (safetensors + JSON, never a
   pickle);
 * :func:`train` -- train from a :class:`Config`; :func:`evaluate` -- honest numbers;
+* :func:`compare_runs` -- paired differences between runs, with standard errors;
 * :class:`Config` and its sections, :func:`load_config`.
 """
 
@@ -28,6 +29,7 @@ from vaekit.config import (
 from vaekit.data import DataError, load_dataset
 from vaekit.evaluate import evaluate
 from vaekit.models import AE, MODELS, VAE, AEConfig, ELBOTerms, Model, VAEConfig
+from vaekit.run_comparison import RunComparison, compare_runs
 from vaekit.train import TrainingError, TrainResult, train
 
 __all__ = [
@@ -45,12 +47,14 @@ __all__ = [
     "ModelConfig",
     "ObjectiveConfig",
     "OptimConfig",
+    "RunComparison",
     "ScheduleConfig",
     "TrainConfig",
     "TrainResult",
     "TrainingError",
     "VAEConfig",
     "__version__",
+    "compare_runs",
     "evaluate",
     "load",
     "load_config",

@@ -466,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="directory holding the dataset's files")
 
     _add_contrast_parsers(commands)
+    _add_export_parser(commands)
     return parser
 
 
@@ -483,6 +484,23 @@ def _trust_scale_flag(p: argparse.ArgumentParser) -> None:
         help="skip the check that refuses data whose typical value lies far from the "
         "training data's (or 8-bit data given as 0/1): for data that really is this far off",
     )
+
+
+def _add_export_parser(commands) -> None:
+    """`vaekit export`: the encoder and decoder as ONNX graphs."""
+    p = commands.add_parser(
+        "export",
+        help="write the encoder and decoder as ONNX graphs (dynamic batch size)",
+        description="Export a run's model: OUT/encoder.onnx (x -> the code, or q(z|x)'s mean "
+        "and parameters), OUT/decoder.onnx (z -> E[x|z] and the decoder's raw output) and "
+        "OUT/export.json (names, shapes, preprocessing). Each graph is checked with "
+        "onnxruntime against PyTorch (relative error <= 1e-5) before it is kept. Needs the "
+        "onnx extra: pip install 'vaekit[onnx]'.",
+    )
+    p.add_argument("run", type=Path, help="run or model directory")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="export format (onnx)")
+    p.add_argument("-o", "--out", type=Path, help="directory to create (default RUN/onnx)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
 
 def _add_contrast_parsers(commands) -> None:
@@ -517,13 +535,29 @@ def _add_contrast_parsers(commands) -> None:
 
     p = commands.add_parser(
         "compare",
-        help="AE vs VAE: same networks, data, budget and seed; one comparison report",
-        description="Train an AE and a VAE identically (or load two runs) and write "
-        "OUT/report.html and OUT/compare.json: reconstruction error, prior samples and their "
-        "sample-quality score, the code distribution against N(0, I), interpolations, and "
-        "the VAE's held-out nll (the AE has no likelihood).",
+        help="RUN_A RUN_B ...: paired differences with standard errors; or AE vs VAE (--data)",
+        description="With run directories (vaekit compare RUN_A RUN_B [RUN_C ...]): evaluate "
+        "every run on the same test examples with the same K and seed and print, for each run "
+        "against RUN_A, the mean per-example difference of -log p(x), the ELBO, bits/dim and "
+        "the KL ± its paired standard error, and of active units ± a bootstrap standard "
+        "error; runs on different data or splits are refused. Writes OUT/report.html and "
+        "OUT/compare.json (OUT defaults to compare-A-vs-B beside RUN_A). Without run "
+        "directories: the lecture's AE vs VAE. Train an AE and a VAE identically (or load "
+        "two runs with --runs) and write OUT/report.html and OUT/compare.json: reconstruction "
+        "error, prior samples and their sample-quality score, the code distribution against "
+        "N(0, I), interpolations, and the VAE's held-out nll (the AE has no likelihood).",
     )
-    p.add_argument("--out", type=Path, required=True, help="report directory to create")
+    p.add_argument(
+        "compare_runs",
+        nargs="*",
+        type=Path,
+        metavar="RUN",
+        help="two or more run directories trained on the same data and split (RUN_A first)",
+    )
+    p.add_argument(
+        "--max-examples", type=_positive_int, help="RUN mode: only the first N test examples"
+    )
+    p.add_argument("--out", type=Path, help="report directory to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--data", default="digits", help="dataset to train both on (default digits)")
     p.add_argument("--data-dir", help="directory holding the dataset's files")
@@ -541,7 +575,10 @@ def _add_contrast_parsers(commands) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=32, help="default 32")
     p.add_argument("--seed", type=int, default=0, help="training and evaluation seed")
     p.add_argument(
-        "--num-samples", type=_positive_int, default=500, help="K for the VAE's nll (500)"
+        "--num-samples",
+        type=_positive_int,
+        default=500,
+        help="K importance samples per test example for the nll (default 500)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -788,6 +825,13 @@ def cmd_em(args: argparse.Namespace) -> None:
 def cmd_compare(args: argparse.Namespace) -> None:
     from vaekit.compare import compare, compare_headline
 
+    if args.compare_runs:
+        _compare_runs(args)
+        return
+    if args.out is None:
+        raise ValueError("compare: give --out DIR (or run directories: compare RUN_A RUN_B)")
+    if args.max_examples is not None:
+        raise ValueError("compare: --max-examples applies to run directories (RUN_A RUN_B)")
     result = compare(
         args.out,
         data=args.data,
@@ -806,6 +850,57 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print(json.dumps(result) if args.json else "\n".join(compare_headline(result)))
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from vaekit.export import export_run
+
+    manifest = export_run(args.run, args.out, args.format, args.overwrite)
+    for graph in manifest["graphs"].values():
+        worst = max(graph["relative_error_vs_torch"].values())
+        outputs = ", ".join(o["name"] for o in graph["outputs"])
+        print(
+            f"wrote {Path(manifest['out']) / graph['file']} (outputs: {outputs}; largest "
+            f"relative error against PyTorch {worst:.1e})"
+        )
+    print(f"wrote {Path(manifest['out']) / 'export.json'}")
+
+
+# `vaekit compare --data ...` training flags and their defaults: meaningless with RUN ...
+LESSON_FLAGS = {
+    "data": "digits",
+    "epochs": 40,
+    "latent_dim": 8,
+    "hidden_dims": None,
+    "lr": 5e-3,
+    "batch_size": 32,
+}
+
+
+def _compare_runs(args: argparse.Namespace) -> None:
+    from vaekit.run_comparison import compare_runs
+
+    if args.runs is not None:
+        raise ValueError("compare: give run directories or --runs AE_RUN VAE_RUN, not both")
+    for flag, default in LESSON_FLAGS.items():
+        if getattr(args, flag) != default:
+            raise ValueError(
+                f"compare RUN ...: --{flag.replace('_', '-')} trains the AE-vs-VAE lesson; "
+                "trained runs are compared as they are"
+            )
+    runs = args.compare_runs
+    out = args.out or runs[0].parent / ("compare-" + "-vs-".join(r.name for r in runs))
+    result = compare_runs(
+        runs,
+        num_samples=args.num_samples,
+        seed=args.seed,
+        max_examples=args.max_examples,
+        data_dir=args.data_dir,
+        out=out,
+        overwrite=args.overwrite,
+        log=None if args.json else print,
+    )
+    print(json.dumps(result.to_dict()) if args.json else "\n".join(result.lines()))
+
+
 COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
@@ -822,6 +917,7 @@ COMMANDS = {
     "explore": cmd_explore,
     "em": cmd_em,
     "compare": cmd_compare,
+    "export": cmd_export,
 }
 
 

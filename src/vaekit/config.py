@@ -259,6 +259,8 @@ class TrainConfig:
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     compile: bool = False  # torch.compile the training step's model
     tensorboard: bool = True  # write TensorBoard events when tensorboard is installed
+    # Epochs between the sample and reconstruction grids in TensorBoard (and after the last).
+    tensorboard_images_every: int = 5
     progress: Literal["auto", "bar", "plain"] = "auto"  # auto: a bar on a terminal
 
     def __post_init__(self) -> None:
@@ -273,6 +275,10 @@ class TrainConfig:
         for name in ("eval_batch_size", "log_every", "checkpoint_every", "max_bad_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.tensorboard_images_every < 1:
+            raise ConfigError(
+                f"train.tensorboard_images_every must be >= 1, got {self.tensorboard_images_every}"
+            )
 
 
 @dataclass

@@ -334,6 +334,11 @@ class Trainer:
                     write_report(self.run_dir, seed=tc.seed)
                 except Exception as exc:
                     self.log(f"warning: {self.run_dir / 'report.html'} not written: {exc}")
+                try:  # pictures, HPARAMS, projector; like the report, never worth the model
+                    if self.tensorboard is not None:
+                        self._tensorboard_final()
+                except Exception as exc:
+                    self.log(f"warning: TensorBoard pictures and projector not written: {exc}")
         except BaseException:
             distributed.teardown(self.ctx, wait=False)  # other ranks may be elsewhere: no barrier
             raise
@@ -465,6 +470,8 @@ class Trainer:
             )
         self.history.append(record)
         self._write(record)
+        if self.tensorboard is not None and state.epoch % tc.tensorboard_images_every == 0:
+            self._tensorboard_pictures()
         (self.bar.write if self.bar is not None else self.log)(_format(record))
         if improved:
             self._checkpoint("best")
@@ -629,6 +636,32 @@ class Trainer:
             return None
         # purge_step drops events a killed run wrote after the checkpoint we resume from.
         return SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.state.step)
+
+    def _tensorboard_pictures(self) -> None:
+        from vaekit.tensorboard_logging import log_pictures
+
+        if not hasattr(self, "tensorboard_x"):  # the same inputs every time
+            self.tensorboard_x = self.dataset.fixed("test", seed=self.config.train.seed)[:16]
+        x = self.tensorboard_x
+        with self._averaged_weights():
+            log_pictures(self.tensorboard, self.model, x, self.state.step, self.config.train.seed)
+        self.tensorboard_pictures_step = self.state.step
+
+    def _tensorboard_final(self) -> None:
+        from vaekit.tensorboard_logging import log_final
+
+        if getattr(self, "tensorboard_pictures_step", None) != self.state.step:
+            self._tensorboard_pictures()
+        log_final(
+            self.tensorboard,
+            self.model,
+            self.dataset,
+            to_dict(self.config),
+            self.history,
+            self.run_dir,
+            self.state.step,
+            self.config.train.seed,
+        )
 
     def _open_progress_bar(self):
         mode = self.config.train.progress

@@ -1,0 +1,201 @@
+"""The ``vaekit compare RUN_A RUN_B ...`` page: one self-contained HTML file (PNG figures
+inlined as base64, no script, no network) with the paired-difference table, the runs'
+training curves overlaid and their prior samples side by side."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaekit.checkpoint import atomic_write_bytes
+from vaekit.report.curves import read_metrics
+from vaekit.report.plots import _pyplot, image_grid, is_image
+
+NUM_SAMPLES = 36
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    _pyplot().close(fig)
+    return buffer.getvalue()
+
+
+def curves_figure(names: list[str], paths: list[Path]) -> tuple[bytes | None, list[str]]:
+    """Validation ELBO and KL per epoch (solid) and training ELBO per epoch (dashed) of every
+    run on shared axes; also the names of runs without ``metrics.jsonl``."""
+    panels = [("elbo", "ELBO (nats per example)"), ("kl", "KL(q(z|x) || p(z)) (nats per example)")]
+    records, missing = {}, []
+    for name, path in zip(names, paths, strict=True):
+        metrics = path / "metrics.jsonl"
+        if metrics.exists():
+            records[name] = read_metrics(metrics)[0]
+        else:
+            missing.append(name)
+    if not any(records.values()):
+        return None, missing
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (key, ylabel) in zip(axes, panels, strict=True):
+        for i, (name, epochs) in enumerate(records.items()):
+            colour = colours[i % len(colours)]
+            for split, style in (("val", "-"), ("train", "--")):
+                pairs = [(r["epoch"], r[f"{split}_{key}"]) for r in epochs if f"{split}_{key}" in r]
+                if pairs:
+                    xs, ys = zip(*pairs, strict=True)
+                    alpha = 1.0 if split == "val" else 0.5
+                    ax.plot(xs, ys, style, color=colour, alpha=alpha, label=f"{name} ({split})")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_title("ELBO: validation (solid), training (dashed)", fontsize=10)
+    axes[1].set_title("KL term: validation (solid), training (dashed)", fontsize=10)
+    fig.tight_layout()
+    return _png(fig), missing
+
+
+@torch.no_grad()
+def samples_figure(names: list[str], models: list[Any], seed: int = 0) -> bytes | None:
+    """Each run's E[x|z] for ``NUM_SAMPLES`` draws z ~ N(0, I) from the same seed (the same
+    draws where the latent dimensions agree), side by side; None for non-image data."""
+    if not is_image(tuple(models[0].data_shape)):
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 4.0), squeeze=False)
+    for ax, name, model in zip(axes[0], names, models, strict=True):
+        generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+        grid = image_grid(model.sample(NUM_SAMPLES, generator=generator))
+        ax.imshow(
+            grid[..., 0] if grid.shape[2] == 1 else grid,
+            cmap="gray",
+            vmin=0,
+            vmax=1,
+            interpolation="nearest",
+        )
+        ax.set_title(f"{name} (m = {model.latent_dim})", fontsize=10)
+        ax.axis("off")
+    fig.suptitle(f"{NUM_SAMPLES} prior samples each: E[x|z], z ~ N(0, I), seed {seed}", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _value(value: float, stderr: float | None, digits: int) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if stderr is None or math.isnan(stderr):
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} ± {stderr:.{digits}f}"
+
+
+def render_comparison_page(result: dict[str, Any], figures: list[tuple[str, bytes, str]]) -> str:
+    """The page as one HTML string, from ``RunComparison.to_dict()`` and (id, PNG, caption)
+    figures. Every number on it comes from ``result``."""
+    esc = html.escape
+    runs, diffs = result["runs"], result["differences"]
+    digits = {"bits_per_dim": 4, "active_units": 0}
+    metrics = [
+        m
+        for m in ("nll", "elbo", "bits_per_dim", "kl", "active_units")
+        if any(m in r["values"] for r in runs)
+    ]
+    units = {d["metric"]: (d["label"], d["unit"]) for d in diffs}
+    head = "".join(f"<th>{esc(r['name'])}</th>" for r in runs)
+    head += "".join(f"<th>{esc(r['name'])} − {esc(runs[0]['name'])}</th>" for r in runs[1:])
+    rows = []
+    for m in metrics:
+        label, unit = units.get(m, (m, ""))
+        cells = [_value(r["values"].get(m), r["stderrs"].get(m), digits.get(m, 3)) for r in runs]
+        for r in runs[1:]:
+            d = next((d for d in diffs if d["b"] == r["name"] and d["metric"] == m), None)
+            if d is None:
+                cells.append("n/a")
+            elif d["z"] is None:  # a zero standard error: every resample agrees
+                cells.append(
+                    f"{d['difference']:+.{digits.get(m, 3)}f} "
+                    f"(the same in every {d['method']} resample)"
+                )
+            else:
+                cells.append(
+                    f"{d['difference']:+.{digits.get(m, 3)}f} ± "
+                    f"{d['stderr']:.{max(2, digits.get(m, 3))}f} "
+                    f"(z = {d['z']:+.1f}, {d['method']})"
+                )
+        rows.append(
+            f"<tr><td>{esc(label)}</td><td>{esc(unit)}</td>"
+            + "".join(f"<td class='value'>{esc(c)}</td>" for c in cells)
+            + "</tr>"
+        )
+    negative = any(r["values"].get("nll", 0.0) < 0 for r in runs)
+    density_note = (
+        "<p>A negative -log p(x) is no error: the data are continuous (dequantised), p is a "
+        "density and can exceed 1; bits per dimension of the discrete data are comparable "
+        "across datasets.</p>"
+        if negative
+        else ""
+    )
+    sentences = "".join(f"<li>{esc(d['sentence'])}</li>" for d in diffs)
+    definitions = "".join(
+        f"<li><b>{esc(units.get(k, (k, ''))[0])}</b>: {esc(v)}</li>"
+        for k, v in result["definitions"].items()
+        if k in metrics
+    )
+    pictures = "".join(
+        f"<figure id='{esc(fid)}'><img alt='{esc(fid)}' src='data:image/png;base64,"
+        f"{base64.b64encode(png).decode('ascii')}'><figcaption>{esc(caption)}</figcaption>"
+        "</figure>"
+        for fid, png, caption in figures
+    )
+    title = f"vaekit compare: {' vs '.join(r['name'] for r in runs)} ({result['data']})"
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{esc(title)}</title><style>"
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;"
+        "color:#222;line-height:1.45}table{border-collapse:collapse;font-size:.92em}"
+        "th,td{border:1px solid #ccc;padding:.35em .6em;text-align:left}th{background:#f2f2f2}"
+        "td.value{font-family:monospace;white-space:nowrap}figure img{max-width:100%;"
+        "border:1px solid #ddd}figcaption{color:#555;font-size:.92em}</style></head><body>"
+        f"<h1>{esc(title)}</h1>"
+        f"<p>All runs on the same {result['num_examples']} {esc(result['split'])} examples, "
+        f"K = {result['num_samples']} importance samples per example, seed {result['seed']} "
+        "(the same noise per batch: common random numbers where the latent dimensions agree). "
+        f"Differences are each run minus the baseline {esc(runs[0]['name'])}, ± one standard "
+        "error: paired over examples (std of the per-example differences / sqrt(N)), or for "
+        "active units, a count over coordinates, the standard deviation of a paired bootstrap "
+        "over examples. |z| = |difference| / standard error above 2 is unlikely to be chance. "
+        "They describe this test set and these draws, not another training seed.</p>"
+        f"<ul id='sentences'>{sentences}</ul>"
+        "<h2>Table</h2><p>Per-run columns: mean over examples ± its own standard error.</p>"
+        f"<table id='comparison'><thead><tr><th>quantity</th><th>unit</th>{head}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+        f"<h2>Definitions</h2><ul>{definitions}</ul>{density_note}"
+        f"<h2>Pictures</h2>{pictures}"
+        "</body></html>"
+    )
+
+
+def write_comparison_page(result, models: list[Any], paths: list[Path], out_dir: Path, seed=0):
+    """Draw the figures and write ``out_dir/report.html``; returns its path."""
+    data = result.to_dict()
+    names = [r["name"] for r in data["runs"]]
+    figures = []
+    curves, missing = curves_figure(names, paths)
+    if curves is not None:
+        note = f" No metrics.jsonl for {', '.join(missing)}." if missing else ""
+        figures.append(
+            ("curves", curves, "Training curves per epoch, all runs on shared axes." + note)
+        )
+    samples = samples_figure(names, models, seed)
+    if samples is not None:
+        figures.append(("samples", samples, "Prior samples of each run, the same seed."))
+    path = Path(out_dir) / "report.html"
+    atomic_write_bytes(path, render_comparison_page(data, figures).encode("utf-8"))
+    path.chmod(0o644)
+    return path

@@ -1,0 +1,426 @@
+"""``vaekit compare RUN_A RUN_B [RUN_C ...]``: is run B really better than run A?
+
+Every run is evaluated on the same test examples (the same fixed draw of the test split, so
+dequantisation noise is shared), with the same K importance samples per example and the same
+seed per batch: where two runs have the same latent dimension their reparameterisation noise
+is identical (common random numbers), so the Monte-Carlo noise largely cancels in the
+differences. For each run after the first, against the first (the baseline A):
+
+* -log p(x), the ELBO, bits per dimension and the KL: the per-example difference
+  d_i = (B's value - A's value) on example i, its mean over the N examples, and its *paired*
+  standard error std(d_i, ddof=1) / sqrt(N). Because both runs see the same x_i, the variation
+  between examples (most of each run's own standard error) cancels, which is what makes a small
+  difference detectable.
+* active units, a count over latent coordinates rather than a mean over examples: a paired
+  bootstrap over examples (the same resampled examples for both runs, ``BOOTSTRAP_DRAWS``
+  draws); the standard error is the standard deviation of the bootstrap differences.
+
+The standard errors describe this test set and these Monte-Carlo draws. They do not say how far
+another training seed would move either run; compare runs of several seeds for that.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaekit.data import Dataset
+from vaekit.evaluate import (
+    ACTIVE_UNIT_THRESHOLD,
+    DEFAULT_MEMORY_BUDGET_MB,
+    choose_chunk_size,
+    load_run,
+)
+
+BOOTSTRAP_DRAWS = 1000
+# Which way is better for each compared metric: +1 higher is better, -1 lower, 0 neither.
+METRICS = {
+    "nll": ("-log p(x)", "nats per example", -1),
+    "elbo": ("ELBO", "nats per example", +1),
+    "bits_per_dim": ("bits/dim", "bits per dimension", -1),
+    "kl": ("KL(q(z|x) || p(z))", "nats per example", 0),
+    "active_units": ("active units", "latent coordinates", 0),
+}
+DEFINITIONS = {
+    "nll": "-log p(x), importance-sampled with K draws from q(z|x) per example (Burda et al. 2015)",
+    "elbo": "E_q[log p(x|z)] - KL(q(z|x) || p(z)), one Monte-Carlo draw per example",
+    "bits_per_dim": "the nll of the discrete data per dimension, in bits",
+    "kl": "KL(q(z|x) || p(z)) in closed form",
+    "active_units": f"latent coordinates j with Var_x(E_q[z_j|x]) > {ACTIVE_UNIT_THRESHOLD} "
+    "(Burda et al. 2015)",
+}
+
+
+class ComparisonError(ValueError):
+    """The runs cannot be compared example by example (different data, split, no likelihood)."""
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """B's value minus A's for one metric, with its standard error.
+
+    ``difference`` = mean_i (B_i - A_i) (or, for active units, B's count - A's count);
+    ``stderr`` is the paired standard error of that mean (``method`` = "paired") or the
+    standard deviation of its paired bootstrap distribution (``method`` = "bootstrap").
+    """
+
+    metric: str
+    label: str
+    unit: str
+    a: str
+    b: str
+    value_a: float
+    value_b: float
+    difference: float
+    stderr: float
+    method: str
+    higher_is_better: bool | None
+
+    @property
+    def z(self) -> float:
+        """difference / stderr: more than 2 in size is unlikely to be chance (normal approx.)."""
+        if self.stderr > 0:
+            return self.difference / self.stderr
+        return 0.0 if self.difference == 0 else math.copysign(math.inf, self.difference)
+
+    def sentence(self) -> str:
+        """'-log p(x): B is 1.21 ± 0.07 nats per example better than A (...)', ± one
+        standard error (paired, or bootstrap for active units)."""
+        digits = 4 if self.unit == "bits per dimension" else 3
+        size = f"{abs(self.difference):.{digits}f} ± {self.stderr:.{digits}f}"
+        if self.metric == "active_units":
+            a, b, n = int(self.value_a), int(self.value_b), int(abs(self.difference))
+            se = f"bootstrap standard error {self.stderr:.2f}"
+            if n == 0:
+                return f"active units: {self.b} has as many as {self.a} ({b} vs {a}; {se})"
+            word = "more" if self.difference > 0 else "fewer"
+            if self.stderr == 0:
+                return (
+                    f"active units: {self.b} has {n} {word} than {self.a} ({b} vs {a}) in "
+                    "every bootstrap resample (bootstrap standard error 0)"
+                )
+            return (
+                f"active units: {self.b} has {n} {word} than {self.a} ({b} vs {a}; {se}; "
+                f"{abs(self.z):.1f} standard errors)"
+            )
+        if self.difference == 0 and self.stderr == 0:
+            return f"{self.label}: {self.b} and {self.a} are equal on every example"
+        tail = f"(± one paired standard error; {abs(self.z):.1f} standard errors)"
+        if self.higher_is_better is None:
+            word = "higher" if self.difference >= 0 else "lower"
+            return f"{self.label}: {self.b}'s is {size} {self.unit} {word} than {self.a}'s {tail}"
+        word = "better" if (self.difference > 0) == self.higher_is_better else "worse"
+        return f"{self.label}: {self.b} is {size} {self.unit} {word} than {self.a} {tail}"
+
+
+@dataclass
+class RunSummary:
+    """One run's own numbers on the compared examples (means ± standard error)."""
+
+    name: str
+    path: str
+    kind: str
+    latent_dim: int
+    values: dict[str, float]
+    stderrs: dict[str, float]
+
+
+@dataclass
+class RunComparison:
+    """What :func:`compare_runs` returns: every run's numbers and each run's paired
+    differences against the first."""
+
+    data: str
+    split: str
+    num_examples: int
+    num_samples: int
+    seed: int
+    runs: list[RunSummary]
+    differences: list[PairedDifference]
+    definitions: dict[str, str] = field(default_factory=lambda: dict(DEFINITIONS))
+    report: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["differences"] = [
+            asdict(d) | {"z": d.z if math.isfinite(d.z) else None, "sentence": d.sentence()}
+            for d in self
+        ]
+        return out
+
+    def __iter__(self):
+        return iter(self.differences)
+
+    def lines(self) -> list[str]:
+        """The terminal summary: one sentence per metric and run pair."""
+        lines = [
+            f"{self.data} {self.split} split, {self.num_examples} examples, K = "
+            f"{self.num_samples} importance samples, seed {self.seed}; each run against "
+            f"{self.runs[0].name}:"
+        ]
+        lines += [f"  {d.sentence()}" for d in self.differences]
+        if self.report:
+            lines.append(f"report: {self.report}")
+        return lines
+
+
+# --- per-example evaluation --------------------------------------------------------------------
+
+
+@torch.no_grad()
+def per_example(
+    model,
+    x: torch.Tensor,
+    num_samples: int,
+    seed: int = 0,
+    batch_size: int = 100,
+    memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
+) -> dict[str, torch.Tensor]:
+    """Per-example ``log_px`` (importance-sampled, nats), ``elbo`` and ``kl`` (nats), each
+    ``[N]`` float64, and the posterior means ``mu [N, m]``.
+
+    Batch b's draws come from the seed ``(seed, b)``, so two models with the same latent
+    dimension use the same standard-normal noise (common random numbers). The global RNG is
+    restored afterwards.
+    """
+    model.eval()
+    p = next(model.parameters())
+    chunk = choose_chunk_size(model, batch_size, num_samples, memory_budget_mb)
+    out: dict[str, list[torch.Tensor]] = {"log_px": [], "elbo": [], "kl": [], "mu": []}
+    devices = [p.device.index or 0] if p.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        for b, start in enumerate(range(0, x.shape[0], batch_size)):
+            xb = x[start : start + batch_size].to(device=p.device, dtype=p.dtype)
+            torch.manual_seed(seed * 1_000_003 + b)
+            terms = model.elbo(xb)
+            torch.manual_seed(seed * 1_000_003 + b + 500_000)
+            out["log_px"].append(model.log_likelihood(xb, num_samples, chunk).double().cpu())
+            out["elbo"].append(terms.elbo.double().cpu())
+            out["kl"].append(terms.kl.double().cpu())
+            out["mu"].append(model.encode(xb).mean.double().cpu())
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def bits_per_dim_per_example(nll: torch.Tensor, dataset: Dataset) -> torch.Tensor | None:
+    """Each example's nll (nats) as bits per dimension of the discrete data, ``[N]``; None
+    for continuous data (see ``vaekit.evaluate.bits_per_dim``: the same affine map)."""
+    from vaekit.evaluate import bits_per_dim
+
+    zero = bits_per_dim(0.0, dataset)
+    if zero is None:
+        return None
+    slope = bits_per_dim(1.0, dataset) - zero
+    return zero + slope * nll
+
+
+def count_active(mu: torch.Tensor) -> torch.Tensor:
+    """Active units of posterior means ``mu [..., N, m]`` (population variance over N)."""
+    return (mu.var(dim=-2, unbiased=False) > ACTIVE_UNIT_THRESHOLD).sum(-1)
+
+
+def bootstrap_active_units(
+    mu_a: torch.Tensor, mu_b: torch.Tensor, draws: int = BOOTSTRAP_DRAWS, seed: int = 0
+) -> float:
+    """Standard deviation of B's minus A's active-unit count over ``draws`` paired bootstrap
+    resamples of the examples (the same resampled rows for both runs)."""
+    g = torch.Generator().manual_seed(seed)
+    n, m = mu_a.shape[0], max(mu_a.shape[1], mu_b.shape[1])
+    step = max(1, 2**22 // (n * m))  # resamples per pass: about 32 MiB of float64 rows
+    differences = []
+    for start in range(0, draws, step):
+        idx = torch.randint(n, (min(step, draws - start), n), generator=g)  # [draws, N]
+        differences.append((count_active(mu_b[idx]) - count_active(mu_a[idx])).double())
+    return float(torch.cat(differences).std(unbiased=True))
+
+
+def _paired(metric: str, a: str, b: str, values_a, values_b) -> PairedDifference:
+    label, unit, direction = METRICS[metric]
+    d = values_b - values_a
+    se = float(d.std(unbiased=True) / math.sqrt(d.numel())) if d.numel() > 1 else math.nan
+    return PairedDifference(
+        metric=metric,
+        label=label,
+        unit=unit,
+        a=a,
+        b=b,
+        value_a=float(values_a.mean()),
+        value_b=float(values_b.mean()),
+        difference=float(d.mean()),
+        stderr=se,
+        method="paired",
+        higher_is_better=None if direction == 0 else direction > 0,
+    )
+
+
+# --- refusing what cannot be paired ------------------------------------------------------------
+
+SPLIT_FIELDS = ("name", "val_fraction", "split_seed", "image_size")
+
+
+def data_signature(descriptor: dict[str, Any]) -> dict[str, Any]:
+    """What must agree for two runs to share test examples: the recorded dataset, its split
+    (validation fraction, split seed), image size and preprocessing. ``data_dir`` may differ."""
+    config = (descriptor.get("config") or {}).get("data") or {}
+    info = descriptor.get("data") or {}
+    signature = {f"data.{k}": config.get(k) for k in SPLIT_FIELDS if k in config}
+    signature["data.name"] = info.get("name", config.get("name"))
+    for key in ("shape", "support", "num_levels", "transform"):
+        signature[f"preprocessing.{key}"] = info.get(key)
+    return signature
+
+
+def check_comparable(names: list[str], descriptors: list[dict[str, Any]]) -> None:
+    """Raise a one-line :class:`ComparisonError` naming the first field where a run's data
+    or split differs from the first run's."""
+    first = data_signature(descriptors[0])
+    for name, descriptor in zip(names[1:], descriptors[1:], strict=True):
+        other = data_signature(descriptor)
+        for key in sorted(set(first) | set(other)):
+            if first.get(key) != other.get(key):
+                shown = [_short(first.get(key)), _short(other.get(key))]
+                raise ComparisonError(
+                    f"{name}: trained on different data or a different split than {names[0]} "
+                    f"({key} {shown[1]} vs {shown[0]}): a paired comparison needs the same "
+                    "test examples"
+                )
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# --- the comparison ----------------------------------------------------------------------------
+
+
+def _names(runs: list[Path]) -> list[str]:
+    """Short, distinct display names: the directory names, else the paths."""
+    names = [run.name or str(run) for run in runs]
+    return names if len(set(names)) == len(names) else [str(run) for run in runs]
+
+
+def compare_runs(
+    runs: list[str | Path],
+    num_samples: int = 500,
+    seed: int = 0,
+    max_examples: int | None = None,
+    batch_size: int = 100,
+    data_dir: str | None = None,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> RunComparison:
+    """Compare trained runs example by example on their shared test split (module doc).
+
+    ``runs``: two or more run (or model) directories trained on the same data and split; the
+    first is the baseline A. ``num_samples``: K importance samples per example.
+    ``max_examples``: use only the first N test examples. ``out``: also write
+    ``out/report.html`` (table, overlaid training curves, sample grids) and ``out/compare.json``.
+    """
+    from vaekit.checkpoint import atomic_write_json, read_descriptor
+
+    paths = [Path(r) for r in runs]
+    if len(paths) < 2:
+        raise ComparisonError("compare: give at least two runs (RUN_A RUN_B [RUN_C ...])")
+    names = _names(paths)
+    descriptors = [read_descriptor(p) for p in paths]
+    check_comparable(names, descriptors)
+    if out is not None:
+        from vaekit.train import prepare_run_dir
+
+        out_dir = Path(out)
+        if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+            raise ValueError(
+                f"--out {out_dir}: directory exists and is not empty (use --overwrite)"
+            )
+    dataset: Dataset | None = None
+    models = []
+    for path in paths:
+        model, data = load_run(path, data_dir) if dataset is None else (_load(path), dataset)
+        dataset = data
+        if not callable(getattr(model, "log_likelihood", None)):
+            raise ComparisonError(
+                f"{path}: this model defines no likelihood p(x), so there is no nll to pair; "
+                "for the AE-vs-VAE lesson use `vaekit compare --runs AE_RUN VAE_RUN`"
+            )
+        models.append(model)
+    assert dataset is not None
+    x = dataset.fixed("test", seed=seed)
+    if max_examples is not None:
+        x = x[:max_examples]
+    if x.shape[0] < 2:
+        raise ComparisonError(f"the test split of {dataset.name!r} has fewer than 2 examples")
+    evaluated = []
+    for name, model in zip(names, models, strict=True):
+        if log is not None:
+            log(f"evaluating {name}: {x.shape[0]} test examples, K = {num_samples}")
+        values = per_example(model, x, num_samples, seed=seed, batch_size=batch_size)
+        values["nll"] = -values.pop("log_px")
+        bpd = bits_per_dim_per_example(values["nll"], dataset)
+        if bpd is not None:
+            values["bits_per_dim"] = bpd
+        evaluated.append(values)
+    summaries, differences = [], []
+    for name, path, model, values in zip(names, paths, models, evaluated, strict=True):
+        per = {k: v for k, v in values.items() if k != "mu"}
+        summaries.append(
+            RunSummary(
+                name=name,
+                path=str(path),
+                kind=str(getattr(getattr(model, "config", None), "kind", type(model).__name__)),
+                latent_dim=model.latent_dim,
+                values={k: float(v.mean()) for k, v in per.items()}
+                | {"active_units": float(count_active(values["mu"]))},
+                stderrs={
+                    k: float(v.std(unbiased=True) / math.sqrt(v.numel())) for k, v in per.items()
+                },
+            )
+        )
+    base = evaluated[0]
+    for name, values in zip(names[1:], evaluated[1:], strict=True):
+        for metric in ("nll", "elbo", "bits_per_dim", "kl"):
+            if metric in values:
+                differences.append(_paired(metric, names[0], name, base[metric], values[metric]))
+        au_a, au_b = int(count_active(base["mu"])), int(count_active(values["mu"]))
+        differences.append(
+            PairedDifference(
+                metric="active_units",
+                label="active units",
+                unit="latent coordinates",
+                a=names[0],
+                b=name,
+                value_a=float(au_a),
+                value_b=float(au_b),
+                difference=float(au_b - au_a),
+                stderr=bootstrap_active_units(base["mu"], values["mu"], seed=seed),
+                method="bootstrap",
+                higher_is_better=None,
+            )
+        )
+    result = RunComparison(
+        data=dataset.name,
+        split="test",
+        num_examples=int(x.shape[0]),
+        num_samples=num_samples,
+        seed=seed,
+        runs=summaries,
+        differences=differences,
+    )
+    if out is not None:
+        from vaekit.report.run_comparison import write_comparison_page
+
+        out_dir = prepare_run_dir(out, overwrite)
+        result.report = str(write_comparison_page(result, models, paths, out_dir, seed=seed))
+        atomic_write_json(out_dir / "compare.json", result.to_dict())
+    return result
+
+
+def _load(path: Path):
+    from vaekit.checkpoint import load
+
+    return load(path)

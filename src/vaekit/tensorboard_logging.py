@@ -1,0 +1,175 @@
+"""What a training run shows in TensorBoard besides its scalars (``RUN/tensorboard``).
+
+* IMAGES: ``pictures/samples`` (E[x|z] for 64 fixed draws z ~ N(0, I), the same draws every
+  time, so their evolution is visible) and ``pictures/reconstructions`` (16 fixed test inputs,
+  each beside E[x|z] at z = the posterior mean) every ``train.tensorboard_images_every``
+  epochs and after the last one. Small images are scaled up (nearest neighbour) to stay legible.
+* HPARAMS: the run's full config, flattened to ``section.field`` names, against its final
+  metrics: the last validation ELBO and its terms (``epoch/val_*``, nats per example), the best
+  validation ELBO, and, where the run was evaluated (the report does it), the test nll in nats
+  per example, bits per dimension and active units (``final/*``).
+* PROJECTOR: the test split's posterior means E_q[z|x] (a deterministic model's codes), one
+  row per example (at most ``EMBEDDING_MAX_EXAMPLES``), with the labels as metadata and a
+  sprite of the input images.
+
+Every picture is drawn with the model in eval mode, from its own seeded generator: logging
+never moves the training RNG, so a resumed run stays bitwise identical.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaekit.data import Dataset
+from vaekit.report.plots import image_grid, is_image
+
+NUM_SAMPLES = 64
+NUM_RECONSTRUCTIONS = 16
+EMBEDDING_MAX_EXAMPLES = 10_000  # the projector samples at most 10,000 points for PCA/t-SNE
+MIN_PICTURE_SIDE = 28  # pixels: smaller images are repeated up to at least this side
+# Final metrics read from RUN/eval.json: (tag, key, what it is).
+EVALUATED = (
+    ("final/test_nll", "nll", "nats per example"),
+    ("final/test_bits_per_dim", "bits_per_dim", "bits per dimension"),
+    ("final/test_active_units", "active_units", "latent coordinates"),
+)
+
+
+def _upscale(images: torch.Tensor) -> torch.Tensor:
+    """``[N, C, H, W]`` repeated (nearest neighbour) so the shorter side is at least
+    ``MIN_PICTURE_SIDE`` pixels."""
+    factor = max(1, math.ceil(MIN_PICTURE_SIDE / min(images.shape[-2:])))
+    return images.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+
+
+def _as_images(x: torch.Tensor) -> torch.Tensor:
+    """``[N, C, H, W]`` (a ``[N, H, W]`` batch gains a channel), float in [0, 1] for display."""
+    x = x.detach().float().cpu()
+    return (x.unsqueeze(1) if x.dim() == 3 else x).clamp(0, 1)
+
+
+def _code_means(model, x: torch.Tensor) -> torch.Tensor:
+    """The posterior mean E_q[z|x] if ``encode`` returns a distribution, else the code."""
+    code = model.encode(x)
+    return code if torch.is_tensor(code) else code.mean
+
+
+@torch.no_grad()
+def log_pictures(writer, model, x_test: torch.Tensor, step: int, seed: int = 0) -> None:
+    """Add the sample and reconstruction grids at ``step`` (image data only)."""
+    if not is_image(tuple(x_test.shape[1:])):
+        return
+    was_training = model.training
+    model.eval()
+    p = next(model.parameters())
+    generator = torch.Generator(device=p.device).manual_seed(seed)
+    samples = _as_images(model.sample(NUM_SAMPLES, generator=generator))
+    grids = {"pictures/samples": image_grid(_upscale(samples))}
+    x = x_test[:NUM_RECONSTRUCTIONS].to(device=p.device, dtype=p.dtype)
+    if x.shape[0] > 0:
+        recon = model.reconstruct(x)
+        pairs = _as_images(torch.stack([x, recon], dim=1).flatten(0, 1))  # input, recon, ...
+        grids["pictures/reconstructions"] = image_grid(_upscale(pairs), ncols=8)
+    model.train(was_training)
+    for tag, grid in grids.items():
+        writer.add_image(tag, grid, step, dataformats="HWC")
+
+
+def flat_hparams(config: dict[str, Any]) -> dict[str, float | int | str | bool]:
+    """``{"section.field": value}`` of a config dict; lists and None become strings (the
+    HPARAMS tab takes numbers, strings and booleans only)."""
+    flat: dict[str, float | int | str | bool] = {}
+    for section, fields in config.items():
+        for name, value in (fields or {}).items():
+            ok = isinstance(value, bool | int | float | str)
+            flat[f"{section}.{name}"] = value if ok else json.dumps(value)
+    return flat
+
+
+def final_metrics(history: list[dict[str, Any]], run_dir: Path | None) -> dict[str, float]:
+    """The numbers the HPARAMS tab shows against the config (see the module doc)."""
+    metrics: dict[str, float] = {}
+    last = history[-1] if history else {}
+    for key in ("val_elbo", "val_log_px_z", "val_kl"):
+        if isinstance(last.get(key), int | float):
+            metrics[f"epoch/{key}"] = float(last[key])
+    val = [r["val_elbo"] for r in history if isinstance(r.get("val_elbo"), int | float)]
+    if val:
+        metrics["final/best_val_elbo"] = max(val)
+    evaluated = _read_eval(run_dir)
+    for tag, key, _ in EVALUATED:
+        if isinstance(evaluated.get(key), int | float):
+            metrics[tag] = float(evaluated[key])
+    return metrics
+
+
+def _read_eval(run_dir: Path | None) -> dict[str, Any]:
+    path = None if run_dir is None else Path(run_dir) / "eval.json"
+    if path is None or not path.exists():
+        return {}
+    try:
+        result = json.loads(path.read_text())
+    except (json.JSONDecodeError, OSError):
+        return {}
+    return result if isinstance(result, dict) and result.get("split") == "test" else {}
+
+
+def log_hparams(writer, config: dict[str, Any], metrics: dict[str, float], step: int) -> None:
+    """Write the HPARAMS plugin's experiment and session summaries into the run's own event
+    file, and each metric as a scalar (the tab shows a metric's last scalar value)."""
+    from torch.utils.tensorboard.summary import hparams
+
+    experiment, start, end = hparams(flat_hparams(config), metrics)
+    file_writer = writer._get_file_writer()
+    for summary in (experiment, start, end):
+        file_writer.add_summary(summary, step)
+    for tag, value in metrics.items():
+        if tag.startswith("final/"):  # epoch/* are already in the event file
+            writer.add_scalar(tag, value, step)
+
+
+@torch.no_grad()
+def log_embedding(writer, model, dataset: Dataset, step: int, seed: int = 0) -> int:
+    """Add the test split's posterior means to the projector, with label metadata and a
+    sprite of the inputs (image data); returns the number of points."""
+    x = dataset.fixed("test", seed=seed)[:EMBEDDING_MAX_EXAMPLES]
+    if x.shape[0] == 0:
+        return 0
+    was_training = model.training
+    model.eval()
+    p = next(model.parameters())
+    means = torch.cat(
+        [
+            _code_means(model, x[i : i + 1000].to(device=p.device, dtype=p.dtype)).cpu()
+            for i in range(0, x.shape[0], 1000)
+        ]
+    )
+    model.train(was_training)
+    labels = dataset.test.y
+    metadata = None if labels is None else [str(v) for v in labels[: x.shape[0]].tolist()]
+    sprite = _upscale(_as_images(x)) if is_image(tuple(x.shape[1:])) else None
+    writer.add_embedding(
+        means.float(), metadata=metadata, label_img=sprite, global_step=step, tag="posterior_mean"
+    )
+    return means.shape[0]
+
+
+def log_final(
+    writer,
+    model,
+    dataset: Dataset,
+    config: dict[str, Any],
+    history: list[dict[str, Any]],
+    run_dir: Path | None,
+    step: int,
+    seed: int = 0,
+) -> None:
+    """What the end of training adds besides the last pictures: HPARAMS and the projector."""
+    log_hparams(writer, config, final_metrics(history, run_dir), step)
+    log_embedding(writer, model, dataset, step, seed)
+    writer.flush()
