@@ -76,6 +76,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    from vaekit.config import MAX_SEED
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63 - 1], got {text}")
+    return value
+
+
 def _image_size(text: str) -> list[int]:
     from vaekit.data.files import parse_image_size
 
@@ -110,7 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue the run in RUN from RUN/checkpoints/last (its config, changed only by "
         "the flags and --set given here; the model and data sections cannot change)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing run directory; only one vaekit created (it holds a "
+        ".vaekit-run marker), never the current directory, a parent of it or the home folder",
+    )
     p.add_argument(
         "--data",
         help="a dataset name (see `vaekit datasets`; default digits) or a path: a folder of "
@@ -130,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int)
     p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--lr", type=float, help="Adam learning rate")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=_seed)
     p.add_argument("--device", help="auto (default: CUDA, then MPS, then CPU), cpu, cuda, mps")
     p.add_argument("--model", help="vae (default) or ae (the plain autoencoder of the lecture)")
     p.add_argument("--latent-dim", type=_positive_int, help="m, the code dimension")
@@ -239,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=100, help="examples per batch")
     p.add_argument("--max-examples", type=_positive_int, help="evaluate only the first N")
     p.add_argument("--data-dir", help="directory holding the dataset's files")
-    p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the draws (default 0)")
     p.add_argument("--no-fcd", action="store_true", help="skip the Fréchet classifier distance")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -257,14 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", type=Path, help="run or model directory")
     p.add_argument("-n", type=_positive_int, default=64, help="number of samples (default 64)")
     p.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
 
     def picture_command(name: str, help_text: str) -> argparse.ArgumentParser:
         q = commands.add_parser(name, help=help_text, description=help_text)
         q.add_argument("run", type=Path, help="run or model directory")
         q.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
         q.add_argument("--split", default="test", choices=["train", "val", "test"])
-        q.add_argument("--seed", type=int, default=0, help="seed of the data transform draw")
+        q.add_argument("--seed", type=_seed, default=0, help="seed of the data transform draw")
         q.add_argument("--data-dir", help="directory holding the dataset's files")
         return q
 
@@ -303,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the input is already model input (skip the saved preprocessing)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of dequantisation noise and draws")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of dequantisation noise and draws")
 
     p = commands.add_parser(
         "decode",
@@ -362,7 +379,7 @@ def _add_contrast_parsers(commands) -> None:
     p.add_argument(
         "--max-examples", type=_positive_int, default=2000, help="examples used (default 2000)"
     )
-    p.add_argument("--seed", type=int, default=0, help="data, initialisation and rotation seed")
+    p.add_argument("--seed", type=_seed, default=0, help="data, initialisation and rotation seed")
     p.add_argument("--out", type=Path, help="write OUT/report.html, OUT/em.json and figures")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -390,7 +407,7 @@ def _add_contrast_parsers(commands) -> None:
     p.add_argument("--hidden-dims", type=_hidden_dims, help="MLP widths (default 256,128)")
     p.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate (default 5e-3)")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="default 32")
-    p.add_argument("--seed", type=int, default=0, help="training and evaluation seed")
+    p.add_argument("--seed", type=_seed, default=0, help="training and evaluation seed")
     p.add_argument(
         "--num-samples", type=_positive_int, default=500, help="K for the VAE's nll (500)"
     )
@@ -437,6 +454,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     result = evaluate_run(
         args.run,
         args.data_dir,
+        save=False,  # printed first, saved after: a read-only run still shows its numbers
         split=args.split,
         num_samples=args.num_samples,
         batch_size=args.batch_size,
@@ -447,34 +465,63 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         fcd=not args.no_fcd,
     )
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(result, allow_nan=False))  # strict JSON: non-finite numbers are null
+    else:
+        _print_evaluation(result)
+    _save_evaluation(args.run, result)
+
+
+def _save_evaluation(run: Path, result: dict) -> None:
+    """Write RUN/eval.json after the result was printed; if that fails the numbers above are
+    still complete, so say where it could not be written and exit 0 (the evaluation itself
+    succeeded; eval.json is a record, and `vaekit report` evaluates again without it)."""
+    from vaekit.evaluate import save_evaluation
+    from vaekit.rundir import RunDirError
+
+    try:
+        path = save_evaluation(run, result)
+    except (OSError, RunDirError) as exc:
+        note = f"vaekit: warning: eval.json not written ({exc}); the result above is complete"
+        print(note, file=sys.stderr)
         return
+    print(f"saved to {path}", file=sys.stderr)
+
+
+def _value(value, digits: int = 3) -> str:
+    """A number for the console; a non-finite one (null in JSON) reads n/a."""
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _print_evaluation(result: dict) -> None:
+    for key, why in result.get("null_reasons", {}).items():
+        print(f"  note: {key} is n/a: {why}")
     print(
         f"{result['dataset']} {result['split']} split, {result['num_examples']} examples, "
         f"K = {result['num_samples']} importance samples"
     )
     print(
-        f"  nll       {result['nll']:.3f} ± {result['nll_stderr']:.3f} nats per example "
+        f"  nll       {_value(result['nll'])} ± {_value(result['nll_stderr'])} nats per example "
         "(-log p(x), importance-sampled; ± one standard error)"
     )
     if "bits_per_dim" in result:
-        print(f"  bits/dim  {result['bits_per_dim']:.4f} bits per dimension (discrete data)")
-    print(f"  ELBO      {result['elbo']:.3f} nats per example")
-    print(f"  log p(x|z) {result['log_px_z']:.3f} nats per example (reconstruction term)")
-    print(f"  KL        {result['kl']:.3f} nats per example (KL(q(z|x) || p(z)))")
+        bpd = _value(result["bits_per_dim"], 4)
+        print(f"  bits/dim  {bpd} bits per dimension (discrete data)")
+    print(f"  ELBO      {_value(result['elbo'])} nats per example")
+    print(f"  log p(x|z) {_value(result['log_px_z'])} nats per example (reconstruction term)")
+    print(f"  KL        {_value(result['kl'])} nats per example (KL(q(z|x) || p(z)))")
     m = len(result["kl_per_dim"])
     print(f"  active    {result['active_units']} of {m} latent units (Var_x E_q[z_j] > 0.01)")
     agg = result["aggregate_posterior"]
     print(
-        f"  q(z)      KL(N(mean, cov) || N(0, I)) {agg['kl_gaussian_fit_to_prior']:.3f} nats, "
-        f"|mean| {agg['mean_norm']:.3f}, ||cov - I||_F {agg['cov_frobenius_to_identity']:.3f}"
+        f"  q(z)      KL(N(mean, cov) || N(0, I)) {_value(agg['kl_gaussian_fit_to_prior'])} "
+        f"nats, |mean| {_value(agg['mean_norm'])}, "
+        f"||cov - I||_F {_value(agg['cov_frobenius_to_identity'])}"
     )
     if "frechet_classifier_distance" in result:
         print(
-            f"  FCD       {result['frechet_classifier_distance']:.3f} (Fréchet classifier "
+            f"  FCD       {_value(result['frechet_classifier_distance'])} (Fréchet classifier "
             "distance in vaekit's classifier features; not FID)"
         )
-    print(f"  saved to {args.run / 'eval.json'}")
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
@@ -556,7 +603,10 @@ def cmd_decode(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from vaekit.report.html import write_report
 
-    path = write_report(args.run, args.num_samples, args.max_examples, args.data_dir, log=print)
+    try:  # the evaluation is printed first (log=print), then the files are written
+        path = write_report(args.run, args.num_samples, args.max_examples, args.data_dir, log=print)
+    except OSError as exc:
+        raise OSError(exc.errno, f"report not written: {exc.strerror}", exc.filename) from None
     print(f"wrote {path}")
 
 
@@ -618,9 +668,17 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vaekit.rundir import command_line
+
     args = build_parser().parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        with command_line():  # messages name flags (--overwrite), not Python arguments
+            COMMANDS[args.command](args)
+    except KeyboardInterrupt as exc:  # Ctrl-C: training checkpointed and says how to resume
+        if os.environ.get("VAEKIT_DEBUG"):
+            raise
+        print(str(exc) or "vaekit: interrupted", file=sys.stderr)
+        return 130
     except (ConfigError, ValueError, OSError) as exc:
         if os.environ.get("VAEKIT_DEBUG"):
             raise

@@ -293,21 +293,44 @@ def evaluate(
 
 
 def evaluate_run(
-    run: str | Path, data_dir: str | None = None, log=None, **options: Any
+    run: str | Path, data_dir: str | None = None, log=None, save: bool = True, **options: Any
 ) -> dict[str, Any]:
-    """Evaluate a run directory's model on its dataset and save ``RUN/eval.json`` (atomically).
+    """Evaluate a run directory's model on its dataset; with ``save``, also write
+    ``RUN/eval.json`` (see :func:`save_evaluation`).
 
     ``options`` are :func:`evaluate`'s keyword arguments. The result records the SHA-256 of
-    the weights it evaluated (``model_sha256``) so a report can tell a stale eval.json.
+    the weights it evaluated (``model_sha256``) so a report can tell a stale eval.json. It is
+    strict JSON: a non-finite number is None, with the reason under ``"null_reasons"``.
     """
-    from vaekit.checkpoint import atomic_write_json, read_descriptor
+    from vaekit.checkpoint import read_descriptor
+    from vaekit.jsonsafe import finite_json
 
     model, dataset = load_run(run, data_dir)
     result = evaluate(model, dataset, log=log, **options)
     result["dataset"] = dataset.name
     result["model_sha256"] = (read_descriptor(run).get("weights") or {}).get("sha256")
-    atomic_write_json(Path(run) / "eval.json", result)
+    reasons = {}
+    if result["num_examples"] < 2:
+        why = "a standard error needs at least 2 examples"
+        reasons = {"nll_stderr": why, "bits_per_dim_stderr": why}
+    result = finite_json(result, reasons)
+    if save:
+        save_evaluation(run, result)
     return result
+
+
+def save_evaluation(run: str | Path, result: dict[str, Any]) -> Path:
+    """Write ``result`` to ``RUN/eval.json`` atomically, under the run's lock (another vaekit
+    process writing the run makes this a one-line error naming it). Raises OSError naming
+    the file if it cannot be written (a read-only run directory, a full disk)."""
+    from vaekit import jsonsafe, rundir
+    from vaekit.checkpoint import atomic_write_bytes
+
+    path = Path(run) / "eval.json"
+    text = jsonsafe.dumps(jsonsafe.finite_json(result), indent=2) + "\n"
+    with rundir.locked(run):
+        atomic_write_bytes(path, text.encode())
+    return path
 
 
 def bits_per_dim(nll: float, dataset: Dataset) -> float | None:
