@@ -210,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--checkpoint-every",
         type=_positive_int,
-        help="steps between mid-epoch checkpoints (one is also written after every epoch)",
+        help="steps between mid-epoch checkpoints (one is also written after every epoch, and "
+        "when train.checkpoint_minutes have passed since the last one: default 5)",
     )
     p.add_argument(
         "--progress",
@@ -230,7 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a trained VAE. nll = -log p(x) in nats per example by importance "
         "sampling (Burda et al. 2015) with K samples; bits_per_dim where the data is discrete; "
         "KL per latent coordinate, active units, aggregate-posterior statistics and the "
-        "Fréchet classifier distance (FCD, not FID). Saves RUN/eval.json.",
+        "Fréchet classifier distance (FCD, not FID). Prints the result, then saves "
+        "RUN/eval.json (strict JSON: a non-finite number is null, with its reason); if that "
+        "file cannot be written it says so and still exits 0.",
     )
     p.add_argument("run", type=Path, help="run or model directory")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -335,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
         "report",
         help="write RUN/report.html: config, evaluation table and every picture",
         description="Write one self-contained HTML page (images embedded). Reuses RUN/eval.json "
-        "when it matches the weights, else evaluates first with --num-samples.",
+        "when it matches the weights, else evaluates first with --num-samples. The evaluation "
+        "is printed first; if the page cannot be written, the error names the file (exit 2).",
     )
     p.add_argument("run", type=Path, help="run directory")
     p.add_argument(
