@@ -374,3 +374,17 @@ def test_out_of_space_names_the_file(tmp_path, monkeypatch):
         with pytest.raises(OSError) as info:
             rundir.append_text(Path("/dev/full"), "{}\n" * 10000)
         assert info.value.errno == errno.ENOSPC and info.value.filename == "/dev/full"
+
+
+def test_a_lower_lr_on_resume_applies_to_the_plateau_schedule_too():
+    from vaekit.config import ScheduleConfig
+    from vaekit.schedules import build_schedule
+
+    config = ScheduleConfig(name="plateau", factor=0.5, patience=0)
+    before = build_schedule(0.01, config, total_steps=100)
+    before.epoch_end(-10.0)
+    before.epoch_end(-11.0)  # an epoch without improvement: lr halves
+    assert before.lr(0) == 0.005
+    after = build_schedule(0.001, config, total_steps=100)  # resumed with --lr 0.001
+    after.load_state_dict(json.loads(json.dumps(before.state_dict())))
+    assert after.lr(0) == pytest.approx(0.0005)  # the halving is kept, at the new base rate

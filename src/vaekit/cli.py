@@ -472,10 +472,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(json.dumps(result, allow_nan=False))  # strict JSON: non-finite numbers are null
     else:
         _print_evaluation(result)
-    _save_evaluation(args.run, result)
+    _save_evaluation(args.run, result, quiet=args.json)
 
 
-def _save_evaluation(run: Path, result: dict) -> None:
+def _save_evaluation(run: Path, result: dict, quiet: bool) -> None:
     """Write RUN/eval.json after the result was printed; if that fails the numbers above are
     still complete, so say where it could not be written and exit 0 (the evaluation itself
     succeeded; eval.json is a record, and `vaekit report` evaluates again without it)."""
@@ -488,7 +488,8 @@ def _save_evaluation(run: Path, result: dict) -> None:
         note = f"vaekit: warning: eval.json not written ({exc}); the result above is complete"
         print(note, file=sys.stderr)
         return
-    print(f"saved to {path}", file=sys.stderr)
+    if not quiet:  # --json: stdout holds the one JSON object
+        print(f"  saved to {path}")
 
 
 def _value(value, digits: int = 3) -> str:
@@ -497,8 +498,6 @@ def _value(value, digits: int = 3) -> str:
 
 
 def _print_evaluation(result: dict) -> None:
-    for key, why in result.get("null_reasons", {}).items():
-        print(f"  note: {key} is n/a: {why}")
     print(
         f"{result['dataset']} {result['split']} split, {result['num_examples']} examples, "
         f"K = {result['num_samples']} importance samples"
@@ -526,6 +525,8 @@ def _print_evaluation(result: dict) -> None:
             f"  FCD       {_value(result['frechet_classifier_distance'])} (Fréchet classifier "
             "distance in vaekit's classifier features; not FID)"
         )
+    for key, why in result.get("null_reasons", {}).items():
+        print(f"  note: {key} is n/a: {why}")
 
 
 def cmd_sample(args: argparse.Namespace) -> None:

@@ -516,6 +516,8 @@ class Trainer:
             cuda_state = torch.cuda.get_rng_state(self.device)
             for r, s in enumerate(distributed.gather_tensor(cuda_state, self.ctx, self.device)):
                 tensors[f"rng.cuda.rank{r}"] = s
+        if which == "last" and self.run_dir is not None:  # rank 0 writes it for every rank
+            self.checkpoint_step = state.step
         if not self.writes:
             return
         metrics = self.run_dir / "metrics.jsonl"
@@ -542,13 +544,11 @@ class Trainer:
                 data=self.dataset.info(),
                 config=to_dict(self.config),
             )
-        if which == "last":
-            self.checkpoint_step = state.step
 
     def _last_good(self, before: int, lr: float | None = None) -> str:
         """Where the last good weights (from before step ``before``) are: a true sentence,
         with how to resume from them."""
-        if self.run_dir is None or not self.writes:
+        if self.run_dir is None:
             return "There is no run directory, so nothing was saved."
         if self.checkpoint_step is None:
             return (
@@ -572,8 +572,7 @@ class Trainer:
         )
 
     def _interruption(self) -> TrainingInterrupted:
-        run_dir = self.run_dir if self.writes else None
-        return TrainingInterrupted(self.state.step, run_dir, self.checkpoint_step)
+        return TrainingInterrupted(self.state.step, self.run_dir, self.checkpoint_step)
 
     def _averaged_weights(self):
         """Context in which the model holds the Polyak average (if training keeps one)."""
