@@ -371,3 +371,18 @@ def test_a_download_shows_a_progress_bar_on_stderr(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "data.bin" in err and "100%" in err and "20.0/20.0" in err
     assert (tmp_path / "data.bin").read_bytes() == b"y" * 20
+
+
+def test_a_checkpoint_whose_weights_do_not_fit_the_model_is_one_line(run, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+
+    def change(tensors):
+        tensors["posterior.head.bias"] = torch.zeros(7)
+
+    rewrite_weights(copy / "checkpoints" / "last", change)
+    assert main(["train", "--resume", str(copy), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "posterior.head.bias has shape [7], the model in" in err and "\n" not in err

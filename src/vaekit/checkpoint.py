@@ -427,6 +427,19 @@ def load_training_state(
     return descriptor, model_state, state, tensors
 
 
+def check_weights_fit(path: str | Path, model: nn.Module) -> None:
+    """Check checkpoint ``path``'s weights file header against ``model`` (names, shapes,
+    dtypes) before its tensors are loaded into it; :class:`CheckpointError` names the tensor."""
+    path = Path(path)
+    expected = {k: (v.dtype, list(v.shape)) for k, v in model.state_dict().items()}
+    try:
+        check_weights_header(path / WEIGHTS_FILE, path / CONFIG_FILE, expected)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path / WEIGHTS_FILE}: missing weights file") from None
+    except StateError as exc:
+        raise CheckpointError(str(exc)) from None
+
+
 def write_run_config(
     path: str | Path, model: nn.Module, data: dict[str, Any] | None, config: dict[str, Any]
 ) -> None:

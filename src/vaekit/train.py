@@ -6,10 +6,11 @@ binarisation). A step is one optimiser update on one global batch. Every ``train
 steps a ``"kind": "step"`` record, and after every epoch a ``"kind": "epoch"`` record (with
 the validation ELBO) goes to ``metrics.jsonl``; all likelihood numbers are nats per example.
 
-Checkpoints (``checkpoints/last`` every ``train.checkpoint_every`` steps and every epoch,
-``checkpoints/best`` by validation ELBO) hold the model, the optimiser, the schedule, the
-GradScaler, every RNG state and the data order, so ``train(resume=RUN)`` continues exactly
-where the run stopped: on CPU with a fixed seed, bitwise. Under ``torchrun`` each rank trains
+Checkpoints (``checkpoints/last`` every ``train.checkpoint_every`` steps, every
+``train.checkpoint_minutes`` and every epoch, ``checkpoints/best`` by validation ELBO) hold
+the model, the optimiser, the schedule, the GradScaler, every RNG state and the data order,
+so ``train(resume=RUN)`` continues exactly where the run stopped: on CPU with a fixed seed,
+bitwise. Under ``torchrun`` each rank trains
 on its shard of every global batch (see ``vaekit.distributed``) and only rank 0 writes.
 """
 
@@ -595,6 +596,7 @@ class Trainer:
                     f"{', '.join(repr(ours.get(k)) for k in changed)}); only training "
                     "settings may change when resuming"
                 )
+        checkpoint.check_weights_fit(path, self.model)  # a one-line error, not a traceback
         self.model.load_state_dict(model_state)  # the average, if the run kept one
         raw = {k[len("weights.") :]: v for k, v in tensors.items() if k.startswith("weights.")}
         if self.average is not None:  # continue the average (or start it from these weights)
