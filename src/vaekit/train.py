@@ -10,8 +10,8 @@ Checkpoints (``checkpoints/last`` every ``train.checkpoint_every`` steps, every
 ``train.checkpoint_minutes`` and every epoch, ``checkpoints/best`` by validation ELBO) hold
 the model, the optimiser, the schedule, the GradScaler, every RNG state and the data order,
 so ``train(resume=RUN)`` continues exactly where the run stopped: on CPU with a fixed seed,
-bitwise. Under ``torchrun`` each rank trains
-on its shard of every global batch (see ``vaekit.distributed``) and only rank 0 writes.
+bitwise. Under ``torchrun`` each rank trains on its shard of every global batch (see
+``vaekit.distributed``) and only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -631,11 +631,9 @@ class Trainer:
             )
         if self.state.step > self.budget:  # checked before anything in the run is changed
             tc = self.config.train
-            asked = (
-                f"train.max_steps = {tc.max_steps}"
-                if tc.max_steps
-                else (f"train.epochs = {tc.epochs}")
-            )
+            asked = f"train.epochs = {tc.epochs}"
+            if tc.max_steps:
+                asked = f"train.max_steps = {tc.max_steps}"
             raise ValueError(
                 f"{asked} is less than the run has done ({self.state.epoch} epochs, "
                 f"{self.state.step} steps); give a larger budget to train on, or leave it as it is"
