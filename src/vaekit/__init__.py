@@ -26,7 +26,7 @@ from vaekit.config import (
 from vaekit.data import DataError, load_dataset
 from vaekit.evaluate import evaluate
 from vaekit.models import AE, VAE, ELBOTerms
-from vaekit.train import TrainingError, TrainResult, train
+from vaekit.train import TrainingError, TrainingInterrupted, TrainResult, train
 
 __all__ = [
     "AE",
@@ -44,6 +44,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "TrainingError",
+    "TrainingInterrupted",
     "__version__",
     "evaluate",
     "load",

@@ -18,7 +18,7 @@ from vaekit import rundir
 
 def resume_command(run: str | Path, lr: float | None = None) -> str:
     """How to continue ``run``, in the voice of the caller (command line or Python)."""
-    if rundir.arg("resume") == "--resume":
+    if rundir.on_command_line():
         return f"vaekit train --resume {run}" + (f" --lr {lr:g}" if lr is not None else "")
     call = f"vaekit.train(resume={str(run)!r})"
     return call if lr is None else f"{call} with a config whose optim.lr = {lr:g}"

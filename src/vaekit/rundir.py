@@ -63,6 +63,11 @@ def command_line() -> Iterator[None]:
         _CLI.reset(token)
 
 
+def on_command_line() -> bool:
+    """Whether messages should speak command-line flags (inside :func:`command_line`)."""
+    return _CLI.get()
+
+
 def arg(name: str, value: object | None = None) -> str:
     """How the user wrote argument ``name`` (python spelling: ``overwrite``, ``out``):
     ``--out runs/x`` on the command line, ``out='runs/x'`` from Python; with ``value=True``
