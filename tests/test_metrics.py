@@ -16,6 +16,7 @@ from vaekit import feature_net
 from vaekit.cli import main
 from vaekit.data import load_dataset
 from vaekit.evaluate import evaluate
+from vaekit.jsonsafe import finite_json
 from vaekit.metrics import METRICS, SETTINGS, Metric, eval_keys, metric, shown_metrics, units_of
 from vaekit.report.html import render_report
 
@@ -53,6 +54,9 @@ def test_every_key_evaluate_writes_has_an_entry_and_vice_versa(evaluated):
         other = evaluate(model, dataset, num_samples=3, max_examples=20, fcd=False)
         assert eval_keys(other) - table == set(), f"{name}: keys the table does not define"
         written |= eval_keys(other)
+    # One example has no standard error: eval.json then writes null and says why.
+    single = evaluate(tiny_model("vae"), dataset, num_samples=3, max_examples=1, fcd=False)
+    written |= eval_keys(finite_json(single))
     assert table - written == set(), "table entries evaluate never writes"
     assert len(table) == len(METRICS) + len(SETTINGS)  # no key defined twice
     # eval.json describes itself from the same table
@@ -76,7 +80,9 @@ def test_cli_print_takes_labels_and_units_from_the_table(evaluated):
     rows = [
         line
         for line in lines[1:]
-        if not line.strip().startswith(("saved to", "space:", "model space:", "bits/dim basis:"))
+        if not line.strip().startswith(
+            ("saved to", "space:", "model space:", "bits/dim basis:", "note:")
+        )
     ]
     assert any(line.strip().startswith("space: ") for line in lines)  # the space is named
     shown = list(shown_metrics(result))

@@ -3,6 +3,7 @@ legible pixels, the configuration folded away; and one page writer for every HTM
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import re
@@ -169,6 +170,12 @@ def test_training_time_adds_up_over_resumed_sessions(tmp_path, monkeypatch):
     assert 0 < state["loop"]["train_seconds"] < 1000
     state["loop"]["train_seconds"] = 1000.0  # as if the first session had taken that long
     state_path.write_text(json.dumps(state))
+    # trainer.json is hashed in the checkpoint's config.json: sign the edited state again.
+    config_path = state_path.parent / "config.json"
+    descriptor = json.loads(config_path.read_text())
+    digest = hashlib.sha256(state_path.read_bytes()).hexdigest()
+    descriptor["metadata"]["trainer_json_sha256"] = digest
+    config_path.write_text(json.dumps(descriptor))
     assert main(["train", "--resume", str(run), "--max-steps", "6"]) == 0
     seconds = json.loads((run / "config.json").read_text())["metadata"]["train_seconds"]
     assert 1000 < seconds < 1000 + 600

@@ -30,7 +30,7 @@ from vaekit.data import DataError, load_dataset
 from vaekit.evaluate import evaluate
 from vaekit.models import AE, MODELS, VAE, AEConfig, ELBOTerms, Model, VAEConfig
 from vaekit.run_comparison import RunComparison, compare_runs
-from vaekit.train import TrainingError, TrainResult, train
+from vaekit.train import TrainingError, TrainingInterrupted, TrainResult, train
 
 __all__ = [
     "AE",
@@ -52,6 +52,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "TrainingError",
+    "TrainingInterrupted",
     "VAEConfig",
     "__version__",
     "compare_runs",

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from torch import nn
 
 from vaekit.config import ConfigError, model_config_from_dict, to_dict
 from vaekit.models import build_model  # models never import this module: no import cycle
+from vaekit.validate import StateError, check_training_state, check_weights_header, expected_tensors
 
 FORMAT = "vaekit-model"
 FORMAT_VERSION = 1
@@ -40,23 +42,48 @@ class CheckpointError(ValueError):
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory + rename."""
+    """Write ``data`` to ``path`` through a temporary file in the same directory + rename.
+
+    The file gets the mode ``open()`` would give it (``0o666 & ~umask``, not mkstemp's 0600),
+    and a failure (a full disk, a read-only folder) raises an OSError naming ``path``.
+    """
+    from vaekit.rundir import file_mode
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
+            if hasattr(os, "fchmod"):  # POSIX; Windows has no such modes
+                os.fchmod(handle.fileno(), file_mode())
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        temporary = exc.filename is None or Path(exc.filename).name.startswith(f".{path.name}.")
+        if temporary:  # name the file the user knows, not the temporary one
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+        raise
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()
+
+
+def _sha256(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+    atomic_write_bytes(path, _json_bytes(obj))
 
 
 def save_model(
@@ -156,10 +183,27 @@ def load(
         model_config = model_config_from_dict(descriptor.get("model"), "model")
     except ConfigError as exc:
         raise CheckpointError(f"{path / CONFIG_FILE}: invalid model config: {exc}") from None
+    # The architecture is checked against the weights file's header before anything is built
+    # (on the meta device nothing is allocated), so a crafted config cannot allocate.
+    weights_file = path / str((descriptor.get("weights") or {}).get("file", WEIGHTS_FILE))
+    try:
+        bodies = {k: v for k, v in (("encoder", encoder), ("decoder", decoder)) if v is not None}
+        expected_meta = expected_tensors(lambda: build_model(model_config, **bodies))
+        file_dtype = check_weights_header(weights_file, path / CONFIG_FILE, expected_meta)
+    except FileNotFoundError:
+        raise CheckpointError(f"{weights_file}: missing weights file") from None
+    except StateError as exc:
+        raise CheckpointError(str(exc)) from None
     state = load_state(path, descriptor)
-    bodies = {k: v for k, v in (("encoder", encoder), ("decoder", decoder)) if v is not None}
     model = build_model(model_config, **bodies)
     expected = model.state_dict()
+    model_dtype = next((v.dtype for v in expected.values() if v.is_floating_point()), None)
+    if file_dtype is not None and model_dtype is not None and file_dtype != model_dtype:
+        warnings.warn(  # on purpose, and said: torch's default dtype decides the model's
+            f"{weights_file}: {str(file_dtype).removeprefix('torch.')} weights converted to "
+            f"{str(model_dtype).removeprefix('torch.')} (torch's default dtype)",
+            stacklevel=2,
+        )
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -191,7 +235,9 @@ def load(
 #   and the data generator's states (now and at the start of the epoch);
 # * ``trainer.json``: the loop's counters, the schedule and early-stopping state, the
 #   GradScaler state, the optimiser's non-tensor state (param groups), and the SHA-256 of
-#   both safetensors files, so a tampered or truncated state file is refused.
+#   both safetensors files, so a tampered or truncated state file is refused. Its own SHA-256
+#   is in the checkpoint's config.json (metadata "trainer_json_sha256"), next to the
+#   weights' hash, and its fields are checked (types, ranges) before the trainer uses them.
 #
 # The directory is written under a temporary name and renamed into place; the previous
 # checkpoint is moved aside first and deleted only after the new one is in place, so a crash
@@ -203,6 +249,8 @@ TRAIN_FORMAT_VERSION = 1
 TRAIN_STATE_FILE = "trainer.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
 TRAINER_TENSORS_FILE = "trainer.safetensors"
+# Key of trainer.json's SHA-256 in the checkpoint's config.json "metadata".
+TRAIN_STATE_HASH = "trainer_json_sha256"
 
 
 def flatten_optimizer_state(
@@ -263,23 +311,25 @@ def save_training_state(
     old = path.parent / f".{path.name}.old"
     shutil.rmtree(tmp, ignore_errors=True)  # a leftover of a crash during an earlier write
     try:
-        save_model(model, tmp, data=data, config=config, metadata={"step": state.get("step")})
         opt_tensors, opt_meta = flatten_optimizer_state(optimizer.state_dict())
         hashes = {}
         for name, group in ((OPTIMIZER_FILE, opt_tensors), (TRAINER_TENSORS_FILE, tensors)):
             blob = save_safetensors({k: v.detach().contiguous().cpu() for k, v in group.items()})
             atomic_write_bytes(tmp / name, blob)
             hashes[name] = hashlib.sha256(blob).hexdigest()
-        atomic_write_json(
-            tmp / TRAIN_STATE_FILE,
+        trainer_json = _json_bytes(
             {
                 "format": TRAIN_FORMAT,
                 "format_version": TRAIN_FORMAT_VERSION,
                 "files": hashes,
                 "optimizer": opt_meta,
                 **state,
-            },
+            }
         )
+        atomic_write_bytes(tmp / TRAIN_STATE_FILE, trainer_json)
+        # config.json (written last) holds the hash of trainer.json as of the weights.
+        metadata = {"step": state.get("step"), TRAIN_STATE_HASH: _sha256(trainer_json)}
+        save_model(model, tmp, data=data, config=config, metadata=metadata)
         _fsync_dir(tmp)
         if path.exists():
             shutil.rmtree(old, ignore_errors=True)
@@ -313,6 +363,11 @@ def find_checkpoint(run: str | Path, which: str = "last") -> Path:
     for candidate in (base / which, base / f".{which}.old"):
         if (candidate / TRAIN_STATE_FILE).exists():
             return candidate
+    if (base / which).is_dir():  # the directory is there, its training state is not
+        raise CheckpointError(
+            f"{base / which / TRAIN_STATE_FILE}: missing, so the checkpoint is incomplete "
+            "and cannot be resumed (its model still loads with vaekit.load)"
+        )
     raise CheckpointError(f"{run}: no checkpoint to resume from ({base / which} is missing)")
 
 
@@ -329,9 +384,28 @@ def load_training_state(
     descriptor = read_descriptor(path)
     model_state = load_state(path, descriptor)
     state_path = path / TRAIN_STATE_FILE
+    recorded = (descriptor.get("metadata") or {}).get(TRAIN_STATE_HASH)
+    try:
+        blob = state_path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{state_path}: missing (the checkpoint is incomplete)") from None
+    if recorded is None:
+        raise CheckpointError(
+            f"{path / CONFIG_FILE}: records no SHA-256 of {TRAIN_STATE_FILE}; refusing to "
+            "resume from an unverifiable checkpoint"
+        )
+    if _sha256(blob) != recorded:
+        raise CheckpointError(
+            f"{state_path}: SHA-256 does not match {CONFIG_FILE} (corrupted, truncated or "
+            "modified); refusing to resume from it"
+        )
     state = _read_versioned_json(
         state_path, TRAIN_FORMAT, TRAIN_FORMAT_VERSION, "vaekit training checkpoint"
     )
+    try:
+        check_training_state(state, state_path)
+    except StateError as exc:
+        raise CheckpointError(str(exc)) from None
     tensors: dict[str, torch.Tensor] = {}
     for name, prefix in ((OPTIMIZER_FILE, "optimizer."), (TRAINER_TENSORS_FILE, "")):
         file = path / name
@@ -350,6 +424,19 @@ def load_training_state(
             raise CheckpointError(f"{file}: not a valid safetensors file ({exc})") from None
         tensors.update({prefix + k: v for k, v in loaded.items()})
     return descriptor, model_state, state, tensors
+
+
+def check_weights_fit(path: str | Path, model: nn.Module) -> None:
+    """Check checkpoint ``path``'s weights file header against ``model`` (names, shapes,
+    dtypes) before its tensors are loaded into it; :class:`CheckpointError` names the tensor."""
+    path = Path(path)
+    expected = {k: (v.dtype, list(v.shape)) for k, v in model.state_dict().items()}
+    try:
+        check_weights_header(path / WEIGHTS_FILE, path / CONFIG_FILE, expected)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path / WEIGHTS_FILE}: missing weights file") from None
+    except StateError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def write_run_config(

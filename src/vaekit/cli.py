@@ -79,6 +79,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    from vaekit.config import MAX_SEED
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63 - 1], got {text}")
+    return value
+
+
 def _image_size(text: str) -> list[int]:
     from vaekit.data.files import parse_image_size
 
@@ -113,7 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue the run in RUN from RUN/checkpoints/last (its config, changed only by "
         "the flags and --set given here; the model and data sections cannot change)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing run directory; only one vaekit created (it holds a "
+        ".vaekit-run marker), never the current directory, a parent of it or the home folder",
+    )
     p.add_argument(
         "--data",
         help="a dataset name (see `vaekit datasets`; default digits) or a path: a folder of "
@@ -133,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int)
     p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--lr", type=float, help="Adam learning rate")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=_seed)
     p.add_argument("--device", help="auto (default: CUDA, then MPS, then CPU), cpu, cuda, mps")
     from vaekit.models import model_names, models_help  # the registry lists the models
 
@@ -220,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--checkpoint-every",
         type=_positive_int,
-        help="steps between mid-epoch checkpoints (one is also written after every epoch)",
+        help="steps between mid-epoch checkpoints (one is also written after every epoch, and "
+        "when train.checkpoint_minutes have passed since the last one: default 5)",
     )
     p.add_argument(
         "--progress",
@@ -240,7 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a trained VAE. nll = -log p(x) in nats per example by importance "
         "sampling (Burda et al. 2015) with K samples; bits_per_dim where the data is discrete; "
         "KL per latent coordinate, active units, aggregate-posterior statistics and the "
-        "Fréchet classifier distance (FCD, not FID). Saves RUN/eval.json.",
+        "Fréchet classifier distance (FCD, not FID). Prints the result, then saves "
+        "RUN/eval.json (strict JSON: a non-finite number is null, with its reason); if that "
+        "file cannot be written it says so and still exits 0.",
     )
     p.add_argument("run", type=Path, help="run or model directory")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -266,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=100, help="examples per batch")
     p.add_argument("--max-examples", type=_positive_int, help="evaluate only the first N")
     p.add_argument("--data-dir", help="directory holding the dataset's files")
-    p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the draws (default 0)")
     p.add_argument("--no-fcd", action="store_true", help="skip the Fréchet classifier distance")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
@@ -293,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", type=Path, help="run or model directory")
     p.add_argument("-n", type=_positive_int, default=64, help="number of samples (default 64)")
     p.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument(
         "--label",
         type=int,
@@ -305,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("run", type=Path, help="run or model directory")
         q.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
         q.add_argument("--split", default="test", choices=["train", "val", "test"])
-        q.add_argument("--seed", type=int, default=0, help="seed of the data transform draw")
+        q.add_argument("--seed", type=_seed, default=0, help="seed of the data transform draw")
         q.add_argument("--data-dir", help="directory holding the dataset's files")
         return q
 
@@ -361,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the input is already model input (skip the saved preprocessing)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of dequantisation noise and draws")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of dequantisation noise and draws")
 
     p = commands.add_parser(
         "decode",
@@ -424,7 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write one self-contained HTML page (images embedded): the headline (nll "
         "± standard error, bits/dim, run time, device, versions), the evaluation table, every "
         "picture, and the config folded away. Reuses RUN/eval.json when it matches the "
-        "weights, else evaluates first with --num-samples.",
+        "weights, else evaluates first with --num-samples. The evaluation is printed first; if "
+        "the page cannot be written, the error names the file (exit 2).",
     )
     p.add_argument("run", type=Path, help="run directory")
     p.add_argument(
@@ -529,7 +550,7 @@ def _add_contrast_parsers(commands) -> None:
     p.add_argument(
         "--max-examples", type=_positive_int, default=2000, help="examples used (default 2000)"
     )
-    p.add_argument("--seed", type=int, default=0, help="data, initialisation and rotation seed")
+    p.add_argument("--seed", type=_seed, default=0, help="data, initialisation and rotation seed")
     p.add_argument("--out", type=Path, help="write OUT/report.html, OUT/em.json and figures")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -573,7 +594,7 @@ def _add_contrast_parsers(commands) -> None:
     p.add_argument("--hidden-dims", type=_hidden_dims, help="MLP widths (default 256,128)")
     p.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate (default 5e-3)")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="default 32")
-    p.add_argument("--seed", type=int, default=0, help="training and evaluation seed")
+    p.add_argument("--seed", type=_seed, default=0, help="training and evaluation seed")
     p.add_argument(
         "--num-samples",
         type=_positive_int,
@@ -623,6 +644,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     result = evaluate_run(
         args.run,
         args.data_dir,
+        save=False,  # printed first, saved after: a read-only run still shows its numbers
         split=args.split,
         num_samples=args.num_samples,
         batch_size=args.batch_size,
@@ -636,9 +658,38 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         trust_scale=args.trust_scale,
     )
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(result, allow_nan=False))  # strict JSON: non-finite numbers are null
+    else:
+        _print_evaluation(result, new_data=args.data is not None)
+    if args.data is None:  # new data never overwrites the run's own eval.json
+        _save_evaluation(args.run, result, quiet=args.json)
+    elif args.output is not None and not args.json:
+        print(f"  saved to {args.output}")
+
+
+def _save_evaluation(run: Path, result: dict, quiet: bool) -> None:
+    """Write RUN/eval.json after the result was printed; if that fails the numbers above are
+    still complete, so say where it could not be written and exit 0 (the evaluation itself
+    succeeded; eval.json is a record, and `vaekit report` evaluates again without it)."""
+    from vaekit.evaluate import save_evaluation
+    from vaekit.rundir import RunDirError
+
+    try:
+        path = save_evaluation(run, result)
+    except (OSError, RunDirError) as exc:
+        note = f"vaekit: warning: eval.json not written ({exc}); the result above is complete"
+        print(note, file=sys.stderr)
         return
-    where = "new data, all rows" if args.data is not None else f"{result['split']} split"
+    if not quiet:  # --json: stdout holds the one JSON object
+        print(f"  saved to {path}")
+
+
+def _print_evaluation(result: dict, new_data: bool) -> None:
+    """The evaluation as text: the setting, then one line per metric of the one table in
+    vaekit.metrics (label, value, unit, brief definition)."""
+    from vaekit.metrics import shown_metrics
+
+    where = "new data, all rows" if new_data else f"{result['split']} split"
     if "likelihood" in result:  # a model without p(x): say so, print what it has
         print(f"{result['dataset']} ({where}), {result['num_examples']} examples")
         print(f"  likelihood: {result['likelihood']}")
@@ -654,14 +705,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(f"  given: {result['conditioned_on']}")
     if "bits_per_dim_basis" in result:
         print(f"  bits/dim basis: {result['bits_per_dim_basis']}")
-    from vaekit.metrics import shown_metrics
-
-    for entry, value in shown_metrics(result):  # labels and units from one table
+    for entry, value in shown_metrics(result):
         print(f"  {entry.label:<34} {value:>17}  {entry.unit} ({entry.brief})")
-    if args.data is None:
-        print(f"  saved to {args.run / 'eval.json'}")
-    elif args.output is not None:
-        print(f"  saved to {args.output}")
+    for key, why in result.get("null_reasons", {}).items():
+        print(f"  note: {key} is n/a: {why}")
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
@@ -790,7 +837,10 @@ def cmd_score(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from vaekit.report.html import write_report
 
-    path = write_report(args.run, args.num_samples, args.max_examples, args.data_dir, log=print)
+    try:  # the evaluation is printed first (log=print), then the files are written
+        path = write_report(args.run, args.num_samples, args.max_examples, args.data_dir, log=print)
+    except OSError as exc:
+        raise OSError(exc.errno, f"report not written: {exc.strerror}", exc.filename) from None
     print(f"wrote {path}")
 
 
@@ -922,9 +972,17 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vaekit.rundir import command_line
+
     args = build_parser().parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        with command_line():  # messages name flags (--overwrite), not Python arguments
+            COMMANDS[args.command](args)
+    except KeyboardInterrupt as exc:  # Ctrl-C: training checkpointed and says how to resume
+        if os.environ.get("VAEKIT_DEBUG"):
+            raise
+        print(str(exc) or "vaekit: interrupted", file=sys.stderr)
+        return 130
     except (ConfigError, ValueError, OSError) as exc:
         if os.environ.get("VAEKIT_DEBUG"):
             raise

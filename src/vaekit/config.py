@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+# The largest seed: torch takes 64-bit seeds, and the trainer adds rank and step offsets.
+MAX_SEED = 2**63 - 1
+
 
 class ConfigError(ValueError):
     """A configuration field is unknown, missing or of the wrong type or value."""
@@ -251,6 +254,9 @@ class TrainConfig:
     patience: int | None = None
     log_every: int = 50  # steps between "step" records in metrics.jsonl
     checkpoint_every: int = 500  # steps between mid-epoch checkpoints (plus one every epoch)
+    # Also checkpoint when this many minutes passed since the last one, so a long first
+    # epoch is not lost to a crash before step `checkpoint_every`.
+    checkpoint_minutes: float = 5.0
     # NaN/inf guard: a non-finite loss or gradient skips the update; this many in a row stop.
     max_bad_steps: int = 10
     # Deterministic kernels (torch.use_deterministic_algorithms); slower on GPU.
@@ -279,6 +285,12 @@ class TrainConfig:
             raise ConfigError(
                 f"train.tensorboard_images_every must be >= 1, got {self.tensorboard_images_every}"
             )
+        if not self.checkpoint_minutes > 0:
+            raise ConfigError(
+                f"train.checkpoint_minutes must be > 0, got {self.checkpoint_minutes}"
+            )
+        if not 0 <= self.seed <= MAX_SEED:  # torch seeds are 64-bit; ranks add to the seed
+            raise ConfigError(f"train.seed must be an integer in [0, 2**63 - 1], got {self.seed}")
 
 
 @dataclass

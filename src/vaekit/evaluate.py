@@ -328,19 +328,23 @@ def evaluate_run(
     data: str | Path | None = None,
     output: str | Path | None = None,
     trust_scale: bool = False,
+    save: bool = True,
     **options: Any,
 ) -> dict[str, Any]:
-    """Evaluate a run directory's model on its dataset and save ``RUN/eval.json`` (atomically).
+    """Evaluate a run directory's model on its dataset; with ``save``, also write
+    ``RUN/eval.json`` (see :func:`save_evaluation`).
 
     ``data``: evaluate on new data instead (any format ``train`` reads, on the training data's
     scale; all its rows; see :mod:`vaekit.data.new_data`); the result is then written only
     to ``output`` if given, never over ``RUN/eval.json``. ``options`` are :func:`evaluate`'s
     keyword arguments. The result records the SHA-256 of the weights it evaluated
     (``model_sha256``) so a report can tell a stale eval.json, and where and how long it ran
-    (``eval_seconds``, ``device``, ``torch_version``, ``vaekit_version``).
+    (``eval_seconds``, ``device``, ``torch_version``, ``vaekit_version``). It is strict JSON:
+    a non-finite number is None, with the reason under ``"null_reasons"``.
     """
-    from vaekit.checkpoint import atomic_write_json, load, read_descriptor
+    from vaekit.checkpoint import atomic_write_bytes, load, read_descriptor
     from vaekit.data.new_data import as_dataset, read_new_data
+    from vaekit.jsonsafe import dumps, finite_json
     from vaekit.provenance import environment
 
     started = time.perf_counter()
@@ -356,11 +360,30 @@ def evaluate_run(
     result["model_sha256"] = (read_descriptor(run).get("weights") or {}).get("sha256")
     result["eval_seconds"] = time.perf_counter() - started
     result |= environment(next(model.parameters()).device)
-    if data is None:
-        atomic_write_json(Path(run) / "eval.json", result)
-    elif output is not None:
-        atomic_write_json(Path(output), result)
+    reasons = {}
+    if result["num_examples"] < 2:
+        why = "a standard error needs at least 2 examples"
+        reasons = {"nll_stderr": why, "bits_per_dim_stderr": why}
+    result = finite_json(result, reasons)
+    if data is None and save:
+        save_evaluation(run, result)
+    elif data is not None and output is not None:
+        atomic_write_bytes(Path(output), (dumps(result, indent=2) + "\n").encode())
     return result
+
+
+def save_evaluation(run: str | Path, result: dict[str, Any]) -> Path:
+    """Write ``result`` to ``RUN/eval.json`` atomically, under the run's lock (another vaekit
+    process writing the run makes this a one-line error naming it). Raises OSError naming
+    the file if it cannot be written (a read-only run directory, a full disk)."""
+    from vaekit import jsonsafe, rundir
+    from vaekit.checkpoint import atomic_write_bytes
+
+    path = Path(run) / "eval.json"
+    text = jsonsafe.dumps(jsonsafe.finite_json(result), indent=2) + "\n"
+    with rundir.locked(run):
+        atomic_write_bytes(path, text.encode())
+    return path
 
 
 def data_space(dataset: Dataset) -> str:

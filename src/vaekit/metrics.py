@@ -51,6 +51,8 @@ class Metric:
             stderr = lookup(result, self.stderr_key)
             if isinstance(stderr, float) and math.isfinite(stderr):
                 text += f" ± {stderr:.{self.digits}f}"
+            elif self.stderr_key in (result.get("null_reasons") or {}):
+                text += " ± n/a"  # written as null; the reason is printed beside it
         if self.of_key is not None:
             total = lookup(result, self.of_key)
             if isinstance(total, list):
@@ -327,6 +329,12 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "cache key, architecture and test accuracy (a fraction) of the feature network.",
     ),
+    Setting(
+        "null_reasons",
+        "why null",
+        "",
+        "for each value written as null (strict JSON has no NaN or infinity), the reason.",
+    ),
     Setting("model_sha256", "weights SHA-256", "", "hash of the evaluated model.safetensors."),
     Setting("units", "units", "", "each metric's unit and definition, from this table."),
     Setting("eval_seconds", "evaluation time", "seconds", "wall-clock time of the evaluation."),
@@ -356,8 +364,12 @@ def lookup(result: dict[str, Any], key: str) -> Any:
 def shown_metrics(result: dict[str, Any]) -> Iterator[tuple[Metric, str]]:
     """The rows the CLI and the report show, in table order: (entry, value text) for each
     shown metric ``result`` holds (a zero ``omit_if_zero`` metric is left out)."""
+    nulls = result.get("null_reasons") or {}
     for entry in METRICS:
         value = lookup(result, entry.key)
+        if entry.shown and value is None and entry.key in nulls:  # written as null: say so
+            yield entry, "n/a"
+            continue
         if not entry.shown or value is None:
             continue
         if entry.omit_if_zero and isinstance(value, float) and abs(value) <= 1e-6:

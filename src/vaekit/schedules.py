@@ -76,10 +76,17 @@ class PlateauSchedule(Schedule):
             self.bad_epochs = 0
 
     def state_dict(self) -> dict[str, Any]:
-        return {"current": self.current, "best": self.best, "bad_epochs": self.bad_epochs}
+        return {
+            "current": self.current,
+            "best": self.best,
+            "bad_epochs": self.bad_epochs,
+            "base_lr": self.base_lr,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.current = float(state["current"])
+        if state.get("base_lr"):  # resumed with another optim.lr: keep the reductions so far
+            self.current *= self.base_lr / float(state["base_lr"])
         self.best = None if state["best"] is None else float(state["best"])
         self.bad_epochs = int(state["bad_epochs"])
 

@@ -7,11 +7,12 @@ binarisation). A step is one optimiser update on one global batch. Every ``train
 steps a ``"kind": "step"`` record, and after every epoch a ``"kind": "epoch"`` record (with
 the validation ELBO) goes to ``metrics.jsonl``; all likelihood numbers are nats per example.
 
-Checkpoints (``checkpoints/last`` every ``train.checkpoint_every`` steps and every epoch,
-``checkpoints/best`` by validation ELBO) hold the model, the optimiser, the schedule, the
-GradScaler, every RNG state and the data order, so ``train(resume=RUN)`` continues exactly
-where the run stopped: on CPU with a fixed seed, bitwise. Under ``torchrun`` each rank trains
-on its shard of every global batch (see ``vaekit.distributed``) and only rank 0 writes.
+Checkpoints (``checkpoints/last`` every ``train.checkpoint_every`` steps, every
+``train.checkpoint_minutes`` and every epoch, ``checkpoints/best`` by validation ELBO) hold
+the model, the optimiser, the schedule, the GradScaler, every RNG state and the data order,
+so ``train(resume=RUN)`` continues exactly where the run stopped: on CPU with a fixed seed,
+bitwise. Under ``torchrun`` each rank trains on its shard of every global batch (see
+``vaekit.distributed``) and only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import itertools
 import json
 import math
 import os
-import shutil
 import signal
 import sys
 import time
@@ -33,13 +33,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from vaekit import checkpoint, distributed
+from vaekit import checkpoint, distributed, rundir
 from vaekit.allocator import keep_freed_memory
 from vaekit.averaging import PolyakAverage
 from vaekit.config import Config, model_config_from_dict, to_dict
 from vaekit.data import Dataset, load_dataset
 from vaekit.data.datasets import FixedSplit
 from vaekit.distributions.likelihoods import LIKELIHOOD_OPTIONS, is_discrete
+from vaekit.interrupt import InterruptFlag, TrainingInterrupted, resume_command
 from vaekit.models import Model, build_model
 from vaekit.objectives import NegativeELBO, build_objective
 from vaekit.precision import restore_precision, setup_precision
@@ -49,6 +50,8 @@ from vaekit.schedules import build_schedule, kl_weight
 # Test hook: SIGKILL this process right after the given step (the resume test uses it to
 # die mid-epoch at a reproducible point, like a crash or a pre-empted job).
 KILL_AFTER_STEP_ENV = "VAEKIT_TEST_KILL_AFTER_STEP"
+# Test hook: send this process SIGINT (Ctrl-C) right after the given step.
+INTERRUPT_AFTER_STEP_ENV = "VAEKIT_TEST_SIGINT_AFTER_STEP"
 
 
 class TrainingError(ValueError):
@@ -124,15 +127,10 @@ def resolve_model_config(config: Config, dataset: Dataset) -> Dataset:
     return dataset
 
 
-def prepare_run_dir(out: str | Path, overwrite: bool) -> Path:
-    """Create an empty run directory; refuse to mix a new run into an old one."""
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ValueError(f"--out {out}: directory exists and is not empty (use --overwrite)")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+def prepare_run_dir(out: str | Path, overwrite: bool, lock: rundir.RunLock | None = None) -> Path:
+    """Create an empty run directory; refuse to mix a new run into an old one, and replace
+    only a directory vaekit created (see ``vaekit.rundir``)."""
+    return rundir.prepare(out, overwrite, lock)
 
 
 def run_config(run: str | Path) -> Config:
@@ -185,7 +183,9 @@ def train(
     ``resume=RUN`` continues the run in RUN from ``RUN/checkpoints/last`` (``config``
     defaults to the run's own; a given one may change the budget, logging, device, but not
     the model or data). Returns the trained model (eval mode) and its history (nats per
-    example). Raises :class:`TrainingError` when the NaN guard gives up.
+    example). Raises :class:`TrainingError` when the NaN guard gives up and
+    :class:`TrainingInterrupted` (a ``KeyboardInterrupt``) on Ctrl-C, after a checkpoint.
+    The run directory is locked against other writers while training runs.
     """
     if resume is not None and out is not None and Path(out) != Path(resume):
         raise ValueError(f"--out {out} and --resume {resume}: a resumed run stays in its directory")
@@ -193,7 +193,11 @@ def train(
         if resume is None:
             raise ValueError("train: give a config, or resume=RUN to continue a run")
         config = run_config(resume)
-    return Trainer(config, out, overwrite, dataset, log, resume).run()
+    lock = rundir.RunLock()  # held from the run directory's creation (or resume) to the end
+    try:
+        return Trainer(config, out, overwrite, dataset, log, resume, lock).run()
+    finally:
+        lock.release()
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Adam:
@@ -209,10 +213,11 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.op
 class Trainer:
     """One training run. ``run()`` is the loop; the rest are its steps, in reading order."""
 
-    def __init__(self, config, out, overwrite, dataset, log, resume) -> None:
+    def __init__(self, config, out, overwrite, dataset, log, resume, lock=None) -> None:
         tc = config.train
         self.config, self.log = config, log
         setup_start = time.perf_counter()
+        self.lock = lock if lock is not None else rundir.RunLock()
         if tc.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it
             torch.use_deterministic_algorithms(True)
@@ -254,10 +259,14 @@ class Trainer:
         self.state, self.history, self.steps = LoopState(), [], []
         self.interval_seconds = 0.0  # training time of the current log interval, past epochs
         self.run_dir = Path(resume) if resume is not None else None
+        self.sigint, self.stop_requested, self.checkpoint_due = InterruptFlag(), False, False
+        self.last_checkpoint_time, self.checkpoint_step = time.monotonic(), None
         if resume is not None:
+            if self.ctx.is_main:
+                self.lock.acquire(resume)
             self._restore(checkpoint.find_checkpoint(resume))
         elif out is not None and self.ctx.is_main:
-            self.run_dir = prepare_run_dir(out, overwrite)
+            self.run_dir = prepare_run_dir(out, overwrite, self.lock)
             checkpoint.write_run_config(self.run_dir, self.model, dataset.info(), to_dict(config))
         elif out is not None:
             self.run_dir = Path(out)
@@ -283,6 +292,7 @@ class Trainer:
                 f"ELBO terms while training are of the model's inputs ({transform.space}); "
                 "`vaekit evaluate` also reports them for the data as given"
             )
+        self.sigint.start()  # Ctrl-C: finish the step, checkpoint, stop (vaekit/interrupt.py)
         try:
             while state.step < self.budget and reason == "budget":
                 if state.batch == 0:  # a new epoch: its order comes first
@@ -302,16 +312,24 @@ class Trainer:
                     y = y[lo:hi].to(self.device) if y is not None else None
                     self._step(x[lo:hi].to(self.device), y, x.shape[0])
                     state.batch = b + 1
-                    if (
-                        state.step % tc.checkpoint_every == 0
-                        and state.batch < self.batches_per_epoch
+                    mid_epoch = state.batch < self.batches_per_epoch
+                    stop = self.stop_requested and mid_epoch and state.step < self.budget
+                    if mid_epoch and (
+                        state.step % tc.checkpoint_every == 0 or self.checkpoint_due or stop
                     ):
                         self._checkpoint("last")
+                    if stop:
+                        raise self._interruption()
                     if os.environ.get(KILL_AFTER_STEP_ENV) == str(state.step):
                         os.kill(os.getpid(), signal.SIGKILL)
+                    if os.environ.get(INTERRUPT_AFTER_STEP_ENV) == str(state.step):
+                        os.kill(os.getpid(), signal.SIGINT)
                     if state.step >= self.budget:
                         break
-                reason = self._end_epoch()
+                reason = self._end_epoch()  # checkpoints `last`
+                if self.stop_requested:
+                    raise self._interruption()
+            self.sigint.stop()
             if self.average is not None:  # the trained model is the averaged one
                 self.average.apply_permanently()
             self.model.eval()
@@ -345,6 +363,7 @@ class Trainer:
         else:
             distributed.teardown(self.ctx)
         finally:
+            self.sigint.stop()
             if self.bar is not None:
                 self.bar.close()
             if self.tensorboard is not None:
@@ -381,8 +400,18 @@ class Trainer:
         loss_bad = not math.isfinite(float(loss.detach()))
         bad = loss_bad or (not math.isfinite(grad_norm) and not self.scaler.is_enabled())
         flag = torch.tensor([float(bad)], dtype=torch.float64)
-        sums = distributed.all_reduce_sum(torch.cat([values, flag]).to(self.device), self.ctx)
+        # Ctrl-C on any rank and rank 0's checkpoint clock ride on the same all-reduce, so
+        # every rank stops or checkpoints at the same step.
+        due = self.ctx.is_main and time.monotonic() - self.last_checkpoint_time >= (
+            cfg.train.checkpoint_minutes * 60.0
+        )
+        control = torch.tensor([float(self.sigint.requested), float(due)], dtype=torch.float64)
+        sums = distributed.all_reduce_sum(
+            torch.cat([values, control, flag]).to(self.device), self.ctx
+        )
         sums = sums.cpu().tolist()
+        self.stop_requested, self.checkpoint_due = sums[-3] > 0, sums[-2] > 0
+        sums = sums[:-3] + sums[-1:]
         state.step += 1
         if sums[-1] > 0:  # the NaN/inf guard: no update from a non-finite loss or gradient
             self.optimizer.zero_grad(set_to_none=True)
@@ -394,12 +423,7 @@ class Trainer:
             record = {"kind": "skip", "step": state.step, "epoch": state.epoch + 1}
             self._write(record | {"reason": "non-finite loss or gradient norm", "lr": lr})
             if state.bad_steps >= cfg.train.max_bad_steps:
-                raise TrainingError(
-                    f"{state.bad_steps} consecutive steps had a non-finite loss or gradient "
-                    f"(last at step {state.step}); stopped without applying them. The last "
-                    "good weights are in checkpoints/last. Lower optim.lr, set optim.grad_clip "
-                    "or check the data for NaN/inf values."
-                )
+                raise TrainingError(self._nan_guard_message(lr))
             return
         self.scaler.step(self.optimizer)  # with fp16, skipped by the scaler on overflow
         self.scaler.update()
@@ -475,10 +499,7 @@ class Trainer:
         (self.bar.write if self.bar is not None else self.log)(_format(record))
         if improved:
             self._checkpoint("best")
-        self._checkpoint("last")
-        for p in self.model.parameters():  # the guard never lets these become non-finite
-            if not torch.isfinite(p).all():
-                raise TrainingError(f"non-finite weights after epoch {state.epoch}; stopping")
+        self._checkpoint("last")  # refuses non-finite weights: the checkpoint stays good
         return reason
 
     @torch.no_grad()
@@ -516,8 +537,7 @@ class Trainer:
     def _write(self, record: dict[str, Any]) -> None:
         if not self.writes:
             return
-        with open(self.run_dir / "metrics.jsonl", "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        rundir.append_text(self.run_dir / "metrics.jsonl", json.dumps(record) + "\n")
         if self.tensorboard is not None:
             prefix = record["kind"]
             for key, value in record.items():
@@ -525,8 +545,19 @@ class Trainer:
                     self.tensorboard.add_scalar(f"{prefix}/{key}", value, record["step"])
 
     def _checkpoint(self, which: str) -> None:
-        """Write ``checkpoints/{which}`` (every rank joins: the RNG states are gathered)."""
+        """Write ``checkpoints/{which}`` (every rank joins: the RNG states are gathered).
+
+        Never during a run of non-finite steps, and never with non-finite weights: a
+        checkpoint always holds weights from before a divergence (the NaN guard names it).
+        """
         state = self.state
+        if state.bad_steps > 0:  # the same on every rank: the bad flag is all-reduced
+            return
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            raise TrainingError(
+                f"non-finite weights at step {state.step}. {self._last_good(state.step)}"
+            )
+        self.last_checkpoint_time = time.monotonic()
         tensors = {"data.generator": self.generator.get_state()}
         tensors["data.epoch_start"] = self.epoch_start_state
         for r, s in enumerate(
@@ -537,6 +568,8 @@ class Trainer:
             cuda_state = torch.cuda.get_rng_state(self.device)
             for r, s in enumerate(distributed.gather_tensor(cuda_state, self.ctx, self.device)):
                 tensors[f"rng.cuda.rank{r}"] = s
+        if which == "last" and self.run_dir is not None:  # rank 0 writes it for every rank
+            self.checkpoint_step = state.step
         if not self.writes:
             return
         metrics = self.run_dir / "metrics.jsonl"
@@ -564,6 +597,35 @@ class Trainer:
                 config=to_dict(self.config),
             )
 
+    def _last_good(self, before: int, lr: float | None = None) -> str:
+        """Where the last good weights (from before step ``before``) are: a true sentence,
+        with how to resume from them."""
+        if self.run_dir is None:
+            return "There is no run directory, so nothing was saved."
+        if self.checkpoint_step is None:
+            return (
+                f"No checkpoint was written before step {before}: start again with a lower "
+                "learning rate."
+            )
+        return (
+            f"{self.run_dir / 'checkpoints' / 'last'} holds the weights of step "
+            f"{self.checkpoint_step}, from before step {before}; continue with: "
+            f"{resume_command(self.run_dir, lr)}."
+        )
+
+    def _nan_guard_message(self, lr: float) -> str:
+        state = self.state
+        first = state.step - state.bad_steps + 1
+        return (
+            f"{state.bad_steps} consecutive steps had a non-finite loss or gradient (steps "
+            f"{first} to {state.step}); stopped without applying them. "
+            f"{self._last_good(first, lr / 10)} Or set optim.grad_clip, or check the data for "
+            "NaN/inf values."
+        )
+
+    def _interruption(self) -> TrainingInterrupted:
+        return TrainingInterrupted(self.state.step, self.run_dir, self.checkpoint_step)
+
     def _averaged_weights(self):
         """Context in which the model holds the Polyak average (if training keeps one)."""
         return self.average.applied() if self.average is not None else contextlib.nullcontext()
@@ -571,17 +633,23 @@ class Trainer:
     def _restore(self, path: Path) -> None:
         """Load everything a checkpoint holds; truncate metrics.jsonl to its length then."""
         descriptor, model_state, saved, tensors = checkpoint.load_training_state(path)
-        for section in ("model", "data"):
+        # Data first: other data changes the model's data shape and likelihood too.
+        for section in ("data", "model"):
             ours, theirs = to_dict(getattr(self.config, section)), descriptor["config"][section]
             if section == "model":  # through its config class: an older run gains new defaults
                 theirs = to_dict(model_config_from_dict(theirs))
             if section == "data":  # the files may have moved: data_dir may change
                 ours, theirs = ours | {"data_dir": None}, theirs | {"data_dir": None}
             if ours != theirs:
+                changed = sorted(k for k in ours if ours.get(k) != theirs.get(k))
                 raise ValueError(
-                    f"--resume {self.run_dir}: the {section} section differs from the run's; "
-                    "only training settings may change when resuming"
+                    f"{rundir.arg('resume', self.run_dir)}: the {section} section differs from "
+                    f"the run's ({', '.join(f'{section}.{k}' for k in changed)}: "
+                    f"{', '.join(repr(theirs.get(k)) for k in changed)} in the run, now "
+                    f"{', '.join(repr(ours.get(k)) for k in changed)}); only training "
+                    "settings may change when resuming"
                 )
+        checkpoint.check_weights_fit(path, self.model)  # a one-line error, not a traceback
         self.model.load_state_dict(model_state)  # the average, if the run kept one
         raw = {k[len("weights.") :]: v for k, v in tensors.items() if k.startswith("weights.")}
         if self.average is not None:  # continue the average (or start it from these weights)
@@ -608,6 +676,21 @@ class Trainer:
         if saved["scaler"]:
             self.scaler.load_state_dict(saved["scaler"])
         self.state = LoopState(**saved["loop"])
+        self.checkpoint_step = self.state.step
+        if self.state.batch > self.batches_per_epoch:
+            raise checkpoint.CheckpointError(
+                f"{path / checkpoint.TRAIN_STATE_FILE}: loop.batch {self.state.batch} is beyond "
+                f"the {self.batches_per_epoch} batches of an epoch"
+            )
+        if self.state.step > self.budget:  # checked before anything in the run is changed
+            tc = self.config.train
+            asked = f"train.epochs = {tc.epochs}"
+            if tc.max_steps:
+                asked = f"train.max_steps = {tc.max_steps}"
+            raise ValueError(
+                f"{asked} is less than the run has done ({self.state.epoch} epochs, "
+                f"{self.state.step} steps); give a larger budget to train on, or leave it as it is"
+            )
         self.generator.set_state(tensors["data.generator"])
         self.epoch_start_state = tensors["data.epoch_start"]
         rank = self.ctx.rank

@@ -338,18 +338,61 @@ def _check_finite(x: np.ndarray, path: Path) -> None:
 
 def _column_stats(x: np.ndarray | torch.Tensor, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and standard deviation over ``rows`` (float64, in row chunks).
-    A constant feature gets std 1 (it is then only centred), stated here."""
-    total = sq = None
-    for start in range(0, len(rows), 65536):
-        chunk = np.asarray(x[rows[start : start + 65536]], dtype=np.float64)
-        chunk = chunk.reshape(chunk.shape[0], -1)
-        total = chunk.sum(0) if total is None else total + chunk.sum(0)
-        sq = (chunk**2).sum(0) if sq is None else sq + (chunk**2).sum(0)
-    n = len(rows)
-    mean = total / n
-    std = np.sqrt(np.maximum(sq / n - mean**2, 0.0))
+
+    Each feature is first divided by its largest magnitude, so no square can overflow (values
+    near 1e200 squared would be inf in float64, and the std NaN), and chunks are combined with
+    the pairwise update of Chan, Golub & LeVeque (1979), so a large common offset does not
+    cancel the spread. A constant feature gets std 1 (it is then only centred), stated here.
+    """
+    chunks = range(0, len(rows), 65536)
+
+    def chunk(start: int) -> np.ndarray:
+        values = np.asarray(x[rows[start : start + 65536]], dtype=np.float64)
+        return values.reshape(values.shape[0], -1)
+
+    scale = None
+    for start in chunks:
+        largest = np.abs(chunk(start)).max(0)
+        scale = largest if scale is None else np.maximum(scale, largest)
+    scale[scale == 0] = 1.0
+    n, mean, m2 = 0, np.zeros_like(scale), np.zeros_like(scale)
+    for start in chunks:
+        c = chunk(start) / scale  # every value in [-1, 1]
+        k, c_mean = c.shape[0], c.mean(0)
+        c_m2 = np.square(c - c_mean).sum(0)
+        delta, total = c_mean - mean, n + k
+        mean = mean + delta * (k / total)
+        m2 = m2 + c_m2 + np.square(delta) * (n * k / total)
+        n = total
+    std = np.sqrt(m2 / n) * scale
     std[std == 0] = 1.0
-    return mean, std
+    return mean * scale, std
+
+
+def check_representable(
+    x: np.ndarray | torch.Tensor,
+    mean: np.ndarray,
+    std: np.ndarray,
+    path: Path,
+    names: list[str] | None = None,
+) -> None:
+    """Every standardised value (v - mean) / std, over all rows, must be finite in torch's
+    default dtype (the training dtype); else a DataError naming the first such column
+    (from 1, with its name where the table has one)."""
+    dtype = torch.get_default_dtype()
+    limit = torch.finfo(dtype).max
+    for start in range(0, x.shape[0], 65536):
+        values = np.asarray(x[start : start + 65536], dtype=np.float64)
+        z = (values.reshape(values.shape[0], -1) - mean) / std
+        bad = np.flatnonzero((np.abs(z) > limit).any(0) | ~np.isfinite(z).all(0))
+        if bad.size:
+            j = int(bad[0])
+            name = f" ({names[j]!r})" if names and j < len(names) else ""
+            raise DataError(
+                f"{path}: column {j + 1}{name}: values are not representable in "
+                f"{str(dtype).removeprefix('torch.')} after standardising with the training "
+                f"split's mean {mean[j]:.3g} and std {std[j]:.3g}"
+            )
 
 
 def describe_values(x: np.ndarray | torch.Tensor, rows: np.ndarray, shape: tuple[int, ...]):
@@ -412,6 +455,10 @@ def make_dataset(
         )
     shape = tuple(int(d) for d in x.shape[1:])
     transform, support, likelihood, levels = describe_values(x, rows["train"], shape)
+    if isinstance(transform, Standardize):  # a data error now, not a NaN loss later
+        flat = (-1,)
+        mean, std = transform.mean.reshape(flat).numpy(), transform.std.reshape(flat).numpy()
+        check_representable(x, mean, std, path, (stored.extra or {}).get("columns"))
 
     if isinstance(x, np.ndarray):
         nbytes = x.size * x.itemsize

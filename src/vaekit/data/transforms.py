@@ -178,7 +178,12 @@ class DynamicBinarize(Transform):
 
 
 class Standardize(Transform):
-    """x = (v - mean) / std per feature, with statistics computed on the training split."""
+    """x = (v - mean) / std per feature, with statistics computed on the training split.
+
+    Computed in float64 and only then cast to the training dtype: a value like 1e200 does
+    not fit in float32, but its standardised value does. A standardised value that still does
+    not fit (data far outside the training split's range) is an error naming the column.
+    """
 
     kind = "standardize"
 
@@ -188,8 +193,19 @@ class Standardize(Transform):
 
     def __call__(self, x, generator=None):
         dtype = torch.get_default_dtype()
-        mean, std = self.mean.to(x.device, dtype), self.std.to(x.device, dtype)
-        return (x.to(dtype) - mean) / std
+        mean, std = self.mean.to(x.device), self.std.to(x.device)
+        z = ((x.to(torch.float64) - mean) / std).to(dtype)
+        finite = torch.isfinite(z)
+        if not bool(finite.all()):
+            from vaekit.data.datasets import DataError
+
+            column = int((~finite).reshape(z.shape[0], -1).any(0).nonzero()[0, 0]) + 1
+            raise DataError(
+                f"column {column}: values are not representable in "
+                f"{str(dtype).removeprefix('torch.')} after standardising (not finite, or "
+                "far outside the training split's range)"
+            )
+        return z
 
     def to_dict(self):
         return {"kind": self.kind, "mean": self.mean.tolist(), "std": self.std.tolist()}

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from vaekit.checkpoint import atomic_write_bytes, read_descriptor
-from vaekit.evaluate import evaluate_run, latent_statistics, load_run
+from vaekit.evaluate import evaluate_run, latent_statistics, load_run, save_evaluation
 from vaekit.metrics import lookup, metric, shown_metrics
 from vaekit.report.figures import Figure, run_figures
 from vaekit.report.page import Page
+from vaekit.rundir import RunDirError, locked
 
 REPORT_FILE = "report.html"
 FIGURE_DIR = "figures"
@@ -224,9 +225,25 @@ def _evaluation(run_dir, descriptor, model, num_samples, max_examples, data_dir,
             return result
     if log is not None:
         log(f"report: evaluating with K = {num_samples} importance samples")
-    return evaluate_run(
-        run_dir, data_dir, num_samples=num_samples, max_examples=max_examples, seed=seed
+    result = evaluate_run(
+        run_dir, data_dir, save=False, num_samples=num_samples, max_examples=max_examples, seed=seed
     )
+    try:  # a cache for the next report: the report itself does not depend on it
+        save_evaluation(run_dir, result)
+    except (OSError, RunDirError) as exc:
+        if log is not None:
+            log(f"report: {eval_path} not written ({exc})")
+    return result
+
+
+def evaluation_summary(result: dict[str, Any] | None) -> list[str]:
+    """The evaluation's headline as text lines (printed before any file is written)."""
+    if result is None:
+        return [f"evaluation: {NO_LIKELIHOOD}"]
+    return [
+        f"evaluation ({result.get('split')} split, {result.get('num_examples')} examples):",
+        *(f"  {q}: {v} {u}" for q, v, u, _ in evaluation_rows(result)),
+    ]
 
 
 def write_report(
@@ -248,10 +265,14 @@ def write_report(
     descriptor = read_descriptor(run_dir)
     model, dataset = load_run(run_dir, data_dir)
     result = _evaluation(run_dir, descriptor, model, num_samples, max_examples, data_dir, seed, log)
+    if log is not None:  # the result first: it survives a run directory that cannot be written
+        for line in evaluation_summary(result):
+            log(line)
     x = dataset.fixed("test", seed=seed)[:2000].to(next(model.parameters()).dtype)
     y = dataset.test.y[:2000] if dataset.test.y is not None and model.takes_labels else None
     stats = latent_statistics(model, x, y=y) if model.has_continuous_latent else None
-    figures = run_figures(model, dataset, run_dir, run_dir / FIGURE_DIR, stats=stats, seed=seed)
+    with locked(run_dir):  # no other vaekit process writes the run meanwhile
+        figures = run_figures(model, dataset, run_dir, run_dir / FIGURE_DIR, stats=stats, seed=seed)
     config = descriptor.get("config") or {
         "model": descriptor.get("model"),
         "data": descriptor.get("data"),
@@ -259,6 +280,6 @@ def write_report(
     title = f"vaekit report: {run_dir.name} ({dataset.name})"
     page = render_report(title, config, result, figures, descriptor)
     path = run_dir / REPORT_FILE
-    atomic_write_bytes(path, page.encode("utf-8"))
-    path.chmod(0o644)  # a page to share (the temporary file was created 0600)
+    with locked(run_dir):
+        atomic_write_bytes(path, page.encode("utf-8"))  # the umask's mode, like every file
     return path

@@ -1,0 +1,67 @@
+"""Ctrl-C during training: a clean stop with a checkpoint, instead of a traceback.
+
+While training runs, the first SIGINT only sets a flag; the loop finishes the step it is in,
+writes ``checkpoints/last`` and raises :class:`TrainingInterrupted`, whose message says how
+to continue. A second SIGINT raises ``KeyboardInterrupt`` at once (the user insists; the
+checkpoint files are written atomically, so none is left half-written). Signal handlers can
+only be installed from the main thread; elsewhere Ctrl-C behaves as Python's default.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+from vaekit import rundir
+
+
+def resume_command(run: str | Path, lr: float | None = None) -> str:
+    """How to continue ``run``, in the voice of the caller (command line or Python)."""
+    if rundir.on_command_line():
+        return f"vaekit train --resume {run}" + (f" --lr {lr:g}" if lr is not None else "")
+    call = f"vaekit.train(resume={str(run)!r})"
+    return call if lr is None else f"{call} with a config whose optim.lr = {lr:g}"
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on Ctrl-C after writing a checkpoint (if it has a run directory).
+
+    ``step``: the optimiser steps done; ``run_dir``: where to resume from (None without one);
+    ``checkpoint_step``: the step the last checkpoint holds (None if there is none).
+    """
+
+    def __init__(self, step: int, run_dir: Path | None, checkpoint_step: int | None) -> None:
+        self.step, self.run_dir, self.checkpoint_step = step, run_dir, checkpoint_step
+        if run_dir is None:
+            message = f"interrupted at step {step} (no run directory: nothing was saved)"
+        elif checkpoint_step is None:
+            message = f"interrupted at step {step}; no checkpoint was written, nothing to resume"
+        else:
+            message = f"interrupted at step {step}; continue with: {resume_command(run_dir)}"
+            if checkpoint_step != step:  # a run of non-finite steps is never checkpointed
+                message += f" (the checkpoint holds step {checkpoint_step})"
+        super().__init__(message)
+
+
+class InterruptFlag:
+    """Between ``start()`` and ``stop()``, the first SIGINT sets ``requested``."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def start(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def stop(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:  # a second Ctrl-C: stop now
+            self.stop()
+            raise KeyboardInterrupt
+        self.requested = True
