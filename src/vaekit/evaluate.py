@@ -30,6 +30,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from vaekit.allocator import keep_freed_memory
 from vaekit.data import Dataset
 from vaekit.distributions.posteriors import DiagonalGaussian
 from vaekit.models import VAE
+from vaekit.progress import progress_bar
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2015), §5.2
 # MiB per decoder call. Small on purpose: on CPU, calls of ~1000 rows stay in cache and ran
@@ -221,6 +223,7 @@ def evaluate(
     memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
     fcd: bool = True,
     log=None,
+    progress: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate ``model`` on ``split``; returns a JSON-ready dict (see the module doc).
 
@@ -228,7 +231,9 @@ def evaluate(
     each decoder call sees ``[chunk * batch, m]`` latents, with ``chunk`` picked from
     ``memory_budget_mb`` (MiB) unless ``chunk_size`` is given. ``fcd`` adds the Fréchet
     classifier distance where the dataset has class labels (integers >= 0; trains and caches
-    the classifier once).
+    the classifier once). ``progress`` (auto, bar, plain; see ``vaekit.progress``) shows the
+    importance sampling's progress as a bar with its ETA; without a bar, ``log`` (if given)
+    gets a line at every tenth of the examples.
     """
     if not isinstance(model, VAE):
         raise ValueError("evaluate needs a VAE: an AE defines no likelihood p(x)")
@@ -246,15 +251,30 @@ def evaluate(
         chunk_size = choose_chunk_size(model, batch_size, num_samples, memory_budget_mb)
     torch.manual_seed(seed)
     log_px, elbo, log_px_z, kl = [], [], [], []
-    for start in range(0, x_all.shape[0], batch_size):
-        x = x_all[start : start + batch_size].to(device)
-        terms = model.elbo(x)
-        elbo.append(terms.elbo.cpu())
-        log_px_z.append(terms.log_px_z.cpu())
-        kl.append(terms.kl.cpu())
-        log_px.append(model.log_likelihood(x, num_samples, chunk_size).cpu())
-        if log is not None:
-            log(f"  log-likelihood: {start + x.shape[0]}/{x_all.shape[0]} examples")
+    total, started, next_line = x_all.shape[0], time.perf_counter(), 0.1
+    bar = progress_bar(total, progress, unit="example", desc=f"log p(x), K = {num_samples}")
+    try:
+        for start in range(0, total, batch_size):
+            x = x_all[start : start + batch_size].to(device)
+            terms = model.elbo(x)
+            elbo.append(terms.elbo.cpu())
+            log_px_z.append(terms.log_px_z.cpu())
+            kl.append(terms.kl.cpu())
+            log_px.append(model.log_likelihood(x, num_samples, chunk_size).cpu())
+            done = start + x.shape[0]
+            if bar is not None:
+                bar.update(x.shape[0])
+            elif log is not None and (done / total >= next_line or done == total):
+                next_line = math.floor(done / total * 10 + 1) / 10
+                elapsed = time.perf_counter() - started
+                left = elapsed / done * (total - done)
+                log(
+                    f"  log p(x), K = {num_samples}: {done}/{total} examples, "
+                    f"{elapsed:.0f} s elapsed, about {left:.0f} s left"
+                )
+    finally:
+        if bar is not None:
+            bar.close()
     log_px_t = torch.cat(log_px).double()
     n = log_px_t.numel()
     nll = float(-log_px_t.mean())

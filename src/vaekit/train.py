@@ -21,7 +21,6 @@ import math
 import os
 import shutil
 import signal
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,11 +33,14 @@ from vaekit import checkpoint, distributed
 from vaekit.allocator import keep_freed_memory
 from vaekit.averaging import PolyakAverage
 from vaekit.config import Config, to_dict
+from vaekit.console import LEGEND, Clock, format_record, summary, written_since
 from vaekit.data import Dataset, load_dataset
 from vaekit.models import AE, VAE, build_model
 from vaekit.objectives import NegativeELBO, build_objective
 from vaekit.precision import restore_precision, setup_precision
+from vaekit.progress import progress_bar
 from vaekit.schedules import build_schedule, kl_weight
+from vaekit.spelling import spell
 
 # Test hook: SIGKILL this process right after the given step (the resume test uses it to
 # die mid-epoch at a reproducible point, like a crash or a pre-empted job).
@@ -58,7 +60,9 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     steps: list[dict[str, Any]] = field(default_factory=list)
     run_dir: Path | None = None
-    stop_reason: str = "budget"
+    stop_reason: str = "budget"  # or "early-stop", or "finished" (resumed with nothing left)
+    wall_seconds: float = 0.0
+    files: list[str] = field(default_factory=list)  # written in run_dir, relative paths
 
 
 @dataclass
@@ -194,6 +198,7 @@ class Trainer:
     def __init__(self, config, out, overwrite, dataset, log, resume) -> None:
         tc = config.train
         self.config, self.log = config, log
+        self.clock = Clock()
         if tc.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it
             torch.use_deterministic_algorithms(True)
@@ -242,7 +247,9 @@ class Trainer:
             checkpoint.write_run_config(self.run_dir, self.model, dataset.info(), to_dict(config))
         elif out is not None:
             self.run_dir = Path(out)
-        self.writes = self.run_dir is not None and self.ctx.is_main
+        # A finished run resumed with the same budget: say so, write nothing (run()).
+        self.finished = resume is not None and self._nothing_left()
+        self.writes = self.run_dir is not None and self.ctx.is_main and not self.finished
         step_module = ObjectiveModule(self.model, self.objective)
         if self.ctx.enabled:
             step_module = nn.parallel.DistributedDataParallel(
@@ -256,7 +263,10 @@ class Trainer:
 
     def run(self) -> TrainResult:
         tc, state, reason = self.config.train, self.state, "budget"
+        if self.finished:
+            return self._nothing_to_train()
         train_x = self.dataset.train.x
+        self.log(LEGEND)
         try:
             while state.step < self.budget and reason == "budget":
                 if state.batch == 0:  # a new epoch: its permutation comes first
@@ -284,6 +294,8 @@ class Trainer:
                     if state.step >= self.budget:
                         break
                 reason = self._end_epoch()
+            if self.bar is not None:  # the end-of-training lines go below a finished bar
+                self.bar.close()
             if self.average is not None:  # the trained model is the averaged one
                 self.average.apply_permanently()
             self.model.eval()
@@ -295,12 +307,8 @@ class Trainer:
                     self.model, self.run_dir, data=self.dataset.info(), config=to_dict(self.config)
                 )
                 save_run_pictures(self.model, self.dataset, self.run_dir, seed=tc.seed)
-                try:  # the report must never cost the trained model: it is saved above
-                    from vaekit.report.html import write_report
-
-                    write_report(self.run_dir, seed=tc.seed)
-                except Exception as exc:
-                    self.log(f"warning: {self.run_dir / 'report.html'} not written: {exc}")
+                if tc.report:
+                    self._write_report()
         except BaseException:
             distributed.teardown(self.ctx, wait=False)  # other ranks may be elsewhere: no barrier
             raise
@@ -313,7 +321,53 @@ class Trainer:
                 self.tensorboard.close()
         self.model.data_info = self.dataset.info()
         run_dir = self.run_dir if self.ctx.is_main else None
-        return TrainResult(self.model, self.history, self.steps, run_dir, reason)
+        files = written_since(run_dir, self.clock.started_at) if self.writes else []
+        seconds = self.clock.seconds()
+        for line in summary(self.history, reason, seconds, run_dir if self.writes else None, files):
+            self.log(line)
+        return TrainResult(self.model, self.history, self.steps, run_dir, reason, seconds, files)
+
+    def _write_report(self) -> None:
+        """RUN/report.html, after saying so: it evaluates first (K = 500 importance samples
+        on up to 1000 test examples), which takes a while on large models."""
+        from vaekit.report.html import write_report
+
+        path = self.run_dir / "report.html"
+        skip = spell("--no-report", "config.train.report = False")
+        self.log(f"writing the report {path} (a quick evaluation first; {skip} skips it)")
+        try:  # the report must never cost the trained model: it is saved before
+            write_report(self.run_dir, seed=self.config.train.seed, log=self.log)
+        except Exception as exc:
+            self.log(f"warning: {path} not written: {exc}")
+
+    def _nothing_left(self) -> bool:
+        """Whether the restored run has already spent its budget (or early-stopped)."""
+        state, patience = self.state, self.config.train.patience
+        stopped_early = (
+            patience is not None
+            and state.batch == 0
+            and state.epochs_without_improvement >= patience
+        )
+        return state.step >= self.budget or stopped_early
+
+    def _nothing_to_train(self) -> TrainResult:
+        """Resumed a finished run: report it, rewrite nothing, return the run's last model."""
+        state = self.state
+        self.log(
+            f"nothing left to train: {self.run_dir} finished at step {state.step} "
+            f"(epoch {state.epoch}; budget {self.budget} steps); raise "
+            f"{spell('--epochs or --max-steps', 'config.train.epochs or max_steps')} to train on"
+        )
+        if self.average is not None:
+            self.average.apply_permanently()
+        self.model.eval()
+        restore_precision(self.model)
+        self.model.data_info = self.dataset.info()
+        run_dir = self.run_dir if self.ctx.is_main else None
+        distributed.teardown(self.ctx)
+        return TrainResult(
+            self.model, self.history, self.steps, run_dir, "finished", self.clock.seconds()
+        )
 
     def _step(self, x: torch.Tensor, n_global: int) -> None:
         """One update on this rank's rows ``x`` of a global batch of ``n_global`` examples."""
@@ -393,7 +447,7 @@ class Trainer:
         self.steps.append(record)
         self._write(record)
         if self.bar is None:
-            self.log(_format(record))
+            self.log(format_record(record, self.budget))
 
     def _end_epoch(self) -> str:
         """Validate, write the epoch record, step the schedule, checkpoint; say whether to stop
@@ -431,7 +485,7 @@ class Trainer:
             )
         self.history.append(record)
         self._write(record)
-        (self.bar.write if self.bar is not None else self.log)(_format(record))
+        (self.bar.write if self.bar is not None else self.log)(format_record(record, self.budget))
         if improved:
             self._checkpoint("best")
         self._checkpoint("last")
@@ -567,7 +621,7 @@ class Trainer:
             torch.manual_seed(self.config.train.seed + (rank << 32) + self.state.step)
         metrics = self.run_dir / "metrics.jsonl"
         text = metrics.read_bytes()[: self.state.metrics_bytes] if metrics.exists() else b""
-        if self.ctx.is_main and metrics.exists():
+        if self.ctx.is_main and metrics.exists() and len(text) != metrics.stat().st_size:
             with open(metrics, "r+b") as handle:  # drop records written after the checkpoint
                 handle.truncate(self.state.metrics_bytes)
         for line in text.decode().splitlines():
@@ -585,12 +639,12 @@ class Trainer:
         return SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.state.step)
 
     def _open_progress_bar(self):
-        mode = self.config.train.progress
-        if not self.ctx.is_main or mode == "plain" or (mode == "auto" and not sys.stderr.isatty()):
+        if not self.ctx.is_main or self.finished:
             return None
-        from tqdm import tqdm
-
-        return tqdm(total=self.budget, initial=self.state.step, unit="step", dynamic_ncols=True)
+        # tqdm.auto: a terminal bar, or the notebook's in Jupyter (vaekit/progress.py).
+        return progress_bar(
+            self.budget, self.config.train.progress, initial=self.state.step, unit="step"
+        )
 
 
 def _means(acc: dict[str, float]) -> dict[str, float]:
@@ -600,14 +654,3 @@ def _means(acc: dict[str, float]) -> dict[str, float]:
     if steps:
         out["grad_norm"] = acc["grad_norm"] / steps
     return out
-
-
-def _format(record: dict[str, Any]) -> str:
-    where = f"epoch {record['epoch']:>3} step {record['step']:>6}"
-    keys = ("train_loss", "val_elbo", "val_log_px_z", "val_kl", "loss", "elbo", "kl", "grad_norm")
-    parts = [where] + [f"{k} {record[k]:.3f}" for k in keys if k in record]
-    parts.append(f"lr {record['lr']:.2e}")
-    parts.append(f"({record['examples_per_s']:.0f} examples/s; ELBO terms in nats per example)")
-    if "early_stop" in record:
-        parts.append(f"\nearly stop: {record['early_stop']}")
-    return "  ".join(parts)
