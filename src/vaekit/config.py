@@ -19,6 +19,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from vaekit.spelling import spell
+
 
 class ConfigError(ValueError):
     """A configuration field is unknown, missing or of the wrong type or value."""
@@ -434,6 +436,10 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}: {exc}") from None
 
 
+def _set() -> str:
+    return spell("--set", "override")
+
+
 def apply_overrides(config: Config, overrides: list[str]) -> Config:
     """Return a copy of ``config`` with ``section.field=value`` strings applied.
 
@@ -446,11 +452,13 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
         key, sep, raw = item.partition("=")
         parts = key.strip().split(".")
         if not sep or len(parts) != 2 or not all(parts):
-            raise ConfigError(f"--set {item!r}: expected section.field=value, e.g. optim.lr=3e-4")
+            raise ConfigError(
+                f"{_set()} {item!r}: expected section.field=value, e.g. optim.lr=3e-4"
+            )
         section, name = parts
         if section not in data:
             raise ConfigError(
-                f"--set {item!r}: unknown section {section!r}; allowed: {', '.join(data)}"
+                f"{_set()} {item!r}: unknown section {section!r}; allowed: {', '.join(data)}"
             )
         try:
             value = tomllib.loads(f"v = {raw.strip()}")["v"]
@@ -459,7 +467,7 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
             value = None if raw.strip().lower() in ("null", "none") else raw.strip()
         if name not in data[section]:
             allowed = ", ".join(data[section])
-            raise ConfigError(f"--set {item!r}: unknown field {key!r}; allowed: {allowed}")
+            raise ConfigError(f"{_set()} {item!r}: unknown field {key!r}; allowed: {allowed}")
         data[section][name] = value
     return Config.from_dict(data)
 

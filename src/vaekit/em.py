@@ -33,6 +33,7 @@ from vaekit.config import ModelConfig
 from vaekit.distributions.functional import LOG_2PI
 from vaekit.distributions.posteriors import FullCovarianceGaussian
 from vaekit.models import VAE
+from vaekit.spelling import spell
 
 
 @dataclass
@@ -89,7 +90,10 @@ def fit_mle(x: torch.Tensor, latent_dim: int) -> PPCA:
     """
     n, d = x.shape
     if not 1 <= latent_dim < d:
-        raise ValueError(f"--latent-dim must be between 1 and D - 1 = {d - 1}, got {latent_dim}")
+        raise ValueError(
+            f"{spell('--latent-dim', 'latent_dim')} must be between 1 and D - 1 = {d - 1}, "
+            f"got {latent_dim}"
+        )
     b = x.mean(dim=0)
     centred = x - b
     cov = centred.T @ centred / n
@@ -530,7 +534,9 @@ def em_experiment(
     ``out``: also write ``OUT/em.json`` (figures and histories) and ``OUT/report.html``.
     """
     if em_iterations < 1 or vae_steps < 1:
-        raise ValueError("--em-iterations and --steps must be >= 1")
+        raise ValueError(
+            f"{spell('--em-iterations and --steps', 'em_iterations and vae_steps')} must be >= 1"
+        )
     x, true, description = load_em_data(data, latent_dim, seed, data_dir, max_examples)
     mle = fit_mle(x, latent_dim)
     log(f"data: {description}")

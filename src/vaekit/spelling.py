@@ -37,3 +37,8 @@ def spell(flag: str, python: str) -> str:
     """``flag`` (e.g. ``"--overwrite"``) on the command line, ``python`` (e.g.
     ``"overwrite=True"``) when called from Python."""
     return flag if _COMMAND_LINE.get() else python
+
+
+def spell_value(flag: str, field: str, value: str) -> str:
+    """A setting and its value: ``--device cuda``, or ``train.device = 'cuda'`` in Python."""
+    return spell(f"{flag} {value}", f"{field} = {value!r}")

@@ -40,7 +40,7 @@ from vaekit.objectives import NegativeELBO, build_objective
 from vaekit.precision import restore_precision, setup_precision
 from vaekit.progress import progress_bar
 from vaekit.schedules import build_schedule, kl_weight
-from vaekit.spelling import spell
+from vaekit.spelling import spell, spell_value
 
 # Test hook: SIGKILL this process right after the given step (the resume test uses it to
 # die mid-epoch at a reproducible point, like a crash or a pre-empted job).
@@ -92,9 +92,15 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available (try --device auto)")
+        raise ValueError(
+            f"{spell_value('--device', 'train.device', 'cuda')}: no CUDA device is available "
+            f"(try {spell_value('--device', 'train.device', 'auto')})"
+        )
     if name == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("--device mps: MPS is not available (try --device auto)")
+        raise ValueError(
+            f"{spell_value('--device', 'train.device', 'mps')}: MPS is not available "
+            f"(try {spell_value('--device', 'train.device', 'auto')})"
+        )
     return torch.device(name)
 
 
@@ -106,9 +112,15 @@ def resolve_model_config(config: Config, dataset: Dataset) -> None:
         model.likelihood = dataset.default_likelihood
     if model.likelihood == "bernoulli" and dataset.support != "binary":
         raise ValueError(
-            f"--likelihood bernoulli needs binary data, but {dataset.name!r} has support "
+            f"{spell_value('--likelihood', 'model.likelihood', 'bernoulli')} needs binary "
+            f"data, but {dataset.name!r} has support "
             f"{dataset.support!r}: use a binarised variant or a Gaussian likelihood"
         )
+
+
+def _shown(path: str | Path | None) -> str:
+    """A path as the message shows it: as typed on the command line, quoted in Python."""
+    return spell(str(path), repr(str(path)))
 
 
 def prepare_run_dir(out: str | Path, overwrite: bool) -> Path:
@@ -116,7 +128,10 @@ def prepare_run_dir(out: str | Path, overwrite: bool) -> Path:
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise ValueError(f"--out {out}: directory exists and is not empty (use --overwrite)")
+            raise ValueError(
+                f"{spell('--out ', 'out=')}{_shown(out)}: directory exists and is not empty "
+                f"({spell('use --overwrite', 'pass overwrite=True')})"
+            )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     return out
@@ -174,7 +189,10 @@ def train(
     example). Raises :class:`TrainingError` when the NaN guard gives up.
     """
     if resume is not None and out is not None and Path(out) != Path(resume):
-        raise ValueError(f"--out {out} and --resume {resume}: a resumed run stays in its directory")
+        raise ValueError(
+            f"{spell('--out ', 'out=')}{_shown(out)} and {spell('--resume ', 'resume=')}"
+            f"{_shown(resume)}: a resumed run stays in its directory"
+        )
     if config is None:
         if resume is None:
             raise ValueError("train: give a config, or resume=RUN to continue a run")
@@ -580,7 +598,8 @@ class Trainer:
                 ours, theirs = ours | {"data_dir": None}, theirs | {"data_dir": None}
             if ours != theirs:
                 raise ValueError(
-                    f"--resume {self.run_dir}: the {section} section differs from the run's; "
+                    f"{spell('--resume ', 'resume=')}{_shown(self.run_dir)}: the {section} section "
+                    "differs from the run's; "
                     "only training settings may change when resuming"
                 )
         self.model.load_state_dict(model_state)  # the average, if the run kept one
