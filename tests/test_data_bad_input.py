@@ -35,7 +35,9 @@ def test_not_an_image(tmp_path):
 def test_mixed_sizes_need_image_size(tmp_path):
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")
     Image.fromarray(np.zeros((9, 8), np.uint8)).save(tmp_path / "b.png")
-    with pytest.raises(DataError, match=r"b\.png: image is 9x8 but a\.png is 8x8.*--image-size"):
+    with pytest.raises(
+        DataError, match=r"b\.png: image is 9x8 but a\.png is 8x8.*image_size=\[H, W\]"
+    ):
         load_dataset(str(tmp_path))
     assert load_dataset(str(tmp_path), image_size=[8, 8]).shape == (1, 8, 8)
 
@@ -97,9 +99,9 @@ def test_truncated_idx_in_a_data_dir(tmp_path):
 
 
 def test_wrong_data_path_and_unknown_name(tmp_path):
-    with pytest.raises(DataError, match=r"--data .*nope\.npy: no such file or folder"):
+    with pytest.raises(DataError, match=r"dataset .*nope\.npy: no such file or folder"):
         load_dataset(str(tmp_path / "nope.npy"))
-    with pytest.raises(DataError, match=r"--data 'mnistt': not a registered dataset"):
+    with pytest.raises(DataError, match=r"dataset 'mnistt': not a registered dataset"):
         load_dataset("mnistt")
     (tmp_path / "x.txt").write_text("1")
     with pytest.raises(DataError, match=r"unknown format '\.txt'"):

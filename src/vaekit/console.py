@@ -69,12 +69,16 @@ def written_since(run_dir: Path, since: float) -> list[str]:
             continue
         folders = sorted({p.parent for p in new})
         if len(new) == len(files) and path.name != "checkpoints":
-            rows.append(f"{path.name}/ ({len(new)} files)")
+            rows.append(f"{path.name}/ ({_files(len(new))})")
         else:  # checkpoints/last and checkpoints/best apart: which ones this run wrote
             for folder in folders:
                 count = sum(1 for p in new if p.parent == folder)
-                rows.append(f"{folder.relative_to(run_dir)}/ ({count} files)")
+                rows.append(f"{folder.relative_to(run_dir)}/ ({_files(count)})")
     return rows
+
+
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
 
 
 def summary(
