@@ -536,10 +536,14 @@ EXIT_BROKEN_PIPE = 141
 
 
 def main(argv: list[str] | None = None) -> int:
+    with command_line():  # library messages name flags, not Python keywords
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with command_line():  # library messages name flags, not Python keywords
-            COMMANDS[args.command](args)
+        COMMANDS[args.command](args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
     except BrokenPipeError:
         # Quietly: point stdout at /dev/null so the interpreter's final flush cannot fail too.
