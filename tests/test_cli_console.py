@@ -216,3 +216,23 @@ def test_a_notebook_gets_a_tqdm_auto_bar(monkeypatch):
     assert in_notebook()
     vaekit.train(tiny("train.progress=auto", "train.max_steps=2"), log=lambda _: None)
     assert len(made) == 1 and made[0]["total"] == 2 and made[0]["unit"] == "step"
+
+
+@pytest.mark.slow
+def test_a_real_jupyter_kernel_shows_the_notebook_bar():
+    """The same through a real kernel, where the Jupyter packages are installed (they are not
+    vaekit's dependencies): the training cell's output holds a widget, tqdm's notebook bar."""
+    pytest.importorskip("ipywidgets")
+    pytest.importorskip("ipykernel")
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    code = (
+        "import vaekit\n"
+        "config = vaekit.config.apply_overrides(vaekit.load_config('smoke'), "
+        "['train.max_steps=2', 'train.report=false'])\n"
+        "result = vaekit.train(config)"
+    )
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3").execute()
+    outputs = notebook.cells[0].outputs
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
