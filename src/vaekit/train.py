@@ -284,7 +284,7 @@ class Trainer:
         if self.finished:
             return self._nothing_to_train()
         train_x = self.dataset.train.x
-        self.log(LEGEND)
+        (self.bar.write if self.bar is not None else self.log)(LEGEND)  # above the bar
         try:
             while state.step < self.budget and reason == "budget":
                 if state.batch == 0:  # a new epoch: its permutation comes first
