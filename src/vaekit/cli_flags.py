@@ -187,7 +187,7 @@ def int_list(text: str) -> list[int]:
 # --- conventions of every command ----------------------------------------------------------
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+class HelpFormatter(argparse.HelpFormatter):
     """Every flag's help ends with its default: ``(default: X)`` is added where the help
     text does not state one (a switch's default is off)."""
 
