@@ -39,7 +39,9 @@ def test_mixed_sizes_need_image_size(tmp_path):
     Image.fromarray(np.zeros((9, 8), np.uint8)).save(tmp_path / "b.png")
     for i in range(8):  # enough images to split into train, validation and test
         Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / f"c{i}.png")
-    with pytest.raises(DataError, match=r"b\.png: image is 9x8 but a\.png is 8x8.*--image-size"):
+    with pytest.raises(
+        DataError, match=r"b\.png: image is 9x8 but a\.png is 8x8.*image_size=\[H, W\]"
+    ):
         load_dataset(str(tmp_path))
     assert load_dataset(str(tmp_path), image_size=[8, 8]).shape == (1, 8, 8)
 
@@ -348,9 +350,9 @@ def test_corpus_new_data_for_every_command(tmp_path, table_model, capsys, make, 
 
 
 def test_wrong_data_path_and_unknown_name(tmp_path):
-    with pytest.raises(DataError, match=r"--data .*nope\.npy: no such file or folder"):
+    with pytest.raises(DataError, match=r"dataset .*nope\.npy: no such file or folder"):
         load_dataset(str(tmp_path / "nope.npy"))
-    with pytest.raises(DataError, match=r"--data 'mnistt': not a registered dataset"):
+    with pytest.raises(DataError, match=r"dataset 'mnistt': not a registered dataset"):
         load_dataset("mnistt")
     (tmp_path / "x.txt").write_text("1")
     with pytest.raises(DataError, match=r"unknown format '\.txt'"):

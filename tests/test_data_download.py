@@ -181,8 +181,8 @@ def test_offline_error_lists_every_place_looked(isolated, tmp_path, monkeypatch)
     message = str(info.value)
     assert "\n" not in message
     for place in (
-        f"{tmp_path / 'mine'} (--data-dir)",
-        f"{tmp_path / 'mine' / 'fashion-mnist'} (--data-dir)",
+        f"{tmp_path / 'mine'} (data_dir)",
+        f"{tmp_path / 'mine' / 'fashion-mnist'} (data_dir)",
         f"{tmp_path / 'env'} (VAEKIT_DATA_DIR)",
         f"{isolated / 'fashion-mnist'} (user cache)",
         f"{tmp_path / 'system' / 'fashion-mnist'} (system path)",

@@ -13,60 +13,36 @@ import os
 import sys
 from pathlib import Path
 
-from vaekit.config import Config, ConfigError, apply_overrides, load_config
+from vaekit import __version__
+from vaekit.cli_flags import (
+    Parser,
+    add_config_flags,
+    config_overrides,
+    config_sections,
+    int_list,
+    union_section,
+)
+from vaekit.config import Config, ConfigError, apply_overrides, load_config, preset_names
+from vaekit.models import MODELS
+from vaekit.progress import PROGRESS_MODES
+from vaekit.spelling import command_line
 
-# CLI flag -> (config section, field). One table instead of a chain of ifs.
-TRAIN_FLAGS = {
-    "data": ("data", "name"),
-    "data_dir": ("data", "data_dir"),
-    "image_size": ("data", "image_size"),
-    "epochs": ("train", "epochs"),
-    "batch_size": ("train", "batch_size"),
-    "seed": ("train", "seed"),
-    "device": ("train", "device"),
-    "lr": ("optim", "lr"),
-    "latent_dim": ("model", "latent_dim"),
-    "likelihood": ("model", "likelihood"),
-    "likelihood_components": ("model", "likelihood_components"),
-    "posterior": ("model", "posterior"),
-    "flow_steps": ("model", "flow_steps"),
-    "model": ("model", "kind"),
-    "network": ("model", "network"),
-    "hidden_dims": ("model", "hidden_dims"),
-    "activation": ("model", "activation"),
-    "objective": ("objective", "name"),
-    "beta": ("objective", "beta"),
-    "num_mc_samples": ("objective", "num_mc_samples"),
-    # The training engine's flags (issue 4).
-    "max_steps": ("train", "max_steps"),
-    "patience": ("train", "patience"),
-    "schedule": ("schedule", "name"),
-    "warmup_steps": ("schedule", "warmup_steps"),
-    "kl_warmup_steps": ("objective", "kl_warmup_steps"),
-    "free_bits": ("objective", "free_bits"),
-    "grad_clip": ("optim", "grad_clip"),
-    "precision": ("train", "precision"),
-    "log_every": ("train", "log_every"),
-    "checkpoint_every": ("train", "checkpoint_every"),
-    "progress": ("train", "progress"),
-}
-# Boolean switches: set the field to true when given.
-TRAIN_SWITCHES = {
-    "compile": ("train", "compile"),
-    "deterministic": ("train", "deterministic"),
-}
+_hidden_dims = int_list
 
 
-def _hidden_dims(text: str) -> list[int]:
-    try:
-        dims = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-    if not dims or any(d < 1 for d in dims):
-        raise argparse.ArgumentTypeError(f"expected positive widths like 512,256, got {text!r}")
-    return dims
+def _train_sections() -> dict[str, type]:
+    """The config sections whose fields become `vaekit train` flags. The model section is
+    the union of every registered model's config fields, with --model (the registry's
+    names) first; the model chosen then validates the fields given."""
+    from vaekit.config import setting
+    from vaekit.models import models_help
+
+    sections = config_sections(Config)
+    kind = setting("vae", flag="model", help=models_help())
+    classes = [MODELS[name].config_class for name in MODELS]
+    sections["model"] = union_section("ModelFlags", classes, [("kind", str, kind)])
+    sections["model"].__doc__ = "The model: its kind and the fields of its own config class."
+    return sections
 
 
 def _positive_int(text: str) -> int:
@@ -100,30 +76,51 @@ def _image_size(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+SPLITS = ["train", "val", "test"]
+DATA_DIR_HELP = (
+    "directory holding the dataset's files (default: none: $VAEKIT_DATA_DIR, ~/.cache/vaekit "
+    "and /usr/share/datasets are searched, else the files are downloaded)"
+)
+RUN_DATA_DIR_HELP = (
+    "directory holding the dataset's files (default: none: the run's own data.data_dir, "
+    "then the standard places)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="vaekit",
         description="Variational autoencoders: train, evaluate and sample. "
         "All likelihood numbers are in nats per example unless they say bits per dim.",
     )
+    parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = commands.add_parser(
         "train",
         help="train a VAE or AE and write a run directory",
-        description="Train a model. Flags override the --config file, --set overrides both. "
+        description="Train a model. Flags override the --config file, --set overrides both; "
+        "the defaults shown are the built-in ones, which a --config preset or file replaces. "
         "Writes OUT/config.json, model.safetensors, metrics.jsonl, checkpoints/{last,best}/, "
-        "tensorboard/, samples.png, reconstructions.png. Multi-GPU/multi-node: launch with "
-        "torchrun (see README, Training).",
+        "tensorboard/, samples.png, reconstructions.png, report.html. Multi-GPU/multi-node: "
+        "launch with torchrun (see README, Training).",
     )
-    p.add_argument("--config", type=Path, help="TOML config file (see configs/)")
-    p.add_argument("--out", type=Path, help="run directory to create (required unless --resume)")
+    p.add_argument(
+        "--config",
+        metavar="PRESET|FILE",
+        help=f"a preset shipped with vaekit ({', '.join(preset_names())}) or a TOML file "
+        "(default: none: the built-in defaults shown below)",
+    )
+    p.add_argument(
+        "--out", type=Path, help="run directory to create (default: none; required unless --resume)"
+    )
     p.add_argument(
         "--resume",
         type=Path,
         metavar="RUN",
         help="continue the run in RUN from RUN/checkpoints/last (its config, changed only by "
-        "the flags and --set given here; the model and data sections cannot change)",
+        "the flags and --set given here; the model and data sections cannot change; "
+        "default: none, a new run)",
     )
     p.add_argument(
         "--overwrite",
@@ -131,125 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace an existing run directory; only one vaekit created (it holds a "
         ".vaekit-run marker), never the current directory, a parent of it or the home folder",
     )
-    p.add_argument(
-        "--data",
-        help="a dataset name (see `vaekit datasets`; default digits) or a path: a folder of "
-        "PNG/JPEG images (class sub-folders = labels), a .npy/.npz array, a .csv/.parquet table",
+    # One flag per config field, generated from the fields' own help (vaekit/cli_flags.py).
+    flags = add_config_flags(
+        p,
+        _train_sections(),
+        choices={"model.kind": sorted(MODELS)},
+        types_={"data.image_size": _image_size},
     )
-    p.add_argument(
-        "--data-dir",
-        help="directory holding a built-in dataset's files (searched before $VAEKIT_DATA_DIR, "
-        "~/.cache/vaekit and /usr/share/datasets; else the files are downloaded)",
-    )
-    p.add_argument(
-        "--image-size",
-        type=_image_size,
-        metavar="HxW",
-        help="resize (keeping the aspect) and centre-crop an image folder to H x W pixels",
-    )
-    p.add_argument("--epochs", type=_positive_int)
-    p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--lr", type=float, help="Adam learning rate")
-    p.add_argument("--seed", type=_seed)
-    p.add_argument("--device", help="auto (default: CUDA, then MPS, then CPU), cpu, cuda, mps")
-    from vaekit.models import model_names, models_help  # the registry lists the models
-
-    p.add_argument("--model", choices=model_names(), help=models_help())
-    p.add_argument("--latent-dim", type=_positive_int, help="m, the code dimension")
-    p.add_argument(
-        "--likelihood",
-        help="p(x|z): gaussian (unit variance, the lecture's), gaussian-learned (per-dimension "
-        "sigma), gaussian-shared (one sigma), gaussian-heteroscedastic (the decoder outputs "
-        "a sigma per dimension and example), bernoulli (binary data only), "
-        "discretized-logistic and discretized-logistic-mixture (probabilities of the data's "
-        "discrete levels, e.g. 8-bit pixels: exact bits/dim, no dequantisation); default: the "
-        "dataset's",
-    )
-    p.add_argument(
-        "--posterior",
-        help="q(z|x): diagonal (default), full (Cholesky covariance) or iaf (an inverse "
-        "autoregressive flow on a diagonal Gaussian, Kingma et al. 2016)",
-    )
-    p.add_argument(
-        "--flow-steps", type=_positive_int, help="T, the IAF posterior's steps (default 2)"
-    )
-    p.add_argument(
-        "--likelihood-components",
-        type=_positive_int,
-        metavar="K",
-        help="logistics per dimension of discretized-logistic-mixture (default 5)",
-    )
-    p.add_argument("--network", help="auto (default: conv for 28x28/32x32 images), mlp, conv")
-    p.add_argument("--hidden-dims", type=_hidden_dims, help="MLP widths, e.g. 512,256 (mirrored)")
-    p.add_argument("--activation", help="relu (default), elu, gelu, tanh, silu")
-    p.add_argument(
-        "--objective",
-        help="elbo (default, beta-weighted), slide (the lecture's L_VAE; unit Gaussian decoder), "
-        "iwae, reconstruction (AE), vq (VQ-VAE); a model without an ELBO takes its own default",
-    )
-    p.add_argument("--beta", type=float, help="KL weight of the beta-ELBO (1 = true ELBO)")
-    p.add_argument("--num-mc-samples", type=_positive_int, help="L draws per example for the ELBO")
-    p.add_argument(
-        "--max-steps",
-        type=_positive_int,
-        help="step budget (optimiser steps); replaces --epochs as the budget when given",
-    )
-    p.add_argument(
-        "--patience",
-        type=_positive_int,
-        help="early stopping: stop after this many epochs without a better validation ELBO",
-    )
-    p.add_argument(
-        "--schedule",
-        help="learning-rate schedule: constant (default), cosine (linear warm-up, then cosine "
-        "to schedule.min_lr), plateau (reduce on a stalled validation ELBO)",
-    )
-    p.add_argument(
-        "--warmup-steps", type=int, help="linear learning-rate warm-up steps (cosine schedule)"
-    )
-    p.add_argument(
-        "--kl-warmup-steps",
-        type=int,
-        help="KL warm-up: beta rises linearly from 0 to --beta over this many steps (elbo)",
-    )
-    p.add_argument(
-        "--free-bits",
-        type=float,
-        metavar="LAMBDA",
-        help="free bits (elbo): each latent coordinate's batch-mean KL counts as at least LAMBDA "
-        "nats in the loss (Kingma et al. 2016); the logged ELBO stays the true one",
-    )
-    p.add_argument(
-        "--grad-clip", type=float, help="clip the gradient's global L2 norm to this value"
-    )
-    p.add_argument(
-        "--precision",
-        help="fp32 (default), bf16 (autocast) or fp16 (autocast + GradScaler): CUDA only; "
-        "log-densities are always computed in fp32",
-    )
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (opt-in)")
-    p.add_argument(
-        "--deterministic",
-        action="store_true",
-        help="deterministic kernels (torch.use_deterministic_algorithms); slower on GPU",
-    )
-    p.add_argument("--log-every", type=_positive_int, help="steps between metrics records")
-    p.add_argument(
-        "--checkpoint-every",
-        type=_positive_int,
-        help="steps between mid-epoch checkpoints (one is also written after every epoch, and "
-        "when train.checkpoint_minutes have passed since the last one: default 5)",
-    )
-    p.add_argument(
-        "--progress",
-        help="auto (default: a progress bar on a terminal, log lines otherwise), bar, plain",
-    )
+    p.set_defaults(config_flags=flags)
     p.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="SECTION.FIELD=VALUE",
-        help="override any config field, e.g. --set optim.lr=3e-4 (repeatable)",
+        help="override any config field, e.g. --set optim.lr=3e-4 (repeatable; default: none)",
     )
 
     p = commands.add_parser(
@@ -263,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         "file cannot be written it says so and still exits 0.",
     )
     p.add_argument("run", type=Path, help="run or model directory")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--split", default="test", choices=SPLITS, help="the split to evaluate")
     p.add_argument(
         "--num-samples",
         type=_positive_int,
@@ -284,18 +176,34 @@ def build_parser() -> argparse.ArgumentParser:
         "cache-friendly on CPU; raise it on a GPU)",
     )
     p.add_argument("--batch-size", type=_positive_int, default=100, help="examples per batch")
-    p.add_argument("--max-examples", type=_positive_int, help="evaluate only the first N")
-    p.add_argument("--data-dir", help="directory holding the dataset's files")
+    p.add_argument(
+        "--max-examples", type=_positive_int, help="evaluate only the first N (default: all)"
+    )
+    p.add_argument("--data-dir", help=RUN_DATA_DIR_HELP)
     p.add_argument("--seed", type=_seed, default=0, help="seed of the draws (default 0)")
     p.add_argument("--no-fcd", action="store_true", help="skip the Fréchet classifier distance")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
+        "--progress",
+        default="auto",
+        choices=PROGRESS_MODES,
+        help="the importance sampling's progress on stderr: auto (a bar with ETA on a "
+        "terminal, lines otherwise), bar, plain (a line at every tenth of the examples) "
+        "(default: auto)",
+    )
+    p.add_argument(
         "--data",
         type=Path,
         help="evaluate new data instead of the run's split: an image folder, .npy/.npz, "
-        ".csv/.parquet on the training data's scale (all rows; RUN/eval.json is not touched)",
+        ".csv/.parquet on the training data's scale (all rows; RUN/eval.json is not touched) "
+        "(default: none, the run's own split)",
     )
-    p.add_argument("-o", "--output", type=Path, help="with --data: write the result as JSON here")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="with --data: write the result as JSON here (default: none, print only)",
+    )
     _trust_scale_flag(p)
 
     p = commands.add_parser(
@@ -307,26 +215,27 @@ def build_parser() -> argparse.ArgumentParser:
         "verified and is refused by train). `vaekit train --data` also takes a path to "
         "user data: an image folder, .npy, .npz, .csv or .parquet.",
     )
-    p.add_argument("--data-dir", help="also look for the files here first")
+    p.add_argument("--data-dir", help="also look for the files here first (default: none)")
 
     p = commands.add_parser("sample", help="decode draws from the prior into a PNG grid")
     p.add_argument("run", type=Path, help="run or model directory")
     p.add_argument("-n", type=_positive_int, default=64, help="number of samples (default 64)")
     p.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
-    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the prior draws")
     p.add_argument(
         "--label",
         type=int,
-        help="class to draw for a conditional model (--model cvae); without it, one row per class",
+        help="class to draw for a conditional model (--model cvae) (default: none, one row per "
+        "class)",
     )
 
     def picture_command(name: str, help_text: str) -> argparse.ArgumentParser:
         q = commands.add_parser(name, help=help_text, description=help_text)
         q.add_argument("run", type=Path, help="run or model directory")
         q.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
-        q.add_argument("--split", default="test", choices=["train", "val", "test"])
+        q.add_argument("--split", default="test", choices=SPLITS, help="examples from this split")
         q.add_argument("--seed", type=_seed, default=0, help="seed of the data transform draw")
-        q.add_argument("--data-dir", help="directory holding the dataset's files")
+        q.add_argument("--data-dir", help=RUN_DATA_DIR_HELP)
         return q
 
     p = picture_command(
@@ -373,8 +282,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-o", "--output", type=Path, required=True, help=".npy (or .csv: z1..zm) for the means"
     )
-    p.add_argument("--log-var", type=Path, help=".npy/.csv file for log Sigma_jj(x) [N, m]")
-    p.add_argument("--sample", type=Path, help=".npy/.csv file for one draw z ~ q(z|x) [N, m]")
+    p.add_argument(
+        "--log-var",
+        type=Path,
+        help=".npy/.csv file for log Sigma_jj(x) [N, m] (default: none, not written)",
+    )
+    p.add_argument(
+        "--sample",
+        type=Path,
+        help=".npy/.csv file for one draw z ~ q(z|x) [N, m] (default: none, not written)",
+    )
     _trust_scale_flag(p)
     p.add_argument(
         "--preprocessed",
@@ -457,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-examples", type=_positive_int, default=1000, help="examples evaluated if needed"
     )
-    p.add_argument("--data-dir", help="directory holding the dataset's files")
+    p.add_argument("--data-dir", help=RUN_DATA_DIR_HELP)
 
     p = commands.add_parser(
         "explore",
@@ -538,7 +455,7 @@ def _add_contrast_parsers(commands) -> None:
         default="synthetic",
         help="'synthetic' (default: known W, b, sigma) or a registered dataset (flattened)",
     )
-    p.add_argument("--data-dir", help="directory holding the dataset's files")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.add_argument("--latent-dim", type=_positive_int, default=3, help="m (default 3)")
     p.add_argument(
         "--em-iterations", type=_positive_int, default=500, help="EM iterations (default 500)"
@@ -551,7 +468,11 @@ def _add_contrast_parsers(commands) -> None:
         "--max-examples", type=_positive_int, default=2000, help="examples used (default 2000)"
     )
     p.add_argument("--seed", type=_seed, default=0, help="data, initialisation and rotation seed")
-    p.add_argument("--out", type=Path, help="write OUT/report.html, OUT/em.json and figures")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="write OUT/report.html, OUT/em.json and figures (default: none, print only)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = commands.add_parser(
@@ -581,13 +502,13 @@ def _add_contrast_parsers(commands) -> None:
     p.add_argument("--out", type=Path, help="report directory to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--data", default="digits", help="dataset to train both on (default digits)")
-    p.add_argument("--data-dir", help="directory holding the dataset's files")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.add_argument(
         "--runs",
         nargs=2,
         type=Path,
         metavar=("AE_RUN", "VAE_RUN"),
-        help="compare two existing run directories instead of training",
+        help="compare two existing run directories instead of training (default: none, train both)",
     )
     p.add_argument("--epochs", type=_positive_int, default=40, help="epochs each (default 40)")
     p.add_argument("--latent-dim", type=_positive_int, default=8, help="m (default 8)")
@@ -615,27 +536,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         config = run_config(args.resume)
     else:
         config = load_config(args.config) if args.config else Config()
-    overrides = []
-    for flag, (section, name) in TRAIN_FLAGS.items():
-        value = getattr(args, flag)
-        if value is not None:
-            overrides.append(f"{section}.{name}={json.dumps(value)}")
-    overrides += [f"{s}.{n}=true" for flag, (s, n) in TRAIN_SWITCHES.items() if getattr(args, flag)]
-    config = apply_overrides(config, overrides + args.set)
-    result = train(config, out=args.out, overwrite=args.overwrite, resume=args.resume)
-    if result.run_dir is None:  # a torchrun rank other than 0 writes nothing
-        return
-    print(f"run directory: {result.run_dir}")
-    for name in (
-        "config.json",
-        "model.safetensors",
-        "metrics.jsonl",
-        "samples.png",
-        "reconstructions.png",
-        "report.html",
-    ):
-        if (result.run_dir / name).exists():
-            print(f"  {result.run_dir / name}")
+    config = apply_overrides(config, config_overrides(args, args.config_flags) + args.set)
+    # train() prints the progress and, at the end, a summary with every file it wrote.
+    train(config, out=args.out, overwrite=args.overwrite, resume=args.resume)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -656,6 +559,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         data=args.data,
         output=args.output,
         trust_scale=args.trust_scale,
+        progress=args.progress,
+        log=lambda line: print(line, file=sys.stderr),
     )
     if args.json:
         print(json.dumps(result, allow_nan=False))  # strict JSON: non-finite numbers are null
@@ -727,6 +632,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
             raise ValueError(
                 f"--label {args.label}: the model has classes 0..{model.num_classes - 1}"
             )
+    args.output.parent.mkdir(parents=True, exist_ok=True)  # as reconstruct & co. do
     save_samples(model, args.output, n=args.n, seed=args.seed, label=args.label)
     print(f"wrote {args.output}")
 
@@ -971,13 +877,32 @@ COMMANDS = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    from vaekit.rundir import command_line
+# Exit status after the reader of our output went away (`vaekit evaluate RUN | head -1`):
+# 128 + SIGPIPE, what a shell reports for any program a closed pipe stops. A plain pipeline
+# ignores it, as it does for `cat`; under `set -o pipefail` it says, truthfully, that not all
+# output was read (0 would claim it was).
+EXIT_BROKEN_PIPE = 141
 
+
+def main(argv: list[str] | None = None) -> int:
+    from vaekit import rundir
+
+    # Library messages name flags (--overwrite), not Python keywords (overwrite=True).
+    with command_line(), rundir.command_line():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with command_line():  # messages name flags (--overwrite), not Python arguments
-            COMMANDS[args.command](args)
+        COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+    except BrokenPipeError:
+        # Quietly: point stdout at /dev/null so the interpreter's final flush cannot fail too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt as exc:  # Ctrl-C: training checkpointed and says how to resume
         if os.environ.get("VAEKIT_DEBUG"):
             raise

@@ -27,6 +27,7 @@ from vaekit.data import Dataset
 from vaekit.distributions.functional import kl_full_gaussian_standard_normal
 from vaekit.feature_net import frechet_distance, load_or_train
 from vaekit.models import MODELS, Model
+from vaekit.spelling import spell
 
 
 def comparison_configs(
@@ -137,6 +138,11 @@ def setup_differences(ae_config: dict[str, Any], vae_config: dict[str, Any]) -> 
     return differ
 
 
+def _runs(runs) -> str:
+    """How the message names the two runs: the flag, or the keyword."""
+    return spell(f"--runs {runs[0]} {runs[1]}", f"runs=({str(runs[0])!r}, {str(runs[1])!r})")
+
+
 def compare(
     out: str | Path,
     data: str = "digits",
@@ -178,9 +184,9 @@ def compare(
     else:
         (ae, ae_data), (vae, vae_data) = (load_run(run, data_dir) for run in runs)
         if ae.has_likelihood or not vae.has_likelihood:
-            raise ValueError(f"--runs {runs[0]} {runs[1]}: expected an AE run, then a VAE run")
+            raise ValueError(f"{_runs(runs)}: expected an AE run, then a VAE run")
         if ae_data.info() != vae_data.info() or ae.data_shape != vae.data_shape:
-            raise ValueError(f"--runs {runs[0]} {runs[1]}: the runs used different data")
+            raise ValueError(f"{_runs(runs)}: the runs used different data")
         models, dataset, source = (
             {"ae": ae, "vae": vae},
             vae_data,

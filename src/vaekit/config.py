@@ -8,14 +8,18 @@ ill-typed field raises :class:`ConfigError` naming the field and what is allowed
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
+
+from vaekit.spelling import spell
 
 # The largest seed: torch takes 64-bit seeds, and the trainer adds rank and step offsets.
 MAX_SEED = 2**63 - 1
@@ -23,6 +27,30 @@ MAX_SEED = 2**63 - 1
 
 class ConfigError(ValueError):
     """A configuration field is unknown, missing or of the wrong type or value."""
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    flag: str | None = None,
+    default_factory: Any = dataclasses.MISSING,
+    shown_default: str | None = None,
+    metavar: str | None = None,
+) -> Any:
+    """A config field that documents itself: ``help`` says what it does (``vaekit train
+    --help`` shows it with the default). ``flag`` names its ``vaekit train`` flag where that
+    differs from the field name (``""``: no flag; ``--set`` and TOML still reach it);
+    ``shown_default`` replaces the default in the help where the bare value would mislead;
+    ``metavar`` names the flag's value in the help (e.g. ``HxW``)."""
+    metadata = {"help": help}
+    if flag is not None:
+        metadata["flag"] = flag
+    if shown_default is not None:
+        metadata["shown_default"] = shown_default
+    if metavar is not None:
+        metadata["metavar"] = metavar
+    return field(default=default, default_factory=default_factory, metadata=metadata)
 
 
 @dataclass
@@ -34,7 +62,6 @@ class ModelConfig:
 
     # The registry name of the model; each subclass fixes it (not a constructor argument).
     kind: str = field(default="", init=False)
-    # "auto" takes the dataset's default (its support decides: binary -> bernoulli).
     likelihood: Literal[
         "auto",
         "gaussian",
@@ -44,14 +71,29 @@ class ModelConfig:
         "bernoulli",
         "discretized-logistic",
         "discretized-logistic-mixture",
-    ] = "auto"
-    # K, the logistics per dimension of discretized-logistic-mixture (other likelihoods ignore it).
-    likelihood_components: int = 5
-    # Filled in from the data when training starts: [C, H, W] for images, [D] for vectors.
-    data_shape: list[int] | None = None
-    # Filled in from the data for the discretised likelihoods: the number of discrete levels
-    # per dimension (256 for 8-bit images, 17 for digits), which sets their bin width.
-    data_levels: int | None = None
+    ] = setting(
+        "auto",
+        help="p(x|z): gaussian (unit variance, the lecture's), gaussian-learned (a sigma per "
+        "dimension), gaussian-shared (one sigma), gaussian-heteroscedastic (the decoder "
+        "outputs a sigma per dimension and example), bernoulli (binary data only), "
+        "discretized-logistic and discretized-logistic-mixture (probabilities of the data's "
+        "discrete levels: exact bits/dim, no dequantisation); auto: the dataset's default "
+        "(its support decides: binary data gets bernoulli)",
+    )
+    likelihood_components: int = setting(
+        5, metavar="K", help="logistics per dimension of discretized-logistic-mixture"
+    )
+    data_shape: list[int] | None = setting(
+        None,
+        flag="",
+        help="filled in from the data when training starts: [C, H, W] for images, [D] for vectors",
+    )
+    data_levels: int | None = setting(
+        None,
+        flag="",
+        help="filled in from the data for the discretised likelihoods: the number of discrete "
+        "levels per dimension (256 for 8-bit images, 17 for digits), which sets their bin width",
+    )
 
     def __post_init__(self) -> None:
         if type(self) is ModelConfig:
@@ -132,13 +174,28 @@ def _default_model_config() -> ModelConfig:
 class DataConfig:
     """Which data, and how it is split."""
 
-    # A registered dataset name (see `vaekit datasets`) or a path to user data.
-    name: str = "digits"
-    data_dir: str | None = None
-    val_fraction: float = 0.1
-    split_seed: int = 0
-    # [H, W] in pixels: resize/crop an image folder to this size (None: images must agree).
-    image_size: list[int] | None = None
+    name: str = setting(
+        "digits",
+        flag="data",
+        help="a dataset name (see `vaekit datasets`) or a path: a folder of PNG/JPEG images "
+        "(class sub-folders = labels), a .npy/.npz array, a .csv/.parquet table",
+    )
+    data_dir: str | None = setting(
+        None,
+        help="directory holding a built-in dataset's files (searched before $VAEKIT_DATA_DIR, "
+        "~/.cache/vaekit and /usr/share/datasets; else the files are downloaded)",
+        shown_default="none: search those places",
+    )
+    val_fraction: float = setting(
+        0.1, help="share of the training examples held out for validation, in [0, 1)"
+    )
+    split_seed: int = setting(0, help="seed of the train/validation split")
+    image_size: list[int] | None = setting(
+        None,
+        help="resize (keeping the aspect) and centre-crop an image folder to H x W pixels",
+        shown_default="none: the images must agree in size",
+        metavar="HxW",
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
@@ -151,18 +208,29 @@ class DataConfig:
 class ObjectiveConfig:
     """The training criterion (see ``vaekit.objectives``)."""
 
-    # "elbo" stands for a model's own default where it has no ELBO (ae: reconstruction,
-    # vqvae: vq, its reconstruction + commitment loss).
-    name: Literal["elbo", "slide", "iwae", "reconstruction", "vq"] = "elbo"
-    beta: float = 1.0  # KL weight of the beta-ELBO; 1 is the true ELBO
-    num_mc_samples: int = 1  # L: reparameterised draws per example for the ELBO's expectation
-    num_importance_samples: int = 5  # K of the IWAE bound
-    # KL warm-up (elbo objective only): beta rises linearly from 0 to `beta` over this many
-    # optimiser steps; 0 = no warm-up.
-    kl_warmup_steps: int = 0
-    # Free bits (elbo objective only), lambda in nats per latent group: the batch-mean KL of
-    # each group counts as at least lambda in the loss (Kingma et al. 2016); 0 = off.
-    free_bits: float = 0.0
+    name: Literal["elbo", "slide", "iwae", "reconstruction", "vq"] = setting(
+        "elbo",
+        flag="objective",
+        help="elbo (beta-weighted), slide (the lecture's L_VAE; unit Gaussian decoder), iwae, "
+        "reconstruction (the AE's), vq (the VQ-VAE's reconstruction + commitment loss); elbo "
+        "stands for a model's own default where it has no ELBO",
+    )
+    beta: float = setting(1.0, help="KL weight of the beta-ELBO; 1 is the true ELBO")
+    num_mc_samples: int = setting(
+        1, help="L: reparameterised draws per example for the ELBO's expectation"
+    )
+    num_importance_samples: int = setting(5, help="K of the IWAE bound (objective iwae)")
+    kl_warmup_steps: int = setting(
+        0,
+        help="KL warm-up (objective elbo only): beta rises linearly from 0 to its value over "
+        "this many optimiser steps; 0 = no warm-up",
+    )
+    free_bits: float = setting(
+        0.0,
+        metavar="LAMBDA",
+        help="free bits (objective elbo only), nats per latent group: the batch-mean KL of each "
+        "group counts as at least this in the loss (Kingma et al. 2016); 0 = off",
+    )
 
     def __post_init__(self) -> None:
         if self.beta < 0:
@@ -181,6 +249,7 @@ class ObjectiveConfig:
             "then --resume the run with --objective iwae",
             "slide": "the slide loss is the lecture's fixed formula",
             "reconstruction": "the AE's criterion has no KL",
+            "vq": "the VQ-VAE's loss has no KL",
         }
         for option in ("kl_warmup_steps", "free_bits"):
             if getattr(self, option) and self.name != "elbo":
@@ -194,14 +263,20 @@ class ObjectiveConfig:
 class OptimConfig:
     """Optimiser (Adam) settings."""
 
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    # Clip the global L2 norm of the gradient to this value; null = no clipping. The norm
-    # before clipping is logged as grad_norm either way.
-    grad_clip: float | None = None
-    # Polyak averaging: validate, checkpoint and save an exponential moving average of the
-    # weights with this decay (e.g. 0.999); null = off. See vaekit/averaging.py.
-    ema_decay: float | None = None
+    lr: float = setting(1e-3, help="Adam learning rate")
+    weight_decay: float = setting(0.0, help="Adam's L2 weight decay")
+    grad_clip: float | None = setting(
+        None,
+        help="clip the gradient's global L2 norm to this value (the norm before clipping is "
+        "logged as grad_norm either way)",
+        shown_default="none: no clipping",
+    )
+    ema_decay: float | None = setting(
+        None,
+        help="Polyak averaging: validate, checkpoint and save an exponential moving average "
+        "of the weights with this decay, e.g. 0.999",
+        shown_default="none: off",
+    )
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
@@ -221,11 +296,22 @@ class ScheduleConfig:
     when the validation ELBO has not improved for ``patience`` epochs (never below ``min_lr``).
     """
 
-    name: Literal["constant", "cosine", "plateau"] = "constant"
-    warmup_steps: int = 0
-    min_lr: float = 0.0
-    factor: float = 0.5
-    patience: int = 5
+    name: Literal["constant", "cosine", "plateau"] = setting(
+        "constant",
+        flag="schedule",
+        help="learning-rate schedule: constant, cosine (linear warm-up, then a half cosine to "
+        "--min-lr), plateau (reduce on a stalled validation ELBO)",
+    )
+    warmup_steps: int = setting(0, help="linear learning-rate warm-up steps (cosine schedule)")
+    min_lr: float = setting(0.0, help="the lowest learning rate (cosine and plateau schedules)")
+    factor: float = setting(
+        0.5, flag="plateau-factor", help="plateau schedule: multiply the lr by this, in (0, 1)"
+    )
+    patience: int = setting(
+        5,
+        flag="plateau-patience",
+        help="plateau schedule: epochs without a better validation ELBO before the lr drops",
+    )
 
     def __post_init__(self) -> None:
         if self.warmup_steps < 0:
@@ -242,32 +328,68 @@ class ScheduleConfig:
 class TrainConfig:
     """The loop: budget, batching, seed, device, checkpoints, logging, numerics."""
 
-    epochs: int = 10
-    # Step budget (optimiser steps); when set it replaces `epochs` as the budget.
-    max_steps: int | None = None
-    # Global batch size: split across ranks under torchrun.
-    batch_size: int = 128
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    eval_batch_size: int = 1000
-    # Early stopping: stop after this many epochs without a better validation ELBO; null = off.
-    patience: int | None = None
-    log_every: int = 50  # steps between "step" records in metrics.jsonl
-    checkpoint_every: int = 500  # steps between mid-epoch checkpoints (plus one every epoch)
-    # Also checkpoint when this many minutes passed since the last one, so a long first
-    # epoch is not lost to a crash before step `checkpoint_every`.
-    checkpoint_minutes: float = 5.0
-    # NaN/inf guard: a non-finite loss or gradient skips the update; this many in a row stop.
-    max_bad_steps: int = 10
-    # Deterministic kernels (torch.use_deterministic_algorithms); slower on GPU.
-    deterministic: bool = False
-    # Mixed precision for the network bodies (CUDA only); log-densities stay in fp32.
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    compile: bool = False  # torch.compile the training step's model
-    tensorboard: bool = True  # write TensorBoard events when tensorboard is installed
-    # Epochs between the sample and reconstruction grids in TensorBoard (and after the last).
-    tensorboard_images_every: int = 5
-    progress: Literal["auto", "bar", "plain"] = "auto"  # auto: a bar on a terminal
+    epochs: int = setting(10, help="passes over the training split (the budget)")
+    max_steps: int | None = setting(
+        None,
+        help="step budget (optimiser steps); replaces --epochs as the budget when given",
+        shown_default="none: --epochs is the budget",
+    )
+    batch_size: int = setting(
+        128, help="examples per optimiser step (global: split across ranks under torchrun)"
+    )
+    seed: int = setting(
+        0, help="seeds the weights, the data order, the data transforms and the noise"
+    )
+    device: Literal["auto", "cpu", "cuda", "mps"] = setting(
+        "auto", help="auto: CUDA, then MPS, then CPU"
+    )
+    eval_batch_size: int = setting(1000, help="examples per batch when validating")
+    patience: int | None = setting(
+        None,
+        help="early stopping: stop after this many epochs without a better validation ELBO",
+        shown_default="none: off",
+    )
+    log_every: int = setting(50, help='steps between "step" records in metrics.jsonl')
+    checkpoint_every: int = setting(
+        500, help="steps between mid-epoch checkpoints (one is also written after every epoch)"
+    )
+    checkpoint_minutes: float = setting(
+        5.0,
+        help="also checkpoint when this many minutes passed since the last checkpoint, so a "
+        "long first epoch is not lost to a crash",
+    )
+    max_bad_steps: int = setting(
+        10,
+        help="NaN/inf guard: a non-finite loss or gradient skips the update; this many in a "
+        "row stop training",
+    )
+    deterministic: bool = setting(
+        False, help="deterministic kernels (torch.use_deterministic_algorithms); slower on GPU"
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = setting(
+        "fp32",
+        help="fp32, bf16 (autocast) or fp16 (autocast + GradScaler) for the network bodies: "
+        "CUDA only; log-densities are always computed in fp32",
+    )
+    compile: bool = setting(False, help="torch.compile the training step's model (opt-in)")
+    tensorboard: bool = setting(
+        True, help="write TensorBoard events to RUN/tensorboard when tensorboard is installed"
+    )
+    tensorboard_images_every: int = setting(
+        5,
+        help="epochs between the sample and reconstruction grids in TensorBoard (and after "
+        "the last)",
+    )
+    progress: Literal["auto", "bar", "plain"] = setting(
+        "auto",
+        help="auto: a progress bar on a terminal or in Jupyter, log lines otherwise; bar; "
+        "plain (log lines)",
+    )
+    report: bool = setting(
+        True,
+        help="write RUN/report.html at the end of training (it evaluates first, with K = 500 "
+        "importance samples on up to 1000 test examples)",
+    )
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -389,9 +511,33 @@ def _describe(tp: Any) -> str:
     )
 
 
+def preset_names() -> list[str]:
+    """The presets shipped inside the package (``vaekit/configs/NAME.toml``), sorted."""
+    folder = resources.files("vaekit") / "configs"
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def find_config(name_or_path: str | Path) -> Path:
+    """The TOML file for ``name_or_path``: an existing file, else the preset of that name
+    shipped with vaekit (``digits`` or ``digits.toml``), from whatever folder it is asked."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    name = path.name[: -len(".toml")] if path.suffix == ".toml" else path.name
+    if path.parent == Path(".") and name in preset_names():
+        return Path(str(resources.files("vaekit") / "configs" / f"{name}.toml"))
+    presets = preset_names()
+    close = difflib.get_close_matches(name, presets, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(
+        f"{name_or_path}: config file not found, and not a preset ({', '.join(presets)}){hint}"
+    )
+
+
 def load_config(path: str | Path) -> Config:
-    """Read a TOML file into a validated :class:`Config` (missing fields take defaults)."""
-    path = Path(path)
+    """Read a TOML file, or a preset by name (``load_config("digits")``; see
+    :func:`find_config`), into a validated :class:`Config` (missing fields take defaults)."""
+    path = find_config(path)
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -402,6 +548,10 @@ def load_config(path: str | Path) -> Config:
         return Config.from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def _set() -> str:
+    return spell("--set", "override")
 
 
 def apply_overrides(config: Config, overrides: list[str]) -> Config:
@@ -419,11 +569,13 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
         key, sep, raw = item.partition("=")
         parts = key.strip().split(".")
         if not sep or len(parts) != 2 or not all(parts):
-            raise ConfigError(f"--set {item!r}: expected section.field=value, e.g. optim.lr=3e-4")
+            raise ConfigError(
+                f"{_set()} {item!r}: expected section.field=value, e.g. optim.lr=3e-4"
+            )
         section, name = parts
         if section not in data:
             raise ConfigError(
-                f"--set {item!r}: unknown section {section!r}; allowed: {', '.join(data)}"
+                f"{_set()} {item!r}: unknown section {section!r}; allowed: {', '.join(data)}"
             )
         try:
             value = tomllib.loads(f"v = {raw.strip()}")["v"]
@@ -433,7 +585,9 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
         if name not in data[section]:
             allowed = ", ".join(data[section])
             which = f" of model {data['model'].get('kind')!r}" if section == "model" else ""
-            raise ConfigError(f"--set {item!r}: unknown field {key!r}{which}; allowed: {allowed}")
+            raise ConfigError(
+                f"{_set()} {item!r}: unknown field {key!r}{which}; allowed: {allowed}"
+            )
         if (section, name) == ("model", "kind") and value != data["model"].get("kind"):
             data["model"] = retarget_model_dict(data["model"], value)
         else:

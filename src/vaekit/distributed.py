@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from vaekit.spelling import spell
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -61,7 +63,10 @@ def setup(device: torch.device) -> tuple[DistContext, torch.device]:
     elif device.type == "cpu":
         backend = "gloo"
     else:
-        raise ValueError(f"--device {device.type}: distributed training needs cuda or cpu")
+        raise ValueError(
+            f"{spell('--device', 'train.device =')} {device.type!r}: distributed training "
+            "needs cuda or cpu"
+        )
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank), device

@@ -53,6 +53,7 @@ from vaekit.allocator import keep_freed_memory
 from vaekit.data import DataError, Dataset
 from vaekit.metrics import units_of
 from vaekit.models import Model
+from vaekit.progress import progress_bar
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2015), §5.2
 # MiB per decoder call. Small on purpose: on CPU, calls of ~1000 rows stay in cache and ran
@@ -236,6 +237,7 @@ def evaluate(
     memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
     fcd: bool = True,
     log=None,
+    progress: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate ``model`` on ``split``; returns a JSON-ready dict (see the module doc).
 
@@ -246,6 +248,9 @@ def evaluate(
     the classifier once). A model without a likelihood (``has_likelihood`` False, e.g. an
     AE) gets no nll, ELBO or bits/dim: only what it defines (its per-example metrics, e.g.
     the reconstruction term, and its latent statistics); ``likelihood`` says so.
+    ``progress`` (auto, bar, plain; see ``vaekit.progress``) shows the evaluation's progress
+    as a bar with its ETA; without a bar, ``log`` (if given) gets a line at every tenth of
+    the examples.
     """
     model.eval()
     dataset = data_for_model(model, dataset)
@@ -265,15 +270,31 @@ def evaluate(
     torch.manual_seed(seed)
     log_px: list[torch.Tensor] = []
     per_example: dict[str, list[torch.Tensor]] = {}
-    for start in range(0, x_all.shape[0], batch_size):
-        x = x_all[start : start + batch_size].to(device)
-        y = y_all[start : start + batch_size].to(device) if y_all is not None else None
-        for key, value in model.per_example_metrics(x, y=y).items():
-            per_example.setdefault(key, []).append(value.cpu())
-        if model.has_likelihood:
-            log_px.append(model.log_likelihood(x, num_samples, chunk_size, y=y).cpu())
-            if log is not None:
-                log(f"  log-likelihood: {start + x.shape[0]}/{x_all.shape[0]} examples")
+    total, started, next_line = x_all.shape[0], time.perf_counter(), 0.1
+    what = f"log p(x), K = {num_samples}" if model.has_likelihood else "evaluating"
+    bar = progress_bar(total, progress, unit="example", desc=what)
+    try:
+        for start in range(0, total, batch_size):
+            x = x_all[start : start + batch_size].to(device)
+            y = y_all[start : start + batch_size].to(device) if y_all is not None else None
+            for key, value in model.per_example_metrics(x, y=y).items():
+                per_example.setdefault(key, []).append(value.cpu())
+            if model.has_likelihood:
+                log_px.append(model.log_likelihood(x, num_samples, chunk_size, y=y).cpu())
+            done = start + x.shape[0]
+            if bar is not None:
+                bar.update(x.shape[0])
+            elif log is not None and (done / total >= next_line or done == total):
+                next_line = math.floor(done / total * 10 + 1) / 10
+                elapsed = time.perf_counter() - started
+                left = elapsed / done * (total - done)
+                log(
+                    f"  {what}: {done}/{total} examples, "
+                    f"{elapsed:.0f} s elapsed, about {left:.0f} s left"
+                )
+    finally:
+        if bar is not None:
+            bar.close()
     result: dict[str, Any] = {"split": split, "num_examples": x_all.shape[0]}
     if not model.has_likelihood:
         result["likelihood"] = (

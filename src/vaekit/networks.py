@@ -16,6 +16,8 @@ import math
 import torch
 from torch import nn
 
+from vaekit.spelling import spell
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "elu": nn.ELU,
@@ -79,7 +81,8 @@ def _check_image_shape(data_shape: tuple[int, ...]) -> None:
     if len(data_shape) != 3 or data_shape[1] % 4 or data_shape[2] % 4:
         raise ValueError(
             "the conv network needs images [C, H, W] with H and W divisible by 4 "
-            f"(e.g. 1x28x28, 3x32x32); got data shape {list(data_shape)}: use --network mlp"
+            f"(e.g. 1x28x28, 3x32x32); got data shape {list(data_shape)}: use "
+            + spell("--network mlp", "model.network = 'mlp'")
         )
 
 

@@ -19,6 +19,7 @@ from vaekit.distributions.functional import LOG_2PI, log_mean_exp, slide_loss
 from vaekit.distributions.likelihoods import GaussianLikelihood
 from vaekit.distributions.posteriors import DiagonalGaussian
 from vaekit.models import Model
+from vaekit.spelling import spell, spell_value
 
 Metrics = dict[str, torch.Tensor]
 Labels = torch.Tensor | None
@@ -86,11 +87,15 @@ class SlideLoss:
         if not (isinstance(lik, GaussianLikelihood) and not lik.learned and lik.fixed_scale == 1):
             raise ValueError(
                 "the slide loss assumes the unit-variance Gaussian decoder: use "
-                "--likelihood gaussian (or the 'elbo' objective for other likelihoods)"
+                f"{spell_value('--likelihood', 'model.likelihood', 'gaussian')} (or the "
+                "'elbo' objective for other likelihoods)"
             )
         q = model.encode(x)
         if not isinstance(q, DiagonalGaussian):
-            raise ValueError("the slide loss assumes the diagonal posterior: --posterior diagonal")
+            raise ValueError(
+                "the slide loss assumes the diagonal posterior: "
+                + spell("--posterior diagonal", "model.posterior = 'diagonal'")
+            )
         z = q.rsample((self.num_mc_samples,))  # [L, B, m]
         x_hat = model.decoder(z)  # [L, B, *data_shape]
         per_example = slide_loss(x, x_hat, q.loc, q.log_var)  # [B]

@@ -23,7 +23,6 @@ import json
 import math
 import os
 import signal
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -37,6 +36,7 @@ from vaekit import checkpoint, distributed, rundir
 from vaekit.allocator import keep_freed_memory
 from vaekit.averaging import PolyakAverage
 from vaekit.config import Config, model_config_from_dict, to_dict
+from vaekit.console import LEGEND, Clock, format_record, summary, written_since
 from vaekit.data import Dataset, load_dataset
 from vaekit.data.datasets import FixedSplit
 from vaekit.distributions.likelihoods import LIKELIHOOD_OPTIONS, is_discrete
@@ -44,8 +44,10 @@ from vaekit.interrupt import InterruptFlag, TrainingInterrupted, resume_command
 from vaekit.models import Model, build_model
 from vaekit.objectives import NegativeELBO, build_objective
 from vaekit.precision import restore_precision, setup_precision
+from vaekit.progress import progress_bar
 from vaekit.provenance import training_metadata
 from vaekit.schedules import build_schedule, kl_weight
+from vaekit.spelling import spell, spell_value
 
 # Test hook: SIGKILL this process right after the given step (the resume test uses it to
 # die mid-epoch at a reproducible point, like a crash or a pre-empted job).
@@ -67,7 +69,9 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     steps: list[dict[str, Any]] = field(default_factory=list)
     run_dir: Path | None = None
-    stop_reason: str = "budget"
+    stop_reason: str = "budget"  # or "early-stop", or "finished" (resumed with nothing left)
+    wall_seconds: float = 0.0
+    files: list[str] = field(default_factory=list)  # written in run_dir, relative paths
 
 
 @dataclass
@@ -98,9 +102,15 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available (try --device auto)")
+        raise ValueError(
+            f"{spell_value('--device', 'train.device', 'cuda')}: no CUDA device is available "
+            f"(try {spell_value('--device', 'train.device', 'auto')})"
+        )
     if name == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("--device mps: MPS is not available (try --device auto)")
+        raise ValueError(
+            f"{spell_value('--device', 'train.device', 'mps')}: MPS is not available "
+            f"(try {spell_value('--device', 'train.device', 'auto')})"
+        )
     return torch.device(name)
 
 
@@ -117,7 +127,8 @@ def resolve_model_config(config: Config, dataset: Dataset) -> Dataset:
         model.likelihood = dataset.default_likelihood
     if model.likelihood == "bernoulli" and dataset.support != "binary":
         raise ValueError(
-            f"--likelihood bernoulli needs binary data, but {dataset.name!r} has support "
+            f"{spell_value('--likelihood', 'model.likelihood', 'bernoulli')} needs binary "
+            f"data, but {dataset.name!r} has support "
             f"{dataset.support!r}: use a binarised variant or a Gaussian likelihood"
         )
     if is_discrete(model.likelihood):  # binary data is already its two levels
@@ -125,6 +136,11 @@ def resolve_model_config(config: Config, dataset: Dataset) -> Dataset:
         if "data_levels" in LIKELIHOOD_OPTIONS.get(model.likelihood, {}).values():
             model.data_levels = dataset.num_levels
     return dataset
+
+
+def _shown(path: str | Path | None) -> str:
+    """A path as the message shows it: as typed on the command line, quoted in Python."""
+    return spell(str(path), repr(str(path)))
 
 
 def prepare_run_dir(out: str | Path, overwrite: bool, lock: rundir.RunLock | None = None) -> Path:
@@ -188,7 +204,10 @@ def train(
     The run directory is locked against other writers while training runs.
     """
     if resume is not None and out is not None and Path(out) != Path(resume):
-        raise ValueError(f"--out {out} and --resume {resume}: a resumed run stays in its directory")
+        raise ValueError(
+            f"{spell('--out ', 'out=')}{_shown(out)} and {spell('--resume ', 'resume=')}"
+            f"{_shown(resume)}: a resumed run stays in its directory"
+        )
     if config is None:
         if resume is None:
             raise ValueError("train: give a config, or resume=RUN to continue a run")
@@ -218,6 +237,7 @@ class Trainer:
         self.config, self.log = config, log
         setup_start = time.perf_counter()
         self.lock = lock if lock is not None else rundir.RunLock()
+        self.clock = Clock()
         if tc.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it
             torch.use_deterministic_algorithms(True)
@@ -270,7 +290,9 @@ class Trainer:
             checkpoint.write_run_config(self.run_dir, self.model, dataset.info(), to_dict(config))
         elif out is not None:
             self.run_dir = Path(out)
-        self.writes = self.run_dir is not None and self.ctx.is_main
+        # A finished run resumed with the same budget: say so, write nothing (run()).
+        self.finished = resume is not None and self._nothing_left()
+        self.writes = self.run_dir is not None and self.ctx.is_main and not self.finished
         self.started = setup_start - self.state.train_seconds  # the clock of train_seconds
         step_module = ObjectiveModule(self.model, self.objective)
         if self.ctx.enabled:
@@ -285,6 +307,8 @@ class Trainer:
 
     def run(self) -> TrainResult:
         tc, state, reason = self.config.train, self.state, "budget"
+        if self.finished:
+            return self._nothing_to_train()
         train_split = self.dataset.train  # in memory, or streamed from disk (never loaded whole)
         transform = self.dataset.transform
         if transform.log_data_scale(tuple(self.dataset.shape)) != 0.0:
@@ -292,6 +316,7 @@ class Trainer:
                 f"ELBO terms while training are of the model's inputs ({transform.space}); "
                 "`vaekit evaluate` also reports them for the data as given"
             )
+        (self.bar.write if self.bar is not None else self.log)(LEGEND)  # above the bar
         self.sigint.start()  # Ctrl-C: finish the step, checkpoint, stop (vaekit/interrupt.py)
         try:
             while state.step < self.budget and reason == "budget":
@@ -330,6 +355,8 @@ class Trainer:
                 if self.stop_requested:
                     raise self._interruption()
             self.sigint.stop()
+            if self.bar is not None:  # the end-of-training lines go below a finished bar
+                self.bar.close()
             if self.average is not None:  # the trained model is the averaged one
                 self.average.apply_permanently()
             self.model.eval()
@@ -346,12 +373,8 @@ class Trainer:
                     metadata=training_metadata(self.device, seconds, self.ctx.world_size),
                 )
                 save_run_pictures(self.model, self.dataset, self.run_dir, seed=tc.seed)
-                try:  # the report must never cost the trained model: it is saved above
-                    from vaekit.report.html import write_report
-
-                    write_report(self.run_dir, seed=tc.seed)
-                except Exception as exc:
-                    self.log(f"warning: {self.run_dir / 'report.html'} not written: {exc}")
+                if tc.report:
+                    self._write_report()
                 try:  # pictures, HPARAMS, projector; like the report, never worth the model
                     if self.tensorboard is not None:
                         self._tensorboard_final()
@@ -370,7 +393,53 @@ class Trainer:
                 self.tensorboard.close()
         self.model.data_info = self.dataset.info()
         run_dir = self.run_dir if self.ctx.is_main else None
-        return TrainResult(self.model, self.history, self.steps, run_dir, reason)
+        files = written_since(run_dir, self.clock.started_at) if self.writes else []
+        seconds = self.clock.seconds()
+        for line in summary(self.history, reason, seconds, run_dir if self.writes else None, files):
+            self.log(line)
+        return TrainResult(self.model, self.history, self.steps, run_dir, reason, seconds, files)
+
+    def _write_report(self) -> None:
+        """RUN/report.html, after saying so: it evaluates first (K = 500 importance samples
+        on up to 1000 test examples), which takes a while on large models."""
+        from vaekit.report.html import write_report
+
+        path = self.run_dir / "report.html"
+        skip = spell("--no-report", "config.train.report = False")
+        self.log(f"writing the report {path} (a quick evaluation first; {skip} skips it)")
+        try:  # the report must never cost the trained model: it is saved before
+            write_report(self.run_dir, seed=self.config.train.seed, log=self.log)
+        except Exception as exc:
+            self.log(f"warning: {path} not written: {exc}")
+
+    def _nothing_left(self) -> bool:
+        """Whether the restored run has already spent its budget (or early-stopped)."""
+        state, patience = self.state, self.config.train.patience
+        stopped_early = (
+            patience is not None
+            and state.batch == 0
+            and state.epochs_without_improvement >= patience
+        )
+        return state.step >= self.budget or stopped_early
+
+    def _nothing_to_train(self) -> TrainResult:
+        """Resumed a finished run: report it, rewrite nothing, return the run's last model."""
+        state = self.state
+        self.log(
+            f"nothing left to train: {self.run_dir} finished at step {state.step} "
+            f"(epoch {state.epoch}; budget {self.budget} steps); raise "
+            f"{spell('--epochs or --max-steps', 'config.train.epochs or max_steps')} to train on"
+        )
+        if self.average is not None:
+            self.average.apply_permanently()
+        self.model.eval()
+        restore_precision(self.model)
+        self.model.data_info = self.dataset.info()
+        run_dir = self.run_dir if self.ctx.is_main else None
+        distributed.teardown(self.ctx)
+        return TrainResult(
+            self.model, self.history, self.steps, run_dir, "finished", self.clock.seconds()
+        )
 
     def _step(self, x: torch.Tensor, y: torch.Tensor | None, n_global: int) -> None:
         """One update on this rank's rows ``x`` (labels ``y`` or None) of a global batch of
@@ -456,7 +525,7 @@ class Trainer:
         self.steps.append(record)
         self._write(record)
         if self.bar is None:
-            self.log(_format(record))
+            self.log(format_record(record, self.budget))
 
     def _end_epoch(self) -> str:
         """Validate, write the epoch record, step the schedule, checkpoint; say whether to stop
@@ -496,7 +565,7 @@ class Trainer:
         self._write(record)
         if self.tensorboard is not None and state.epoch % tc.tensorboard_images_every == 0:
             self._tensorboard_pictures()
-        (self.bar.write if self.bar is not None else self.log)(_format(record))
+        (self.bar.write if self.bar is not None else self.log)(format_record(record, self.budget))
         if improved:
             self._checkpoint("best")
         self._checkpoint("last")  # refuses non-finite weights: the checkpoint stays good
@@ -703,7 +772,7 @@ class Trainer:
             torch.manual_seed(self.config.train.seed + (rank << 32) + self.state.step)
         metrics = self.run_dir / "metrics.jsonl"
         text = metrics.read_bytes()[: self.state.metrics_bytes] if metrics.exists() else b""
-        if self.ctx.is_main and metrics.exists():
+        if self.ctx.is_main and metrics.exists() and len(text) != metrics.stat().st_size:
             with open(metrics, "r+b") as handle:  # drop records written after the checkpoint
                 handle.truncate(self.state.metrics_bytes)
         for line in text.decode().splitlines():
@@ -747,12 +816,12 @@ class Trainer:
         )
 
     def _open_progress_bar(self):
-        mode = self.config.train.progress
-        if not self.ctx.is_main or mode == "plain" or (mode == "auto" and not sys.stderr.isatty()):
+        if not self.ctx.is_main or self.finished:
             return None
-        from tqdm import tqdm
-
-        return tqdm(total=self.budget, initial=self.state.step, unit="step", dynamic_ncols=True)
+        # tqdm.auto: a terminal bar, or the notebook's in Jupyter (vaekit/progress.py).
+        return progress_bar(
+            self.budget, self.config.train.progress, initial=self.state.step, unit="step"
+        )
 
 
 def _means(acc: dict[str, float]) -> dict[str, float]:
@@ -762,14 +831,3 @@ def _means(acc: dict[str, float]) -> dict[str, float]:
     if steps:
         out["grad_norm"] = acc["grad_norm"] / steps
     return out
-
-
-def _format(record: dict[str, Any]) -> str:
-    where = f"epoch {record['epoch']:>3} step {record['step']:>6}"
-    keys = ("train_loss", "val_elbo", "val_log_px_z", "val_kl", "loss", "elbo", "kl", "grad_norm")
-    parts = [where] + [f"{k} {record[k]:.3f}" for k in keys if k in record]
-    parts.append(f"lr {record['lr']:.2e}")
-    parts.append(f"({record['examples_per_s']:.0f} examples/s; ELBO terms in nats per example)")
-    if "early_stop" in record:
-        parts.append(f"\nearly stop: {record['early_stop']}")
-    return "  ".join(parts)

@@ -47,6 +47,7 @@ from vaekit.data.datasets import DataError, Dataset, DatasetEntry, Split, Suppor
 from vaekit.data.download import cache_dir, fetch, mirror_bases
 from vaekit.data.idx import read_bytes, read_idx
 from vaekit.data.transforms import Dequantize, DynamicBinarize, Transform
+from vaekit.spelling import spell
 
 SYSTEM_ROOTS = [Path("/usr/share/datasets")]
 # The one Bernoulli draw of the static binarisations: train rows in file order from
@@ -81,7 +82,8 @@ def candidate_dirs(name: str, data_dir: str | None) -> list[tuple[Path, str]]:
     """Every folder searched for ``name``, in order, with why it is searched."""
     places: list[tuple[Path, str]] = []
     if data_dir:
-        places += [(Path(data_dir), "--data-dir"), (Path(data_dir) / name, "--data-dir")]
+        why = spell("--data-dir", "data_dir")
+        places += [(Path(data_dir), why), (Path(data_dir) / name, why)]
     env = os.environ.get("VAEKIT_DATA_DIR")
     if env:
         places += [(Path(env), "VAEKIT_DATA_DIR"), (Path(env) / name, "VAEKIT_DATA_DIR")]

@@ -30,6 +30,7 @@ import torch
 
 from vaekit.data.datasets import DataError, Dataset, MemmapSplit, Split, split_indices
 from vaekit.data.transforms import Dequantize, Standardize, Transform
+from vaekit.spelling import spell
 
 TEST_FRACTION = 0.1
 TEST_SPLIT_SEED = 1234
@@ -52,17 +53,25 @@ class Stored:
 # --- image folders --------------------------------------------------------------------------
 
 
+def _image_size() -> str:
+    return spell("--image-size", "image_size")
+
+
+def _data() -> str:
+    return spell("--data", "dataset")
+
+
 def parse_image_size(text: str) -> list[int]:
     """'28x28' or '28' -> [H, W] (pixels)."""
     parts = text.lower().replace(",", "x").split("x")
     try:
         size = [int(p) for p in parts]
     except ValueError:
-        raise ValueError(f"--image-size {text!r}: expected HxW, e.g. 28x28") from None
+        raise ValueError(f"{_image_size()} {text!r}: expected HxW, e.g. 28x28") from None
     if len(size) == 1:
         size = size * 2
     if len(size) != 2 or min(size) < 1:
-        raise ValueError(f"--image-size {text!r}: expected HxW with positive sizes, e.g. 28x28")
+        raise ValueError(f"{_image_size()} {text!r}: expected HxW with positive sizes, e.g. 28x28")
     return size
 
 
@@ -131,7 +140,9 @@ def read_image_folder(path: Path, image_size: list[int] | None = None) -> Stored
         elif image.size != first[1]:
             raise DataError(
                 f"{file}: image is {image.height}x{image.width} but {first[0].name} is "
-                f"{first[1][1]}x{first[1][0]}: mixed sizes; pass --image-size HxW to resize"
+                f"{first[1][1]}x{first[1][0]}: mixed sizes; pass "
+                + spell("--image-size HxW", "image_size=[H, W]")
+                + " to resize"
             )
         a = np.asarray(image, dtype=np.uint8)
         arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))  # [C, H, W]
@@ -506,17 +517,17 @@ def load_path(
     """A Dataset from a user file or folder (see the module docstring)."""
     path = Path(path).expanduser().resolve()
     if not path.exists():
-        raise DataError(f"--data {path}: no such file or folder")
+        raise DataError(f"{_data()} {path}: no such file or folder")
     if path.is_dir():
         reader = read_image_folder
     else:
         reader = FORMATS.get(path.suffix.lower())
         if reader is None:
             raise DataError(
-                f"--data {path}: unknown format {path.suffix!r}; expected a folder of images or "
+                f"{_data()} {path}: unknown format {path.suffix!r}; expected a folder of images or "
                 f"one of {', '.join(sorted(FORMATS))}"
             )
         if image_size is not None:
-            raise DataError(f"--image-size applies to image folders, not {path.name}")
+            raise DataError(f"{_image_size()} applies to image folders, not {path.name}")
     stored = reader(path, image_size=image_size)
     return make_dataset(path, stored, val_fraction, split_seed, in_memory)

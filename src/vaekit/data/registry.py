@@ -13,6 +13,7 @@ from vaekit.data.builtin import builtin_entries
 from vaekit.data.datasets import DataError, Dataset, DatasetEntry, Split, split_train_val
 from vaekit.data.files import FORMATS, load_path
 from vaekit.data.transforms import Dequantize
+from vaekit.spelling import spell
 
 __all__ = ["DATASETS", "DataError", "DatasetEntry", "dataset_table", "load_dataset", "register"]
 
@@ -51,7 +52,10 @@ def load_dataset(
     """
     if name_or_path in DATASETS:
         if image_size is not None:
-            raise DataError(f"--image-size applies to image folders, not to {name_or_path!r}")
+            raise DataError(
+                f"{spell('--image-size', 'image_size')} applies to image folders, "
+                f"not to {name_or_path!r}"
+            )
         options = {"mirrors": mirrors, "progress": progress} if name_or_path != "digits" else {}
         return DATASETS[name_or_path].loader(
             data_dir=data_dir, val_fraction=val_fraction, split_seed=split_seed, **options
@@ -59,7 +63,8 @@ def load_dataset(
     if _looks_like_path(name_or_path):
         return load_path(name_or_path, val_fraction, split_seed, image_size, in_memory)
     raise DataError(
-        f"--data {name_or_path!r}: not a registered dataset ({', '.join(sorted(DATASETS))}; see "
+        f"{spell('--data', 'dataset')} {name_or_path!r}: not a registered dataset "
+        f"({', '.join(sorted(DATASETS))}; see "
         "`vaekit datasets`) and no such file or folder"
     )
 

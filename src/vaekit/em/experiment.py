@@ -28,6 +28,7 @@ from vaekit.em.ppca import (
     run_em,
     synthetic_ppca,
 )
+from vaekit.spelling import spell
 
 
 def summary(x: torch.Tensor, params: PPCA, mle: PPCA, q_mean, q_cov) -> dict[str, float]:
@@ -95,7 +96,9 @@ def em_experiment(
     ``out``: also write ``OUT/em.json`` (figures and histories) and ``OUT/report.html``.
     """
     if em_iterations < 1 or vae_steps < 1:
-        raise ValueError("--em-iterations and --steps must be >= 1")
+        raise ValueError(
+            f"{spell('--em-iterations and --steps', 'em_iterations and vae_steps')} must be >= 1"
+        )
     x, true, description = load_em_data(data, latent_dim, seed, data_dir, max_examples)
     mle = fit_mle(x, latent_dim)
     log(f"data: {description}")

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from vaekit.distributions.functional import LOG_2PI
+from vaekit.spelling import spell
 
 
 @dataclass
@@ -84,7 +85,10 @@ def fit_mle(x: torch.Tensor, latent_dim: int) -> PPCA:
     """
     n, d = x.shape
     if not 1 <= latent_dim < d:
-        raise ValueError(f"--latent-dim must be between 1 and D - 1 = {d - 1}, got {latent_dim}")
+        raise ValueError(
+            f"{spell('--latent-dim', 'latent_dim')} must be between 1 and D - 1 = {d - 1}, "
+            f"got {latent_dim}"
+        )
     b = x.mean(dim=0)
     centred = x - b
     cov = centred.T @ centred / n

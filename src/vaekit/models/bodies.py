@@ -3,12 +3,12 @@ encoder/decoder bodies from them (or taking the user's own)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from torch import nn
 
-from vaekit.config import ConfigError, ModelConfig
+from vaekit.config import ConfigError, ModelConfig, setting
 from vaekit.networks import build_networks, default_network
 
 
@@ -16,10 +16,17 @@ from vaekit.networks import build_networks, default_network
 class BodyConfig(ModelConfig):
     """Encoder/decoder bodies of a model with one latent vector ``[latent_dim]``."""
 
-    latent_dim: int = 16
-    network: Literal["auto", "mlp", "conv"] = "auto"
-    hidden_dims: list[int] = field(default_factory=lambda: [512, 256])
-    activation: Literal["relu", "elu", "gelu", "tanh", "silu"] = "relu"
+    latent_dim: int = setting(16, help="m, the dimension of the latent code z")
+    network: Literal["auto", "mlp", "conv"] = setting(
+        "auto", help="encoder/decoder bodies; auto: conv for 28x28 and 32x32 images, else mlp"
+    )
+    hidden_dims: list[int] = setting(
+        default_factory=lambda: [512, 256],
+        help="MLP widths, e.g. 512,256 (the decoder mirrors them)",
+    )
+    activation: Literal["relu", "elu", "gelu", "tanh", "silu"] = setting(
+        "relu", help="the hidden layers' nonlinearity"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution
 
-from vaekit.config import ConfigError
+from vaekit.config import ConfigError, setting
 from vaekit.distributions import POSTERIORS, DiagonalGaussian, StandardNormalPrior, build_likelihood
 from vaekit.distributions.priors import monte_carlo_kl
 from vaekit.models.base import ELBOTerms, LatentMoments, LikelihoodModel
@@ -32,13 +32,19 @@ class CVAEConfig(BodyConfig):
     """The conditional VAE's ``[model]`` table (``kind = "cvae"``)."""
 
     kind: str = dataclasses.field(default="cvae", init=False)
-    # Number of classes C; labels are 0..C-1. Filled from the training labels when unset.
-    num_classes: int | None = None
-    # q(z|x,y): a name in vaekit.distributions.POSTERIORS with no options (diagonal, full).
-    posterior: str = "diagonal"
+    num_classes: int | None = setting(
+        None,
+        help="conditional VAE: the number of classes C (labels 0..C-1)",
+        shown_default="none: from the training labels",
+    )
+    posterior: str = setting(
+        "diagonal", help="q(z|x,y): diagonal or full (a posterior family with no options)"
+    )
     # "standard-normal": p(z) = N(0, I), y only in the decoder; "conditional": p(z|y) =
     # N(mu_y, diag(sigma_y^2)), a learned mean and scale per class (starting at N(0, I)).
-    prior: Literal["standard-normal", "conditional"] = "standard-normal"
+    prior: Literal["standard-normal", "conditional"] = setting(
+        "standard-normal", help="p(z): standard-normal, or conditional (a learned p(z|y))"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -27,14 +27,14 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import nn
 from torch.distributions import Distribution
 
-from vaekit.config import ConfigError, ModelConfig
+from vaekit.config import ConfigError, ModelConfig, setting
 from vaekit.distributions import PRIORS, DiagonalGaussian, build_likelihood
 from vaekit.models.base import ELBOTerms, LatentMoments, LikelihoodModel
 from vaekit.models.bodies import check_buildable
@@ -53,17 +53,30 @@ class HVAEConfig(ModelConfig):
     200-200 (x <-> z_1) and 100-100 (z_1 <-> z_2), tanh."""
 
     kind: str = dataclasses.field(default="hvae", init=False)
-    # Sizes of z_1 (next to x) ... z_L (top); at least two layers.
-    latent_dims: list[int] = field(default_factory=lambda: [100, 50])
+    latent_dims: list[int] = setting(
+        default_factory=lambda: [100, 50],
+        help="hierarchical VAE: sizes of z_1 (next to x) ... z_L (top); at least two layers",
+    )
     # Deterministic widths between layer i-1 (x for i = 1) and z_l, one list per stochastic
-    # layer; the generative direction uses the same widths.
-    hidden_dims: list[list[int]] = field(default_factory=lambda: [[200, 200], [100, 100]])
-    activation: Literal["relu", "elu", "gelu", "tanh", "silu"] = "tanh"
-    inference: Literal["bottom-up", "top-down"] = "bottom-up"
-    # p(z_L): a name in vaekit.distributions.PRIORS (standard-normal, vamp).
-    prior: str = "standard-normal"
-    # K, the VampPrior's learned pseudo-inputs (used with prior = "vamp").
-    num_pseudo_inputs: int = 500
+    # layer; the generative direction uses the same widths. A list of lists: reached with
+    # --set model.hidden_dims=[[200,200],[100,100]] (the --hidden-dims flag is one list).
+    hidden_dims: list[list[int]] = setting(
+        default_factory=lambda: [[200, 200], [100, 100]],
+        flag="",
+        help="deterministic widths per stochastic layer",
+    )
+    activation: Literal["relu", "elu", "gelu", "tanh", "silu"] = setting(
+        "tanh", help="the hidden layers' nonlinearity"
+    )
+    inference: Literal["bottom-up", "top-down"] = setting(
+        "bottom-up",
+        help="hierarchical VAE: bottom-up inference (Burda et al. 2015) or top-down (the "
+        "Ladder VAE, Sønderby et al. 2016)",
+    )
+    prior: str = setting("standard-normal", help="p(z_L): standard-normal or vamp")
+    num_pseudo_inputs: int = setting(
+        500, help="K, the VampPrior's learned pseudo-inputs (prior vamp)"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

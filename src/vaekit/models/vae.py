@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.distributions import Distribution
 
-from vaekit.config import ConfigError
+from vaekit.config import ConfigError, setting
 from vaekit.distributions import POSTERIORS, PRIORS, build_likelihood
 from vaekit.models.base import ELBOTerms, LatentMoments, LikelihoodModel
 from vaekit.models.bodies import BodyConfig, build_bodies, resolve_network
@@ -27,15 +27,20 @@ class VAEConfig(BodyConfig):
     """The VAE's ``[model]`` table (``kind = "vae"``)."""
 
     kind: str = dataclasses.field(default="vae", init=False)
-    # q(z|x): a name in vaekit.distributions.POSTERIORS (diagonal, full, iaf).
-    posterior: str = "diagonal"
-    # p(z): a name in vaekit.distributions.PRIORS (standard-normal, vamp).
-    prior: str = "standard-normal"
-    # K, the VampPrior's learned pseudo-inputs (used with prior = "vamp"; Tomczak & Welling
-    # 2018 use 500).
-    num_pseudo_inputs: int = 500
-    # T, the steps of the inverse autoregressive flow (used with posterior = "iaf").
-    flow_steps: int = 2
+    posterior: str = setting(
+        "diagonal",
+        help="q(z|x): diagonal Gaussian, full (Cholesky covariance) or iaf (an inverse "
+        "autoregressive flow on a diagonal Gaussian, Kingma et al. 2016)",
+    )
+    prior: str = setting(
+        "standard-normal",
+        help="p(z): standard-normal, or vamp (the VampPrior, Tomczak & Welling 2018); the "
+        "conditional VAE also takes conditional (a learned p(z|y))",
+    )
+    num_pseudo_inputs: int = setting(
+        500, help="K, the VampPrior's learned pseudo-inputs (prior vamp)"
+    )
+    flow_steps: int = setting(2, help="T, the IAF posterior's steps (posterior iaf)")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -23,7 +23,7 @@ a simple prior over codes, not a fitted autoregressive one.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -31,7 +31,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributions import Distribution
 
-from vaekit.config import ConfigError, ModelConfig
+from vaekit.config import ConfigError, ModelConfig, setting
 from vaekit.distributions import build_likelihood
 from vaekit.models.base import LatentMoments, Model
 from vaekit.models.bodies import check_buildable
@@ -45,17 +45,28 @@ class VQVAEConfig(ModelConfig):
 
     kind: str = dataclasses.field(default="vqvae", init=False)
     # n code vectors per example, each of size d, each one of K codebook entries.
-    num_latents: int = 8
-    code_dim: int = 16
-    codebook_size: int = 128
-    hidden_dims: list[int] = field(default_factory=lambda: [512, 256])
-    activation: Literal["relu", "elu", "gelu", "tanh", "silu"] = "relu"
-    # beta of the commitment term (van den Oord et al. 2017 use 0.25).
-    commitment: float = 0.25
-    # g of the codebook's moving averages (0.99 in the paper's appendix).
-    ema_decay: float = 0.99
-    # Restart a code whose moving-average usage N_k (assignments per batch) falls below this.
-    dead_code_threshold: float = 0.01
+    num_latents: int = setting(8, help="VQ-VAE: n, code vectors per example")
+    code_dim: int = setting(16, help="VQ-VAE: d, the size of each code vector")
+    codebook_size: int = setting(128, help="VQ-VAE: K, the codebook's entries")
+    hidden_dims: list[int] = setting(
+        default_factory=lambda: [512, 256], help="MLP widths, e.g. 512,256 (mirrored)"
+    )
+    activation: Literal["relu", "elu", "gelu", "tanh", "silu"] = setting(
+        "relu", help="the hidden layers' nonlinearity"
+    )
+    commitment: float = setting(
+        0.25, help="VQ-VAE: beta of the commitment term (van den Oord et al. 2017 use 0.25)"
+    )
+    ema_decay: float = setting(
+        0.99,
+        flag="codebook-decay",
+        help="VQ-VAE: decay of the codebook's moving averages (0.99 in the paper)",
+    )
+    dead_code_threshold: float = setting(
+        0.01,
+        help="VQ-VAE: restart a code whose moving-average usage (assignments per batch) falls "
+        "below this",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -15,6 +15,7 @@ import numpy as np
 
 from vaekit.checkpoint import atomic_write_bytes
 from vaekit.report.page import Page
+from vaekit.spelling import spell
 
 Figure = tuple[str, bytes, str]  # (file name, PNG bytes, caption)
 
@@ -217,7 +218,7 @@ def _em_claims(report: dict[str, Any], histories: dict[str, list[dict]]) -> dict
             "which the exact posterior is diagonal (Lucas et al. 2019)."
             if mle - d["log_px"] < 1e-3 and d["wtw_off_diagonal_ratio"] < 0.01
             else ": within this budget it did not reach both the maximum (to 1e-3 nats) and "
-            "orthogonal columns (ratio < 0.01); train longer (--steps)."
+            f"orthogonal columns (ratio < 0.01); train longer ({spell('--steps', 'vae_steps')})."
         )
     ]
     return claims

@@ -26,6 +26,7 @@ from vaekit.report.latent_plots import (
     save_traversals,
 )
 from vaekit.report.plots import is_image, save_reconstructions, save_samples
+from vaekit.spelling import spell
 
 
 @dataclass
@@ -42,7 +43,7 @@ class Figure:
 def _check_png(path: str | Path) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise ValueError(f"-o {path}: the output must be a .png file")
+        raise ValueError(f"{spell('-o ', 'output=')}{path}: the output must be a .png file")
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -253,7 +254,9 @@ def traverse_run(
     output = _check_png(output)
     model, _, x = _image_run(run, data_dir, split, seed)
     if not 0 <= index < x.shape[0]:
-        raise ValueError(f"--index {index}: split {split!r} has {x.shape[0]} examples")
+        raise ValueError(
+            f"{spell('--index ', 'index=')}{index}: split {split!r} has {x.shape[0]} examples"
+        )
     stats = latent_statistics(model, x)
     # Rows by KL where the model has one; an AE's by the variance of its codes.
     name = "KL" if "kl_per_dim" in stats else "var"

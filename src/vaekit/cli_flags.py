@@ -1,0 +1,262 @@
+"""Flags generated from config dataclasses, and the parser conventions every command shares.
+
+Each config field documents itself (``vaekit.config.setting``: its help text, and its flag
+name where that differs from the field name); :func:`add_config_flags` turns every field of
+the dataclasses it is given into a ``vaekit train`` flag, so a new field is a new flag with
+no second list to keep in step. The flags default to "not given" (None): a given flag
+becomes a ``section.field=value`` override on top of the ``--config`` file, and the help
+shows the field's built-in default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class ConfigFlag:
+    """One generated flag: ``--latent-dim`` sets ``model.latent_dim``."""
+
+    section: str
+    field: str
+    flag: str  # "--latent-dim"
+    dest: str  # "latent_dim": the attribute on the parsed namespace
+
+    @property
+    def path(self) -> str:
+        return f"{self.section}.{self.field}"
+
+
+def config_sections(config_class: type) -> dict[str, type]:
+    """The dataclass of every section of ``config_class`` (e.g. ``Config``): name -> type."""
+    hints = typing.get_type_hints(config_class)
+    return {
+        f.name: hints[f.name]
+        for f in dataclasses.fields(config_class)
+        if dataclasses.is_dataclass(hints[f.name])
+    }
+
+
+def union_section(name: str, classes: Iterable[type], leading: Iterable[tuple] = ()) -> type:
+    """One dataclass, for flags only, holding every constructor field of ``classes`` (where
+    two classes share a field name, the first one's field: its type, default and help).
+
+    The model section has one config class per registered model: its flags are the union of
+    their fields, and the config of the model chosen refuses a field it does not have.
+    ``leading`` are ``(name, type, field)`` entries placed first (e.g. the model's kind)."""
+    entries: dict[str, tuple] = {entry[0]: entry for entry in leading}
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if not f.init or f.name in entries:
+                continue
+            copy = dataclasses.field(
+                default=f.default, default_factory=f.default_factory, metadata=f.metadata
+            )
+            entries[f.name] = (f.name, hints[f.name], copy)
+    return dataclasses.make_dataclass(name, list(entries.values()))
+
+
+def add_config_flags(
+    parser: argparse.ArgumentParser,
+    sections: Mapping[str, type],
+    *,
+    choices: Mapping[str, Iterable[str]] | None = None,
+    types_: Mapping[str, Callable[[str], Any]] | None = None,
+) -> list[ConfigFlag]:
+    """Add a flag for every field of every section dataclass (one argument group per section).
+
+    ``choices`` and ``types_`` (keyed by ``section.field``) replace a field's allowed values
+    (e.g. the model registry's names) or its text parser (e.g. ``HxW`` sizes). A field whose
+    metadata sets ``flag=""`` gets none. Two fields that would share a flag are an error.
+    """
+    choices, types_ = dict(choices or {}), dict(types_ or {})
+    made: dict[str, ConfigFlag] = {}
+    for section, cls in sections.items():
+        doc = (cls.__doc__ or "").strip().splitlines()
+        about = doc[0].replace("``", "") if doc else None
+        group = parser.add_argument_group(f"[{section}] section", about)
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            name = f.metadata.get("flag", f.name.replace("_", "-"))
+            if not name:
+                continue
+            path = f"{section}.{f.name}"
+            flag = ConfigFlag(section, f.name, f"--{name}", name.replace("-", "_"))
+            if flag.flag in made:
+                raise ValueError(f"{path} and {made[flag.flag].path} would both be {flag.flag}")
+            made[flag.flag] = flag
+            allowed = list(choices[path]) if path in choices else _literal_choices(hints[f.name])
+            kwargs = _argument(hints[f.name], path, types_.get(path), allowed)
+            if path in choices:  # a registry's names (e.g. the models): argparse checks them
+                kwargs |= {"choices": allowed, "metavar": _metavar(allowed)}
+            if "metavar" in f.metadata:
+                kwargs["metavar"] = f.metadata["metavar"]
+            default = _field_default(f)
+            shown = f.metadata.get("shown_default") or _show(default, hints[f.name])
+            listed = f"one of {', '.join(allowed)}; " if allowed else ""
+            help_text = f.metadata.get("help", "")
+            kwargs["help"] = f"{help_text} ({listed}default: {shown})".replace("%", "%%")
+            group.add_argument(flag.flag, dest=flag.dest, default=None, **kwargs)
+    return list(made.values())
+
+
+def config_overrides(args: argparse.Namespace, flags: Iterable[ConfigFlag]) -> list[str]:
+    """``section.field=value`` overrides (TOML values) for the flags given on the command line."""
+    out = []
+    for flag in flags:
+        value = getattr(args, flag.dest)
+        if value is not None:
+            out.append(f"{flag.path}={json.dumps(value)}")
+    return out
+
+
+def _optional_inner(tp: Any) -> Any:
+    """``X`` for ``X | None``; ``tp`` otherwise."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        rest = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+    return tp
+
+
+def _literal_choices(tp: Any) -> list[str] | None:
+    tp = _optional_inner(tp)
+    return [str(a) for a in typing.get_args(tp)] if typing.get_origin(tp) is Literal else None
+
+
+def _argument(
+    tp: Any, path: str, parse: Callable[[str], Any] | None, allowed: list[str] | None
+) -> dict[str, Any]:
+    """argparse keywords for a field of type ``tp``. Values are checked by the config itself
+    (one error naming the field, as for TOML and --set), except registry choices."""
+    tp = _optional_inner(tp)
+    if tp is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if parse is not None:
+        return {"type": parse}
+    if typing.get_origin(tp) is Literal:
+        return {"metavar": _metavar(allowed)}
+    if typing.get_origin(tp) is list and typing.get_args(tp) == (int,):
+        return {"type": int_list, "metavar": "N,N,..."}
+    if tp in (int, float):
+        return {"type": number(tp), "metavar": "N" if tp is int else "X"}
+    if tp is str:
+        return {}  # metavar: the flag's name in capitals
+    raise TypeError(f"{path}: no command-line flag for a field of type {tp!r}; give it flag=''")
+
+
+def _metavar(allowed: list[str] | None) -> str:
+    return "{" + ",".join(allowed or []) + "}" if allowed and len(allowed) <= 4 else "NAME"
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def _show(value: Any, tp: Any) -> str:
+    """A default as one would type it on the command line."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def number(tp: type) -> Callable[[str], Any]:
+    """An argparse type that reads an int or a float with a message naming what it wanted."""
+
+    def parse(text: str) -> Any:
+        try:
+            return tp(text)
+        except ValueError:
+            kind = "an integer" if tp is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+
+    parse.__name__ = tp.__name__
+    return parse
+
+
+def int_list(text: str) -> list[int]:
+    """``512,256`` -> ``[512, 256]`` (positive integers)."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive widths like 512,256, got {text!r}")
+    return values
+
+
+# --- conventions of every command ----------------------------------------------------------
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every flag's help ends with its default: ``(default: X)`` is added where the help
+    text does not state one (a switch's default is off)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or not action.option_strings or action.default is argparse.SUPPRESS:
+            return text
+        if action.required:
+            return f"{text} (required)"
+        if isinstance(action, argparse._StoreTrueAction):
+            return f"{text} (default: off)"
+        if action.default is not None:
+            return f"{text} (default: %(default)s)"
+        return text
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose sub-commands use :class:`HelpFormatter`, and which answers a
+    mistyped flag with that sub-command's usage and the closest flag it knows."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = self._command_parser(parsed)
+            command.error(unrecognised(extras, command))
+        return parsed
+
+    def _command_parser(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+        """The sub-command's parser (its usage is the one that helps), else this one."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                name = getattr(parsed, action.dest, None)
+                if name in action.choices:
+                    return action.choices[name]
+        return self
+
+
+def unrecognised(extras: list[str], parser: argparse.ArgumentParser) -> str:
+    """``unrecognised argument --epocs; did you mean --epochs?`` (difflib's closest match)."""
+    known = [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
+    first = extras[0]
+    message = f"unrecognised argument{'s' if len(extras) > 1 else ''}: {' '.join(extras)}"
+    if first.startswith("-"):
+        word = first.split("=", 1)[0]
+        close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+        if close:
+            message += f"; did you mean {close[0]}?"
+    return message

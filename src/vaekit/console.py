@@ -1,0 +1,137 @@
+"""What training prints: one line format for step and epoch records, and the closing summary.
+
+Step and epoch lines share one layout and the same names as ``metrics.jsonl`` (``loss``,
+``elbo``, ``log_px_z``, ``kl``, ``grad_norm``, ``lr``); the legend printed once at the start
+states the units and the ELBO's sign, so the lines themselves stay short::
+
+    step      4/22  epoch  1      train: loss 212.771 elbo -212.771 log_px_z -212.723 ...
+    step     11/22  epoch  1 end  train: loss ... | val: elbo ... log_px_z ... kl ... | lr ...
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+LEGEND = (
+    "legend: elbo = log_px_z - kl = E_q[log p(x|z)] - KL(q(z|x) || p(z)), a lower bound on "
+    "log p(x), so higher is better; loss = what the objective minimises (-elbo for the plain "
+    "ELBO); elbo, log_px_z, kl and loss in nats per example; grad_norm = the gradient's L2 "
+    "norm before clipping"
+)
+# The order in which a record's metrics are printed; anything else is left to metrics.jsonl.
+METRICS = ("loss", "elbo", "log_px_z", "kl", "iwae", "slide_loss", "grad_norm")
+
+
+def _metrics(record: dict[str, Any], prefix: str = "") -> str:
+    parts = []
+    for name in METRICS:
+        value = record.get(prefix + name)
+        if isinstance(value, float):
+            parts.append(f"{name} {value:.3f}" if name != "grad_norm" else f"{name} {value:.3g}")
+    return " ".join(parts)
+
+
+def format_record(record: dict[str, Any], budget: int | None = None) -> str:
+    """One console line for a ``"step"`` or ``"epoch"`` record of metrics.jsonl."""
+    step = f"step {record['step']:>6}" + (f"/{budget}" if budget else "")
+    if record["kind"] == "epoch":
+        groups = [f"epoch {record['epoch']:>2} end", f"train: {_metrics(record, 'train_')}"]
+        val = _metrics(record, "val_")
+        groups.append(f"| val: {val}" if val else "| val: none (no validation split)")
+    else:
+        groups = [f"epoch {record['epoch']:>2}    ", f"train: {_metrics(record)}"]
+    tail = f"| lr {record['lr']:.2e}"
+    if "beta" in record and record["beta"] != 1.0:
+        tail += f" beta {record['beta']:.3g}"
+    if record.get("skipped_steps"):
+        tail += f" skipped {record['skipped_steps']}"
+    tail += f" | {record['examples_per_s']:.0f} examples/s"
+    line = "  ".join([step, *groups, tail])
+    if "early_stop" in record:
+        line += f"\nearly stop: {record['early_stop']}"
+    return line
+
+
+def written_since(run_dir: Path, since: float) -> list[str]:
+    """Paths under ``run_dir`` (relative, sorted) modified at or after ``since`` (seconds since
+    the epoch); a folder whose files were all written is shown once, as ``folder/ (N files)``."""
+    rows = []
+    for path in sorted(run_dir.iterdir()):
+        if path.is_file():
+            if path.stat().st_mtime >= since:
+                rows.append(path.name)
+            continue
+        files = [p for p in sorted(path.rglob("*")) if p.is_file()]
+        new = [p for p in files if p.stat().st_mtime >= since]
+        if not new:
+            continue
+        folders = sorted({p.parent for p in new})
+        if len(new) == len(files) and path.name != "checkpoints":
+            rows.append(f"{path.name}/ ({_files(len(new))})")
+        else:  # checkpoints/last and checkpoints/best apart: which ones this run wrote
+            for folder in folders:
+                count = sum(1 for p in new if p.parent == folder)
+                rows.append(f"{folder.relative_to(run_dir)}/ ({_files(count)})")
+    return rows
+
+
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
+
+
+def summary(
+    history: list[dict[str, Any]],
+    stop_reason: str,
+    wall_seconds: float,
+    run_dir: Path | None,
+    files: list[str],
+) -> list[str]:
+    """The closing lines of a training run: why it stopped, the final validation ELBO, the
+    wall time and every file it wrote."""
+    last = history[-1] if history else {}
+    lines = [f"training done ({_REASONS.get(stop_reason, stop_reason)})"]
+    if "val_elbo" in last:
+        best = max(history, key=lambda r: r.get("val_elbo", float("-inf")))
+        lines.append(
+            f"  final validation ELBO {last['val_elbo']:.3f} nats per example "
+            f"(epoch {last['epoch']}; best {best['val_elbo']:.3f} at epoch {best['epoch']})"
+        )
+    elif "val_log_px_z" in last:
+        lines.append(
+            f"  final validation log p(x|f(x)) {last['val_log_px_z']:.3f} nats per example "
+            f"(epoch {last['epoch']}; an autoencoder has no ELBO)"
+        )
+    else:
+        lines.append("  no validation split: no validation ELBO")
+    lines.append(f"  wall time {format_seconds(wall_seconds)}")
+    if run_dir is not None:
+        lines.append(f"  files written in {run_dir}:")
+        lines += [f"    {name}" for name in files]
+    return lines
+
+
+_REASONS = {"budget": "the step budget is spent", "early-stop": "early stop"}
+
+
+def format_seconds(seconds: float) -> str:
+    """``12.3 s``, ``4 min 05 s`` or ``2 h 03 min``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+class Clock:
+    """The wall time of a run and the moment it started (to tell the files it wrote)."""
+
+    def __init__(self) -> None:
+        self.started_at = time.time() - 1.0  # mtimes may be rounded down to a whole second
+        self.started = time.perf_counter()
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started

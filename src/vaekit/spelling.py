@@ -1,0 +1,44 @@
+"""Messages that speak the caller's language: flags on the command line, keywords in Python.
+
+Library code raises the same errors for ``vaekit train --out runs/x`` and for
+``vaekit.train(config, out="runs/x")``, but the fix reads differently: ``use --overwrite``
+on the command line, ``pass overwrite=True`` in Python. A message names a setting through
+:func:`spell`, which returns the command-line wording while :func:`command_line` is active
+(``vaekit.cli.main`` turns it on) and the Python wording otherwise::
+
+    raise ValueError(f"{spell(f'--out {out}', f'out={str(out)!r}')}: directory exists")
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+
+_COMMAND_LINE: ContextVar[bool] = ContextVar("vaekit_command_line", default=False)
+
+
+@contextlib.contextmanager
+def command_line() -> Iterator[None]:
+    """Within this block, messages name command-line flags (the CLI's ``main`` uses it)."""
+    token = _COMMAND_LINE.set(True)
+    try:
+        yield
+    finally:
+        _COMMAND_LINE.reset(token)
+
+
+def on_command_line() -> bool:
+    """Whether the running code was called from vaekit's command line."""
+    return _COMMAND_LINE.get()
+
+
+def spell(flag: str, python: str) -> str:
+    """``flag`` (e.g. ``"--overwrite"``) on the command line, ``python`` (e.g.
+    ``"overwrite=True"``) when called from Python."""
+    return flag if _COMMAND_LINE.get() else python
+
+
+def spell_value(flag: str, field: str, value: str) -> str:
+    """A setting and its value: ``--device cuda``, or ``train.device = 'cuda'`` in Python."""
+    return spell(f"{flag} {value}", f"{field} = {value!r}")
