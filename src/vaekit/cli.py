@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         p,
         _train_sections(),
         choices={"model.kind": sorted(MODELS)},
-        types_={"data.image_size": _image_size},
+        types_={"data.image_size": _image_size, "train.seed": _seed},
     )
     p.set_defaults(config_flags=flags)
     p.add_argument(
