@@ -493,9 +493,11 @@ def _add_export_parser(commands) -> None:
         help="write the encoder and decoder as ONNX graphs (dynamic batch size)",
         description="Export a run's model: OUT/encoder.onnx (x -> the code, or q(z|x)'s mean "
         "and parameters), OUT/decoder.onnx (z -> E[x|z] and the decoder's raw output) and "
-        "OUT/export.json (names, shapes, preprocessing). Each graph is checked with "
-        "onnxruntime against PyTorch (relative error <= 1e-5) before it is kept. Needs the "
-        "onnx extra: pip install 'vaekit[onnx]'.",
+        "OUT/export.json (names, shapes, preprocessing); a conditional model's graphs also "
+        "take the labels y. Each graph is checked with onnxruntime against PyTorch (relative "
+        "error <= 1e-5) before it is kept; a graph no fixed graph can reproduce (the IAF "
+        "posterior's Monte-Carlo mean) is refused with one line and the other is still "
+        "exported. Needs the onnx extra: pip install 'vaekit[onnx]'.",
     )
     p.add_argument("run", type=Path, help="run or model directory")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="export format (onnx)")
@@ -862,6 +864,8 @@ def cmd_export(args: argparse.Namespace) -> None:
             f"relative error against PyTorch {worst:.1e})"
         )
     print(f"wrote {Path(manifest['out']) / 'export.json'}")
+    for reason in manifest["refused"].values():
+        print(f"vaekit: refused: {reason}", file=sys.stderr)
 
 
 # `vaekit compare --data ...` training flags and their defaults: meaningless with RUN ...
