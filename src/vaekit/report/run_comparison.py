@@ -64,15 +64,20 @@ def curves_figure(names: list[str], paths: list[Path]) -> tuple[bytes | None, li
 
 @torch.no_grad()
 def samples_figure(names: list[str], models: list[Any], seed: int = 0) -> bytes | None:
-    """Each run's E[x|z] for ``NUM_SAMPLES`` draws z ~ N(0, I) from the same seed (the same
-    draws where the latent dimensions agree), side by side; None for non-image data."""
+    """Each run's E[x|z] for ``NUM_SAMPLES`` draws z ~ p(z) from the same seed (the same
+    draws where the latent dimensions agree), side by side; a conditional model draws the
+    labels 0, 1, 2, ... in turn (reading order). None for non-image data."""
     if not is_image(tuple(models[0].data_shape)):
         return None
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 4.0), squeeze=False)
     for ax, name, model in zip(axes[0], names, models, strict=True):
-        generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-        grid = image_grid(model.sample(NUM_SAMPLES, generator=generator))
+        device = next(model.parameters()).device
+        generator = torch.Generator(device=device).manual_seed(seed)
+        y = None
+        if model.takes_labels:
+            y = torch.arange(NUM_SAMPLES, device=device) % model.num_classes
+        grid = image_grid(model.sample(NUM_SAMPLES, generator=generator, y=y))
         ax.imshow(
             grid[..., 0] if grid.shape[2] == 1 else grid,
             cmap="gray",
@@ -82,7 +87,10 @@ def samples_figure(names: list[str], models: list[Any], seed: int = 0) -> bytes 
         )
         ax.set_title(f"{name} (m = {model.latent_dim})", fontsize=10)
         ax.axis("off")
-    fig.suptitle(f"{NUM_SAMPLES} prior samples each: E[x|z], z ~ N(0, I), seed {seed}", fontsize=10)
+    labels = ", labels 0, 1, 2, ... in reading order" if models[0].takes_labels else ""
+    fig.suptitle(
+        f"{NUM_SAMPLES} prior samples each: E[x|z], z ~ p(z){labels}, seed {seed}", fontsize=10
+    )
     fig.tight_layout()
     return _png(fig)
 
@@ -171,6 +179,15 @@ def render_comparison_page(result: dict[str, Any], figures: list[tuple[str, byte
         "active units, a count over coordinates, the standard deviation of a paired bootstrap "
         "over examples. |z| = |difference| / standard error above 2 is unlikely to be chance. "
         "They describe this test set and these draws, not another training seed.</p>"
+        f"<p id='space'>-log p(x) and the ELBO are of {esc(result.get('space') or '')}, as "
+        "<code>vaekit evaluate</code> reports them (the preprocessing's change-of-variables "
+        "term added to the model-space figure)"
+        + (
+            f"; conditioned on {esc(result['conditioned_on'])}"
+            if result.get("conditioned_on")
+            else ""
+        )
+        + ".</p>"
         f"<ul id='sentences'>{sentences}</ul>"
         "<h2>Table</h2><p>Per-run columns: mean over examples ± its own standard error.</p>"
         f"<table id='comparison'><thead><tr><th>quantity</th><th>unit</th>{head}</tr></thead>"
