@@ -30,7 +30,10 @@ def _png(fig) -> bytes:
 def curves_figure(names: list[str], paths: list[Path]) -> tuple[bytes | None, list[str]]:
     """Validation ELBO and KL per epoch (solid) and training ELBO per epoch (dashed) of every
     run on shared axes; also the names of runs without ``metrics.jsonl``."""
-    panels = [("elbo", "ELBO (nats per example)"), ("kl", "KL(q(z|x) || p(z)) (nats per example)")]
+    panels = [
+        ("elbo", "ELBO, model space (nats per example)"),
+        ("kl", "KL(q(z|x) || p(z)) (nats per example)"),
+    ]
     records, missing = {}, []
     for name, path in zip(names, paths, strict=True):
         metrics = path / "metrics.jsonl"
@@ -65,8 +68,8 @@ def curves_figure(names: list[str], paths: list[Path]) -> tuple[bytes | None, li
 @torch.no_grad()
 def samples_figure(names: list[str], models: list[Any], seed: int = 0) -> bytes | None:
     """Each run's E[x|z] for ``NUM_SAMPLES`` draws z ~ p(z) from the same seed (the same
-    draws where the latent dimensions agree), side by side; a conditional model draws the
-    labels 0, 1, 2, ... in turn (reading order). None for non-image data."""
+    draws where the latent dimensions agree), side by side; a conditional model draws
+    ``NUM_SAMPLES // C`` per class, one row per class. None for non-image data."""
     if not is_image(tuple(models[0].data_shape)):
         return None
     plt = _pyplot()
@@ -74,10 +77,12 @@ def samples_figure(names: list[str], models: list[Any], seed: int = 0) -> bytes 
     for ax, name, model in zip(axes[0], names, models, strict=True):
         device = next(model.parameters()).device
         generator = torch.Generator(device=device).manual_seed(seed)
-        y = None
         if model.takes_labels:
-            y = torch.arange(NUM_SAMPLES, device=device) % model.num_classes
-        grid = image_grid(model.sample(NUM_SAMPLES, generator=generator, y=y))
+            per_class = max(1, NUM_SAMPLES // model.num_classes)
+            y = torch.arange(model.num_classes, device=device).repeat_interleave(per_class)
+            grid = image_grid(model.sample(y.numel(), generator=generator, y=y), ncols=per_class)
+        else:
+            grid = image_grid(model.sample(NUM_SAMPLES, generator=generator))
         ax.imshow(
             grid[..., 0] if grid.shape[2] == 1 else grid,
             cmap="gray",
@@ -87,10 +92,12 @@ def samples_figure(names: list[str], models: list[Any], seed: int = 0) -> bytes 
         )
         ax.set_title(f"{name} (m = {model.latent_dim})", fontsize=10)
         ax.axis("off")
-    labels = ", labels 0, 1, 2, ... in reading order" if models[0].takes_labels else ""
-    fig.suptitle(
-        f"{NUM_SAMPLES} prior samples each: E[x|z], z ~ p(z){labels}, seed {seed}", fontsize=10
+    what = (
+        "prior samples per class (one row per class y = 0, 1, ...): E[x|z,y], z ~ p(z|y)"
+        if models[0].takes_labels
+        else f"{NUM_SAMPLES} prior samples each: E[x|z], z ~ p(z)"
     )
+    fig.suptitle(f"{what}, seed {seed}", fontsize=10)
     fig.tight_layout()
     return _png(fig)
 
@@ -207,7 +214,13 @@ def write_comparison_page(result, models: list[Any], paths: list[Path], out_dir:
     if curves is not None:
         note = f" No metrics.jsonl for {', '.join(missing)}." if missing else ""
         figures.append(
-            ("curves", curves, "Training curves per epoch, all runs on shared axes." + note)
+            (
+                "curves",
+                curves,
+                "Training curves per epoch, all runs on shared axes, as training logs them: "
+                "the ELBO of the data the model sees (model space, without the table's "
+                "change-of-variables term)." + note,
+            )
         )
     samples = samples_figure(names, models, seed)
     if samples is not None:
