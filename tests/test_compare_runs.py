@@ -10,8 +10,9 @@ import pytest
 import torch
 
 import vaekit
-from helpers import tiny
+from helpers import tiny, tiny_model_overrides
 from vaekit.cli import main
+from vaekit.config import apply_overrides
 from vaekit.evaluate import load_run
 from vaekit.run_comparison import (
     ComparisonError,
@@ -29,14 +30,21 @@ def runs(tmp_path_factory):
     from vaekit.train import train
 
     root = tmp_path_factory.mktemp("runs")
+    short = "train.epochs=3"
     setups = {
         "a": [],
         "b": ["model.hidden_dims=[64]", "optim.lr=3e-3"],
         "other-split": ["data.split_seed=1"],
         "autoencoder": ["model.kind=ae", "objective.name=reconstruction"],
+        # A discrete likelihood: it sees the 17 stored levels, not dequantised values.
+        "levels": ['model.likelihood="discretized-logistic"', short],
+        # A conditional model (-log p(x|y)) and a model whose KL has no closed form.
+        "cvae": [*tiny_model_overrides("cvae"), short],
+        "hvae": [*tiny_model_overrides("hvae"), short],
     }
     for name, overrides in setups.items():
-        train(tiny("train.epochs=8", *overrides), out=root / name, log=lambda _: None)
+        config = apply_overrides(tiny("train.epochs=8"), overrides)  # the model kind first
+        train(config, out=root / name, log=lambda _: None)
     return root
 
 
@@ -70,6 +78,7 @@ def test_paired_differences_and_their_sentences(runs, capsys):
     page = (runs / "compare-a-vs-b" / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 2  # curves and samples
     assert f"{nll['difference']:+.3f} ± {nll['stderr']:.3f}" in page
+    assert f"<p id='space'>-log p(x) and the ELBO are of {result['space']}" in page
     assert json.loads((runs / "compare-a-vs-b" / "compare.json").read_text()) == result
 
 
@@ -99,6 +108,85 @@ def test_python_api_matches_evaluate_and_orders_three_runs(runs):
     assert nll_b == pytest.approx(reference["nll"], abs=0.15)
     assert result.runs[0].values["active_units"] == reference["active_units"]
     assert result.runs[0].values["kl"] == pytest.approx(reference["kl"], rel=1e-6)
+    # Both are of the data as given (17 dequantised grey levels: c = 64 log 17 nats), and
+    # say so; the model-space figure is c lower.
+    assert result.space == result.runs[0].space == reference["space"]
+    assert result.runs[0].log_data_scale == pytest.approx(64 * math.log(17))
+    assert nll_b - result.runs[0].log_data_scale == pytest.approx(
+        reference["nll_model_space"], abs=0.15
+    )
+    assert result.runs[0].values["elbo"] == pytest.approx(reference["elbo"], abs=1.5)
+    bpd = result.runs[0].values["bits_per_dim"]
+    assert bpd == pytest.approx(reference["bits_per_dim"], abs=0.15 / (64 * math.log(2)))
+    assert bpd == pytest.approx(nll_b / (64 * math.log(2)))  # the data-space nll per dim
+    assert "nll and ELBO of the data as given" in result.lines()[0]
+
+
+def test_a_discrete_likelihood_is_compared_on_the_levels_exactly(runs):
+    """The discretised logistic sees the stored levels (as `vaekit evaluate` gives them to it),
+    so its nll is -log P(levels) and bits/dim exact; the Gaussian run's nll on dequantised
+    levels, in the data's space, bounds the same -log P(levels): one scale, paired."""
+    result = vaekit.compare_runs([runs / "levels", runs / "a"], num_samples=K)
+    levels, dequantised = result.runs
+    assert levels.log_data_scale == 0.0 and "a probability mass" in levels.space
+    assert dequantised.log_data_scale == pytest.approx(64 * math.log(17))
+    assert "dequantisation bound" in dequantised.space
+    assert levels.values["bits_per_dim"] == pytest.approx(
+        levels.values["nll"] / (64 * math.log(2)), rel=1e-12
+    )
+    model, dataset = load_run(runs / "levels")
+    reference = vaekit.evaluate(model, dataset, num_samples=K, fcd=False)
+    assert reference["bits_per_dim_basis"].startswith("exact")
+    assert levels.values["nll"] == pytest.approx(reference["nll"], abs=0.15)
+    assert levels.values["bits_per_dim"] == pytest.approx(reference["bits_per_dim"], abs=0.01)
+    by_metric = {d.metric: d for d in result.differences}
+    nll = by_metric["nll"]
+    assert nll.difference == pytest.approx(dequantised.values["nll"] - levels.values["nll"])
+    assert math.isfinite(nll.stderr) and nll.stderr > 0
+
+
+def test_a_conditional_model_pairs_log_p_x_given_y(runs):
+    copy = runs / "cvae-again"
+    copy.mkdir(exist_ok=True)
+    for name in ("model.safetensors", "config.json", "metrics.jsonl"):
+        (copy / name).write_bytes((runs / "cvae" / name).read_bytes())
+    # K = 200: the 3-epoch model's importance weights are spread; more draws, less noise.
+    result = vaekit.compare_runs([runs / "cvae", copy], num_samples=200, max_examples=150)
+    assert result.conditioned_on is not None and "label" in result.conditioned_on
+    by_metric = {d.metric: d for d in result.differences}
+    assert by_metric["nll"].label == "-log p(x|y)"
+    assert by_metric["kl"].label == "KL(q(z|x,y) || p(z|y))"
+    assert all(d.difference == 0 and d.stderr == 0 for d in result.differences)
+    assert "-log p(x|y)" in result.definitions["nll"]
+    assert "conditioned on each example's own label" in result.lines()[0]
+    # Each example's own label, as `vaekit evaluate` gives it.
+    model, dataset = load_run(runs / "cvae")
+    reference = vaekit.evaluate(model, dataset, num_samples=200, fcd=False, max_examples=150)
+    assert result.runs[0].values["nll"] == pytest.approx(reference["nll"], abs=0.3)
+    assert result.runs[0].values["kl"] == pytest.approx(reference["kl"], rel=1e-6)
+
+
+def test_runs_that_condition_differently_are_refused(runs, capsys):
+    assert main(["compare", str(runs / "a"), str(runs / "cvae"), "--out", str(runs / "y")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "cvae: model 'cvae' reports -log p(x|y), conditioned on the label" in err
+    assert "a's model 'vae' reports -log p(x)" in err
+    assert not (runs / "y").exists()
+
+
+def test_a_monte_carlo_kl_is_paired_too(runs):
+    """The hierarchical VAE's KL has no closed form for its lower layer: its elbo().kl, a
+    Monte-Carlo estimate at the ELBO's draws, is compared; active units come from its latent
+    moments over all layers."""
+    result = vaekit.compare_runs([runs / "a", runs / "hvae"], num_samples=K, max_examples=100)
+    by_metric = {d.metric: d for d in result.differences}
+    assert set(by_metric) == {"nll", "elbo", "bits_per_dim", "kl", "active_units"}
+    hvae = result.runs[1]
+    assert hvae.kind == "hvae" and hvae.latent_dim == 5
+    assert 0 <= hvae.values["active_units"] <= 5
+    assert hvae.values["elbo"] <= hvae.values["nll"] * -1 + 1.0  # ELBO <= log p(x), MC slack
+    assert math.isfinite(by_metric["kl"].difference) and by_metric["kl"].stderr > 0
 
 
 def test_runs_on_another_split_are_refused_in_one_line(runs, capsys):

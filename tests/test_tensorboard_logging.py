@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import tiny
+from helpers import model_names, tiny, tiny_model, tiny_model_overrides
 from vaekit.config import ConfigError, apply_overrides
 
 pytest.importorskip("tensorboard")
@@ -24,7 +24,7 @@ from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
 
 import vaekit
 from vaekit.report.plots import image_grid
-from vaekit.tensorboard_logging import _upscale
+from vaekit.tensorboard_logging import _upscale, log_embedding, log_pictures
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +140,95 @@ def test_logging_pictures_leaves_training_unchanged(run, tmp_path):
     logged = vaekit.load(out)
     for (name, a), b in zip(plain.state_dict().items(), logged.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+def _texts(events, tag: str) -> list[str]:
+    """The strings written with ``add_text(tag, ...)``."""
+    full = f"{tag}/text_summary"
+    if full not in events.Tags()["tensors"]:
+        return []
+    return [e.tensor_proto.string_val[0].decode() for e in events.Tensors(full)]
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_every_registered_model_logs_what_it_has(name, tmp_path):
+    """One epoch of each registered model: samples always (one row per class for a
+    conditional model), reconstructions where the inputs suffice, the projector where the
+    latent is continuous; what is skipped says why, and nothing fails."""
+    from vaekit.train import train
+
+    base = tiny("train.tensorboard=true", "train.epochs=1", "train.tensorboard_images_every=1")
+    config = apply_overrides(base, tiny_model_overrides(name))  # the model kind first
+    lines: list[str] = []
+    out = tmp_path / "run"
+    train(config, out=out, log=lines.append)
+    assert not [line for line in lines if "TensorBoard" in line and "not written" in line]
+    events = EventAccumulator(
+        str(out / "tensorboard"), size_guidance={"images": 0, "scalars": 0, "tensors": 0}
+    )
+    events.Reload()
+    model = vaekit.load(out)
+    images = set(events.Tags()["images"])
+    cell = 32 + 1  # 8x8 digits repeated 4 times, 1 pixel of padding
+    samples = _png(events.Images("pictures/samples")[-1])
+    rows = model.num_classes if model.takes_labels else 8  # a conditional model: one per class
+    assert samples.shape[0] == rows * cell + 1
+    if model.takes_labels:  # the trainer hands the pictures no labels: skipped, with the reason
+        assert "pictures/reconstructions" not in images
+        (note,) = _texts(events, "pictures/notes")
+        assert "skipped" in note and "conditional" in note
+    else:
+        assert "pictures/reconstructions" in images and not _texts(events, "pictures/notes")
+    assert "_hparams_/experiment" in events.PluginTagToContent("hparams")
+    projector = out / "tensorboard" / "projector_config.pbtxt"
+    if model.has_continuous_latent:
+        config = text_format.Parse(projector.read_text(), ProjectorConfig())
+        (embedding,) = config.embeddings
+        means = np.loadtxt(out / "tensorboard" / embedding.tensor_path, delimiter="\t")
+        assert means.shape == (300, model.latent_dim) and np.isfinite(means).all()
+    else:
+        assert not projector.exists()
+        (note,) = _texts(events, "projector/notes")
+        assert "discrete code" in note
+
+
+def test_conditional_pictures_with_labels(tmp_path):
+    """Given the inputs' labels, a conditional model's reconstructions are x beside
+    reconstruct(x, y) (the label changes them)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    torch.manual_seed(0)
+    model = tiny_model("cvae").eval()
+    dataset = vaekit.load_dataset("digits")
+    x, y = dataset.fixed("test", seed=0)[:16], dataset.test.y[:16]
+    with SummaryWriter(str(tmp_path)) as writer:
+        log_pictures(writer, model, x, 3, y_test=y)
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0, "tensors": 0})
+    events.Reload()
+    got = _png(events.Images("pictures/reconstructions")[-1]).astype(np.float32) / 255
+    with torch.no_grad():
+        recon = model.reconstruct(x, y=y)
+    pairs = torch.stack([x, recon], dim=1).flatten(0, 1)
+    expected = image_grid(_upscale(pairs.clamp(0, 1)), ncols=8)
+    got = got[..., 0] if got.ndim == 3 else got
+    assert np.abs(got - expected[..., 0]).max() <= 1 / 255 + 1e-6
+    assert not _texts(events, "pictures/notes")
+
+
+@pytest.mark.parametrize("settings", [['model.posterior="iaf"'], tiny_model_overrides("hvae")])
+def test_monte_carlo_means_leave_the_global_rng_alone(settings, tmp_path):
+    """The IAF posterior's mean and the hierarchical VAE's latent moments are Monte-Carlo
+    estimates: drawing the pictures and the projector does not move the training RNG."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    config = apply_overrides(
+        tiny(), [*settings, "model.data_shape=[1, 8, 8]", 'model.likelihood="gaussian-learned"']
+    )
+    model = vaekit.models.build_model(config.model).eval()
+    dataset = vaekit.load_dataset("digits")
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    with SummaryWriter(str(tmp_path)) as writer:
+        log_pictures(writer, model, dataset.fixed("test")[:16], 0)
+        assert log_embedding(writer, model, dataset, 0) == 300
+    assert torch.equal(torch.get_rng_state(), state)

@@ -431,9 +431,11 @@ def _add_export_parser(commands) -> None:
         help="write the encoder and decoder as ONNX graphs (dynamic batch size)",
         description="Export a run's model: OUT/encoder.onnx (x -> the code, or q(z|x)'s mean "
         "and parameters), OUT/decoder.onnx (z -> E[x|z] and the decoder's raw output) and "
-        "OUT/export.json (names, shapes, preprocessing). Each graph is checked with "
-        "onnxruntime against PyTorch (relative error <= 1e-5) before it is kept. Needs the "
-        "onnx extra: pip install 'vaekit[onnx]'.",
+        "OUT/export.json (names, shapes, preprocessing); a conditional model's graphs also "
+        "take the labels y. Each graph is checked with onnxruntime against PyTorch (relative "
+        "error <= 1e-5) before it is kept; a graph no fixed graph can reproduce (the IAF "
+        "posterior's Monte-Carlo mean) is refused with one line and the other is still "
+        "exported. Needs the onnx extra: pip install 'vaekit[onnx]'.",
     )
     p.add_argument("run", type=Path, help="run or model directory")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="export format (onnx)")
@@ -480,9 +482,11 @@ def _add_contrast_parsers(commands) -> None:
         help="RUN_A RUN_B ...: paired differences with standard errors; or AE vs VAE (--data)",
         description="With run directories (vaekit compare RUN_A RUN_B [RUN_C ...]): evaluate "
         "every run on the same test examples with the same K and seed and print, for each run "
-        "against RUN_A, the mean per-example difference of -log p(x), the ELBO, bits/dim and "
-        "the KL ± its paired standard error, and of active units ± a bootstrap standard "
-        "error; runs on different data or splits are refused. Writes OUT/report.html and "
+        "against RUN_A, the mean per-example difference of -log p(x) (-log p(x|y) for "
+        "conditional models), the ELBO, bits/dim and the KL ± its paired standard error, and "
+        "of active units ± a bootstrap standard error; the nll and ELBO are of the data as "
+        "given, as vaekit evaluate reports them. Runs on different data or splits, and runs "
+        "that condition on the label differently, are refused. Writes OUT/report.html and "
         "OUT/compare.json (OUT defaults to compare-A-vs-B beside RUN_A). Without run "
         "directories: the lecture's AE vs VAE. Train an AE and a VAE identically (or load "
         "two runs with --runs) and write OUT/report.html and OUT/compare.json: reconstruction "
@@ -818,6 +822,8 @@ def cmd_export(args: argparse.Namespace) -> None:
             f"relative error against PyTorch {worst:.1e})"
         )
     print(f"wrote {Path(manifest['out']) / 'export.json'}")
+    for reason in manifest["refused"].values():
+        print(f"vaekit: refused: {reason}", file=sys.stderr)
 
 
 # `vaekit compare --data ...` training flags and their defaults: meaningless with RUN ...

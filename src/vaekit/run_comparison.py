@@ -4,9 +4,21 @@ Every run is evaluated on the same test examples (the same fixed draw of the tes
 dequantisation noise is shared), with the same K importance samples per example and the same
 seed per batch: where two runs have the same latent dimension their reparameterisation noise
 is identical (common random numbers), so the Monte-Carlo noise largely cancels in the
-differences. For each run after the first, against the first (the baseline A):
+differences.
 
-* -log p(x), the ELBO, bits per dimension and the KL: the per-example difference
+Each run is evaluated exactly as ``vaekit evaluate`` does it (``evaluate.load_run``,
+``evaluate.data_for_model``): a discrete likelihood sees the stored levels, a density the
+dequantised values, and the nll, ELBO and bits/dim are of the data *as given*: the
+transform's change-of-variables term c = ``Transform.log_data_scale`` is added (``space``
+names it). So a run with a discretised logistic and a run with a Gaussian on dequantised
+values of the same stored levels are compared on one scale, -log P(levels): exact for the
+first, the dequantisation bound for the second. A conditional model (``takes_labels``) is
+given each example's own label, so its numbers are of p(x|y); runs that condition
+differently are refused (-log p(x|y) and -log p(x) are different quantities).
+
+For each run after the first, against the first (the baseline A):
+
+* -log p(x) (or -log p(x|y)), the ELBO, bits per dimension and the KL: the per-example difference
   d_i = (B's value - A's value) on example i, its mean over the N examples, and its *paired*
   standard error std(d_i, ddof=1) / sqrt(N). Because both runs see the same x_i, the variation
   between examples (most of each run's own standard error) cancels, which is what makes a small
@@ -33,7 +45,9 @@ from vaekit.data import Dataset
 from vaekit.evaluate import (
     ACTIVE_UNIT_THRESHOLD,
     DEFAULT_MEMORY_BUDGET_MB,
+    bits_per_dim,
     choose_chunk_size,
+    data_space,
     load_run,
 )
 
@@ -46,18 +60,35 @@ METRICS = {
     "kl": ("KL(q(z|x) || p(z))", "nats per example", 0),
     "active_units": ("active units", "latent coordinates", 0),
 }
+# The same metrics of a conditional model (takes_labels): every density is given the label y.
+CONDITIONAL_LABELS = {"nll": "-log p(x|y)", "kl": "KL(q(z|x,y) || p(z|y))"}
 DEFINITIONS = {
-    "nll": "-log p(x), importance-sampled with K draws from q(z|x) per example (Burda et al. 2015)",
-    "elbo": "E_q[log p(x|z)] - KL(q(z|x) || p(z)), one Monte-Carlo draw per example",
-    "bits_per_dim": "the nll of the discrete data per dimension, in bits",
-    "kl": "KL(q(z|x) || p(z)) in closed form",
+    "nll": "-log p(x) of the data as given (the model-space estimate plus the transform's "
+    "change-of-variables term, as `vaekit evaluate` reports it), importance-sampled with K "
+    "draws from q(z|x) per example (Burda et al. 2015)",
+    "elbo": "E_q[log p(x|z)] - KL(q(z|x) || p(z)) of the data as given (minus the same "
+    "change-of-variables term), one Monte-Carlo draw per example",
+    "bits_per_dim": "the nll of the discrete data per dimension, in bits: exact for a discrete "
+    "likelihood or binary data, the dequantisation bound (Theis et al. 2016) for a density on "
+    "dequantised levels",
+    "kl": "KL(q(z|x) || p(z)) per example: in closed form where the posterior family has one "
+    "against the prior, else the Monte-Carlo estimate log q(z|x) - log p(z) at the ELBO's draw "
+    "(IAF posterior, hierarchical layers); the preprocessing does not change it",
     "active_units": f"latent coordinates j with Var_x(E_q[z_j|x]) > {ACTIVE_UNIT_THRESHOLD} "
-    "(Burda et al. 2015)",
+    "(Burda et al. 2015), E_q[z|x] from the model's latent moments",
+}
+CONDITIONAL_DEFINITIONS = {
+    "nll": "-log p(x|y) of the data as given, each example with its own label y "
+    "(importance-sampled with K draws from q(z|x,y); the change-of-variables term added)",
+    "elbo": "E_q[log p(x|z,y)] - KL(q(z|x,y) || p(z|y)) of the data as given, a lower bound "
+    "on log p(x|y), one Monte-Carlo draw per example",
+    "kl": "KL(q(z|x,y) || p(z|y)) per example, closed form where it exists, else Monte Carlo",
 }
 
 
 class ComparisonError(ValueError):
-    """The runs cannot be compared example by example (different data, split, no likelihood)."""
+    """The runs cannot be compared example by example (different data, split, no likelihood,
+    different conditioning)."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +159,10 @@ class RunSummary:
     latent_dim: int
     values: dict[str, float]
     stderrs: dict[str, float]
+    # What the likelihood figures are of (``evaluate.data_space``) and the change-of-variables
+    # term c added to the model-space nll (nats per example).
+    space: str = ""
+    log_data_scale: float = 0.0
 
 
 @dataclass
@@ -144,6 +179,10 @@ class RunComparison:
     differences: list[PairedDifference]
     definitions: dict[str, str] = field(default_factory=lambda: dict(DEFINITIONS))
     report: str | None = None
+    # The space of the baseline's nll/ELBO (every run's own is in its summary), and, for
+    # conditional models, what the densities are conditioned on.
+    space: str = ""
+    conditioned_on: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -160,8 +199,10 @@ class RunComparison:
         """The terminal summary: one sentence per metric and run pair."""
         lines = [
             f"{self.data} {self.split} split, {self.num_examples} examples, K = "
-            f"{self.num_samples} importance samples, seed {self.seed}; each run against "
-            f"{self.runs[0].name}:"
+            f"{self.num_samples} importance samples, seed {self.seed}; nll and ELBO of "
+            f"{self.space}"
+            + (f"; conditioned on {self.conditioned_on}" if self.conditioned_on else "")
+            + f"; each run against {self.runs[0].name}:"
         ]
         lines += [f"  {d.sentence()}" for d in self.differences]
         if self.report:
@@ -180,9 +221,13 @@ def per_example(
     seed: int = 0,
     batch_size: int = 100,
     memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
+    y: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Per-example ``log_px`` (importance-sampled, nats), ``elbo`` and ``kl`` (nats), each
-    ``[N]`` float64, and the posterior means ``mu [N, m]``.
+    """Per-example model-space ``log_px`` (importance-sampled, nats), ``elbo`` and ``kl``
+    (nats, the model's ``elbo`` terms: closed-form KL or its Monte-Carlo estimate), each
+    ``[N]`` float64, and, for a model with a continuous latent, E_q[z|x] ``mu [N, m]`` from
+    its ``latent_moments``. ``y [N]``: labels, passed to every method of a conditional model
+    (then ``log_px`` is log p(x|y)).
 
     Batch b's draws come from the seed ``(seed, b)``, so two models with the same latent
     dimension use the same standard-normal noise (common random numbers). The global RNG is
@@ -196,25 +241,32 @@ def per_example(
     with torch.random.fork_rng(devices=devices):
         for b, start in enumerate(range(0, x.shape[0], batch_size)):
             xb = x[start : start + batch_size].to(device=p.device, dtype=p.dtype)
+            yb = y[start : start + batch_size].to(p.device) if y is not None else None
             torch.manual_seed(seed * 1_000_003 + b)
-            terms = model.elbo(xb)
+            terms = model.elbo(xb, y=yb)
             torch.manual_seed(seed * 1_000_003 + b + 500_000)
-            out["log_px"].append(model.log_likelihood(xb, num_samples, chunk).double().cpu())
+            out["log_px"].append(model.log_likelihood(xb, num_samples, chunk, y=yb).double().cpu())
             out["elbo"].append(terms.elbo.double().cpu())
             out["kl"].append(terms.kl.double().cpu())
-            out["mu"].append(model.encode(xb).mean.double().cpu())
+            if model.has_continuous_latent:  # Monte-Carlo moments (IAF, hierarchical): seeded
+                torch.manual_seed(seed * 1_000_003 + b + 250_000)
+                out["mu"].append(model.latent_moments(xb, y=yb).mean.double().cpu())
+    if not out["mu"]:
+        del out["mu"]
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def bits_per_dim_per_example(nll: torch.Tensor, dataset: Dataset) -> torch.Tensor | None:
-    """Each example's nll (nats) as bits per dimension of the discrete data, ``[N]``; None
-    for continuous data (see ``vaekit.evaluate.bits_per_dim``: the same affine map)."""
-    from vaekit.evaluate import bits_per_dim
-
-    zero = bits_per_dim(0.0, dataset)
+def bits_per_dim_per_example(
+    nll: torch.Tensor, dataset: Dataset, discrete: bool = False
+) -> torch.Tensor | None:
+    """Each example's model-space nll (nats) as bits per dimension of the discrete data,
+    ``[N]``; None where there is no honest conversion. The same affine map as
+    ``vaekit.evaluate.bits_per_dim`` (``discrete``: the likelihood is a probability of the
+    levels, so bits/dim is exact)."""
+    zero = bits_per_dim(0.0, dataset, discrete=discrete)
     if zero is None:
         return None
-    slope = bits_per_dim(1.0, dataset) - zero
+    slope = bits_per_dim(1.0, dataset, discrete=discrete) - zero
     return zero + slope * nll
 
 
@@ -238,8 +290,11 @@ def bootstrap_active_units(
     return float(torch.cat(differences).std(unbiased=True))
 
 
-def _paired(metric: str, a: str, b: str, values_a, values_b) -> PairedDifference:
-    label, unit, direction = METRICS[metric]
+def _paired(
+    metric: str, a: str, b: str, values_a, values_b, label: str | None = None
+) -> PairedDifference:
+    default_label, unit, direction = METRICS[metric]
+    label = label or default_label
     d = values_b - values_a
     se = float(d.std(unbiased=True) / math.sqrt(d.numel())) if d.numel() > 1 else math.nan
     return PairedDifference(
@@ -262,16 +317,40 @@ def _paired(metric: str, a: str, b: str, values_a, values_b) -> PairedDifference
 SPLIT_FIELDS = ("name", "val_fraction", "split_seed", "image_size")
 
 
+# Transforms that present the same stored integer levels: a density sees them dequantised,
+# a discrete likelihood sees the levels themselves (``Dataset.as_levels``).
+LEVEL_TRANSFORMS = ("dequantize", "levels")
+
+
 def data_signature(descriptor: dict[str, Any]) -> dict[str, Any]:
     """What must agree for two runs to share test examples: the recorded dataset, its split
-    (validation fraction, split seed), image size and preprocessing. ``data_dir`` may differ."""
+    (validation fraction, split seed), image size and preprocessing. ``data_dir`` may differ,
+    and so may the way stored levels are presented (dequantised for a density, the levels for
+    a discrete likelihood): in the data's own space both are -log P(levels)."""
     config = (descriptor.get("config") or {}).get("data") or {}
     info = descriptor.get("data") or {}
     signature = {f"data.{k}": config.get(k) for k in SPLIT_FIELDS if k in config}
     signature["data.name"] = info.get("name", config.get("name"))
     for key in ("shape", "support", "num_levels", "transform"):
         signature[f"preprocessing.{key}"] = info.get(key)
+    transform = info.get("transform")
+    if isinstance(transform, dict) and transform.get("kind") in LEVEL_TRANSFORMS:
+        signature["preprocessing.transform"] = {"stored levels": transform.get("levels")}
     return signature
+
+
+def check_conditioning(names: list[str], models: list[Any]) -> None:
+    """Raise a one-line :class:`ComparisonError` if the runs' models do not all condition on
+    the label alike: -log p(x|y) and -log p(x) are different quantities."""
+    first = models[0].takes_labels
+    for name, model in zip(names[1:], models[1:], strict=True):
+        if model.takes_labels != first:
+            which = {True: "-log p(x|y), conditioned on the label", False: "-log p(x)"}
+            raise ComparisonError(
+                f"{name}: model {model.name!r} reports {which[model.takes_labels]}, "
+                f"{names[0]}'s model {models[0].name!r} reports {which[first]}: different "
+                "quantities, so they are not paired"
+            )
 
 
 def check_comparable(names: list[str], descriptors: list[dict[str, Any]]) -> None:
@@ -338,54 +417,88 @@ def compare_runs(
             raise ValueError(
                 f"--out {out_dir}: directory exists and is not empty (use --overwrite)"
             )
-    dataset: Dataset | None = None
-    models = []
+    models, datasets = [], []
     for path in paths:
-        model, data = load_run(path, data_dir) if dataset is None else (_load(path), dataset)
-        dataset = data
-        if not callable(getattr(model, "log_likelihood", None)):
+        # The path `vaekit evaluate` takes: the run's data as its likelihood models it.
+        model, dataset = load_run(path, data_dir)
+        if not model.has_likelihood:
             raise ComparisonError(
                 f"{path}: this model defines no likelihood p(x), so there is no nll to pair; "
                 "for the AE-vs-VAE lesson use `vaekit compare --runs AE_RUN VAE_RUN`"
             )
         models.append(model)
-    assert dataset is not None
-    x = dataset.fixed("test", seed=seed)
+        datasets.append(dataset)
+    check_conditioning(names, models)
+    conditional = models[0].takes_labels
+    y = datasets[0].split("test").y if conditional else None
+    if conditional and y is None:
+        raise ComparisonError(
+            f"the test split of {datasets[0].name!r} has no labels, which the conditional "
+            f"model {models[0].name!r} needs"
+        )
+    n = len(datasets[0].split("test"))
     if max_examples is not None:
-        x = x[:max_examples]
-    if x.shape[0] < 2:
-        raise ComparisonError(f"the test split of {dataset.name!r} has fewer than 2 examples")
-    evaluated = []
-    for name, model in zip(names, models, strict=True):
+        n = min(n, max_examples)
+    if n < 2:
+        raise ComparisonError(f"the test split of {datasets[0].name!r} has fewer than 2 examples")
+    evaluated, spaces, scales = [], [], []
+    for name, model, dataset in zip(names, models, datasets, strict=True):
         if log is not None:
-            log(f"evaluating {name}: {x.shape[0]} test examples, K = {num_samples}")
-        values = per_example(model, x, num_samples, seed=seed, batch_size=batch_size)
-        values["nll"] = -values.pop("log_px")
-        bpd = bits_per_dim_per_example(values["nll"], dataset)
+            log(f"evaluating {name}: {n} test examples, K = {num_samples}")
+        x = dataset.fixed("test", seed=seed)[:n]
+        values = per_example(
+            model,
+            x,
+            num_samples,
+            seed=seed,
+            batch_size=batch_size,
+            y=y[:n] if y is not None else None,
+        )
+        # Model space -> the data as given, as `vaekit evaluate` reports (evaluate.to_data_space).
+        c = dataset.transform.log_data_scale(tuple(dataset.shape))
+        nll_model = -values.pop("log_px")
+        discrete = bool(getattr(getattr(model, "likelihood", None), "discrete", False))
+        bpd = bits_per_dim_per_example(nll_model, dataset, discrete=discrete)
+        values["nll"] = nll_model + c
+        values["elbo"] = values["elbo"] - c
         if bpd is not None:
             values["bits_per_dim"] = bpd
         evaluated.append(values)
+        spaces.append(data_space(dataset))
+        scales.append(float(c))
+    with_units = all("mu" in values for values in evaluated)
+    labels = CONDITIONAL_LABELS if conditional else {}
     summaries, differences = [], []
-    for name, path, model, values in zip(names, paths, models, evaluated, strict=True):
+    for name, path, model, values, space, c in zip(
+        names, paths, models, evaluated, spaces, scales, strict=True
+    ):
         per = {k: v for k, v in values.items() if k != "mu"}
+        units = {"active_units": float(count_active(values["mu"]))} if with_units else {}
         summaries.append(
             RunSummary(
                 name=name,
                 path=str(path),
-                kind=str(getattr(getattr(model, "config", None), "kind", type(model).__name__)),
+                kind=model.name,
                 latent_dim=model.latent_dim,
-                values={k: float(v.mean()) for k, v in per.items()}
-                | {"active_units": float(count_active(values["mu"]))},
+                values={k: float(v.mean()) for k, v in per.items()} | units,
                 stderrs={
                     k: float(v.std(unbiased=True) / math.sqrt(v.numel())) for k, v in per.items()
                 },
+                space=space,
+                log_data_scale=c,
             )
         )
     base = evaluated[0]
     for name, values in zip(names[1:], evaluated[1:], strict=True):
         for metric in ("nll", "elbo", "bits_per_dim", "kl"):
-            if metric in values:
-                differences.append(_paired(metric, names[0], name, base[metric], values[metric]))
+            if metric in values and metric in base:
+                differences.append(
+                    _paired(
+                        metric, names[0], name, base[metric], values[metric], labels.get(metric)
+                    )
+                )
+        if not with_units:
+            continue
         au_a, au_b = int(count_active(base["mu"])), int(count_active(values["mu"]))
         differences.append(
             PairedDifference(
@@ -402,14 +515,18 @@ def compare_runs(
                 higher_is_better=None,
             )
         )
+    definitions = dict(DEFINITIONS) | (CONDITIONAL_DEFINITIONS if conditional else {})
     result = RunComparison(
-        data=dataset.name,
+        data=datasets[0].name,
         split="test",
-        num_examples=int(x.shape[0]),
+        num_examples=n,
         num_samples=num_samples,
         seed=seed,
         runs=summaries,
         differences=differences,
+        definitions=definitions,
+        space=spaces[0],
+        conditioned_on="each example's own label y: densities are p(x|y)" if conditional else None,
     )
     if out is not None:
         from vaekit.report.run_comparison import write_comparison_page
@@ -418,9 +535,3 @@ def compare_runs(
         result.report = str(write_comparison_page(result, models, paths, out_dir, seed=seed))
         atomic_write_json(out_dir / "compare.json", result.to_dict())
     return result
-
-
-def _load(path: Path):
-    from vaekit.checkpoint import load
-
-    return load(path)

@@ -1,23 +1,34 @@
 """What a training run shows in TensorBoard besides its scalars (``RUN/tensorboard``).
 
-* IMAGES: ``pictures/samples`` (E[x|z] for 64 fixed draws z ~ N(0, I), the same draws every
-  time, so their evolution is visible) and ``pictures/reconstructions`` (16 fixed test inputs,
-  each beside E[x|z] at z = the posterior mean) every ``train.tensorboard_images_every``
-  epochs and after the last one. Small images are scaled up (nearest neighbour) to stay legible.
+* IMAGES: ``pictures/samples`` (E[x|z] for 64 fixed draws z ~ p(z), the same draws every
+  time, so their evolution is visible; a conditional model draws 64 // C per class, one row
+  per class y = 0, 1, ...) and ``pictures/reconstructions`` (16 fixed test inputs, each beside
+  the model's ``reconstruct``: E[x|z] at the posterior mean, the code, or the quantised code)
+  every ``train.tensorboard_images_every`` epochs and after the last one. Small images are
+  scaled up (nearest neighbour) to stay legible. A conditional model's reconstructions need the
+  inputs' labels; without them the grid is skipped and the reason written to the TEXT tab
+  (``pictures/notes``).
 * HPARAMS: the run's full config, flattened to ``section.field`` names, against its final
   metrics: the last validation ELBO and its terms (``epoch/val_*``, nats per example), the best
   validation ELBO, and, where the run was evaluated (the report does it), the test nll in nats
   per example, bits per dimension and active units (``final/*``).
-* PROJECTOR: the test split's posterior means E_q[z|x] (a deterministic model's codes), one
-  row per example (at most ``EMBEDDING_MAX_EXAMPLES``), with the labels as metadata and a
-  sprite of the input images.
+* PROJECTOR: the test split's posterior means E_q[z|x] from the model's ``latent_moments``
+  (a deterministic model's codes; estimated from draws where the posterior has no closed-form
+  mean: IAF, the hierarchical VAE's layers), one row per example (at most
+  ``EMBEDDING_MAX_EXAMPLES``), with the labels as metadata and a sprite of the input images.
+  Only for models with a continuous latent (``has_continuous_latent``): a VQ-VAE's code is a
+  discrete index, so the projector is skipped and the reason written to the TEXT tab
+  (``projector/notes``). A conditional model's means are of q(z|x,y), each example with its
+  own label.
 
-Every picture is drawn with the model in eval mode, from its own seeded generator: logging
-never moves the training RNG, so a resumed run stays bitwise identical.
+Every picture is drawn with the model in eval mode, from its own seeded generator, and any
+draw a model makes from the global RNG (a Monte-Carlo posterior mean) happens inside a forked,
+seeded RNG: logging never moves the training RNG, so a resumed run stays bitwise identical.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -53,31 +64,64 @@ def _as_images(x: torch.Tensor) -> torch.Tensor:
     return (x.unsqueeze(1) if x.dim() == 3 else x).clamp(0, 1)
 
 
-def _code_means(model, x: torch.Tensor) -> torch.Tensor:
-    """The posterior mean E_q[z|x] if ``encode`` returns a distribution, else the code."""
-    code = model.encode(x)
-    return code if torch.is_tensor(code) else code.mean
+@contextlib.contextmanager
+def _own_rng(device: torch.device, seed: int):
+    """Run the block with the global RNG forked and seeded (restored afterwards)."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def _samples(model, generator: torch.Generator) -> tuple[torch.Tensor, int | None]:
+    """E[x|z] for ``NUM_SAMPLES`` prior draws and the grid's columns (None: a square grid);
+    a conditional model draws ``NUM_SAMPLES // C`` per class, one row per class."""
+    if not model.takes_labels:
+        return model.sample(NUM_SAMPLES, generator=generator), None
+    device = next(model.parameters()).device
+    per_class = max(1, NUM_SAMPLES // model.num_classes)
+    y = torch.arange(model.num_classes, device=device).repeat_interleave(per_class)
+    return model.sample(y.numel(), generator=generator, y=y), per_class
 
 
 @torch.no_grad()
-def log_pictures(writer, model, x_test: torch.Tensor, step: int, seed: int = 0) -> None:
-    """Add the sample and reconstruction grids at ``step`` (image data only)."""
+def log_pictures(
+    writer,
+    model,
+    x_test: torch.Tensor,
+    step: int,
+    seed: int = 0,
+    y_test: torch.Tensor | None = None,
+) -> None:
+    """Add the sample and reconstruction grids at ``step`` (image data only). ``y_test``:
+    the labels of ``x_test`` (a conditional model's reconstructions need them; without them
+    that grid is skipped and the reason written to ``pictures/notes``)."""
     if not is_image(tuple(x_test.shape[1:])):
         return
     was_training = model.training
     model.eval()
     p = next(model.parameters())
     generator = torch.Generator(device=p.device).manual_seed(seed)
-    samples = _as_images(model.sample(NUM_SAMPLES, generator=generator))
-    grids = {"pictures/samples": image_grid(_upscale(samples))}
-    x = x_test[:NUM_RECONSTRUCTIONS].to(device=p.device, dtype=p.dtype)
-    if x.shape[0] > 0:
-        recon = model.reconstruct(x)
-        pairs = _as_images(torch.stack([x, recon], dim=1).flatten(0, 1))  # input, recon, ...
-        grids["pictures/reconstructions"] = image_grid(_upscale(pairs), ncols=8)
+    notes = []
+    with _own_rng(p.device, seed):
+        samples, ncols = _samples(model, generator)
+        grids = {"pictures/samples": image_grid(_upscale(_as_images(samples)), ncols=ncols)}
+        x = x_test[:NUM_RECONSTRUCTIONS].to(device=p.device, dtype=p.dtype)
+        y = y_test[: x.shape[0]].to(p.device) if y_test is not None else None
+        if x.shape[0] > 0 and model.takes_labels and y is None:
+            notes.append(
+                f"pictures/reconstructions skipped: model {model.name!r} is conditional and "
+                "reconstructs x given its label y, but the test inputs came without labels"
+            )
+        elif x.shape[0] > 0:
+            recon = model.reconstruct(x, y=y if model.takes_labels else None)
+            pairs = _as_images(torch.stack([x, recon], dim=1).flatten(0, 1))  # input, recon, ...
+            grids["pictures/reconstructions"] = image_grid(_upscale(pairs), ncols=8)
     model.train(was_training)
     for tag, grid in grids.items():
         writer.add_image(tag, grid, step, dataformats="HWC")
+    for note in notes:
+        writer.add_text("pictures/notes", note, step)
 
 
 def flat_hparams(config: dict[str, Any]) -> dict[str, float | int | str | bool]:
@@ -133,24 +177,45 @@ def log_hparams(writer, config: dict[str, Any], metrics: dict[str, float], step:
             writer.add_scalar(tag, value, step)
 
 
+def projector_refusal(model, labels: torch.Tensor | None) -> str | None:
+    """Why the projector cannot show this model's codes (one line), or None."""
+    if not model.has_continuous_latent:
+        return (
+            f"projector skipped: model {model.name!r} has a discrete code (codebook indices), "
+            "not a continuous latent with posterior means"
+        )
+    if model.takes_labels and labels is None:
+        return (
+            f"projector skipped: model {model.name!r} is conditional and the test split has "
+            "no labels to encode with"
+        )
+    return None
+
+
 @torch.no_grad()
 def log_embedding(writer, model, dataset: Dataset, step: int, seed: int = 0) -> int:
     """Add the test split's posterior means to the projector, with label metadata and a
-    sprite of the inputs (image data); returns the number of points."""
+    sprite of the inputs (image data); returns the number of points (0 where the model has
+    none: the reason goes to ``projector/notes``)."""
     x = dataset.fixed("test", seed=seed)[:EMBEDDING_MAX_EXAMPLES]
     if x.shape[0] == 0:
+        return 0
+    labels = dataset.test.y
+    reason = projector_refusal(model, labels)
+    if reason is not None:
+        writer.add_text("projector/notes", reason, step)
         return 0
     was_training = model.training
     model.eval()
     p = next(model.parameters())
-    means = torch.cat(
-        [
-            _code_means(model, x[i : i + 1000].to(device=p.device, dtype=p.dtype)).cpu()
-            for i in range(0, x.shape[0], 1000)
-        ]
-    )
+    chunks = []
+    with _own_rng(p.device, seed):
+        for i in range(0, x.shape[0], 1000):
+            xb = x[i : i + 1000].to(device=p.device, dtype=p.dtype)
+            yb = labels[i : i + xb.shape[0]].to(p.device) if model.takes_labels else None
+            chunks.append(model.latent_moments(xb, y=yb).mean.cpu())
+    means = torch.cat(chunks)
     model.train(was_training)
-    labels = dataset.test.y
     metadata = None if labels is None else [str(v) for v in labels[: x.shape[0]].tolist()]
     sprite = _upscale(_as_images(x)) if is_image(tuple(x.shape[1:])) else None
     writer.add_embedding(

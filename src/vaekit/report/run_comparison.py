@@ -30,7 +30,10 @@ def _png(fig) -> bytes:
 def curves_figure(names: list[str], paths: list[Path]) -> tuple[bytes | None, list[str]]:
     """Validation ELBO and KL per epoch (solid) and training ELBO per epoch (dashed) of every
     run on shared axes; also the names of runs without ``metrics.jsonl``."""
-    panels = [("elbo", "ELBO (nats per example)"), ("kl", "KL(q(z|x) || p(z)) (nats per example)")]
+    panels = [
+        ("elbo", "ELBO, model space (nats per example)"),
+        ("kl", "KL(q(z|x) || p(z)) (nats per example)"),
+    ]
     records, missing = {}, []
     for name, path in zip(names, paths, strict=True):
         metrics = path / "metrics.jsonl"
@@ -64,15 +67,22 @@ def curves_figure(names: list[str], paths: list[Path]) -> tuple[bytes | None, li
 
 @torch.no_grad()
 def samples_figure(names: list[str], models: list[Any], seed: int = 0) -> bytes | None:
-    """Each run's E[x|z] for ``NUM_SAMPLES`` draws z ~ N(0, I) from the same seed (the same
-    draws where the latent dimensions agree), side by side; None for non-image data."""
+    """Each run's E[x|z] for ``NUM_SAMPLES`` draws z ~ p(z) from the same seed (the same
+    draws where the latent dimensions agree), side by side; a conditional model draws
+    ``NUM_SAMPLES // C`` per class, one row per class. None for non-image data."""
     if not is_image(tuple(models[0].data_shape)):
         return None
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 4.0), squeeze=False)
     for ax, name, model in zip(axes[0], names, models, strict=True):
-        generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-        grid = image_grid(model.sample(NUM_SAMPLES, generator=generator))
+        device = next(model.parameters()).device
+        generator = torch.Generator(device=device).manual_seed(seed)
+        if model.takes_labels:
+            per_class = max(1, NUM_SAMPLES // model.num_classes)
+            y = torch.arange(model.num_classes, device=device).repeat_interleave(per_class)
+            grid = image_grid(model.sample(y.numel(), generator=generator, y=y), ncols=per_class)
+        else:
+            grid = image_grid(model.sample(NUM_SAMPLES, generator=generator))
         ax.imshow(
             grid[..., 0] if grid.shape[2] == 1 else grid,
             cmap="gray",
@@ -82,7 +92,12 @@ def samples_figure(names: list[str], models: list[Any], seed: int = 0) -> bytes 
         )
         ax.set_title(f"{name} (m = {model.latent_dim})", fontsize=10)
         ax.axis("off")
-    fig.suptitle(f"{NUM_SAMPLES} prior samples each: E[x|z], z ~ N(0, I), seed {seed}", fontsize=10)
+    what = (
+        "prior samples per class (one row per class y = 0, 1, ...): E[x|z,y], z ~ p(z|y)"
+        if models[0].takes_labels
+        else f"{NUM_SAMPLES} prior samples each: E[x|z], z ~ p(z)"
+    )
+    fig.suptitle(f"{what}, seed {seed}", fontsize=10)
     fig.tight_layout()
     return _png(fig)
 
@@ -171,6 +186,15 @@ def render_comparison_page(result: dict[str, Any], figures: list[tuple[str, byte
         "active units, a count over coordinates, the standard deviation of a paired bootstrap "
         "over examples. |z| = |difference| / standard error above 2 is unlikely to be chance. "
         "They describe this test set and these draws, not another training seed.</p>"
+        f"<p id='space'>-log p(x) and the ELBO are of {esc(result.get('space') or '')}, as "
+        "<code>vaekit evaluate</code> reports them (the preprocessing's change-of-variables "
+        "term added to the model-space figure)"
+        + (
+            f"; conditioned on {esc(result['conditioned_on'])}"
+            if result.get("conditioned_on")
+            else ""
+        )
+        + ".</p>"
         f"<ul id='sentences'>{sentences}</ul>"
         "<h2>Table</h2><p>Per-run columns: mean over examples ± its own standard error.</p>"
         f"<table id='comparison'><thead><tr><th>quantity</th><th>unit</th>{head}</tr></thead>"
@@ -190,7 +214,13 @@ def write_comparison_page(result, models: list[Any], paths: list[Path], out_dir:
     if curves is not None:
         note = f" No metrics.jsonl for {', '.join(missing)}." if missing else ""
         figures.append(
-            ("curves", curves, "Training curves per epoch, all runs on shared axes." + note)
+            (
+                "curves",
+                curves,
+                "Training curves per epoch, all runs on shared axes, as training logs them: "
+                "the ELBO of the data the model sees (model space, without the table's "
+                "change-of-variables term)." + note,
+            )
         )
     samples = samples_figure(names, models, seed)
     if samples is not None:
