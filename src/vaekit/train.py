@@ -792,11 +792,15 @@ class Trainer:
     def _tensorboard_pictures(self) -> None:
         from vaekit.tensorboard_logging import log_pictures
 
-        if not hasattr(self, "tensorboard_x"):  # the same inputs every time
+        if not hasattr(self, "tensorboard_x"):  # the same inputs every time, with their labels
             self.tensorboard_x = self.dataset.fixed("test", seed=self.config.train.seed)[:16]
-        x = self.tensorboard_x
+            labels = self.dataset.test.y
+            self.tensorboard_y = labels[:16] if labels is not None else None
+        x, y = self.tensorboard_x, self.tensorboard_y
         with self._averaged_weights():
-            log_pictures(self.tensorboard, self.model, x, self.state.step, self.config.train.seed)
+            log_pictures(
+                self.tensorboard, self.model, x, self.state.step, self.config.train.seed, y_test=y
+            )
         self.tensorboard_pictures_step = self.state.step
 
     def _tensorboard_final(self) -> None:
