@@ -133,7 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
         p,
         _train_sections(),
         choices={"model.kind": sorted(MODELS)},
-        types_={"data.image_size": _image_size, "train.seed": _seed},
+        types_={
+            "data.image_size": _image_size,
+            "train.seed": _seed,
+            "model.likelihood_components": _positive_int,
+        },
     )
     p.set_defaults(config_flags=flags)
     p.add_argument(
@@ -249,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         type=Path,
         help="new data to reconstruct (image folder, .npy/.npz, .csv/.parquet); -o is then "
-        "a .csv, .parquet, .npy or a new folder for PNGs",
+        "a .csv, .parquet, .npy or a new folder for PNGs (default: none, the run's test split)",
     )
     _trust_scale_flag(p)
     p = picture_command("interpolate", "PNG of latent interpolations between pairs of examples")
@@ -347,9 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ood-classes",
         type=lambda text: [c for c in text.split(",") if c],
-        help="image sub-folders that are out-of-distribution, comma-separated",
+        help="image sub-folders that are out-of-distribution, comma-separated (default: none)",
     )
-    p.add_argument("--max-examples", type=_positive_int, help="score only the first N rows")
+    p.add_argument(
+        "--max-examples", type=_positive_int, help="score only the first N rows (default: all)"
+    )
     p.add_argument("--batch-size", type=_positive_int, default=100, help="examples per batch")
     p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -392,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--axes",
         type=_axes,
-        help="map two latent coordinates I,J instead of the first two principal axes (PCA)",
+        help="map two latent coordinates I,J instead of the first two principal axes "
+        "(default: PCA)",
     )
     p.add_argument(
         "--max-points",
@@ -401,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="test examples on the map, embedded in the page (default 1000)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the data transform draw")
-    p.add_argument("--data-dir", help="directory holding the dataset's files")
+    p.add_argument("--data-dir", help=RUN_DATA_DIR_HELP)
 
     _add_contrast_parsers(commands)
     _add_export_parser(commands)
@@ -501,9 +508,15 @@ def _add_contrast_parsers(commands) -> None:
         help="two or more run directories trained on the same data and split (RUN_A first)",
     )
     p.add_argument(
-        "--max-examples", type=_positive_int, help="RUN mode: only the first N test examples"
+        "--max-examples",
+        type=_positive_int,
+        help="RUN mode: only the first N test examples (default: all)",
     )
-    p.add_argument("--out", type=Path, help="report directory to create")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="report directory to create (default: compare-A-vs-B beside RUN_A in RUN mode)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--data", default="digits", help="dataset to train both on (default digits)")
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
