@@ -313,5 +313,4 @@ def write_explorer(
     page, _ = build_explorer(run_dir, axes, max_points, data_dir, seed)
     path = Path(output) if output is not None else Path(run_dir) / EXPLORE_FILE
     atomic_write_bytes(path, page.encode("utf-8"))
-    path.chmod(0o644)
     return path

@@ -160,8 +160,8 @@ class Page:
         )
 
     def write(self, path: str | Path) -> Path:
-        """Write the page atomically, readable by everyone (a page is meant to be shared)."""
+        """Write the page atomically, with the mode every vaekit file gets (0666 minus the
+        umask)."""
         path = Path(path)
         atomic_write_bytes(path, self.render().encode("utf-8"))
-        path.chmod(0o644)  # the temporary file was created 0600
         return path

@@ -4,7 +4,6 @@ training curves overlaid and their prior samples side by side."""
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 import math
@@ -15,6 +14,7 @@ import torch
 
 from vaekit.checkpoint import atomic_write_bytes
 from vaekit.report.curves import read_metrics
+from vaekit.report.page import Page
 from vaekit.report.plots import _pyplot, image_grid, is_image
 
 NUM_SAMPLES = 36
@@ -122,8 +122,6 @@ def render_comparison_page(result: dict[str, Any], figures: list[tuple[str, byte
         if any(m in r["values"] for r in runs)
     ]
     units = {d["metric"]: (d["label"], d["unit"]) for d in diffs}
-    head = "".join(f"<th>{esc(r['name'])}</th>" for r in runs)
-    head += "".join(f"<th>{esc(r['name'])} − {esc(runs[0]['name'])}</th>" for r in runs[1:])
     rows = []
     for m in metrics:
         label, unit = units.get(m, (m, ""))
@@ -143,11 +141,7 @@ def render_comparison_page(result: dict[str, Any], figures: list[tuple[str, byte
                     f"{d['stderr']:.{max(2, digits.get(m, 3))}f} "
                     f"(z = {d['z']:+.1f}, {d['method']})"
                 )
-        rows.append(
-            f"<tr><td>{esc(label)}</td><td>{esc(unit)}</td>"
-            + "".join(f"<td class='value'>{esc(c)}</td>" for c in cells)
-            + "</tr>"
-        )
+        rows.append([label, unit, *cells])
     negative = any(r["values"].get("nll", 0.0) < 0 for r in runs)
     density_note = (
         "<p>A negative -log p(x) is no error: the data are continuous (dequantised), p is a "
@@ -162,47 +156,39 @@ def render_comparison_page(result: dict[str, Any], figures: list[tuple[str, byte
         for k, v in result["definitions"].items()
         if k in metrics
     )
-    pictures = "".join(
-        f"<figure id='{esc(fid)}'><img alt='{esc(fid)}' src='data:image/png;base64,"
-        f"{base64.b64encode(png).decode('ascii')}'><figcaption>{esc(caption)}</figcaption>"
-        "</figure>"
-        for fid, png, caption in figures
-    )
     title = f"vaekit compare: {' vs '.join(r['name'] for r in runs)} ({result['data']})"
-    return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{esc(title)}</title><style>"
-        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;"
-        "color:#222;line-height:1.45}table{border-collapse:collapse;font-size:.92em}"
-        "th,td{border:1px solid #ccc;padding:.35em .6em;text-align:left}th{background:#f2f2f2}"
-        "td.value{font-family:monospace;white-space:nowrap}figure img{max-width:100%;"
-        "border:1px solid #ddd}figcaption{color:#555;font-size:.92em}</style></head><body>"
-        f"<h1>{esc(title)}</h1>"
-        f"<p>All runs on the same {result['num_examples']} {esc(result['split'])} examples, "
+    conditioned = (
+        f"; conditioned on {result['conditioned_on']}" if result.get("conditioned_on") else ""
+    )
+    page = Page(title)
+    page.paragraph(
+        f"All runs on the same {result['num_examples']} {result['split']} examples, "
         f"K = {result['num_samples']} importance samples per example, seed {result['seed']} "
         "(the same noise per batch: common random numbers where the latent dimensions agree). "
-        f"Differences are each run minus the baseline {esc(runs[0]['name'])}, ± one standard "
+        f"Differences are each run minus the baseline {runs[0]['name']}, ± one standard "
         "error: paired over examples (std of the per-example differences / sqrt(N)), or for "
         "active units, a count over coordinates, the standard deviation of a paired bootstrap "
         "over examples. |z| = |difference| / standard error above 2 is unlikely to be chance. "
-        "They describe this test set and these draws, not another training seed.</p>"
-        f"<p id='space'>-log p(x) and the ELBO are of {esc(result.get('space') or '')}, as "
-        "<code>vaekit evaluate</code> reports them (the preprocessing's change-of-variables "
-        "term added to the model-space figure)"
-        + (
-            f"; conditioned on {esc(result['conditioned_on'])}"
-            if result.get("conditioned_on")
-            else ""
-        )
-        + ".</p>"
-        f"<ul id='sentences'>{sentences}</ul>"
-        "<h2>Table</h2><p>Per-run columns: mean over examples ± its own standard error.</p>"
-        f"<table id='comparison'><thead><tr><th>quantity</th><th>unit</th>{head}</tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
-        f"<h2>Definitions</h2><ul>{definitions}</ul>{density_note}"
-        f"<h2>Pictures</h2>{pictures}"
-        "</body></html>"
+        "They describe this test set and these draws, not another training seed."
     )
+    page.paragraph(
+        f"-log p(x) and the ELBO are of {result.get('space') or ''}, as vaekit evaluate "
+        "reports them (the preprocessing's change-of-variables term added to the model-space "
+        f"figure){conditioned}.",
+        id="space",
+    )
+    page.raw(f"<ul id='sentences'>{sentences}</ul>")
+    page.heading("Table")
+    page.paragraph("Per-run columns: mean over examples ± its own standard error.")
+    header = ["quantity", "unit", *(r["name"] for r in runs)]
+    header += [f"{r['name']} − {runs[0]['name']}" for r in runs[1:]]
+    value_columns = tuple(range(2, len(header)))
+    page.table(header, rows, id="comparison", value_columns=value_columns, wide=False)
+    page.heading("Definitions")
+    page.raw(f"<ul>{definitions}</ul>{density_note}")
+    page.heading("Pictures")
+    page.gallery([(png, caption, fid, fid, True) for fid, png, caption in figures])
+    return page.render()
 
 
 def write_comparison_page(result, models: list[Any], paths: list[Path], out_dir: Path, seed=0):
@@ -227,5 +213,4 @@ def write_comparison_page(result, models: list[Any], paths: list[Path], out_dir:
         figures.append(("samples", samples, "Prior samples of each run, the same seed."))
     path = Path(out_dir) / "report.html"
     atomic_write_bytes(path, render_comparison_page(data, figures).encode("utf-8"))
-    path.chmod(0o644)
     return path
