@@ -14,11 +14,21 @@ What the page holds (everything embedded; no network, no Python at view time):
   on their mean), or two chosen coordinates with the other coordinates taken from the
   sliders.
 
-Per-model sections ask the model for its capabilities (:func:`capabilities`): a model that
-takes labels (``num_classes``), has several latent layers (``latent_layers``) or a code
-book (``codebook_size``) would get a label selector, a layer choice or a code grid. None of
-vaekit's models has them yet; a model that declares one is refused with a one-line error
-until its page section is written, rather than shown with a control that does nothing.
+Per-model sections ask the model for its capabilities (:func:`capabilities`):
+
+* a model that takes labels (``num_classes``: the conditional VAE) gets a label selector; its
+  in-page decoder reads [z, one_hot(y)], the map's points are the means of q(z|x,y) at each
+  example's own label, and its sliders are ordered by the KL of q(z_j|x,y) from its prior
+  p(z_j) or p(z_j|y);
+* a model with several latent layers (``latent_layers``: the hierarchical VAE) gets a layer
+  choice. Each layer is a "space" of its own (sliders, map, decoder): moving layer l's
+  coordinates decodes along the generative path's conditional means, z_{l-1} = E[z_{l-1}|z_l]
+  down to z_1, then E[x|z_1]; for z_1 that is the decoder itself. The map shows the test
+  set's posterior means E_q[z_l|x] (the model's own ``latent_moments``), and the sliders are
+  ordered by their variance over the test set (the activity of Burda et al. 2015);
+* a model with a code book (``codebook_size``: the VQ-VAE) gets a grid of codes: one selector
+  over the K code-book entries per code position; the decoder reads the chosen entries, and
+  the map (PCA of the test set's quantised codes) loads an example's codes when clicked.
 """
 
 from __future__ import annotations
@@ -34,7 +44,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaekit.explore.decoder_spec import decoder_program, likelihood_mean, run_program
+from vaekit.explore.decoder_spec import (
+    TakeFirst,
+    decoder_program,
+    likelihood_mean,
+    run_program,
+)
 
 EXPLORE_FILE = "explore.html"
 DATA_MARKER = "/*__VAEKIT_EXPLORE_DATA__*/null"
@@ -81,19 +96,6 @@ def capabilities(model: torch.nn.Module) -> Capabilities:
     )
 
 
-def _refuse_unbuilt_sections(caps: Capabilities) -> None:
-    for field, what in (
-        ("num_classes", "a label selector (conditional model)"),
-        ("latent_layers", "a layer choice (hierarchical model)"),
-        ("codebook_size", "a code grid (vector-quantised model)"),
-    ):
-        if getattr(caps, field) is not None:
-            raise ValueError(
-                f"explore: this {caps.kind} model declares {field}, which needs {what}; the "
-                "explorer does not have that section yet"
-            )
-
-
 def _b64(array: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")
 
@@ -123,16 +125,28 @@ def _display(dataset, data_info: dict[str, Any] | None) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def _encode_means(model, x: torch.Tensor, has_kl: bool, batch: int = 1000):
-    """Posterior means (or AE codes) ``[N, m]`` and, for a model with a KL, the marginal KL
-    per coordinate ``[N, m]`` in nats, both from the model's ``latent_moments`` (the same
-    numbers ``vaekit evaluate`` averages into ``kl_per_dim``)."""
+def _encode_means(model, x: torch.Tensor, y: torch.Tensor | None, has_kl: bool, batch: int = 1000):
+    """Posterior means (or AE codes) ``[N, m]`` and, for a model with a KL, the KL of each
+    coordinate's marginal q(z_j|x) from its prior, ``[N, m]`` in nats: the model's own
+    ``kl_per_dim`` where it has one (against N(0, 1), the same numbers ``vaekit evaluate``
+    averages), else against a diagonal Gaussian prior the model states per example
+    (``prior_given(y)``: the conditional VAE's p(z|y))."""
     mus, kls = [], []
     for start in range(0, x.shape[0], batch):
-        moments = model.latent_moments(x[start : start + batch])
+        yb = y[start : start + batch] if y is not None else None
+        moments = model.latent_moments(x[start : start + batch], y=yb)
         mus.append(moments.mean.double())
-        if has_kl and moments.kl_per_dim is not None:
+        if not has_kl:
+            continue
+        if moments.kl_per_dim is not None:
             kls.append(moments.kl_per_dim.double())
+        else:
+            prior = model.prior_given(yb)
+            loc, log_var = prior.loc.double(), prior.log_var.double()
+            mean = moments.mean.double()
+            var = torch.diagonal(moments.covariance, dim1=-2, dim2=-1).double()
+            # KL(N(a, s2) || N(b, t2)) = (log t2 - log s2 + (s2 + (a - b)^2) / t2 - 1) / 2
+            kls.append(0.5 * (log_var - var.log() + (var + (mean - loc) ** 2) / log_var.exp() - 1))
     return torch.cat(mus), (torch.cat(kls) if kls else None)
 
 
@@ -174,6 +188,198 @@ def _projection(mu: np.ndarray, axes: tuple[int, int] | None) -> dict[str, Any]:
     }
 
 
+class _Programs:
+    """The layer programs of a page, their tensors in one shared list (one weights blob)."""
+
+    def __init__(self, mean_kind: str) -> None:
+        self.mean_kind = mean_kind
+        self.tensors: list[torch.Tensor] = []
+
+    def add(
+        self,
+        module: torch.nn.Module,
+        input_dim: int,
+        output_shape: tuple[int, ...],
+        reference,
+        probe: torch.Tensor | None = None,
+    ) -> list:
+        """The program of ``module`` (input ``[input_dim]``), checked against ``reference``:
+        a function ``[B, input_dim] -> E[x|.] [B, ...]`` (the model's own decoder), at
+        ``probe [B, input_dim]`` (default: standard normal draws)."""
+        layers, tensors = decoder_program(module, input_dim, tuple(output_shape))
+        # Self-check: the program must reproduce the model (catches a container whose
+        # forward is not the plain sequence of its children).
+        if probe is None:
+            probe = torch.randn(4, input_dim, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            want = reference(probe).flatten(1)
+        got = run_program(layers, tensors, self.mean_kind, probe)
+        if not torch.allclose(got, want, atol=SELF_CHECK_TOLERANCE, rtol=SELF_CHECK_TOLERANCE):
+            raise ValueError(
+                "explore: the in-page decoder program does not reproduce this decoder (max "
+                f"error {float((got - want).abs().max()):.3g}); its forward is not a plain "
+                "layer sequence"
+            )
+        base = len(self.tensors)
+        self.tensors += tensors
+        for layer in layers:
+            for key in ("w", "b", "weight", "bias"):
+                if layer.get(key) is not None:
+                    layer[key] += base
+        return layers
+
+    def add_tensor(self, t: torch.Tensor) -> int:
+        self.tensors.append(t.detach().to(torch.float32).cpu().contiguous())
+        return len(self.tensors) - 1
+
+
+def _space(
+    name: str,
+    mu: np.ndarray,
+    stat: torch.Tensor,
+    stat_kind: str,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    axes: tuple[int, int] | None,
+    n: int,
+    decoder_layers: list,
+    input_dim: int,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One controllable latent ``[m]``: its sliders (ordered by ``stat``), map and decoder."""
+    projection = _projection(mu, axes)
+    coords = np.asarray(projection.pop("coords"))[:n].astype(np.float32)
+    return {
+        "name": name,
+        "latent_dim": int(mu.shape[1]),
+        "input_dim": input_dim,
+        "layers": decoder_layers,
+        "stat_kind": stat_kind,
+        "stat": stat.tolist(),
+        "order": torch.argsort(stat, descending=True, stable=True).tolist(),
+        "slider_lo": np.asarray(lo, dtype=np.float64).tolist(),
+        "slider_hi": np.asarray(hi, dtype=np.float64).tolist(),
+        "map": projection,
+        "mu": mu[:n].astype(np.float32),
+        "coords": coords,
+        **extra,
+    }
+
+
+def _ranges(mu: np.ndarray, prior_lo=None, prior_hi=None) -> tuple[np.ndarray, np.ndarray]:
+    """Slider ranges: the prior's +-3 standard deviations where there is a prior (``prior_lo``,
+    ``prior_hi``), else the codes' mean +-3 standard deviations; always covering every
+    test example's value."""
+    if prior_lo is None:
+        centre, spread = mu.mean(axis=0), mu.std(axis=0) + 1e-6
+        prior_lo, prior_hi = centre - 3 * spread, centre + 3 * spread
+    return np.minimum(prior_lo, mu.min(axis=0)), np.maximum(prior_hi, mu.max(axis=0))
+
+
+def _single_space(model, caps, programs, x_test, y_test, axes, n, param_shape) -> dict:
+    """The VAE, AE and conditional VAE: one latent z ``[m]`` (and a label for the last)."""
+    m = model.latent_dim
+    mu_t, kl = _encode_means(model, x_test, y_test, caps.has_kl)
+    mu = mu_t.numpy()
+    if caps.num_classes is not None:
+        C = caps.num_classes
+
+        def reference(zy: torch.Tensor) -> torch.Tensor:  # [z, one_hot(y)] -> E[x|z, y]
+            return model.decode_mean(zy[:, :m], y=zy[:, m:].argmax(dim=1))
+
+        # The check's label part must be a label: one-hot rows of random classes.
+        generator = torch.Generator().manual_seed(0)
+        y = torch.randint(0, C, (4,), generator=generator)
+        z = torch.randn(4, m, generator=generator)
+        probe = torch.cat([z, torch.nn.functional.one_hot(y, C).float()], dim=1)
+        layers = programs.add(model.decoder, m + C, param_shape, reference, probe)
+        input_dim = m + C
+    else:
+        layers = programs.add(model.decoder, m, param_shape, model.decode_mean)
+        input_dim = m
+    if caps.has_kl:
+        stat, stat_kind = kl.mean(dim=0), "kl"  # nats per example, per coordinate
+        prior_lo, prior_hi = np.full(m, -3.0), np.full(m, 3.0)
+        if caps.num_classes is not None and hasattr(model, "prior_given"):
+            prior = model.prior_given(torch.arange(caps.num_classes))
+            if hasattr(prior, "loc"):  # p(z|y): every class's +-3 standard deviations
+                loc, sd = prior.loc.detach().double(), (0.5 * prior.log_var.detach()).exp()
+                prior_lo = np.minimum(-3.0, (loc - 3 * sd).min(0).values.numpy())
+                prior_hi = np.maximum(3.0, (loc + 3 * sd).max(0).values.numpy())
+        lo, hi = _ranges(mu, prior_lo, prior_hi)
+    else:  # an AE's codes follow no prior: the codes' own spread
+        stat, stat_kind = mu_t.var(dim=0, unbiased=False), "variance"  # squared latent units
+        lo, hi = _ranges(mu)
+    return _space("z", mu, stat, stat_kind, lo, hi, axes, n, layers, input_dim)
+
+
+def generative_path(model, layer: int) -> torch.nn.Sequential:
+    """A hierarchical model's decoder from layer ``layer`` (0 = z_1, next to x) through the
+    conditional means: E[z_{l-1}|z_l] = the mean half of ``model.down[l-1]``'s head, down to
+    z_1, then the decoder of x. Input ``[m_l]``, output the likelihood's parameters."""
+    steps: list[torch.nn.Module] = []
+    dims = list(model.config.latent_dims)
+    for i in range(layer - 1, -1, -1):
+        down = model.down[i]  # p(z_i|z_{i+1}): an MLP body, then a Linear head [mu, log_var]
+        steps += [down.body, down.head, TakeFirst(dims[i])]
+    steps.append(model.decoder)
+    return torch.nn.Sequential(*steps)
+
+
+def _hierarchical_spaces(model, caps, programs, x_test, axes, n, param_shape, seed) -> list:
+    """One space per stochastic layer of a hierarchical model (module docstring)."""
+    dims = list(model.config.latent_dims)
+    with torch.random.fork_rng(devices=[]):  # latent_moments draws: a fixed, private seed
+        torch.manual_seed(seed)
+        mu_all, _ = _encode_means(model, x_test, None, False)
+    spaces = []
+    offset = 0
+    for layer, m_l in enumerate(dims):
+        mu_t = mu_all[:, offset : offset + m_l]
+        offset += m_l
+        path = generative_path(model, layer).eval()
+
+        def reference(z: torch.Tensor, path=path) -> torch.Tensor:
+            with torch.no_grad():
+                return model.likelihood.mean(path(z))
+
+        layers = programs.add(path, m_l, param_shape, reference)
+        mu = mu_t.numpy()
+        top = layer == len(dims) - 1
+        prior = (np.full(m_l, -3.0), np.full(m_l, 3.0)) if top else (None, None)
+        lo, hi = _ranges(mu, *prior)
+        stat = mu_t.var(dim=0, unbiased=False)  # activity: Cov_x(E_q[z_j|x]), squared units
+        spaces.append(_space(f"z{layer + 1}", mu, stat, "activity", lo, hi, axes, n, layers, m_l))
+    return spaces
+
+
+@torch.no_grad()
+def _codebook_space(model, caps, programs, x_test, axes, n, param_shape) -> tuple[dict, dict]:
+    """The VQ-VAE: the decoder reads the n chosen code-book vectors ``[n * d]``; the map is
+    the PCA of the test set's quantised codes. Returns the space and the code grid's data."""
+    K = caps.codebook_size
+    codes = torch.cat([model.encode(x_test[i : i + 1000]) for i in range(0, len(x_test), 1000)])
+    num_latents = codes.shape[1]
+    vectors = model.quantise(torch.arange(K)[:, None])  # [K, d]: entry k of the code book
+    z_q = model.quantise(codes).double()  # [N, n * d]
+    mu = z_q.numpy()
+    layers = programs.add(model.decoder, model.latent_dim, param_shape, model.decode_mean)
+    counts = torch.bincount(codes.flatten(), minlength=K).double()
+    grid = {
+        "num_latents": num_latents,
+        "code_dim": int(vectors.shape[1]),
+        "codebook_size": K,
+        "vectors": programs.add_tensor(vectors),
+        # share of the test set's code positions assigned to each entry
+        "share": (counts / counts.sum()).tolist(),
+        "codes": codes[:n].tolist(),
+    }
+    lo, hi = _ranges(mu)
+    stat = z_q.var(dim=0, unbiased=False)
+    space = _space("z_q", mu, stat, "variance", lo, hi, axes, n, layers, model.latent_dim)
+    return space, grid
+
+
 def build_explorer(
     run_dir: str | Path,
     axes: tuple[int, int] | None = None,
@@ -181,8 +387,11 @@ def build_explorer(
     data_dir: str | None = None,
     seed: int = 0,
 ) -> tuple[str, dict[str, Any]]:
-    """The explorer page for a run as an HTML string, and the data embedded in it (with the
-    arrays as numpy arrays under ``arrays``, for tests)."""
+    """The explorer page for a run as an HTML string, and the data embedded in it.
+
+    The returned dict also holds, for tests, the default space's fields at the top level
+    (``stat``, ``order``, ``map``, ...) and its arrays as numpy arrays under ``arrays``
+    (``mu``, ``coords``, ``weights``; ``spaces``: every space's ``mu`` and ``coords``)."""
     from vaekit.checkpoint import read_descriptor
     from vaekit.evaluate import load_run
 
@@ -191,45 +400,37 @@ def build_explorer(
     model, dataset = load_run(run_dir, data_dir)
     model = model.float().eval()
     caps = capabilities(model)
-    _refuse_unbuilt_sections(caps)
-    m = model.latent_dim
-    mean_kind = likelihood_mean(model.likelihood)
-    layers, tensors = decoder_program(model.decoder, m, tuple(model.likelihood.param_shape))
-
-    # Self-check: the program must reproduce the decoder (catches a container whose forward
-    # is not the plain sequence of its children).
-    probe = torch.randn(4, m, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        want = model.decode_mean(probe).flatten(1)
-    got = run_program(layers, tensors, mean_kind, probe)
-    if not torch.allclose(got, want, atol=SELF_CHECK_TOLERANCE, rtol=SELF_CHECK_TOLERANCE):
-        raise ValueError(
-            "explore: the in-page decoder program does not reproduce this decoder (max error "
-            f"{float((got - want).abs().max()):.3g}); its forward is not a plain layer sequence"
-        )
+    param_shape = tuple(model.likelihood.param_shape)
+    programs = _Programs(likelihood_mean(model.likelihood))
 
     x_test = dataset.fixed("test", seed=seed).float()
     if x_test.shape[0] == 0:
         raise ValueError(f"explore: the test split of {dataset.name!r} is empty")
-    mu, kl = _encode_means(model, x_test, caps.has_kl)
-    if caps.has_kl:
-        stat = kl.mean(dim=0)  # nats per example, per coordinate, whole test split
-        stat_kind = "kl"
-    else:
-        stat = mu.var(dim=0, unbiased=False)  # squared latent units
-        stat_kind = "variance"
-    order = torch.argsort(stat, descending=True, stable=True).tolist()
-
     n = min(max_points, x_test.shape[0])
-    mu_np = mu.numpy()
-    points_mu = mu_np[:n].astype(np.float32)
-    projection = _projection(mu_np, axes)
-    coords = np.asarray(projection.pop("coords"))[:n].astype(np.float32)
     labels = dataset.test.y
-    label_list = None
-    if labels is not None and not labels.is_floating_point():
-        label_list = [int(v) for v in labels[:n].tolist()]
+    if labels is not None and labels.is_floating_point():
+        labels = None
+    y_test = None
+    if caps.num_classes is not None:
+        if labels is None:
+            raise ValueError(
+                f"explore: this {caps.kind} model is conditioned on labels, but the test split "
+                f"of {dataset.name!r} has none"
+            )
+        y_test = labels.long()
 
+    grid = None
+    if caps.codebook_size is not None:
+        space, grid = _codebook_space(model, caps, programs, x_test, axes, n, param_shape)
+        spaces, default = [space], 0
+    elif caps.latent_layers is not None:
+        spaces = _hierarchical_spaces(model, caps, programs, x_test, axes, n, param_shape, seed)
+        default = len(spaces) - 1  # the top layer: the whole generative path
+    else:
+        spaces = [_single_space(model, caps, programs, x_test, y_test, axes, n, param_shape)]
+        default = 0
+
+    label_list = [int(v) for v in labels[:n].tolist()] if labels is not None else None
     display = _display(dataset, descriptor.get("data"))
     x_points = x_test[:n].flatten(1).numpy()
     if display["kind"] == "image":
@@ -240,48 +441,34 @@ def build_explorer(
     else:
         inputs = {"encoding": "f32", "data": _b64(x_points.astype(np.float32))}
 
-    lo = np.minimum(-3.0, mu_np.min(axis=0)) if caps.has_kl else None
-    hi = np.maximum(3.0, mu_np.max(axis=0)) if caps.has_kl else None
-    if not caps.has_kl:  # an AE's codes follow no prior: the codes' own spread
-        centre, spread = mu_np.mean(axis=0), mu_np.std(axis=0) + 1e-6
-        lo = np.minimum(centre - 3 * spread, mu_np.min(axis=0))
-        hi = np.maximum(centre + 3 * spread, mu_np.max(axis=0))
-
     offsets, blobs, offset = [], [], 0
-    for t in tensors:
+    for t in programs.tensors:
         flat = t.numpy().ravel()
         offsets.append([offset, flat.size])
         blobs.append(flat)
         offset += flat.size
     weights = np.concatenate(blobs) if blobs else np.zeros(0, np.float32)
 
+    arrays = {"spaces": [{"mu": sp["mu"], "coords": sp["coords"]} for sp in spaces]}
+    page_spaces = []
+    for sp in spaces:
+        page_spaces.append(sp | {"mu": _b64(sp["mu"]), "coords": _b64(sp["coords"])})
     data = {
         "title": f"vaekit explorer: {run_dir.name} ({dataset.name})",
         "run": run_dir.name,
         "dataset": dataset.name,
         "capabilities": asdict(caps),
-        "latent_dim": m,
         "display": display,
         "decoder": {
-            "layers": layers,
-            "mean": mean_kind,
+            "mean": programs.mean_kind,
             "tensors": offsets,
             "weights": _b64(weights.astype(np.float32)),
         },
-        "stat_kind": stat_kind,
-        "stat": stat.tolist(),
         "stat_examples": int(x_test.shape[0]),
-        "order": order,
-        "slider_lo": lo.tolist(),
-        "slider_hi": hi.tolist(),
-        "map": projection,
-        "points": {
-            "n": n,
-            "mu": _b64(points_mu),
-            "coords": _b64(coords),
-            "labels": label_list,
-            "inputs": inputs,
-        },
+        "spaces": page_spaces,
+        "default_space": default,
+        "code_grid": grid,
+        "points": {"n": n, "labels": label_list, "inputs": inputs},
     }
     template = resources.files("vaekit.explore").joinpath("template.html").read_text("utf-8")
     if DATA_MARKER not in template:
@@ -289,7 +476,11 @@ def build_explorer(
     payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
     page = template.replace("__VAEKIT_TITLE__", _html_escape(data["title"]))
     page = page.replace(DATA_MARKER, payload)
-    data["arrays"] = {"mu": points_mu, "coords": coords, "weights": weights}
+    main_space = spaces[default]
+    data.update({k: v for k, v in main_space.items() if k not in ("mu", "coords")})
+    data["decoder"]["layers"] = main_space["layers"]
+    arrays.update(mu=main_space["mu"], coords=main_space["coords"], weights=weights)
+    data["arrays"] = arrays
     return page, data
 
 

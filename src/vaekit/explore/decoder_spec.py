@@ -9,6 +9,8 @@ module turns a decoder ``nn.Module`` into that interpreter's program:
   page keeps every activation as one flat row-major array, so a reshape only changes the
   shape it records), ``conv_transpose2d`` and ``conv2d`` (groups 1, dilation 1, zero
   padding, no output padding);
+* ``take`` (:class:`TakeFirst`: the first k features of a flat vector; the hierarchical
+  VAE's generative path keeps the mean half of each Gaussian head's output [mu, log_var]);
 * then the likelihood's mean E[x|z] on the decoder output: ``sigmoid`` (Bernoulli logits),
   ``identity`` (Gaussian mean), ``split`` (the first half of the channels: the
   heteroscedastic Gaussian's mu).
@@ -34,6 +36,18 @@ SUPPORTED = (
     "Linear, ReLU, ELU, GELU, Tanh, SiLU, Sigmoid, Identity, Flatten, Unflatten, "
     "ConvTranspose2d, Conv2d (groups=1, dilation=1, zero padding)"
 )
+
+
+class TakeFirst(nn.Module):
+    """The first ``k`` features of ``[B, n]`` rows, ``[B, k]``: the mean half of a Gaussian
+    head's output ``[mu, log_var]``, when a generative path follows the conditional means."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k = k
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h[..., : self.k]
 
 
 class UnsupportedLayerError(ValueError):
@@ -109,6 +123,13 @@ def decoder_program(
             layers.append(act)
         elif isinstance(module, nn.Identity):
             continue
+        elif isinstance(module, TakeFirst):
+            if len(shape) != 1 or not 0 < module.k <= shape[0]:
+                raise UnsupportedLayerError(
+                    f"the in-page decoder cannot take {module.k} features of shape {list(shape)}"
+                )
+            layers.append({"type": "take", "n": module.k})
+            shape = (module.k,)
         elif isinstance(module, nn.Linear):
             if len(shape) != 1:
                 raise UnsupportedLayerError(
@@ -227,6 +248,9 @@ def run_program(
                 ](h)
         elif kind == "reshape":
             shape = tuple(layer["shape"])
+        elif kind == "take":
+            h = h[:, : layer["n"]]
+            shape = (layer["n"],)
         elif kind in ("conv_transpose2d", "conv2d"):
             x = h.reshape(h.shape[0], *shape)
             conv = F.conv_transpose2d if kind == "conv_transpose2d" else F.conv2d
