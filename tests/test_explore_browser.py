@@ -13,16 +13,16 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import tiny
+from helpers import tiny, tiny_model_overrides
 from vaekit.checkpoint import load, save_model
 from vaekit.cli import main
-from vaekit.config import to_dict
+from vaekit.config import Config, apply_overrides, to_dict
 from vaekit.data import load_dataset
-from vaekit.evaluate import latent_statistics
+from vaekit.evaluate import latent_statistics, load_run
 from vaekit.explore import UnsupportedLayerError, build_explorer, decoder_program
 from vaekit.explore.chromium import Chromium, find_chromium
 from vaekit.explore.decoder_spec import likelihood_mean, run_program
-from vaekit.models import VAE, VAEConfig
+from vaekit.models import VAE, VAEConfig, build_model
 from vaekit.train import train
 
 NO_CHROMIUM = find_chromium() is None
@@ -65,7 +65,30 @@ def runs(tmp_path_factory):
     )  # fmt: skip
     save_model(VAE(config), root / "bernoulli", data=dataset.info())
     out["bernoulli"] = root / "bernoulli"
+    # The other registered models, saved untrained (the pages' arithmetic is what is tested).
+    cvae = _untrained("cvae", 'model.prior="conditional"', likelihood="bernoulli")
+    with torch.no_grad():  # a learned p(z|y) away from N(0, I), so the KL's prior matters
+        cvae.conditional_prior.table.weight.normal_(0.0, 0.5)
+    hvae = _untrained("hvae", "model.latent_dims=[4, 3, 2]", "model.hidden_dims=[[16], [8], [8]]")
+    vqvae = _untrained("vqvae", "model.num_latents=3", "model.codebook_size=6")
+    for name, model in {"cvae": cvae, "hvae": hvae, "vqvae": vqvae}.items():
+        save_model(model, root / name, data=dataset.info())
+        out[name] = root / name
     return out
+
+
+def _untrained(name: str, *settings: str, likelihood: str = "gaussian"):
+    """Model ``name`` for digits with its tiny test settings and ``settings``, untrained."""
+    config = apply_overrides(
+        Config(),
+        [
+            *tiny_model_overrides(name),
+            *settings,
+            "model.data_shape=[1, 8, 8]",
+            f'model.likelihood="{likelihood}"',
+        ],
+    )
+    return build_model(config.model)
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +112,11 @@ def browser():
 
 
 def _open(browser: Chromium, path) -> None:
+    browser.events.clear()
     browser.open(path.as_uri())
     assert browser.evaluate("window.vaekitExplorer && window.vaekitExplorer.ready") is True
+    errors = [e for e in browser.events if e["method"] == "Runtime.exceptionThrown"]
+    assert not errors, errors
 
 
 def _canvas(browser: Chromium, canvas_id: str = "decoded") -> np.ndarray:
@@ -108,17 +134,19 @@ def _page_z(browser: Chromium) -> torch.Tensor:
     return torch.tensor(z, dtype=torch.float64)
 
 
-def _expected_pixels(model, z: torch.Tensor) -> np.ndarray:
-    """What the canvas must show for z: E[x|z] clipped to [0, 1] in 8 bits, ``[H, W, 3]``."""
+def _expected_pixels(model, z: torch.Tensor, decode=None) -> np.ndarray:
+    """What the canvas must show for z: E[x|z] clipped to [0, 1] in 8 bits, ``[H, W, 3]``.
+    ``decode`` maps ``z [1, m]`` to E[x|z] (default: the model's ``decode_mean``)."""
+    decode = decode or model.decode_mean
     with torch.no_grad():
-        mean = model.decode_mean(z.float()[None])[0]  # [C, H, W]
+        mean = decode(z.float()[None])[0]  # [C, H, W]
     pixels = (mean.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
 
 
-def _assert_canvas_is_decode(browser: Chromium, model, z: torch.Tensor) -> None:
+def _assert_canvas_is_decode(browser: Chromium, model, z: torch.Tensor, decode=None) -> None:
     canvas = _canvas(browser).astype(int)
-    want = _expected_pixels(model, z).astype(int)
+    want = _expected_pixels(model, z, decode).astype(int)
     assert canvas.shape[:2] == want.shape[:2]
     assert (canvas[..., 3] == 255).all()
     assert np.abs(canvas[..., :3] - want).max() <= 1  # within 1/255
@@ -422,3 +450,208 @@ def test_table_row_is_shown_in_the_users_units(browser, tmp_path):
         rtol=1e-5, atol=1e-6,
     )  # fmt: skip
     assert abs(cells[0][1]) > 10  # user units, not standardised ones
+
+
+# --- the per-model sections -----------------------------------------------------------------
+
+
+def _change(browser: Chromium, element_id: str, value: int) -> None:
+    """Choose ``value`` in the <select> ``element_id`` as a user would (a change event)."""
+    browser.evaluate(
+        f"(() => {{ const s = document.getElementById('{element_id}'); s.value = '{value}';"
+        "s.dispatchEvent(new Event('change')); })()"
+    )
+
+
+def _click_example(browser: Chromium, data, i: int) -> int:
+    """Click test example i's point on the map; returns the index the page picked."""
+    view = browser.evaluate("window.vaekitExplorer.view")
+    a, b = data["arrays"]["coords"][i].astype(np.float64)
+    px = (a - view["x0"]) / (view["x1"] - view["x0"]) * view["width"]
+    py = (1 - (b - view["y0"]) / (view["y1"] - view["y0"])) * view["height"]
+    browser.mouse("mouseMoved", 1, 1, buttons=0)
+    browser.click(*_map_pixel_to_viewport(browser, px, py))
+    picked = browser.evaluate("window.vaekitExplorer.lastPick")["index"]
+    assert picked is not None
+    return picked
+
+
+def _test_labels() -> torch.Tensor:
+    return load_dataset("digits", None, 0.1, 0).test.y.long()
+
+
+def _test_x(run) -> torch.Tensor:
+    """The test inputs as the run's model sees them (a Bernoulli model: the levels)."""
+    return load_run(run)[1].fixed("test", seed=0).float()
+
+
+def test_conditional_sliders_are_ordered_by_the_kl_from_its_prior(runs, pages):
+    """Per coordinate, KL(q(z_j|x,y) || p(z_j|y)) averaged over the test set; for a diagonal
+    posterior the coordinates' KLs sum to the model's own KL."""
+    _, data = pages["cvae"]
+    model = load(runs["cvae"])
+    x = _test_x(runs["cvae"])
+    with torch.no_grad():
+        moments = model.latent_moments(x, y=_test_labels())
+    assert data["stat_kind"] == "kl" and data["input_dim"] == 2 + 10
+    assert math.isclose(sum(data["stat"]), float(moments.kl.mean()), rel_tol=1e-5)
+    assert data["order"] == sorted(range(2), key=lambda j: -data["stat"][j])
+    np.testing.assert_allclose(data["arrays"]["mu"], moments.mean.numpy(), atol=1e-6)
+
+
+@needs_chromium
+def test_conditional_page_has_a_label_selector(browser, runs, pages):
+    path, data = pages["cvae"]
+    model = load(runs["cvae"])
+    labels = _test_labels()
+    _open(browser, path)
+
+    def decode(label):
+        return lambda z: model.decode_mean(z, y=torch.tensor([label]))
+
+    # Example 0 with its own label.
+    options = browser.evaluate(
+        "Array.from(document.querySelectorAll('#label option'), o => o.value)"
+    )
+    assert options == [str(c) for c in range(10)]
+    own = int(labels[0])
+    assert browser.evaluate("window.vaekitExplorer.state.label") == own
+    assert browser.evaluate("document.getElementById('label').value") == str(own)
+    z = _page_z(browser)
+    _assert_canvas_is_decode(browser, model, z, decode(own))
+    # Another label: the same z, decoded with it.
+    other = (own + 3) % 10
+    before = _canvas(browser)
+    _change(browser, "label", other)
+    torch.testing.assert_close(_page_z(browser), z)
+    _assert_canvas_is_decode(browser, model, z, decode(other))
+    assert np.abs(_canvas(browser).astype(int) - before.astype(int)).max() > 0
+    # Random z and label: the page's numbers are torch's.
+    generator = torch.Generator().manual_seed(2)
+    for label in (1, 7):
+        z = 1.5 * torch.randn(2, generator=generator, dtype=torch.float64)
+        _change(browser, "label", label)
+        browser.evaluate(f"window.vaekitExplorer.setZ({z.tolist()}, 'test')")
+        _assert_canvas_is_decode(browser, model, z, decode(label))
+        got = torch.tensor(
+            browser.evaluate(f"Array.from(window.vaekitExplorer.decode({z.tolist()}))")
+        )
+        with torch.no_grad():
+            want = decode(label)(z.float()[None]).flatten()
+        torch.testing.assert_close(got.float(), want, atol=2e-5, rtol=1e-4)
+    # A click on a test example: the mean of q(z|x,y) at its own label, decoded with it.
+    picked = _click_example(browser, data, 5)
+    own = int(labels[picked])
+    assert browser.evaluate("window.vaekitExplorer.state.label") == own
+    assert browser.evaluate("document.getElementById('label').value") == str(own)
+    mu = torch.from_numpy(data["arrays"]["mu"][picked]).double()
+    torch.testing.assert_close(_page_z(browser), mu, atol=1e-6, rtol=0)
+    _assert_canvas_is_decode(browser, model, mu, decode(own))
+    assert "label " + str(own) in browser.evaluate(
+        "document.getElementById('input-caption').textContent"
+    )
+
+
+def _mean_path(model, layer: int):
+    """Layer ``layer``'s decoder written from the model's own modules: z_{l-1} = the mean of
+    p(z_{l-1}|z_l) down to z_1, then E[x|z_1]."""
+
+    def decode(z: torch.Tensor) -> torch.Tensor:
+        for i in range(layer - 1, -1, -1):
+            z = model.down[i](z).loc
+        return model.decode_mean(z)
+
+    return decode
+
+
+@needs_chromium
+def test_hierarchical_page_has_a_layer_choice(browser, runs, pages):
+    path, data = pages["hvae"]
+    model = load(runs["hvae"])
+    dims = [4, 3, 2]
+    x = _test_x(runs["hvae"])
+    _open(browser, path)
+    layers = browser.evaluate(
+        "Array.from(document.querySelectorAll('#layer option'), o => o.value)"
+    )
+    assert layers == ["0", "1", "2"]
+    assert browser.evaluate("document.getElementById('layer').value") == "2"  # the top layer
+    note = browser.evaluate("document.getElementById('controls').textContent")
+    assert "generative path" in note and "mean" in note
+    generator = torch.Generator().manual_seed(3)
+    for layer in (2, 0, 1):
+        _change(browser, "layer", layer)
+        assert browser.evaluate("document.querySelectorAll('#sliders input').length") == dims[layer]
+        # The layer's posterior mean for the current example (test example 0).
+        mu = torch.from_numpy(data["arrays"]["spaces"][layer]["mu"][0]).double()
+        torch.testing.assert_close(_page_z(browser), mu, atol=1e-6, rtol=0)
+        _assert_canvas_is_decode(browser, model, mu, _mean_path(model, layer))
+        for _ in range(2):
+            z = 1.5 * torch.randn(dims[layer], generator=generator, dtype=torch.float64)
+            browser.evaluate(f"window.vaekitExplorer.setZ({z.tolist()}, 'test')")
+            _assert_canvas_is_decode(browser, model, z, _mean_path(model, layer))
+            got = browser.evaluate(f"Array.from(window.vaekitExplorer.decode({z.tolist()}))")
+            with torch.no_grad():
+                want = _mean_path(model, layer)(z.float()[None]).flatten()
+            torch.testing.assert_close(torch.tensor(got).float(), want, atol=2e-5, rtol=1e-4)
+        # Moving a slider moves that coordinate of this layer only.
+        j = browser.evaluate("Number(document.querySelector('#sliders input').dataset.dim)")
+        before = _page_z(browser)
+        browser.evaluate(
+            f"(() => {{ const s = document.getElementById('z{j}'); s.value = 900;"
+            "s.dispatchEvent(new Event('input')); })()"
+        )
+        after = _page_z(browser)
+        moved = (after - before).abs()
+        assert moved[j] > 0 and moved.sum() == moved[j]
+        _assert_canvas_is_decode(browser, model, after, _mean_path(model, layer))
+    # The map shows E_q[z_l|x], from the model's latent_moments (a fixed-seed estimate).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            mean = model.latent_moments(x).mean
+    np.testing.assert_allclose(data["arrays"]["spaces"][1]["mu"], mean[:, 4:7].numpy(), atol=1e-5)
+    assert data["stat_kind"] == "activity"
+    np.testing.assert_allclose(data["stat"], mean[:, 7:].var(0, unbiased=False).numpy(), rtol=1e-4)
+
+
+@needs_chromium
+def test_vq_page_has_a_grid_of_codes(browser, runs, pages):
+    path, data = pages["vqvae"]
+    model = load(runs["vqvae"])
+    x = _test_x(runs["vqvae"])
+    with torch.no_grad():
+        codes = model.encode(x)  # [N, 3]
+    _open(browser, path)
+
+    def grid() -> list[int]:
+        return browser.evaluate(
+            "Array.from(document.querySelectorAll('#code-grid select'), s => Number(s.value))"
+        )
+
+    def assert_shows(chosen: list[int]) -> None:
+        z = model.quantise(torch.tensor(chosen)).double()
+        torch.testing.assert_close(_page_z(browser), z, atol=1e-7, rtol=0)
+        _assert_canvas_is_decode(browser, model, z)
+
+    options = browser.evaluate("document.querySelectorAll('#code0 option').length")
+    assert (
+        options == 6
+        and browser.evaluate("document.querySelectorAll('#code-grid select').length") == 3
+    )
+    assert grid() == codes[0].tolist()  # starts at test example 0's codes
+    assert_shows(codes[0].tolist())
+    assert browser.evaluate("document.getElementById('interp-box').hidden") is True
+    chosen = codes[0].tolist()
+    for position, step in ((1, 1), (0, 4), (2, 5)):
+        code = (chosen[position] + step) % 6  # another entry than the one shown
+        before = _canvas(browser)
+        _change(browser, f"code{position}", code)
+        chosen[position] = code
+        assert grid() == chosen
+        assert_shows(chosen)
+        assert np.abs(_canvas(browser).astype(int) - before.astype(int)).max() > 0
+    picked = _click_example(browser, data, 9)
+    assert grid() == codes[picked].tolist()
+    assert_shows(codes[picked].tolist())
+    assert browser.evaluate("document.getElementById('input-figure').hidden") is False
