@@ -655,3 +655,15 @@ def test_vq_page_has_a_grid_of_codes(browser, runs, pages):
     assert grid() == codes[picked].tolist()
     assert_shows(codes[picked].tolist())
     assert browser.evaluate("document.getElementById('input-figure').hidden") is False
+
+
+@pytest.mark.parametrize("name", ["cvae", "hvae", "vqvae"])
+def test_cli_writes_a_page_for_every_registered_model(runs, tmp_path, name):
+    """No registered model is refused: each has its page (the runs cover the registry)."""
+    from vaekit.models import MODELS
+
+    assert {load(run).config.kind for run in runs.values()} == set(MODELS)
+    out = tmp_path / "page.html"
+    assert main(["explore", str(runs[name]), "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "vaekitExplorer" in text and f'"kind":"{name}"' in text

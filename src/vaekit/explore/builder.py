@@ -96,6 +96,16 @@ def capabilities(model: torch.nn.Module) -> Capabilities:
     )
 
 
+def _require(model, caps: Capabilities, what: str, *attributes: str) -> None:
+    """One line naming what a model that declares a section lacks for it."""
+    missing = [a for a in attributes if not hasattr(model, a)]
+    if missing:
+        raise ValueError(
+            f"explore: this {caps.kind} model declares {what}, but has no "
+            f"{', '.join(missing)}: the explorer cannot build that section"
+        )
+
+
 def _b64(array: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")
 
@@ -421,9 +431,11 @@ def build_explorer(
 
     grid = None
     if caps.codebook_size is not None:
+        _require(model, caps, "a code book", "quantise", "decoder")
         space, grid = _codebook_space(model, caps, programs, x_test, axes, n, param_shape)
         spaces, default = [space], 0
     elif caps.latent_layers is not None:
+        _require(model, caps, "latent layers", "down", "decoder")
         spaces = _hierarchical_spaces(model, caps, programs, x_test, axes, n, param_shape, seed)
         default = len(spaces) - 1  # the top layer: the whole generative path
     else:
