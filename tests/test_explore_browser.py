@@ -509,6 +509,8 @@ def test_conditional_page_has_a_label_selector(browser, runs, pages):
     def decode(label):
         return lambda z: model.decode_mean(z, y=torch.tensor([label]))
 
+    note = browser.evaluate("document.getElementById('sliders-note').textContent")
+    assert "from the learned prior p(z_j|y)" in note  # this model's prior is conditional
     # Example 0 with its own label.
     options = browser.evaluate(
         "Array.from(document.querySelectorAll('#label option'), o => o.value)"

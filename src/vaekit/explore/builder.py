@@ -136,12 +136,13 @@ def _display(dataset, data_info: dict[str, Any] | None) -> dict[str, Any]:
 
 @torch.no_grad()
 def _encode_means(model, x: torch.Tensor, y: torch.Tensor | None, has_kl: bool, batch: int = 1000):
-    """Posterior means (or AE codes) ``[N, m]`` and, for a model with a KL, the KL of each
+    """Posterior means (or AE codes) ``[N, m]``; for a model with a KL, the KL of each
     coordinate's marginal q(z_j|x) from its prior, ``[N, m]`` in nats: the model's own
     ``kl_per_dim`` where it has one (against N(0, 1), the same numbers ``vaekit evaluate``
     averages), else against a diagonal Gaussian prior the model states per example
-    (``prior_given(y)``: the conditional VAE's p(z|y))."""
+    (``prior_given(y)``: the conditional VAE's p(z|y)); and which prior that was."""
     mus, kls = [], []
+    against = "N(0, 1)"
     for start in range(0, x.shape[0], batch):
         yb = y[start : start + batch] if y is not None else None
         moments = model.latent_moments(x[start : start + batch], y=yb)
@@ -151,13 +152,14 @@ def _encode_means(model, x: torch.Tensor, y: torch.Tensor | None, has_kl: bool, 
         if moments.kl_per_dim is not None:
             kls.append(moments.kl_per_dim.double())
         else:
+            against = "p(z_j|y)"
             prior = model.prior_given(yb)
             loc, log_var = prior.loc.double(), prior.log_var.double()
             mean = moments.mean.double()
             var = torch.diagonal(moments.covariance, dim1=-2, dim2=-1).double()
             # KL(N(a, s2) || N(b, t2)) = (log t2 - log s2 + (s2 + (a - b)^2) / t2 - 1) / 2
             kls.append(0.5 * (log_var - var.log() + (var + (mean - loc) ** 2) / log_var.exp() - 1))
-    return torch.cat(mus), (torch.cat(kls) if kls else None)
+    return torch.cat(mus), (torch.cat(kls) if kls else None), against
 
 
 def _projection(mu: np.ndarray, axes: tuple[int, int] | None) -> dict[str, Any]:
@@ -289,7 +291,7 @@ def _ranges(mu: np.ndarray, prior_lo=None, prior_hi=None) -> tuple[np.ndarray, n
 def _single_space(model, caps, programs, x_test, y_test, axes, n, param_shape) -> dict:
     """The VAE, AE and conditional VAE: one latent z ``[m]`` (and a label for the last)."""
     m = model.latent_dim
-    mu_t, kl = _encode_means(model, x_test, y_test, caps.has_kl)
+    mu_t, kl, against = _encode_means(model, x_test, y_test, caps.has_kl)
     mu = mu_t.numpy()
     if caps.num_classes is not None:
         C = caps.num_classes
@@ -320,7 +322,7 @@ def _single_space(model, caps, programs, x_test, y_test, axes, n, param_shape) -
     else:  # an AE's codes follow no prior: the codes' own spread
         stat, stat_kind = mu_t.var(dim=0, unbiased=False), "variance"  # squared latent units
         lo, hi = _ranges(mu)
-    return _space("z", mu, stat, stat_kind, lo, hi, axes, n, layers, input_dim)
+    return _space("z", mu, stat, stat_kind, lo, hi, axes, n, layers, input_dim, kl_against=against)
 
 
 def generative_path(model, layer: int) -> torch.nn.Sequential:
@@ -341,7 +343,7 @@ def _hierarchical_spaces(model, caps, programs, x_test, axes, n, param_shape, se
     dims = list(model.config.latent_dims)
     with torch.random.fork_rng(devices=[]):  # latent_moments draws: a fixed, private seed
         torch.manual_seed(seed)
-        mu_all, _ = _encode_means(model, x_test, None, False)
+        mu_all, _, _ = _encode_means(model, x_test, None, False)
     spaces = []
     offset = 0
     for layer, m_l in enumerate(dims):
