@@ -205,7 +205,8 @@ class _Programs:
 
     def __init__(self, mean_kind: str) -> None:
         self.mean_kind = mean_kind
-        self.tensors: list[torch.Tensor] = []
+        self.tensors: list[torch.Tensor] = []  # kept alive, so data pointers stay unique
+        self._seen: dict[tuple, int] = {}
 
     def add(
         self,
@@ -232,17 +233,24 @@ class _Programs:
                 f"error {float((got - want).abs().max()):.3g}); its forward is not a plain "
                 "layer sequence"
             )
-        base = len(self.tensors)
-        self.tensors += tensors
+        # A tensor two programs share (the x decoder in every layer's path of a hierarchical
+        # model) is stored once.
+        index = [self._index(t) for t in tensors]
         for layer in layers:
             for key in ("w", "b", "weight", "bias"):
                 if layer.get(key) is not None:
-                    layer[key] += base
+                    layer[key] = index[layer[key]]
         return layers
 
+    def _index(self, t: torch.Tensor) -> int:
+        key = (t.data_ptr(), tuple(t.shape), tuple(t.stride()))
+        if key not in self._seen:
+            self._seen[key] = len(self.tensors)
+            self.tensors.append(t)
+        return self._seen[key]
+
     def add_tensor(self, t: torch.Tensor) -> int:
-        self.tensors.append(t.detach().to(torch.float32).cpu().contiguous())
-        return len(self.tensors) - 1
+        return self._index(t.detach().to(torch.float32).cpu().contiguous())
 
 
 def _space(
