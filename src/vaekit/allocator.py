@@ -1,7 +1,8 @@
 """Keep freed CPU memory in the process for the next step (glibc malloc settings).
 
 Every training step on the CPU allocates and frees the same activation and gradient tensors
-(a few hundred KiB each on the issue-7 reference model). With glibc's defaults, blocks above
+(a few hundred KiB each on the benchmarks' reference model: MLP 784-512-256, 16-d latent,
+Bernoulli; benchmarks/RESULTS.md). With glibc's defaults, blocks above
 the dynamic mmap threshold are mapped and unmapped on every call and the heap top is trimmed
 back to the OS, so each step re-faults its memory page by page: 179 minor page faults and
 0.76 ms of kernel CPU time per step on that model, against 0 faults and 0.04 ms once freed

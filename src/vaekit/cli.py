@@ -451,7 +451,7 @@ def _add_export_parser(commands) -> None:
 
 
 def _add_contrast_parsers(commands) -> None:
-    """`vaekit em` and `vaekit compare`: the lecture's two contrasts (issue 6)."""
+    """`vaekit em` and `vaekit compare`: the lecture's two contrasts."""
     p = commands.add_parser(
         "em",
         help="probabilistic PCA: closed-form MLE, exact EM and linear VAEs side by side",
