@@ -904,10 +904,8 @@ EXIT_BROKEN_PIPE = 141
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vaekit import rundir
-
     # Library messages name flags (--overwrite), not Python keywords (overwrite=True).
-    with command_line(), rundir.command_line():
+    with command_line():
         return _main(argv)
 
 

@@ -13,12 +13,12 @@ import signal
 import threading
 from pathlib import Path
 
-from vaekit import rundir
+from vaekit import spelling
 
 
 def resume_command(run: str | Path, lr: float | None = None) -> str:
     """How to continue ``run``, in the voice of the caller (command line or Python)."""
-    if rundir.on_command_line():
+    if spelling.on_command_line():
         return f"vaekit train --resume {run}" + (f" --lr {lr:g}" if lr is not None else "")
     call = f"vaekit.train(resume={str(run)!r})"
     return call if lr is None else f"{call} with a config whose optim.lr = {lr:g}"

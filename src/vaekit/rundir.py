@@ -21,7 +21,6 @@ process is writing here", the rules for ``overwrite``, and one file mode for eve
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import json
 import os
 import shutil
@@ -29,6 +28,8 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from vaekit.spelling import arg  # messages spell arguments the caller's way
 
 try:  # POSIX advisory locks; absent on Windows, where runs are not locked
     import fcntl
@@ -46,38 +47,6 @@ class RunDirError(ValueError):
 
 class RunLockedError(RunDirError):
     """Another process holds the run directory's lock."""
-
-
-# --- spelling of arguments in messages -------------------------------------------------------
-
-_CLI = contextvars.ContextVar("vaekit_cli_spelling", default=False)
-
-
-@contextlib.contextmanager
-def command_line() -> Iterator[None]:
-    """Within this context, messages spell arguments as command-line flags."""
-    token = _CLI.set(True)
-    try:
-        yield
-    finally:
-        _CLI.reset(token)
-
-
-def on_command_line() -> bool:
-    """Whether messages should speak command-line flags (inside :func:`command_line`)."""
-    return _CLI.get()
-
-
-def arg(name: str, value: object | None = None) -> str:
-    """How the user wrote argument ``name`` (python spelling: ``overwrite``, ``out``):
-    ``--out runs/x`` on the command line, ``out='runs/x'`` from Python; with ``value=True``
-    a switch reads ``--overwrite`` or ``overwrite=True``."""
-    if _CLI.get():
-        flag = "--" + name.replace("_", "-")
-        return flag if value is None or value is True else f"{flag} {value}"
-    if value is None:
-        return name
-    return f"{name}={value!r}" if not isinstance(value, Path) else f"{name}={str(value)!r}"
 
 
 # --- file mode -------------------------------------------------------------------------------

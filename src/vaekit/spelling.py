@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
+from pathlib import Path
 
 _COMMAND_LINE: ContextVar[bool] = ContextVar("vaekit_command_line", default=False)
 
@@ -42,3 +43,15 @@ def spell(flag: str, python: str) -> str:
 def spell_value(flag: str, field: str, value: str) -> str:
     """A setting and its value: ``--device cuda``, or ``train.device = 'cuda'`` in Python."""
     return spell(f"{flag} {value}", f"{field} = {value!r}")
+
+
+def arg(name: str, value: object | None = None) -> str:
+    """How the user wrote argument ``name`` (Python spelling: ``overwrite``, ``out``):
+    ``--out runs/x`` on the command line, ``out='runs/x'`` from Python; with ``value=True``
+    a switch reads ``--overwrite`` or ``overwrite=True``."""
+    if _COMMAND_LINE.get():
+        flag = "--" + name.replace("_", "-")
+        return flag if value is None or value is True else f"{flag} {value}"
+    if value is None:
+        return name
+    return f"{name}={value!r}" if not isinstance(value, Path) else f"{name}={str(value)!r}"
