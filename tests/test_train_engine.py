@@ -13,7 +13,7 @@ from helpers import tiny
 from vaekit import checkpoint
 from vaekit.data import Dataset, Split
 from vaekit.data.transforms import Transform
-from vaekit.train import TrainingError, train
+from vaekit.training import TrainingError, train
 
 torch.set_num_threads(1)
 
@@ -239,11 +239,8 @@ def test_cli_help_and_errors(capsys, tmp_path):
 def test_loss_scaling_and_autocast_path_on_cpu(tmp_path, monkeypatch):
     """The fp16 code path (autocast bodies + an enabled GradScaler) exercised on the CPU with
     bf16 autocast: the GPU-only switch is the only part not run here."""
-    import importlib
-
     from vaekit import precision
-
-    train_module = importlib.import_module("vaekit.train")  # vaekit.train is also the function
+    from vaekit.training import loop as train_module  # where the Trainer looks it up
 
     def cpu_mixed(model, name, device):
         precision.autocast_bodies(model, "cpu", torch.bfloat16)
