@@ -261,3 +261,19 @@ def test_loss_scaling_and_autocast_path_on_cpu(tmp_path, monkeypatch):
     x = torch.rand(5, 1, 8, 8)
     assert model.encoder(x).dtype == torch.float32
     assert model.decode(torch.zeros(5, 2)).log_prob(x).dtype == torch.float32
+
+
+def test_the_old_import_path_re_exports_the_training_package():
+    """``vaekit.train`` (the module) keeps every name user code imported from it, and after
+    ``from vaekit.train import ...`` the attribute ``vaekit.train`` is still the function."""
+    import subprocess
+    import sys
+
+    code = (
+        "import vaekit, vaekit.training as t\n"
+        "from vaekit.train import TrainResult, Trainer, run_config, KILL_AFTER_STEP_ENV\n"
+        "assert vaekit.train is t.train and callable(vaekit.train)\n"
+        "assert (TrainResult, Trainer, run_config) == (t.TrainResult, t.Trainer, t.run_config)\n"
+        "assert KILL_AFTER_STEP_ENV == 'VAEKIT_TEST_KILL_AFTER_STEP'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
