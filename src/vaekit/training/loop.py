@@ -81,6 +81,7 @@ class Trainer(Checkpoints, Records):
         self.bar = self._open_progress_bar()
 
     def run(self) -> TrainResult:
+        """Train to the end of the budget (or early stop); write the outputs; say so."""
         if self.finished:
             return self._nothing_to_train()
         self._announce()

@@ -61,7 +61,7 @@ class Checkpoints:
     """The Trainer's checkpoint methods (a mixin of ``training.loop.Trainer``): they read and
     write its model, optimiser, schedule, scaler, average, RNGs, ``state`` and records."""
 
-    def _open_run(self, out: str | Path | None, overwrite: bool, resume: str | Path | None):
+    def _open_run(self, out: str | Path | None, overwrite: bool, resume: str | Path | None) -> None:
         """Set ``run_dir``: restore the run in ``resume`` (locked), or create ``out`` (locked,
         with its config.json) on rank 0; no run directory if neither is given."""
         self.run_dir = Path(resume) if resume is not None else None
