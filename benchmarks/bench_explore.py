@@ -40,7 +40,7 @@ from vaekit.config import Config, apply_overrides, to_dict
 from vaekit.data import load_dataset
 from vaekit.explore import build_explorer
 from vaekit.explore.chromium import Chromium
-from vaekit.train import train
+from vaekit.training import train
 
 WAIT_FOR_MARK = """new Promise((resolve) => {
   const api = window.vaekitExplorer, want = %d, start = performance.now();

@@ -11,7 +11,7 @@ from helpers import tiny
 from vaekit import checkpoint
 from vaekit.averaging import PolyakAverage
 from vaekit.config import Config, ConfigError, apply_overrides
-from vaekit.train import train
+from vaekit.training import train
 
 torch.set_num_threads(1)
 

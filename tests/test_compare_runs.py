@@ -27,7 +27,7 @@ K = 20
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    from vaekit.train import train
+    from vaekit.training import train
 
     root = tmp_path_factory.mktemp("runs")
     short = "train.epochs=3"

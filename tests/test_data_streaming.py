@@ -24,7 +24,7 @@ from vaekit.config import Config
 from vaekit.data import MemmapSplit, load_dataset
 from vaekit.data import datasets as datasets_module
 from vaekit.data.datasets import FixedSplit
-from vaekit.train import train
+from vaekit.training import train
 
 
 class RecordingArray:
@@ -110,7 +110,7 @@ RSS_SCRIPT = textwrap.dedent(
     from vaekit.config import Config
     from vaekit.data import load_dataset
     from vaekit.data.transforms import Dequantize
-    from vaekit.train import train
+    from vaekit.training import train
 
     def rss_anon_mb():
         for line in open("/proc/self/status"):
@@ -182,7 +182,7 @@ RESUME_SCRIPT = textwrap.dedent(
     import sys
     from vaekit.config import Config
     from vaekit.data import load_dataset
-    from vaekit.train import train
+    from vaekit.training import train
 
     path, out, mode = sys.argv[1:4]
     data = load_dataset(path, in_memory=False)

@@ -21,7 +21,7 @@ from vaekit.data import DataError, Dataset, Split, load_dataset
 from vaekit.data.transforms import Dequantize, Levels, Standardize
 from vaekit.distributions import LIKELIHOODS
 from vaekit.evaluate import bits_per_dim, evaluate, evaluate_run
-from vaekit.train import train
+from vaekit.training import train
 
 NAMES = ["discretized-logistic", "discretized-logistic-mixture"]
 SHAPE = (2, 3)  # C = 2 channels of 3 values: the channel layout matters

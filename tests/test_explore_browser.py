@@ -23,7 +23,7 @@ from vaekit.explore import UnsupportedLayerError, build_explorer, decoder_progra
 from vaekit.explore.chromium import Chromium, find_chromium
 from vaekit.explore.decoder_spec import likelihood_mean, run_program
 from vaekit.models import VAE, VAEConfig, build_model
-from vaekit.train import train
+from vaekit.training import train
 
 NO_CHROMIUM = find_chromium() is None
 needs_chromium = pytest.mark.skipif(

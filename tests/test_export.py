@@ -221,7 +221,7 @@ def test_iaf_encoder_is_refused_in_one_line_and_the_decoder_exported(tmp_path, c
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    from vaekit.train import train
+    from vaekit.training import train
 
     out = tmp_path_factory.mktemp("export") / "run"
     train(tiny("train.max_steps=2", "train.epochs=1"), out=out, log=lambda _: None)

@@ -11,7 +11,7 @@ from vaekit.config import Config, ConfigError
 from vaekit.models import VAE, ELBOTerms, VAEConfig
 from vaekit.objectives import NegativeELBO, build_objective
 from vaekit.schedules import kl_weight
-from vaekit.train import train
+from vaekit.training import train
 
 
 class FixedTerms:

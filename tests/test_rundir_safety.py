@@ -22,7 +22,7 @@ from vaekit.config import ConfigError
 from vaekit.data import Dataset, Split
 from vaekit.data.transforms import Transform
 from vaekit.interrupt import TrainingInterrupted
-from vaekit.train import TrainingError, train
+from vaekit.training import TrainingError, train
 
 torch.set_num_threads(1)
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -265,7 +265,7 @@ def test_nan_guard_says_so_when_no_checkpoint_came_before_the_divergence(tmp_pat
 
 
 def test_a_checkpoint_never_holds_non_finite_weights(tmp_path, monkeypatch):
-    from vaekit.train import Trainer
+    from vaekit.training import Trainer
 
     real = Trainer._end_epoch
 

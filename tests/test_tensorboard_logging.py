@@ -29,7 +29,7 @@ from vaekit.tensorboard_logging import _upscale, log_embedding, log_pictures
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from vaekit.train import train
+    from vaekit.training import train
 
     out = tmp_path_factory.mktemp("tb") / "run"
     config = tiny("train.tensorboard=true", "train.epochs=3", "train.tensorboard_images_every=2")
@@ -123,7 +123,7 @@ def test_images_every_must_be_positive():
 
 
 def test_no_tensorboard_directory_when_switched_off(tmp_path):
-    from vaekit.train import train
+    from vaekit.training import train
 
     train(tiny("train.max_steps=2"), out=tmp_path / "run", log=lambda _: None)
     assert not Path(tmp_path / "run" / "tensorboard").exists()
@@ -132,7 +132,7 @@ def test_no_tensorboard_directory_when_switched_off(tmp_path):
 def test_logging_pictures_leaves_training_unchanged(run, tmp_path):
     """The pictures use their own generator: the same run without TensorBoard ends with
     bitwise the same weights."""
-    from vaekit.train import train
+    from vaekit.training import train
 
     out, _, _ = run
     config = tiny("train.tensorboard=false", "train.epochs=3", "train.tensorboard_images_every=2")
@@ -155,7 +155,7 @@ def test_every_registered_model_logs_what_it_has(name, tmp_path):
     """One epoch of each registered model: samples always (one row per class for a
     conditional model), reconstructions where the inputs suffice, the projector where the
     latent is continuous; what is skipped says why, and nothing fails."""
-    from vaekit.train import train
+    from vaekit.training import train
 
     base = tiny("train.tensorboard=true", "train.epochs=1", "train.tensorboard_images_every=1")
     config = apply_overrides(base, tiny_model_overrides(name))  # the model kind first

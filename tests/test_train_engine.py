@@ -13,7 +13,7 @@ from helpers import tiny
 from vaekit import checkpoint
 from vaekit.data import Dataset, Split
 from vaekit.data.transforms import Transform
-from vaekit.train import TrainingError, train
+from vaekit.training import TrainingError, train
 
 torch.set_num_threads(1)
 
@@ -239,11 +239,8 @@ def test_cli_help_and_errors(capsys, tmp_path):
 def test_loss_scaling_and_autocast_path_on_cpu(tmp_path, monkeypatch):
     """The fp16 code path (autocast bodies + an enabled GradScaler) exercised on the CPU with
     bf16 autocast: the GPU-only switch is the only part not run here."""
-    import importlib
-
     from vaekit import precision
-
-    train_module = importlib.import_module("vaekit.train")  # vaekit.train is also the function
+    from vaekit.training import loop as train_module  # where the Trainer looks it up
 
     def cpu_mixed(model, name, device):
         precision.autocast_bodies(model, "cpu", torch.bfloat16)
@@ -264,3 +261,19 @@ def test_loss_scaling_and_autocast_path_on_cpu(tmp_path, monkeypatch):
     x = torch.rand(5, 1, 8, 8)
     assert model.encoder(x).dtype == torch.float32
     assert model.decode(torch.zeros(5, 2)).log_prob(x).dtype == torch.float32
+
+
+def test_the_old_import_path_re_exports_the_training_package():
+    """``vaekit.train`` (the module) keeps every name user code imported from it, and after
+    ``from vaekit.train import ...`` the attribute ``vaekit.train`` is still the function."""
+    import subprocess
+    import sys
+
+    code = (
+        "import vaekit, vaekit.training as t\n"
+        "from vaekit.train import TrainResult, Trainer, run_config, KILL_AFTER_STEP_ENV\n"
+        "assert vaekit.train is t.train and callable(vaekit.train)\n"
+        "assert (TrainResult, Trainer, run_config) == (t.TrainResult, t.Trainer, t.run_config)\n"
+        "assert KILL_AFTER_STEP_ENV == 'VAEKIT_TEST_KILL_AFTER_STEP'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

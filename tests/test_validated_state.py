@@ -25,7 +25,7 @@ from vaekit.data import DataError
 from vaekit.data.download import download
 from vaekit.data.files import load_path
 from vaekit.models import VAEConfig, build_model
-from vaekit.train import train
+from vaekit.training import train
 
 torch.set_num_threads(1)
 QUIET = {"log": lambda s: None}

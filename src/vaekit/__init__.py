@@ -30,6 +30,9 @@ from vaekit.data import DataError, load_dataset
 from vaekit.evaluate import evaluate
 from vaekit.models import AE, MODELS, VAE, AEConfig, ELBOTerms, Model, VAEConfig
 from vaekit.run_comparison import RunComparison, compare_runs
+
+# Through vaekit.train (the re-export module), not vaekit.training: once it is loaded here, a
+# user's `from vaekit.train import X` cannot turn the attribute vaekit.train into a module.
 from vaekit.train import TrainingError, TrainingInterrupted, TrainResult, train
 
 __all__ = [

@@ -543,7 +543,7 @@ def _add_contrast_parsers(commands) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from vaekit.train import run_config, train
+    from vaekit.training import run_config, train
 
     if args.resume is None and args.out is None:
         raise ValueError("train: give --out RUN for a new run, or --resume RUN to continue one")

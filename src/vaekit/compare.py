@@ -165,7 +165,7 @@ def compare(
     """
     from vaekit.evaluate import evaluate, load_run
     from vaekit.report.contrasts import write_compare_report
-    from vaekit.train import prepare_run_dir, train
+    from vaekit.training import prepare_run_dir, train
 
     out = prepare_run_dir(out, overwrite)
     if runs is None:

@@ -410,7 +410,7 @@ def compare_runs(
     descriptors = [read_descriptor(p) for p in paths]
     check_comparable(names, descriptors)
     if out is not None:
-        from vaekit.train import prepare_run_dir
+        from vaekit.training import prepare_run_dir
 
         out_dir = Path(out)
         if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:

@@ -1,0 +1,53 @@
+"""The dataset as training sees it, and the model-config fields that come from it."""
+
+from __future__ import annotations
+
+from vaekit.config import Config
+from vaekit.data import Dataset, load_dataset
+from vaekit.distributions.likelihoods import LIKELIHOOD_OPTIONS, is_discrete
+from vaekit.spelling import spell_value
+
+
+def resolve_model_config(config: Config, dataset: Dataset) -> Dataset:
+    """Fill the model config's data-dependent fields and refuse dishonest likelihoods.
+
+    Returns the dataset as the likelihood must see it: a discretised likelihood gets the
+    data's levels without dequantisation noise (``Dataset.as_levels``), and its bin width
+    comes from their number (``model.data_levels``)."""
+    model = config.model
+    model.data_shape = list(dataset.shape)
+    model.fill_from_data(dataset.train.y)  # e.g. a conditional model's number of classes
+    if model.likelihood == "auto":
+        model.likelihood = dataset.default_likelihood
+    if model.likelihood == "bernoulli" and dataset.support != "binary":
+        raise ValueError(
+            f"{spell_value('--likelihood', 'model.likelihood', 'bernoulli')} needs binary "
+            f"data, but {dataset.name!r} has support "
+            f"{dataset.support!r}: use a binarised variant or a Gaussian likelihood"
+        )
+    if is_discrete(model.likelihood):  # binary data is already its two levels
+        dataset = dataset.as_levels(f"--likelihood {model.likelihood}")
+        if "data_levels" in LIKELIHOOD_OPTIONS.get(model.likelihood, {}).values():
+            model.data_levels = dataset.num_levels
+    return dataset
+
+
+def training_data(config: Config, dataset: Dataset | None) -> Dataset:
+    """``dataset``, or the one ``config.data`` names, as the model must see it; fills the
+    model config from it (``resolve_model_config``)."""
+    if dataset is None:
+        d = config.data
+        dataset = load_dataset(
+            d.name, d.data_dir, d.val_fraction, d.split_seed, image_size=d.image_size
+        )
+    return resolve_model_config(config, dataset)
+
+
+def batches_per_epoch(n: int, batch_size: int, world_size: int) -> int:
+    """Optimiser steps in one pass over ``n`` training examples in global batches of
+    ``batch_size``. A last partial batch smaller than the number of ranks is left out: it
+    would leave a rank empty."""
+    count = n // batch_size + (1 if n % batch_size >= world_size else 0)
+    if count == 0:
+        raise ValueError(f"train.batch_size {batch_size}: the training split has only {n} examples")
+    return count

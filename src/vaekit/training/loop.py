@@ -1,0 +1,242 @@
+"""The training loop: ``Trainer.run`` goes over epochs of steps until the budget is spent,
+patience runs out or Ctrl-C; ``Trainer._step`` is one optimiser update on one global batch.
+Checkpoints and resuming are in ``state.py``, records and outputs in ``records.py``."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+
+import torch
+
+from vaekit import distributed, rundir
+from vaekit.averaging import PolyakAverage
+from vaekit.console import Clock, format_record
+from vaekit.interrupt import InterruptFlag
+from vaekit.models import build_model
+from vaekit.objectives import NegativeELBO, build_objective
+from vaekit.precision import restore_precision, setup_precision
+from vaekit.schedules import build_schedule, kl_weight
+from vaekit.training.data_setup import batches_per_epoch, training_data
+from vaekit.training.device import setup_device
+from vaekit.training.records import Records
+from vaekit.training.result import TrainingError, TrainResult
+from vaekit.training.state import Checkpoints, LoopState
+from vaekit.training.step import build_step_module, gradient_norm, make_optimizer, reduce_step
+from vaekit.training.validation import Validation
+
+# Test hook: SIGKILL this process right after the given step (the resume test uses it to
+# die mid-epoch at a reproducible point, like a crash or a pre-empted job).
+KILL_AFTER_STEP_ENV = "VAEKIT_TEST_KILL_AFTER_STEP"
+# Test hook: send this process SIGINT (Ctrl-C) right after the given step.
+INTERRUPT_AFTER_STEP_ENV = "VAEKIT_TEST_SIGINT_AFTER_STEP"
+
+
+class Trainer(Checkpoints, Records):
+    """One training run. ``run()`` is the loop; the rest are its steps, in reading order."""
+
+    def __init__(self, config, out, overwrite, dataset, log, resume, lock=None) -> None:
+        tc = config.train
+        self.config, self.log = config, log
+        setup_start = time.perf_counter()
+        self.lock = lock if lock is not None else rundir.RunLock()
+        self.clock = Clock()
+        self.ctx, self.device = setup_device(tc)
+        if not self.ctx.is_main:  # one voice: rank 0 logs, the others stay quiet
+            self.log = lambda message: None
+        torch.manual_seed(tc.seed)  # the same initial weights on every rank
+        self.dataset = dataset = training_data(config, dataset)
+        self.model = build_model(config.model).to(self.device)
+        self.scaler = setup_precision(self.model, tc.precision, self.device)
+        self.objective = build_objective(config.objective, self.model)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(self.model, config.optim.lr, config.optim.weight_decay)
+        decay = config.optim.ema_decay
+        self.average = PolyakAverage(self.params, decay) if decay is not None else None
+        self.batches_per_epoch = batches_per_epoch(
+            len(dataset.train), tc.batch_size, self.ctx.world_size
+        )
+        self.budget = tc.max_steps or tc.epochs * self.batches_per_epoch
+        self.schedule = build_schedule(config.optim.lr, config.schedule, self.budget)
+        if self.ctx.rank > 0:  # independent reparameterisation noise on every rank
+            torch.manual_seed(tc.seed + (self.ctx.rank << 32))
+        self.generator = torch.Generator().manual_seed(tc.seed)  # data order + transforms
+        self.epoch_start_state = self.generator.get_state()
+        self.validation = Validation(dataset, config, self.ctx, self.device)
+        self.state, self.history, self.steps = LoopState(), [], []
+        self.interval_seconds = 0.0  # training time of the current log interval, past epochs
+        self.sigint, self.stop_requested, self.checkpoint_due = InterruptFlag(), False, False
+        self.last_checkpoint_time, self.checkpoint_step = time.monotonic(), None
+        self._open_run(out, overwrite, resume)  # a new run directory, or the resumed run's
+        # A finished run resumed with the same budget: say so, write nothing (run()).
+        self.finished = resume is not None and self._nothing_left()
+        self.writes = self.run_dir is not None and self.ctx.is_main and not self.finished
+        self.started = setup_start - self.state.train_seconds  # the clock of train_seconds
+        self.step_module = build_step_module(
+            self.model, self.objective, self.ctx, self.device, tc.compile
+        )
+        self.tensorboard = self._open_tensorboard()
+        self.bar = self._open_progress_bar()
+
+    def run(self) -> TrainResult:
+        """Train to the end of the budget (or early stop); write the outputs; say so."""
+        if self.finished:
+            return self._nothing_to_train()
+        self._announce()
+        self.sigint.start()  # Ctrl-C: finish the step, checkpoint, stop (vaekit/interrupt.py)
+        try:
+            reason = self._train_epochs()
+            self.sigint.stop()
+            if self.bar is not None:  # the end-of-training lines go below a finished bar
+                self.bar.close()
+            self._final_model()
+            if self.writes:
+                self._write_outputs()
+        except BaseException:
+            distributed.teardown(self.ctx, wait=False)  # other ranks may be elsewhere: no barrier
+            raise
+        else:
+            distributed.teardown(self.ctx)
+        finally:
+            self.sigint.stop()
+            if self.bar is not None:
+                self.bar.close()
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+        return self._result(reason)
+
+    def _train_epochs(self) -> str:
+        """Epochs of steps until the budget is spent ("budget") or patience runs out
+        ("early-stop"); raises ``TrainingInterrupted`` after a checkpoint on Ctrl-C."""
+        tc, state, reason = self.config.train, self.state, "budget"
+        train_split = self.dataset.train  # in memory, or streamed from disk (never loaded whole)
+        while state.step < self.budget and reason == "budget":
+            if state.batch == 0:  # a new epoch: its order comes first
+                self.epoch_start_state = self.generator.get_state()
+                order = self.generator
+            else:  # resumed mid-epoch: the same order, the generator where it was
+                order = torch.Generator().set_state(self.epoch_start_state)
+            batches = train_split.epoch_batches(tc.batch_size, order, start=state.batch)
+            self.model.train()
+            self.timer = self.epoch_timer = time.perf_counter()
+            # The range ends first when a last partial batch is left out (batches_per_epoch).
+            steps = range(state.batch, self.batches_per_epoch)
+            for b, (stored, y) in zip(steps, batches, strict=False):
+                # The same global batch and transform draw on every rank; keep our rows.
+                x = self.dataset.transform(stored, self.generator)
+                lo, hi = self.ctx.shard(x.shape[0])
+                y = y[lo:hi].to(self.device) if y is not None else None
+                self._step(x[lo:hi].to(self.device), y, x.shape[0])
+                state.batch = b + 1
+                mid_epoch = state.batch < self.batches_per_epoch
+                stop = self.stop_requested and mid_epoch and state.step < self.budget
+                if mid_epoch and (
+                    state.step % tc.checkpoint_every == 0 or self.checkpoint_due or stop
+                ):
+                    self._checkpoint("last")
+                if stop:
+                    raise self._interruption()
+                if os.environ.get(KILL_AFTER_STEP_ENV) == str(state.step):
+                    os.kill(os.getpid(), signal.SIGKILL)
+                if os.environ.get(INTERRUPT_AFTER_STEP_ENV) == str(state.step):
+                    os.kill(os.getpid(), signal.SIGINT)
+                if state.step >= self.budget:
+                    break
+            reason = self._end_epoch()  # checkpoints `last`
+            if self.stop_requested:
+                raise self._interruption()
+        return reason
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor | None, n_global: int) -> None:
+        """One update on this rank's rows ``x`` (labels ``y`` or None) of a global batch of
+        ``n_global`` examples."""
+        state, cfg = self.state, self.config
+        if isinstance(self.objective, NegativeELBO):  # KL warm-up
+            self.objective.beta = kl_weight(
+                state.step, cfg.objective.beta, cfg.objective.kl_warmup_steps
+            )
+        lr = self.schedule.lr(state.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        loss, metrics = self.step_module(x, y)
+        # DDP averages gradients over ranks: weight each rank's mean by its share of the batch.
+        weight = self.ctx.world_size * x.shape[0] / n_global
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss * weight).backward()
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = gradient_norm(self.params, cfg.optim.grad_clip)
+        # Global sums of the batch's metrics (nats per example times examples) + a bad flag.
+        names = ["loss", *metrics]
+        values = torch.stack([loss.detach(), *metrics.values()]).double().cpu() * x.shape[0]
+        loss_bad = not math.isfinite(float(loss.detach()))
+        bad = loss_bad or (not math.isfinite(grad_norm) and not self.scaler.is_enabled())
+        due = self.ctx.is_main and time.monotonic() - self.last_checkpoint_time >= (
+            cfg.train.checkpoint_minutes * 60.0
+        )
+        sums, self.stop_requested, self.checkpoint_due, bad = reduce_step(
+            values, self.sigint.requested, due, bad, self.ctx, self.device
+        )
+        state.step += 1
+        if bad:  # the NaN/inf guard: no update from a non-finite loss or gradient
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.update()
+            state.bad_steps += 1
+            state.skipped_steps += 1
+            self._write_skip(lr)
+            if state.bad_steps >= cfg.train.max_bad_steps:
+                raise TrainingError(self._nan_guard_message(lr))
+            return
+        self.scaler.step(self.optimizer)  # with fp16, skipped by the scaler on overflow
+        self.scaler.update()
+        if self.average is not None:
+            self.average.update()
+        state.bad_steps = 0
+        totals = dict(zip(names, sums, strict=True)) | {"examples": float(n_global)}
+        if math.isfinite(grad_norm):  # fp16: an overflow step (skipped by the scaler) has none
+            totals |= {"grad_norm": grad_norm, "steps": 1.0}
+        for acc in (state.interval, state.epoch_sums):
+            for key, value in totals.items():
+                acc[key] = acc.get(key, 0.0) + value
+        self._show_progress(lr)
+        if state.step % cfg.train.log_every == 0:
+            self._write_step_record(lr)
+
+    def _end_epoch(self) -> str:
+        """Validate, write the epoch record, step the schedule, checkpoint; say whether to stop
+        ("budget": go on, "early-stop": patience ran out)."""
+        state, tc = self.state, self.config.train
+        state.epoch += 1
+        state.batch = 0
+        now = time.perf_counter()
+        seconds = now - self.epoch_timer  # training time, without validation
+        self.interval_seconds += now - self.timer  # the step records' clock stops here too
+        val = self.validation(self.model, self._averaged_weights)
+        record = self._epoch_record(seconds, val)
+        val_elbo = val.get("elbo")
+        self.schedule.epoch_end(val_elbo)
+        improved = state.note_validation(val_elbo)
+        reason = "budget"
+        if tc.patience is not None and state.epochs_without_improvement >= tc.patience:
+            reason = "early-stop"
+            record["early_stop"] = (
+                f"no better validation ELBO for {tc.patience} epochs "
+                f"(best {state.best_val_elbo:.3f} nats per example at epoch {state.best_epoch})"
+            )
+        self.history.append(record)
+        self._write(record)
+        if self.tensorboard is not None and state.epoch % tc.tensorboard_images_every == 0:
+            self._tensorboard_pictures()
+        self._say(format_record(record, self.budget))
+        if improved:
+            self._checkpoint("best")
+        self._checkpoint("last")  # refuses non-finite weights: the checkpoint stays good
+        return reason
+
+    def _final_model(self) -> None:
+        """The model ``train`` returns: the Polyak average if kept, eval mode, fp32."""
+        if self.average is not None:
+            self.average.apply_permanently()
+        self.model.eval()
+        restore_precision(self.model)

@@ -1,0 +1,197 @@
+"""What a run tells and writes besides checkpoints: ``metrics.jsonl`` records, console lines
+and the progress bar, TensorBoard, and the final model, pictures and report.
+
+Records (all likelihood figures in nats per example): ``"kind": "step"`` every
+``train.log_every`` steps (means over the interval), ``"kind": "epoch"`` after every epoch
+(``train_*`` means over the epoch, ``val_*`` over the validation split) and ``"kind": "skip"``
+for a step the NaN guard refused; ``examples_per_s`` counts training time only.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from vaekit import checkpoint, rundir
+from vaekit.config import to_dict
+from vaekit.console import LEGEND, format_record, summary, written_since
+from vaekit.objectives import NegativeELBO
+from vaekit.progress import progress_bar
+from vaekit.provenance import training_metadata
+from vaekit.spelling import spell
+from vaekit.training.result import TrainResult
+
+
+def means(acc: dict[str, float]) -> dict[str, float]:
+    """Per-example means of summed metrics; grad_norm is a mean over steps."""
+    n, steps = acc.get("examples", 0.0), acc.get("steps", 0.0)
+    out = {k: v / n for k, v in acc.items() if k not in ("examples", "steps", "grad_norm") and n}
+    if steps:
+        out["grad_norm"] = acc["grad_norm"] / steps
+    return out
+
+
+class Records:
+    """The Trainer's output methods (a mixin of ``training.loop.Trainer``): they read its
+    ``state``, ``history``, ``steps``, ``run_dir``, ``writes``, ``bar`` and ``tensorboard``."""
+
+    def _say(self, line: str) -> None:
+        """A console line, above the progress bar if there is one."""
+        (self.bar.write if self.bar is not None else self.log)(line)
+
+    def _announce(self) -> None:
+        """The lines before the first step: the space of the figures, and their legend."""
+        transform = self.dataset.transform
+        if transform.log_data_scale(tuple(self.dataset.shape)) != 0.0:
+            self.log(  # name the space of the figures below (evaluate reports the data's own)
+                f"ELBO terms while training are of the model's inputs ({transform.space}); "
+                "`vaekit evaluate` also reports them for the data as given"
+            )
+        self._say(LEGEND)  # above the bar
+
+    def _write(self, record: dict[str, Any]) -> None:
+        """Append ``record`` to metrics.jsonl and its floats to TensorBoard (rank 0 only)."""
+        if not self.writes:
+            return
+        rundir.append_text(self.run_dir / "metrics.jsonl", json.dumps(record) + "\n")
+        if self.tensorboard is not None:
+            prefix = record["kind"]
+            for key, value in record.items():
+                if isinstance(value, float) and key not in ("epoch", "step"):
+                    self.tensorboard.add_scalar(f"{prefix}/{key}", value, record["step"])
+
+    def _write_skip(self, lr: float) -> None:
+        """The record of a step the NaN guard refused."""
+        if self.bar is not None:
+            self.bar.update(1)
+        record = {"kind": "skip", "step": self.state.step, "epoch": self.state.epoch + 1}
+        self._write(record | {"reason": "non-finite loss or gradient norm", "lr": lr})
+
+    def _show_progress(self, lr: float) -> None:
+        """Advance the bar by one step; show the interval's mean ELBO (or loss) and the lr."""
+        if self.bar is None:
+            return
+        interval = self.state.interval
+        self.bar.update(1)
+        shown = "elbo" if "elbo" in interval else "loss"
+        value = interval[shown] / interval["examples"]
+        self.bar.set_postfix({shown: f"{value:.2f} nats", "lr": f"{lr:.2e}"}, refresh=False)
+
+    def _write_step_record(self, lr: float) -> None:
+        acc, now = self.state.interval, time.perf_counter()
+        seconds = self.interval_seconds + now - self.timer  # training time since the last record
+        record = {"kind": "step", "step": self.state.step, "epoch": self.state.epoch + 1}
+        record |= means(acc)
+        record |= {"lr": lr, "examples_per_s": acc.get("examples", 0.0) / max(seconds, 1e-9)}
+        if isinstance(self.objective, NegativeELBO):
+            record["beta"] = self.objective.beta
+        self.timer, self.interval_seconds, self.state.interval = now, 0.0, {}
+        self.steps.append(record)
+        self._write(record)
+        if self.bar is None:
+            self.log(format_record(record, self.budget))
+
+    def _epoch_record(self, seconds: float, val: dict[str, float]) -> dict[str, Any]:
+        """The epoch record of ``state.epoch`` (``seconds`` of training); empties the sums."""
+        state = self.state
+        record = {"kind": "epoch", "epoch": state.epoch, "step": state.step}
+        record |= {f"train_{k}": v for k, v in means(state.epoch_sums).items()}
+        record |= {f"val_{k}": v for k, v in val.items()}
+        record["lr"] = self.optimizer.param_groups[0]["lr"]
+        record["skipped_steps"] = state.skipped_steps
+        record["examples_per_s"] = state.epoch_sums.get("examples", 0.0) / max(seconds, 1e-9)
+        state.epoch_sums = {}
+        return record
+
+    def _write_outputs(self) -> None:
+        """The trained model, its pictures, the report and TensorBoard's last pictures."""
+        from vaekit.report.plots import save_run_pictures
+
+        seconds = time.perf_counter() - self.started
+        checkpoint.save_model(
+            self.model,
+            self.run_dir,
+            data=self.dataset.info(),
+            config=to_dict(self.config),
+            metadata=training_metadata(self.device, seconds, self.ctx.world_size),
+        )
+        save_run_pictures(self.model, self.dataset, self.run_dir, seed=self.config.train.seed)
+        if self.config.train.report:
+            self._write_report()
+        try:  # pictures, HPARAMS, projector; like the report, never worth the model
+            if self.tensorboard is not None:
+                self._tensorboard_final()
+        except Exception as exc:
+            self.log(f"warning: TensorBoard pictures and projector not written: {exc}")
+
+    def _write_report(self) -> None:
+        """RUN/report.html, after saying so: it evaluates first (K = 500 importance samples
+        on up to 1000 test examples), which takes a while on large models."""
+        from vaekit.report.html import write_report
+
+        path = self.run_dir / "report.html"
+        skip = spell("--no-report", "config.train.report = False")
+        self.log(f"writing the report {path} (a quick evaluation first; {skip} skips it)")
+        try:  # the report must never cost the trained model: it is saved before
+            write_report(self.run_dir, seed=self.config.train.seed, log=self.log)
+        except Exception as exc:
+            self.log(f"warning: {path} not written: {exc}")
+
+    def _result(self, reason: str) -> TrainResult:
+        """Log the summary (stop reason, time, files written) and return the result."""
+        self.model.data_info = self.dataset.info()
+        run_dir = self.run_dir if self.ctx.is_main else None
+        files = written_since(run_dir, self.clock.started_at) if self.writes else []
+        seconds = self.clock.seconds()
+        for line in summary(self.history, reason, seconds, run_dir if self.writes else None, files):
+            self.log(line)
+        return TrainResult(self.model, self.history, self.steps, run_dir, reason, seconds, files)
+
+    def _open_tensorboard(self):
+        if not (self.writes and self.config.train.tensorboard):
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # optional dependency: pip install 'vaekit[tensorboard]'
+            return None
+        # purge_step drops events a killed run wrote after the checkpoint we resume from.
+        return SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.state.step)
+
+    def _tensorboard_pictures(self) -> None:
+        from vaekit.tensorboard_logging import log_pictures
+
+        if not hasattr(self, "tensorboard_x"):  # the same inputs every time, with their labels
+            self.tensorboard_x = self.dataset.fixed("test", seed=self.config.train.seed)[:16]
+            labels = self.dataset.test.y
+            self.tensorboard_y = labels[:16] if labels is not None else None
+        x, y = self.tensorboard_x, self.tensorboard_y
+        with self._averaged_weights():
+            log_pictures(
+                self.tensorboard, self.model, x, self.state.step, self.config.train.seed, y_test=y
+            )
+        self.tensorboard_pictures_step = self.state.step
+
+    def _tensorboard_final(self) -> None:
+        from vaekit.tensorboard_logging import log_final
+
+        if getattr(self, "tensorboard_pictures_step", None) != self.state.step:
+            self._tensorboard_pictures()
+        log_final(
+            self.tensorboard,
+            self.model,
+            self.dataset,
+            to_dict(self.config),
+            self.history,
+            self.run_dir,
+            self.state.step,
+            self.config.train.seed,
+        )
+
+    def _open_progress_bar(self):
+        if not self.ctx.is_main or self.finished:
+            return None
+        # tqdm.auto: a terminal bar, or the notebook's in Jupyter (vaekit/progress.py).
+        return progress_bar(
+            self.budget, self.config.train.progress, initial=self.state.step, unit="step"
+        )

@@ -1,0 +1,29 @@
+"""The run directory a training run writes: creating it, and checking ``out`` against
+``resume`` (a resumed run stays where it is)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vaekit import rundir
+from vaekit.spelling import spell
+
+
+def _shown(path: str | Path | None) -> str:
+    """A path as the message shows it: as typed on the command line, quoted in Python."""
+    return spell(str(path), repr(str(path)))
+
+
+def prepare_run_dir(out: str | Path, overwrite: bool, lock: rundir.RunLock | None = None) -> Path:
+    """Create an empty run directory; refuse to mix a new run into an old one, and replace
+    only a directory vaekit created (see ``vaekit.rundir``)."""
+    return rundir.prepare(out, overwrite, lock)
+
+
+def check_out_and_resume(out: str | Path | None, resume: str | Path | None) -> None:
+    """Refuse ``out`` and ``resume`` naming two directories: a resumed run stays in its own."""
+    if resume is not None and out is not None and Path(out) != Path(resume):
+        raise ValueError(
+            f"{spell('--out ', 'out=')}{_shown(out)} and {spell('--resume ', 'resume=')}"
+            f"{_shown(resume)}: a resumed run stays in its directory"
+        )

@@ -1,0 +1,284 @@
+"""The loop's state and its checkpoints: ``LoopState``, writing ``checkpoints/{last,best}``,
+restoring a run from one, and the checks that a resumed run is the same run."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from vaekit import checkpoint, distributed, rundir
+from vaekit.config import Config, model_config_from_dict, to_dict
+from vaekit.interrupt import TrainingInterrupted, resume_command
+from vaekit.spelling import spell
+from vaekit.training.result import TrainingError, TrainResult
+from vaekit.training.run_dir import prepare_run_dir
+
+
+@dataclass
+class LoopState:
+    """The loop's counters and running sums: everything trainer.json stores besides the
+    schedule and scaler. Sums are over examples (metrics) or steps (grad norm)."""
+
+    step: int = 0  # optimiser steps attempted (skipped ones included)
+    epoch: int = 0  # completed epochs
+    batch: int = 0  # batches done in the current epoch
+    best_val_elbo: float | None = None
+    best_epoch: int | None = None
+    epochs_without_improvement: int = 0
+    bad_steps: int = 0  # consecutive non-finite steps
+    skipped_steps: int = 0
+    interval: dict[str, float] = field(default_factory=dict)
+    epoch_sums: dict[str, float] = field(default_factory=dict)
+    metrics_bytes: int = 0  # length of metrics.jsonl when the checkpoint was written
+    train_seconds: float = 0.0  # wall-clock time of training so far, resumed sessions included
+
+    def note_validation(self, val_elbo: float | None) -> bool:
+        """Count an epoch's validation ELBO (nats per example) for early stopping; return
+        whether it is the best so far."""
+        improved = val_elbo is not None and (
+            self.best_val_elbo is None or val_elbo > self.best_val_elbo
+        )
+        if improved:
+            self.best_val_elbo, self.best_epoch = val_elbo, self.epoch
+            self.epochs_without_improvement = 0
+        elif val_elbo is not None:
+            self.epochs_without_improvement += 1
+        return improved
+
+
+def run_config(run: str | Path) -> Config:
+    """The full config a run was started with (read from its last checkpoint), for resuming."""
+    descriptor = checkpoint.read_descriptor(checkpoint.find_checkpoint(run))
+    return Config.from_dict(descriptor["config"])
+
+
+class Checkpoints:
+    """The Trainer's checkpoint methods (a mixin of ``training.loop.Trainer``): they read and
+    write its model, optimiser, schedule, scaler, average, RNGs, ``state`` and records."""
+
+    def _open_run(self, out: str | Path | None, overwrite: bool, resume: str | Path | None) -> None:
+        """Set ``run_dir``: restore the run in ``resume`` (locked), or create ``out`` (locked,
+        with its config.json) on rank 0; no run directory if neither is given."""
+        self.run_dir = Path(resume) if resume is not None else None
+        if resume is not None:
+            if self.ctx.is_main:
+                self.lock.acquire(resume)
+            self._restore(checkpoint.find_checkpoint(resume))
+        elif out is not None and self.ctx.is_main:
+            self.run_dir = prepare_run_dir(out, overwrite, self.lock)
+            config, info = to_dict(self.config), self.dataset.info()
+            checkpoint.write_run_config(self.run_dir, self.model, info, config)
+        elif out is not None:
+            self.run_dir = Path(out)
+
+    def _averaged_weights(self):
+        """Context in which the model holds the Polyak average (if training keeps one)."""
+        return self.average.applied() if self.average is not None else contextlib.nullcontext()
+
+    def _checkpoint(self, which: str) -> None:
+        """Write ``checkpoints/{which}`` (every rank joins: the RNG states are gathered).
+
+        Never during a run of non-finite steps, and never with non-finite weights: a
+        checkpoint always holds weights from before a divergence (the NaN guard names it).
+        """
+        state = self.state
+        if state.bad_steps > 0:  # the same on every rank: the bad flag is all-reduced
+            return
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            raise TrainingError(
+                f"non-finite weights at step {state.step}. {self._last_good(state.step)}"
+            )
+        self.last_checkpoint_time = time.monotonic()
+        tensors = {"data.generator": self.generator.get_state()}
+        tensors["data.epoch_start"] = self.epoch_start_state
+        for r, s in enumerate(
+            distributed.gather_tensor(torch.get_rng_state(), self.ctx, self.device)
+        ):
+            tensors[f"rng.cpu.rank{r}"] = s
+        if self.device.type == "cuda":
+            cuda_state = torch.cuda.get_rng_state(self.device)
+            for r, s in enumerate(distributed.gather_tensor(cuda_state, self.ctx, self.device)):
+                tensors[f"rng.cuda.rank{r}"] = s
+        if which == "last" and self.run_dir is not None:  # rank 0 writes it for every rank
+            self.checkpoint_step = state.step
+        if not self.writes:
+            return
+        metrics = self.run_dir / "metrics.jsonl"
+        state.metrics_bytes = metrics.stat().st_size if metrics.exists() else 0
+        extra = {}
+        if self.average is not None:  # the model file holds the average; the raw weights:
+            for name, p in self.model.named_parameters():
+                if p.requires_grad:
+                    tensors[f"weights.{name}"] = p.detach().clone()  # not a view: swapped next
+            extra["ema_updates"] = self.average.updates
+        with self._averaged_weights():
+            checkpoint.save_training_state(
+                self.run_dir / "checkpoints" / which,
+                self.model,
+                self.optimizer,
+                tensors,
+                {
+                    "loop": asdict(state) | {"train_seconds": time.perf_counter() - self.started},
+                    "schedule": self.schedule.state_dict(),
+                    "scaler": self.scaler.state_dict(),
+                    "world_size": self.ctx.world_size,
+                    **extra,
+                },
+                data=self.dataset.info(),
+                config=to_dict(self.config),
+            )
+
+    def _last_good(self, before: int, lr: float | None = None) -> str:
+        """Where the last good weights (from before step ``before``) are: a true sentence,
+        with how to resume from them."""
+        if self.run_dir is None:
+            return "There is no run directory, so nothing was saved."
+        if self.checkpoint_step is None:
+            return (
+                f"No checkpoint was written before step {before}: start again with a lower "
+                "learning rate."
+            )
+        return (
+            f"{self.run_dir / 'checkpoints' / 'last'} holds the weights of step "
+            f"{self.checkpoint_step}, from before step {before}; continue with: "
+            f"{resume_command(self.run_dir, lr)}."
+        )
+
+    def _nan_guard_message(self, lr: float) -> str:
+        state = self.state
+        first = state.step - state.bad_steps + 1
+        return (
+            f"{state.bad_steps} consecutive steps had a non-finite loss or gradient (steps "
+            f"{first} to {state.step}); stopped without applying them. "
+            f"{self._last_good(first, lr / 10)} Or set optim.grad_clip, or check the data for "
+            "NaN/inf values."
+        )
+
+    def _interruption(self) -> TrainingInterrupted:
+        return TrainingInterrupted(self.state.step, self.run_dir, self.checkpoint_step)
+
+    def _restore(self, path: Path) -> None:
+        """Load everything a checkpoint holds; truncate metrics.jsonl to its length then."""
+        descriptor, model_state, saved, tensors = checkpoint.load_training_state(path)
+        self._check_same_run(descriptor["config"])
+        checkpoint.check_weights_fit(path, self.model)  # a one-line error, not a traceback
+        self.model.load_state_dict(model_state)  # the average, if the run kept one
+        raw = {k[len("weights.") :]: v for k, v in tensors.items() if k.startswith("weights.")}
+        if self.average is not None:  # continue the average (or start it from these weights)
+            self.average.reset_to_weights()
+            self.average.updates = int(saved.get("ema_updates", 0))
+        if raw:  # training goes on from the raw weights
+            unexpected = self.model.load_state_dict(raw, strict=False).unexpected_keys
+            if unexpected:
+                raise checkpoint.CheckpointError(f"{path}: unknown weights {unexpected[:3]}")
+        optim = {
+            k.removeprefix("optimizer."): v
+            for k, v in tensors.items()
+            if k.startswith("optimizer.")
+        }
+        try:
+            self.optimizer.load_state_dict(
+                checkpoint.unflatten_optimizer_state(optim, saved["optimizer"])
+            )
+        except (KeyError, ValueError) as exc:
+            raise checkpoint.CheckpointError(
+                f"{path}: optimizer state does not fit: {exc}"
+            ) from None
+        self.schedule.load_state_dict(saved["schedule"])
+        if saved["scaler"]:
+            self.scaler.load_state_dict(saved["scaler"])
+        self.state = LoopState(**saved["loop"])
+        self.checkpoint_step = self.state.step
+        self._check_budget(path)
+        self.generator.set_state(tensors["data.generator"])
+        self.epoch_start_state = tensors["data.epoch_start"]
+        rank = self.ctx.rank
+        if saved["world_size"] == self.ctx.world_size:
+            torch.set_rng_state(tensors[f"rng.cpu.rank{rank}"])
+            if self.device.type == "cuda" and f"rng.cuda.rank{rank}" in tensors:
+                torch.cuda.set_rng_state(tensors[f"rng.cuda.rank{rank}"], self.device)
+        else:  # another number of ranks: data order is kept, model noise is reseeded
+            self.log(f"resuming {saved['world_size']} ranks' run on {self.ctx.world_size}")
+            torch.manual_seed(self.config.train.seed + (rank << 32) + self.state.step)
+        self._restore_records()
+
+    def _check_same_run(self, theirs_config: dict) -> None:
+        """Refuse to resume with another model or other data (the run's config is
+        ``theirs_config``); only training settings may change."""
+        # Data first: other data changes the model's data shape and likelihood too.
+        for section in ("data", "model"):
+            ours, theirs = to_dict(getattr(self.config, section)), theirs_config[section]
+            if section == "model":  # through its config class: an older run gains new defaults
+                theirs = to_dict(model_config_from_dict(theirs))
+            if section == "data":  # the files may have moved: data_dir may change
+                ours, theirs = ours | {"data_dir": None}, theirs | {"data_dir": None}
+            if ours != theirs:
+                changed = sorted(k for k in ours if ours.get(k) != theirs.get(k))
+                raise ValueError(
+                    f"{rundir.arg('resume', self.run_dir)}: the {section} section differs from "
+                    f"the run's ({', '.join(f'{section}.{k}' for k in changed)}: "
+                    f"{', '.join(repr(theirs.get(k)) for k in changed)} in the run, now "
+                    f"{', '.join(repr(ours.get(k)) for k in changed)}); only training "
+                    "settings may change when resuming"
+                )
+
+    def _check_budget(self, path: Path) -> None:
+        """Refuse a restored loop state beyond an epoch or beyond the (new) budget, before
+        anything in the run is changed."""
+        if self.state.batch > self.batches_per_epoch:
+            raise checkpoint.CheckpointError(
+                f"{path / checkpoint.TRAIN_STATE_FILE}: loop.batch {self.state.batch} is beyond "
+                f"the {self.batches_per_epoch} batches of an epoch"
+            )
+        if self.state.step > self.budget:
+            tc = self.config.train
+            asked = f"train.epochs = {tc.epochs}"
+            if tc.max_steps:
+                asked = f"train.max_steps = {tc.max_steps}"
+            raise ValueError(
+                f"{asked} is less than the run has done ({self.state.epoch} epochs, "
+                f"{self.state.step} steps); give a larger budget to train on, or leave it as it is"
+            )
+
+    def _restore_records(self) -> None:
+        """Truncate metrics.jsonl to its length at the checkpoint (dropping what a killed run
+        wrote after it) and read the history and step records back from it."""
+        metrics = self.run_dir / "metrics.jsonl"
+        text = metrics.read_bytes()[: self.state.metrics_bytes] if metrics.exists() else b""
+        if self.ctx.is_main and metrics.exists() and len(text) != metrics.stat().st_size:
+            with open(metrics, "r+b") as handle:  # drop records written after the checkpoint
+                handle.truncate(self.state.metrics_bytes)
+        for line in text.decode().splitlines():
+            record = json.loads(line)
+            {"epoch": self.history, "step": self.steps}.get(record["kind"], []).append(record)
+
+    def _nothing_left(self) -> bool:
+        """Whether the restored run has already spent its budget (or early-stopped)."""
+        state, patience = self.state, self.config.train.patience
+        stopped_early = (
+            patience is not None
+            and state.batch == 0
+            and state.epochs_without_improvement >= patience
+        )
+        return state.step >= self.budget or stopped_early
+
+    def _nothing_to_train(self) -> TrainResult:
+        """Resumed a finished run: report it, rewrite nothing, return the run's last model."""
+        state = self.state
+        self.log(
+            f"nothing left to train: {self.run_dir} finished at step {state.step} "
+            f"(epoch {state.epoch}; budget {self.budget} steps); raise "
+            f"{spell('--epochs or --max-steps', 'config.train.epochs or max_steps')} to train on"
+        )
+        self._final_model()
+        self.model.data_info = self.dataset.info()
+        run_dir = self.run_dir if self.ctx.is_main else None
+        distributed.teardown(self.ctx)
+        return TrainResult(
+            self.model, self.history, self.steps, run_dir, "finished", self.clock.seconds()
+        )
