@@ -1,4 +1,4 @@
-"""Training throughput: vaekit vs pythae vs a plain PyTorch loop, with the matmul roofline.
+"""Training throughput: vaekit vs pythae vs two plain PyTorch loops, with the matmul roofline.
 
 Each contestant trains the reference model (contestants/common.py) for one epoch over the same
 60,000 statically binarised Fashion-MNIST images, in its own fresh process, with the same
@@ -85,6 +85,7 @@ def roofline_images_per_s(threads: int, repeats: int = 200) -> float:
 CONTESTANTS = {
     "vaekit": (sys.executable, "contestants/vaekit_train.py"),
     "plain": (sys.executable, "contestants/plain_loop.py"),
+    "fused": (sys.executable, "contestants/fused_loop.py"),
     "pythae": (str(PEERS_PYTHON), "contestants/pythae_train.py"),
 }
 

@@ -1,8 +1,8 @@
 """What every training-speed contestant shares: the model size, the data file, the report line.
 
-The reference model of issue 7: MLP encoder 784-512-256 -> 16-d diagonal Gaussian, decoder
-mirrored, ReLU, Bernoulli likelihood (BCE with logits), Adam lr 1e-3, batch 128, one epoch over
-the 60,000 statically binarised Fashion-MNIST training images.
+The reference model of the speed benchmarks: MLP encoder 784-512-256 -> 16-d diagonal
+Gaussian, decoder mirrored, ReLU, Bernoulli likelihood (BCE with logits), Adam lr 1e-3,
+batch 128, one epoch over the 60,000 statically binarised Fashion-MNIST training images.
 """
 
 from __future__ import annotations
