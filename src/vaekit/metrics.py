@@ -159,8 +159,11 @@ METRICS: tuple[Metric, ...] = (
         "kl",
         "KL",
         _NATS,
-        "KL(q(z|x) || N(0, I)) in closed form, mean over examples: the code's cost in nats.",
-        brief="KL(q(z|x) || p(z)), closed form",
+        "KL(q(z|x) || p(z)), mean over examples: the code's cost in nats. In closed form where "
+        "the posterior and prior families have one (a Gaussian q against N(0, I)); otherwise "
+        "(IAF posterior, VampPrior, the hierarchical VAE's conditional layers) the one-draw "
+        "Monte-Carlo estimate log q(z|x) - log p(z) at the ELBO's draw.",
+        brief="KL(q(z|x) || p(z)); closed form where one exists",
     ),
     Metric(
         "kl_correlation",

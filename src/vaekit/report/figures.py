@@ -127,8 +127,8 @@ def run_figures(
                 else "Samples: E[x|z_q] for codes drawn independently per position from "
                 "the codebook's usage frequencies (a simple prior over codes)."
                 if model.has_codebook
-                else "Prior samples: E[x|z] for z ~ N(0, I) (decoder means, not noisy "
-                "draws from p(x|z)).",
+                else "Prior samples: E[x|z] for z ~ p(z), the model's prior (decoder means, "
+                "not noisy draws from p(x|z)).",
                 pixels=True,
             )
         )

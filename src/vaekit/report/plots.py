@@ -150,7 +150,7 @@ def save_samples(
         return save_grid(
             image_grid(images),
             path,
-            f"{n} prior samples: E[x|z], z ~ N(0, I)",
+            f"{n} prior samples: E[x|z], z ~ p(z)",
             cell=images.shape[-1],
         )
     if label is not None:
