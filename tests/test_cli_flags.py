@@ -165,6 +165,8 @@ def test_version(capsys):
         (["train", "--epocs", "3"], "usage: vaekit train", "did you mean --epochs?"),
         (["train", "--latent_dim", "3"], "usage: vaekit train", "did you mean --latent-dim?"),
         (["evaluate", "RUN", "--num-smaples=9"], "usage: vaekit evaluate", "--num-samples?"),
+        # A prefix is no flag: it is refused, not taken as --epochs.
+        (["train", "--epoch", "3"], "usage: vaekit train", "did you mean --epochs?"),
     ],
 )
 def test_a_mistyped_flag_shows_the_command_usage_and_the_closest_flag(capsys, argv, usage, hint):
