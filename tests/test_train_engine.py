@@ -11,7 +11,7 @@ import torch
 import vaekit
 from helpers import tiny
 from vaekit import checkpoint
-from vaekit.data import Dataset, Split
+from vaekit.data import Dataset, Split, load_dataset
 from vaekit.data.transforms import Transform
 from vaekit.training import TrainingError, train
 
@@ -277,3 +277,17 @@ def test_the_old_import_path_re_exports_the_training_package():
         "assert KILL_AFTER_STEP_ENV == 'VAEKIT_TEST_KILL_AFTER_STEP'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_throughput_counts_data_examples_not_importance_samples():
+    """An IWAE step at K = 5 trains on the batch's examples once each: the epoch record's
+    `examples` is the training split's size, whatever K is, and examples_per_s divides it."""
+    for k in (1, 5):
+        config = tiny(
+            "objective.name='iwae'", f"objective.num_importance_samples={k}", "train.epochs=1"
+        )
+        result = vaekit.train(config, log=lambda line: None)
+        (epoch,) = [r for r in result.history if r.get("kind", "epoch") == "epoch"]
+        dataset = load_dataset("digits", None, config.data.val_fraction, config.data.split_seed)
+        assert epoch["examples"] == len(dataset.train.x)
+        assert epoch["examples_per_s"] > 0

@@ -100,7 +100,10 @@ class Records:
         record |= {f"val_{k}": v for k, v in val.items()}
         record["lr"] = self.optimizer.param_groups[0]["lr"]
         record["skipped_steps"] = state.skipped_steps
-        record["examples_per_s"] = state.epoch_sums.get("examples", 0.0) / max(seconds, 1e-9)
+        # Data examples (images, rows), never examples x importance or Monte-Carlo samples: an
+        # IWAE step at K = 5 over a batch of 128 counts 128.
+        record["examples"] = int(state.epoch_sums.get("examples", 0.0))
+        record["examples_per_s"] = record["examples"] / max(seconds, 1e-9)
         state.epoch_sums = {}
         return record
 
