@@ -27,6 +27,7 @@ from vaekit.distributions.functional import LOG_2PI
 # Draws behind the Monte-Carlo moments (mean, covariance) of an IAF posterior, which have no
 # closed form.
 MOMENT_SAMPLES = 64
+MOMENT_SEED = 0  # the moments' own draws (see InverseAutoregressiveFlow._moments)
 # sigma_t = sigmoid(s_t + GATE_BIAS): starts near 0.88, so each step starts close to the
 # identity (Kingma et al. 2016 initialise the gate this way for a stable start).
 GATE_BIAS = 2.0
@@ -98,6 +99,8 @@ class InverseAutoregressiveFlow(Distribution):
     has_rsample = True
     # No closed-form KL against any prior: priors estimate it by Monte Carlo.
     has_closed_form_kl = False
+    # Its mean and covariance are Monte-Carlo estimates (fixed draws), not closed forms.
+    exact_moments = False
 
     def __init__(
         self, loc: torch.Tensor, log_var: torch.Tensor, context: torch.Tensor, steps: nn.ModuleList
@@ -108,14 +111,22 @@ class InverseAutoregressiveFlow(Distribution):
 
     def rsample(self, sample_shape: torch.Size | tuple = ()) -> torch.Tensor:
         """z_T ``[*sample_shape, B, m]``, reparameterised through eps ~ N(0, I)."""
-        shape = torch.Size(sample_shape) + self.loc0.shape
-        eps = torch.randn(shape, dtype=self.loc0.dtype, device=self.loc0.device)
+        z, log_q = self._draw(torch.Size(sample_shape) + self.loc0.shape)
+        # Remember the last two draws: enough for every caller (ELBO, importance weights).
+        self._draws = [*self._draws[-1:], (z, log_q)]
+        return z
+
+    def _draw(
+        self, shape: torch.Size, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """z_T ``[*shape]`` and log q(z_T|x) ``[*shape[:-1]]`` (nats) from fresh eps."""
+        eps = torch.randn(
+            shape, dtype=self.loc0.dtype, device=self.loc0.device, generator=generator
+        )
         z0 = self.loc0 + torch.exp(0.5 * self.log_var0) * eps
         log_q0 = -0.5 * (eps.square() + self.log_var0 + LOG_2PI).sum(-1)
         z, log_det = iaf_transform(self.steps, z0, self.context)
-        # Remember the last two draws: enough for every caller (ELBO, importance weights).
-        self._draws = [*self._draws[-1:], (z, log_q0 - log_det)]
-        return z
+        return z, log_q0 - log_det
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """log q(z|x) in nats ``[*, B]`` at a draw of this distribution: the base density
@@ -129,9 +140,12 @@ class InverseAutoregressiveFlow(Distribution):
         )
 
     def _moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        # Draws of their own, with a fixed seed: the same estimate on every call (pictures and
+        # latent statistics are reproducible), and the model's random stream is left alone.
+        generator = torch.Generator(device=self.loc0.device).manual_seed(MOMENT_SEED)
         with torch.no_grad():
-            z = self.rsample((MOMENT_SAMPLES,))  # [S, B, m]
-            self._draws.pop()
+            shape = torch.Size((MOMENT_SAMPLES,)) + self.loc0.shape
+            z, _ = self._draw(shape, generator)  # [S, B, m]
         mean = z.mean(0)
         centred = z - mean
         return mean, torch.einsum("sbi,sbj->bij", centred, centred) / (MOMENT_SAMPLES - 1)
