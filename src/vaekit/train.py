@@ -7,38 +7,7 @@ imports through this module, so a later ``from vaekit.training import X`` finds 
 does not rebind the package attribute ``vaekit.train`` to a module.
 """
 
-from vaekit.training import (
-    INTERRUPT_AFTER_STEP_ENV,
-    KILL_AFTER_STEP_ENV,
-    LoopState,
-    ObjectiveModule,
-    Trainer,
-    TrainingError,
-    TrainingInterrupted,
-    TrainResult,
-    make_optimizer,
-    prepare_run_dir,
-    resolve_device,
-    resolve_model_config,
-    run_config,
-    train,
-    validation_metrics,
-)
+from vaekit import training as _training
+from vaekit.training import *  # noqa: F403  (the package's public names, listed there once)
 
-__all__ = [
-    "INTERRUPT_AFTER_STEP_ENV",
-    "KILL_AFTER_STEP_ENV",
-    "LoopState",
-    "ObjectiveModule",
-    "TrainResult",
-    "Trainer",
-    "TrainingError",
-    "TrainingInterrupted",
-    "make_optimizer",
-    "prepare_run_dir",
-    "resolve_device",
-    "resolve_model_config",
-    "run_config",
-    "train",
-    "validation_metrics",
-]
+__all__ = list(_training.__all__)

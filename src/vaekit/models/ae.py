@@ -8,10 +8,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.distributions import Distribution
 
 from vaekit.distributions import StandardNormalPrior, build_likelihood
-from vaekit.models.base import LatentMoments, Model
+from vaekit.models.base import DecodesThroughLikelihood, LatentMoments, Model
 from vaekit.models.bodies import BodyConfig, build_bodies, resolve_network
 from vaekit.models.registry import register_model
 
@@ -42,7 +41,7 @@ class DeterministicCode(nn.Module):
 
 
 @register_model
-class AE(Model):
+class AE(DecodesThroughLikelihood, Model):
     """Plain autoencoder: the lecture's contrast. Same networks as the VAE, the code is
     deterministic (no noise) and training only minimises reconstruction error (no KL).
 
@@ -87,14 +86,6 @@ class AE(Model):
         """The code z = f(x), ``[B, m]``."""
         self.check_input(x)
         return self.code(self.encoder(x))
-
-    def decode(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> Distribution:
-        """p(x|z): ``z [*lead, m]`` -> distribution with batch ``[*lead]``, event data shape."""
-        return self.likelihood(self.decoder(z))
-
-    def decode_mean(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> torch.Tensor:
-        """E[x|z], ``[*lead, *data_shape]``."""
-        return self.likelihood.mean(self.decoder(z))
 
     @torch.no_grad()
     def sample(

@@ -248,3 +248,20 @@ class LikelihoodModel(Model):
         """The ELBO and its two terms (one draw), each ``[B]`` nats per example."""
         terms = self.elbo(x, y=y)
         return {"elbo": terms.elbo, "log_px_z": terms.log_px_z, "kl": terms.kl}
+
+
+class DecodesThroughLikelihood:
+    """``decode`` and ``decode_mean`` for a model whose decoder body maps z straight to the
+    likelihood's parameters (``self.decoder``, ``self.likelihood``); no labels. Listed before
+    the model's base class so its methods fill the contract's abstract ones."""
+
+    decoder: nn.Module
+    likelihood: nn.Module
+
+    def decode(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> Distribution:
+        """p(x|z): ``z [*lead, k]`` -> distribution with batch ``[*lead]``, event data shape."""
+        return self.likelihood(self.decoder(z))
+
+    def decode_mean(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> torch.Tensor:
+        """E[x|z], ``[*lead, *data_shape]``: what a picture of the decoder shows."""
+        return self.likelihood.mean(self.decoder(z))

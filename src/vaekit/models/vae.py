@@ -17,7 +17,7 @@ from torch.distributions import Distribution
 
 from vaekit.config import ConfigError, setting
 from vaekit.distributions import POSTERIORS, PRIORS, build_likelihood
-from vaekit.models.base import ELBOTerms, LatentMoments, LikelihoodModel
+from vaekit.models.base import DecodesThroughLikelihood, ELBOTerms, LatentMoments, LikelihoodModel
 from vaekit.models.bodies import BodyConfig, build_bodies, resolve_network
 from vaekit.models.registry import register_model
 
@@ -62,7 +62,7 @@ class VAEConfig(BodyConfig):
 
 
 @register_model
-class VAE(LikelihoodModel):
+class VAE(DecodesThroughLikelihood, LikelihoodModel):
     """Variational autoencoder: q(z|x) from the encoder, p(x|z) from the decoder, p(z) prior.
 
     Build it from a :class:`VAEConfig` (``VAE(config)``), optionally passing your own
@@ -112,14 +112,6 @@ class VAE(LikelihoodModel):
         """q(z|x), the posterior over the latent the prior models (a VampPrior's components
         at its pseudo-inputs)."""
         return self.encode(x)
-
-    def decode(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> Distribution:
-        """p(x|z): ``z [*lead, m]`` -> distribution with batch ``[*lead]``, event data shape."""
-        return self.likelihood(self.decoder(z))
-
-    def decode_mean(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> torch.Tensor:
-        """E[x|z], ``[*lead, *data_shape]``: what a picture of the decoder shows."""
-        return self.likelihood.mean(self.decoder(z))
 
     @torch.no_grad()
     def sample(

@@ -29,11 +29,10 @@ from typing import Literal
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributions import Distribution
 
 from vaekit.config import ConfigError, ModelConfig, setting
 from vaekit.distributions import build_likelihood
-from vaekit.models.base import LatentMoments, Model
+from vaekit.models.base import DecodesThroughLikelihood, LatentMoments, Model
 from vaekit.models.bodies import check_buildable
 from vaekit.models.registry import register_model
 from vaekit.networks import MLPDecoder, MLPEncoder
@@ -141,7 +140,7 @@ def code_statistics(codes: torch.Tensor, codebook_size: int) -> dict[str, float]
 
 
 @register_model
-class VQVAE(Model):
+class VQVAE(DecodesThroughLikelihood, Model):
     """VQ-VAE with MLP bodies and an EMA codebook (module docstring)."""
 
     name = "vqvae"
@@ -190,13 +189,6 @@ class VQVAE(Model):
     def quantise(self, codes: torch.Tensor) -> torch.Tensor:
         """Codebook vectors of ``codes [*, n]``, flattened: ``[*, n * d]``."""
         return self.codebook.vectors[codes].flatten(-2)
-
-    def decode(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> Distribution:
-        """p(x|z_q) for quantised vectors ``z [*, n * d]``."""
-        return self.likelihood(self.decoder(z))
-
-    def decode_mean(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.likelihood.mean(self.decoder(z))
 
     @torch.no_grad()
     def sample(
