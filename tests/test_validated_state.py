@@ -353,8 +353,10 @@ def test_a_trickling_server_fails_within_the_deadline(tmp_path):
     worker.start()
     worker.join(timeout=10)
     server.close()
+    # Without the deadline the trickle takes 200 s: ending within the join's 10 s is the proof
+    # (no tighter wall-clock bound, which a loaded machine could break).
     assert not worker.is_alive(), "the download ignored its deadline"
-    assert 1.5 <= outcome["seconds"] < 4.0
+    assert outcome["seconds"] >= 1.5  # it did not give up before the deadline
     message = outcome["error"]
     assert message.startswith(f"{server.url}: not finished within the 1.5 s download deadline")
     assert "\n" not in message and "of 1000 bytes received" in message
