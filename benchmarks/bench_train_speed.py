@@ -41,8 +41,24 @@ from timing import best_seconds_per_call
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PEERS_PYTHON = Path(os.environ.get("VAEKIT_PEERS_PYTHON", ROOT / ".venv-peers" / "bin" / "python"))
-SHAPES = [(784, 512), (512, 256), (256, 32), (16, 256), (256, 512), (512, 784)]
 BATCH = 128
+K = 5
+# Each model's Linear layers for one training step: (rows, inputs, outputs). The encoder of
+# q(z_1|x) sees the batch; everything after the first draw sees K draws of it.
+SHAPES = {
+    "reference": [
+        (BATCH, i, o)
+        for i, o in [(784, 512), (512, 256), (256, 32), (16, 256), (256, 512), (512, 784)]
+    ],
+    "iwae5": [(BATCH, 784, 512), (BATCH, 512, 256), (BATCH, 256, 64)]
+    + [(K * BATCH, i, o) for i, o in [(32, 256), (256, 512), (512, 784)]],
+    "hvae": [
+        *[(BATCH, i, o) for i, o in [(784, 200), (200, 200), (200, 200)]],  # q(z_1|x)
+        *[(K * BATCH, i, o) for i, o in [(100, 100), (100, 100), (100, 100)]],  # q(z_2|z_1)
+        *[(K * BATCH, i, o) for i, o in [(50, 100), (100, 100), (100, 200)]],  # p(z_1|z_2)
+        *[(K * BATCH, i, o) for i, o in [(100, 200), (200, 200), (200, 784)]],  # p(x|z_1)
+    ],
+}
 
 
 def prepare_data(shared: Path, out: Path) -> Path:
@@ -59,17 +75,17 @@ def prepare_data(shared: Path, out: Path) -> Path:
     return path
 
 
-def flops_per_image() -> float:
-    return 3 * 2 * sum(i * o for i, o in SHAPES)
+def flops_per_image(model: str = "reference") -> float:
+    return 3 * 2 * sum(rows * i * o for rows, i, o in SHAPES[model]) / BATCH
 
 
-def roofline_images_per_s(threads: int, repeats: int = 200) -> float:
-    """Time the reference model's training GEMMs at batch 128 and return images/s."""
+def roofline_images_per_s(threads: int, repeats: int = 200, model: str = "reference") -> float:
+    """Time a model's training GEMMs for one step at batch 128 and return images/s."""
     torch.set_num_threads(threads)
     mats = []
-    for n_in, n_out in SHAPES:
-        x, w = torch.randn(BATCH, n_in), torch.randn(n_in, n_out)
-        g = torch.randn(BATCH, n_out)
+    for rows, n_in, n_out in SHAPES[model]:
+        x, w = torch.randn(rows, n_in), torch.randn(n_in, n_out)
+        g = torch.randn(rows, n_out)
         mats.append((x, w, g))
 
     def step() -> None:
@@ -90,13 +106,15 @@ CONTESTANTS = {
 }
 
 
-def run(name: str, data: Path, threads: int, baseline_src: Path | None = None) -> dict:
+def run(
+    name: str, data: Path, threads: int, baseline_src: Path | None = None, model: str = "reference"
+) -> dict:
     """One contestant in a fresh process; ``baseline`` is vaekit imported from another tree."""
     python, script = CONTESTANTS["vaekit" if name == "baseline" else name]
     src = baseline_src if name == "baseline" else ROOT / "src"
     env = dict(os.environ, PYTHONPATH=f"{HERE}{os.pathsep}{src}", OMP_NUM_THREADS=str(threads))
     proc = subprocess.run(
-        [python, script, "--data", str(data), "--threads", str(threads)],
+        [python, script, "--data", str(data), "--threads", str(threads), "--model", model],
         cwd=HERE,
         env=env,
         capture_output=True,
@@ -116,6 +134,13 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/vaekit-bench"))
     parser.add_argument("--only", nargs="*", default=list(CONTESTANTS))
     parser.add_argument(
+        "--model",
+        choices=list(SHAPES),
+        default="reference",
+        help="reference (all contestants); iwae5 or hvae: the IWAE preset's and the two-layer "
+        "preset's shapes at K = 5 (vaekit and the plain fused loop only)",
+    )
+    parser.add_argument(
         "--baseline-src",
         type=Path,
         help="the src/ directory of another vaekit checkout (e.g. a git worktree of an older "
@@ -128,6 +153,8 @@ def main() -> None:
         if not (args.baseline_src / "vaekit" / "__init__.py").exists():
             parser.error(f"--baseline-src {args.baseline_src}: no vaekit package there")
         names.append("baseline")
+    if args.model != "reference":
+        names = [n for n in names if n in ("vaekit", "fused", "baseline")]
     if "pythae" in names and not PEERS_PYTHON.exists():
         print(f"skipping pythae: {PEERS_PYTHON} missing (make bench-setup)", file=sys.stderr)
         names.remove("pythae")
@@ -136,9 +163,9 @@ def main() -> None:
     roofs = []
     for r in range(rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
-        roofs.append(roofline_images_per_s(args.threads))
+        roofs.append(roofline_images_per_s(args.threads, model=args.model))
         for name in order:
-            results[name].append(run(name, data, args.threads, args.baseline_src))
+            results[name].append(run(name, data, args.threads, args.baseline_src, args.model))
             print(
                 f"round {r + 1}: {name}: {results[name][-1]['images_per_s']:.0f} images/s",
                 file=sys.stderr,
@@ -146,9 +173,10 @@ def main() -> None:
     roof = statistics.median(roofs)
     med = {n: statistics.median(x["images_per_s"] for x in v) for n, v in results.items()}
     mem = {n: max(x["peak_rss_mib"] for x in v) for n, v in results.items()}
+    flops = flops_per_image(args.model)
     print(
-        f"roofline (GEMMs only, {flops_per_image() / 1e6:.2f} MFLOP/image): "
-        f"{roof:.0f} images/s = {roof * flops_per_image() / 1e9:.0f} GFLOP/s"
+        f"roofline of {args.model} (GEMMs only, {flops / 1e6:.2f} MFLOP/image): "
+        f"{roof:.0f} images/s = {roof * flops / 1e9:.0f} GFLOP/s"
     )
     print(f"| contestant | images/s (median of {rounds}) | % of roofline | peak RSS MiB |")
     print("|---|---|---|---|")

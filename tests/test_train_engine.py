@@ -291,3 +291,45 @@ def test_throughput_counts_data_examples_not_importance_samples():
         dataset = load_dataset("digits", None, config.data.val_fraction, config.data.split_seed)
         assert epoch["examples"] == len(dataset.train.x)
         assert epoch["examples_per_s"] > 0
+
+
+def test_nan_guard_catches_a_non_finite_gradient_under_a_finite_loss(tmp_path, monkeypatch):
+    # sqrt at 0 has an infinite derivative: d sqrt(0 * s) / ds = inf * 0 = NaN, while the loss
+    # stays finite. The guard must skip exactly those steps (not logging steps, where the
+    # cheaper non-finite check runs instead of the norm) and keep the weights finite.
+    from vaekit import objectives
+
+    real, calls = objectives.NegativeELBO.__call__, []
+
+    def poisoned(self, model, x, y=None):
+        loss, metrics = real(self, model, x, y)
+        calls.append(1)
+        if len(calls) in (3, 4):
+            loss = loss + torch.sqrt(0.0 * next(model.parameters()).sum())
+        return loss, metrics
+
+    monkeypatch.setattr(objectives.NegativeELBO, "__call__", poisoned)
+    result = train(tiny("train.max_steps=6", "train.log_every=50"), out=tmp_path / "r")
+    skips = [r for r in records(tmp_path / "r") if r["kind"] == "skip"]
+    assert [r["step"] for r in skips] == [3, 4]
+    assert result.history[-1]["skipped_steps"] == 2
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+
+
+def test_the_gradient_check_leaves_gradients_bitwise_unchanged():
+    from vaekit.training.step import check_gradients
+
+    params = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(3))]
+    for p in params:
+        p.grad = torch.randn_like(p) * 1e-30  # subnormal-range values too
+    before = [p.grad.clone() for p in params]
+    assert check_gradients(params, None, measure=False) == (True, None)
+    assert all(torch.equal(p.grad, b) for p, b in zip(params, before, strict=True))
+    finite, norm = check_gradients(params, None, measure=True)
+    expected = torch.linalg.vector_norm(torch.cat([b.flatten() for b in before]))
+    assert finite and norm == pytest.approx(float(expected), rel=1e-6)
+    params[1].grad[2] = float("inf")
+    assert check_gradients(params, None, measure=False) == (False, None)
+    params[1].grad[2] = float("nan")
+    assert check_gradients(params, None, measure=False)[0] is False
+    assert check_gradients(params, None, measure=True)[0] is False

@@ -18,6 +18,8 @@ HIDDEN = (512, 256)
 LATENT = 16
 BATCH = 128
 LR = 1e-3
+K = 5  # importance samples of the iwae5 and hvae models
+MODELS = ("reference", "iwae5", "hvae")
 
 
 def parse_args() -> argparse.Namespace:
@@ -25,6 +27,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--data", required=True, help="float32 .npy [N, 784] of 0/1 pixels")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--model",
+        choices=MODELS,
+        default="reference",
+        help="reference: the model above, ELBO; iwae5: configs/mnist-nll.toml's shapes "
+        "(latent 32) on the IWAE bound with K = 5; hvae: configs/mnist-hvae.toml's two "
+        "stochastic layers (Burda et al. 2015, tanh) on the IWAE bound with K = 5",
+    )
     return parser.parse_args()
 
 

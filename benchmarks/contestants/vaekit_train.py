@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 import vaekit
-from contestants.common import BATCH, HIDDEN, LATENT, LR, load, parse_args, report
+from contestants.common import BATCH, HIDDEN, LATENT, LR, K, load, parse_args, report
 from vaekit.data import Dataset, Split
 from vaekit.data.transforms import Transform
 
@@ -29,12 +29,21 @@ def reference_dataset(x: torch.Tensor) -> Dataset:
     )
 
 
-def reference_config(seed: int = 0) -> vaekit.Config:
-    """The reference model and optimiser (contestants/common.py), one epoch, on the CPU."""
-    config = vaekit.Config()
-    config.model.network = "mlp"
-    config.model.hidden_dims = list(HIDDEN)
-    config.model.latent_dim = LATENT
+def reference_config(seed: int = 0, model: str = "reference") -> vaekit.Config:
+    """The benchmark model (contestants/common.py) and optimiser, one epoch, on the CPU."""
+    if model == "hvae":  # the HVAEConfig defaults are Burda et al.'s two-layer architecture
+        config = vaekit.Config.from_dict({"model": {"kind": "hvae"}})
+        config.objective.name = "iwae"
+        config.objective.num_importance_samples = K
+    else:
+        config = vaekit.Config()
+        config.model.network = "mlp"
+        config.model.hidden_dims = list(HIDDEN)
+        config.model.latent_dim = LATENT
+        if model == "iwae5":
+            config.model.latent_dim = 32
+            config.objective.name = "iwae"
+            config.objective.num_importance_samples = K
     config.model.likelihood = "bernoulli"
     config.optim.lr = LR
     config.train.batch_size = BATCH
@@ -48,10 +57,10 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     x = torch.from_numpy(load(args.data)).reshape(-1, 1, 28, 28)
-    config = reference_config(args.seed)
+    config = reference_config(args.seed, args.model)
     result = vaekit.train(config, dataset=reference_dataset(x), log=lambda line: None)
     rate = result.history[-1]["examples_per_s"]
-    report("vaekit train", x.shape[0], x.shape[0] / rate)
+    report(f"vaekit train ({args.model})", x.shape[0], x.shape[0] / rate)
 
 
 if __name__ == "__main__":

@@ -58,8 +58,9 @@ class NegativeELBO:
         terms = model.elbo(x, self.num_mc_samples, y=y)
         metrics = _elbo_metrics(terms.elbo, terms.log_px_z, terms.kl)
         if self.free_bits <= 0:
-            loss = -(terms.log_px_z - self.beta * terms.kl).mean()
-            return loss, metrics
+            # beta = 1 (no warm-up): the ELBO itself (the same number, two operators fewer).
+            bound = terms.elbo if self.beta == 1.0 else terms.log_px_z - self.beta * terms.kl
+            return -bound.mean(), metrics
         groups = terms.kl_groups if terms.kl_groups is not None else terms.kl.unsqueeze(-1)
         kl_clamped = groups.mean(dim=0).clamp_min(self.free_bits).sum()  # [B, G] -> [G] -> ()
         metrics["kl_free_bits"] = kl_clamped.detach()
@@ -109,7 +110,12 @@ class SlideLoss:
 
 
 class IWAEObjective:
-    """Negative IWAE_K bound (Burda et al. 2015, eq. 8), nats per example: K = 1 is the ELBO."""
+    """Negative IWAE_K bound (Burda et al. 2015, eq. 8), nats per example: K = 1 is the ELBO.
+
+    Its metrics come from the same K draws (no second pass through the model): ``elbo`` is
+    the K-draw Monte-Carlo ELBO (the mean of the log-weights), ``log_px_z`` the mean of log
+    p(x|z) over the draws and ``kl`` the Monte-Carlo KL, mean(log q(z|x) - log p(z)).
+    """
 
     def __init__(self, num_samples: int = 5) -> None:
         self.num_samples = num_samples
@@ -117,12 +123,12 @@ class IWAEObjective:
     def __call__(
         self, model: Model, x: torch.Tensor, y: Labels = None
     ) -> tuple[torch.Tensor, Metrics]:
-        log_w = model.log_weights(x, self.num_samples, y=y)  # [K, B]
+        log_px_z, log_ratio = model.log_weight_terms(x, self.num_samples, y=y)  # [K, B] each
+        log_w = log_px_z + log_ratio
         iwae = log_mean_exp(log_w, dim=0)  # [B]
         with torch.no_grad():
-            terms = model.elbo(x, y=y)
-        metrics = _elbo_metrics(terms.elbo, terms.log_px_z, terms.kl)
-        metrics["iwae"] = iwae.mean().detach()
+            metrics = _elbo_metrics(log_w.mean(dim=0), log_px_z.mean(dim=0), -log_ratio.mean(0))
+            metrics["iwae"] = iwae.mean()
         return -iwae.mean(), metrics
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.distributions import Independent, MultivariateNormal, Normal
+from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
+from torch.distributions.utils import _standard_normal
 
 from vaekit.distributions.flows import IAFPosterior
 from vaekit.distributions.functional import (
@@ -27,12 +28,43 @@ class DiagonalGaussian(Independent):
     """
 
     def __init__(self, loc: torch.Tensor, log_var: torch.Tensor) -> None:
-        self.log_var = log_var
-        super().__init__(Normal(loc, torch.exp(0.5 * log_var), validate_args=False), 1)
+        # Built on every training step: torch's Normal (argument broadcasting, shape checks)
+        # is made only when a method of the base distribution is asked for; rsample and
+        # log_prob, the training step's two, are written out here. The shapes are the same.
+        self._loc, self.log_var = loc, log_var
+        self._scale: torch.Tensor | None = None
+        self._base: Normal | None = None
+        self.reinterpreted_batch_ndims = 1
+        Distribution.__init__(self, loc.shape[:-1], loc.shape[-1:], validate_args=False)
+
+    @property
+    def base_dist(self) -> Normal:
+        """N(mu, exp(log_var / 2)) per coordinate (batch ``[B, m]``), built on first use."""
+        if self._base is None:
+            self._base = Normal(self._loc, self.scale, validate_args=False)
+        return self._base
+
+    @base_dist.setter
+    def base_dist(self, value: Normal) -> None:  # Independent.expand assigns it
+        self._base = value
 
     @property
     def loc(self) -> torch.Tensor:
-        return self.base_dist.loc
+        return self._loc
+
+    @property
+    def scale(self) -> torch.Tensor:
+        """exp(log_var / 2), ``[B, m]`` (computed once)."""
+        if self._scale is None:
+            self._scale = torch.exp(0.5 * self.log_var)
+        return self._scale
+
+    def rsample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:
+        """z = mu + exp(log_var / 2) * eps, ``[*sample_shape, B, m]``: the same draws and
+        arithmetic as ``Normal.rsample`` (one standard-normal tensor from the global stream)."""
+        shape = self._extended_shape(sample_shape)
+        eps = _standard_normal(shape, dtype=self._loc.dtype, device=self._loc.device)
+        return self._loc + eps * self.scale
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """log q(z) in nats, ``[..., m] -> [...]``: -0.5 sum((z - mu)^2 exp(-log_var) + log_var

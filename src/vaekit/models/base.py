@@ -21,6 +21,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -43,9 +44,15 @@ class ELBOTerms:
     elbo: torch.Tensor
     log_px_z: torch.Tensor
     kl: torch.Tensor
-    # The KL split into independent groups, ``[B, G]`` summing to ``kl`` (one per latent
-    # coordinate where the posterior and prior factorise); what free bits clamp. None: one group.
-    kl_groups: torch.Tensor | None = None
+    # Computes the KL split into independent groups, ``[B, G]`` summing to ``kl`` (one per
+    # latent coordinate where the posterior and prior factorise): what free bits clamp. Only
+    # free bits need it, so it runs on demand. None, or returning None: one group.
+    group_kl: Callable[[], torch.Tensor | None] | None = None
+
+    @property
+    def kl_groups(self) -> torch.Tensor | None:
+        """The KL per independent group, ``[B, G]``, or None (the whole KL is one group)."""
+        return self.group_kl() if self.group_kl is not None else None
 
 
 @dataclass
@@ -179,7 +186,7 @@ class LikelihoodModel(Model):
     """Abstract base of a model with a likelihood p(x) = E_{q(z|x)}[p(x, z) / q(z|x)].
 
     A subclass provides ``elbo``, ``proposal`` (what the importance weights reuse across
-    chunks of draws: the encoder's output for x) and ``log_weights_given``; ``log_weights``
+    chunks of draws: the encoder's output for x) and ``log_weight_terms_given``; ``log_weights``
     and ``log_likelihood`` are built from them here, once for every model.
     """
 
@@ -197,6 +204,18 @@ class LikelihoodModel(Model):
         :meth:`log_weights_given`."""
 
     @abc.abstractmethod
+    def log_weight_terms_given(
+        self,
+        proposal: Any,
+        x: torch.Tensor,
+        num_samples: int,
+        *,
+        y: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two parts of the log-weights at ``num_samples`` fresh draws z ~ q: ``(log
+        p(x|z), log p(z) - log q(z|x))``, each ``[K, B]`` (nats). Their sum is log w; their
+        means over the draws are the Monte-Carlo ELBO's two terms (reconstruction, -KL)."""
+
     def log_weights_given(
         self,
         proposal: Any,
@@ -206,6 +225,16 @@ class LikelihoodModel(Model):
         y: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """log w = log p(x, z) - log q(z|x) for ``num_samples`` fresh draws z ~ q, ``[K, B]``."""
+        log_px_z, log_ratio = self.log_weight_terms_given(proposal, x, num_samples, y=y)
+        return log_px_z + log_ratio
+
+    def log_weight_terms(
+        self, x: torch.Tensor, num_samples: int, *, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log p(x|z), log p(z) - log q(z|x))`` at K = ``num_samples`` draws z_k ~ q(z|x),
+        each ``[K, B]``: what the IWAE objective trains on (their sum) and reports (their
+        means) from one set of draws."""
+        return self.log_weight_terms_given(self.proposal(x, y=y), x, num_samples, y=y)
 
     def log_weights(
         self, x: torch.Tensor, num_samples: int, *, y: torch.Tensor | None = None

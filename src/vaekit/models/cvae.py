@@ -225,18 +225,18 @@ class ConditionalVAE(LikelihoodModel):
     def proposal(self, x: torch.Tensor, *, y: torch.Tensor | None = None) -> Distribution:
         return self.encode(x, y=y)
 
-    def log_weights_given(
+    def log_weight_terms_given(
         self,
         proposal: Distribution,
         x: torch.Tensor,
         num_samples: int,
         *,
         y: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """log w = log p(x|z,y) + log p(z|y) - log q(z|x,y), ``[K, B]``."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log p(x|z,y), log p(z|y) - log q(z|x,y)), ``[K, B]`` each."""
         z = proposal.rsample((num_samples,))  # [K, B, m]
         log_px_z = self.likelihood.log_density(self.decoder(self._with_label(z, y)), x)
-        return log_px_z + self.prior_given(y).log_prob(z) - proposal.log_prob(z)
+        return log_px_z, self.prior_given(y).log_prob(z) - proposal.log_prob(z)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, *, y: torch.Tensor | None = None) -> torch.Tensor:

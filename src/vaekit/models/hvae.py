@@ -321,12 +321,12 @@ class HierarchicalVAE(LikelihoodModel):
         kl = kl.mean(dim=0)
         return ELBOTerms(elbo=log_px_z - kl, log_px_z=log_px_z, kl=kl)
 
-    def log_weights_given(
+    def log_weight_terms_given(
         self, proposal: list, x: torch.Tensor, num_samples: int, *, y: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """log w = log p(x|z_1) + log p(z_1..L) - log q(z_1..L|x), ``[K, B]``."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log p(x|z_1), log p(z_1..L) - log q(z_1..L|x)), ``[K, B]`` each."""
         zs, log_q, log_p, _ = self._chain(proposal, num_samples)
-        return self.likelihood.log_density(self.decoder(zs[0]), x) + log_p - log_q
+        return self.likelihood.log_density(self.decoder(zs[0]), x), log_p - log_q
 
     @torch.no_grad()
     def latent_moments(self, x: torch.Tensor, *, y: torch.Tensor | None = None) -> LatentMoments:

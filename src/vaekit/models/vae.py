@@ -136,29 +136,35 @@ class VAE(DecodesThroughLikelihood, LikelihoodModel):
         q = self.encode(x)
         z = q.rsample((num_mc_samples,))  # [L, B, m]
         # log p(x|z) straight from the decoder output (no distribution objects per step).
-        log_px_z = self.likelihood.log_density(self.decoder(z), x).mean(dim=0)  # [L, B] -> [B]
+        log_px_z = self.likelihood.log_density(self.decoder(z), x)  # [L, B]
+        # The mean over L draws; one draw is the same number without an operator.
+        log_px_z = log_px_z.squeeze(0) if num_mc_samples == 1 else log_px_z.mean(dim=0)  # [B]
         kl = self.prior.kl(q, z)
-        kl_groups = self.prior.kl_groups(q, z)  # [B, m] where it factorises, else None
-        return ELBOTerms(elbo=log_px_z - kl, log_px_z=log_px_z, kl=kl, kl_groups=kl_groups)
+        return ELBOTerms(
+            elbo=log_px_z - kl,
+            log_px_z=log_px_z,
+            kl=kl,
+            group_kl=lambda: self.prior.kl_groups(q, z),  # [B, m] where it factorises, else None
+        )
 
     def proposal(self, x: torch.Tensor, *, y: torch.Tensor | None = None) -> Distribution:
         """q(z|x), the importance distribution."""
         return self.encode(x)
 
-    def log_weights_given(
+    def log_weight_terms_given(
         self,
         proposal: Distribution,
         x: torch.Tensor,
         num_samples: int,
         *,
         y: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """log w = log p(x|z) + log p(z) - log q(z|x) for z ~ ``proposal``, ``[K, B]``."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log p(x|z), log p(z) - log q(z|x)) for z ~ ``proposal``, ``[K, B]`` each."""
         z = proposal.rsample((num_samples,))  # [K, B, m]
         # log p(x|z) from the decoder output directly (same number as decode(z).log_prob(x)):
         # the decoder sees K*B rows in one call, x [B, ...] broadcasts over K.
         log_px_z = self.likelihood.log_density(self.decoder(z), x)  # [K, B]
-        return log_px_z + self.prior.log_prob(z) - proposal.log_prob(z)
+        return log_px_z, self.prior.log_prob(z) - proposal.log_prob(z)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, *, y: torch.Tensor | None = None) -> torch.Tensor:

@@ -24,7 +24,7 @@ from vaekit.training.device import setup_device
 from vaekit.training.records import Records
 from vaekit.training.result import TrainingError, TrainResult
 from vaekit.training.state import Checkpoints, LoopState
-from vaekit.training.step import build_step_module, gradient_norm, make_optimizer, reduce_step
+from vaekit.training.step import build_step_module, check_gradients, make_optimizer, reduce_step
 from vaekit.training.validation import Validation
 
 # Test hook: SIGKILL this process right after the given step (the resume test uses it to
@@ -164,17 +164,25 @@ class Trainer(Checkpoints, Records):
         # DDP averages gradients over ranks: weight each rank's mean by its share of the batch.
         weight = self.ctx.world_size * x.shape[0] / n_global
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss * weight).backward()
+        self.scaler.scale(loss * weight if weight != 1.0 else loss).backward()
         self.scaler.unscale_(self.optimizer)
-        grad_norm = gradient_norm(self.params, cfg.optim.grad_clip)
-        # Global sums of the batch's metrics (nats per example times examples) + a bad flag.
+        # grad_norm is measured where a record is written: a logging step, an epoch's last
+        # step, the budget's last step (the guard checks every step more cheaply).
+        measure = (
+            (state.step + 1) % cfg.train.log_every == 0
+            or state.batch + 1 == self.batches_per_epoch
+            or state.step + 1 == self.budget
+        )
+        finite, grad_norm = check_gradients(self.params, cfg.optim.grad_clip, measure)
+        # The batch's metrics as Python floats (one copy out of the tensors), then sums
+        # (nats per example times examples) over ranks.
         names = ["loss", *metrics]
-        values = torch.stack([loss.detach(), *metrics.values()]).double().cpu() * x.shape[0]
-        loss_bad = not math.isfinite(float(loss.detach()))
-        bad = loss_bad or (not math.isfinite(grad_norm) and not self.scaler.is_enabled())
+        batch_means = torch.stack([loss.detach(), *metrics.values()]).tolist()
+        bad = not math.isfinite(batch_means[0]) or (not finite and not self.scaler.is_enabled())
         due = self.ctx.is_main and time.monotonic() - self.last_checkpoint_time >= (
             cfg.train.checkpoint_minutes * 60.0
         )
+        values = [value * x.shape[0] for value in batch_means]
         sums, self.stop_requested, self.checkpoint_due, bad = reduce_step(
             values, self.sigint.requested, due, bad, self.ctx, self.device
         )
@@ -194,8 +202,8 @@ class Trainer(Checkpoints, Records):
             self.average.update()
         state.bad_steps = 0
         totals = dict(zip(names, sums, strict=True)) | {"examples": float(n_global)}
-        if math.isfinite(grad_norm):  # fp16: an overflow step (skipped by the scaler) has none
-            totals |= {"grad_norm": grad_norm, "steps": 1.0}
+        if grad_norm is not None and math.isfinite(grad_norm):  # fp16 overflow steps: none
+            totals |= {"grad_norm": grad_norm, "grad_norm_steps": 1.0}
         for acc in (state.interval, state.epoch_sums):
             for key, value in totals.items():
                 acc[key] = acc.get(key, 0.0) + value

@@ -24,9 +24,11 @@ from vaekit.training.result import TrainResult
 
 
 def means(acc: dict[str, float]) -> dict[str, float]:
-    """Per-example means of summed metrics; grad_norm is a mean over steps."""
-    n, steps = acc.get("examples", 0.0), acc.get("steps", 0.0)
-    out = {k: v / n for k, v in acc.items() if k not in ("examples", "steps", "grad_norm") and n}
+    """Per-example means of summed metrics; grad_norm is a mean over the steps that measured
+    it (the logging steps, or every step when clipping)."""
+    n, steps = acc.get("examples", 0.0), acc.get("grad_norm_steps", 0.0)
+    skip = ("examples", "grad_norm_steps", "grad_norm")
+    out = {k: v / n for k, v in acc.items() if k not in skip and n}
     if steps:
         out["grad_norm"] = acc["grad_norm"] / steps
     return out

@@ -1,0 +1,236 @@
+"""The per-model table: every model trained for the same wall-clock budget on this machine,
+then evaluated on the whole test set.
+
+For each row (``ROWS``: a preset in configs/ and the dataset it reads):
+
+1. a pilot run of ``--pilot-steps`` steps measures the training step rate (the epoch record's
+   examples/s in metrics.jsonl);
+2. the run: the preset with ``train.max_steps`` = the rate x the budget x ``--fill`` (the
+   presets' cosine schedules then end with the budget; the rest of the budget is validation
+   and start-up), the run's wall time measured around ``vaekit train``;
+3. ``vaekit evaluate RUN --num-samples K --no-fcd --json`` on all test images;
+4. the model's own GEMM roofline, measured in this process: forward hooks on every
+   ``nn.Linear`` record the (rows, inputs, outputs) of one training step of the trained
+   model's objective; those GEMMs (forward, grad-input, grad-weight) are timed back to back,
+   best of 5 blocks, and the roofline in examples/s is the batch size / that time. The
+   throughput share is the run's own training examples/s / the roofline.
+
+Each finished row is written to ``--results`` (JSON, one object per row, rows already there
+are kept), so an interrupted table resumes where it stopped; the markdown table is printed
+from that file. Run it on an otherwise idle machine: the budget and the throughput both
+assume the cores are the run's.
+
+    .venv/bin/python benchmarks/bench_models.py --budget-minutes 15 --only vae hvae
+    .venv/bin/python benchmarks/bench_models.py --table   # print the table of finished rows
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from timing import best_seconds_per_call  # noqa: E402
+
+# name -> (preset, dataset folder under --shared, extra --set overrides, what the row is)
+ROWS = {
+    "vae": ("mnist-nll.toml", "mnist", [], "VAE, one stochastic layer (32), MLP 512-256"),
+    "hvae": ("mnist-hvae.toml", "mnist", [], "hierarchical VAE, 2 layers (100, 50), tanh"),
+    "vamp": ("mnist-vamp.toml", "mnist", [], "VAE + VampPrior (500 pseudo-inputs), m = 40"),
+    "iaf": ("mnist-iaf.toml", "mnist", [], "VAE + IAF posterior (4 steps), m = 32"),
+    "cvae": ("mnist-cvae.toml", "mnist", [], "conditional VAE, class prior, m = 16"),
+    "vqvae": ("mnist-vqvae.toml", "mnist", [], "VQ-VAE, 16 codes of 256, EMA codebook"),
+    "dlogistic": (
+        "fashion-dlogistic.toml",
+        "fashion-mnist",
+        ['model.likelihood="discretized-logistic"'],
+        "VAE, discretised logistic, 8-bit Fashion-MNIST",
+    ),
+}
+
+
+def vaekit_cli(*args: str, threads: int) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    cmd = [sys.executable, "-m", "vaekit", *args]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def train_args(row: str, out: Path, steps: int, shared: Path) -> list[str]:
+    preset, data, overrides, _ = ROWS[row]
+    args = ["train", "--config", str(ROOT / "configs" / preset), "--data-dir", str(shared / data)]
+    args += ["--out", str(out), "--overwrite", "--progress", "plain"]
+    sets = [f"train.max_steps={steps}", "train.report=false", "train.tensorboard=false"]
+    for item in sets + overrides:
+        args += ["--set", item]
+    return args
+
+
+def epoch_records(run: Path) -> list[dict]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r.get("kind") == "epoch"]
+
+
+def training_rate(run: Path) -> tuple[float, float]:
+    """(training examples/s over the whole run, training seconds) from the epoch records."""
+    records = epoch_records(run)
+    examples = sum(r["examples"] for r in records)
+    seconds = sum(r["examples"] / r["examples_per_s"] for r in records)
+    return examples / seconds, seconds
+
+
+def linear_shapes(run: Path) -> tuple[list[tuple[int, int, int]], int]:
+    """The (rows, inputs, outputs) of every Linear call in one training step of the run's
+    model on its objective, and the batch size."""
+    import vaekit
+    from vaekit.objectives import build_objective
+
+    config = vaekit.Config.from_dict(json.loads((run / "config.json").read_text())["config"])
+    model = vaekit.load(run)
+    model.train()
+    objective = build_objective(config.objective, model)
+    batch = config.train.batch_size
+    shapes: list[tuple[int, int, int]] = []
+
+    def record(module: nn.Linear, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        shapes.append((inputs[0].numel() // module.in_features, *module.weight.shape[::-1]))
+
+    hooks = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, nn.Linear)]
+    x = (torch.rand(batch, *model.data_shape) < 0.5).float()
+    if config.model.likelihood.startswith("discretized-logistic"):
+        x = torch.randint(0, 256, (batch, *model.data_shape)).float() / 255.0
+    y = torch.randint(0, 10, (batch,)) if model.takes_labels else None
+    loss, _ = objective(model, x, y)
+    for hook in hooks:
+        hook.remove()
+    loss.backward()
+    return shapes, batch
+
+
+def roofline(shapes: list[tuple[int, int, int]], batch: int, threads: int) -> tuple[float, float]:
+    """(examples/s, GFLOP/s) of the step's GEMMs alone, best of 5 blocks."""
+    torch.set_num_threads(threads)
+    mats = [(torch.randn(r, i), torch.randn(i, o), torch.randn(r, o)) for r, i, o in shapes]
+
+    def step() -> None:
+        for x, w, g in mats:
+            torch.mm(x, w)  # forward
+            torch.mm(g, w.T)  # grad w.r.t. the input
+            torch.mm(x.T, g)  # grad w.r.t. the weight
+
+    seconds = best_seconds_per_call(step, calls_per_block=20, warmup=10)
+    flops = 6 * sum(r * i * o for r, i, o in shapes)
+    return batch / seconds, flops / seconds / 1e9
+
+
+def run_row(row: str, args: argparse.Namespace) -> dict:
+    runs = args.runs
+    pilot = runs / f"{row}-pilot"
+    vaekit_cli(*train_args(row, pilot, args.pilot_steps, args.shared), threads=args.threads)
+    pilot_rate, _ = training_rate(pilot)
+    batch = json.loads((pilot / "config.json").read_text())["config"]["train"]["batch_size"]
+    steps = int(pilot_rate * args.budget_minutes * 60 * args.fill / batch)
+    run = runs / row
+    print(f"{row}: pilot {pilot_rate:.0f} examples/s -> {steps} steps", file=sys.stderr)
+    start = time.perf_counter()
+    vaekit_cli(*train_args(row, run, steps, args.shared), threads=args.threads)
+    wall = time.perf_counter() - start
+    rate, train_seconds = training_rate(run)
+    start = time.perf_counter()
+    evaluate = ["evaluate", str(run), "--num-samples", str(args.num_samples), "--no-fcd"]
+    vaekit_cli(*evaluate, "--json", threads=args.threads)
+    eval_seconds = time.perf_counter() - start
+    result = json.loads((run / "eval.json").read_text())
+    shapes, batch = linear_shapes(run)
+    roof, gflops = roofline(shapes, batch, args.threads)
+    params = sum(p.numel() for p in __import__("vaekit").load(run).parameters())
+    return {
+        "row": row,
+        "what": ROWS[row][3],
+        "command": " ".join(["vaekit", *train_args(row, run, steps, args.shared)])
+        .replace(str(ROOT) + "/", "")
+        .replace(str(args.shared), "../shared/datasets"),
+        "steps": steps,
+        "train_wall_minutes": wall / 60,
+        "train_step_minutes": train_seconds / 60,
+        "examples_per_s": rate,
+        "roofline_examples_per_s": roof,
+        "roofline_gflops": gflops,
+        "parameters": params,
+        "eval_seconds": eval_seconds,
+        "eval": {k: v for k, v in result.items() if not isinstance(v, list | dict)}
+        | {k: result[k] for k in ("active_units_per_layer", "codebook") if k in result},
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def table(results: dict[str, dict]) -> str:
+    head = (
+        "| model | params | steps | training min (wall) | examples/s | % of own GEMM roofline "
+        "| test nll (nats) | bits/dim | active units | test images x K |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for row in ROWS:
+        if row not in results:
+            continue
+        r, e = results[row], results[row]["eval"]
+        if "nll" in e:
+            nll = f"{e['nll']:.2f} ± {e['nll_stderr']:.2f}"
+        else:  # a model without p(x): what it does report, never a likelihood
+            nll = f"none: no p(x) (log p(x\\|z_q) {e.get('log_px_z', float('nan')):.2f}"
+            if "codebook_perplexity" in e:
+                nll += f", code perplexity {e['codebook_perplexity']:.0f}"
+            nll += ")"
+        bpd = f"{e['bits_per_dim']:.4f}" if "bits_per_dim" in e else "-"
+        units = e.get("active_units", "-")
+        if "active_units_per_layer" in e:
+            units = f"{units} ({' + '.join(map(str, e['active_units_per_layer']))})"
+        k = e.get("num_samples", "-")
+        lines.append(
+            f"| {r['what']} | {r['parameters']:,} | {r['steps']:,} | "
+            f"{r['train_wall_minutes']:.1f} | {r['examples_per_s']:,.0f} | "
+            f"{100 * r['examples_per_s'] / r['roofline_examples_per_s']:.0f}% | {nll} | {bpd} | "
+            f"{units} | {e['num_examples']:,} x {k} |"
+        )
+    return head + "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", choices=list(ROWS), default=list(ROWS))
+    parser.add_argument("--budget-minutes", type=float, default=15.0)
+    parser.add_argument("--fill", type=float, default=0.93, help="share of the budget in steps")
+    parser.add_argument("--pilot-steps", type=int, default=400)
+    parser.add_argument("--num-samples", type=int, default=5000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "datasets")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "models")
+    parser.add_argument("--results", type=Path, default=HERE / "results" / "models.json")
+    parser.add_argument("--table", action="store_true", help="only print the finished rows")
+    args = parser.parse_args()
+    results = json.loads(args.results.read_text()) if args.results.exists() else {}
+    if not args.table:
+        for row in args.only:
+            results[row] = run_row(row, args)
+            args.results.parent.mkdir(parents=True, exist_ok=True)
+            args.results.write_text(json.dumps(results, indent=1) + "\n")
+            print(table({row: results[row]}).splitlines()[-1], file=sys.stderr)
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
