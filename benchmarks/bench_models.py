@@ -3,8 +3,8 @@ then evaluated on the whole test set.
 
 For each row (``ROWS``: a preset in configs/ and the dataset it reads):
 
-1. a pilot run of ``--pilot-steps`` steps measures the training step rate (the epoch record's
-   examples/s in metrics.jsonl);
+1. a pilot run of ``--pilot-steps`` steps measures the training step rate once warm (the
+   median examples/s of its step records after the first, one every 100 steps);
 2. the run: the preset with ``train.max_steps`` = the rate x the budget x ``--fill`` (the
    presets' cosine schedules then end with the budget; the rest of the budget is validation
    and start-up), the run's wall time measured around ``vaekit train``;
@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -92,6 +93,14 @@ def training_rate(run: Path) -> tuple[float, float]:
     return examples / seconds, seconds
 
 
+def steady_rate(run: Path) -> float:
+    """Training examples/s of a pilot run once warm: the median of its step records after
+    the first (the first holds the allocations and caches of a fresh process)."""
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    rates = [r["examples_per_s"] for r in map(json.loads, lines) if r.get("kind") == "step"]
+    return statistics.median(rates[1:]) if len(rates) > 1 else training_rate(run)[0]
+
+
 def linear_shapes(run: Path) -> tuple[list[tuple[int, int, int]], int]:
     """The (rows, inputs, outputs) of every Linear call in one training step of the run's
     model on its objective, and the batch size."""
@@ -139,8 +148,9 @@ def roofline(shapes: list[tuple[int, int, int]], batch: int, threads: int) -> tu
 def run_row(row: str, args: argparse.Namespace) -> dict:
     runs = args.runs
     pilot = runs / f"{row}-pilot"
-    vaekit_cli(*train_args(row, pilot, args.pilot_steps, args.shared), threads=args.threads)
-    pilot_rate, _ = training_rate(pilot)
+    pilot_args = train_args(row, pilot, args.pilot_steps, args.shared)
+    vaekit_cli(*pilot_args, "--set", "train.log_every=100", threads=args.threads)
+    pilot_rate = steady_rate(pilot)
     batch = json.loads((pilot / "config.json").read_text())["config"]["train"]["batch_size"]
     steps = int(pilot_rate * args.budget_minutes * 60 * args.fill / batch)
     run = runs / row
@@ -213,8 +223,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=list(ROWS), default=list(ROWS))
     parser.add_argument("--budget-minutes", type=float, default=15.0)
-    parser.add_argument("--fill", type=float, default=0.93, help="share of the budget in steps")
-    parser.add_argument("--pilot-steps", type=int, default=400)
+    parser.add_argument("--fill", type=float, default=0.92, help="share of the budget in steps")
+    parser.add_argument("--pilot-steps", type=int, default=500)
     parser.add_argument("--num-samples", type=int, default=5000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "datasets")
