@@ -49,9 +49,30 @@ def _write_codes(path: str | Path, codes: torch.Tensor) -> Path:
     raise DataError(f"-o {path}: codes are written as .npy, .csv or .parquet")
 
 
-def _batched(fn, x: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
-    outputs = [fn(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
+def _batched(
+    fn, x: torch.Tensor, batch_size: int, y: torch.Tensor | None = None
+) -> list[torch.Tensor]:
+    """``fn(x_batch, y_batch)`` over batches of rows (``y_batch`` None without labels),
+    outputs concatenated."""
+    outputs = [
+        fn(x[i : i + batch_size], None if y is None else y[i : i + batch_size])
+        for i in range(0, x.shape[0], batch_size)
+    ]
     return [torch.cat(parts) for parts in zip(*outputs, strict=True)]
+
+
+def labels_for(model, new: NewData) -> torch.Tensor | None:
+    """The class labels a conditional model needs for new data (None for other models)."""
+    if not model.takes_labels:
+        return None
+    if new.labels is None:
+        column = (model.data_info or {}).get("label_column")
+        where = f"the label column {column!r}" if column else "a .npz labels array"
+        raise DataError(
+            f"{new.path}: model {model.name!r} is conditioned on class labels, and this data "
+            f"has none ({where})"
+        )
+    return new.labels
 
 
 def model_inputs(model, new: NewData, seed: int = 0, preprocessed: bool = False) -> torch.Tensor:
@@ -110,13 +131,13 @@ def encode_array(
     dtype = x.dtype
     generator = torch.Generator().manual_seed(seed)
 
-    def encode(xb: torch.Tensor):
-        q = model.encode(xb)
+    def encode(xb: torch.Tensor, yb: torch.Tensor | None):
+        q = model.encode(xb, y=yb)
         eps = torch.randn(q.mean.shape, generator=generator, dtype=dtype)
         draw = q.mean + (eps.unsqueeze(-2) @ q.scale_tril.transpose(-1, -2)).squeeze(-2)
         return q.mean, q.variance.log(), draw
 
-    mean, log_var, draw = _batched(encode, x, batch_size)
+    mean, log_var, draw = _batched(encode, x, batch_size, labels_for(model, new))
     written = [_write_codes(output_path, mean)]
     if log_var_path is not None:
         written.append(_write_codes(log_var_path, log_var))
@@ -136,7 +157,7 @@ def decode_array(
         raise ValueError(f"{run}: model {model.name!r} has no continuous code to decode")
     codes = read_codes(input_path, model.latent_dim)
     z = torch.from_numpy(np.ascontiguousarray(codes)).to(next(model.parameters()).dtype)
-    (mean,) = _batched(lambda zb: (model.decode_mean(zb),), z, batch_size)
+    (mean,) = _batched(lambda zb, _: (model.decode_mean(zb),), z, batch_size)
     info = model.data_info or {"shape": list(model.data_shape)}
     return write_data(output_path, run_transform(info).to_data(mean), info)
 
@@ -154,7 +175,8 @@ def reconstruct_data(
     model = load(run)
     new = read_new_data(input_path, model.data_info, trust_scale=trust_scale)
     x = model_inputs(model, new, seed)
-    (mean,) = _batched(lambda xb: (model.reconstruct(xb),), x, batch_size)
+    y = labels_for(model, new)
+    (mean,) = _batched(lambda xb, yb: (model.reconstruct(xb, y=yb),), x, batch_size, y)
     info = model.data_info or {"shape": list(model.data_shape)}
     return write_data(
         output_path, run_transform(info).to_data(mean), info, new.row_shape, new.names

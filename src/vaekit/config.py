@@ -197,6 +197,14 @@ class DataConfig:
         metavar="HxW",
     )
 
+    label_column: str | None = setting(
+        None,
+        help="a CSV/Parquet table's column of integer class labels (0, 1, ...): taken out of "
+        "the features and given to the model as y (what a conditional VAE is conditioned on)",
+        shown_default="none: every column is a feature",
+        metavar="NAME",
+    )
+
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")

@@ -321,6 +321,41 @@ def read_parquet(path: Path, image_size: list[int] | None = None) -> Stored:
     )
 
 
+def _label_column() -> str:
+    return spell("--label-column", "label_column")
+
+
+def take_label_column(path: Path, stored: Stored, name: str) -> Stored:
+    """A table's column ``name`` as the integer class labels ``y [N]`` (0, 1, ...), taken out
+    of the features; the rest of the columns stay the features ``[N, D - 1]``. The column is
+    found by its header name (by its number from 1 in a table without a header row)."""
+    names = list((stored.extra or {}).get("columns") or [])
+    if name not in names:
+        raise DataError(
+            f"{path}: no column {name!r} for {_label_column()}; the columns are "
+            f"{', '.join(map(repr, names))}"
+        )
+    if len(names) < 2:
+        raise DataError(f"{path}: {_label_column()} {name!r} leaves no feature columns")
+    j = names.index(name)
+    x = stored.x.numpy() if torch.is_tensor(stored.x) else np.asarray(stored.x)
+    labels = x[:, j]
+    bad = np.flatnonzero((labels != np.round(labels)) | (labels < 0))
+    if bad.size:
+        raise DataError(
+            f"{path}: row {bad[0] + 1}, column {name!r}: {labels[bad[0]]:g} is not a class label "
+            "(an integer >= 0)"
+        )
+    features = np.delete(x, j, axis=1)
+    extra = dict(stored.extra or {}) | {
+        "columns": names[:j] + names[j + 1 :],
+        "label_column": name,
+    }
+    kind = f"{stored.kind.split(',')[0]}, {features.shape[1]} feature columns + labels {name!r}"
+    y = torch.from_numpy(labels.astype(np.int64))
+    return Stored(torch.from_numpy(np.ascontiguousarray(features)), y, kind, extra)
+
+
 FORMATS: dict[str, Callable[..., Stored]] = {
     ".npy": read_npy,
     ".npz": read_npz,
@@ -513,6 +548,7 @@ def load_path(
     split_seed: int = 0,
     image_size: list[int] | None = None,
     in_memory: bool | None = None,
+    label_column: str | None = None,
 ) -> Dataset:
     """A Dataset from a user file or folder (see the module docstring)."""
     path = Path(path).expanduser().resolve()
@@ -529,5 +565,9 @@ def load_path(
             )
         if image_size is not None:
             raise DataError(f"{_image_size()} applies to image folders, not {path.name}")
+    if label_column is not None and reader not in (read_csv, read_parquet):
+        raise DataError(f"{_label_column()} applies to CSV/Parquet tables, not {path.name}")
     stored = reader(path, image_size=image_size)
+    if label_column is not None:
+        stored = take_label_column(path, stored, label_column)
     return make_dataset(path, stored, val_fraction, split_seed, in_memory)

@@ -11,7 +11,8 @@ CSV/Parquet table (the readers of :mod:`vaekit.data.files`), and returns the sto
   channels-last image array ``[N, H, W, C]`` is refused rather than scrambled by a reshape;
 * tables: columns are matched by name against the training table's, in any order; other
   columns are ignored (the out-of-distribution label column, ``ood`` by default, is read as
-  labels); a table without the training columns is refused, naming the missing ones;
+  labels; the training table's class-label column, if it had one, as the class labels);
+  a table without the training columns is refused, naming the missing ones;
 * image folders: resized like the training folder (its recorded ``image_size``), the same
   number of channels required.
 
@@ -49,6 +50,7 @@ from vaekit.data.files import (
     _check_finite,
     list_images,
     read_image_folder,
+    take_label_column,
 )
 from vaekit.data.transforms import Transform, transform_from_dict
 
@@ -64,6 +66,8 @@ class NewData:
 
     ``x``: stored values ``[N, *data_shape]`` (float64; integer-valued for level data).
     ``ood``: ``[N]`` int64 labels, 1 = out-of-distribution, 0 = in-distribution, or None.
+    ``labels``: ``[N]`` int64 class labels (the training table's label column, a .npz's
+    labels array), what a conditional model is conditioned on; or None.
     ``kind``: "table", "array" or "images"; ``suffix`` the input's suffix ("" for a folder).
     ``row_shape``: the shape of one input row as given (outputs are written in it).
     ``names``: image files relative to the folder (for PNG outputs of the same names).
@@ -75,6 +79,7 @@ class NewData:
     suffix: str
     row_shape: tuple[int, ...]
     ood: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
     names: list[str] | None = None
     ignored_columns: list[str] = field(default_factory=list)
 
@@ -127,9 +132,12 @@ def _check_ood(path: Path, values: np.ndarray, where: str) -> np.ndarray:
 def _read_table(path: Path, data_info: dict, ood_column: str) -> tuple[np.ndarray, dict]:
     """Table columns matched by name to the training table's -> ``[N, D]`` and extras."""
     stored = FORMATS[path.suffix.lower()](path)
+    label_column = data_info.get("label_column")  # the training table's class labels
+    if label_column is not None and label_column in (stored.extra or {}).get("columns", []):
+        stored = take_label_column(path, stored, label_column)
     names = list((stored.extra or {}).get("columns") or [])
     values = stored.x.numpy() if torch.is_tensor(stored.x) else np.asarray(stored.x)
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"labels": stored.y}
     if ood_column in names and ood_column not in (data_info.get("columns") or []):
         j = names.index(ood_column)
         extra["ood"] = _check_ood(path, values[:, j], f"column {ood_column!r}")
@@ -151,7 +159,7 @@ def _read_table(path: Path, data_info: dict, ood_column: str) -> tuple[np.ndarra
 
 def _read_array(path: Path, ood_column: str) -> tuple[np.ndarray, dict]:
     stored = FORMATS[path.suffix.lower()](path)
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"labels": stored.y}  # a .npz's labels array
     if path.suffix.lower() == ".npz":
         with np.load(path, allow_pickle=False) as archive:
             if ood_column in archive.files:
@@ -316,6 +324,9 @@ def read_new_data(
     ood = extra.get("ood")
     if ood is not None and len(ood) != x.shape[0]:
         raise DataError(f"{path}: {len(ood)} labels for {x.shape[0]} rows")
+    labels = extra.get("labels")
+    if labels is not None:
+        labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
     return NewData(
         path=path,
         x=torch.from_numpy(np.ascontiguousarray(x)),
@@ -323,6 +334,7 @@ def read_new_data(
         suffix=suffix,
         row_shape=row_shape if math.prod(row_shape) == math.prod(shape) else shape,
         ood=None if ood is None else torch.from_numpy(ood),
+        labels=labels,
         names=names,
         ignored_columns=list(extra.get("ignored_columns", [])),
     )
@@ -338,7 +350,7 @@ def as_dataset(new: NewData, data_info: dict[str, Any]) -> Dataset:
         shape=shape,
         train=empty,
         val=empty,
-        test=Split(new.x, new.ood),
+        test=Split(new.x, new.labels),
         transform=run_transform(data_info),
         support=data_info.get("support", "real"),
         default_likelihood="",

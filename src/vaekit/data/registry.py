@@ -38,6 +38,7 @@ def load_dataset(
     mirrors: list[str] | None = None,
     progress: bool = True,
     in_memory: bool | None = None,
+    label_column: str | None = None,
 ) -> Dataset:
     """Load a registered dataset by name, or user data from a path.
 
@@ -46,22 +47,26 @@ def load_dataset(
     ``data_dir``: where a built-in set's files are looked for first.
     ``val_fraction``/``split_seed``: the validation split held out from the training split.
     ``image_size``: [H, W] to resize/crop an image folder to (pixels).
+    ``label_column``: a table's column of integer class labels (taken out of the features).
     ``mirrors``: base URLs replacing a built-in set's download mirrors (also ``$VAEKIT_MIRROR``).
     ``in_memory``: for arrays, force (True) or forbid (False) reading them into memory; by
     default files over ``vaekit.data.files.IN_MEMORY_MAX_BYTES`` are streamed from disk.
     """
     if name_or_path in DATASETS:
-        if image_size is not None:
-            raise DataError(
-                f"{spell('--image-size', 'image_size')} applies to image folders, "
-                f"not to {name_or_path!r}"
-            )
+        for given, flag, field, what in (
+            (image_size, "--image-size", "image_size", "image folders"),
+            (label_column, "--label-column", "label_column", "CSV/Parquet tables"),
+        ):
+            if given is not None:
+                raise DataError(f"{spell(flag, field)} applies to {what}, not to {name_or_path!r}")
         options = {"mirrors": mirrors, "progress": progress} if name_or_path != "digits" else {}
         return DATASETS[name_or_path].loader(
             data_dir=data_dir, val_fraction=val_fraction, split_seed=split_seed, **options
         )
     if _looks_like_path(name_or_path):
-        return load_path(name_or_path, val_fraction, split_seed, image_size, in_memory)
+        return load_path(
+            name_or_path, val_fraction, split_seed, image_size, in_memory, label_column
+        )
     raise DataError(
         f"{spell('--data', 'dataset')} {name_or_path!r}: not a registered dataset "
         f"({', '.join(sorted(DATASETS))}; see "

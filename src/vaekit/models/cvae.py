@@ -63,7 +63,7 @@ class CVAEConfig(BodyConfig):
             raise ValueError(
                 "model 'cvae' is conditioned on class labels, but the training data has no "
                 "integer labels (use a labelled dataset: MNIST, an image folder with class "
-                "sub-folders, a .npz with a labels array)"
+                "sub-folders, a .npz with a labels array, a table with --label-column NAME)"
             )
         if int(labels.min()) < 0:
             raise ValueError(f"model 'cvae' needs labels >= 0, got {int(labels.min())}")

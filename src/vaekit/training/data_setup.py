@@ -38,7 +38,12 @@ def training_data(config: Config, dataset: Dataset | None) -> Dataset:
     if dataset is None:
         d = config.data
         dataset = load_dataset(
-            d.name, d.data_dir, d.val_fraction, d.split_seed, image_size=d.image_size
+            d.name,
+            d.data_dir,
+            d.val_fraction,
+            d.split_seed,
+            image_size=d.image_size,
+            label_column=d.label_column,
         )
     return resolve_model_config(config, dataset)
 
