@@ -148,16 +148,22 @@ def roofline(shapes: list[tuple[int, int, int]], batch: int, threads: int) -> tu
 def run_row(row: str, args: argparse.Namespace) -> dict:
     runs = args.runs
     pilot = runs / f"{row}-pilot"
-    pilot_args = train_args(row, pilot, args.pilot_steps, args.shared)
-    vaekit_cli(*pilot_args, "--set", "train.log_every=100", threads=args.threads)
+    if not (args.reuse and (pilot / "model.safetensors").exists()):
+        pilot_args = train_args(row, pilot, args.pilot_steps, args.shared)
+        vaekit_cli(*pilot_args, "--set", "train.log_every=100", threads=args.threads)
     pilot_rate = steady_rate(pilot)
     batch = json.loads((pilot / "config.json").read_text())["config"]["train"]["batch_size"]
     steps = int(pilot_rate * args.budget_minutes * 60 * args.fill / batch)
     run = runs / row
-    print(f"{row}: pilot {pilot_rate:.0f} examples/s -> {steps} steps", file=sys.stderr)
-    start = time.perf_counter()
-    vaekit_cli(*train_args(row, run, steps, args.shared), threads=args.threads)
-    wall = time.perf_counter() - start
+    record = run / "bench-train.json"  # the finished training's steps and wall time
+    if args.reuse and record.exists():  # evaluate a run trained before (an interrupted table)
+        steps, wall = (json.loads(record.read_text())[k] for k in ("steps", "wall_seconds"))
+    else:
+        print(f"{row}: pilot {pilot_rate:.0f} examples/s -> {steps} steps", file=sys.stderr)
+        start = time.perf_counter()
+        vaekit_cli(*train_args(row, run, steps, args.shared), threads=args.threads)
+        wall = time.perf_counter() - start
+        record.write_text(json.dumps({"steps": steps, "wall_seconds": wall}) + "\n")
     rate, train_seconds = training_rate(run)
     start = time.perf_counter()
     evaluate = ["evaluate", str(run), "--num-samples", str(args.num_samples), "--no-fcd"]
@@ -231,6 +237,12 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "models")
     parser.add_argument("--results", type=Path, default=HERE / "results" / "models.json")
     parser.add_argument("--table", action="store_true", help="only print the finished rows")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="a row whose pilot or training finished before (RUN/bench-train.json) is not "
+        "trained again: its recorded steps and wall time are used, and it is evaluated",
+    )
     args = parser.parse_args()
     results = json.loads(args.results.read_text()) if args.results.exists() else {}
     if not args.table:

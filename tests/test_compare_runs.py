@@ -234,10 +234,14 @@ def test_active_unit_bootstrap():
     far = torch.randn(400, 3, generator=g, dtype=torch.float64)  # variance ~1 >> 0.01
     near = far.clone()
     near[:, 2] *= 0.1  # variance ~0.01: active or not depends on the resample
-    assert int(count_active(far)) == 3
-    assert bootstrap_active_units(far, far, draws=200) == 0.0
-    se = bootstrap_active_units(far, near, draws=200)
+    exact = torch.zeros_like(far)  # exact means: no sampling noise
+    assert int(count_active(far, exact)) == 3
+    a, b = {"mu": far, "mu_noise": exact}, {"mu": near, "mu_noise": exact}
+    assert bootstrap_active_units(a, a, draws=200) == 0.0
+    se = bootstrap_active_units(a, b, draws=200)
     assert 0.2 < se < 0.6  # a coin flip's standard deviation is 0.5
+    # Monte-Carlo means whose spread is less than their sampling noise count as inactive.
+    assert int(count_active(far, torch.full_like(far, 2.0))) == 0
 
 
 def test_error_type_is_a_value_error():

@@ -321,3 +321,34 @@ def test_fast_log_densities_equal_the_distributions(likelihood, posterior):
     if posterior == "diagonal":
         reference = torch.distributions.Independent(torch.distributions.Normal(q.loc, q.stddev), 1)
         torch.testing.assert_close(q.log_prob(z), reference.log_prob(z))
+
+
+def test_active_units_of_monte_carlo_means_discount_their_sampling_noise():
+    # Unit 0 carries x (true means spread with variance 1); unit 1 ignores it (true mean 0,
+    # posterior variance 1). Estimated from S = 32 draws, unit 1's means spread with variance
+    # 1/32 > 0.01: counted raw it looks active; with the noise subtracted it is not.
+    from vaekit.evaluate import active_units
+
+    g = torch.Generator().manual_seed(0)
+    n, draws = 20000, 32
+    true_means = torch.stack([torch.randn(n, generator=g), torch.zeros(n)], dim=1)
+    estimates = true_means + torch.randn(n, 2, generator=g) / draws**0.5
+    assert active_units(estimates)[0] == 2  # the noise alone passes the threshold
+    count, variances = active_units(estimates, noise_variance=torch.full((2,), 1.0 / draws))
+    assert count == 1
+    assert variances[0] == pytest.approx(1.0, abs=0.03) and variances[1] < 0.003
+
+
+def test_a_hierarchical_models_active_units_are_not_inflated_by_its_draws():
+    # An untrained two-layer model on constant inputs: every posterior mean is the same for
+    # all x, so no unit is active, although its Monte-Carlo means scatter.
+    from helpers import tiny_model
+    from vaekit.evaluate import latent_statistics
+
+    torch.manual_seed(0)
+    model = tiny_model("hvae", data_shape=(1, 8, 8)).eval()
+    x = torch.full((300, 1, 8, 8), 0.5)
+    stats = latent_statistics(model, x)
+    raw = stats["mu"].var(dim=0, unbiased=False)
+    assert int((raw > 0.01).sum()) > 0  # the draws alone would count as active units
+    assert stats["active_units"] == 0 and stats["active_units_per_layer"] == [0, 0]

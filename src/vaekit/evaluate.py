@@ -27,6 +27,8 @@
   separately, because p(z) = N(0, I) factorises.
 * ``active_units``: the number of latent coordinates j with Var_x(E_q[z_j|x]) > 0.01
   (Burda et al. 2015, §5.2): a unit whose posterior mean ignores x carries no information.
+  Where E_q[z_j|x] is a Monte-Carlo estimate from S draws (a flow posterior, a hierarchical
+  model), its sampling variance mean_x Var_q(z_j|x) / S is subtracted first.
 * ``aggregate_posterior``: moments of q(z) = mean_x q(z|x) against the prior N(0, I): its
   mean m = mean_x mu(x) and covariance C = Cov_x(mu(x)) + mean_x Sigma(x) (law of total
   covariance, exact, no sampling); ``mean_norm`` = ||m||, ``cov_frobenius_to_identity`` =
@@ -144,13 +146,23 @@ def standard_error(values: torch.Tensor) -> float:
     return float(values.double().std(unbiased=True) / math.sqrt(n))
 
 
-def active_units(mu: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> tuple[int, list]:
+def active_units(
+    mu: torch.Tensor,
+    threshold: float = ACTIVE_UNIT_THRESHOLD,
+    noise_variance: torch.Tensor | None = None,
+) -> tuple[int, list]:
     """Burda et al.'s active units from posterior means ``mu [N, m]``.
 
-    Returns the count of j with Var_x(mu_j) > ``threshold`` and the per-coordinate variances
-    (population variance over the N examples).
+    Returns the count of j with Var_x(E_q[z_j|x]) > ``threshold`` and those per-coordinate
+    variances (population variance over the N examples). Where ``mu`` are Monte-Carlo
+    estimates, ``noise_variance [m]`` is the mean over x of their sampling variance
+    (Var_q(z_j|x) / S for S draws): it is subtracted, since the variance over x of a noisy
+    mean is the variance of the true means plus the noise's (with S = 32 draws, a unit the
+    model does not use would otherwise show 1/32 > 0.01 and count as active).
     """
     variance = mu.double().var(dim=0, unbiased=False)
+    if noise_variance is not None:
+        variance = (variance - noise_variance.double()).clamp_min(0.0)
     return int((variance > threshold).sum()), variance.tolist()
 
 
@@ -189,13 +201,13 @@ def latent_statistics(
     Also returns the posterior means ``mu`` ``[N, m]`` (a tensor, not JSON) for plots.
     """
     device = next(model.parameters()).device
-    mus, kl_dims, kls, layer_sizes = [], [], [], None
+    mus, kl_dims, kls, layer_sizes, draws = [], [], [], None, None
     cov_sum = torch.zeros(model.latent_dim, model.latent_dim, dtype=torch.float64)
     for start in range(0, x.shape[0], batch_size):
         yb = y[start : start + batch_size].to(device) if y is not None else None
         moments = model.latent_moments(x[start : start + batch_size].to(device), y=yb)
         mus.append(moments.mean.double().cpu())
-        layer_sizes = moments.layer_sizes
+        layer_sizes, draws = moments.layer_sizes, moments.mean_draws
         if moments.kl_per_dim is not None:
             kl_dims.append(moments.kl_per_dim.double().cpu())
         if moments.kl is not None:
@@ -203,7 +215,9 @@ def latent_statistics(
         cov_sum += moments.covariance.double().sum(dim=0).cpu()
     mu = torch.cat(mus)
     n = mu.shape[0]
-    count, variances = active_units(mu)
+    # Monte-Carlo means carry sampling noise of variance mean_x Var_q(z_j|x) / S.
+    noise = cov_sum.diagonal() / n / draws if draws else None
+    count, variances = active_units(mu, noise_variance=noise)
     kl_stats: dict[str, Any] = {}
     if layer_sizes is not None:  # Burda et al. (2015) report active units per layer
         kl_stats["active_units_per_layer"] = [

@@ -187,7 +187,8 @@ METRICS: tuple[Metric, ...] = (
         "active units",
         "latent coordinates",
         "coordinates j with Var_x(E_q[z_j|x]) above the threshold 0.01 (Burda et al. 2015): "
-        "a unit whose posterior mean ignores x carries no information.",
+        "a unit whose posterior mean ignores x carries no information. Monte-Carlo means "
+        "(flow posteriors, hierarchical models) have their sampling variance subtracted.",
         of_key="kl_per_dim",
         brief="Var_x(E_q[z_j|x]) > 0.01",
     ),

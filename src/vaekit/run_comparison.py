@@ -236,7 +236,9 @@ def per_example(
     model.eval()
     p = next(model.parameters())
     chunk = choose_chunk_size(model, batch_size, num_samples, memory_budget_mb)
-    out: dict[str, list[torch.Tensor]] = {"log_px": [], "elbo": [], "kl": [], "mu": []}
+    out: dict[str, list[torch.Tensor]] = {
+        "log_px": [], "elbo": [], "kl": [], "mu": [], "mu_noise": []
+    }  # fmt: skip
     devices = [p.device.index or 0] if p.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         for b, start in enumerate(range(0, x.shape[0], batch_size)):
@@ -250,9 +252,15 @@ def per_example(
             out["kl"].append(terms.kl.double().cpu())
             if model.has_continuous_latent:  # Monte-Carlo moments (IAF, hierarchical): seeded
                 torch.manual_seed(seed * 1_000_003 + b + 250_000)
-                out["mu"].append(model.latent_moments(xb, y=yb).mean.double().cpu())
+                moments = model.latent_moments(xb, y=yb)
+                out["mu"].append(moments.mean.double().cpu())
+                # The sampling variance of a Monte-Carlo mean (zero where it is exact).
+                noise = moments.covariance.diagonal(dim1=-2, dim2=-1).double().cpu()
+                out["mu_noise"].append(
+                    noise / moments.mean_draws if moments.mean_draws else 0 * noise
+                )
     if not out["mu"]:
-        del out["mu"]
+        del out["mu"], out["mu_noise"]
     return {k: torch.cat(v) for k, v in out.items()}
 
 
@@ -270,23 +278,32 @@ def bits_per_dim_per_example(
     return zero + slope * nll
 
 
-def count_active(mu: torch.Tensor) -> torch.Tensor:
-    """Active units of posterior means ``mu [..., N, m]`` (population variance over N)."""
-    return (mu.var(dim=-2, unbiased=False) > ACTIVE_UNIT_THRESHOLD).sum(-1)
+def count_active(mu: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Active units of posterior means ``mu [..., N, m]`` (population variance over N), less
+    the mean sampling variance ``noise [..., N, m]`` of Monte-Carlo means (zeros if exact),
+    as ``vaekit.evaluate.active_units`` counts them."""
+    variance = mu.var(dim=-2, unbiased=False) - noise.mean(dim=-2)
+    return (variance > ACTIVE_UNIT_THRESHOLD).sum(-1)
 
 
 def bootstrap_active_units(
-    mu_a: torch.Tensor, mu_b: torch.Tensor, draws: int = BOOTSTRAP_DRAWS, seed: int = 0
+    a: dict[str, torch.Tensor],
+    b: dict[str, torch.Tensor],
+    draws: int = BOOTSTRAP_DRAWS,
+    seed: int = 0,
 ) -> float:
     """Standard deviation of B's minus A's active-unit count over ``draws`` paired bootstrap
-    resamples of the examples (the same resampled rows for both runs)."""
+    resamples of the examples (the same resampled rows for both runs); ``a`` and ``b`` hold
+    each run's ``mu`` and ``mu_noise``."""
+    mu_a, mu_b = a["mu"], b["mu"]
     g = torch.Generator().manual_seed(seed)
     n, m = mu_a.shape[0], max(mu_a.shape[1], mu_b.shape[1])
     step = max(1, 2**22 // (n * m))  # resamples per pass: about 32 MiB of float64 rows
     differences = []
     for start in range(0, draws, step):
         idx = torch.randint(n, (min(step, draws - start), n), generator=g)  # [draws, N]
-        differences.append((count_active(mu_b[idx]) - count_active(mu_a[idx])).double())
+        count_b = count_active(mu_b[idx], b["mu_noise"][idx])
+        differences.append((count_b - count_active(mu_a[idx], a["mu_noise"][idx])).double())
     return float(torch.cat(differences).std(unbiased=True))
 
 
@@ -472,8 +489,10 @@ def compare_runs(
     for name, path, model, values, space, c in zip(
         names, paths, models, evaluated, spaces, scales, strict=True
     ):
-        per = {k: v for k, v in values.items() if k != "mu"}
-        units = {"active_units": float(count_active(values["mu"]))} if with_units else {}
+        per = {k: v for k, v in values.items() if k not in ("mu", "mu_noise")}
+        units = {}
+        if with_units:
+            units = {"active_units": float(count_active(values["mu"], values["mu_noise"]))}
         summaries.append(
             RunSummary(
                 name=name,
@@ -499,7 +518,8 @@ def compare_runs(
                 )
         if not with_units:
             continue
-        au_a, au_b = int(count_active(base["mu"])), int(count_active(values["mu"]))
+        au_a = int(count_active(base["mu"], base["mu_noise"]))
+        au_b = int(count_active(values["mu"], values["mu_noise"]))
         differences.append(
             PairedDifference(
                 metric="active_units",
@@ -510,7 +530,7 @@ def compare_runs(
                 value_a=float(au_a),
                 value_b=float(au_b),
                 difference=float(au_b - au_a),
-                stderr=bootstrap_active_units(base["mu"], values["mu"], seed=seed),
+                stderr=bootstrap_active_units(base, values, seed=seed),
                 method="bootstrap",
                 higher_is_better=None,
             )

@@ -99,6 +99,9 @@ class InverseAutoregressiveFlow(Distribution):
     has_rsample = True
     # No closed-form KL against any prior: priors estimate it by Monte Carlo.
     has_closed_form_kl = False
+    # ``moments()`` are Monte-Carlo estimates from this many draws (statistics built on the
+    # mean, such as active units, correct for its sampling noise).
+    moment_draws: int | None = MOMENT_SAMPLES
     # Its mean and covariance are Monte-Carlo estimates (fixed draws), not closed forms.
     exact_moments = False
 

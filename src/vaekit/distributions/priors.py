@@ -107,7 +107,11 @@ class VampPrior(nn.Module):
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z) = logsumexp_k log q(z|u_k) - log K in nats, ``[..., m] -> [...]``."""
-        log_qk = self.components().log_prob(z.unsqueeze(-2))  # [..., 1, m] vs [K, m] -> [..., K]
+        q = self.components()
+        # [..., K]: as matrix products where the family has them (diagonal), else [..., 1, m]
+        # broadcast against the batch [K, m].
+        each = getattr(q, "log_prob_each", None)
+        log_qk = each(z) if each is not None else q.log_prob(z.unsqueeze(-2))
         return torch.logsumexp(log_qk, dim=-1) - math.log(self.pseudo_inputs.shape[0])
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

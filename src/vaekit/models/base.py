@@ -64,6 +64,8 @@ class LatentMoments:
     KL(q(z|x) || p(z)) in nats and ``kl_per_dim [B, m]`` the KL of each coordinate's marginal
     q(z_j|x) from N(0, 1), where the model defines them (None otherwise). ``layer_sizes``
     splits the m coordinates into stochastic layers (bottom first) for a hierarchical model.
+    ``mean_draws`` is the number of Monte-Carlo draws behind ``mean`` and ``covariance`` where
+    they are estimates (a flow posterior, the upper layers of a hierarchy); None where exact.
     """
 
     mean: torch.Tensor
@@ -71,6 +73,7 @@ class LatentMoments:
     kl: torch.Tensor | None = None
     kl_per_dim: torch.Tensor | None = None
     layer_sizes: list[int] | None = None
+    mean_draws: int | None = None
 
 
 class Model(nn.Module, abc.ABC):

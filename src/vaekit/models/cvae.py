@@ -247,6 +247,9 @@ class ConditionalVAE(LikelihoodModel):
         """q(z|x,y)'s mean and covariance; its KL, and per coordinate where p(z) = N(0, I)."""
         q = self.encode(x, y=y)
         mean, covariance = q.moments()
+        draws = q.moment_draws
         if self.config.prior == "conditional":
-            return LatentMoments(mean, covariance, self._kl(q, y, q.rsample((1,))))
-        return LatentMoments(mean, covariance, self.prior.kl(q), q.marginal_kl_standard_normal())
+            kl = self._kl(q, y, q.rsample((1,)))
+            return LatentMoments(mean, covariance, kl, mean_draws=draws)
+        per_dim = q.marginal_kl_standard_normal()
+        return LatentMoments(mean, covariance, self.prior.kl(q), per_dim, mean_draws=draws)

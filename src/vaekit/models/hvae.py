@@ -338,4 +338,5 @@ class HierarchicalVAE(LikelihoodModel):
         mean = z.mean(dim=0)
         centred = z - mean
         cov = torch.einsum("sbi,sbj->bij", centred, centred) / (MOMENT_SAMPLES - 1)
-        return LatentMoments(mean, cov, layer_sizes=list(self.config.latent_dims))
+        sizes = list(self.config.latent_dims)
+        return LatentMoments(mean, cov, layer_sizes=sizes, mean_draws=MOMENT_SAMPLES)

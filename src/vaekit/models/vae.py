@@ -180,4 +180,4 @@ class VAE(DecodesThroughLikelihood, LikelihoodModel):
         per_dim = None
         if self.config.prior == "standard-normal" and q.has_closed_form_kl:
             per_dim = q.marginal_kl_standard_normal()
-        return LatentMoments(mean, covariance, self.prior.kl(q), per_dim)
+        return LatentMoments(mean, covariance, self.prior.kl(q), per_dim, mean_draws=q.moment_draws)
