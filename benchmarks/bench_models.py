@@ -101,9 +101,9 @@ def steady_rate(run: Path) -> float:
     return statistics.median(rates[1:]) if len(rates) > 1 else training_rate(run)[0]
 
 
-def linear_shapes(run: Path) -> tuple[list[tuple[int, int, int]], int]:
+def linear_shapes(run: Path) -> tuple[list[tuple[int, int, int]], int, int]:
     """The (rows, inputs, outputs) of every Linear call in one training step of the run's
-    model on its objective, and the batch size."""
+    model on its objective, the batch size and the model's parameter count."""
     import vaekit
     from vaekit.objectives import build_objective
 
@@ -126,7 +126,7 @@ def linear_shapes(run: Path) -> tuple[list[tuple[int, int, int]], int]:
     for hook in hooks:
         hook.remove()
     loss.backward()
-    return shapes, batch
+    return shapes, batch, sum(p.numel() for p in model.parameters())
 
 
 def roofline(shapes: list[tuple[int, int, int]], batch: int, threads: int) -> tuple[float, float]:
@@ -170,9 +170,8 @@ def run_row(row: str, args: argparse.Namespace) -> dict:
     vaekit_cli(*evaluate, "--json", threads=args.threads)
     eval_seconds = time.perf_counter() - start
     result = json.loads((run / "eval.json").read_text())
-    shapes, batch = linear_shapes(run)
+    shapes, batch, params = linear_shapes(run)
     roof, gflops = roofline(shapes, batch, args.threads)
-    params = sum(p.numel() for p in __import__("vaekit").load(run).parameters())
     return {
         "row": row,
         "what": ROWS[row][3],
