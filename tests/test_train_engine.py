@@ -333,3 +333,52 @@ def test_the_gradient_check_leaves_gradients_bitwise_unchanged():
     params[1].grad[2] = float("nan")
     assert check_gradients(params, None, measure=False)[0] is False
     assert check_gradients(params, None, measure=True)[0] is False
+
+
+def test_the_wall_clock_budget_ends_the_run_with_its_outputs(tmp_path):
+    run = tmp_path / "run"
+    # 0.0001 minutes (6 ms) are spent before the first step ends (set-up counts too).
+    config = tiny("train.max_minutes=0.0001", "train.report=false")
+    result = train(config, out=run, log=lambda s: None)
+    assert result.stop_reason == "time"
+    assert result.history[-1]["step"] == 1  # the step in flight finishes, then validation
+    assert vaekit.load(run) is not None and (run / "checkpoints/last").is_dir()
+    lines = []
+    again = train(resume=run, log=lines.append)
+    assert again.stop_reason == "finished"
+    assert any("budget 0.0001 minutes" in line and "max_minutes" in line for line in lines)
+    # A longer budget trains on from the checkpoint, to the step budget this time.
+    longer = tiny("train.max_minutes=60", "train.max_steps=4", "train.report=false")
+    result = train(longer, resume=run, log=lambda s: None)
+    assert result.stop_reason == "budget" and result.history[-1]["step"] == 4
+
+
+@pytest.mark.parametrize("ema", [None, 0.9])
+def test_snapshots_keep_the_model_of_their_step(tmp_path, ema):
+    run = tmp_path / "run"
+    # A mark every 6e-8 s: each step crosses one, so every step leaves a snapshot.
+    settings = ["train.max_steps=5", "train.snapshot_minutes=1e-9"]
+    if ema is not None:
+        settings.append(f"optim.ema_decay={ema}")
+    train(tiny(*settings), out=run, log=lambda s: None)
+    snapshots = sorted((run / "snapshots").iterdir())
+    assert [s.name for s in snapshots] == [f"step-{n:08d}" for n in range(1, 6)]
+    seconds = []
+    for path in snapshots:
+        metadata = checkpoint.read_descriptor(path)["metadata"]
+        assert metadata["step"] == int(path.name.removeprefix("step-"))
+        seconds.append(metadata["train_seconds"])
+    assert seconds == sorted(seconds) and seconds[0] > 0
+    # The last snapshot is the final model (the Polyak average when one is kept).
+    final, last = vaekit.load(run), vaekit.load(snapshots[-1])
+    for key, value in final.state_dict().items():
+        assert torch.equal(value, last.state_dict()[key]), key
+    first = vaekit.load(snapshots[0]).state_dict()
+    assert any(not torch.equal(v, first[k]) for k, v in final.state_dict().items())
+
+
+def test_time_settings_are_checked():
+    for name in ("max_minutes", "snapshot_minutes"):
+        for bad in ("0", "-1", "nan", "inf"):
+            with pytest.raises(ValueError, match=f"train.{name} must be > 0"):
+                tiny(f"train.{name}={bad}")

@@ -3,6 +3,7 @@ mixture of the model's posteriors at the pseudo-inputs, for the VAE and the hier
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -103,6 +104,25 @@ def test_kl_is_the_monte_carlo_estimate_at_the_elbo_draws():
     expected = (q.log_prob(z) - model.prior.log_prob(z)).mean(0)
     assert torch.allclose(terms.kl, expected, atol=1e-12)
     assert not math.isnan(float(terms.elbo.detach().sum()))
+
+
+@pytest.mark.parametrize("make", [vae, lambda: hvae("top-down")], ids=["vae", "hvae"])
+def test_log_likelihood_computes_the_components_once(make, monkeypatch):
+    model = make()
+    x = torch.rand(3, 6, dtype=torch.float64)
+    calls = []
+    encode = model.prior._components
+    monkeypatch.setattr(model.prior, "_components", lambda u: calls.append(1) or encode(u))
+    torch.manual_seed(5)
+    held = model.log_likelihood(x, num_samples=12, chunk_size=4)
+    assert len(calls) == 1  # not once per chunk of draws
+    assert model.prior._held is None  # released: training sees the weights move again
+    # The same draws with the components recomputed at every chunk: the same numbers.
+    monkeypatch.setattr(model, "held_fixed", contextlib.nullcontext)
+    torch.manual_seed(5)
+    fresh = model.log_likelihood(x, num_samples=12, chunk_size=4)
+    assert len(calls) >= 1 + 3  # at least once per chunk
+    assert torch.equal(held, fresh)
 
 
 @pytest.mark.parametrize("model", ["vae", "hvae"])

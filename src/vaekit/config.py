@@ -342,6 +342,21 @@ class TrainConfig:
         help="step budget (optimiser steps); replaces --epochs as the budget when given",
         shown_default="none: --epochs is the budget",
     )
+    max_minutes: float | None = setting(
+        None,
+        help="wall-clock budget: stop after this many minutes of training (validation "
+        "included; the last validation follows), or at the step budget if that comes first. "
+        "The learning-rate schedule is laid out over the step budget, so size --max-steps to "
+        "end near the time when the schedule should end with it",
+        shown_default="none: no time limit",
+    )
+    snapshot_minutes: float | None = setting(
+        None,
+        help="every this many minutes of training, keep a copy of the model in "
+        "RUN/snapshots/step-N/ (a model directory vaekit evaluate reads): learning curves "
+        "against wall-clock time",
+        shown_default="none: no snapshots",
+    )
     batch_size: int = setting(
         128, help="examples per optimiser step (global: split across ranks under torchrun)"
     )
@@ -415,6 +430,10 @@ class TrainConfig:
             raise ConfigError(
                 f"train.tensorboard_images_every must be >= 1, got {self.tensorboard_images_every}"
             )
+        for name in ("max_minutes", "snapshot_minutes"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"train.{name} must be > 0 or null, got {value}")
         if not self.checkpoint_minutes > 0:
             raise ConfigError(
                 f"train.checkpoint_minutes must be > 0, got {self.checkpoint_minutes}"

@@ -112,7 +112,11 @@ def summary(
     return lines
 
 
-_REASONS = {"budget": "the step budget is spent", "early-stop": "early stop"}
+_REASONS = {
+    "budget": "the step budget is spent",
+    "time": "the wall-clock budget (train.max_minutes) is spent",
+    "early-stop": "early stop",
+}
 
 
 def format_seconds(seconds: float) -> str:

@@ -125,8 +125,11 @@ def importance_scores(
     for start in range(0, x.shape[0], batch_size):
         xb = x[start : start + batch_size]
         chunks = []
-        for k0 in range(0, num_samples, chunk_size):
-            chunks.append(model.log_weights(xb, min(chunk_size, num_samples - k0)).double())
+        with model.held_fixed():
+            proposal = model.proposal(xb)  # the encoder runs once per example
+            for k0 in range(0, num_samples, chunk_size):
+                k = min(chunk_size, num_samples - k0)
+                chunks.append(model.log_weights_given(proposal, xb, k).double())
         log_w = torch.cat(chunks)  # [K, B]
         log_mean = torch.logsumexp(log_w, dim=0) - math.log(num_samples)  # [B]
         ratio = torch.exp(log_w - log_mean)  # w_k / mean w, [K, B]; mean over k is 1

@@ -19,9 +19,10 @@ the others ignore them. Nothing here averages over the batch.
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -266,13 +267,26 @@ class LikelihoodModel(Model):
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         chunk = min(chunk_size or num_samples, num_samples)
-        proposal = self.proposal(x, y=y)  # the encoder runs once per example
         partial = []  # logsumexp of each chunk's log-weights, [B] each
-        for start in range(0, num_samples, chunk):
-            k = min(chunk, num_samples - start)
-            log_w = self.log_weights_given(proposal, x, k, y=y)  # [k, B]
-            partial.append(torch.logsumexp(log_w, dim=0))
+        with self.held_fixed():
+            proposal = self.proposal(x, y=y)  # the encoder runs once per example
+            for start in range(0, num_samples, chunk):
+                k = min(chunk, num_samples - start)
+                log_w = self.log_weights_given(proposal, x, k, y=y)  # [k, B]
+                partial.append(torch.logsumexp(log_w, dim=0))
         return torch.logsumexp(torch.stack(partial), dim=0) - math.log(num_samples)
+
+    @contextlib.contextmanager
+    def held_fixed(self) -> Iterator[None]:
+        """Within: the weights do not change (inference), so every submodule that offers
+        ``held_fixed`` (a VampPrior's components) computes what depends only on the weights
+        once instead of at every call."""
+        with contextlib.ExitStack() as stack:
+            for module in self.modules():
+                hold = getattr(module, "held_fixed", None)
+                if module is not self and hold is not None:
+                    stack.enter_context(hold())
+            yield
 
     def per_example_metrics(
         self, x: torch.Tensor, *, y: torch.Tensor | None = None

@@ -21,10 +21,11 @@ gradient norm, all-reduce), ``validation``, ``data_setup`` (the data and the mod
 fields it fills), ``device``, ``run_dir`` and ``result`` (``TrainResult``, the errors).
 """
 
+from vaekit.interrupt import INTERRUPT_AFTER_STEP_ENV, KILL_AFTER_STEP_ENV
 from vaekit.training.api import train
 from vaekit.training.data_setup import resolve_model_config
 from vaekit.training.device import resolve_device
-from vaekit.training.loop import INTERRUPT_AFTER_STEP_ENV, KILL_AFTER_STEP_ENV, Trainer
+from vaekit.training.loop import Trainer
 from vaekit.training.result import TrainingError, TrainingInterrupted, TrainResult
 from vaekit.training.run_dir import prepare_run_dir
 from vaekit.training.state import LoopState, run_config

@@ -5,8 +5,6 @@ Checkpoints and resuming are in ``state.py``, records and outputs in ``records.p
 from __future__ import annotations
 
 import math
-import os
-import signal
 import time
 
 import torch
@@ -14,7 +12,7 @@ import torch
 from vaekit import distributed, rundir
 from vaekit.averaging import PolyakAverage
 from vaekit.console import Clock, format_record
-from vaekit.interrupt import InterruptFlag
+from vaekit.interrupt import InterruptFlag, signal_after_step
 from vaekit.models import build_model
 from vaekit.objectives import NegativeELBO, build_objective
 from vaekit.precision import restore_precision, setup_precision
@@ -26,12 +24,6 @@ from vaekit.training.result import TrainingError, TrainResult
 from vaekit.training.state import Checkpoints, LoopState
 from vaekit.training.step import build_step_module, check_gradients, make_optimizer, reduce_step
 from vaekit.training.validation import Validation
-
-# Test hook: SIGKILL this process right after the given step (the resume test uses it to
-# die mid-epoch at a reproducible point, like a crash or a pre-empted job).
-KILL_AFTER_STEP_ENV = "VAEKIT_TEST_KILL_AFTER_STEP"
-# Test hook: send this process SIGINT (Ctrl-C) right after the given step.
-INTERRUPT_AFTER_STEP_ENV = "VAEKIT_TEST_SIGINT_AFTER_STEP"
 
 
 class Trainer(Checkpoints, Records):
@@ -68,6 +60,7 @@ class Trainer(Checkpoints, Records):
         self.state, self.history, self.steps = LoopState(), [], []
         self.interval_seconds = 0.0  # training time of the current log interval, past epochs
         self.sigint, self.stop_requested, self.checkpoint_due = InterruptFlag(), False, False
+        self.out_of_time, self.next_snapshot = False, None  # the wall-clock budget; snapshots
         self.last_checkpoint_time, self.checkpoint_step = time.monotonic(), None
         self._open_run(out, overwrite, resume)  # a new run directory, or the resumed run's
         # A finished run resumed with the same budget: say so, write nothing (run()).
@@ -138,13 +131,12 @@ class Trainer(Checkpoints, Records):
                     self._checkpoint("last")
                 if stop:
                     raise self._interruption()
-                if os.environ.get(KILL_AFTER_STEP_ENV) == str(state.step):
-                    os.kill(os.getpid(), signal.SIGKILL)
-                if os.environ.get(INTERRUPT_AFTER_STEP_ENV) == str(state.step):
-                    os.kill(os.getpid(), signal.SIGINT)
-                if state.step >= self.budget:
+                signal_after_step(state.step)
+                if state.step >= self.budget or self.out_of_time:
                     break
             reason = self._end_epoch()  # checkpoints `last`
+            if self.out_of_time and reason == "budget":
+                reason = "time"  # the wall-clock budget ended before the step budget
             if self.stop_requested:
                 raise self._interruption()
         return reason
@@ -179,13 +171,10 @@ class Trainer(Checkpoints, Records):
         names = ["loss", *metrics]
         batch_means = torch.stack([loss.detach(), *metrics.values()]).tolist()
         bad = not math.isfinite(batch_means[0]) or (not finite and not self.scaler.is_enabled())
-        due = self.ctx.is_main and time.monotonic() - self.last_checkpoint_time >= (
-            cfg.train.checkpoint_minutes * 60.0
-        )
         values = [value * x.shape[0] for value in batch_means]
-        sums, self.stop_requested, self.checkpoint_due, bad = reduce_step(
-            values, self.sigint.requested, due, bad, self.ctx, self.device
-        )
+        flags = [self.sigint.requested, bad, *self._clock_flags()]
+        sums, flags = reduce_step(values, flags, self.ctx, self.device)
+        self.stop_requested, bad, self.checkpoint_due, self.out_of_time = flags
         state.step += 1
         if bad:  # the NaN/inf guard: no update from a non-finite loss or gradient
             self.optimizer.zero_grad(set_to_none=True)
@@ -210,6 +199,7 @@ class Trainer(Checkpoints, Records):
         self._show_progress(lr)
         if state.step % cfg.train.log_every == 0:
             self._write_step_record(lr)
+        self._snapshot_if_due()
 
     def _end_epoch(self) -> str:
         """Validate, write the epoch record, step the schedule, checkpoint; say whether to stop

@@ -25,6 +25,6 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     steps: list[dict[str, Any]] = field(default_factory=list)
     run_dir: Path | None = None
-    stop_reason: str = "budget"  # or "early-stop", or "finished" (resumed with nothing left)
+    stop_reason: str = "budget"  # or "time", "early-stop", "finished" (resumed, nothing left)
     wall_seconds: float = 0.0
     files: list[str] = field(default_factory=list)  # written in run_dir, relative paths

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -80,6 +81,46 @@ class Checkpoints:
         """Context in which the model holds the Polyak average (if training keeps one)."""
         return self.average.applied() if self.average is not None else contextlib.nullcontext()
 
+    def _clock_flags(self) -> list[bool]:
+        """Rank 0's clocks after a step: ``[a time-based checkpoint is due, the wall-clock
+        budget (train.max_minutes, validation included) is spent]``. The other ranks say
+        False; the step's all-reduce tells them."""
+        tc = self.config.train
+        if not self.ctx.is_main:
+            return [False, False]
+        due = time.monotonic() - self.last_checkpoint_time >= tc.checkpoint_minutes * 60.0
+        spent = tc.max_minutes is not None and self._train_seconds() >= tc.max_minutes * 60.0
+        return [due, spent]
+
+    def _train_seconds(self) -> float:
+        """Seconds of training in this run so far, across resumes (validation included)."""
+        return time.perf_counter() - self.started
+
+    def _snapshot_if_due(self) -> None:
+        """Every ``train.snapshot_minutes`` of training, a copy of the model (the Polyak
+        average if kept) in ``RUN/snapshots/step-NNNNNNNN/``: a model directory that
+        ``vaekit evaluate`` and ``vaekit.load`` read, with its step and training seconds in
+        config.json's metadata. Learning curves against wall-clock time evaluate them after
+        training, where the run's own clock is not disturbed."""
+        minutes = self.config.train.snapshot_minutes
+        if minutes is None or not self.writes:
+            return
+        interval, elapsed = minutes * 60.0, self._train_seconds()
+        if self.next_snapshot is None:  # the first mark after where this (resumed) run is
+            self.next_snapshot = (math.floor(self.state.train_seconds / interval) + 1) * interval
+        if elapsed < self.next_snapshot:
+            return
+        self.next_snapshot = (math.floor(elapsed / interval) + 1) * interval
+        step = self.state.step
+        with self._averaged_weights():
+            checkpoint.save_model(
+                self.model,
+                self.run_dir / "snapshots" / f"step-{step:08d}",
+                data=self.dataset.info(),
+                config=to_dict(self.config),
+                metadata={"step": step, "train_seconds": round(elapsed, 3)},
+            )
+
     def _checkpoint(self, which: str) -> None:
         """Write ``checkpoints/{which}`` (every rank joins: the RNG states are gathered).
 
@@ -123,7 +164,7 @@ class Checkpoints:
                 self.optimizer,
                 tensors,
                 {
-                    "loop": asdict(state) | {"train_seconds": time.perf_counter() - self.started},
+                    "loop": asdict(state) | {"train_seconds": self._train_seconds()},
                     "schedule": self.schedule.state_dict(),
                     "scaler": self.scaler.state_dict(),
                     "world_size": self.ctx.world_size,
@@ -265,15 +306,25 @@ class Checkpoints:
             and state.batch == 0
             and state.epochs_without_improvement >= patience
         )
-        return state.step >= self.budget or stopped_early
+        return state.step >= self.budget or stopped_early or self._time_spent()
+
+    def _time_spent(self) -> bool:
+        """Whether the restored run has spent its wall-clock budget (train.max_minutes)."""
+        limit = self.config.train.max_minutes
+        return limit is not None and self.state.train_seconds >= limit * 60.0
 
     def _nothing_to_train(self) -> TrainResult:
         """Resumed a finished run: report it, rewrite nothing, return the run's last model."""
         state = self.state
+        if self._time_spent():
+            budget = f"{self.config.train.max_minutes:g} minutes"
+            flags = spell("--max-minutes", "config.train.max_minutes")
+        else:
+            budget = f"{self.budget} steps"
+            flags = spell("--epochs or --max-steps", "config.train.epochs or max_steps")
         self.log(
             f"nothing left to train: {self.run_dir} finished at step {state.step} "
-            f"(epoch {state.epoch}; budget {self.budget} steps); raise "
-            f"{spell('--epochs or --max-steps', 'config.train.epochs or max_steps')} to train on"
+            f"(epoch {state.epoch}; budget {budget}); raise {flags} to train on"
         )
         self._final_model()
         self.model.data_info = self.dataset.info()

@@ -78,21 +78,15 @@ def check_gradients(
 
 
 def reduce_step(
-    values: list[float],
-    stop: bool,
-    checkpoint_due: bool,
-    bad: bool,
-    ctx: distributed.DistContext,
-    device: torch.device,
-) -> tuple[list[float], bool, bool, bool]:
+    values: list[float], flags: list[bool], ctx: distributed.DistContext, device: torch.device
+) -> tuple[list[float], list[bool]]:
     """Sum over ranks, in one all-reduce, a step's metric sums ``values`` (nats per example
-    times examples) and its control flags: returns ``(sums, stop, checkpoint_due, bad)``, each
-    flag true if it is on any rank. Ctrl-C on any rank and rank 0's checkpoint clock ride on
-    it, so every rank stops or checkpoints at the same step. One process: nothing to reduce,
-    and no tensors are built."""
+    times examples) and its control ``flags``: returns ``(sums, flags)``, each flag true if it
+    is on any rank. Ctrl-C on any rank, the NaN/inf guard and rank 0's clocks (a checkpoint
+    due, the time budget spent) ride on it, so every rank stops or checkpoints at the same
+    step. One process: nothing to reduce, and no tensors are built."""
     if not ctx.enabled:
-        return values, stop, checkpoint_due, bad
-    flags = [float(stop), float(checkpoint_due), float(bad)]
-    packed = torch.tensor([*values, *flags], dtype=torch.float64, device=device)
+        return values, flags
+    packed = torch.tensor([*values, *map(float, flags)], dtype=torch.float64, device=device)
     sums = distributed.all_reduce_sum(packed, ctx).cpu().tolist()
-    return sums[:-3], sums[-3] > 0, sums[-2] > 0, sums[-1] > 0
+    return sums[: len(values)], [total > 0 for total in sums[len(values) :]]
