@@ -205,6 +205,8 @@ def table(results: dict[str, dict]) -> str:
         r, e = results[row], results[row]["eval"]
         if "nll" in e:
             nll = f"{e['nll']:.2f} ± {e['nll_stderr']:.2f}"
+            if "conditioned_on" in e:  # a conditional model's nll is -log p(x|y)
+                nll += " (−log p(x\\|y))"
         else:  # a model without p(x): what it does report, never a likelihood
             nll = f"none: no p(x) (log p(x\\|z_q) {e.get('log_px_z', float('nan')):.2f}"
             if "codebook_perplexity" in e:

@@ -1,0 +1,223 @@
+"""The likelihood record on this CPU: presets trained for their wall-clock budget, their
+learning curves from snapshots, their test nll, and the picture ``docs/mnist-record.png``.
+
+For each ``--preset`` (a preset in configs/) and ``--seed``:
+
+1. ``vaekit train --config PRESET --set train.seed=S --set train.snapshot_minutes=M``: the
+   preset's own ``train.max_steps`` and ``train.max_minutes`` are the budget; the run's wall
+   time is measured around ``vaekit train`` (start-up, training and validation, no
+   evaluation). Snapshots of the model every M minutes of training go to RUN/snapshots/;
+2. the learning curve: every snapshot and the final model, ``vaekit evaluate --num-samples
+   K_curve`` (1000) on all 10,000 test images, against the training minutes the snapshot's
+   metadata records (the final model: the run's own training seconds);
+3. the row: the final model at ``--num-samples`` (5000) on all test images, ± standard error,
+   bits/dim and active units; and the throughput as a share of the model's own GEMM roofline,
+   measured in this process as ``bench_models.py`` does.
+
+The evaluation's test binarisation is fixed (``vaekit evaluate --seed 0``), so every number
+is on the same binarised test images; ``vaekit compare RUN_A RUN_B`` pairs two runs on them.
+Each finished run is written to ``--results`` (JSON keyed ``PRESET/seed-S``; runs there are
+kept), and ``--plot`` draws the picture from that file: test nll (K_curve) against training
+minutes, with the published numbers of Burda et al. (2015) as horizontal lines. Run it on an
+otherwise idle machine: the budget and the throughput both assume the cores are the run's.
+
+    .venv/bin/python benchmarks/bench_record.py --preset mnist-record-1h --seed 0
+    .venv/bin/python benchmarks/bench_record.py --plot     # docs/mnist-record.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from bench_models import linear_shapes, roofline, training_rate, vaekit_cli  # noqa: E402
+
+# Test nll (nats) on dynamically binarised MNIST, Burda et al. (2015), table 1: the lines
+# of the picture, with the model each belongs to.
+PUBLISHED = {
+    "VAE, 1 stochastic layer, k = 1 (86.76)": 86.76,
+    "IWAE, 1 stochastic layer, k = 50 (84.78)": 84.78,
+    "IWAE, 2 stochastic layers, k = 50 (82.90)": 82.90,
+}
+# preset -> the dataset folder under --shared it reads
+DATASETS = {"mnist": "mnist", "fashion": "fashion-mnist"}
+
+
+def dataset_folder(preset: str) -> str:
+    return DATASETS[preset.split("-")[0]]
+
+
+def evaluate(model_dir: Path, num_samples: int, threads: int) -> dict:
+    """``vaekit evaluate`` on all test images at K = ``num_samples`` (its JSON result)."""
+    args = ["evaluate", str(model_dir), "--num-samples", str(num_samples), "--no-fcd"]
+    proc = vaekit_cli(*args, "--json", "--progress", "plain", threads=threads)
+    return json.loads(proc.stdout)
+
+
+def train_seconds(model_dir: Path) -> float:
+    """The training seconds a snapshot (or the run's last checkpoint) was taken at."""
+    config = json.loads((model_dir / "config.json").read_text())
+    if "train_seconds" in config.get("metadata", {}):
+        return float(config["metadata"]["train_seconds"])
+    trainer = json.loads((model_dir / "checkpoints" / "last" / "trainer.json").read_text())
+    return float(trainer["loop"]["train_seconds"])
+
+
+def preset_file(preset: str) -> Path:
+    """A preset's TOML file: configs/PRESET.toml, or a path given as such."""
+    return Path(preset) if preset.endswith(".toml") else ROOT / "configs" / f"{preset}.toml"
+
+
+def run_preset(preset: str, seed: int, args: argparse.Namespace) -> dict:
+    name = Path(preset).stem
+    run = args.runs / f"{name}-seed{seed}"
+    train = ["train", "--config", str(preset_file(preset))]
+    train += ["--data-dir", str(args.shared / dataset_folder(name)), "--out", str(run)]
+    train += ["--overwrite", "--progress", "plain"]
+    for item in (
+        f"train.seed={seed}",
+        f"train.snapshot_minutes={args.snapshot_minutes}",
+        "train.report=false",
+        "train.tensorboard=false",
+    ):
+        train += ["--set", item]
+    record = run / "bench-train.json"
+    if args.reuse and record.exists():
+        wall = json.loads(record.read_text())["wall_seconds"]
+    else:
+        start = time.perf_counter()
+        vaekit_cli(*train, threads=args.threads)
+        wall = time.perf_counter() - start
+        record.write_text(json.dumps({"wall_seconds": wall}) + "\n")
+    curve = []
+    snapshots = sorted((run / "snapshots").glob("step-*")) if (run / "snapshots").exists() else []
+    for model_dir in [*snapshots, run]:
+        result = evaluate(model_dir, args.curve_samples, args.threads)
+        curve.append(
+            {
+                "train_minutes": train_seconds(model_dir) / 60,
+                "nll": result["nll"],
+                "nll_stderr": result["nll_stderr"],
+                "num_samples": args.curve_samples,
+            }
+        )
+        print(f"{name} seed {seed}: {curve[-1]}", file=sys.stderr)
+    start = time.perf_counter()
+    final = evaluate(run, args.num_samples, args.threads)
+    eval_seconds = time.perf_counter() - start
+    rate, _ = training_rate(run)
+    shapes, batch, params = linear_shapes(run)
+    roof, gflops = roofline(shapes, batch, args.threads)
+    trainer = json.loads((run / "checkpoints" / "last" / "trainer.json").read_text())
+    return {
+        "preset": name,
+        "seed": seed,
+        "command": " ".join(["vaekit", *train])
+        .replace(str(ROOT) + "/", "")
+        .replace(str(args.shared), "../shared/datasets"),
+        "steps": trainer["loop"]["step"],
+        "train_wall_minutes": wall / 60,
+        "examples_per_s": rate,
+        "roofline_examples_per_s": roof,
+        "roofline_gflops": gflops,
+        "parameters": params,
+        "eval_seconds": eval_seconds,
+        "curve": curve,
+        "eval": {k: v for k, v in final.items() if not isinstance(v, list | dict)}
+        | {k: final[k] for k in ("active_units_per_layer",) if k in final},
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def table(results: dict[str, dict]) -> str:
+    head = (
+        "| preset | seed | params | steps | training min (wall) | % of own GEMM roofline "
+        "| test nll (nats), K = 5000 | bits/dim | active units |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for r in results.values():
+        e = r["eval"]
+        units = e.get("active_units", "-")
+        if "active_units_per_layer" in e:
+            units = f"{units} ({' + '.join(map(str, e['active_units_per_layer']))})"
+        lines.append(
+            f"| {r['preset']} | {r['seed']} | {r['parameters']:,} | {r['steps']:,} | "
+            f"{r['train_wall_minutes']:.1f} | "
+            f"{100 * r['examples_per_s'] / r['roofline_examples_per_s']:.0f}% | "
+            f"{e['nll']:.2f} ± {e['nll_stderr']:.2f} | {e['bits_per_dim']:.4f} | {units} |"
+        )
+    return head + "\n".join(lines)
+
+
+def plot(results: dict[str, dict], path: Path, dataset: str = "mnist") -> None:
+    """Test nll against training minutes, one line per preset (its first seed), with the
+    published numbers as horizontal lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    seen = set()
+    for r in results.values():
+        if not r["preset"].startswith(dataset) or r["preset"] in seen:
+            continue
+        seen.add(r["preset"])
+        minutes = [p["train_minutes"] for p in r["curve"]]
+        nll = [p["nll"] for p in r["curve"]]
+        k = r["curve"][-1]["num_samples"]
+        ax.plot(minutes, nll, marker="o", markersize=3, label=f"vaekit {r['preset']} (K = {k})")
+    for i, (label, value) in enumerate(PUBLISHED.items()):
+        ax.axhline(value, color="0.4", linestyle=(0, (4, 2 + 2 * i)), linewidth=1)
+        ax.annotate(label, (0.99, value), xycoords=("axes fraction", "data"), ha="right",
+                    va="bottom", fontsize=7, color="0.3")  # fmt: skip
+    ax.set_xlabel("training time on 2 CPU cores (minutes, validation included)")
+    ax.set_ylabel("test nll (nats per image, lower is better)")
+    ax.set_title("Dynamically binarised MNIST: all 10,000 test images")
+    values = [p["nll"] for r in results.values() for p in r["curve"]] or [90.0]
+    ax.set_ylim(min(82.0, min(values)) - 0.5, min(max(values), 96.0) + 0.5)  # first points high
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper center")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", nargs="*", default=[], help="presets in configs/ to run")
+    parser.add_argument("--seed", nargs="*", type=int, default=[0])
+    parser.add_argument("--snapshot-minutes", type=float, default=10.0)
+    parser.add_argument("--curve-samples", type=int, default=1000)
+    parser.add_argument("--num-samples", type=int, default=5000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "datasets")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "record")
+    parser.add_argument("--results", type=Path, default=HERE / "results" / "record.json")
+    parser.add_argument("--plot", type=Path, nargs="?", const=ROOT / "docs" / "mnist-record.png")
+    parser.add_argument(
+        "--reuse", action="store_true", help="evaluate a run trained before instead of training"
+    )
+    args = parser.parse_args()
+    results = json.loads(args.results.read_text()) if args.results.exists() else {}
+    for preset in args.preset:
+        for seed in args.seed:
+            results[f"{Path(preset).stem}/seed-{seed}"] = run_preset(preset, seed, args)
+            args.results.parent.mkdir(parents=True, exist_ok=True)
+            args.results.write_text(json.dumps(results, indent=1) + "\n")
+    if args.plot is not None:
+        plot(results, args.plot)
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
