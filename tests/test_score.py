@@ -4,6 +4,7 @@ linear-Gaussian model, whose marginal is known in closed form)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -51,7 +52,13 @@ class FixedWeights(torch.nn.Module):
         super().__init__()
         self.log_w, self.served = log_w, 0
 
-    def log_weights(self, x, num_samples):
+    def held_fixed(self):
+        return contextlib.nullcontext()
+
+    def proposal(self, x):
+        return None
+
+    def log_weights_given(self, proposal, x, num_samples):
         out = self.log_w[self.served : self.served + num_samples, : x.shape[0]]
         self.served += num_samples
         return out
