@@ -186,10 +186,26 @@ def run_row(row: str, args: argparse.Namespace) -> dict:
         "roofline_gflops": gflops,
         "parameters": params,
         "eval_seconds": eval_seconds,
-        "eval": {k: v for k, v in result.items() if not isinstance(v, list | dict)}
-        | {k: result[k] for k in ("active_units_per_layer", "codebook") if k in result},
+        "eval": eval_fields(result),
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
+
+
+def eval_fields(result: dict) -> dict:
+    """What a results file keeps of ``vaekit evaluate --json``: its scalars, the active units
+    per layer and the codebook statistics (not the per-coordinate lists)."""
+    kept = ("active_units_per_layer", "codebook")
+    return {k: v for k, v in result.items() if not isinstance(v, list | dict)} | {
+        k: result[k] for k in kept if k in result
+    }
+
+
+def active_units_cell(e: dict) -> str:
+    """The active units as a table cell: the total, and per layer where there are layers."""
+    units = str(e.get("active_units", "-"))
+    if "active_units_per_layer" in e:
+        units = f"{units} ({' + '.join(map(str, e['active_units_per_layer']))})"
+    return units
 
 
 def table(results: dict[str, dict]) -> str:
@@ -213,9 +229,7 @@ def table(results: dict[str, dict]) -> str:
                 nll += f", code perplexity {e['codebook_perplexity']:.0f}"
             nll += ")"
         bpd = f"{e['bits_per_dim']:.4f}" if "bits_per_dim" in e else "-"
-        units = e.get("active_units", "-")
-        if "active_units_per_layer" in e:
-            units = f"{units} ({' + '.join(map(str, e['active_units_per_layer']))})"
+        units = active_units_cell(e)
         k = e.get("num_samples", "-")
         lines.append(
             f"| {r['what']} | {r['parameters']:,} | {r['steps']:,} | "

@@ -37,7 +37,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from bench_models import linear_shapes, roofline, training_rate, vaekit_cli  # noqa: E402
+from bench_models import (  # noqa: E402
+    active_units_cell,
+    eval_fields,
+    linear_shapes,
+    roofline,
+    training_rate,
+    vaekit_cli,
+)
 
 # Test nll (nats) on dynamically binarised MNIST, Burda et al. (2015), table 1: the lines
 # of the picture, with the model each belongs to.
@@ -51,7 +58,11 @@ DATASETS = {"mnist": "mnist", "fashion": "fashion-mnist"}
 
 
 def dataset_folder(preset: str) -> str:
-    return DATASETS[preset.split("-")[0]]
+    """The dataset folder a preset reads, from its name's first word (mnist-..., fashion-...)."""
+    first = preset.split("-")[0]
+    if first not in DATASETS:
+        raise SystemExit(f"--preset {preset}: its name must start with one of {sorted(DATASETS)}")
+    return DATASETS[first]
 
 
 def evaluate(model_dir: Path, num_samples: int, threads: int) -> dict:
@@ -130,8 +141,7 @@ def run_preset(preset: str, seed: int, args: argparse.Namespace) -> dict:
         "parameters": params,
         "eval_seconds": eval_seconds,
         "curve": curve,
-        "eval": {k: v for k, v in final.items() if not isinstance(v, list | dict)}
-        | {k: final[k] for k in ("active_units_per_layer",) if k in final},
+        "eval": eval_fields(final),
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
 
@@ -139,20 +149,18 @@ def run_preset(preset: str, seed: int, args: argparse.Namespace) -> dict:
 def table(results: dict[str, dict]) -> str:
     head = (
         "| preset | seed | params | steps | training min (wall) | % of own GEMM roofline "
-        "| test nll (nats), K = 5000 | bits/dim | active units |\n"
-        "|---|---|---|---|---|---|---|---|---|\n"
+        "| test nll (nats) | K | bits/dim | active units |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for r in results.values():
         e = r["eval"]
-        units = e.get("active_units", "-")
-        if "active_units_per_layer" in e:
-            units = f"{units} ({' + '.join(map(str, e['active_units_per_layer']))})"
         lines.append(
             f"| {r['preset']} | {r['seed']} | {r['parameters']:,} | {r['steps']:,} | "
             f"{r['train_wall_minutes']:.1f} | "
             f"{100 * r['examples_per_s'] / r['roofline_examples_per_s']:.0f}% | "
-            f"{e['nll']:.2f} ± {e['nll_stderr']:.2f} | {e['bits_per_dim']:.4f} | {units} |"
+            f"{e['nll']:.2f} ± {e['nll_stderr']:.2f} | {e['num_samples']} | "
+            f"{e['bits_per_dim']:.4f} | {active_units_cell(e)} |"
         )
     return head + "\n".join(lines)
 
