@@ -361,7 +361,7 @@ def test_snapshots_keep_the_model_of_their_step(tmp_path, ema):
     if ema is not None:
         settings.append(f"optim.ema_decay={ema}")
     train(tiny(*settings), out=run, log=lambda s: None)
-    snapshots = sorted((run / "snapshots").iterdir())
+    snapshots = sorted((run / "snapshots").iterdir())  # no temporary folders left
     assert [s.name for s in snapshots] == [f"step-{n:08d}" for n in range(1, 6)]
     seconds = []
     for path in snapshots:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -111,15 +113,19 @@ class Checkpoints:
         if elapsed < self.next_snapshot:
             return
         self.next_snapshot = (math.floor(elapsed / interval) + 1) * interval
-        step = self.state.step
+        step, folder = self.state.step, self.run_dir / "snapshots"
+        final, tmp = folder / f"step-{step:08d}", folder / f".step-{step:08d}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)  # a leftover of a crash during a write
         with self._averaged_weights():
             checkpoint.save_model(
                 self.model,
-                self.run_dir / "snapshots" / f"step-{step:08d}",
+                tmp,
                 data=self.dataset.info(),
                 config=to_dict(self.config),
                 metadata={"step": step, "train_seconds": round(elapsed, 3)},
             )
+        shutil.rmtree(final, ignore_errors=True)  # a resumed run passes this step again
+        os.replace(tmp, final)  # whole or absent: never a snapshot without its config.json
 
     def _checkpoint(self, which: str) -> None:
         """Write ``checkpoints/{which}`` (every rank joins: the RNG states are gathered).
