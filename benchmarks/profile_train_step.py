@@ -1,12 +1,16 @@
-"""Where a `vaekit train` step on the issue-7 reference model spends its time.
+"""Where a `vaekit train` step spends its time: the reference model's, or a preset's.
 
 Runs the default training path (``vaekit.train``, the same setup as
 contestants/vaekit_train.py) under torch.profiler for ``--steps`` steps after a warm-up
 epoch fraction, and prints milliseconds per step by category (GEMMs, optimiser, gradient
-norm, likelihood, other operators, Python and dispatch outside operators) plus the top
-operators. It also reports the minor page faults and kernel time per step (getrusage).
+norm, likelihood, a mixture prior's log-density, other operators, Python and dispatch outside
+operators) plus the top operators. It also reports the minor page faults and kernel time per
+step (getrusage). ``--preset NAME`` profiles a preset's model, objective and batch size (one
+epoch of ``--steps`` batches of the binarised benchmark images) instead of the reference
+model.
 
     .venv/bin/python benchmarks/profile_train_step.py --steps 200
+    .venv/bin/python benchmarks/profile_train_step.py --steps 200 --preset mnist-record-1h
 
 The profiler adds its own overhead to every operator call, so absolute times are higher than
 in bench_train_speed.py; the shares are what this script is for.
@@ -30,8 +34,8 @@ sys.path.insert(0, str(HERE))
 
 import vaekit  # noqa: E402
 from bench_train_speed import ROOT, prepare_data  # noqa: E402
-from contestants.common import BATCH  # noqa: E402
 from contestants.vaekit_train import reference_config, reference_dataset  # noqa: E402
+from vaekit.config import load_config  # noqa: E402
 
 CATEGORIES = {
     "GEMMs (mm, addmm)": ("aten::mm", "aten::addmm"),
@@ -42,13 +46,24 @@ CATEGORIES = {
         "aten::log_sigmoid_backward",
         "aten::binary_cross_entropy_with_logits",
     ),
+    # the VampPrior's mixture log-density computes in float64 (its GEMMs count as GEMMs)
+    "mixture prior (float64 casts, logsumexp)": ("aten::logsumexp", "aten::_to_copy"),
 }
 
 
-def dataset(steps: int, shared: Path, cache: Path):
+def dataset(steps: int, batch: int, shared: Path, cache: Path):
     """The first ``steps`` batches of the benchmark images."""
     x = torch.from_numpy(np.load(prepare_data(shared, cache))).reshape(-1, 1, 28, 28)
-    return reference_dataset(x[: BATCH * steps])
+    return reference_dataset(x[: batch * steps])
+
+
+def preset_config(name: str) -> vaekit.Config:
+    """A preset's model, objective, optimiser and batch size, for one epoch on the CPU."""
+    config = load_config(name)
+    config.train.epochs, config.train.max_steps, config.train.max_minutes = 1, None, None
+    config.train.device = "cpu"
+    config.train.report = config.train.tensorboard = False
+    return config
 
 
 def main() -> None:
@@ -58,13 +73,15 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "datasets")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/vaekit-bench"))
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--preset", help="profile this preset's step (default: the reference)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    data = dataset(args.steps, args.shared, args.cache)
+    make_config = (lambda: preset_config(args.preset)) if args.preset else reference_config
+    data = dataset(args.steps, make_config().train.batch_size, args.shared, args.cache)
     quiet = lambda line: None  # noqa: E731
-    vaekit.train(reference_config(), dataset=data, log=quiet)  # warm-up: allocator, kernels
+    vaekit.train(make_config(), dataset=data, log=quiet)  # warm-up: allocator, kernels
     before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    vaekit.train(reference_config(), dataset=data, log=quiet)
+    vaekit.train(make_config(), dataset=data, log=quiet)
     after, seconds = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - start
     print(
         f"without profiler: {seconds / args.steps * 1e3:.2f} ms per step (setup included), "
@@ -73,7 +90,7 @@ def main() -> None:
     )
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()
-        vaekit.train(reference_config(), dataset=data, log=quiet)
+        vaekit.train(make_config(), dataset=data, log=quiet)
         wall = time.perf_counter() - start
     events = [e for e in prof.key_averages() if not e.key.startswith(("Optimizer.", "autograd"))]
     per_step = lambda us: us / 1e3 / args.steps  # noqa: E731  microseconds total -> ms per step
