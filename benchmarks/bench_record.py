@@ -83,29 +83,23 @@ def train_seconds(model_dir: Path) -> float:
 
 
 def decoder_roofline_seconds(run: Path, result: dict, threads: int) -> tuple[float, float]:
-    """(seconds, GFLOP/s): the decoder's GEMMs alone for the evaluation ``result`` describes
-    (every test image times K draws, in blocks of batch_size x chunk_size rows as
-    ``vaekit evaluate`` runs them), forward only, best of 5 blocks. The floor an importance-
-    sampled log p(x) cannot beat: each draw must be decoded once."""
+    """(seconds, GFLOP/s): the GEMMs of the p(x|z) decoder alone for the evaluation
+    ``result`` describes (every test image times K draws, in blocks of batch_size x
+    chunk_size rows as ``vaekit evaluate`` runs them), forward only, best of 5 blocks. The
+    floor an importance-sampled log p(x) cannot beat: each draw must be decoded once. The
+    decoder must be an MLP (each Linear applied once per draw)."""
     import torch
     from torch import nn
 
     import vaekit
 
     torch.set_num_threads(threads)
-    model = vaekit.load(run).eval()
+    model = vaekit.load(run)
+    layers = list(model.decoder.modules())
+    if any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in layers):
+        raise SystemExit(f"{run}: the decoder-GEMM roofline is defined for MLP decoders only")
+    shapes = [(m.in_features, m.out_features) for m in layers if isinstance(m, nn.Linear)]
     rows = result["batch_size"] * result["chunk_size"]
-    shapes: list[tuple[int, int]] = []
-
-    def record(module: nn.Linear, inputs: tuple, output: torch.Tensor) -> None:
-        shapes.append(tuple(module.weight.shape[::-1]))
-
-    linears = [m for m in model.decoder.modules() if isinstance(m, nn.Linear)]
-    hooks = [m.register_forward_hook(record) for m in linears]
-    with torch.no_grad():
-        model.decode_mean(torch.zeros(1, model.latent_dim))
-    for hook in hooks:
-        hook.remove()
     mats = [(torch.randn(rows, i), torch.randn(i, o)) for i, o in shapes]
 
     def block() -> None:
@@ -264,6 +258,10 @@ def main() -> None:
         "--reuse", action="store_true", help="evaluate a run trained before instead of training"
     )
     args = parser.parse_args()
+    for preset in args.preset:  # every name checked before the first hour of training
+        dataset_folder(Path(preset).stem)
+        if not preset_file(preset).is_file():
+            raise SystemExit(f"--preset {preset}: no such preset ({preset_file(preset)})")
     results = json.loads(args.results.read_text()) if args.results.exists() else {}
     for preset in args.preset:
         for seed in args.seed:

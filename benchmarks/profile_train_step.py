@@ -6,8 +6,8 @@ epoch fraction, and prints milliseconds per step by category (GEMMs, optimiser, 
 norm, likelihood, a mixture prior's log-density, other operators, Python and dispatch outside
 operators) plus the top operators. It also reports the minor page faults and kernel time per
 step (getrusage). ``--preset NAME`` profiles a preset's model, objective and batch size (one
-epoch of ``--steps`` batches of the binarised benchmark images) instead of the reference
-model.
+epoch of ``--steps`` batches of the binarised Fashion-MNIST benchmark images) instead of the
+reference model.
 
     .venv/bin/python benchmarks/profile_train_step.py --steps 200
     .venv/bin/python benchmarks/profile_train_step.py --steps 200 --preset mnist-record-1h
@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE))
 import vaekit  # noqa: E402
 from bench_train_speed import ROOT, prepare_data  # noqa: E402
 from contestants.vaekit_train import reference_config, reference_dataset  # noqa: E402
-from vaekit.config import load_config  # noqa: E402
+from vaekit.config import ConfigError, load_config  # noqa: E402
 
 CATEGORIES = {
     "GEMMs (mm, addmm)": ("aten::mm", "aten::addmm"),
@@ -58,8 +58,18 @@ def dataset(steps: int, batch: int, shared: Path, cache: Path):
 
 
 def preset_config(name: str) -> vaekit.Config:
-    """A preset's model, objective, optimiser and batch size, for one epoch on the CPU."""
-    config = load_config(name)
+    """A preset's model, objective, optimiser and batch size, for one epoch on the CPU. The
+    step runs on the benchmark's binarised images (its cost does not depend on the pixels),
+    so only presets whose model takes such images alone qualify: Bernoulli, no labels."""
+    try:
+        config = load_config(name)
+    except ConfigError as exc:
+        raise SystemExit(f"--preset: {exc}") from None
+    if config.model.likelihood != "bernoulli" or config.model.kind == "cvae":
+        raise SystemExit(
+            f"--preset {name}: profiles run on binarised images without labels; this preset's "
+            f"model ({config.model.kind}, {config.model.likelihood}) needs other data"
+        )
     config.train.epochs, config.train.max_steps, config.train.max_minutes = 1, None, None
     config.train.device = "cpu"
     config.train.report = config.train.tensorboard = False
