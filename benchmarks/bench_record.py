@@ -71,15 +71,15 @@ DATASETS = {"fashion-mnist": "fashion-mnist", "mnist": "mnist"}
 
 
 def data_name(preset: str, overrides: list[str]) -> str:
-    """The ``data.name`` a run of ``preset`` with ``--set`` ``overrides`` trains on."""
-    import tomllib
+    """The ``data.name`` a run of ``preset`` with ``--set`` ``overrides`` trains on. Loading
+    the preset and applying the overrides as ``vaekit train`` will also checks every setting
+    now, before any training: a misspelt key fails here, not an hour in."""
+    from vaekit.config import ConfigError, apply_overrides, load_config
 
-    name = tomllib.loads(preset_file(preset).read_text()).get("data", {}).get("name", "")
-    for item in overrides:
-        key, _, value = item.partition("=")
-        if key.strip() == "data.name":
-            name = value.strip().strip("'\"")
-    return name
+    try:
+        return apply_overrides(load_config(preset_file(preset)), overrides).data.name
+    except ConfigError as exc:
+        raise SystemExit(f"--preset {preset} --set {' '.join(overrides)}: {exc}") from None
 
 
 def dataset_folder(data: str) -> str:
@@ -303,8 +303,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.set and not args.label:
         raise SystemExit("--set needs --label: a variant's results must not replace the preset's")
-    if any("=" not in item for item in args.set):
-        raise SystemExit(f"--set takes KEY=VALUE, got {[i for i in args.set if '=' not in i]}")
     for preset in args.preset:  # every name checked before the first hour of training
         if not preset_file(preset).is_file():
             raise SystemExit(f"--preset {preset}: no such preset ({preset_file(preset)})")
