@@ -137,6 +137,34 @@ def test_both_inference_orders_train_and_keep_the_bound_ordering(inference):
     assert (elbo <= iwae + 0.05).all()
 
 
+@pytest.mark.parametrize("prior", ["standard-normal", "vamp"])
+@pytest.mark.parametrize("inference", ["bottom-up", "top-down"])
+def test_the_elbo_is_the_mean_log_weight(inference, prior):
+    # ELBO = E_q[log p(x|z_1) + log p(z_1..L) - log q(z_1..L|x)]: the training objective's
+    # KL terms (closed form or Monte Carlo, per layer, and the prior's own for the top) and
+    # the importance weights' log-densities are computed apart, so they must agree in
+    # expectation. A missing or double-counted layer would be nats off.
+    torch.manual_seed(0)
+    config = HVAEConfig(
+        latent_dims=[4, 2], hidden_dims=[[8], [4]], inference=inference, prior=prior,
+        num_pseudo_inputs=3, likelihood="bernoulli", data_shape=[6],
+    )  # fmt: skip
+    model = HierarchicalVAE(config).double()
+    with torch.no_grad():  # posteriors that differ between inputs: every KL term is nats
+        for weight in [*model.up_bodies.parameters(), *model.up_heads.parameters()]:
+            weight.mul_(3.0)
+        if prior == "vamp":  # pseudo-inputs unlike the data
+            model.prior.pseudo_inputs.normal_(0.0, 4.0)
+    x = torch.rand(5, 6).round().double()
+    n = 20000
+    with torch.no_grad():
+        elbo = model.elbo(x, num_mc_samples=n).elbo  # [5], the mean over n draws
+        log_w = model.log_weights(x, n)  # [n, 5]
+    # both are means of n draws with about the same spread: their difference's SE
+    stderr = log_w.std(0) * math.sqrt(2.0 / n)
+    assert ((elbo - log_w.mean(0)).abs() < 5 * stderr).all(), (elbo - log_w.mean(0)) / stderr
+
+
 def test_bad_configs_name_the_field():
     with pytest.raises(ValueError, match=r"model\.latent_dims"):
         HVAEConfig(latent_dims=[10])

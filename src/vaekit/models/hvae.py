@@ -101,6 +101,18 @@ class HVAEConfig(ModelConfig):
             )
 
 
+@dataclass
+class _Chain:
+    """One draw of the posterior chain: the layers ``zs`` ``[K, B, m_l]`` (bottom first), the
+    posterior ``qs`` each was drawn from, the generative ``ps`` p(z_l|z_{l+1}) below the top,
+    and whether each layer's KL has a closed form (its q and p share their parent sample)."""
+
+    zs: list[torch.Tensor]
+    qs: list[DiagonalGaussian]
+    ps: list[DiagonalGaussian]
+    closed: list[bool]
+
+
 def _mlp(sizes: list[int], activation: str) -> nn.Sequential:
     """Linear + activation after every layer (the heads on top are linear)."""
     layers: list[nn.Module] = []
@@ -207,12 +219,9 @@ class HierarchicalVAE(LikelihoodModel):
             estimates.append(q_hat)
         return estimates
 
-    def _chain(self, proposal: list, num_samples: int, mean: bool = False):
-        """Draw z_1..L ~ q (``num_samples`` draws, or the mean path if ``mean``).
-
-        Returns the layers ``[K, B, m_l]`` (bottom first), log q(z|x), log p(z) and the
-        ELBO's KL terms, each ``[K, B]``.
-        """
+    def _chain(self, proposal: list, num_samples: int, mean: bool = False) -> _Chain:
+        """Draw z_1..L ~ q (``num_samples`` draws, or the mean path if ``mean``): the layers
+        ``[K, B, m_l]`` (bottom first) with the q and p each was drawn against."""
         L = self.num_layers
 
         def draw(q: DiagonalGaussian) -> torch.Tensor:
@@ -240,29 +249,36 @@ class HierarchicalVAE(LikelihoodModel):
                 qs[i] = precision_weighted(proposal[i], ps[i])
                 zs[i] = draw(qs[i])
             closed = [True] * L
-        log_q = sum(q.log_prob(z) for q, z in zip(qs, zs, strict=True))
-        log_p_parts = [p.log_prob(z) for p, z in zip(ps, zs[:-1], strict=True)]
-        log_p_top = self.prior.log_prob(zs[-1])
-        log_p = sum(log_p_parts) + log_p_top
+        return _Chain(zs, qs, ps, closed)
+
+    def _log_q_and_p(self, chain: _Chain) -> tuple[torch.Tensor, torch.Tensor]:
+        """log q(z_1..L|x) and log p(z_1..L) at the chain's draws, ``[K, B]`` each: what the
+        importance weights need (no KL terms)."""
+        log_q = sum(q.log_prob(z) for q, z in zip(chain.qs, chain.zs, strict=True))
+        log_p = sum(p.log_prob(z) for p, z in zip(chain.ps, chain.zs[:-1], strict=True))
+        return log_q, log_p + self.prior.log_prob(chain.zs[-1])
+
+    def _kl(self, chain: _Chain) -> torch.Tensor:
+        """The ELBO's KL(q(z_1..L|x) || p(z_1..L)) at the chain's draws, ``[K, B]``: per
+        layer in closed form where q and p share their parent sample, else log q - log p."""
+        zs, qs, ps = chain.zs, chain.qs, chain.ps
         kl = 0.0
-        for i in range(L):
-            if i < L - 1:
-                kl_l = (
-                    qs[i].kl_diagonal_gaussian(ps[i].loc, ps[i].log_var)
-                    if closed[i]
-                    else qs[i].log_prob(zs[i]) - log_p_parts[i]
-                )
-            else:  # the top layer against the prior: the prior decides (closed form or MC)
-                kl_l = self.prior.kl(qs[i], zs[i].unsqueeze(0) if zs[i].dim() == 2 else zs[i])
-            kl = kl + kl_l.expand(log_q.shape)
-        return zs, log_q, log_p, kl
+        for i in range(self.num_layers - 1):
+            kl = kl + (
+                qs[i].kl_diagonal_gaussian(ps[i].loc, ps[i].log_var)
+                if chain.closed[i]
+                else qs[i].log_prob(zs[i]) - ps[i].log_prob(zs[i])
+            )
+        # the top layer against the prior: the prior decides (closed form or Monte Carlo)
+        top = self.prior.kl(qs[-1], zs[-1].unsqueeze(0) if zs[-1].dim() == 2 else zs[-1])
+        return kl + top.expand(zs[0].shape[:-1])
 
     # --- the contract ----------------------------------------------------------------------
 
     def encode(self, x: torch.Tensor, *, y: torch.Tensor | None = None) -> torch.Tensor:
         """The mean path: z_l = the mean of q(z_l | the layer below at its mean), all layers
         concatenated ``[B, sum(latent_dims)]`` (deterministic; for pictures)."""
-        zs = self._chain(self.proposal(x), 1, mean=True)[0]
+        zs = self._chain(self.proposal(x), 1, mean=True).zs
         return torch.cat([z[0] for z in zs], dim=-1)
 
     def top_posterior(self, x: torch.Tensor) -> DiagonalGaussian:
@@ -316,24 +332,25 @@ class HierarchicalVAE(LikelihoodModel):
     ) -> ELBOTerms:
         """ELBO = E_q[log p(x|z_1)] - KL(q(z_1..L|x) || p(z_1..L)), nats per example ``[B]``,
         with L = ``num_mc_samples`` draws (the KL per layer as in the module docstring)."""
-        zs, _, _, kl = self._chain(self.proposal(x), num_mc_samples)
-        log_px_z = self.likelihood.log_density(self.decoder(zs[0]), x).mean(dim=0)
-        kl = kl.mean(dim=0)
+        chain = self._chain(self.proposal(x), num_mc_samples)
+        log_px_z = self.likelihood.log_density(self.decoder(chain.zs[0]), x).mean(dim=0)
+        kl = self._kl(chain).mean(dim=0)
         return ELBOTerms(elbo=log_px_z - kl, log_px_z=log_px_z, kl=kl)
 
     def log_weight_terms_given(
         self, proposal: list, x: torch.Tensor, num_samples: int, *, y: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(log p(x|z_1), log p(z_1..L) - log q(z_1..L|x)), ``[K, B]`` each."""
-        zs, log_q, log_p, _ = self._chain(proposal, num_samples)
-        return self.likelihood.log_density(self.decoder(zs[0]), x), log_p - log_q
+        chain = self._chain(proposal, num_samples)
+        log_q, log_p = self._log_q_and_p(chain)
+        return self.likelihood.log_density(self.decoder(chain.zs[0]), x), log_p - log_q
 
     @torch.no_grad()
     def latent_moments(self, x: torch.Tensor, *, y: torch.Tensor | None = None) -> LatentMoments:
         """Mean and covariance of q(z_1..L|x) over all layers, ``[B, m]`` and ``[B, m, m]``,
         Monte-Carlo estimates from ``MOMENT_SAMPLES`` draws (the upper layers' marginals are
         not Gaussian); no per-coordinate KL (the prior of a lower layer is conditional)."""
-        zs = self._chain(self.proposal(x), MOMENT_SAMPLES)[0]
+        zs = self._chain(self.proposal(x), MOMENT_SAMPLES).zs
         z = torch.cat(zs, dim=-1)  # [S, B, m]
         mean = z.mean(dim=0)
         centred = z - mean

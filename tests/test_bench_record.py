@@ -1,0 +1,121 @@
+"""The likelihood-record benchmark's own logic: which data a variant reads, how its runs and
+results are named, and that bad flags stop it before any training (its runs take hours, so a
+mistake must fail in the first second)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_record", BENCHMARKS / "bench_record.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_main(bench, monkeypatch, *argv: str) -> None:
+    monkeypatch.setattr(sys, "argv", ["bench_record.py", *argv])
+    bench.main()
+
+
+def test_a_variant_reads_the_data_its_settings_name(bench):
+    assert bench.data_name("mnist-record-1h", []) == "mnist-binarized-dynamic"
+    fashion = ["data.name=fashion-mnist-binarized-dynamic"]
+    assert bench.data_name("mnist-record-1h", fashion) == "fashion-mnist-binarized-dynamic"
+    assert bench.dataset_folder("fashion-mnist-binarized-dynamic") == "fashion-mnist"
+    assert bench.dataset_folder("fashion-mnist") == "fashion-mnist"
+    assert bench.dataset_folder("mnist-binarized-dynamic") == "mnist"
+    assert bench.run_name("mnist-record-1h", "fashion") == "mnist-record-1h+fashion"
+    assert bench.run_name("mnist-record-1h", None) == "mnist-record-1h"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--preset", "mnist-record-1h", "--set", "data.name=fashion-mnist"],
+            "--set needs --label",
+        ),
+        (["--preset", "no-such-preset"], "--preset no-such-preset: no such preset"),
+        (["--preset", "mnist-record-1h", "--label", "x", "--set", "train.no_such=1"], "no_such"),
+        (["--preset", "mnist-record-1h", "--label", "x", "--set", "train.max_steps"], "="),
+        (
+            ["--preset", "mnist-record-1h", "--label", "x", "--set", "train.max_steps=-3"],
+            "max_steps",
+        ),
+        (["--preset", "mnist-record-1h", "--label", "x", "--set", "data.name=digits"], "digits"),
+    ],
+)
+def test_bad_flags_stop_before_any_training(bench, monkeypatch, tmp_path, argv, message):
+    def no_training(*args, **kwargs):
+        raise AssertionError("a bad flag reached training")
+
+    monkeypatch.setattr(bench, "vaekit_cli", no_training)
+    results = tmp_path / "record.json"
+    with pytest.raises(SystemExit) as stop:
+        run_main(bench, monkeypatch, *argv, "--runs", str(tmp_path), "--results", str(results))
+    assert message in str(stop.value) and "\n" not in str(stop.value)
+    assert not results.exists()
+
+
+def test_a_variant_trains_on_its_own_data_with_its_settings_after_the_preset(
+    bench, monkeypatch, tmp_path
+):
+    calls = []
+
+    class TrainingCalledError(Exception):
+        pass
+
+    def record_training(*args, threads):
+        calls.append(args)
+        raise TrainingCalledError  # the command is what this test checks; nothing trains
+
+    monkeypatch.setattr(bench, "vaekit_cli", record_training)
+    shared = tmp_path / "datasets"
+    argv = ["--preset", "mnist-record-1h", "--seed", "3", "--label", "fashion"]
+    argv += ["--set", "data.name=fashion-mnist-binarized-dynamic", "--set", "train.max_steps=7"]
+    with pytest.raises(TrainingCalledError):
+        run_main(bench, monkeypatch, *argv, "--runs", str(tmp_path), "--shared", str(shared))
+    (args,) = calls
+    assert args[0] == "train"
+    assert args[args.index("--data-dir") + 1] == str(shared / "fashion-mnist")
+    assert args[args.index("--out") + 1] == str(tmp_path / "mnist-record-1h+fashion-seed3")
+    sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
+    # the variant's settings first, then the benchmark's own (the seed cannot be overridden)
+    assert sets[:3] == [
+        "data.name=fashion-mnist-binarized-dynamic",
+        "train.max_steps=7",
+        "train.seed=3",
+    ]
+
+
+def test_the_table_names_each_runs_data(bench):
+    row = {
+        "preset": "mnist-record-1h+fashion",
+        "data": "fashion-mnist-binarized-dynamic",
+        "seed": 0,
+        "parameters": 1490080,
+        "steps": 78000,
+        "train_wall_minutes": 55.8,
+        "examples_per_s": 54.0,
+        "roofline_examples_per_s": 100.0,
+        "eval": {"nll": 230.123, "nll_stderr": 0.456, "num_samples": 5000, "bits_per_dim": 0.4},
+        # no active_units recorded: the cell says so instead of failing
+    }
+    line = bench.table({"mnist-record-1h+fashion/seed-0": row}).splitlines()[-1]
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[:4] == [
+        "mnist-record-1h+fashion",
+        "fashion-mnist-binarized-dynamic",
+        "0",
+        "1,490,080",
+    ]
+    assert "54%" in cells and "230.12 ± 0.46" in cells
