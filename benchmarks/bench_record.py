@@ -26,7 +26,8 @@ otherwise idle machine: the budget and the throughput both assume the cores are 
 
 The same preset on other data or with other settings: ``--set KEY=VALUE`` (repeatable) goes
 to ``vaekit train`` after the preset, and ``--label`` names the variant's runs and results
-(``PRESET+LABEL/seed-S``); the dataset folder follows the run's ``data.name``. Fashion-MNIST,
+(``PRESET+LABEL/seed-S``). ``--shared`` is passed as ``--data-dir``, where ``vaekit train``
+finds each built-in set in its own folder (``mnist/``, ``fashion-mnist/``). Fashion-MNIST,
 binarised and in 8 bits with the discretised logistic:
 
     bench_record.py --preset mnist-record-1h --label fashion \
@@ -66,8 +67,6 @@ PUBLISHED = {
 }
 # The picture's data: only runs on it are drawn against the published MNIST numbers.
 RECORD_DATA = "mnist-binarized-dynamic"
-# data.name -> the dataset folder under --shared it reads (the longer prefix first)
-DATASETS = {"fashion-mnist": "fashion-mnist", "mnist": "mnist"}
 
 
 def data_name(preset: str, overrides: list[str]) -> str:
@@ -80,14 +79,6 @@ def data_name(preset: str, overrides: list[str]) -> str:
         return apply_overrides(load_config(preset_file(preset)), overrides).data.name
     except ConfigError as exc:
         raise SystemExit(f"--preset {preset} --set {' '.join(overrides)}: {exc}") from None
-
-
-def dataset_folder(data: str) -> str:
-    """The dataset folder under --shared that ``data`` (a data.name) reads."""
-    for prefix, folder in DATASETS.items():
-        if data.startswith(prefix):
-            return folder
-    raise SystemExit(f"data.name {data!r}: bench_record reads only {sorted(DATASETS)} data")
 
 
 def evaluate(model_dir: Path, num_samples: int, threads: int) -> dict:
@@ -151,7 +142,7 @@ def run_preset(preset: str, seed: int, args: argparse.Namespace) -> dict:
     data = data_name(preset, args.set)
     run = args.runs / f"{name}-seed{seed}"
     train = ["train", "--config", str(preset_file(preset))]
-    train += ["--data-dir", str(args.shared / dataset_folder(data)), "--out", str(run)]
+    train += ["--data-dir", str(args.shared), "--out", str(run)]
     train += ["--overwrite", "--progress", "plain"]
     for item in (
         *args.set,
@@ -306,7 +297,7 @@ def main() -> None:
     for preset in args.preset:  # every name checked before the first hour of training
         if not preset_file(preset).is_file():
             raise SystemExit(f"--preset {preset}: no such preset ({preset_file(preset)})")
-        dataset_folder(data_name(preset, args.set))
+        data_name(preset, args.set)
     results = json.loads(args.results.read_text()) if args.results.exists() else {}
     for preset in args.preset:
         for seed in args.seed:

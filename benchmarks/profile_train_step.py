@@ -97,6 +97,8 @@ def main() -> None:
         "--no-profile", action="store_true", help="only the timings without the profiler"
     )
     args = parser.parse_args()
+    if args.repeat < 1:
+        raise SystemExit(f"--repeat must be >= 1, got {args.repeat}")
     torch.set_num_threads(args.threads)
     make_config = (lambda: preset_config(args.preset)) if args.preset else reference_config
     data = dataset(args.steps, make_config().train.batch_size, args.shared, args.cache)

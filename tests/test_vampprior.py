@@ -163,6 +163,20 @@ def test_the_matrix_product_form_equals_the_broadcast_density():
     assert torch.allclose(single.double(), broadcast, rtol=1.2e-7, atol=1e-6)  # half an ulp
 
 
+def casts_in(node) -> set[str]:
+    """The dtype casts (``ToCopyBackward``) in the autograd graph below ``node``."""
+    seen, found, stack = set(), set(), [node]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if "ToCopy" in node.name():
+            found.add(node.name())
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return found
+
+
 def test_under_autograd_the_float32_products_stay_within_a_hundredth_of_a_nat():
     # In a training step the products run in the input's float32. The mixture's log-density
     # and its gradients must stay close to float64's at draws near the components (where the
@@ -183,6 +197,8 @@ def test_under_autograd_the_float32_products_stay_within_a_hundredth_of_a_nat():
     fast = [t.clone().requires_grad_() for t in (loc, log_var, z)]
     reference, trained = mixture(*exact), mixture(*fast)
     assert trained.dtype == torch.float32
+    assert not casts_in(trained.grad_fn)  # the float32 path: no float64 round trip recorded
+    assert casts_in((fast[0].double() * 2.0).grad_fn)  # which a float64 path would record
     assert (trained.double() - reference).abs().max() < 1e-2
     reference.sum().backward()
     trained.sum().backward()
