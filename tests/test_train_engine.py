@@ -353,6 +353,44 @@ def test_the_wall_clock_budget_ends_the_run_with_its_outputs(tmp_path):
     assert result.stop_reason == "budget" and result.history[-1]["step"] == 4
 
 
+def test_the_wall_clock_budget_keeps_room_for_the_closing_validation(tmp_path, monkeypatch):
+    import types
+
+    from vaekit.training import loop, state
+    from vaekit.training.validation import Validation
+
+    # A fake clock: every step takes 1 s and every validation 2 s; nothing else takes time.
+    clock = [0.0]
+    fake_time = types.SimpleNamespace(perf_counter=lambda: clock[0], monotonic=lambda: clock[0])
+    monkeypatch.setattr(loop, "time", fake_time)
+    monkeypatch.setattr(state, "time", fake_time)
+    step, validate = loop.Trainer._step, Validation.__call__
+
+    def timed_step(self, *args):
+        clock[0] += 1.0  # before the step, whose clock check ends it
+        step(self, *args)
+
+    def timed_validation(self, *args):
+        clock[0] += 2.0
+        return validate(self, *args)
+
+    monkeypatch.setattr(loop.Trainer, "_step", timed_step)
+    monkeypatch.setattr(Validation, "__call__", timed_validation)
+    run = tmp_path / "run"
+    # 11 steps an epoch: epochs end at 11 + 2 = 13 s and 26 s; in the third, step 2 leaves
+    # 2 s, the last validation's length, so the run stops there and validates until 30 s.
+    # Stopping once the 30 s were spent would have gone to step 4 and validated until 32 s.
+    config = tiny("train.max_minutes=0.5", "train.max_steps=1000", "train.report=false")
+    result = train(config, out=run, log=lambda s: None)
+    assert result.stop_reason == "time"
+    assert [r["step"] for r in result.history] == [11, 22, 24]
+    saved = json.loads((run / "checkpoints/last/trainer.json").read_text())["loop"]
+    assert saved["train_seconds"] == 30.0 and saved["epoch_end_seconds"] == 2.0
+    # Resumed, it has no room for another epoch end: nothing left to train.
+    lines = []
+    assert train(resume=run, log=lines.append).stop_reason == "finished"
+
+
 @pytest.mark.parametrize("ema", [None, 0.9])
 def test_snapshots_keep_the_model_of_their_step(tmp_path, ema):
     run = tmp_path / "run"

@@ -344,8 +344,9 @@ class TrainConfig:
     )
     max_minutes: float | None = setting(
         None,
-        help="wall-clock budget: stop after this many minutes of training (validation "
-        "included; the last validation follows), or at the step budget if that comes first. "
+        help="wall-clock budget: stop within this many minutes of training (validation "
+        "included: the run stops early enough for its closing validation, timed by the last "
+        "one), or at the step budget if that comes first. "
         "The learning-rate schedule is laid out over the step budget, so size --max-steps to "
         "end near the time when the schedule should end with it",
         shown_default="none: no time limit",

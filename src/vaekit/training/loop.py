@@ -229,6 +229,7 @@ class Trainer(Checkpoints, Records):
         self._say(format_record(record, self.budget))
         if improved:
             self._checkpoint("best")
+        state.epoch_end_seconds = time.perf_counter() - now  # `last` below saves it
         self._checkpoint("last")  # refuses non-finite weights: the checkpoint stays good
         return reason
 

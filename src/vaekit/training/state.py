@@ -39,6 +39,9 @@ class LoopState:
     epoch_sums: dict[str, float] = field(default_factory=dict)
     metrics_bytes: int = 0  # length of metrics.jsonl when the checkpoint was written
     train_seconds: float = 0.0  # wall-clock time of training so far, resumed sessions included
+    # The last end of epoch (validation, records, checkpoints) in seconds: the wall-clock
+    # budget keeps this much back so that the run's final validation fits inside it.
+    epoch_end_seconds: float = 0.0
 
     def note_validation(self, val_elbo: float | None) -> bool:
         """Count an epoch's validation ELBO (nats per example) for early stopping; return
@@ -85,14 +88,20 @@ class Checkpoints:
 
     def _clock_flags(self) -> list[bool]:
         """Rank 0's clocks after a step: ``[a time-based checkpoint is due, the wall-clock
-        budget (train.max_minutes, validation included) is spent]``. The other ranks say
-        False; the step's all-reduce tells them."""
+        budget (train.max_minutes, validation included) is spent, the closing validation
+        counted]``. The other ranks say False; the step's all-reduce tells them."""
         tc = self.config.train
         if not self.ctx.is_main:
             return [False, False]
         due = time.monotonic() - self.last_checkpoint_time >= tc.checkpoint_minutes * 60.0
-        spent = tc.max_minutes is not None and self._train_seconds() >= tc.max_minutes * 60.0
-        return [due, spent]
+        return [due, self._out_of_time(self._train_seconds())]
+
+    def _out_of_time(self, seconds: float) -> bool:
+        """Whether a run that has trained ``seconds`` must stop for train.max_minutes: when
+        what is left would not hold another end of epoch as long as the last one. Stopping
+        only once the budget is spent would end every timed run one validation pass late."""
+        limit = self.config.train.max_minutes
+        return limit is not None and limit * 60.0 - seconds <= self.state.epoch_end_seconds
 
     def _train_seconds(self) -> float:
         """Seconds of training in this run so far, across resumes (validation included)."""
@@ -316,8 +325,7 @@ class Checkpoints:
 
     def _time_spent(self) -> bool:
         """Whether the restored run has spent its wall-clock budget (train.max_minutes)."""
-        limit = self.config.train.max_minutes
-        return limit is not None and self.state.train_seconds >= limit * 60.0
+        return self._out_of_time(self.state.train_seconds)
 
     def _nothing_to_train(self) -> TrainResult:
         """Resumed a finished run: report it, rewrite nothing, return the run's last model."""
