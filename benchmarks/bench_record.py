@@ -226,25 +226,34 @@ def table(results: dict[str, dict]) -> str:
 
 def plot(results: dict[str, dict], path: Path) -> None:
     """Test nll against training minutes on ``RECORD_DATA``, one line per preset (its first
-    seed), with the published numbers as horizontal lines."""
+    seed; a further seed's final number as a hollow star), with the published numbers as
+    horizontal lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
-    seen = set()
+    colours: dict[str, str] = {}
     results = {k: r for k, r in results.items() if r.get("data", RECORD_DATA) == RECORD_DATA}
     for r in results.values():
-        if r["preset"] in seen:
+        if r["preset"] in colours:
+            # a further seed: its final number only, a hollow star in the preset's colour
+            e = r["eval"]
+            minutes = r["curve"][-1]["train_minutes"]
+            ax.plot(minutes, e["nll"], marker="*", markersize=10, color=colours[r["preset"]],
+                    markerfacecolor="none", linestyle="none")  # fmt: skip
+            ax.annotate(f"{e['nll']:.2f} (seed {r['seed']}, K = {e['num_samples']})",
+                        (minutes, e["nll"]), ha="left",
+                        fontsize=7, textcoords="offset points", xytext=(8, -3))  # fmt: skip
             continue
-        seen.add(r["preset"])
         minutes = [p["train_minutes"] for p in r["curve"]]
         nll = [p["nll"] for p in r["curve"]]
         k = r["curve"][-1]["num_samples"]
         (line,) = ax.plot(
             minutes, nll, marker="o", markersize=3, label=f"vaekit {r['preset']} (K = {k})"
         )
+        colours[r["preset"]] = line.get_color()
         # the row's own number: the final model at K = 5000 (lower than K = 1000 gives)
         e = r["eval"]
         ax.plot(minutes[-1], e["nll"], marker="*", markersize=10, color=line.get_color())
