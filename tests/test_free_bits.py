@@ -8,7 +8,7 @@ import torch
 
 from helpers import tiny
 from vaekit.config import Config, ConfigError
-from vaekit.models import VAE, ELBOTerms, VAEConfig
+from vaekit.models import VAE, ELBOTerms, HierarchicalVAE, HVAEConfig, VAEConfig
 from vaekit.objectives import NegativeELBO, build_objective
 from vaekit.schedules import kl_weight
 from vaekit.training import train
@@ -73,6 +73,28 @@ def test_vae_kl_groups_sum_to_the_kl(posterior, groups):
     terms = model.elbo(torch.randn(5, 4))
     assert terms.kl_groups.shape == (5, groups)
     assert torch.allclose(terms.kl_groups.sum(-1), terms.kl)
+
+
+@pytest.mark.parametrize("inference", ["bottom-up", "top-down"])
+def test_hvae_kl_groups_are_its_layers(inference):
+    """A hierarchical VAE's free-bits groups are its stochastic layers, so a layer whose KL
+    has fallen below lambda (a collapsing top layer) is clamped on its own."""
+    torch.manual_seed(0)
+    config = HVAEConfig(
+        latent_dims=[3, 2], hidden_dims=[[8], [4]], inference=inference,
+        likelihood="gaussian", data_shape=[4],
+    )  # fmt: skip
+    model = HierarchicalVAE(config)
+    x = torch.randn(5, 4)
+    terms = model.elbo(x)
+    assert terms.kl_groups.shape == (5, 2)
+    assert torch.allclose(terms.kl_groups.sum(-1), terms.kl)
+    # a lambda above both layers' KL: the loss charges exactly lambda per layer
+    lam = float(terms.kl_groups.mean(0).max()) + 10.0
+    torch.manual_seed(1)
+    loss, metrics = NegativeELBO(free_bits=lam)(model, x)
+    assert float(metrics["kl_free_bits"]) == pytest.approx(2 * lam)
+    assert float(loss) == pytest.approx(-float(metrics["log_px_z"]) + 2 * lam, rel=1e-6)
 
 
 def test_training_with_free_bits_logs_the_true_elbo(tmp_path):

@@ -236,7 +236,8 @@ class ObjectiveConfig:
     free_bits: float = setting(
         0.0,
         metavar="LAMBDA",
-        help="free bits (objective elbo only), nats per latent group: the batch-mean KL of each "
+        help="free bits (objective elbo only), nats per latent group (a coordinate of a "
+        "factorised posterior; a layer of the hierarchical VAE): the batch-mean KL of each "
         "group counts as at least this in the loss (Kingma et al. 2016); 0 = off",
     )
 

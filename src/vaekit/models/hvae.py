@@ -283,20 +283,20 @@ class HierarchicalVAE(LikelihoodModel):
         log_p = sum(p.log_prob(z) for p, z in zip(chain.ps, chain.zs[:-1], strict=True))
         return log_q, log_p + self.prior.log_prob(chain.zs[-1])
 
-    def _kl(self, chain: _Chain) -> torch.Tensor:
-        """The ELBO's KL(q(z_1..L|x) || p(z_1..L)) at the chain's draws, ``[K, B]``: per
-        layer in closed form where q and p share their parent sample, else log q - log p."""
+    def _layer_kls(self, chain: _Chain) -> list[torch.Tensor]:
+        """Each layer's term of the ELBO's KL(q(z_1..L|x) || p(z_1..L)) at the chain's draws,
+        ``[K, B]`` each, bottom first: in closed form where q and p share their parent
+        sample, else log q - log p. Their sum is the KL."""
         zs, qs, ps = chain.zs, chain.qs, chain.ps
-        kl = 0.0
-        for i in range(self.num_layers - 1):
-            kl = kl + (
-                qs[i].kl_diagonal_gaussian(ps[i].loc, ps[i].log_var)
-                if chain.closed[i]
-                else qs[i].log_prob(zs[i]) - ps[i].log_prob(zs[i])
-            )
+        kls = [
+            qs[i].kl_diagonal_gaussian(ps[i].loc, ps[i].log_var)
+            if chain.closed[i]
+            else qs[i].log_prob(zs[i]) - ps[i].log_prob(zs[i])
+            for i in range(self.num_layers - 1)
+        ]
         # the top layer against the prior: the prior decides (closed form or Monte Carlo)
         top = self.prior.kl(qs[-1], zs[-1].unsqueeze(0) if zs[-1].dim() == 2 else zs[-1])
-        return kl + top.expand(zs[0].shape[:-1])
+        return [*kls, top.expand(zs[0].shape[:-1])]
 
     # --- the contract ----------------------------------------------------------------------
 
@@ -356,11 +356,14 @@ class HierarchicalVAE(LikelihoodModel):
         self, x: torch.Tensor, num_mc_samples: int = 1, *, y: torch.Tensor | None = None
     ) -> ELBOTerms:
         """ELBO = E_q[log p(x|z_1)] - KL(q(z_1..L|x) || p(z_1..L)), nats per example ``[B]``,
-        with L = ``num_mc_samples`` draws (the KL per layer as in the module docstring)."""
+        with L = ``num_mc_samples`` draws (the KL per layer as in the module docstring; the
+        layers' KLs ``[B, L]`` are the groups free bits clamp)."""
         chain = self._chain(self.proposal(x), num_mc_samples)
         log_px_z = self.likelihood.log_density(self.decoder(chain.zs[0]), x).mean(dim=0)
-        kl = self._kl(chain).mean(dim=0)
-        return ELBOTerms(elbo=log_px_z - kl, log_px_z=log_px_z, kl=kl)
+        layer_kls = torch.stack(self._layer_kls(chain), dim=-1).mean(dim=0)  # [B, L]
+        kl = layer_kls.sum(dim=-1)
+        # Free bits act per stochastic layer: each layer's KL is one group.
+        return ELBOTerms(elbo=log_px_z - kl, log_px_z=log_px_z, kl=kl, group_kl=lambda: layer_kls)
 
     def log_weight_terms_given(
         self, proposal: list, x: torch.Tensor, num_samples: int, *, y: torch.Tensor | None = None
