@@ -357,7 +357,7 @@ class HierarchicalVAE(LikelihoodModel):
     ) -> ELBOTerms:
         """ELBO = E_q[log p(x|z_1)] - KL(q(z_1..L|x) || p(z_1..L)), nats per example ``[B]``,
         with L = ``num_mc_samples`` draws (the KL per layer as in the module docstring; the
-        layers' KLs ``[B, L]`` are the groups free bits clamp)."""
+        layers' KLs ``[B, number of layers]`` are the groups free bits clamp)."""
         chain = self._chain(self.proposal(x), num_mc_samples)
         log_px_z = self.likelihood.log_density(self.decoder(chain.zs[0]), x).mean(dim=0)
         layer_kls = torch.stack(self._layer_kls(chain), dim=-1).mean(dim=0)  # [B, L]
