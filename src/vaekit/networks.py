@@ -27,6 +27,23 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
+def glorot_init_(module: nn.Module, gain: float) -> None:
+    """Glorot & Bengio's (2010) uniform initialisation scaled by ``gain`` (5/3 for tanh,
+    sqrt(2) for the ReLU family) for every Linear layer in ``module``; zero biases.
+
+    Why it is offered: PyTorch's default (weights of standard deviation 1 / sqrt(3 fan_in))
+    shrinks the signal through each tanh layer. At initialisation the posterior means of
+    Burda et al.'s tanh model then differ between MNIST images by about 0.05 (about 1 with
+    this), the decoder learns the pixel marginals first and stays there even with the KL
+    switched off, so a KL warm-up has nothing to protect (the hierarchical VAE's
+    ``model.init``). It is not its default because, without a warm-up, the larger start
+    measured worse on the bottom-up VampPrior model."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.xavier_uniform_(layer.weight, gain=gain)
+            nn.init.zeros_(layer.bias)
+
+
 def _mlp(sizes: list[int], activation: str) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
