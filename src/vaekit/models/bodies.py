@@ -9,7 +9,19 @@ from typing import Literal
 from torch import nn
 
 from vaekit.config import ConfigError, ModelConfig, setting
-from vaekit.networks import build_networks, default_network
+from vaekit.networks import build_networks, default_network, initialise_
+
+
+def init_setting() -> Literal["default", "glorot"]:
+    """The ``model.init`` field, one definition for every model that has it."""
+    return setting(
+        "default",
+        help="how the built layers start: default (PyTorch's) or glorot (Glorot & Bengio's "
+        "uniform with the activation's gain, zero biases; Burda et al.'s choice): every layer "
+        "of the hierarchical VAE, the encoder and decoder bodies of the others, never bodies "
+        "you pass in. With tanh, glorot lets the code depend on x from the first step, which "
+        "a KL warm-up needs",
+    )
 
 
 @dataclass
@@ -27,6 +39,7 @@ class BodyConfig(ModelConfig):
     activation: Literal["relu", "elu", "gelu", "tanh", "silu"] = setting(
         "relu", help="the hidden layers' nonlinearity"
     )
+    init: Literal["default", "glorot"] = init_setting()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -56,18 +69,23 @@ def build_bodies(
     encoder: nn.Module | None,
     decoder: nn.Module | None,
     output_shape: tuple[int, ...],
+    decoder_input_dim: int | None = None,
 ) -> tuple[nn.Module, nn.Module]:
-    """The user's encoder/decoder where given, the configured network's otherwise. The
-    decoder writes ``output_shape``: the likelihood's ``param_shape``."""
+    """The user's encoder/decoder where given, the configured network's otherwise, started
+    as ``model.init`` says. The decoder reads ``decoder_input_dim`` numbers (``latent_dim``
+    unless given: a conditional decoder also reads the label) and writes ``output_shape``,
+    the likelihood's ``param_shape``."""
     if encoder is None or decoder is None:
         built = build_networks(
             config.network,
             tuple(config.data_shape),
-            config.latent_dim,
+            config.latent_dim if decoder_input_dim is None else decoder_input_dim,
             config.hidden_dims,
             config.activation,
             output_shape,
         )
+        for body in built:
+            initialise_(body, config.init, config.activation)
         encoder = encoder if encoder is not None else built[0]
         decoder = decoder if decoder is not None else built[1]
     return encoder, decoder

@@ -22,9 +22,8 @@ from vaekit.config import ConfigError, setting
 from vaekit.distributions import POSTERIORS, DiagonalGaussian, StandardNormalPrior, build_likelihood
 from vaekit.distributions.priors import monte_carlo_kl
 from vaekit.models.base import ELBOTerms, LatentMoments, LikelihoodModel
-from vaekit.models.bodies import BodyConfig, resolve_network
+from vaekit.models.bodies import BodyConfig, build_bodies, resolve_network
 from vaekit.models.registry import register_model
-from vaekit.networks import build_networks
 
 
 @dataclass
@@ -118,18 +117,10 @@ class ConditionalVAE(LikelihoodModel):
             raise ValueError("model.num_classes is unset: fill it from the data before building")
         C, m = config.num_classes, config.latent_dim
         self.likelihood = build_likelihood(config)
-        if encoder is None or decoder is None:
-            # The decoder reads [z, one_hot(y)]: its input is m + C wide.
-            built = build_networks(
-                config.network,
-                tuple(config.data_shape),
-                m + C,
-                config.hidden_dims,
-                config.activation,
-                self.likelihood.param_shape,
-            )
-            encoder = encoder if encoder is not None else built[0]
-            decoder = decoder if decoder is not None else built[1]
+        # The decoder reads [z, one_hot(y)]: its input is m + C wide.
+        encoder, decoder = build_bodies(
+            config, encoder, decoder, self.likelihood.param_shape, decoder_input_dim=m + C
+        )
         self.encoder, self.decoder = encoder, decoder
         # The posterior head reads [features, one_hot(y)].
         self.posterior = POSTERIORS[config.posterior](self.encoder.out_features + C, m)

@@ -37,9 +37,9 @@ from torch.distributions import Distribution
 from vaekit.config import ConfigError, ModelConfig, setting
 from vaekit.distributions import PRIORS, DiagonalGaussian, build_likelihood
 from vaekit.models.base import ELBOTerms, LatentMoments, LikelihoodModel
-from vaekit.models.bodies import check_buildable
+from vaekit.models.bodies import check_buildable, init_setting
 from vaekit.models.registry import register_model
-from vaekit.networks import ACTIVATIONS, glorot_init_
+from vaekit.networks import ACTIVATIONS, initialise_
 
 # Draws used by latent_moments: the marginal q(z_l|x) of an upper layer is not Gaussian
 # (bottom-up), so its mean and covariance are Monte-Carlo estimates.
@@ -73,13 +73,7 @@ class HVAEConfig(ModelConfig):
         help="hierarchical VAE: bottom-up inference (Burda et al. 2015) or top-down (the "
         "Ladder VAE, Sønderby et al. 2016)",
     )
-    init: Literal["default", "glorot"] = setting(
-        "default",
-        help="hierarchical VAE: the Linear layers' initialisation: default (PyTorch's) or "
-        "glorot (Glorot & Bengio's uniform with the activation's gain, zero biases; Burda et "
-        "al.'s choice). With tanh, glorot lets the posterior depend on x from the first step, "
-        "which a KL warm-up needs",
-    )
+    init: Literal["default", "glorot"] = init_setting()
     prior: str = setting("standard-normal", help="p(z_L): standard-normal or vamp")
     num_pseudo_inputs: int = setting(
         500, help="K, the VampPrior's learned pseudo-inputs (prior vamp)"
@@ -191,8 +185,7 @@ class HierarchicalVAE(LikelihoodModel):
             nn.Linear(widths[0][0], out),
             nn.Unflatten(-1, self.likelihood.param_shape),
         )
-        if config.init == "glorot":
-            glorot_init_(self, gain=nn.init.calculate_gain("tanh" if act == "tanh" else "relu"))
+        initialise_(self, config.init, act)
         self.prior = PRIORS[config.prior](self, dims[-1])  # p(z_L); may use the model
 
     @property
