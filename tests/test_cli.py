@@ -91,6 +91,10 @@ def test_sample_writes_a_png(run_dir, tmp_path):
             "--data 'nope': not a registered dataset",
         ),
         (["train", "--out", "{tmp}/r", "--set", "optim.lrr=1"], "unknown field 'optim.lrr'"),
+        (
+            ["train", "--out", "{tmp}/r", "--model", "vqvae", "--init", "glorot"],
+            "--init: model 'vqvae' has no field 'init'",
+        ),
         (["train", "--out", "{tmp}/r", "--posterior", "cholesky"], "model.posterior must be one"),
         (["evaluate", "{tmp}/missing"], "no such model directory"),
         (["train", "--config", "{tmp}/none.toml", "--out", "{tmp}/r"], "config file not found"),

@@ -52,7 +52,7 @@ def test_every_config_field_has_help_and_a_flag_that_sets_it():
     assert config.schedule.patience == 2 and config.optim.ema_decay == 0.99
     assert config.data.image_size == [8, 8]
     # Nothing given: nothing overridden, so a --config file's values stand.
-    assert config_overrides(parser.parse_args([]), args.config_flags) == []
+    assert config_overrides(parser.parse_args([]), args.config_flags) == {}
 
 
 # The flag names the README documents and scripts use: they must keep their meaning.
@@ -120,7 +120,7 @@ def test_the_generator_walks_any_dataclasses_and_refuses_a_shared_flag():
     flags = add_config_flags(parser, {"toy": Toy})
     assert [f.flag for f in flags] == ["--width", "--toy-mode"]
     args = parser.parse_args(["--width", "5", "--toy-mode", "b"])
-    assert config_overrides(args, flags) == ["toy.width=5", 'toy.mode="b"']
+    assert config_overrides(args, flags) == {"toy.width=5": "--width", 'toy.mode="b"': "--toy-mode"}
     assert "how wide (default: 3)" in " ".join(parser.format_help().split())
     with pytest.raises(ValueError, match=r"toy2\.width and toy\.width would both be --width"):
         add_config_flags(argparse.ArgumentParser(), {"toy": Toy, "toy2": Toy})

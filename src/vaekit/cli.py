@@ -553,7 +553,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         config = run_config(args.resume)
     else:
         config = load_config(args.config) if args.config else Config()
-    config = apply_overrides(config, config_overrides(args, args.config_flags) + args.set)
+    flagged = config_overrides(args, args.config_flags)
+    config = apply_overrides(config, [*flagged, *args.set], given_as=flagged)
     # train() prints the progress and, at the end, a summary with every file it wrote.
     train(config, out=args.out, overwrite=args.overwrite, resume=args.resume)
 

@@ -109,13 +109,14 @@ def add_config_flags(
     return list(made.values())
 
 
-def config_overrides(args: argparse.Namespace, flags: Iterable[ConfigFlag]) -> list[str]:
-    """``section.field=value`` overrides (TOML values) for the flags given on the command line."""
-    out = []
+def config_overrides(args: argparse.Namespace, flags: Iterable[ConfigFlag]) -> dict[str, str]:
+    """``section.field=value`` overrides (TOML values) for the flags given on the command
+    line, each mapped to its flag (so an error can name what the user typed)."""
+    out = {}
     for flag in flags:
         value = getattr(args, flag.dest)
         if value is not None:
-            out.append(f"{flag.path}={json.dumps(value)}")
+            out[f"{flag.path}={json.dumps(value)}"] = flag.flag
     return out
 
 

@@ -14,6 +14,7 @@ import math
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -583,13 +584,17 @@ def _set() -> str:
     return spell("--set", "override")
 
 
-def apply_overrides(config: Config, overrides: list[str]) -> Config:
+def apply_overrides(
+    config: Config, overrides: list[str], given_as: Mapping[str, str] | None = None
+) -> Config:
     """Return a copy of ``config`` with ``section.field=value`` strings applied.
 
     Values are read as TOML (``3e-4``, ``true``, ``[512, 256]``, ``"text"``); ``null`` or
     ``none`` unsets an optional field; any other bare word that is not valid TOML is taken as
-    a string.
+    a string. ``given_as`` maps an override to the flag the user typed for it (``--init``),
+    which an error about it then names instead of the ``section.field=value`` form.
     """
+    given_as = given_as or {}
     data = config.to_dict()
     # A change of model kind first: the other model fields given then apply to the new
     # model's config (fields the new model does not have are dropped from the old one).
@@ -614,6 +619,11 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
         if name not in data[section]:
             allowed = ", ".join(data[section])
             which = f" of model {data['model'].get('kind')!r}" if section == "model" else ""
+            if item in given_as:  # a flag the chosen model has no field for
+                raise ConfigError(
+                    f"{given_as[item]}: model {data['model'].get('kind')!r} has no field "
+                    f"{name!r}; its fields: {allowed}"
+                )
             raise ConfigError(
                 f"{_set()} {item!r}: unknown field {key!r}{which}; allowed: {allowed}"
             )
