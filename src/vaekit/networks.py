@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import typing
+from typing import Literal
 
 import torch
 from torch import nn
@@ -27,7 +29,9 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-INITS = ("default", "glorot")
+# model.init's choices: one definition for the config fields, the flags and the check below.
+Init = Literal["default", "glorot"]
+INITS: tuple[str, ...] = typing.get_args(Init)
 
 
 def glorot_init_(module: nn.Module, gain: float) -> None:

@@ -1,18 +1,19 @@
-"""What the single-latent models (VAE, AE) share: their network fields, and building the
-encoder/decoder bodies from them (or taking the user's own)."""
+"""What the single-latent models (VAE, AE, conditional VAE) share: their network fields, and
+building the encoder/decoder bodies from them (or taking the user's own); and the
+``model.init`` field, which the hierarchical VAE shares too."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from torch import nn
 
 from vaekit.config import ConfigError, ModelConfig, setting
-from vaekit.networks import build_networks, default_network, initialise_
+from vaekit.networks import Init, build_networks, default_network, initialise_
 
 
-def init_setting() -> Literal["default", "glorot"]:
+def init_setting() -> Any:
     """The ``model.init`` field, one definition for every model that has it."""
     return setting(
         "default",
@@ -39,7 +40,7 @@ class BodyConfig(ModelConfig):
     activation: Literal["relu", "elu", "gelu", "tanh", "silu"] = setting(
         "relu", help="the hidden layers' nonlinearity"
     )
-    init: Literal["default", "glorot"] = init_setting()
+    init: Init = init_setting()
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -39,7 +39,7 @@ from vaekit.distributions import PRIORS, DiagonalGaussian, build_likelihood
 from vaekit.models.base import ELBOTerms, LatentMoments, LikelihoodModel
 from vaekit.models.bodies import check_buildable, init_setting
 from vaekit.models.registry import register_model
-from vaekit.networks import ACTIVATIONS, initialise_
+from vaekit.networks import ACTIVATIONS, Init, initialise_
 
 # Draws used by latent_moments: the marginal q(z_l|x) of an upper layer is not Gaussian
 # (bottom-up), so its mean and covariance are Monte-Carlo estimates.
@@ -73,7 +73,7 @@ class HVAEConfig(ModelConfig):
         help="hierarchical VAE: bottom-up inference (Burda et al. 2015) or top-down (the "
         "Ladder VAE, Sønderby et al. 2016)",
     )
-    init: Literal["default", "glorot"] = init_setting()
+    init: Init = init_setting()
     prior: str = setting("standard-normal", help="p(z_L): standard-normal or vamp")
     num_pseudo_inputs: int = setting(
         500, help="K, the VampPrior's learned pseudo-inputs (prior vamp)"
