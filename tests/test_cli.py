@@ -95,7 +95,12 @@ def test_sample_writes_a_png(run_dir, tmp_path):
             ["train", "--out", "{tmp}/r", "--model", "vqvae", "--init", "glorot"],
             "--init: model 'vqvae' has no field 'init'",
         ),
-        (["train", "--out", "{tmp}/r", "--posterior", "cholesky"], "model.posterior must be one"),
+        (
+            ["train", "--out", "{tmp}/r", "--posterior", "cholesky"],
+            "--posterior: model.posterior must be one",
+        ),
+        (["train", "--out", "{tmp}/r", "--lr", "-1"], "--lr: optim.lr must be > 0"),
+        (["train", "--out", "{tmp}/r", "--set", "optim.lr=0"], "error: optim.lr must be > 0"),
         (["evaluate", "{tmp}/missing"], "no such model directory"),
         (["train", "--config", "{tmp}/none.toml", "--out", "{tmp}/r"], "config file not found"),
     ],

@@ -592,7 +592,7 @@ def apply_overrides(
     Values are read as TOML (``3e-4``, ``true``, ``[512, 256]``, ``"text"``); ``null`` or
     ``none`` unsets an optional field; any other bare word that is not valid TOML is taken as
     a string. ``given_as`` maps an override to the flag the user typed for it (``--init``),
-    which an error about it then names instead of the ``section.field=value`` form.
+    which an error about it (a field the model lacks, a value validation refuses) then names.
     """
     given_as = given_as or {}
     data = config.to_dict()
@@ -631,7 +631,16 @@ def apply_overrides(
             data["model"] = retarget_model_dict(data["model"], value)
         else:
             data[section][name] = value
-    return Config.from_dict(data)
+    try:
+        return Config.from_dict(data)
+    except ConfigError as exc:
+        # A value refused by validation ("model.latent_dim must be >= 1") is named by the
+        # flag the user typed, so the message points at their own command line.
+        message = str(exc)
+        for item, flag in given_as.items():
+            if message.startswith(item.partition("=")[0].strip() + " "):
+                raise ConfigError(f"{flag}: {message}") from None
+        raise
 
 
 def dump_toml(config: Config) -> str:
