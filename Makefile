@@ -23,7 +23,9 @@ test: $(BIN)/vaekit
 	-bash scripts/ensure-chromium.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest -q
+	# Two worker processes, each test file on one of them (module fixtures are built once):
+	# the tests hold torch to one thread, so two cores run two files at a time.
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 format: $(BIN)/vaekit
 	$(BIN)/ruff format .

@@ -3,6 +3,9 @@ posterior, every importance weight equals log p(x|y) (no Monte-Carlo error at al
 
 from __future__ import annotations
 
+import csv
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -86,6 +89,24 @@ def test_every_importance_weight_is_the_exact_log_px_given_y(prior):
     assert not torch.allclose(other, exact, atol=1e-3)
 
 
+def test_scores_are_the_exact_class_marginal_or_the_given_label_density():
+    from vaekit.score import importance_scores
+
+    model, means, covs = linear_cvae("conditional")
+    y = torch.tensor([0, 1, 2, 2, 1])
+    x = MultivariateNormal(means[y], covs[y]).sample()
+    per_class = MultivariateNormal(means, covs).log_prob(x[:, None, :])  # log p(x|y), [5, C]
+    marginal = importance_scores(model, x, num_samples=4, batch_size=2, chunk_size=3)
+    # Every weight is exact, so p(x) = (1/C) sum_y p(x|y) is too, with no Monte-Carlo error.
+    exact = torch.logsumexp(per_class, dim=1) - torch.log(torch.tensor(float(C)))
+    assert torch.allclose(marginal.log_px, exact, atol=1e-9)
+    assert torch.allclose(marginal.stderr, torch.zeros(5), atol=1e-6)
+    assert torch.allclose(marginal.elbo, per_class.mean(dim=1), atol=1e-9)  # a bound below
+    assert torch.equal(marginal.most_likely_class, per_class.argmax(dim=1))
+    given = importance_scores(model, x, num_samples=4, batch_size=2, chunk_size=3, y=y)
+    assert torch.allclose(given.log_px, per_class[torch.arange(5), y], atol=1e-9)
+
+
 def test_labels_are_required_and_checked():
     model, _, _ = linear_cvae("standard-normal")
     x = torch.randn(2, D)
@@ -130,3 +151,46 @@ def test_train_evaluate_and_sample_a_class_from_the_cli(tmp_path, capsys):
         ["evaluate", str(run), "--num-samples", "5", "--max-examples", "20", "--no-fcd"]
     ) == 0  # fmt: skip
     assert "-log p(x|y)" in capsys.readouterr().out
+    # Decoding codes needs the class: E[x|z,y] differs between classes for the same z.
+    np.save(tmp_path / "z.npy", np.zeros((4, 2)))
+    decode = ["decode", str(run), str(tmp_path / "z.npy"), "-o"]
+    assert vaekit.cli.main([*decode, str(tmp_path / "d.npy")]) == 2
+    assert "decodes a class: give --label Y (0..9)" in capsys.readouterr().err
+    assert vaekit.cli.main([*decode, str(tmp_path / "d.npy"), "--label", "10"]) == 2
+    assert "--label 10: the model has classes 0..9" in capsys.readouterr().err
+    assert not (tmp_path / "d.npy").exists()
+    for label in ("3", "5"):
+        assert vaekit.cli.main([*decode, str(tmp_path / f"d{label}.npy"), "--label", label]) == 0
+    three, five = np.load(tmp_path / "d3.npy"), np.load(tmp_path / "d5.npy")
+    assert three.shape == (4, 1, 8, 8) and not np.allclose(three, five)
+    capsys.readouterr()
+    # Scores of new data: the class-marginal density without labels, p(x|y) with them.
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    np.save(tmp_path / "x.npy", digits.images[:12])
+    np.savez(tmp_path / "xy.npz", x=digits.images[:12], labels=digits.target[:12])
+    out = tmp_path / "scores.csv"
+    argv = ["score", str(run), "--num-samples", "4", "-o", str(out)]
+    assert vaekit.cli.main([*argv, "--data", str(tmp_path / "x.npy")]) == 0
+    printed = capsys.readouterr().out
+    assert "log p(x) = log (1/C) sum_y p(x|y)" in printed and "C = 10" in printed
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 12 and all(0 <= int(r["most_likely_class"]) < 10 for r in rows)
+    marginal = np.array([float(r["nll_nats"]) for r in rows])
+    assert vaekit.cli.main([*argv, "--data", str(tmp_path / "xy.npz")]) == 0
+    assert "log p(x|y) with the data's labels" in capsys.readouterr().out
+    rows = list(csv.DictReader(out.open()))
+    assert "most_likely_class" not in rows[0]
+    assert np.isfinite([float(r["nll_nats"]) for r in rows]).all() and np.isfinite(marginal).all()
+    # Labels that are no classes of the model: one line naming the file, nothing written.
+    out.unlink()
+    for labels, message in [
+        ([0.5] * 12, "class labels must be integers"),
+        ([np.nan] * 12, "class labels must be integers"),
+        ([0] * 11 + [12], "row 12 has class label 12; the model has classes 0..9"),
+    ]:
+        np.savez(tmp_path / "bad.npz", x=digits.images[:12], labels=np.array(labels))
+        assert vaekit.cli.main([*argv, "--data", str(tmp_path / "bad.npz")]) == 2
+        err = capsys.readouterr().err
+        assert "bad.npz" in err and message in err and not out.exists()

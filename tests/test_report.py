@@ -220,6 +220,12 @@ def test_encode_decode_errors(run, tmp_path, capsys):
     assert main(["encode", str(run), str(tmp_path / "bad.npy"), "-o", str(tmp_path / "o.npy")]) == 2
     assert "bad.npy" in capsys.readouterr().err
     assert main(["encode", str(run), str(tmp_path / "missing.npy"), "-o", "o.npy"]) == 2
+    capsys.readouterr()
+    np.save(tmp_path / "z.npy", np.zeros((3, 2)))
+    argv = ["decode", str(run), str(tmp_path / "z.npy"), "-o", str(tmp_path / "o.npy")]
+    assert main([*argv, "--label", "1"]) == 2  # a class for a model without classes
+    assert "--label: model 'vae' is not conditioned on labels" in capsys.readouterr().err
+    assert not (tmp_path / "o.npy").exists()
 
 
 def test_report_command_reuses_matching_eval_json(run, tmp_path, capsys):

@@ -46,32 +46,59 @@ def test_auroc_and_auprc_match_sklearn(seed):
 
 
 class FixedWeights(torch.nn.Module):
-    """A stand-in model whose log-weights are a fixed [K, B] table, served chunk by chunk."""
+    """A stand-in model whose log-weights are a fixed [K, B] table, served chunk by chunk;
+    with a [C, K, B] table, a conditional model of C classes (class y's table for label y)."""
 
     def __init__(self, log_w: torch.Tensor) -> None:
         super().__init__()
-        self.log_w, self.served = log_w, 0
+        self.log_w, self.served = log_w, {}
+        self.takes_labels = log_w.dim() == 3
+        self.num_classes = log_w.shape[0] if self.takes_labels else None
 
     def held_fixed(self):
         return contextlib.nullcontext()
 
-    def proposal(self, x):
+    def proposal(self, x, y=None):
         return None
 
-    def log_weights_given(self, proposal, x, num_samples):
-        out = self.log_w[self.served : self.served + num_samples, : x.shape[0]]
-        self.served += num_samples
-        return out
+    def log_weights_given(self, proposal, x, num_samples, y=None):
+        c = None if y is None else int(y[0])  # one class per call, as scoring asks
+        table = self.log_w if c is None else self.log_w[c]
+        k0 = self.served.get(c, 0)
+        self.served[c] = k0 + num_samples
+        return table[k0 : k0 + num_samples, : x.shape[0]]
 
 
 def test_stderr_is_the_delta_method_of_log_mean_w():
     log_w = torch.randn(50, 3, generator=torch.Generator().manual_seed(0)) * 2 - 300.0
-    log_px, stderr, elbo = importance_scores(FixedWeights(log_w), torch.zeros(3, 1), 50, 3, 7)
+    scores = importance_scores(FixedWeights(log_w), torch.zeros(3, 1), 50, 3, 7)
     w = np.exp(log_w.numpy() + 300.0)  # shifted: the ratio sd(w) / mean(w) is unchanged
-    np.testing.assert_allclose(log_px.numpy(), np.log(w.mean(0)) - 300.0, rtol=1e-12)
+    np.testing.assert_allclose(scores.log_px.numpy(), np.log(w.mean(0)) - 300.0, rtol=1e-12)
     expected = w.std(0, ddof=1) / (math.sqrt(50) * w.mean(0))
-    np.testing.assert_allclose(stderr.numpy(), expected, rtol=1e-10)
-    np.testing.assert_allclose(elbo.numpy(), log_w.mean(0).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(scores.stderr.numpy(), expected, rtol=1e-10)
+    np.testing.assert_allclose(scores.elbo.numpy(), log_w.mean(0).numpy(), rtol=1e-12)
+    assert scores.most_likely_class is None
+
+
+def test_the_class_marginal_is_stratified_over_the_classes():
+    # 3 classes, 40 draws each, 2 examples: p_hat(x) = (1/C) sum_y mean_k w_yk, whose
+    # variance is sum_y var_y(w) / (K C^2); the ELBO is the mean of all C K log-weights.
+    log_w = torch.randn(3, 40, 2, generator=torch.Generator().manual_seed(1)) - 200.0
+    log_w[1] += 2.0  # class 1 explains both examples best
+    scores = importance_scores(FixedWeights(log_w), torch.zeros(2, 1), 40, 2, 15)
+    w = np.exp(log_w.numpy() + 200.0)
+    mean = w.mean(axis=(0, 1))
+    np.testing.assert_allclose(scores.log_px.numpy(), np.log(mean) - 200.0, rtol=1e-12)
+    variance = (w.var(axis=1, ddof=1) / 40).sum(axis=0) / 9
+    np.testing.assert_allclose(scores.stderr.numpy(), np.sqrt(variance) / mean, rtol=1e-10)
+    np.testing.assert_allclose(scores.elbo.numpy(), log_w.mean((0, 1)).numpy(), rtol=1e-12)
+    assert scores.most_likely_class.tolist() == [1, 1]
+    # Given the labels, each example's own class only: log p(x|y).
+    given = importance_scores(
+        FixedWeights(log_w), torch.zeros(2, 1), 40, 2, 15, torch.tensor([2, 2])
+    )
+    np.testing.assert_allclose(given.log_px.numpy(), np.log(w[2].mean(0)) - 200.0, rtol=1e-12)
+    assert given.most_likely_class is None
 
 
 def _standardised_linear_gaussian(tmp_path, posterior):

@@ -353,13 +353,14 @@ def test_the_wall_clock_budget_ends_the_run_with_its_outputs(tmp_path):
     assert result.stop_reason == "budget" and result.history[-1]["step"] == 4
 
 
-def test_the_wall_clock_budget_keeps_room_for_the_closing_validation(tmp_path, monkeypatch):
+def use_fake_clock(monkeypatch) -> None:
+    """A fake clock for the engine: every step takes 1 s and every validation 2 s; nothing
+    else takes time."""
     import types
 
     from vaekit.training import loop, state
     from vaekit.training.validation import Validation
 
-    # A fake clock: every step takes 1 s and every validation 2 s; nothing else takes time.
     clock = [0.0]
     fake_time = types.SimpleNamespace(perf_counter=lambda: clock[0], monotonic=lambda: clock[0])
     monkeypatch.setattr(loop, "time", fake_time)
@@ -376,6 +377,10 @@ def test_the_wall_clock_budget_keeps_room_for_the_closing_validation(tmp_path, m
 
     monkeypatch.setattr(loop.Trainer, "_step", timed_step)
     monkeypatch.setattr(Validation, "__call__", timed_validation)
+
+
+def test_the_wall_clock_budget_keeps_room_for_the_closing_validation(tmp_path, monkeypatch):
+    use_fake_clock(monkeypatch)
     run = tmp_path / "run"
     # 11 steps an epoch: epochs end at 11 + 2 = 13 s and 26 s; in the third, step 2 leaves
     # 2 s, the last validation's length, so the run stops there and validates until 30 s.
@@ -389,6 +394,31 @@ def test_the_wall_clock_budget_keeps_room_for_the_closing_validation(tmp_path, m
     # Resumed, it has no room for another epoch end: nothing left to train.
     lines = []
     assert train(resume=run, log=lines.append).stop_reason == "finished"
+
+
+@pytest.mark.parametrize(
+    "settings,warned",
+    [
+        (["schedule.name=cosine", "train.max_steps=1000", "train.max_minutes=0.5"], True),
+        (["schedule.name=cosine", "train.max_steps=30", "train.max_minutes=1"], False),
+        (["schedule.name=constant", "train.max_steps=1000", "train.max_minutes=0.5"], False),
+    ],
+)
+def test_a_time_budget_too_short_for_the_cosine_schedule_is_said(
+    tmp_path, monkeypatch, settings, warned
+):
+    use_fake_clock(monkeypatch)
+    lines = []
+    train(tiny(*settings, "train.report=false"), out=tmp_path / "run", log=lines.append)
+    warnings = [line for line in lines if "before the cosine schedule ends" in line]
+    if not warned:  # 30 steps need about 36 s of the 60: the schedule ends in time
+        assert warnings == []
+        return
+    # Said once, at the second epoch's end (26 s, 22 steps): 11 steps in 13 s, so the 978
+    # steps left need 1,156 s more, about 20 minutes; the 4 s left hold 3 more steps.
+    assert len(warnings) == 1
+    assert "needs about 20 minutes" in warnings[0] and "near step 25" in warnings[0]
+    assert "train.max_steps" in warnings[0] and "train.max_minutes 0.5" in warnings[0]
 
 
 @pytest.mark.parametrize("ema", [None, 0.9])

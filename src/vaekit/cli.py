@@ -316,6 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-o", "--output", type=Path, required=True, help=".csv, .parquet, .npy or a new folder"
     )
+    p.add_argument(
+        "--label",
+        type=int,
+        help="the class to decode for a conditional model (--model cvae), which needs one: "
+        "E[x|z,y] for every code (default: none; a model without classes takes none)",
+    )
 
     p = commands.add_parser(
         "score",
@@ -324,7 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
         "of the data as given (nats) with its Monte-Carlo standard error, -ELBO, the squared "
         "reconstruction error in the data's units, and the chosen remedy's score; higher = "
         "more out-of-distribution. With labels (an 'ood' column or .npz array of 0/1, or "
-        "image sub-folders in/ and out/) it reports AUROC and AUPRC of every score.",
+        "image sub-folders in/ and out/) it reports AUROC and AUPRC of every score. A "
+        "conditional model (--model cvae) scores -log p(x|y) where the data bring class labels, "
+        "else the class-marginal -log p(x) = -log (1/C) sum_y p(x|y) (C times the draws).",
     )
     p.add_argument("run", type=Path, help="run or model directory")
     p.add_argument(
@@ -730,7 +738,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
 def cmd_decode(args: argparse.Namespace) -> None:
     from vaekit.codes import decode_array
 
-    print(f"wrote {decode_array(args.run, args.input, args.output)}")
+    print(f"wrote {decode_array(args.run, args.input, args.output, label=args.label)}")
 
 
 def cmd_score(args: argparse.Namespace) -> None:

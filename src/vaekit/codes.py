@@ -36,6 +36,7 @@ from vaekit.data.new_data import (
     write_npy,
     write_table,
 )
+from vaekit.spelling import arg, spell
 
 
 def _write_codes(path: str | Path, codes: torch.Tensor) -> Path:
@@ -71,6 +72,13 @@ def labels_for(model, new: NewData) -> torch.Tensor | None:
         raise DataError(
             f"{new.path}: model {model.name!r} is conditioned on class labels, and this data "
             f"has none ({where})"
+        )
+    outside = ((new.labels < 0) | (new.labels >= model.num_classes)).nonzero()
+    if len(outside):
+        i = int(outside[0, 0])
+        raise DataError(
+            f"{new.path}: row {i + 1} has class label {int(new.labels[i])}; the model has "
+            f"classes 0..{model.num_classes - 1}"
         )
     return new.labels
 
@@ -148,16 +156,34 @@ def encode_array(
 
 @torch.no_grad()
 def decode_array(
-    run: str | Path, input_path: str | Path, output_path: str | Path, batch_size: int = 1000
+    run: str | Path,
+    input_path: str | Path,
+    output_path: str | Path,
+    batch_size: int = 1000,
+    label: int | None = None,
 ) -> Path:
     """Write E[x|z] in the data's units for codes ``[N, m]`` read from ``input_path``
-    (``.npy`` or a table); the output's suffix picks the format (see :func:`write_data`)."""
+    (``.npy`` or a table); the output's suffix picks the format (see :func:`write_data`).
+    A conditional model decodes E[x|z,y] for the class ``label``, which it needs."""
     model = load(run)
     if not model.has_continuous_latent:
         raise ValueError(f"{run}: model {model.name!r} has no continuous code to decode")
+    if model.takes_labels and label is None:
+        raise ValueError(
+            f"{run}: model {model.name!r} decodes a class: give {spell('--label Y', 'label=Y')} "
+            f"(0..{model.num_classes - 1})"
+        )
+    if label is not None:
+        if not model.takes_labels:
+            raise ValueError(f"{arg('label')}: model {model.name!r} is not conditioned on labels")
+        if not 0 <= label < model.num_classes:
+            raise ValueError(
+                f"{arg('label', label)}: the model has classes 0..{model.num_classes - 1}"
+            )
     codes = read_codes(input_path, model.latent_dim)
     z = torch.from_numpy(np.ascontiguousarray(codes)).to(next(model.parameters()).dtype)
-    (mean,) = _batched(lambda zb, _: (model.decode_mean(zb),), z, batch_size)
+    y = None if label is None else torch.full((z.shape[0],), label, dtype=torch.long)
+    (mean,) = _batched(lambda zb, yb: (model.decode_mean(zb, y=yb),), z, batch_size, y)
     info = model.data_info or {"shape": list(model.data_shape)}
     return write_data(output_path, run_transform(info).to_data(mean), info)
 

@@ -350,7 +350,8 @@ class TrainConfig:
         "included: the run stops early enough for its closing validation, timed by the last "
         "one), or at the step budget if that comes first. "
         "The learning-rate schedule is laid out over the step budget, so size --max-steps to "
-        "end near the time when the schedule should end with it",
+        "end near the time when the schedule should end with it (from the second epoch on, "
+        "training warns once if its pace says the time will stop a cosine schedule early)",
         shown_default="none: no time limit",
     )
     snapshot_minutes: float | None = setting(

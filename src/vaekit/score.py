@@ -29,6 +29,10 @@ change of variables added, as in :mod:`vaekit.evaluate`):
     data (the run's validation split, or ``reference=PATH``): both too likely and too
     unlikely examples are atypical.
 
+A conditional model scores log p(x|y) where the data bring class labels, and the
+class-marginal log p(x) = log (1/C) sum_y p(x|y) where they do not (see
+:func:`importance_scores`).
+
 Labels (an ``ood`` column of 0/1 in a table, an ``ood`` array in a ``.npz``, or class
 sub-folders ``in``/``out`` or named by ``ood_classes``) give the AUROC and the AUPRC of each
 score, out-of-distribution as the positive class (:func:`auroc`, :func:`auprc`).
@@ -40,7 +44,7 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -59,6 +63,7 @@ COLUMN_UNITS = {
     "complexity_bits": "PNG-compressed length of the image (zlib level 9), bits",
     "complexity_corrected_bits": "-log2 p(v) - complexity_bits (Serra et al. 2020), bits",
     "typicality_nats": "|nll_nats - mean nll of in-distribution reference data|, nats",
+    "most_likely_class": "argmax_y p(x|y): the class a conditional model finds likeliest",
 }
 
 
@@ -112,32 +117,76 @@ def auprc(scores: np.ndarray, labels: np.ndarray) -> float:
 # --- per-example scores ---------------------------------------------------------------------
 
 
+class ImportanceScores(NamedTuple):
+    """Per-example results of :func:`importance_scores`, each ``[N]`` (float64 nats of the
+    model's space, or class indices)."""
+
+    log_px: torch.Tensor  # log p_hat(x): log of the mean importance weight
+    stderr: torch.Tensor  # its delta-method standard error
+    elbo: torch.Tensor  # the mean log-weight: an ELBO estimate
+    most_likely_class: torch.Tensor | None  # argmax_y p_hat(x|y): the class-marginal only
+
+
 @torch.no_grad()
 def importance_scores(
-    model: Model, x: torch.Tensor, num_samples: int, batch_size: int, chunk_size: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    model: Model,
+    x: torch.Tensor,
+    num_samples: int,
+    batch_size: int,
+    chunk_size: int,
+    y: torch.Tensor | None = None,
+) -> ImportanceScores:
     """Per example of model inputs ``x [N, ...]``: log p_hat(x) = log mean_k w_k, its
     delta-method standard error sd(w)/(sqrt(K) mean w), and mean_k log w_k (an ELBO
-    estimate), each ``[N]`` in nats of the model's space (float64)."""
+    estimate), each ``[N]`` in nats of the model's space (float64).
+
+    A conditional model (``takes_labels``) given labels ``y [N]`` scores log p(x|y). Without
+    them it scores the class-marginal log p(x) = log (1/C) sum_y p(x|y), with p(y) uniform
+    over its C classes (the model does not learn p(y)): K draws from q(z|x,y) for each class,
+    log p_hat(x) the log of the mean of all C K weights (the importance estimate under the
+    proposal q(y,z|x) = q(z|x,y)/C, stratified over y), its standard error
+    sqrt(sum_y var_y(w)/K) / (C mean w), and the mean log-weight a bound on log p(x) under
+    that proposal. ``most_likely_class`` is then argmax_y p_hat(x|y).
+    """
     if num_samples < 2:
         raise ValueError("--num-samples must be at least 2 for a standard error")
-    log_px, stderr, elbo = [], [], []
+    marginal = model.takes_labels and y is None
+    log_px, stderr, elbo, best = [], [], [], []
     for start in range(0, x.shape[0], batch_size):
         xb = x[start : start + batch_size]
-        chunks = []
+        if marginal:
+            labels = [
+                torch.full((xb.shape[0],), c, dtype=torch.long) for c in range(model.num_classes)
+            ]
+        else:
+            labels = [None if y is None else y[start : start + batch_size]]
+        per_class = []
         with model.held_fixed():
-            proposal = model.proposal(xb)  # the encoder runs once per example
-            for k0 in range(0, num_samples, chunk_size):
-                k = min(chunk_size, num_samples - k0)
-                chunks.append(model.log_weights_given(proposal, xb, k).double())
-        log_w = torch.cat(chunks)  # [K, B]
-        log_mean = torch.logsumexp(log_w, dim=0) - math.log(num_samples)  # [B]
-        ratio = torch.exp(log_w - log_mean)  # w_k / mean w, [K, B]; mean over k is 1
-        sd = ((ratio - 1.0).square().sum(dim=0) / (num_samples - 1)).sqrt()
+            for yb in labels:
+                yb = None if yb is None else yb.to(xb.device)
+                proposal = model.proposal(xb, y=yb)  # the encoder runs once per example
+                chunks = []
+                for k0 in range(0, num_samples, chunk_size):
+                    k = min(chunk_size, num_samples - k0)
+                    chunks.append(model.log_weights_given(proposal, xb, k, y=yb).double())
+                per_class.append(torch.cat(chunks))  # [K, B]
+        log_w = torch.stack(per_class).cpu()  # [C, K, B], C = 1 unless marginal
+        classes = log_w.shape[0]
+        log_mean = torch.logsumexp(log_w.flatten(0, 1), dim=0) - math.log(classes * num_samples)
+        ratio = torch.exp(log_w - log_mean)  # w / mean w, [C, K, B]; its overall mean is 1
+        variance = (ratio - ratio.mean(dim=1, keepdim=True)).square().sum(dim=1)
+        variance = variance / (num_samples - 1)  # of each class's weights, [C, B]
         log_px.append(log_mean)
-        stderr.append(sd / math.sqrt(num_samples))
-        elbo.append(log_w.mean(dim=0))
-    return torch.cat(log_px), torch.cat(stderr), torch.cat(elbo)
+        stderr.append(variance.sum(dim=0).sqrt() / (math.sqrt(num_samples) * classes))
+        elbo.append(log_w.mean(dim=(0, 1)))
+        if marginal:
+            best.append(torch.logsumexp(log_w, dim=1).argmax(dim=0))
+    return ImportanceScores(
+        torch.cat(log_px),
+        torch.cat(stderr),
+        torch.cat(elbo),
+        torch.cat(best) if marginal else None,
+    )
 
 
 def png_bits(images: np.ndarray) -> np.ndarray:
@@ -168,19 +217,23 @@ def _complexity(new: NewData, data_info: dict[str, Any], x: torch.Tensor) -> np.
     return png_bits(new.x.numpy().astype(np.uint8))
 
 
-def _nll(model, new: NewData, num_samples, batch_size, chunk, seed) -> torch.Tensor:
-    from vaekit.codes import model_inputs
+def _nll(model, new: NewData, num_samples, batch_size, chunk, seed, by_label) -> torch.Tensor:
+    """-log p(v) of the data as given, [N] nats; ``by_label``: a conditional model's
+    log p(v|y) with the data's labels, not the class-marginal."""
+    from vaekit.codes import labels_for, model_inputs
 
     torch.manual_seed(seed)
     x = model_inputs(model, new, seed)
-    log_px, _, _ = importance_scores(model, x, num_samples, batch_size, chunk)
+    y = labels_for(model, new) if by_label else None
+    log_px = importance_scores(model, x, num_samples, batch_size, chunk, y).log_px
     return -log_px + run_transform(model.data_info).log_data_scale(model.data_shape)
 
 
 def _reference_entropy(
-    run, model, reference, num_samples, batch_size, chunk, seed, max_examples, trust_scale
+    run, model, reference, num_samples, batch_size, chunk, seed, max_examples, trust_scale, by_label
 ) -> tuple[float, str]:
-    """H: the mean nll (data as given) of in-distribution reference data, and its source."""
+    """H: the mean nll (data as given) of in-distribution reference data, and its source;
+    ``by_label`` as for the scores, so that H is of the same density."""
     if reference is not None:
         ref = read_new_data(reference, model.data_info, trust_scale=trust_scale)
         where = str(reference)
@@ -192,10 +245,12 @@ def _reference_entropy(
             raise ValueError("--remedy typicality on a model object needs reference=PATH")
         _, dataset = load_run(run)
         split = "val" if len(dataset.val) else "test"
-        x = dataset.split(split).x[:max_examples].double()
-        ref = _New(Path(dataset.name), x, "array", ".npy", ())
+        part = dataset.split(split)
+        x = part.x[:max_examples].double()
+        y = None if part.y is None else part.y[:max_examples]
+        ref = _New(Path(dataset.name), x, "array", ".npy", (), labels=y)
         where = f"{dataset.name} ({'validation' if split == 'val' else 'test'} split)"
-    nll = _nll(model, ref, num_samples, batch_size, chunk, seed)[:max_examples]
+    nll = _nll(model, ref, num_samples, batch_size, chunk, seed, by_label)[:max_examples]
     return float(nll.mean()), f"{where}, {nll.numel()} examples"
 
 
@@ -217,7 +272,7 @@ def score_data(
     """Per-example scores (column name -> ``[N]`` array) and a summary (counts, space,
     units, AUROC/AUPRC per score where labels exist). ``run``: a run or model directory, or
     a loaded model (with its ``data_info``). See the module doc."""
-    from vaekit.codes import model_inputs
+    from vaekit.codes import labels_for, model_inputs
     from vaekit.evaluate import choose_chunk_size
 
     if remedy not in REMEDIES:
@@ -227,8 +282,6 @@ def score_data(
         raise ValueError(
             f"{run}: score needs a model with a likelihood p(x); {model.name!r} has none"
         )
-    if model.takes_labels:  # log p(x|y) needs each example's label, which new data lacks
-        raise ValueError(f"{run}: score does not take conditional models ({model.name!r})")
     new = read_new_data(
         data,
         model.data_info,
@@ -246,9 +299,19 @@ def score_data(
     chunk = choose_chunk_size(model, batch_size, num_samples, memory_budget_mb)
     torch.manual_seed(seed)
     x = model_inputs(model, new, seed)
-    log_px, stderr, elbo = importance_scores(model, x, num_samples, batch_size, chunk)
+    # A conditional model: log p(x|y) where the data bring labels, else the class-marginal.
+    by_label = model.takes_labels and new.labels is not None
+    y = labels_for(model, new) if by_label else None
+    log_px, stderr, elbo, best = importance_scores(model, x, num_samples, batch_size, chunk, y)
+    recon_y = y if y is not None else best  # the class-marginal reconstructs its likeliest class
     recon = torch.cat(
-        [model.reconstruct(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        [
+            model.reconstruct(
+                x[i : i + batch_size],
+                y=None if recon_y is None else recon_y[i : i + batch_size].to(x.device),
+            )
+            for i in range(0, len(x), batch_size)
+        ]
     )
     v_hat = transform.to_data(recon.double())
     sq_error = (new.x.double() - v_hat).square().flatten(1).sum(dim=1)
@@ -265,6 +328,15 @@ def score_data(
         "space": transform.data_space(),
         "remedy": remedy,
     }
+    if model.takes_labels:
+        summary["density"] = (
+            "log p(x|y) with the data's labels"
+            if by_label
+            else f"log p(x) = log (1/C) sum_y p(x|y), p(y) uniform over the model's "
+            f"C = {model.num_classes} classes"
+        )
+    if best is not None:
+        columns["most_likely_class"] = best.numpy()
     if remedy == "complexity":
         bits = _complexity(new, info, x)
         columns["complexity_bits"] = bits
@@ -280,6 +352,7 @@ def score_data(
             seed,
             reference_max_examples,
             trust_scale,
+            by_label,
         )
         columns["typicality_nats"] = np.abs(columns["nll_nats"] - h)
         summary["typicality_reference"] = {"mean_nll_nats": h, "data": where}
@@ -292,7 +365,7 @@ def score_data(
             summary["metrics"] = {
                 name: {"auroc": auroc(values, labels), "auprc": auprc(values, labels)}
                 for name, values in columns.items()
-                if name not in ("nll_stderr_nats", "complexity_bits")
+                if name not in ("nll_stderr_nats", "complexity_bits", "most_likely_class")
             }
         columns = {"ood": labels, **columns}
     if new.names is not None:
@@ -334,9 +407,15 @@ def score_headline(summary: dict[str, Any]) -> list[str]:
         f"scored {summary['num_examples']} examples of {summary['data']} with K = "
         f"{summary['num_samples']} importance samples each; wrote {summary['output']}",
         f"likelihood figures are of {summary['space']}",
-        "columns (higher = more out-of-distribution):",
     ]
-    lines += [f"  {name:<26} {unit}" for name, unit in summary["units"].items()]
+    if "density" in summary:  # a conditional model: which density the figures are
+        lines.append(f"the density scored: {summary['density']}")
+    units = dict(summary["units"])
+    label = units.pop("most_likely_class", None)  # a class, not an anomaly score
+    lines.append("columns (higher = more out-of-distribution):")
+    lines += [f"  {name:<26} {unit}" for name, unit in units.items()]
+    if label is not None:
+        lines.append(f"  {'most_likely_class':<26} {label} (not a score)")
     reference = summary.get("typicality_reference")
     if reference:
         lines.append(

@@ -326,7 +326,13 @@ def read_new_data(
         raise DataError(f"{path}: {len(ood)} labels for {x.shape[0]} rows")
     labels = extra.get("labels")
     if labels is not None:
-        labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+        labels = np.asarray(labels).reshape(-1)  # [N]: each reader checked the length
+        numeric = labels.dtype.kind in "iub" or (
+            labels.dtype.kind == "f" and np.isfinite(labels).all()
+        )
+        if not numeric or (labels.size and (labels != np.round(labels)).any()):
+            raise DataError(f"{path}: class labels must be integers, got dtype {labels.dtype}")
+        labels = torch.tensor(labels.astype(np.int64))  # a copy: the file's array may be read-only
     return NewData(
         path=path,
         x=torch.from_numpy(np.ascontiguousarray(x)),

@@ -16,7 +16,8 @@ from vaekit.interrupt import InterruptFlag, signal_after_step
 from vaekit.models import build_model
 from vaekit.objectives import NegativeELBO, build_objective
 from vaekit.precision import restore_precision, setup_precision
-from vaekit.schedules import build_schedule, kl_weight
+from vaekit.schedules import CosineSchedule, build_schedule, kl_weight
+from vaekit.spelling import spell
 from vaekit.training.data_setup import batches_per_epoch, training_data
 from vaekit.training.device import setup_device
 from vaekit.training.records import Records
@@ -61,6 +62,9 @@ class Trainer(Checkpoints, Records):
         self.interval_seconds = 0.0  # training time of the current log interval, past epochs
         self.sigint, self.stop_requested, self.checkpoint_due = InterruptFlag(), False, False
         self.out_of_time, self.next_snapshot = False, None  # the wall-clock budget; snapshots
+        # Epochs this process has ended, and whether the time budget was found too short for
+        # the cosine schedule (said once).
+        self.process_epochs, self.schedule_outlasts_time = 0, False
         self.last_checkpoint_time, self.checkpoint_step = time.monotonic(), None
         self._open_run(out, overwrite, resume)  # a new run directory, or the resumed run's
         # A finished run resumed with the same budget: say so, write nothing (run()).
@@ -114,6 +118,7 @@ class Trainer(Checkpoints, Records):
             batches = train_split.epoch_batches(tc.batch_size, order, start=state.batch)
             self.model.train()
             self.timer = self.epoch_timer = time.perf_counter()
+            self.epoch_start_step = state.step
             # The range ends first when a last partial batch is left out (batches_per_epoch).
             steps = range(state.batch, self.batches_per_epoch)
             for b, (stored, y) in zip(steps, batches, strict=False):
@@ -231,7 +236,38 @@ class Trainer(Checkpoints, Records):
             self._checkpoint("best")
         state.epoch_end_seconds = time.perf_counter() - now  # `last` below saves it
         self._checkpoint("last")  # refuses non-finite weights: the checkpoint stays good
+        self.process_epochs += 1
+        self._check_schedule_fits_time(seconds + time.perf_counter() - now)
         return reason
+
+    def _check_schedule_fits_time(self, epoch_seconds: float) -> None:
+        """Warn once when train.max_minutes will stop the run before a cosine schedule, laid
+        out over the step budget, reaches its floor: the model would be the one mid-schedule,
+        at a learning rate well above ``schedule.min_lr``. Projected from the epoch just
+        ended (``epoch_seconds``, validation and checkpoints included), from the second epoch
+        of this process on, so that start-up and compilation do not count as the pace."""
+        limit, state = self.config.train.max_minutes, self.state
+        if (
+            limit is None
+            or self.schedule_outlasts_time
+            or not isinstance(self.schedule, CosineSchedule)
+            or self.process_epochs < 2
+            or state.step >= self.budget
+        ):
+            return
+        steps_per_second = (state.step - self.epoch_start_step) / max(epoch_seconds, 1e-9)
+        needed = self._train_seconds() + (self.budget - state.step) / steps_per_second
+        if needed <= limit * 60.0:
+            return
+        self.schedule_outlasts_time = True
+        fits = state.step + int((limit * 60.0 - self._train_seconds()) * steps_per_second)
+        self._say(
+            f"warning: at {steps_per_second * 60:,.0f} steps a minute (validation included), "
+            f"the step budget of {self.budget:,} needs about {needed / 60:.0f} minutes; "
+            f"{spell('--max-minutes', 'train.max_minutes')} {limit:g} stops the run near step "
+            f"{max(fits, state.step):,}, before the cosine schedule ends: size "
+            f"{spell('--max-steps', 'train.max_steps')} to the time for a schedule that ends"
+        )
 
     def _final_model(self) -> None:
         """The model ``train`` returns: the Polyak average if kept, eval mode, fp32."""
