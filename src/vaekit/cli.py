@@ -644,6 +644,7 @@ def _print_evaluation(result: dict, new_data: bool) -> None:
 
 def cmd_sample(args: argparse.Namespace) -> None:
     from vaekit.checkpoint import load
+    from vaekit.codes import check_label
     from vaekit.report.plots import is_image, save_samples
 
     model = load(args.run)
@@ -651,13 +652,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
         raise ValueError(f"{args.run}: data shape {list(model.data_shape)} is not an image")
     if args.output.suffix.lower() != ".png":
         raise ValueError(f"-o {args.output}: the output must be a .png file")
-    if args.label is not None:
-        if not model.takes_labels:
-            raise ValueError(f"--label: model {model.name!r} is not conditioned on labels")
-        if not 0 <= args.label < model.num_classes:
-            raise ValueError(
-                f"--label {args.label}: the model has classes 0..{model.num_classes - 1}"
-            )
+    check_label(model, args.label)
     args.output.parent.mkdir(parents=True, exist_ok=True)  # as reconstruct & co. do
     save_samples(model, args.output, n=args.n, seed=args.seed, label=args.label)
     print(f"wrote {args.output}")

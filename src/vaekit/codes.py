@@ -154,6 +154,17 @@ def encode_array(
     return written
 
 
+def check_label(model, label: int | None) -> None:
+    """Refuse a class ``label`` (``--label``) that ``model`` has not: a model without
+    classes takes none, a conditional one takes 0..C-1. None passes."""
+    if label is None:
+        return
+    if not model.takes_labels:
+        raise ValueError(f"{arg('label')}: model {model.name!r} is not conditioned on labels")
+    if not 0 <= label < model.num_classes:
+        raise ValueError(f"{arg('label', label)}: the model has classes 0..{model.num_classes - 1}")
+
+
 @torch.no_grad()
 def decode_array(
     run: str | Path,
@@ -173,13 +184,7 @@ def decode_array(
             f"{run}: model {model.name!r} decodes a class: give {spell('--label Y', 'label=Y')} "
             f"(0..{model.num_classes - 1})"
         )
-    if label is not None:
-        if not model.takes_labels:
-            raise ValueError(f"{arg('label')}: model {model.name!r} is not conditioned on labels")
-        if not 0 <= label < model.num_classes:
-            raise ValueError(
-                f"{arg('label', label)}: the model has classes 0..{model.num_classes - 1}"
-            )
+    check_label(model, label)
     codes = read_codes(input_path, model.latent_dim)
     z = torch.from_numpy(np.ascontiguousarray(codes)).to(next(model.parameters()).dtype)
     y = None if label is None else torch.full((z.shape[0],), label, dtype=torch.long)
