@@ -11,7 +11,8 @@ For each ``--preset`` (a preset in configs/) and ``--seed``:
    K_curve`` (1000) on all 10,000 test images, against the training minutes the snapshot's
    metadata records (the final model: the run's own training seconds);
 3. the row: the final model at ``--num-samples`` (5000) on all test images, ± standard error,
-   bits/dim and active units; and the throughput as a share of the model's own GEMM roofline,
+   bits/dim and active units (the curve's last point when both K are the same: one
+   evaluation, not two); and the throughput as a share of the model's own GEMM roofline,
    measured in this process as ``bench_models.py`` does.
 
 The evaluation's test binarisation is fixed (``vaekit evaluate --seed 0``), so every number
@@ -167,7 +168,9 @@ def run_preset(preset: str, seed: int, args: argparse.Namespace) -> dict:
     curve = []
     snapshots = sorted((run / "snapshots").glob("step-*")) if (run / "snapshots").exists() else []
     for model_dir in [*snapshots, run]:
+        start = time.perf_counter()
         result = evaluate(model_dir, args.curve_samples, args.threads)
+        eval_seconds = time.perf_counter() - start
         curve.append(
             {
                 "train_minutes": train_seconds(model_dir) / 60,
@@ -177,9 +180,12 @@ def run_preset(preset: str, seed: int, args: argparse.Namespace) -> dict:
             }
         )
         print(f"{name} seed {seed}: {curve[-1]}", file=sys.stderr)
-    start = time.perf_counter()
-    final = evaluate(run, args.num_samples, args.threads)
-    eval_seconds = time.perf_counter() - start
+    if args.num_samples == args.curve_samples:
+        final = result  # the curve's last point is the final model at the row's K already
+    else:
+        start = time.perf_counter()
+        final = evaluate(run, args.num_samples, args.threads)
+        eval_seconds = time.perf_counter() - start
     decoder_seconds, decoder_gflops = decoder_roofline_seconds(run, final, args.threads)
     rate, _ = training_rate(run)
     shapes, batch, params = linear_shapes(run)
@@ -230,7 +236,8 @@ def table(results: dict[str, dict]) -> str:
 
 def plot(results: dict[str, dict], path: Path) -> None:
     """Test nll against training minutes on ``RECORD_DATA``, one line per preset (its first
-    seed; a further seed's final number as a hollow star), with the published numbers as
+    seed; a further seed's final number as a hollow star; a variant run with other settings,
+    ``PRESET+LABEL``, as a diamond in its preset's colour), with the published numbers as
     horizontal lines."""
     import matplotlib
 
@@ -240,7 +247,20 @@ def plot(results: dict[str, dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
     colours: dict[str, str] = {}
     results = {k: r for k, r in results.items() if r.get("data", RECORD_DATA) == RECORD_DATA}
-    for r in results.values():
+    # presets first, so that a variant or a further seed finds its preset's colour
+    ordered = sorted(results.values(), key=lambda r: "+" in r["preset"])
+    for r in ordered:
+        base, _, variant = r["preset"].partition("+")
+        if variant:
+            # a variant is one run with other settings, not a curve of its own
+            e = r["eval"]
+            minutes = r["curve"][-1]["train_minutes"]
+            ax.plot(minutes, e["nll"], marker="D", markersize=5, color=colours.get(base, "0.2"),
+                    linestyle="none")  # fmt: skip
+            ax.annotate(f"{e['nll']:.2f} ({variant}, K = {e['num_samples']})",
+                        (minutes, e["nll"]), ha="left", va="top",
+                        fontsize=7, textcoords="offset points", xytext=(2, -6))  # fmt: skip
+            continue
         if r["preset"] in colours:
             # a further seed: its final number only, a hollow star in the preset's colour
             e = r["eval"]

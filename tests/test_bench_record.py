@@ -5,6 +5,7 @@ mistake must fail in the first second)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -123,3 +124,38 @@ def test_the_table_names_each_runs_data(bench):
         "1,490,080",
     ]
     assert "54%" in cells and "230.12 ± 0.46" in cells
+
+
+@pytest.mark.parametrize(("curve_k", "row_k", "evaluations"), [(1000, 1000, 1), (1000, 5000, 2)])
+def test_the_final_model_is_evaluated_once_when_the_curve_and_the_row_share_k(
+    bench, monkeypatch, tmp_path, curve_k, row_k, evaluations
+):
+    """An 8-bit evaluation at K = 5000 takes an hour here: the row must not repeat the
+    curve's last evaluation when both ask for the same K."""
+    run = tmp_path / "mnist-record-1h-seed0"
+    (run / "checkpoints" / "last").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    trainer = {"loop": {"step": 7, "train_seconds": 60.0}}
+    (run / "checkpoints" / "last" / "trainer.json").write_text(json.dumps(trainer))
+    (run / "bench-train.json").write_text(json.dumps({"wall_seconds": 61.0}))
+    asked = []
+
+    def fake_evaluate(model_dir, num_samples, threads):
+        asked.append(num_samples)
+        nll = 90.0 - len(asked)
+        return {"nll": nll, "nll_stderr": 0.2, "num_samples": num_samples, "bits_per_dim": 0.1}
+
+    monkeypatch.setattr(bench, "evaluate", fake_evaluate)
+    monkeypatch.setattr(bench, "decoder_roofline_seconds", lambda *a: (1.0, 1.0))
+    monkeypatch.setattr(bench, "training_rate", lambda run: (10.0, None))
+    monkeypatch.setattr(bench, "linear_shapes", lambda run: ([(784, 512)], 128, 1000))
+    monkeypatch.setattr(bench, "roofline", lambda shapes, batch, threads: (20.0, 1.0))
+    monkeypatch.setattr(bench, "eval_fields", lambda result: result)
+    argv = ["--preset", "mnist-record-1h", "--reuse", "--runs", str(tmp_path)]
+    argv += ["--curve-samples", str(curve_k), "--num-samples", str(row_k)]
+    run_main(bench, monkeypatch, *argv, "--results", str(tmp_path / "record.json"))
+    row = json.loads((tmp_path / "record.json").read_text())["mnist-record-1h/seed-0"]
+    assert asked == [curve_k] if evaluations == 1 else asked == [curve_k, row_k]
+    assert row["eval"]["num_samples"] == row_k
+    assert row["eval"]["nll"] == 90.0 - evaluations  # the row is the last evaluation made
+    assert row["curve"][-1]["num_samples"] == curve_k
