@@ -11,8 +11,7 @@ Public API (nothing runs at import):
 * :class:`Config` and its sections, :func:`load_config`.
 """
 
-__version__ = "0.1.0"
-
+from vaekit._version import __version__
 from vaekit.checkpoint import CheckpointError, load
 from vaekit.checkpoint import save_model as save
 from vaekit.config import (

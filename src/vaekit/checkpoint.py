@@ -27,8 +27,10 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from vaekit.config import ConfigError, model_config_from_dict, to_dict
+from vaekit._version import __version__
 from vaekit.models import build_model  # models never import this module: no import cycle
+from vaekit.models.registry import model_config_from_dict
+from vaekit.settings import ConfigError, to_dict
 from vaekit.validate import StateError, check_training_state, check_weights_header, expected_tensors
 
 FORMAT = "vaekit-model"
@@ -99,7 +101,6 @@ def save_model(
     ``encode``/``reconstruct`` on new data can apply the same one; ``config`` is a training
     run's full configuration.
     """
-    from vaekit import __version__
 
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -444,7 +445,6 @@ def write_run_config(
 ) -> None:
     """Write a run's ``config.json`` when training starts (no weights yet: ``load`` says so
     until training ends and :func:`save_model` rewrites it with the final weights' hash)."""
-    from vaekit import __version__
 
     atomic_write_json(
         Path(path) / CONFIG_FILE,

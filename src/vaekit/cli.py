@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from vaekit import __version__
+from vaekit._version import __version__
 from vaekit.cli_flags import (
     Parser,
     add_config_flags,

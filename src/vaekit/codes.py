@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from vaekit.checkpoint import load
-from vaekit.data.datasets import DataError
+from vaekit.data.errors import DataError
 from vaekit.data.new_data import (
     NewData,
     read_codes,

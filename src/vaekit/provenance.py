@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from vaekit._version import __version__
+
 
 def describe_device(device: torch.device) -> str:
     """A person's name for ``device``: "cpu (2 threads, x86_64)", "cuda:0 (NVIDIA H200)"."""
@@ -26,7 +28,6 @@ def describe_device(device: torch.device) -> str:
 
 def environment(device: torch.device) -> dict[str, Any]:
     """``{"device", "torch_version", "vaekit_version"}`` of this process on ``device``."""
-    from vaekit import __version__
 
     return {
         "device": describe_device(device),

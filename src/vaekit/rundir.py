@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from vaekit._version import __version__
 from vaekit.spelling import arg  # messages spell arguments the caller's way
 
 try:  # POSIX advisory locks; absent on Windows, where runs are not locked
@@ -67,7 +68,6 @@ def file_mode() -> int:
 
 def write_marker(run_dir: str | Path) -> Path:
     """Write ``run_dir/.vaekit-run`` (what created the directory, and when)."""
-    from vaekit import __version__
 
     path = Path(run_dir) / MARKER_FILE
     text = json.dumps(

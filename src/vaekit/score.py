@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from vaekit.checkpoint import atomic_write_bytes, load
-from vaekit.data.datasets import DataError
+from vaekit.data.errors import DataError
 from vaekit.data.new_data import NewData, read_new_data, run_transform
 from vaekit.models import Model
 

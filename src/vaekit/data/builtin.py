@@ -43,8 +43,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaekit.data.datasets import DataError, Dataset, DatasetEntry, Split, Support, split_train_val
+from vaekit.data.datasets import Dataset, DatasetEntry, Split, Support, split_train_val
 from vaekit.data.download import cache_dir, fetch, mirror_bases
+from vaekit.data.errors import DataError
 from vaekit.data.idx import read_bytes, read_idx
 from vaekit.data.transforms import Dequantize, DynamicBinarize, Transform
 from vaekit.spelling import spell

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from vaekit.data.batching import batch_indices
+from vaekit.data.errors import DataError
 from vaekit.data.transforms import Levels, Transform
 
 Support = Literal["binary", "unit-interval", "real"]
@@ -40,10 +41,6 @@ MEMMAP_SHARD_BYTES = 32 << 20
 # Stored bytes of a memory-mapped split read and transformed together, with one seed, by
 # ``FixedSplit`` (its float copy and noise are several times larger).
 FIXED_BLOCK_BYTES = 1 << 20
-
-
-class DataError(ValueError):
-    """Data is missing, corrupt or unusable; the message names the file or dataset."""
 
 
 @dataclass(frozen=True)

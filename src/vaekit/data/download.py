@@ -29,7 +29,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from vaekit.data.datasets import DataError
+from vaekit.data.errors import DataError
 
 USER_AGENT = "vaekit-downloader (+https://pypi.org/project/vaekit/)"
 CHUNK_BYTES = 1 << 16

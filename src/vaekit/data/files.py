@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaekit.data.datasets import DataError, Dataset, MemmapSplit, Split, split_indices
+from vaekit.data.datasets import Dataset, MemmapSplit, Split, split_indices
+from vaekit.data.errors import DataError
 from vaekit.data.transforms import Dequantize, Standardize, Transform
 from vaekit.spelling import spell
 

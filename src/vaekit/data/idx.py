@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vaekit.data.datasets import DataError
+from vaekit.data.errors import DataError
 
 # IDX type byte -> numpy dtype (big-endian as stored).
 IDX_TYPES: dict[int, np.dtype] = {

@@ -44,7 +44,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaekit.data.datasets import DataError, Dataset, Split
+from vaekit.data.datasets import Dataset, Split
+from vaekit.data.errors import DataError
 from vaekit.data.files import (
     FORMATS,
     _check_finite,

@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 
 from vaekit.data.builtin import builtin_entries
-from vaekit.data.datasets import DataError, Dataset, DatasetEntry, Split, split_train_val
+from vaekit.data.datasets import Dataset, DatasetEntry, Split, split_train_val
+from vaekit.data.errors import DataError
 from vaekit.data.files import FORMATS, load_path
 from vaekit.data.transforms import Dequantize
 from vaekit.spelling import spell

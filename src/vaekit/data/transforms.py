@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from vaekit.data.errors import DataError
+
 
 class Transform:
     """Base: identity on float data. Subclasses override ``__call__`` and ``to_dict``."""
@@ -197,8 +199,6 @@ class Standardize(Transform):
         z = ((x.to(torch.float64) - mean) / std).to(dtype)
         finite = torch.isfinite(z)
         if not bool(finite.all()):
-            from vaekit.data.datasets import DataError
-
             column = int((~finite).reshape(z.shape[0], -1).any(0).nonzero()[0, 0]) + 1
             raise DataError(
                 f"column {column}: values are not representable in "

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.distributions import Distribution
 
-from vaekit.config import ModelConfig
+from vaekit.settings import ModelConfig
 
 
 @dataclass

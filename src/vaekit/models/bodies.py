@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 from torch import nn
 
-from vaekit.config import ConfigError, ModelConfig, setting
 from vaekit.networks import Init, build_networks, default_network, initialise_
+from vaekit.settings import ConfigError, ModelConfig, setting
 
 
 def init_setting() -> Any:

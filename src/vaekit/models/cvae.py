@@ -18,12 +18,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution
 
-from vaekit.config import ConfigError, setting
 from vaekit.distributions import POSTERIORS, DiagonalGaussian, StandardNormalPrior, build_likelihood
 from vaekit.distributions.priors import monte_carlo_kl
 from vaekit.models.base import ELBOTerms, LatentMoments, LikelihoodModel
 from vaekit.models.bodies import BodyConfig, build_bodies, resolve_network
 from vaekit.models.registry import register_model
+from vaekit.settings import ConfigError, setting
 
 
 @dataclass

@@ -34,12 +34,12 @@ import torch
 from torch import nn
 from torch.distributions import Distribution
 
-from vaekit.config import ConfigError, ModelConfig, setting
 from vaekit.distributions import PRIORS, DiagonalGaussian, build_likelihood
 from vaekit.models.base import ELBOTerms, LatentMoments, LikelihoodModel
 from vaekit.models.bodies import check_buildable, init_setting
 from vaekit.models.registry import register_model
 from vaekit.networks import ACTIVATIONS, Init, initialise_
+from vaekit.settings import ConfigError, ModelConfig, setting
 
 # Draws used by latent_moments: the marginal q(z_l|x) of an upper layer is not Gaussian
 # (bottom-up), so its mean and covariance are Monte-Carlo estimates.

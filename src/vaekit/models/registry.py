@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from vaekit.config import ConfigError, ModelConfig
+from vaekit.settings import ConfigError, ModelConfig, from_dict, to_dict
 
 if TYPE_CHECKING:
     from vaekit.models.base import Model
@@ -58,3 +58,49 @@ def model_names() -> list[str]:
 def models_help() -> str:
     """One line per model for ``--help``: ``name: description``."""
     return "; ".join(f"{name}: {cls.description}" for name, cls in MODELS.items())
+
+
+def model_config_from_dict(data: Any, where: str = "model") -> ModelConfig:
+    """The config of the model registered under ``data["kind"]`` (default "vae"), built and
+    validated by that model's own config class."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a table, got {type(data).__name__}")
+    kind = data.get("kind", "vae")
+    if kind not in MODELS:
+        raise ConfigError(
+            f"{where}.kind must be one of {', '.join(map(repr, MODELS))}; got {kind!r}"
+        )
+    cls = MODELS[kind].config_class
+    fields = {k: v for k, v in data.items() if k != "kind"}
+    return from_dict(cls, cls.migrate(fields), where)
+
+
+def retarget_model_dict(data: dict[str, Any], kind: str) -> dict[str, Any]:
+    """A ``"model"`` dict switched to ``kind``: the new model's defaults, except the fields
+    set away from the old model's defaults that the new model has too (same name and type),
+    which keep their values. An unknown kind is left for validation to report."""
+    if kind not in MODELS:
+        return data | {"kind": kind}
+    new = MODELS[kind].config_class
+    old = MODELS[data["kind"]].config_class if data.get("kind") in MODELS else None
+    old_fields = {f.name: f for f in dataclasses.fields(old)} if old is not None else {}
+    result = to_dict(new())
+    for f in dataclasses.fields(new):
+        if not f.init or f.name not in data:
+            continue
+        before = old_fields.get(f.name)
+        if before is None or before.type != f.type:
+            continue  # another meaning under the same name
+        default = (
+            before.default_factory()
+            if before.default_factory is not dataclasses.MISSING
+            else before.default
+        )
+        if data[f.name] != default:
+            result[f.name] = data[f.name]
+    return result
+
+
+def default_model_config() -> ModelConfig:
+    """The default model's config (the one-layer VAE's), with its defaults."""
+    return MODELS["vae"].config_class()

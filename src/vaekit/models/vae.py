@@ -15,11 +15,11 @@ import torch
 from torch import nn
 from torch.distributions import Distribution
 
-from vaekit.config import ConfigError, setting
 from vaekit.distributions import POSTERIORS, PRIORS, build_likelihood
 from vaekit.models.base import DecodesThroughLikelihood, ELBOTerms, LatentMoments, LikelihoodModel
 from vaekit.models.bodies import BodyConfig, build_bodies, resolve_network
 from vaekit.models.registry import register_model
+from vaekit.settings import ConfigError, setting
 
 
 @dataclass

@@ -30,12 +30,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from vaekit.config import ConfigError, ModelConfig, setting
 from vaekit.distributions import build_likelihood
 from vaekit.models.base import DecodesThroughLikelihood, LatentMoments, Model
 from vaekit.models.bodies import check_buildable
 from vaekit.models.registry import register_model
 from vaekit.networks import MLPDecoder, MLPEncoder
+from vaekit.settings import ConfigError, ModelConfig, setting
 
 
 @dataclass

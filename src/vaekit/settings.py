@@ -1,0 +1,185 @@
+"""The words every config is written in: self-documenting fields (``setting``), the one
+error (``ConfigError``), strict dict <-> dataclass conversion, and ``ModelConfig``, the base of
+every registered model's config.
+
+It sits below ``models/`` (each model's config extends ``ModelConfig``) and below
+``config.py`` (the run's ``Config``, which holds the model's config and so imports the model
+registry): neither imports the other's layer back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+class ConfigError(ValueError):
+    """A configuration field is unknown, missing or of the wrong type or value."""
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    flag: str | None = None,
+    default_factory: Any = dataclasses.MISSING,
+    shown_default: str | None = None,
+    metavar: str | None = None,
+) -> Any:
+    """A config field that documents itself: ``help`` says what it does (``vaekit train
+    --help`` shows it with the default). ``flag`` names its ``vaekit train`` flag where that
+    differs from the field name (``""``: no flag; ``--set`` and TOML still reach it);
+    ``shown_default`` replaces the default in the help where the bare value would mislead;
+    ``metavar`` names the flag's value in the help (e.g. ``HxW``)."""
+    metadata = {"help": help}
+    if flag is not None:
+        metadata["flag"] = flag
+    if shown_default is not None:
+        metadata["shown_default"] = shown_default
+    if metavar is not None:
+        metadata["metavar"] = metavar
+    return field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+@dataclass
+class ModelConfig:
+    """The part every model's config shares. Each registered model has its own subclass, in
+    its own file under ``vaekit/models/`` (``VAEConfig``, ``AEConfig``, ...): the ``[model]``
+    table of a TOML file and the ``"model"`` block of config.json hold the fields of the
+    class registered under ``kind``, and are validated by it (errors name the field)."""
+
+    # The registry name of the model; each subclass fixes it (not a constructor argument).
+    kind: str = field(default="", init=False)
+    likelihood: Literal[
+        "auto",
+        "gaussian",
+        "gaussian-learned",
+        "gaussian-shared",
+        "gaussian-heteroscedastic",
+        "bernoulli",
+        "discretized-logistic",
+        "discretized-logistic-mixture",
+    ] = setting(
+        "auto",
+        help="p(x|z): gaussian (unit variance, the lecture's), gaussian-learned (a sigma per "
+        "dimension), gaussian-shared (one sigma), gaussian-heteroscedastic (the decoder "
+        "outputs a sigma per dimension and example), bernoulli (binary data only), "
+        "discretized-logistic and discretized-logistic-mixture (probabilities of the data's "
+        "discrete levels: exact bits/dim, no dequantisation); auto: the dataset's default "
+        "(its support decides: binary data gets bernoulli)",
+    )
+    likelihood_components: int = setting(
+        5, metavar="K", help="logistics per dimension of discretized-logistic-mixture"
+    )
+    data_shape: list[int] | None = setting(
+        None,
+        flag="",
+        help="filled in from the data when training starts: [C, H, W] for images, [D] for vectors",
+    )
+    data_levels: int | None = setting(
+        None,
+        flag="",
+        help="filled in from the data for the discretised likelihoods: the number of discrete "
+        "levels per dimension (256 for 8-bit images, 17 for digits), which sets their bin width",
+    )
+
+    def __post_init__(self) -> None:
+        if type(self) is ModelConfig:
+            raise ConfigError(
+                "ModelConfig is the shared base: build a model's own config (e.g. VAEConfig)"
+            )
+        if self.likelihood_components < 1:
+            raise ConfigError(
+                f"model.likelihood_components must be >= 1, got {self.likelihood_components}"
+            )
+        if self.data_levels is not None and self.data_levels < 2:
+            raise ConfigError(f"model.data_levels must be >= 2 or null, got {self.data_levels}")
+
+    @classmethod
+    def migrate(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """Bring a ``"model"`` block written by an older vaekit to this class's fields (the
+        default: nothing to change). ``data`` has no ``kind`` key."""
+        return data
+
+    def fill_from_data(self, labels: Any) -> None:
+        """Fill fields that come from the training data, in place, given the training
+        split's labels (a tensor ``[N]`` or None). The default: nothing (``data_shape`` and
+        ``likelihood`` are filled by the trainer for every model)."""
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A JSON/TOML-ready dict of a config dataclass (lists, not tuples)."""
+    return dataclasses.asdict(obj)
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``, checking every field's name and type."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'} must be a table, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        name = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise ConfigError(f"unknown config field {name!r}; allowed: {', '.join(sorted(fields))}")
+    kwargs = {}
+    for key, value in data.items():
+        name = f"{where}.{key}" if where else key
+        kwargs[key] = _coerce(hints[key], value, name)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required field is missing
+        raise ConfigError(f"{where or 'config'}: {exc}") from None
+
+
+def _coerce(tp: Any, value: Any, name: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, name)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, name)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{name} has the wrong type: {value!r} is not {_describe(tp)}")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(
+                f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}"
+            )
+        return value
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{name} must be a list of {_describe(item)}, got {value!r}")
+        return [_coerce(item, v, f"{name}[{i}]") for i, v in enumerate(value)]
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, str, bool) and type(value) is tp:
+        return value
+    raise ConfigError(f"{name} must be {_describe(tp)}, got {value!r}")
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(map(repr, typing.get_args(tp)))
+    if origin is list:
+        return f"a list of {_describe(typing.get_args(tp)[0])}"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
