@@ -31,9 +31,9 @@ import numpy as np
 import torch
 
 from timing import best_seconds_per_call
-from vaekit.allocator import keep_freed_memory
 from vaekit.evaluate import choose_chunk_size
 from vaekit.models import VAE, VAEConfig
+from vaekit.runtime import keep_freed_memory
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 

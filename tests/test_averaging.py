@@ -9,9 +9,9 @@ from torch import nn
 import vaekit
 from helpers import tiny
 from vaekit import checkpoint
-from vaekit.averaging import PolyakAverage
 from vaekit.config import Config, ConfigError, apply_overrides
 from vaekit.training import train
+from vaekit.training.averaging import PolyakAverage
 
 torch.set_num_threads(1)
 

@@ -10,8 +10,8 @@ from helpers import tiny
 from vaekit.config import Config, ConfigError
 from vaekit.models import VAE, ELBOTerms, HierarchicalVAE, HVAEConfig, VAEConfig
 from vaekit.objectives import NegativeELBO, build_objective
-from vaekit.schedules import kl_weight
 from vaekit.training import train
+from vaekit.training.schedules import kl_weight
 
 
 class FixedTerms:

@@ -21,8 +21,8 @@ from vaekit.cli import main
 from vaekit.config import ConfigError
 from vaekit.data import Dataset, Split
 from vaekit.data.transforms import Transform
-from vaekit.interrupt import TrainingInterrupted
 from vaekit.training import TrainingError, train
+from vaekit.training.interrupt import TrainingInterrupted
 
 torch.set_num_threads(1)
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -372,7 +372,7 @@ def test_out_of_space_names_the_file(tmp_path, monkeypatch):
 
 def test_a_lower_lr_on_resume_applies_to_the_plateau_schedule_too():
     from vaekit.config import ScheduleConfig
-    from vaekit.schedules import build_schedule
+    from vaekit.training.schedules import build_schedule
 
     config = ScheduleConfig(name="plateau", factor=0.5, patience=0)
     before = build_schedule(0.01, config, total_steps=100)

@@ -24,7 +24,7 @@ from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
 
 import vaekit
 from vaekit.report.plots import image_grid
-from vaekit.tensorboard_logging import _upscale, log_embedding, log_pictures
+from vaekit.training.tensorboard import _upscale, log_embedding, log_pictures
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from vaekit.config import ScheduleConfig
-from vaekit.schedules import build_schedule, kl_weight
+from vaekit.training.schedules import build_schedule, kl_weight
 
 
 def test_constant():

@@ -176,7 +176,7 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
-    """Learning-rate schedule (see ``vaekit.schedules``).
+    """Learning-rate schedule (see ``vaekit.training.schedules``).
 
     constant: lr throughout. cosine: linear warm-up from 0 over ``warmup_steps``, then a
     half cosine from lr down to ``min_lr`` at the last step. plateau: multiply lr by ``factor``

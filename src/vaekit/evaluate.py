@@ -51,11 +51,11 @@ from typing import Any
 
 import torch
 
-from vaekit.allocator import keep_freed_memory
 from vaekit.data import DataError, Dataset
 from vaekit.metrics import units_of
 from vaekit.models import Model
 from vaekit.progress import progress_bar
+from vaekit.runtime import keep_freed_memory
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2015), §5.2
 # MiB per decoder call. Small on purpose: on CPU, calls of ~1000 rows stay in cache and ran
@@ -271,7 +271,7 @@ def evaluate(
     dataset = data_for_model(model, dataset)
     device = next(model.parameters()).device
     if device.type == "cpu":
-        keep_freed_memory()  # the chunk loop reuses its memory (vaekit/allocator.py)
+        keep_freed_memory()  # the chunk loop reuses its memory (vaekit/runtime.py)
     x_all = dataset.fixed(split, seed=seed)
     y_all = dataset.split(split).y  # labels, in the same order as x_all (or None)
     if max_examples is not None:

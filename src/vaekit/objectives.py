@@ -36,7 +36,7 @@ class NegativeELBO:
 
     ``beta = 1`` is the true negative ELBO; the metrics always report the true ELBO.
     L = ``num_mc_samples`` reparameterised draws estimate the expectation. The trainer sets
-    ``beta`` every step during KL warm-up (``vaekit.schedules.kl_weight``).
+    ``beta`` every step during KL warm-up (``vaekit.training.schedules.kl_weight``).
 
     ``free_bits`` = lambda > 0 (nats) turns the KL term into free bits (Kingma et al. 2016,
     the IAF paper): the KL of each group j (a latent coordinate where the posterior

@@ -154,7 +154,7 @@ class Model(nn.Module, abc.ABC):
     @abc.abstractmethod
     def network_bodies(self) -> list[nn.Module]:
         """The modules that only compute features (no log-density, no variance head): what
-        mixed precision may run in half precision (``vaekit.precision``)."""
+        mixed precision may run in half precision (``vaekit.training.precision``)."""
 
     @abc.abstractmethod
     def per_example_metrics(

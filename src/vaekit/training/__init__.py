@@ -12,7 +12,7 @@ Checkpoints (``checkpoints/last`` every ``train.checkpoint_every`` steps, every
 the model, the optimiser, the schedule, the GradScaler, every RNG state and the data order,
 so ``train(resume=RUN)`` continues exactly where the run stopped: on CPU with a fixed seed,
 bitwise. Under ``torchrun`` each rank trains on its shard of every global batch (see
-``vaekit.distributed``) and only rank 0 writes.
+``vaekit.training.distributed``) and only rank 0 writes.
 
 The modules: ``api`` (``train``), ``loop`` (``Trainer``: the run loop and the step),
 ``state`` (``LoopState``, checkpoints, resuming), ``records`` (metrics.jsonl, console,
@@ -21,10 +21,10 @@ gradient norm, all-reduce), ``validation``, ``data_setup`` (the data and the mod
 fields it fills), ``device``, ``run_dir`` and ``result`` (``TrainResult``, the errors).
 """
 
-from vaekit.interrupt import INTERRUPT_AFTER_STEP_ENV, KILL_AFTER_STEP_ENV
 from vaekit.training.api import train
 from vaekit.training.data_setup import resolve_model_config
 from vaekit.training.device import resolve_device
+from vaekit.training.interrupt import INTERRUPT_AFTER_STEP_ENV, KILL_AFTER_STEP_ENV
 from vaekit.training.loop import Trainer
 from vaekit.training.result import TrainingError, TrainingInterrupted, TrainResult
 from vaekit.training.run_dir import prepare_run_dir

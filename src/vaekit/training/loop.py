@@ -9,19 +9,20 @@ import time
 
 import torch
 
-from vaekit import distributed, rundir
-from vaekit.averaging import PolyakAverage
-from vaekit.console import Clock, format_record
-from vaekit.interrupt import InterruptFlag, signal_after_step
+from vaekit import rundir
 from vaekit.models import build_model
 from vaekit.objectives import NegativeELBO, build_objective
-from vaekit.precision import restore_precision, setup_precision
-from vaekit.schedules import CosineSchedule, build_schedule, kl_weight
 from vaekit.spelling import spell
+from vaekit.training import distributed
+from vaekit.training.averaging import PolyakAverage
+from vaekit.training.console import Clock, format_record
 from vaekit.training.data_setup import batches_per_epoch, training_data
 from vaekit.training.device import setup_device
+from vaekit.training.interrupt import InterruptFlag, signal_after_step
+from vaekit.training.precision import restore_precision, setup_precision
 from vaekit.training.records import Records
 from vaekit.training.result import TrainingError, TrainResult
+from vaekit.training.schedules import CosineSchedule, build_schedule, kl_weight
 from vaekit.training.state import Checkpoints, LoopState
 from vaekit.training.step import build_step_module, check_gradients, make_optimizer, reduce_step
 from vaekit.training.validation import Validation

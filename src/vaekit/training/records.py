@@ -15,11 +15,11 @@ from typing import Any
 
 from vaekit import checkpoint, rundir
 from vaekit.config import to_dict
-from vaekit.console import LEGEND, format_record, summary, written_since
 from vaekit.objectives import NegativeELBO
 from vaekit.progress import progress_bar
 from vaekit.provenance import training_metadata
 from vaekit.spelling import spell
+from vaekit.training.console import LEGEND, format_record, summary, written_since
 from vaekit.training.result import TrainResult
 
 
@@ -164,7 +164,7 @@ class Records:
         return SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.state.step)
 
     def _tensorboard_pictures(self) -> None:
-        from vaekit.tensorboard_logging import log_pictures
+        from vaekit.training.tensorboard import log_pictures
 
         if not hasattr(self, "tensorboard_x"):  # the same inputs every time, with their labels
             self.tensorboard_x = self.dataset.fixed("test", seed=self.config.train.seed)[:16]
@@ -178,7 +178,7 @@ class Records:
         self.tensorboard_pictures_step = self.state.step
 
     def _tensorboard_final(self) -> None:
-        from vaekit.tensorboard_logging import log_final
+        from vaekit.training.tensorboard import log_final
 
         if getattr(self, "tensorboard_pictures_step", None) != self.state.step:
             self._tensorboard_pictures()

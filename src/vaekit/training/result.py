@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vaekit.interrupt import TrainingInterrupted
 from vaekit.models import Model
+from vaekit.training.interrupt import TrainingInterrupted
 
 __all__ = ["TrainResult", "TrainingError", "TrainingInterrupted"]
 

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import torch
 
-from vaekit import checkpoint, distributed, rundir
+from vaekit import checkpoint, rundir
 from vaekit.config import Config, model_config_from_dict, to_dict
-from vaekit.interrupt import TrainingInterrupted, resume_command
 from vaekit.spelling import spell
+from vaekit.training import distributed
+from vaekit.training.interrupt import TrainingInterrupted, resume_command
 from vaekit.training.result import TrainingError, TrainResult
 from vaekit.training.run_dir import prepare_run_dir
 

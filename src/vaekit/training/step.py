@@ -8,8 +8,8 @@ import math
 import torch
 from torch import nn
 
-from vaekit import distributed
 from vaekit.models import Model
+from vaekit.training import distributed
 
 
 class ObjectiveModule(nn.Module):

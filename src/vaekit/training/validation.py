@@ -8,11 +8,11 @@ from contextlib import AbstractContextManager
 
 import torch
 
-from vaekit import distributed
 from vaekit.config import Config
 from vaekit.data import Dataset
 from vaekit.data.datasets import FixedSplit
 from vaekit.models import Model
+from vaekit.training import distributed
 
 
 @torch.no_grad()

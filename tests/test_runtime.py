@@ -1,5 +1,5 @@
 """The CPU allocator setting: freed blocks stay in the heap, so a training step stops paying
-page faults for memory the previous step just released (vaekit/allocator.py)."""
+page faults for memory the previous step just released (vaekit/runtime.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from vaekit import allocator
+from vaekit import runtime
 
 GLIBC_LINUX = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
@@ -18,7 +18,7 @@ FAULTS_PER_STEP = textwrap.dedent(
     """
     import resource, sys, torch
     if sys.argv[1] == "keep":
-        from vaekit.allocator import keep_freed_memory
+        from vaekit.runtime import keep_freed_memory
         assert keep_freed_memory()
     torch.set_num_threads(1)
     net = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(), torch.nn.Linear(512, 784))
@@ -57,10 +57,10 @@ def test_kept_memory_removes_the_page_faults_of_a_training_step():
 
 
 def test_a_users_own_malloc_settings_are_left_alone(monkeypatch):
-    monkeypatch.setattr(allocator, "_applied", None)
+    monkeypatch.setattr(runtime, "_applied", None)
     monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
-    assert allocator.keep_freed_memory() is False
-    monkeypatch.setattr(allocator, "_applied", None)
+    assert runtime.keep_freed_memory() is False
+    monkeypatch.setattr(runtime, "_applied", None)
     monkeypatch.delenv("MALLOC_ARENA_MAX")
     monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
-    assert allocator.keep_freed_memory() is False
+    assert runtime.keep_freed_memory() is False

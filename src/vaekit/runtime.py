@@ -1,4 +1,5 @@
-"""Keep freed CPU memory in the process for the next step (glibc malloc settings).
+"""The process's runtime settings. Today: keep freed CPU memory in the process for the next
+step (glibc malloc settings).
 
 Every training step on the CPU allocates and frees the same activation and gradient tensors
 (a few hundred KiB each on the benchmarks' reference model: MLP 784-512-256, 16-d latent,
