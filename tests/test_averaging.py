@@ -8,9 +8,8 @@ from torch import nn
 
 import vaekit
 from helpers import tiny
-from vaekit import checkpoint
 from vaekit.config import Config, ConfigError, apply_overrides
-from vaekit.training import train
+from vaekit.training import state_files, train
 from vaekit.training.averaging import PolyakAverage
 
 torch.set_num_threads(1)
@@ -51,7 +50,7 @@ def test_training_path_is_unchanged_and_the_saved_model_is_the_average(tmp_path)
     averaged = train(tiny("optim.ema_decay=0.99"), out=tmp_path / "ema", log=lambda line: None)
     # The optimiser saw exactly the same weights: the raw weights kept in the last checkpoint
     # (written at the final step) equal the plain run's final weights, bit for bit.
-    _, _, state, tensors = checkpoint.load_training_state(tmp_path / "ema/checkpoints/last")
+    _, _, state, tensors = state_files.load_training_state(tmp_path / "ema/checkpoints/last")
     assert state["ema_updates"] == averaged.history[-1]["step"]
     raw = {k.removeprefix("weights."): v for k, v in tensors.items() if k.startswith("weights.")}
     plain_state = plain.model.state_dict()

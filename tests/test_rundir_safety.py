@@ -16,12 +16,12 @@ import torch
 
 import vaekit
 from helpers import tiny
-from vaekit import checkpoint, rundir
+from vaekit import rundir
 from vaekit.cli import main
 from vaekit.config import ConfigError
 from vaekit.data import Dataset, Split
 from vaekit.data.transforms import Transform
-from vaekit.training import TrainingError, train
+from vaekit.training import TrainingError, state_files, train
 from vaekit.training.interrupt import TrainingInterrupted
 
 torch.set_num_threads(1)
@@ -170,19 +170,19 @@ def test_ctrl_c_in_python_raises_a_keyboard_interrupt_after_the_checkpoint(tmp_p
         train(tiny("train.checkpoint_every=1000"), out=run, **QUIET)
     assert isinstance(info.value, KeyboardInterrupt) and info.value.step == 3
     assert str(info.value) == f"interrupted at step 3; continue with: vaekit.train(resume='{run}')"
-    assert checkpoint.load_training_state(run / "checkpoints/last")[2]["loop"]["step"] == 3
+    assert state_files.load_training_state(run / "checkpoints/last")[2]["loop"]["step"] == 3
     assert signal.getsignal(signal.SIGINT) is handler  # the previous handler is back
 
 
 def test_checkpoints_by_time_as_well_as_by_steps(tmp_path, monkeypatch):
     written = []
-    real = checkpoint.save_training_state
+    real = state_files.save_training_state
 
     def spy(path, *args, **kwargs):
         written.append((Path(path).name, args[3]["loop"]["step"]))
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(checkpoint, "save_training_state", spy)
+    monkeypatch.setattr(state_files, "save_training_state", spy)
     config = tiny("train.epochs=1", "train.batch_size=20", "train.checkpoint_every=1000")
     train(config, out=tmp_path / "a", dataset=vectors(Transform()), **QUIET)
     assert [s for name, s in written if name == "last"] == [5]  # the epoch's end only
@@ -246,7 +246,7 @@ def test_nan_guard_names_the_checkpoint_from_before_the_divergence_and_resume_wo
         message
     )
     assert "\n" not in message
-    state = checkpoint.load_training_state(run / "checkpoints" / "last")[2]
+    state = state_files.load_training_state(run / "checkpoints" / "last")[2]
     assert state["loop"]["step"] == 6 and state["loop"]["bad_steps"] == 0
     # Resume from it with a lower learning rate: it trains on, at that rate, to the end.
     lower = apply(config, "optim.lr=0.001")
@@ -278,7 +278,7 @@ def test_a_checkpoint_never_holds_non_finite_weights(tmp_path, monkeypatch):
     run = tmp_path / "r"
     with pytest.raises(TrainingError, match=r"non-finite weights at step 11\. .*step 10"):
         train(tiny("train.checkpoint_every=5"), out=run, **QUIET)
-    assert checkpoint.load_training_state(run / "checkpoints/last")[2]["loop"]["step"] == 10
+    assert state_files.load_training_state(run / "checkpoints/last")[2]["loop"]["step"] == 10
 
 
 # --- 12. resume messages that say what is wrong -----------------------------------------------
@@ -357,10 +357,10 @@ def test_out_of_space_names_the_file(tmp_path, monkeypatch):
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(checkpoint.os, "fsync", full)
+    monkeypatch.setattr(rundir.os, "fsync", full)
     target = tmp_path / "run" / "eval.json"
     with pytest.raises(OSError) as info:
-        checkpoint.atomic_write_json(target, {"nll": 1.0})
+        rundir.atomic_write_json(target, {"nll": 1.0})
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
     assert str(target) in str(info.value) and not list((tmp_path / "run").iterdir())
     monkeypatch.undo()

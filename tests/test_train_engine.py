@@ -13,7 +13,7 @@ from helpers import tiny
 from vaekit import checkpoint
 from vaekit.data import Dataset, Split, load_dataset
 from vaekit.data.transforms import Transform
-from vaekit.training import TrainingError, train
+from vaekit.training import TrainingError, state_files, train
 
 torch.set_num_threads(1)
 
@@ -174,25 +174,25 @@ def test_failed_checkpoint_write_leaves_the_previous_one_usable(tmp_path, monkey
     result = train(tiny("train.epochs=1"), out=run, log=lambda s: None)
     last = run / "checkpoints" / "last"
     before = {p.name: p.read_bytes() for p in last.iterdir()}
-    real_save = checkpoint.save_safetensors
+    real_save = state_files.save_safetensors
     calls = []
 
-    def failing(tensors):  # the model is written, then the optimiser write fails
+    def failing(tensors):  # the optimiser state is written, then the trainer tensors fail
         calls.append(1)
         if len(calls) == 2:
             raise OSError("No space left on device")
         return real_save(tensors)
 
-    monkeypatch.setattr(checkpoint, "save_safetensors", failing)
+    monkeypatch.setattr(state_files, "save_safetensors", failing)
     optimizer = torch.optim.Adam(result.model.parameters())
     with pytest.raises(OSError, match="No space left"):
-        checkpoint.save_training_state(last, result.model, optimizer, {}, {"step": 99}, None, {})
+        state_files.save_training_state(last, result.model, optimizer, {}, {"step": 99}, None, {})
     assert {p.name: p.read_bytes() for p in last.iterdir()} == before
     assert not list((run / "checkpoints").glob(".last.*"))
-    checkpoint.load_training_state(last)
+    state_files.load_training_state(last)
     # A crash between the two renames leaves only `.last.old`: it is found and used.
     last.rename(run / "checkpoints" / ".last.old")
-    assert checkpoint.find_checkpoint(run) == run / "checkpoints" / ".last.old"
+    assert state_files.find_checkpoint(run) == run / "checkpoints" / ".last.old"
     # A crash mid-write leaves a `.last.tmp`: it is ignored, and the next write removes it.
     (run / "checkpoints" / ".last.tmp").mkdir()
     resumed = train(tiny("train.epochs=2"), resume=run, log=lambda s: None)

@@ -171,7 +171,8 @@ def test_trainer_json_is_hashed_and_its_fields_are_checked(run, tmp_path):
     ],
 )
 def test_malformed_training_state_fields_are_named(field, value, message):
-    from vaekit.validate import StateError, check_training_state
+    from vaekit.training.state_files import check_training_state
+    from vaekit.validate import StateError
 
     state = {
         "files": {},
@@ -261,8 +262,11 @@ def read_only(monkeypatch):
     def refuse(path, data):
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
-    monkeypatch.setattr(checkpoint, "atomic_write_bytes", refuse)
     import vaekit.report.html as html
+    from vaekit import rundir
+
+    monkeypatch.setattr(rundir, "atomic_write_bytes", refuse)
+    monkeypatch.setattr(checkpoint, "atomic_write_bytes", refuse)
 
     monkeypatch.setattr(html, "atomic_write_bytes", refuse)
     monkeypatch.setattr(html, "run_figures", lambda *a, **k: refuse(a[3] / "kl.png", b""))

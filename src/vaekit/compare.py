@@ -242,7 +242,7 @@ def compare(
         "held_out": "vaekit.evaluate on the test split: nll in nats per example",
     }
     write_compare_report(result, models, x, labels, codes, generated, out, seed=seed)
-    from vaekit.checkpoint import atomic_write_json
+    from vaekit.rundir import atomic_write_json
 
     atomic_write_json(out / "compare.json", result)
     result["report"] = str(out / "report.html")

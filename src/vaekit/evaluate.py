@@ -378,10 +378,11 @@ def evaluate_run(
     (``eval_seconds``, ``device``, ``torch_version``, ``vaekit_version``). It is strict JSON:
     a non-finite number is None, with the reason under ``"null_reasons"``.
     """
-    from vaekit.checkpoint import atomic_write_bytes, load, read_descriptor
+    from vaekit.checkpoint import load, read_descriptor
     from vaekit.data.new_data import as_dataset, read_new_data
     from vaekit.jsonsafe import dumps, finite_json
     from vaekit.provenance import environment
+    from vaekit.rundir import atomic_write_bytes
 
     started = time.perf_counter()
     if data is not None:
@@ -413,7 +414,7 @@ def save_evaluation(run: str | Path, result: dict[str, Any]) -> Path:
     process writing the run makes this a one-line error naming it). Raises OSError naming
     the file if it cannot be written (a read-only run directory, a full disk)."""
     from vaekit import jsonsafe, rundir
-    from vaekit.checkpoint import atomic_write_bytes
+    from vaekit.rundir import atomic_write_bytes
 
     path = Path(run) / "eval.json"
     text = jsonsafe.dumps(jsonsafe.finite_json(result), indent=2) + "\n"

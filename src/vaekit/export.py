@@ -404,7 +404,7 @@ def export_model(
             "on fresh inputs of 5 rows",
             **(metadata or {}),
         }
-        from vaekit.checkpoint import atomic_write_json
+        from vaekit.rundir import atomic_write_json
 
         atomic_write_json(staging / MANIFEST, manifest)
         os.chmod(staging, 0o755)

@@ -32,8 +32,8 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from vaekit.checkpoint import atomic_write_bytes, atomic_write_json
 from vaekit.data import Dataset
+from vaekit.rundir import atomic_write_bytes, atomic_write_json
 
 RECIPE = {
     "version": 1,

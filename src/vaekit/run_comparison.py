@@ -418,7 +418,8 @@ def compare_runs(
     ``max_examples``: use only the first N test examples. ``out``: also write
     ``out/report.html`` (table, overlaid training curves, sample grids) and ``out/compare.json``.
     """
-    from vaekit.checkpoint import atomic_write_json, read_descriptor
+    from vaekit.checkpoint import read_descriptor
+    from vaekit.rundir import atomic_write_json
 
     paths = [Path(r) for r in runs]
     if len(paths) < 2:

@@ -49,10 +49,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from vaekit.checkpoint import atomic_write_bytes, load
+from vaekit.checkpoint import load
 from vaekit.data.errors import DataError
 from vaekit.data.new_data import NewData, read_new_data, run_transform
 from vaekit.models import Model
+from vaekit.rundir import atomic_write_bytes
 
 REMEDIES = ("none", "complexity", "typicality")
 COLUMN_UNITS = {

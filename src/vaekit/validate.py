@@ -7,9 +7,6 @@
   file's header: names, shapes and dtypes must agree *before* the model is built. The expected
   tensors come from building the model on PyTorch's ``meta`` device, which allocates nothing,
   so a crafted ``hidden_dims = [1000000000]`` costs nothing and is refused.
-* :func:`check_training_state`: every field of a checkpoint's trainer.json has the type and
-  range the trainer needs (a negative step, a step count below the skipped steps, a world size
-  of 0 are refused), naming the file and the field.
 """
 
 from __future__ import annotations
@@ -19,7 +16,6 @@ import math
 import struct
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -151,67 +147,3 @@ def check_weights_header(
 
 def _name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
-
-
-# --- trainer.json ----------------------------------------------------------------------------
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def check_training_state(state: dict[str, Any], path: str | Path) -> None:
-    """Check trainer.json's fields (types, ranges, consistency); :class:`StateError` names
-    the file and the first bad field."""
-
-    def bad(field: str, need: str, value: Any) -> StateError:
-        return StateError(f"{path}: {field} must be {need}, got {value!r}")
-
-    files = state.get("files")
-    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
-        raise bad("files", "a table of SHA-256 hashes", files)
-    loop = state.get("loop")
-    if not isinstance(loop, dict):
-        raise bad("loop", "a table", loop)
-    counters = (
-        "step",
-        "epoch",
-        "batch",
-        "epochs_without_improvement",
-        "bad_steps",
-        "skipped_steps",
-        "metrics_bytes",
-    )
-    for name in counters:
-        value = loop.get(name)
-        if not _is_int(value) or value < 0:
-            raise bad(f"loop.{name}", "an integer >= 0", value)
-    if loop["skipped_steps"] > loop["step"]:
-        raise bad("loop.skipped_steps", f"<= loop.step ({loop['step']})", loop["skipped_steps"])
-    best, best_epoch = loop.get("best_val_elbo"), loop.get("best_epoch")
-    if best is not None and (not _is_number(best) or not math.isfinite(best)):
-        raise bad("loop.best_val_elbo", "a finite number or null", best)
-    if best_epoch is not None and (not _is_int(best_epoch) or not 0 < best_epoch <= loop["epoch"]):
-        raise bad("loop.best_epoch", f"null or an epoch in 1..{loop['epoch']}", best_epoch)
-    for name in ("interval", "epoch_sums"):
-        sums = loop.get(name)
-        if not isinstance(sums, dict) or not all(
-            isinstance(k, str) and _is_number(v) for k, v in sums.items()
-        ):
-            raise bad(f"loop.{name}", "a table of numbers", sums)
-    world = state.get("world_size")
-    if not _is_int(world) or world < 1:
-        raise bad("world_size", "an integer >= 1", world)
-    for name in ("schedule", "scaler"):
-        if not isinstance(state.get(name), dict):
-            raise bad(name, "a table", state.get(name))
-    optimizer = state.get("optimizer")
-    if not isinstance(optimizer, dict) or not isinstance(optimizer.get("param_groups"), list):
-        raise bad("optimizer", "a table with param_groups", optimizer)
-    updates = state.get("ema_updates", 0)
-    if not _is_int(updates) or updates < 0:
-        raise bad("ema_updates", "an integer >= 0", updates)

@@ -113,7 +113,7 @@ def _read_verified() -> dict:
 def _remember_digest(path: Path, kind: str, digest: str) -> None:
     """Record the digest computed for ``path`` as it is now; best effort: an unwritable cache
     only means the file is hashed again next time."""
-    from vaekit.checkpoint import atomic_write_json
+    from vaekit.rundir import atomic_write_json
 
     name, stat = _file_key(path)
     data = _read_verified()

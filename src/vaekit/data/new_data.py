@@ -378,7 +378,7 @@ def column_names(data_info: dict[str, Any]) -> list[str]:
 
 
 def _atomic_bytes(path: Path, blob: bytes) -> None:
-    from vaekit.checkpoint import atomic_write_bytes
+    from vaekit.rundir import atomic_write_bytes
 
     atomic_write_bytes(path, blob)
 

@@ -167,8 +167,8 @@ def em_experiment(
     if out is not None:
         from pathlib import Path
 
-        from vaekit.checkpoint import atomic_write_json
         from vaekit.report.contrasts import write_em_report
+        from vaekit.rundir import atomic_write_json
 
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)

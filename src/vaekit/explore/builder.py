@@ -521,7 +521,7 @@ def write_explorer(
     seed: int = 0,
 ) -> Path:
     """Write the explorer page (default ``RUN/explore.html``) atomically; returns its path."""
-    from vaekit.checkpoint import atomic_write_bytes
+    from vaekit.rundir import atomic_write_bytes
 
     page, _ = build_explorer(run_dir, axes, max_points, data_dir, seed)
     path = Path(output) if output is not None else Path(run_dir) / EXPLORE_FILE

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from vaekit.checkpoint import atomic_write_bytes
 from vaekit.report.page import Page
+from vaekit.rundir import atomic_write_bytes
 from vaekit.spelling import spell
 
 Figure = tuple[str, bytes, str]  # (file name, PNG bytes, caption)

@@ -14,12 +14,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vaekit.checkpoint import atomic_write_bytes, read_descriptor
+from vaekit.checkpoint import read_descriptor
 from vaekit.evaluate import evaluate_run, latent_statistics, load_run, save_evaluation
 from vaekit.metrics import lookup, metric, shown_metrics
 from vaekit.report.figures import Figure, run_figures
 from vaekit.report.page import Page
-from vaekit.rundir import RunDirError, locked
+from vaekit.rundir import RunDirError, atomic_write_bytes, locked
 
 REPORT_FILE = "report.html"
 FIGURE_DIR = "figures"

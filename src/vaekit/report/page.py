@@ -13,7 +13,7 @@ import html
 from collections.abc import Sequence
 from pathlib import Path
 
-from vaekit.checkpoint import atomic_write_bytes
+from vaekit.rundir import atomic_write_bytes
 
 GENERATOR = "vaekit.report.page"
 

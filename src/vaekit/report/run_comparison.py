@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
-from vaekit.checkpoint import atomic_write_bytes
 from vaekit.report.curves import read_metrics
 from vaekit.report.page import Page
 from vaekit.report.plots import _pyplot, image_grid, is_image
+from vaekit.rundir import atomic_write_bytes
 
 NUM_SAMPLES = 36
 

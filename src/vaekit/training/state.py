@@ -17,7 +17,7 @@ import torch
 from vaekit import checkpoint, rundir
 from vaekit.config import Config, model_config_from_dict, to_dict
 from vaekit.spelling import spell
-from vaekit.training import distributed
+from vaekit.training import distributed, state_files
 from vaekit.training.interrupt import TrainingInterrupted, resume_command
 from vaekit.training.result import TrainingError, TrainResult
 from vaekit.training.run_dir import prepare_run_dir
@@ -60,7 +60,7 @@ class LoopState:
 
 def run_config(run: str | Path) -> Config:
     """The full config a run was started with (read from its last checkpoint), for resuming."""
-    descriptor = checkpoint.read_descriptor(checkpoint.find_checkpoint(run))
+    descriptor = checkpoint.read_descriptor(state_files.find_checkpoint(run))
     return Config.from_dict(descriptor["config"])
 
 
@@ -75,11 +75,11 @@ class Checkpoints:
         if resume is not None:
             if self.ctx.is_main:
                 self.lock.acquire(resume)
-            self._restore(checkpoint.find_checkpoint(resume))
+            self._restore(state_files.find_checkpoint(resume))
         elif out is not None and self.ctx.is_main:
             self.run_dir = prepare_run_dir(out, overwrite, self.lock)
             config, info = to_dict(self.config), self.dataset.info()
-            checkpoint.write_run_config(self.run_dir, self.model, info, config)
+            state_files.write_run_config(self.run_dir, self.model, info, config)
         elif out is not None:
             self.run_dir = Path(out)
 
@@ -174,7 +174,7 @@ class Checkpoints:
                     tensors[f"weights.{name}"] = p.detach().clone()  # not a view: swapped next
             extra["ema_updates"] = self.average.updates
         with self._averaged_weights():
-            checkpoint.save_training_state(
+            state_files.save_training_state(
                 self.run_dir / "checkpoints" / which,
                 self.model,
                 self.optimizer,
@@ -221,7 +221,7 @@ class Checkpoints:
 
     def _restore(self, path: Path) -> None:
         """Load everything a checkpoint holds; truncate metrics.jsonl to its length then."""
-        descriptor, model_state, saved, tensors = checkpoint.load_training_state(path)
+        descriptor, model_state, saved, tensors = state_files.load_training_state(path)
         self._check_same_run(descriptor["config"])
         checkpoint.check_weights_fit(path, self.model)  # a one-line error, not a traceback
         self.model.load_state_dict(model_state)  # the average, if the run kept one
@@ -240,7 +240,7 @@ class Checkpoints:
         }
         try:
             self.optimizer.load_state_dict(
-                checkpoint.unflatten_optimizer_state(optim, saved["optimizer"])
+                state_files.unflatten_optimizer_state(optim, saved["optimizer"])
             )
         except (KeyError, ValueError) as exc:
             raise checkpoint.CheckpointError(
@@ -289,7 +289,7 @@ class Checkpoints:
         anything in the run is changed."""
         if self.state.batch > self.batches_per_epoch:
             raise checkpoint.CheckpointError(
-                f"{path / checkpoint.TRAIN_STATE_FILE}: loop.batch {self.state.batch} is beyond "
+                f"{path / state_files.TRAIN_STATE_FILE}: loop.batch {self.state.batch} is beyond "
                 f"the {self.batches_per_epoch} batches of an epoch"
             )
         if self.state.step > self.budget:
