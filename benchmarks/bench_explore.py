@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,8 +40,11 @@ from vaekit.checkpoint import save_model
 from vaekit.config import Config, apply_overrides, to_dict
 from vaekit.data import load_dataset
 from vaekit.explore import build_explorer
-from vaekit.explore.chromium import Chromium
 from vaekit.training import train
+
+# The Chromium driver lives with the tests, its main user.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from chromium import Chromium
 
 WAIT_FOR_MARK = """new Promise((resolve) => {
   const api = window.vaekitExplorer, want = %d, start = performance.now();

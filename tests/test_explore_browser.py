@@ -1,6 +1,6 @@
 """`vaekit explore`: the page's in-browser decoder against PyTorch, in headless Chromium.
 
-Chromium is driven over the DevTools protocol (vaekit.explore.chromium, a pipe: nothing to
+Chromium is driven over the DevTools protocol (tests/chromium.py, a pipe: nothing to
 install beyond Chromium). Runs are tiny digits models trained a few steps, or saved untrained.
 """
 
@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from chromium import Chromium, find_chromium
 from helpers import tiny, tiny_model_overrides
 from vaekit.checkpoint import load, save_model
 from vaekit.cli import main
@@ -20,7 +21,6 @@ from vaekit.config import Config, apply_overrides, to_dict
 from vaekit.data import load_dataset
 from vaekit.evaluate import latent_statistics, load_run
 from vaekit.explore import UnsupportedLayerError, build_explorer, decoder_program
-from vaekit.explore.chromium import Chromium, find_chromium
 from vaekit.explore.decoder_spec import likelihood_mean, run_program
 from vaekit.models import VAE, VAEConfig, build_model
 from vaekit.training import train
