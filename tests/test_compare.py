@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from vaekit.cli import main
-from vaekit.compare import code_statistics
 from vaekit.feature_net import frechet_distance
+from vaekit.lessons.ae_vs_vae import code_statistics
 
 torch.set_num_threads(1)
 

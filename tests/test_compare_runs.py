@@ -12,15 +12,15 @@ import torch
 import vaekit
 from helpers import tiny, tiny_model_overrides
 from vaekit.cli import main
-from vaekit.config import apply_overrides
-from vaekit.evaluate import load_run
-from vaekit.run_comparison import (
+from vaekit.comparison.runs import (
     ComparisonError,
     PairedDifference,
     _paired,
     bootstrap_active_units,
     count_active,
 )
+from vaekit.config import apply_overrides
+from vaekit.evaluate import load_run
 
 K = 20
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vaekit.cli import main
-from vaekit.em import (
+from vaekit.lessons import (
     PPCA,
     diagonal_gap,
     fit_mle,

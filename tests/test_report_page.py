@@ -18,11 +18,10 @@ import vaekit
 from vaekit import feature_net
 from vaekit.cli import main
 from vaekit.metrics import metric
-from vaekit.report import contrasts
 from vaekit.report.curves import constant_learning_rate, save_training_curves
 from vaekit.report.html import format_seconds, headline
 from vaekit.report.latent_plots import colours_by_label
-from vaekit.report.page import GENERATOR, Page
+from vaekit.report.page import GENERATOR, Page, write_page
 from vaekit.report.plots import pixel_scale, save_grid
 
 SRC = Path(vaekit.__file__).parent
@@ -150,7 +149,7 @@ def test_one_page_writer_for_every_page(run, tmp_path):
     ]
     assert writers == ["report/page.py"]
     png = (run / "figures" / "samples.png").read_bytes()
-    contrast = contrasts.write_page(tmp_path, "t", ["intro"], [("s", ["p"], [("a.png", png, "c")])])
+    contrast = write_page(tmp_path, "t", ["intro"], [("s", ["p"], [("a.png", png, "c")])])
     pages = [(run / "report.html").read_text(), contrast.read_text()]
     styles = [re.search(r"<style>(.*?)</style>", page, re.S).group(1) for page in pages]
     assert styles[0] == styles[1]

@@ -14,6 +14,7 @@ Public API (nothing runs at import):
 from vaekit._version import __version__
 from vaekit.checkpoint import CheckpointError, load
 from vaekit.checkpoint import save_model as save
+from vaekit.comparison.runs import RunComparison, compare_runs
 from vaekit.config import (
     Config,
     ConfigError,
@@ -28,7 +29,6 @@ from vaekit.config import (
 from vaekit.data import DataError, load_dataset
 from vaekit.evaluate import evaluate
 from vaekit.models import AE, MODELS, VAE, AEConfig, ELBOTerms, Model, VAEConfig
-from vaekit.run_comparison import RunComparison, compare_runs
 
 # Through vaekit.train (the re-export module), not vaekit.training: once it is loaded here, a
 # user's `from vaekit.train import X` cannot turn the attribute vaekit.train into a module.

@@ -781,8 +781,8 @@ def cmd_explore(args: argparse.Namespace) -> None:
 
 
 def cmd_em(args: argparse.Namespace) -> None:
-    from vaekit.em import em_experiment
-    from vaekit.report.contrasts import em_headline
+    from vaekit.lessons import em_experiment
+    from vaekit.lessons.em_page import em_headline
 
     report = em_experiment(
         data=args.data,
@@ -800,7 +800,7 @@ def cmd_em(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from vaekit.compare import compare, compare_headline
+    from vaekit.lessons.ae_vs_vae import compare, compare_headline
 
     if args.compare_runs:
         _compare_runs(args)
@@ -855,7 +855,7 @@ LESSON_FLAGS = {
 
 
 def _compare_runs(args: argparse.Namespace) -> None:
-    from vaekit.run_comparison import compare_runs
+    from vaekit.comparison.runs import compare_runs
 
     if args.runs is not None:
         raise ValueError("compare: give run directories or --runs AE_RUN VAE_RUN, not both")

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vaekit.report.plots import _pyplot
+from vaekit.report.plots import pyplot, save_figure
 
 # panel title, y-axis label, metric name (looked up with train_/val_ prefixes)
 PANELS = [
@@ -79,7 +79,7 @@ def save_training_curves(metrics_path: str | Path, path: str | Path) -> Path:
     if not panels and steps:
         panels = [p for p in PANELS if any(k in r for r in steps for k in (p[2], f"train_{p[2]}"))]
     count = len(panels) + (lr_key is not None)
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, max(count, 1), figsize=(4.2 * max(count, 1), 3.6), squeeze=False)
     axes = list(axes[0])
     for ax, (title, ylabel, name) in zip(axes, panels, strict=False):
@@ -121,9 +121,7 @@ def save_training_curves(metrics_path: str | Path, path: str | Path) -> Path:
         title += f"\nlearning rate constant at {constant_lr:.3g}"
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def _steps_per_epoch(epochs: list[dict[str, Any]], steps: list[dict[str, Any]]) -> float:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaekit.report.plots import _pyplot, image_grid, save_grid
+from vaekit.report.plots import image_grid, pyplot, save_figure, save_grid
 
 
 def _device(model) -> torch.device:
@@ -131,7 +131,7 @@ def save_latent_map(
             f"PC{i + 1} ({100 * e:.0f}% of variance; latent units)" for i, e in enumerate(explained)
         )
         how = f"PCA of the {mu.shape[1]}-D posterior means"
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 5.2))
     if colours_by_label(labels):
         y = labels.cpu().numpy()
@@ -162,9 +162,7 @@ def save_latent_map(
     ax.set_title(f"{code} of {len(mu)} test examples, {how}", fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 @torch.no_grad()
@@ -203,7 +201,7 @@ def save_kl_per_dim(
     low; bars of inactive units (Burda et al.) are grey when ``active`` is given."""
     kl = np.asarray(kl_per_dim, dtype=float)
     order = np.argsort(-kl, kind="stable")
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(4.5, 0.35 * len(kl) + 1.5), 3.6))
     colours = ["tab:blue" if active is None or active[i] else "tab:gray" for i in order]
     ax.bar(range(len(kl)), kl[order], color=colours)
@@ -217,6 +215,4 @@ def save_kl_per_dim(
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)

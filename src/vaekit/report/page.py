@@ -165,3 +165,25 @@ class Page:
         path = Path(path)
         atomic_write_bytes(path, self.render().encode("utf-8"))
         return path
+
+
+# A figure of a sectioned page: (file name, PNG bytes, caption).
+Figure = tuple[str, bytes, str]
+
+
+def write_page(
+    out_dir: Path, title: str, intro: list[str], sections: list[tuple[str, list[str], list[Figure]]]
+) -> Path:
+    """Write ``out_dir/report.html`` (self-contained, by :class:`Page`) and
+    each figure as ``out_dir/NAME``."""
+    page = Page(title)
+    for paragraph in intro:
+        page.paragraph(paragraph)
+    for heading, paragraphs, figures in sections:
+        page.heading(heading)
+        for paragraph in paragraphs:
+            page.paragraph(paragraph)
+        for name, png, caption in figures:
+            atomic_write_bytes(out_dir / name, png)
+            page.figure(png, caption, name)
+    return page.write(out_dir / "report.html")

@@ -5,6 +5,7 @@ matplotlib is imported here only (with the non-interactive Agg backend).
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 from vaekit.data import Dataset
+from vaekit.rundir import atomic_write_bytes
 
 
 def is_image(shape: tuple[int, ...]) -> bool:
@@ -45,13 +47,32 @@ def image_grid(
     return grid
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the non-interactive Agg backend (imported on first use: the
+    commands that draw nothing never pay for it)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def png_bytes(fig, dpi: int = 100) -> bytes:
+    """Figure ``fig`` rendered as PNG bytes; the figure is closed."""
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=dpi)
+    finally:
+        pyplot().close(fig)
+    return buffer.getvalue()
+
+
+def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
+    """Write figure ``fig`` to ``path`` as a PNG, atomically (a failed write leaves the old
+    file whole and names ``path``); the figure is closed."""
+    atomic_write_bytes(path, png_bytes(fig, dpi))
+    return Path(path)
 
 
 # Display sizes of image grids, in screen pixels: each image is blown up by a whole number of
@@ -88,7 +109,7 @@ def save_grid(
     image's width in data pixels; default: the whole grid's) and drawn 1:1
     into the PNG, so no resampling blurs or unevenly stretches the pixels.
     """
-    plt = _pyplot()
+    plt = pyplot()
     height, width = grid.shape[:2]
     k = pixel_scale(width, cell or width)
     big = np.repeat(np.repeat(grid, k, axis=0), k, axis=1)  # nearest-neighbour enlargement
@@ -127,9 +148,7 @@ def save_grid(
             ax.set_ylabel(ylabel, fontsize=9)
     else:
         ax.axis("off")
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi)
 
 
 def _centres(extent: int, count: int) -> list[float]:

@@ -550,7 +550,7 @@ def compare_runs(
         conditioned_on="each example's own label y: densities are p(x|y)" if conditional else None,
     )
     if out is not None:
-        from vaekit.report.run_comparison import write_comparison_page
+        from vaekit.comparison.page import write_comparison_page
 
         out_dir = prepare_run_dir(out, overwrite)
         result.report = str(write_comparison_page(result, models, paths, out_dir, seed=seed))

@@ -1,17 +1,19 @@
-"""Probabilistic PCA against the lecture's VAE: exact EM, the closed-form MLE and linear VAEs.
+"""The lecture's two contrasts, each an experiment with its page.
 
-* :mod:`vaekit.em.ppca`: the mathematics of PPCA (Tipping & Bishop 1999): exact log p(x), the
-  exact posterior, the closed-form MLE, exact EM, the closed-form ELBO of any Gaussian q and its
-  gap KL(q || p(z|x));
-* :mod:`vaekit.em.linear_vae`: the lecture's VAE with linear bodies, whose ELBO and decoder are
-  read exactly through that mathematics, and its gradient-ascent training;
-* :mod:`vaekit.em.experiment`: ``vaekit em``, the side-by-side experiment and its files.
+* AE vs VAE ("what if we only minimise reconstruction error?"):
+  :mod:`~vaekit.lessons.ae_vs_vae` trains both on the same networks and data and measures the
+  difference; :mod:`~vaekit.lessons.ae_vs_vae_page` writes its page.
+* VAE vs EM, on probabilistic PCA where everything is exact: :mod:`~vaekit.lessons.ppca` (exact
+  log p(x), the exact posterior, the closed-form MLE, exact EM, the ELBO of any Gaussian q and
+  its gap), :mod:`~vaekit.lessons.linear_vae` (the lecture's VAE with linear bodies, read
+  through that mathematics), :mod:`~vaekit.lessons.em` (``vaekit em``, the experiment) and
+  :mod:`~vaekit.lessons.em_page` (its page).
 
-Every name is importable from ``vaekit.em`` directly.
+The names of the EM lesson are importable from ``vaekit.lessons`` directly.
 """
 
-from vaekit.em.experiment import SYNTHETIC, em_experiment, load_em_data, summary
-from vaekit.em.linear_vae import (
+from vaekit.lessons.em import SYNTHETIC, em_experiment, load_em_data, summary
+from vaekit.lessons.linear_vae import (
     FlattenBody,
     LinearDecoder,
     linear_vae,
@@ -20,7 +22,7 @@ from vaekit.em.linear_vae import (
     vae_posterior_moments,
     vae_ppca,
 )
-from vaekit.em.ppca import (
+from vaekit.lessons.ppca import (
     PPCA,
     MethodResult,
     Record,

@@ -1,7 +1,7 @@
 """The experiment behind ``vaekit em``: closed-form MLE, exact EM and linear VAEs on one data
 set, side by side, with the fixed-decoder experiment; writes ``em.json`` and the report.
 
-The mathematics lives in ``vaekit.em.ppca`` and ``vaekit.em.linear_vae``; this module only
+The mathematics lives in ``vaekit.lessons.ppca`` and ``vaekit.lessons.linear_vae``; this module only
 loads data, runs the methods, summarises them (nats per example) and writes files.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from vaekit.em.linear_vae import train_linear_vae, vae_posterior_moments
-from vaekit.em.ppca import (
+from vaekit.lessons.linear_vae import train_linear_vae, vae_posterior_moments
+from vaekit.lessons.ppca import (
     PPCA,
     diagonal_gap,
     fit_mle,
@@ -167,7 +167,7 @@ def em_experiment(
     if out is not None:
         from pathlib import Path
 
-        from vaekit.report.contrasts import write_em_report
+        from vaekit.lessons.em_page import write_em_report
         from vaekit.rundir import atomic_write_json
 
         out_dir = Path(out)

@@ -164,7 +164,7 @@ def compare(
     ``num_samples``: K importance samples per test example for the VAE's nll.
     """
     from vaekit.evaluate import evaluate, load_run
-    from vaekit.report.contrasts import write_compare_report
+    from vaekit.lessons.ae_vs_vae_page import write_compare_report
     from vaekit.training import prepare_run_dir, train
 
     out = prepare_run_dir(out, overwrite)

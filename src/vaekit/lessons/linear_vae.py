@@ -3,7 +3,7 @@
 ``linear_vae`` builds a :class:`vaekit.VAE` with linear encoder/decoder bodies and a learned
 shared sigma; ``vae_ppca`` reads the PPCA its decoder defines; ``vae_exact_elbo`` computes its
 ELBO with the expectation in closed form; ``train_linear_vae`` runs gradient ascent on it and
-records exact log p(x), ELBO and gap (``vaekit.em.ppca``) along the way.
+records exact log p(x), ELBO and gap (``vaekit.lessons.ppca``) along the way.
 
 Every quantity is per example in nats. Shapes: ``x [N, D]``, ``W [D, m]``, ``b [D]``.
 """
@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from vaekit.em.ppca import PPCA, MethodResult, elbo_from_moments, make_record
+from vaekit.lessons.ppca import PPCA, MethodResult, elbo_from_moments, make_record
 from vaekit.models import VAE, VAEConfig
 
 

@@ -5,7 +5,6 @@ training curves overlaid and their prior samples side by side."""
 from __future__ import annotations
 
 import html
-import io
 import math
 from pathlib import Path
 from typing import Any
@@ -14,17 +13,10 @@ import torch
 
 from vaekit.report.curves import read_metrics
 from vaekit.report.page import Page
-from vaekit.report.plots import _pyplot, image_grid, is_image
+from vaekit.report.plots import image_grid, is_image, png_bytes, pyplot
 from vaekit.rundir import atomic_write_bytes
 
 NUM_SAMPLES = 36
-
-
-def _png(fig) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    _pyplot().close(fig)
-    return buffer.getvalue()
 
 
 def curves_figure(names: list[str], paths: list[Path]) -> tuple[bytes | None, list[str]]:
@@ -43,7 +35,7 @@ def curves_figure(names: list[str], paths: list[Path]) -> tuple[bytes | None, li
             missing.append(name)
     if not any(records.values()):
         return None, missing
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (key, ylabel) in zip(axes, panels, strict=True):
@@ -62,7 +54,7 @@ def curves_figure(names: list[str], paths: list[Path]) -> tuple[bytes | None, li
     axes[0].set_title("ELBO: validation (solid), training (dashed)", fontsize=10)
     axes[1].set_title("KL term: validation (solid), training (dashed)", fontsize=10)
     fig.tight_layout()
-    return _png(fig), missing
+    return png_bytes(fig), missing
 
 
 @torch.no_grad()
@@ -72,7 +64,7 @@ def samples_figure(names: list[str], models: list[Any], seed: int = 0) -> bytes 
     ``NUM_SAMPLES // C`` per class, one row per class. None for non-image data."""
     if not is_image(tuple(models[0].data_shape)):
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 4.0), squeeze=False)
     for ax, name, model in zip(axes[0], names, models, strict=True):
         device = next(model.parameters()).device
@@ -99,7 +91,7 @@ def samples_figure(names: list[str], models: list[Any], seed: int = 0) -> bytes 
     )
     fig.suptitle(f"{what}, seed {seed}", fontsize=10)
     fig.tight_layout()
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _value(value: float, stderr: float | None, digits: int) -> str:
