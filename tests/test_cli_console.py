@@ -17,7 +17,7 @@ import pytest
 
 import vaekit
 from helpers import tiny
-from vaekit.cli import EXIT_BROKEN_PIPE, main
+from vaekit.cli.main import EXIT_BROKEN_PIPE, main
 from vaekit.config import ConfigError, apply_overrides, find_config, load_config, preset_names
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,8 +9,9 @@ import typing
 
 import pytest
 
-from vaekit.cli import _train_sections, build_parser, main
-from vaekit.cli_flags import add_config_flags, config_overrides
+from vaekit.cli import main
+from vaekit.cli.flags import add_config_flags, config_overrides
+from vaekit.cli.parser import _train_sections, build_parser
 from vaekit.config import Config, apply_overrides, setting
 from vaekit.models import MODELS
 

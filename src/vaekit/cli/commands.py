@@ -1,0 +1,365 @@
+"""One function per ``vaekit`` command: read the parsed flags, call the library, print.
+
+Each ``cmd_NAME(args)`` is what ``vaekit NAME`` runs; the library does the work, so the
+same numbers come from Python and from the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from vaekit.cli.flags import config_overrides
+from vaekit.config import Config, apply_overrides, load_config
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from vaekit.training import run_config, train
+
+    if args.resume is None and args.out is None:
+        raise ValueError("train: give --out RUN for a new run, or --resume RUN to continue one")
+    if args.resume is not None and args.config is not None:
+        raise ValueError("--resume uses the run's own config: give --set/flags, not --config")
+    if args.resume is not None:
+        config = run_config(args.resume)
+    else:
+        config = load_config(args.config) if args.config else Config()
+    flagged = config_overrides(args, args.config_flags)
+    config = apply_overrides(config, [*flagged, *args.set], given_as=flagged)
+    # train() prints the progress and, at the end, a summary with every file it wrote.
+    train(config, out=args.out, overwrite=args.overwrite, resume=args.resume)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from vaekit.evaluate import evaluate_run
+
+    result = evaluate_run(
+        args.run,
+        args.data_dir,
+        save=False,  # printed first, saved after: a read-only run still shows its numbers
+        split=args.split,
+        num_samples=args.num_samples,
+        batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
+        memory_budget_mb=args.memory_mb,
+        seed=args.seed,
+        max_examples=args.max_examples,
+        fcd=not args.no_fcd,
+        data=args.data,
+        output=args.output,
+        trust_scale=args.trust_scale,
+        progress=args.progress,
+        log=lambda line: print(line, file=sys.stderr),
+    )
+    if args.json:
+        print(json.dumps(result, allow_nan=False))  # strict JSON: non-finite numbers are null
+    else:
+        _print_evaluation(result, new_data=args.data is not None)
+    if args.data is None:  # new data never overwrites the run's own eval.json
+        _save_evaluation(args.run, result, quiet=args.json)
+    elif args.output is not None and not args.json:
+        print(f"  saved to {args.output}")
+
+
+def _save_evaluation(run: Path, result: dict, quiet: bool) -> None:
+    """Write RUN/eval.json after the result was printed; if that fails the numbers above are
+    still complete, so say where it could not be written and exit 0 (the evaluation itself
+    succeeded; eval.json is a record, and `vaekit report` evaluates again without it)."""
+    from vaekit.evaluate import save_evaluation
+    from vaekit.rundir import RunDirError
+
+    try:
+        path = save_evaluation(run, result)
+    except (OSError, RunDirError) as exc:
+        note = f"vaekit: warning: eval.json not written ({exc}); the result above is complete"
+        print(note, file=sys.stderr)
+        return
+    if not quiet:  # --json: stdout holds the one JSON object
+        print(f"  saved to {path}")
+
+
+def _print_evaluation(result: dict, new_data: bool) -> None:
+    """The evaluation as text: the setting, then one line per metric of the one table in
+    vaekit.metrics (label, value, unit, brief definition)."""
+    from vaekit.metrics import shown_metrics
+
+    where = "new data, all rows" if new_data else f"{result['split']} split"
+    if "likelihood" in result:  # a model without p(x): say so, print what it has
+        print(f"{result['dataset']} ({where}), {result['num_examples']} examples")
+        print(f"  likelihood: {result['likelihood']}")
+    else:
+        print(
+            f"{result['dataset']} ({where}), {result['num_examples']} examples, "
+            f"K = {result['num_samples']} importance samples"
+        )
+        print(f"  space: {result['space']}")
+    if "model_space" in result:
+        print(f"  model space: {result['model_space']}")
+    if "conditioned_on" in result:
+        print(f"  given: {result['conditioned_on']}")
+    if "bits_per_dim_basis" in result:
+        print(f"  bits/dim basis: {result['bits_per_dim_basis']}")
+    for entry, value in shown_metrics(result):
+        print(f"  {entry.label:<34} {value:>17}  {entry.unit} ({entry.brief})")
+    for key, why in result.get("null_reasons", {}).items():
+        print(f"  note: {key} is n/a: {why}")
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    from vaekit.checkpoint import load
+    from vaekit.codes import check_label
+    from vaekit.report.plots import is_image, save_samples
+
+    model = load(args.run)
+    if not is_image(model.data_shape):
+        raise ValueError(f"{args.run}: data shape {list(model.data_shape)} is not an image")
+    if args.output.suffix.lower() != ".png":
+        raise ValueError(f"-o {args.output}: the output must be a .png file")
+    check_label(model, args.label)
+    args.output.parent.mkdir(parents=True, exist_ok=True)  # as reconstruct & co. do
+    save_samples(model, args.output, n=args.n, seed=args.seed, label=args.label)
+    print(f"wrote {args.output}")
+
+
+def cmd_datasets(args: argparse.Namespace) -> None:
+    from vaekit.data import dataset_table
+
+    print(dataset_table(args.data_dir))
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> None:
+    from vaekit.report.figures import reconstruct_run
+
+    if args.data is not None:
+        from vaekit.codes import reconstruct_data
+
+        path = reconstruct_data(
+            args.run, args.data, args.output, args.seed, trust_scale=args.trust_scale
+        )
+        print(f"wrote {path}")
+        return
+    path = reconstruct_run(args.run, args.output, args.n, args.split, args.seed, args.data_dir)
+    print(f"wrote {path}")
+
+
+def cmd_interpolate(args: argparse.Namespace) -> None:
+    from vaekit.report.figures import interpolate_run
+
+    path = interpolate_run(
+        args.run, args.output, args.pairs, args.steps, args.split, args.seed, args.data_dir
+    )
+    print(f"wrote {path}")
+
+
+def cmd_traverse(args: argparse.Namespace) -> None:
+    from vaekit.report.figures import traverse_run
+
+    path = traverse_run(
+        args.run,
+        args.output,
+        args.index,
+        args.max_dims,
+        args.span,
+        args.steps,
+        args.split,
+        args.seed,
+        args.data_dir,
+    )
+    print(f"wrote {path}")
+
+
+def cmd_latent_map(args: argparse.Namespace) -> None:
+    from vaekit.report.figures import latent_map_run
+
+    path = latent_map_run(
+        args.run, args.output, args.split, args.max_examples, args.seed, args.data_dir
+    )
+    print(f"wrote {path}")
+
+
+def cmd_encode(args: argparse.Namespace) -> None:
+    from vaekit.codes import encode_array
+
+    for path in encode_array(
+        args.run,
+        args.input,
+        args.output,
+        args.log_var,
+        args.sample,
+        args.preprocessed,
+        args.seed,
+        trust_scale=args.trust_scale,
+    ):
+        print(f"wrote {path}")
+
+
+def cmd_decode(args: argparse.Namespace) -> None:
+    from vaekit.codes import decode_array
+
+    print(f"wrote {decode_array(args.run, args.input, args.output, label=args.label)}")
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from vaekit.score import score_run
+
+    summary = score_run(
+        args.run,
+        args.data,
+        args.output,
+        num_samples=args.num_samples,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        remedy=args.remedy,
+        reference=args.reference,
+        ood_column=args.ood_column,
+        ood_classes=args.ood_classes,
+        trust_scale=args.trust_scale,
+        max_examples=args.max_examples,
+    )
+    if args.json:
+        print(json.dumps(summary))
+        return
+    from vaekit.score import score_headline
+
+    print("\n".join(score_headline(summary)))
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from vaekit.report.html import write_report
+
+    try:  # the evaluation is printed first (log=print), then the files are written
+        path = write_report(args.run, args.num_samples, args.max_examples, args.data_dir, log=print)
+    except OSError as exc:
+        raise OSError(exc.errno, f"report not written: {exc.strerror}", exc.filename) from None
+    print(f"wrote {path}")
+
+
+def cmd_explore(args: argparse.Namespace) -> None:
+    from vaekit.explore import write_explorer
+
+    path = write_explorer(
+        args.run, args.output, args.axes, args.max_points, args.data_dir, seed=args.seed
+    )
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB); open it in a browser")
+
+
+def cmd_em(args: argparse.Namespace) -> None:
+    from vaekit.lessons import em_experiment
+    from vaekit.lessons.em_page import em_headline
+
+    report = em_experiment(
+        data=args.data,
+        latent_dim=args.latent_dim,
+        em_iterations=args.em_iterations,
+        vae_steps=args.steps,
+        lr=args.lr,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        max_examples=args.max_examples,
+        out=args.out,
+        log=(lambda _: None) if args.json else print,
+    )
+    print(json.dumps(report) if args.json else "\n".join(em_headline(report)))
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from vaekit.lessons.ae_vs_vae import compare, compare_headline
+
+    if args.compare_runs:
+        _compare_runs(args)
+        return
+    if args.out is None:
+        raise ValueError("compare: give --out DIR (or run directories: compare RUN_A RUN_B)")
+    if args.max_examples is not None:
+        raise ValueError("compare: --max-examples applies to run directories (RUN_A RUN_B)")
+    result = compare(
+        args.out,
+        data=args.data,
+        epochs=args.epochs,
+        latent_dim=args.latent_dim,
+        hidden_dims=args.hidden_dims,
+        seed=args.seed,
+        runs=args.runs,
+        num_samples=args.num_samples,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        data_dir=args.data_dir,
+        overwrite=args.overwrite,
+        log=(lambda _: None) if args.json else print,
+    )
+    print(json.dumps(result) if args.json else "\n".join(compare_headline(result)))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from vaekit.export import export_run
+
+    manifest = export_run(args.run, args.out, args.format, args.overwrite)
+    for graph in manifest["graphs"].values():
+        worst = max(graph["relative_error_vs_torch"].values())
+        outputs = ", ".join(o["name"] for o in graph["outputs"])
+        print(
+            f"wrote {Path(manifest['out']) / graph['file']} (outputs: {outputs}; largest "
+            f"relative error against PyTorch {worst:.1e})"
+        )
+    print(f"wrote {Path(manifest['out']) / 'export.json'}")
+    for reason in manifest["refused"].values():
+        print(f"vaekit: refused: {reason}", file=sys.stderr)
+
+
+# `vaekit compare --data ...` training flags and their defaults: meaningless with RUN ...
+LESSON_FLAGS = {
+    "data": "digits",
+    "epochs": 40,
+    "latent_dim": 8,
+    "hidden_dims": None,
+    "lr": 5e-3,
+    "batch_size": 32,
+}
+
+
+def _compare_runs(args: argparse.Namespace) -> None:
+    from vaekit.comparison.runs import compare_runs
+
+    if args.runs is not None:
+        raise ValueError("compare: give run directories or --runs AE_RUN VAE_RUN, not both")
+    for flag, default in LESSON_FLAGS.items():
+        if getattr(args, flag) != default:
+            raise ValueError(
+                f"compare RUN ...: --{flag.replace('_', '-')} trains the AE-vs-VAE lesson; "
+                "trained runs are compared as they are"
+            )
+    runs = args.compare_runs
+    out = args.out or runs[0].parent / ("compare-" + "-vs-".join(r.name for r in runs))
+    result = compare_runs(
+        runs,
+        num_samples=args.num_samples,
+        seed=args.seed,
+        max_examples=args.max_examples,
+        data_dir=args.data_dir,
+        out=out,
+        overwrite=args.overwrite,
+        log=None if args.json else print,
+    )
+    print(json.dumps(result.to_dict()) if args.json else "\n".join(result.lines()))
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "sample": cmd_sample,
+    "datasets": cmd_datasets,
+    "reconstruct": cmd_reconstruct,
+    "interpolate": cmd_interpolate,
+    "traverse": cmd_traverse,
+    "latent-map": cmd_latent_map,
+    "encode": cmd_encode,
+    "decode": cmd_decode,
+    "score": cmd_score,
+    "report": cmd_report,
+    "explore": cmd_explore,
+    "em": cmd_em,
+    "compare": cmd_compare,
+    "export": cmd_export,
+}
