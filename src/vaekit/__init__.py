@@ -8,7 +8,9 @@ Public API (nothing runs at import):
   pickle);
 * :func:`train` -- train from a :class:`Config`; :func:`evaluate` -- honest numbers;
 * :func:`compare_runs` -- paired differences between runs, with standard errors;
-* :class:`Config` and its sections, :func:`load_config`.
+* :class:`Config` and its sections, :func:`load_config`;
+* :class:`VAEEstimator` -- a scikit-learn-style estimator (``fit``, ``transform``,
+  ``inverse_transform``, ``score_samples``, ``sample``, ``save``/``load``).
 """
 
 from vaekit._version import __version__
@@ -56,6 +58,7 @@ __all__ = [
     "TrainingError",
     "TrainingInterrupted",
     "VAEConfig",
+    "VAEEstimator",
     "__version__",
     "compare_runs",
     "evaluate",
@@ -65,3 +68,12 @@ __all__ = [
     "save",
     "train",
 ]
+
+
+def __getattr__(name: str):
+    # The estimator pulls in scikit-learn's estimator machinery: loaded on first use only.
+    if name == "VAEEstimator":
+        from vaekit.estimator import VAEEstimator
+
+        return VAEEstimator
+    raise AttributeError(f"module 'vaekit' has no attribute {name!r}")
