@@ -64,3 +64,40 @@ def test_a_users_own_malloc_settings_are_left_alone(monkeypatch):
     monkeypatch.delenv("MALLOC_ARENA_MAX")
     monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
     assert runtime.keep_freed_memory() is False
+
+
+def test_thread_policy_sizes_the_pool_and_waits_passively(monkeypatch):
+    for key in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.delitem(sys.modules, "torch")  # as before torch's first import
+    decided = runtime.apply_thread_policy()
+    assert decided == {"OMP_WAIT_POLICY": "PASSIVE", "threads": str(runtime.usable_cores())}
+    import os
+
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert os.environ["OMP_NUM_THREADS"] == str(runtime.usable_cores())
+
+
+def test_thread_policy_keeps_the_users_settings(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert runtime.apply_thread_policy() == {}
+
+
+def test_thread_policy_after_torch_sets_the_pool_only(monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    for key in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY"):
+        monkeypatch.delenv(key, raising=False)
+    try:
+        decided = runtime.apply_thread_policy()  # torch is loaded: too late for the wait policy
+        assert "OMP_WAIT_POLICY" not in decided
+        assert torch.get_num_threads() == runtime.usable_cores()
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_usable_cores_follows_the_affinity_mask(monkeypatch):
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: {0})
+    assert runtime.usable_cores() == 1

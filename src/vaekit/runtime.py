@@ -1,5 +1,17 @@
-"""The process's runtime settings. Today: keep freed CPU memory in the process for the next
-step (glibc malloc settings).
+"""The process's runtime settings: how many CPU threads torch uses and how they wait
+(:func:`apply_thread_policy`), and keeping freed CPU memory in the process for the next step
+(glibc malloc settings, :func:`keep_freed_memory`).
+
+Threads. torch runs its CPU kernels on an OpenMP pool. By default the pool has one thread
+per core of the machine (not of the process: a container or ``taskset`` may allow fewer), and
+idle OpenMP threads spin for a while before they sleep. When other processes also want the
+cores, spinning threads steal the time the working thread needs; benchmarks/RESULTS.md
+records the throughput of each setting on a quiet and on a loaded machine
+(benchmarks/bench_threads.py). The command line therefore sizes the pool from the cores this
+process may run on (its CPU affinity and a cgroup CPU quota) and asks OpenMP to wait
+passively. A user's own ``OMP_NUM_THREADS`` or ``OMP_WAIT_POLICY`` is always kept.
+
+Memory.
 
 Every training step on the CPU allocates and frees the same activation and gradient tensors
 (a few hundred KiB each on the benchmarks' reference model: MLP 784-512-256, 16-d latent,
@@ -21,6 +33,7 @@ import ctypes
 import ctypes.util
 import os
 import sys
+from pathlib import Path
 
 M_TRIM_THRESHOLD = -1  # from glibc's malloc.h
 M_MMAP_THRESHOLD = -3
@@ -28,6 +41,43 @@ MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # glibc's largest accepted value on 64-
 TRIM_THRESHOLD_BYTES = 1024 * 1024 * 1024
 
 _applied: bool | None = None
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on: its affinity mask, capped by a cgroup v2 CPU quota
+    (``cpu.max``, e.g. a container limited to 2 of 64 cores)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def apply_thread_policy() -> dict[str, str]:
+    """Size torch's CPU thread pool to :func:`usable_cores` and make idle OpenMP threads
+    sleep instead of spin, unless the user set ``OMP_NUM_THREADS`` / ``OMP_WAIT_POLICY``.
+
+    The wait policy is read when OpenMP starts, i.e. when torch is first imported: call this
+    before that (the command line does). Returns what was decided, for the log."""
+    decided: dict[str, str] = {}
+    if "OMP_WAIT_POLICY" not in os.environ and "torch" not in sys.modules:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        decided["OMP_WAIT_POLICY"] = "PASSIVE"
+    if "OMP_NUM_THREADS" not in os.environ:
+        cores = usable_cores()
+        os.environ["OMP_NUM_THREADS"] = str(cores)
+        if "torch" in sys.modules:
+            import torch
+
+            torch.set_num_threads(cores)
+        decided["threads"] = str(cores)
+    return decided
 
 
 def keep_freed_memory() -> bool:

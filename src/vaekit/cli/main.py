@@ -10,6 +10,7 @@ import sys
 from vaekit.cli.commands import COMMANDS
 from vaekit.cli.parser import build_parser
 from vaekit.config import ConfigError
+from vaekit.runtime import apply_thread_policy
 from vaekit.spelling import command_line
 
 # Exit status after the reader of our output went away (`vaekit evaluate RUN | head -1`):
@@ -20,6 +21,7 @@ EXIT_BROKEN_PIPE = 141
 
 
 def main(argv: list[str] | None = None) -> int:
+    apply_thread_policy()  # before torch starts its thread pool (see vaekit/runtime.py)
     # Library messages name flags (--overwrite), not Python keywords (overwrite=True).
     with command_line():
         return _main(argv)
