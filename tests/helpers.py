@@ -105,6 +105,7 @@ TINY_MODEL_SETTINGS: dict[str, list[str]] = {
     "vae": ["model.latent_dim=2", "model.hidden_dims=[16]", 'model.network="mlp"'],
     "ae": ["model.latent_dim=2", "model.hidden_dims=[16]", 'model.network="mlp"'],
     "hvae": ["model.latent_dims=[3, 2]", "model.hidden_dims=[[16], [8]]"],
+    "deep-hvae": ["model.latent_dims=[3, 2, 2]", "model.width=16"],
     "cvae": [
         "model.latent_dim=2",
         "model.hidden_dims=[16]",

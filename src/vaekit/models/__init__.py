@@ -11,6 +11,7 @@ from vaekit.models.registry import MODELS, build_model, model_names, models_help
 from vaekit.models.vae import VAE, VAEConfig  # isort: skip
 from vaekit.models.ae import AE, AEConfig  # isort: skip
 from vaekit.models.hvae import HierarchicalVAE, HVAEConfig  # isort: skip
+from vaekit.models.deep_hvae import DeepHierarchicalVAE, DeepHVAEConfig  # isort: skip
 from vaekit.models.cvae import ConditionalVAE, CVAEConfig  # isort: skip
 from vaekit.models.vqvae import VQVAE, VQVAEConfig  # isort: skip
 
@@ -22,6 +23,8 @@ __all__ = [
     "AEConfig",
     "CVAEConfig",
     "ConditionalVAE",
+    "DeepHVAEConfig",
+    "DeepHierarchicalVAE",
     "ELBOTerms",
     "HVAEConfig",
     "HierarchicalVAE",

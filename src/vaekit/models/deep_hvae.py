@@ -1,0 +1,339 @@
+"""A deep top-down hierarchical VAE with residual cells, for vectors (``kind = "deep-hvae"``).
+
+The family of models that beat one stochastic layer (Ladder VAE, Sønderby et al. 2016;
+NVAE, Vahdat & Kautz 2020; VDVAE, Child 2021) share one shape, which this model follows:
+
+* a deterministic bottom-up pass of residual cells gives features ``a_1 ... a_L`` of x (one
+  per latent group, ``a_1`` nearest the data);
+* one top-down path, shared by inference and generation, carries a state ``s`` of width W.
+  It starts from a learned constant. At group l (top first) the prior p(z_l|z_{>l}) is a
+  Gaussian read from ``s``, the posterior q(z_l|z_{>l}, x) a Gaussian read from ``s`` and
+  ``a_l`` together; the draw is added into the state (``s += proj(z_l)``) and a residual
+  cell follows;
+* the likelihood p(x|z) reads the final state. Every group reaches the output through the
+  residual stream: each is a skip connection to the likelihood.
+
+The top group's prior comes from the prior registry (N(0, I) or the VampPrior, whose
+components are q(z_L|u_k) at learned pseudo-inputs). Lower groups have closed-form KLs (q and
+p of a group are Gaussians given the same state), the top one too for N(0, I). The importance
+weights run over every group: log w = log p(x|z) + sum_l [log p(z_l|z_{>l}) - log q(z_l|.)],
+so ``log_likelihood`` estimates log p(x) of the full model. The ELBO's KL is reported per
+group (``[B, L]``), so free bits and KL warm-up act on each group.
+
+Cells are ``residual`` (s + f(s)) or ``gated`` (s + f(s) * sigmoid(g(s)), the gated dense
+layers of the VampPrior paper's hierarchical VAE). The last layer of every cell starts at
+zero and every prior head at N(0, I), so the untrained network is shallow and stable at any
+depth, which is what lets deep hierarchies train without the KL spikes of naive stacks.
+
+The code (``latent_dim``) is every group concatenated, bottom first: z = [z_1, ..., z_L].
+``decode(z)`` runs the top-down path with those draws: p(x|z) is exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.distributions import Distribution
+
+from vaekit.distributions import PRIORS, DiagonalGaussian, build_likelihood
+from vaekit.models.base import ELBOTerms, LatentMoments, LikelihoodModel
+from vaekit.models.bodies import check_buildable
+from vaekit.models.registry import register_model
+from vaekit.networks import ACTIVATIONS
+from vaekit.settings import ConfigError, ModelConfig, setting
+
+# Draws behind latent_moments: the marginal q(z_l|x) of a group below the top is a mixture.
+MOMENT_SAMPLES = 32
+
+
+@dataclass
+class DeepHVAEConfig(ModelConfig):
+    """The deep hierarchical VAE's ``[model]`` table (``kind = "deep-hvae"``)."""
+
+    kind: str = dataclasses.field(default="deep-hvae", init=False)
+    latent_dims: list[int] = setting(
+        default_factory=lambda: [16, 16, 16, 16],
+        help="deep hierarchical VAE: sizes of the latent groups z_1 (nearest x) ... z_L (top)",
+    )
+    width: int = setting(512, help="W, the width of the residual stream in both passes")
+    cells: int = setting(1, help="residual cells per group in each pass")
+    cell: Literal["residual", "gated"] = setting(
+        "residual", help="cell type: residual s + f(s), or gated s + f(s) * sigmoid(g(s))"
+    )
+    activation: Literal["relu", "elu", "gelu", "tanh", "silu"] = setting(
+        "silu", help="the cells' nonlinearity"
+    )
+    prior: str = setting("standard-normal", help="p(z_L), the top group: standard-normal or vamp")
+    num_pseudo_inputs: int = setting(
+        500, help="K, the VampPrior's learned pseudo-inputs (prior vamp)"
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.latent_dims or min(self.latent_dims) < 1:
+            raise ConfigError(
+                f"model.latent_dims needs >= 1 positive group sizes, got {self.latent_dims}"
+            )
+        if self.width < 1 or self.cells < 1:
+            raise ConfigError(
+                f"model.width and model.cells must be >= 1, got {self.width} and {self.cells}"
+            )
+        if self.num_pseudo_inputs < 1:
+            raise ConfigError(f"model.num_pseudo_inputs must be >= 1, got {self.num_pseudo_inputs}")
+        if self.prior not in PRIORS:
+            raise ConfigError(
+                f"model.prior must be one of {', '.join(map(repr, PRIORS))}; got {self.prior!r}"
+            )
+
+
+class Cell(nn.Module):
+    """``[*, W] -> [*, W]``: s + f(s) (residual) or s + f(s) * sigmoid(g(s)) (gated), with f
+    two linear layers after the nonlinearity. The last layer starts at zero: a new cell is
+    the identity."""
+
+    def __init__(self, width: int, kind: str, activation: str) -> None:
+        super().__init__()
+        self.gated = kind == "gated"
+        self.act = ACTIVATIONS[activation]()
+        self.inner = nn.Linear(width, width)
+        self.outer = nn.Linear(width, 2 * width if self.gated else width)
+        nn.init.zeros_(self.outer.weight)
+        nn.init.zeros_(self.outer.bias)
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        h = self.outer(self.act(self.inner(self.act(s))))
+        if self.gated:
+            h, gate = h.chunk(2, dim=-1)
+            h = h * torch.sigmoid(gate + 2.0)  # gates start mostly open
+        return s + h
+
+
+class GaussianHead(nn.Module):
+    """``[*, n_in] -> DiagonalGaussian [*, m]`` through one hidden layer; ``zero`` starts it
+    at N(0, I) (mean 0, log-variance 0)."""
+
+    def __init__(self, n_in: int, width: int, m: int, activation: str, zero: bool) -> None:
+        super().__init__()
+        self.act = ACTIVATIONS[activation]()
+        self.hidden = nn.Linear(n_in, width)
+        self.out = nn.Linear(width, 2 * m)
+        if zero:
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
+
+    def forward(self, h: torch.Tensor) -> DiagonalGaussian:
+        mu, log_var = self.out(self.act(self.hidden(self.act(h)))).chunk(2, dim=-1)
+        return DiagonalGaussian(mu, log_var)
+
+
+@register_model
+class DeepHierarchicalVAE(LikelihoodModel):
+    """Top-down hierarchical VAE with residual or gated cells and any number of latent
+    groups (module docstring). Data is flattened: dense cells."""
+
+    name = "deep-hvae"
+    description = (
+        "deep top-down hierarchical VAE: residual or gated cells, any number of latent "
+        "groups, a shared top-down path (Ladder VAE / NVAE / VDVAE family)"
+    )
+    config_class = DeepHVAEConfig
+    has_continuous_latent = True
+    has_posterior = False  # q(z_1..L|x) is a chain of groups, not one distribution object
+    objectives = ("elbo", "iwae")
+
+    def __init__(self, config: DeepHVAEConfig) -> None:
+        super().__init__()
+        self.config = config = self.own_config(config)
+        check_buildable(config)
+        self.likelihood = build_likelihood(config)
+        dims, w, act = config.latent_dims, config.width, config.activation
+        d = math.prod(config.data_shape)
+        self.stem = nn.Linear(d, w)
+
+        def cells() -> nn.Sequential:
+            return nn.Sequential(*(Cell(w, config.cell, act) for _ in range(config.cells)))
+
+        self.up = nn.ModuleList(cells() for _ in dims)  # bottom first
+        self.down = nn.ModuleList(cells() for _ in dims)  # bottom first (run top first)
+        self.start = nn.Parameter(torch.zeros(w))  # the top-down state before any group
+        self.posterior_heads = nn.ModuleList(GaussianHead(2 * w, w, m, act, False) for m in dims)
+        # p(z_l | z_{>l}) below the top; the top group's prior comes from the registry.
+        self.prior_heads = nn.ModuleList(GaussianHead(w, w, m, act, True) for m in dims[:-1])
+        self.project = nn.ModuleList(nn.Linear(m, w) for m in dims)
+        out = math.prod(self.likelihood.param_shape)
+        self.act = ACTIVATIONS[act]()
+        self.to_params = nn.Sequential(
+            nn.Linear(w, out), nn.Unflatten(-1, self.likelihood.param_shape)
+        )
+        self.prior = PRIORS[config.prior](self, dims[-1])  # p(z_L); may use the model
+
+    @property
+    def latent_dim(self) -> int:
+        """Every group concatenated, bottom first."""
+        return sum(self.config.latent_dims)
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.config.latent_dims)
+
+    def network_bodies(self) -> list[nn.Module]:
+        """The residual cells of both passes (the Gaussian heads and the output layer stay
+        fp32 under mixed precision)."""
+        return [*self.up, *self.down]
+
+    # --- the two passes ---------------------------------------------------------------------
+
+    def proposal(self, x: torch.Tensor, *, y: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """The bottom-up features ``a_1 ... a_L`` of x, ``[B, W]`` each, bottom first: all
+        that inference needs from x."""
+        self.check_input(x)
+        h = self.stem(x.flatten(1))
+        features = []
+        for cells in self.up:
+            h = cells(h)
+            features.append(h)
+        return features
+
+    def _posterior(self, g: int, s: torch.Tensor, a: torch.Tensor) -> DiagonalGaussian:
+        return self.posterior_heads[g](torch.cat([s, a.expand_as(s)], dim=-1))
+
+    def _top_down(
+        self, features: list[torch.Tensor] | None, zs: list[torch.Tensor] | None, k: int, mean=False
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list, list]:
+        """Run the top-down path. With ``features``, draw each group from q (``k`` draws, or
+        q's mean if ``mean``); else use the given draws ``zs`` (bottom first,
+        ``[k, B, m_l]``). Returns the final state ``[k, B, W]`` and, bottom first, the
+        draws, the posteriors (None without features) and the priors below the top."""
+        L = self.num_groups
+        batch = features[0].shape[0] if features is not None else zs[0].shape[-2]
+        s = self.start.expand(k, batch, -1)
+        out_z: list = [None] * L
+        qs: list = [None] * L
+        ps: list = [None] * (L - 1)
+        for g in range(L - 1, -1, -1):
+            if g < L - 1:
+                ps[g] = self.prior_heads[g](s)
+            if features is not None:
+                qs[g] = self._posterior(g, s, features[g])
+                z = qs[g].loc if mean else qs[g].rsample()
+            else:
+                z = zs[g]
+            out_z[g] = z
+            s = self.down[g](s + self.project[g](z))
+        return s, out_z, qs, ps
+
+    def _params(self, s: torch.Tensor) -> torch.Tensor:
+        return self.to_params(self.act(s))
+
+    def _group_kls(self, zs: list, qs: list, ps: list) -> torch.Tensor:
+        """Each group's term of KL(q(z_1..L|x) || p(z_1..L)) at the draws, ``[K, B, L]``,
+        bottom first: closed form below the top (q and p share the state); the top group
+        against the prior (closed form for N(0, I), Monte Carlo for the VampPrior)."""
+        kls = [qs[g].kl_diagonal_gaussian(ps[g].loc, ps[g].log_var) for g in range(len(ps))]
+        kls.append(self.prior.kl(qs[-1], zs[-1]).expand(zs[0].shape[:-1]))
+        return torch.stack(kls, dim=-1)
+
+    # --- the contract ----------------------------------------------------------------------
+
+    def top_posterior(self, x: torch.Tensor) -> DiagonalGaussian:
+        """q(z_L|x), batch ``[B]``: the top group's posterior depends on x alone (what a
+        VampPrior over z_L mixes at its pseudo-inputs)."""
+        features = self.proposal(x)
+        s = self.start.expand(features[-1].shape[0], -1)
+        return self._posterior(self.num_groups - 1, s, features[-1])
+
+    def encode(self, x: torch.Tensor, *, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The mean path: each group at its posterior mean given the means above,
+        ``[B, latent_dim]`` bottom first (deterministic; for pictures and codes)."""
+        _, zs, _, _ = self._top_down(self.proposal(x), None, 1, mean=True)
+        return torch.cat([z[0] for z in zs], dim=-1)
+
+    def _split(self, z: torch.Tensor) -> list[torch.Tensor]:
+        return list(z.split(self.config.latent_dims, dim=-1))
+
+    def decode(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> Distribution:
+        """p(x|z) for ``z [B, latent_dim]`` or ``[K, B, latent_dim]`` (groups bottom first)."""
+        lead = z.dim() == 2
+        zs = self._split(z.unsqueeze(0) if lead else z)
+        s, _, _, _ = self._top_down(None, zs, zs[0].shape[0])
+        params = self._params(s)
+        return self.likelihood(params[0] if lead else params)
+
+    def decode_mean(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> torch.Tensor:
+        """E[x|z], ``[*lead, *data_shape]``."""
+        lead = z.dim() == 2
+        zs = self._split(z.unsqueeze(0) if lead else z)
+        s, _, _, _ = self._top_down(None, zs, zs[0].shape[0])
+        mean = self.likelihood.mean(self._params(s))
+        return mean[0] if lead else mean
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        *,
+        y: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Ancestral sampling: z_L ~ p(z_L), then each group from its prior given the state,
+        then E[x|z], ``[n, *data_shape]``."""
+        L = self.num_groups
+        s = self.start.expand(n, -1)
+        for g in range(L - 1, -1, -1):
+            if g == L - 1:
+                z = self.prior.sample(n, generator=generator)
+            else:
+                p = self.prior_heads[g](s)
+                eps = torch.randn(p.loc.shape, generator=generator, dtype=s.dtype, device=s.device)
+                z = p.loc + torch.exp(0.5 * p.log_var) * eps
+            s = self.down[g](s + self.project[g](z))
+        return self.likelihood.mean(self._params(s))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, *, y: torch.Tensor | None = None) -> torch.Tensor:
+        """E[x|z] at the mean path's z, ``[B, *data_shape]``."""
+        return self.decode_mean(self.encode(x))
+
+    def elbo(
+        self, x: torch.Tensor, num_mc_samples: int = 1, *, y: torch.Tensor | None = None
+    ) -> ELBOTerms:
+        """ELBO = E_q[log p(x|z)] - KL(q(z_1..L|x) || p(z_1..L)), nats per example ``[B]``,
+        from ``num_mc_samples`` draws; the KL per group ``[B, L]`` is what free bits clamp."""
+        s, zs, qs, ps = self._top_down(self.proposal(x), None, num_mc_samples)
+        log_px_z = self.likelihood.log_density(self._params(s), x).mean(dim=0)
+        group_kls = self._group_kls(zs, qs, ps).mean(dim=0)  # [B, L]
+        kl = group_kls.sum(dim=-1)
+        return ELBOTerms(elbo=log_px_z - kl, log_px_z=log_px_z, kl=kl, group_kl=lambda: group_kls)
+
+    def log_weight_terms_given(
+        self,
+        proposal: list[torch.Tensor],
+        x: torch.Tensor,
+        num_samples: int,
+        *,
+        y: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log p(x|z), log p(z_1..L) - log q(z_1..L|x)), ``[K, B]`` each."""
+        s, zs, qs, ps = self._top_down(proposal, None, num_samples)
+        log_q = sum(q.log_prob(z) for q, z in zip(qs, zs, strict=True))
+        log_p = sum(p.log_prob(z) for p, z in zip(ps, zs[:-1], strict=True))
+        log_p = log_p + self.prior.log_prob(zs[-1])
+        return self.likelihood.log_density(self._params(s), x), log_p - log_q
+
+    @torch.no_grad()
+    def latent_moments(self, x: torch.Tensor, *, y: torch.Tensor | None = None) -> LatentMoments:
+        """Mean and covariance of q(z_1..L|x) over every group, ``[B, m]`` and ``[B, m, m]``:
+        Monte-Carlo estimates from ``MOMENT_SAMPLES`` draws (a lower group's marginal is a
+        mixture over the draws above it)."""
+        _, zs, _, _ = self._top_down(self.proposal(x), None, MOMENT_SAMPLES)
+        z = torch.cat(zs, dim=-1)  # [S, B, m]
+        mean = z.mean(dim=0)
+        centred = z - mean
+        cov = torch.einsum("sbi,sbj->bij", centred, centred) / (MOMENT_SAMPLES - 1)
+        sizes = list(self.config.latent_dims)
+        return LatentMoments(mean, cov, layer_sizes=sizes, mean_draws=MOMENT_SAMPLES)
