@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from vaekit.cli.flags import config_overrides
@@ -345,6 +346,36 @@ def _compare_runs(args: argparse.Namespace) -> None:
     print(json.dumps(result.to_dict()) if args.json else "\n".join(result.lines()))
 
 
+def cmd_pack(args: argparse.Namespace) -> None:
+    from vaekit.data import load_dataset
+    from vaekit.data.errors import DataError
+    from vaekit.data.pack import verify_pack, write_pack
+
+    if args.verify:
+        problems = verify_pack(args.source)
+        if problems:
+            raise DataError(f"{args.source}: {len(problems)} damaged file(s); first: {problems[0]}")
+        print(f"{args.source}: every shard matches its SHA-256 in pack.json")
+        return
+    if args.out is None:
+        raise DataError("vaekit pack: give -o DIR, the pack folder to create")
+    dataset = load_dataset(
+        args.source,
+        args.data_dir,
+        args.val_fraction,
+        args.split_seed,
+        image_size=args.image_size,
+        label_column=args.label_column,
+        in_memory=False,
+    )
+    started = time.perf_counter()
+    out = write_pack(dataset, args.out, args.source, args.shard_mb)
+    seconds = time.perf_counter() - started
+    rows = sum(len(dataset.split(name)) for name in ("train", "val", "test"))
+    rate = rows / max(seconds, 1e-9)
+    print(f"wrote {out}: {rows} examples in {seconds:.1f} s ({rate:.0f} examples/s)")
+
+
 COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
@@ -362,4 +393,5 @@ COMMANDS = {
     "em": cmd_em,
     "compare": cmd_compare,
     "export": cmd_export,
+    "pack": cmd_pack,
 }

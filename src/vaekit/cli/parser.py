@@ -49,6 +49,26 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
 def _seed(text: str) -> int:
     from vaekit.config import MAX_SEED
 
@@ -414,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_contrast_parsers(commands)
     _add_export_parser(commands)
+    _add_pack_parser(commands)
     return parser
 
 
@@ -450,6 +471,35 @@ def _add_export_parser(commands) -> None:
     p.add_argument("--format", default="onnx", choices=["onnx"], help="export format (onnx)")
     p.add_argument("-o", "--out", type=Path, help="directory to create (default RUN/onnx)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
+
+def _add_pack_parser(commands) -> None:
+    """`vaekit pack`: decode a source once into streamed .npy shards."""
+    p = commands.add_parser(
+        "pack",
+        help="decode data once into .npy shards that training streams (--data DIR)",
+        description="Load SOURCE as `vaekit train --data SOURCE` would (a built-in set, an image "
+        "folder, an array, a table), make its train/validation/test split once, and write each "
+        "split as .npy shards with a pack.json (split, transform, per-shard SHA-256). Train and "
+        "evaluate then read the shards memory-mapped: memory stays bounded whatever the data's "
+        "size. An interrupted pack is resumed by running the same command again. "
+        "`vaekit pack --verify DIR` checks every shard's checksum.",
+    )
+    p.add_argument("source", help="what to pack: a dataset name or a path (as train's --data)")
+    p.add_argument("-o", "--out", type=Path, help="the pack folder to create (required)")
+    p.add_argument(
+        "--verify", action="store_true", help="SOURCE is a pack: check its shards' checksums"
+    )
+    p.add_argument(
+        "--shard-mb", type=_positive_float, default=64.0, help="MiB per shard (default 64)"
+    )
+    p.add_argument("--data-dir", help="where a built-in set's files are looked for first")
+    p.add_argument(
+        "--val-fraction", type=_fraction, default=0.1, help="validation share (default 0.1)"
+    )
+    p.add_argument("--split-seed", type=_seed, default=0, help="seed of the split (default 0)")
+    p.add_argument("--image-size", type=_image_size, help="H,W to resize an image folder to")
+    p.add_argument("--label-column", help="a table's column of integer class labels")
 
 
 def _add_contrast_parsers(commands) -> None:

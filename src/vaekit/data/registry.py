@@ -13,6 +13,7 @@ from vaekit.data.builtin import builtin_entries
 from vaekit.data.datasets import Dataset, DatasetEntry, Split, split_train_val
 from vaekit.data.errors import DataError
 from vaekit.data.files import FORMATS, load_path
+from vaekit.data.pack import is_pack, read_pack
 from vaekit.data.transforms import Dequantize
 from vaekit.spelling import spell
 
@@ -65,6 +66,8 @@ def load_dataset(
             data_dir=data_dir, val_fraction=val_fraction, split_seed=split_seed, **options
         )
     if _looks_like_path(name_or_path):
+        if is_pack(Path(name_or_path).expanduser()):  # the split was made when it was packed
+            return read_pack(Path(name_or_path).expanduser())
         return load_path(
             name_or_path, val_fraction, split_seed, image_size, in_memory, label_column
         )

@@ -1,0 +1,315 @@
+"""Packed data: any source vaekit reads, decoded once into ``.npy`` shards that training streams.
+
+``vaekit pack SOURCE -o DIR`` (:func:`write_pack`) loads SOURCE as training would (a built-in
+set, an image folder, an array, a table), then writes each split's stored values as
+consecutive ``.npy`` shards of about ``shard_mb`` MiB, plus the labels, and a ``pack.json``
+that records everything needed to read them back without the source:
+
+* the split (which rows are train, validation and test: the source's own split, made once);
+* the transform with its statistics (a table's standardisation, 8-bit dequantisation), the
+  support and the default likelihood, as ``vaekit train`` would have chosen them;
+* per shard: its file, row count, byte size and SHA-256.
+
+Shards are plain NumPy files, readable by any tool (``np.load(f, mmap_mode="r")``).
+
+Reading (:func:`read_pack`, what ``--data DIR`` does for a pack) memory-maps every shard and
+presents each split as one streamed :class:`~vaekit.data.datasets.MemmapSplit`: memory stays
+bounded (about two streaming shards and a batch) whatever the data's size, and the
+exactly-once, same-order and mid-epoch resume guarantees of that path hold unchanged. File
+sizes are checked at every open; the checksums by :func:`verify_pack` (``vaekit pack --verify
+DIR``), which reads everything.
+
+Interrupted packs: ``pack.json`` is written last, atomically, so a folder without it is never
+taken for a complete pack. Progress is recorded in ``pack.partial.json`` after every shard;
+running the same command again keeps the shards whose checksums verify and writes the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaekit._version import __version__
+from vaekit.data.datasets import Dataset, MemmapSplit, Split
+from vaekit.data.errors import DataError
+from vaekit.data.transforms import transform_from_dict
+from vaekit.rundir import atomic_write_bytes, atomic_write_json, fsync_dir
+
+PACK_FILE = "pack.json"
+PARTIAL_FILE = "pack.partial.json"
+FORMAT = "vaekit-pack"
+FORMAT_VERSION = 1
+DEFAULT_SHARD_MB = 64.0
+SPLITS = ("train", "val", "test")
+
+
+def is_pack(path: str | Path) -> bool:
+    """Whether ``path`` is a folder holding a complete pack."""
+    return (Path(path) / PACK_FILE).is_file()
+
+
+def _npy_bytes(values: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(values), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _stored_dtype(dataset: Dataset) -> np.dtype:
+    first = dataset.train.read(0, 1)
+    return np.dtype(str(first.numpy().dtype))
+
+
+def _settings(dataset: Dataset, source: str, shard_mb: float) -> dict[str, Any]:
+    """What identifies a pack's content: a resumed pack must match it exactly."""
+    return {
+        "source": source,
+        "shard_mb": shard_mb,
+        "splits_rows": {name: len(dataset.split(name)) for name in SPLITS},
+        "shape": list(dataset.shape),
+    }
+
+
+def write_pack(
+    dataset: Dataset,
+    out: str | Path,
+    source: str,
+    shard_mb: float = DEFAULT_SHARD_MB,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Write ``dataset``'s splits into ``out`` as ``.npy`` shards and a ``pack.json``.
+
+    ``out`` must not exist, or hold an interrupted pack of the same source and settings
+    (then the shards already written and verified are kept). ``source`` is recorded as given.
+    Returns the pack folder. Raises :class:`DataError` for a folder that is not vaekit's."""
+    out = Path(out)
+    settings = _settings(dataset, source, shard_mb)
+    done: dict[str, dict[str, Any]] = {}
+    if out.exists():
+        partial = out / PARTIAL_FILE
+        if is_pack(out):
+            raise DataError(f"-o {out}: already a complete pack; choose another folder")
+        if not partial.is_file():
+            raise DataError(
+                f"-o {out}: exists and is not an interrupted vaekit pack; choose a new folder"
+            )
+        record = json.loads(partial.read_text())
+        if record.get("settings") != settings:
+            raise DataError(
+                f"-o {out}: holds an interrupted pack of other data or settings "
+                f"({record.get('settings', {}).get('source')!r}); choose a new folder"
+            )
+        for key, entry in record.get("files", {}).items():
+            path = out / entry["file"]
+            if path.is_file() and _sha256(path) == entry["sha256"]:
+                done[key] = entry
+        log(f"resuming the pack in {out}: {len(done)} file(s) already written and verified")
+    else:
+        out.mkdir(parents=True)
+    dtype = _stored_dtype(dataset)
+    row_bytes = max(1, math.prod(dataset.shape) * dtype.itemsize)
+    rows_per_shard = max(1, int(shard_mb * (1 << 20)) // row_bytes)
+    splits: dict[str, Any] = {}
+    for name in SPLITS:
+        split = dataset.split(name)
+        n = len(split)
+        shards = []
+        for index, start in enumerate(range(0, n, rows_per_shard)):
+            stop = min(n, start + rows_per_shard)
+            key = f"{name}-{index:05d}.npy"
+            if key not in done:
+                values = split.read(start, stop).numpy()
+                blob = _npy_bytes(values)
+                atomic_write_bytes(out / key, blob)
+                done[key] = {
+                    "file": key,
+                    "rows": stop - start,
+                    "bytes": len(blob),
+                    "sha256": hashlib.sha256(blob).hexdigest(),
+                }
+                atomic_write_json(out / PARTIAL_FILE, {"settings": settings, "files": done})
+            shards.append(done[key])
+        labels = None
+        if split.y is not None:
+            key = f"{name}-labels.npy"
+            blob = _npy_bytes(split.y.numpy().astype(np.int64))
+            atomic_write_bytes(out / key, blob)
+            labels = {"file": key, "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
+        splits[name] = {"rows": n, "shards": shards, "labels": labels}
+        log(f"  {name}: {n} rows in {len(shards)} shard(s)")
+    info = dataset.info()
+    descriptor = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "vaekit_version": __version__,
+        "source": source,
+        "description": dataset.description,
+        "shape": list(dataset.shape),
+        "dtype": dtype.str,
+        "support": dataset.support,
+        "default_likelihood": dataset.default_likelihood,
+        "num_levels": dataset.num_levels,
+        "transform": info["transform"],
+        "extra": {k: v for k, v in dataset.extra.items() if _is_json(v)},
+        "splits": splits,
+    }
+    atomic_write_json(out / PACK_FILE, descriptor)  # last: only now does it look complete
+    (out / PARTIAL_FILE).unlink(missing_ok=True)
+    fsync_dir(out)
+    return out
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+class ShardedArray:
+    """Consecutive ``.npy`` shards seen as one read-only array ``[N, *shape]``: what
+    :class:`MemmapSplit` indexes. ``array[rows]`` with integer rows reads each shard's rows
+    from its memory map (one fancy-index per shard touched), in the order given."""
+
+    def __init__(self, shards: list[np.ndarray]) -> None:
+        self.shards = shards
+        self.offsets = np.cumsum([0] + [s.shape[0] for s in shards])
+        first = shards[0]
+        self.shape = (int(self.offsets[-1]), *first.shape[1:])
+        self.dtype = first.dtype
+        self.itemsize = first.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: Any) -> np.ndarray:
+        rows = np.arange(self.shape[0])[rows] if not isinstance(rows, np.ndarray) else rows
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        which = np.searchsorted(self.offsets, rows, side="right") - 1
+        for shard in np.unique(which):
+            pick = which == shard
+            out[pick] = self.shards[shard][rows[pick] - self.offsets[shard]]
+        return out
+
+
+def _descriptor(folder: Path) -> dict[str, Any]:
+    path = folder / PACK_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise DataError(f"{path}: not a readable pack description ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise DataError(f"{path}: not a vaekit pack (format {FORMAT!r} expected)")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise DataError(
+            f"{path}: pack format version {data.get('format_version')!r}; this vaekit reads "
+            f"version {FORMAT_VERSION}"
+        )
+    for key, kind in (("splits", dict), ("shape", list), ("transform", dict), ("dtype", str)):
+        if not isinstance(data.get(key), kind):
+            raise DataError(f"{path}: field {key!r} must be a {kind.__name__}")
+    return data
+
+
+def _open_npy(folder: Path, entry: Any, what: str) -> np.ndarray:
+    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+        raise DataError(f"{folder / PACK_FILE}: {what} has no file name")
+    name = entry["file"]
+    path = folder / name
+    if Path(name).name != name or not path.is_file():
+        raise DataError(f"{path}: missing shard ({what}); the pack is incomplete")
+    if path.stat().st_size != entry.get("bytes"):
+        raise DataError(
+            f"{path}: {path.stat().st_size} bytes, the pack records {entry.get('bytes')} "
+            "(truncated or replaced); run `vaekit pack --verify` or pack again"
+        )
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        raise DataError(f"{path}: not a readable .npy shard ({exc})") from None
+
+
+def read_pack(folder: str | Path) -> Dataset:
+    """The Dataset stored in a pack folder: every split streamed from its memory-mapped
+    shards (see the module docstring)."""
+    folder = Path(folder)
+    data = _descriptor(folder)
+    shape = tuple(int(d) for d in data["shape"])
+    made: dict[str, MemmapSplit | Split] = {}
+    for name in SPLITS:
+        entry = data["splits"].get(name)
+        if not isinstance(entry, dict) or not isinstance(entry.get("shards"), list):
+            raise DataError(f"{folder / PACK_FILE}: split {name!r} is missing")
+        shards = [
+            _open_npy(folder, shard, f"{name} shard {i}") for i, shard in enumerate(entry["shards"])
+        ]
+        for i, shard in enumerate(shards):
+            if tuple(shard.shape[1:]) != shape or shard.dtype.str != data["dtype"]:
+                raise DataError(
+                    f"{folder / entry['shards'][i]['file']}: shape {list(shard.shape[1:])} "
+                    f"{shard.dtype.str}, the pack records {list(shape)} {data['dtype']}"
+                )
+        labels = None
+        if entry.get("labels") is not None:
+            labels = np.asarray(_open_npy(folder, entry["labels"], f"{name} labels"))
+        if not shards:
+            made[name] = Split(torch.empty((0, *shape), dtype=_torch_dtype(data["dtype"])))
+            continue
+        array = ShardedArray(shards)
+        if labels is not None and len(labels) != len(array):
+            raise DataError(f"{folder}: {name} has {len(array)} rows but {len(labels)} labels")
+        made[name] = MemmapSplit(array, np.arange(len(array)), labels)  # type: ignore[arg-type]
+    return Dataset(
+        name=str(folder),
+        shape=shape,
+        train=made["train"],
+        val=made["val"],
+        test=made["test"],
+        transform=transform_from_dict(data["transform"]),
+        support=data.get("support", "real"),
+        default_likelihood=data.get("default_likelihood", "gaussian-learned"),
+        num_levels=data.get("num_levels"),
+        description=f"{folder}: a pack of {data.get('source')!r} (streamed from its shards)",
+        extra=dict(data.get("extra") or {}) | {"source": "pack"},
+    )
+
+
+def _torch_dtype(text: str) -> torch.dtype:
+    return torch.from_numpy(np.zeros(1, dtype=np.dtype(text).newbyteorder("="))).dtype
+
+
+def verify_pack(folder: str | Path) -> list[str]:
+    """Check every shard's size and SHA-256 against ``pack.json``; returns the problems
+    found (empty: the pack is intact)."""
+    folder = Path(folder)
+    data = _descriptor(folder)
+    problems = []
+    for name in SPLITS:
+        entry = data["splits"].get(name) or {}
+        files = list(entry.get("shards") or [])
+        if entry.get("labels"):
+            files.append(entry["labels"])
+        for item in files:
+            path = folder / str(item.get("file"))
+            if not path.is_file():
+                problems.append(f"{path}: missing")
+            elif _sha256(path) != item.get("sha256"):
+                problems.append(f"{path}: SHA-256 does not match pack.json")
+    return problems
