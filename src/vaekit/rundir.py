@@ -72,9 +72,10 @@ def write_marker(run_dir: str | Path) -> Path:
     """Write ``run_dir/.vaekit-run`` (what created the directory, and when)."""
 
     path = Path(run_dir) / MARKER_FILE
-    text = json.dumps(
-        {"format": MARKER_FORMAT, "vaekit_version": __version__, "created": time.time()}
-    )
+    made = {"format": MARKER_FORMAT, "vaekit_version": __version__, "created": time.time()}
+    if os.environ.get("TORCHELASTIC_RUN_ID"):  # made by this torchrun job (see elastic_job)
+        made["torchelastic_run_id"] = os.environ["TORCHELASTIC_RUN_ID"]
+    text = json.dumps(made)
     path.write_text(text + "\n")
     return path
 
@@ -86,6 +87,16 @@ def is_run_dir(path: str | Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(data, dict) and data.get("format") == MARKER_FORMAT
+
+
+def elastic_job(path: str | Path) -> str | None:
+    """The torchrun job id (``--rdzv-id``) recorded when ``path`` was made, or None."""
+    try:
+        data = json.loads((Path(path) / MARKER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    job = data.get("torchelastic_run_id") if isinstance(data, dict) else None
+    return job if isinstance(job, str) else None
 
 
 def _protected(path: Path) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,15 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise ValueError("train: give --out RUN for a new run, or --resume RUN to continue one")
     if args.resume is not None and args.config is not None:
         raise ValueError("--resume uses the run's own config: give --set/flags, not --config")
+    overwrite = args.overwrite
+    restart = elastic_restart(args.out) if args.resume is None else None
+    if restart is not None and os.environ.get("RANK", "0") == "0":
+        what = "resuming from its last checkpoint" if restart == "resume" else "starting again"
+        print(f"torchrun restarted this job: {args.out}: {what}", file=sys.stderr)
+    if restart == "resume":  # torchrun restarted this worker: continue the run it was writing
+        args.resume, args.out, args.config = args.out, None, None
+    elif restart == "start-again":  # it died before its first checkpoint: our own folder
+        overwrite = True
     if args.resume is not None:
         config = run_config(args.resume)
     else:
@@ -30,7 +40,27 @@ def cmd_train(args: argparse.Namespace) -> None:
     flagged = config_overrides(args, args.config_flags)
     config = apply_overrides(config, [*flagged, *args.set], given_as=flagged)
     # train() prints the progress and, at the end, a summary with every file it wrote.
-    train(config, out=args.out, overwrite=args.overwrite, resume=args.resume)
+    train(config, out=args.out, overwrite=overwrite, resume=args.resume)
+
+
+def elastic_restart(out: Path | None) -> str | None:
+    """What a worker of a torchrun elastic job does with ``--out RUN`` that exists.
+
+    After a node or worker dies, the elastic agents start every worker again with the same
+    command. When RUN was made by this same job (its marker records the job's
+    ``TORCHELASTIC_RUN_ID``, torchrun's ``--rdzv-id``), the run continues from
+    ``RUN/checkpoints/last`` ("resume"), or starts again in that folder when it died before
+    its first checkpoint ("start-again"). Every rank reads the same marker, so all agree.
+    Otherwise None: ``--out`` keeps its usual rules (an existing folder needs --overwrite or
+    --resume)."""
+    from vaekit import rundir
+
+    job = os.environ.get("TORCHELASTIC_RUN_ID")
+    if not job or out is None or rundir.elastic_job(out) != job:
+        return None
+    if (Path(out) / "checkpoints" / "last" / "trainer.json").is_file():
+        return "resume"
+    return "start-again"
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
