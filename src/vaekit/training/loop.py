@@ -61,7 +61,7 @@ class Trainer(Checkpoints, Records):
         self.validation = Validation(dataset, config, self.ctx, self.device)
         self.state, self.history, self.steps = LoopState(), [], []
         self.interval_seconds = 0.0  # training time of the current log interval, past epochs
-        self.sigint, self.stop_requested, self.checkpoint_due = InterruptFlag(), False, False
+        self.interrupt, self.stop_requested, self.checkpoint_due = InterruptFlag(), False, False
         self.out_of_time, self.next_snapshot = False, None  # the wall-clock budget; snapshots
         # Epochs this process has ended, and whether the time budget was found too short for
         # the cosine schedule (said once).
@@ -83,10 +83,10 @@ class Trainer(Checkpoints, Records):
         if self.finished:
             return self._nothing_to_train()
         self._announce()
-        self.sigint.start()  # Ctrl-C: finish the step, checkpoint, stop (vaekit/interrupt.py)
+        self.interrupt.start()  # Ctrl-C, SIGTERM: finish the step, checkpoint, stop
         try:
             reason = self._train_epochs()
-            self.sigint.stop()
+            self.interrupt.stop()
             if self.bar is not None:  # the end-of-training lines go below a finished bar
                 self.bar.close()
             self._final_model()
@@ -98,7 +98,7 @@ class Trainer(Checkpoints, Records):
         else:
             distributed.teardown(self.ctx)
         finally:
-            self.sigint.stop()
+            self.interrupt.stop()
             if self.bar is not None:
                 self.bar.close()
             if self.tensorboard is not None:
@@ -107,7 +107,8 @@ class Trainer(Checkpoints, Records):
 
     def _train_epochs(self) -> str:
         """Epochs of steps until the budget is spent ("budget") or patience runs out
-        ("early-stop"); raises ``TrainingInterrupted`` after a checkpoint on Ctrl-C."""
+        ("early-stop"); raises ``TrainingInterrupted`` after a checkpoint on Ctrl-C or
+        SIGTERM (except at the budget's end, where the run just finishes)."""
         tc, state, reason = self.config.train, self.state, "budget"
         train_split = self.dataset.train  # in memory, or streamed from disk (never loaded whole)
         while state.step < self.budget and reason == "budget":
@@ -143,7 +144,7 @@ class Trainer(Checkpoints, Records):
             reason = self._end_epoch()  # checkpoints `last`
             if self.out_of_time and reason == "budget":
                 reason = "time"  # the wall-clock budget ended before the step budget
-            if self.stop_requested:
+            if self.stop_requested and reason == "budget" and state.step < self.budget:
                 raise self._interruption()
         return reason
 
@@ -178,7 +179,7 @@ class Trainer(Checkpoints, Records):
         batch_means = torch.stack([loss.detach(), *metrics.values()]).tolist()
         bad = not math.isfinite(batch_means[0]) or (not finite and not self.scaler.is_enabled())
         values = [value * x.shape[0] for value in batch_means]
-        flags = [self.sigint.requested, bad, *self._clock_flags()]
+        flags = [self.interrupt.requested, bad, *self._clock_flags()]
         sums, flags = reduce_step(values, flags, self.ctx, self.device)
         self.stop_requested, bad, self.checkpoint_due, self.out_of_time = flags
         state.step += 1

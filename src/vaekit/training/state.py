@@ -217,7 +217,9 @@ class Checkpoints:
         )
 
     def _interruption(self) -> TrainingInterrupted:
-        return TrainingInterrupted(self.state.step, self.run_dir, self.checkpoint_step)
+        return TrainingInterrupted(
+            self.state.step, self.run_dir, self.checkpoint_step, self.interrupt.signum
+        )
 
     def _restore(self, path: Path) -> None:
         """Load everything a checkpoint holds; truncate metrics.jsonl to its length then."""
