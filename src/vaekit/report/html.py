@@ -17,6 +17,7 @@ from typing import Any
 from vaekit.checkpoint import read_descriptor
 from vaekit.evaluate import evaluate_run, latent_statistics, load_run, save_evaluation
 from vaekit.metrics import lookup, metric, shown_metrics
+from vaekit.progress import format_seconds
 from vaekit.report.figures import Figure, run_figures
 from vaekit.report.page import Page
 from vaekit.rundir import RunDirError, atomic_write_bytes, locked
@@ -34,17 +35,6 @@ def evaluation_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         (m.label, text, m.unit, f"{m.definition} {m.direction.capitalize()}.")
         for m, text in shown_metrics(result)
     ]
-
-
-def format_seconds(seconds: float) -> str:
-    """ "4.2 s", "3 min 12 s", "2 h 05 min"."""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
 
 
 def _card(label: str, number: str, unit: str = "", kind: str = "") -> str:

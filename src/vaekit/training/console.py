@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vaekit.progress import format_seconds
+
 LEGEND = (
     "legend: elbo = log_px_z - kl = E_q[log p(x|z)] - KL(q(z|x) || p(z)), a lower bound on "
     "log p(x), so higher is better; loss = what the objective minimises (-elbo for the plain "
@@ -117,17 +119,6 @@ _REASONS = {
     "time": "the wall-clock budget (train.max_minutes) is spent",
     "early-stop": "early stop",
 }
-
-
-def format_seconds(seconds: float) -> str:
-    """``12.3 s``, ``4 min 05 s`` or ``2 h 03 min``."""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
 
 
 class Clock:
