@@ -27,8 +27,22 @@ def _run(argv: list[str]) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("evaluate") / "run"
-    train(tiny("train.epochs=1", "train.report=false"), out=out, log=lambda line: None)
+    train(tiny("train.epochs=1"), out=out, log=lambda line: None)  # with its report
     return out
+
+
+def test_the_report_shows_the_numbers_of_the_eval_json_beside_it(run):
+    report = (run / "report.html").read_text()
+    assert "K = 500" in report  # the end-of-training report's own evaluation
+    assert "href='explore.html'" not in report  # not written yet: no link to it
+    argv = ["evaluate", str(run), "--num-samples", "7", "--max-examples", "20", "--no-fcd"]
+    code, out, err = _run(argv)
+    assert code == 0, err
+    assert f"updated {run / 'report.html'} to these numbers" in out
+    saved = json.loads((run / "eval.json").read_text())
+    report = (run / "report.html").read_text()
+    assert "N = 20, K = 7" in report and "K = 500" not in report
+    assert f"{saved['nll']:.3f}" in report
 
 
 def test_the_settings_quick_by_default_final_by_one_flag():

@@ -466,7 +466,10 @@ def evaluate_run(
         reasons = {"nll_stderr": why, "bits_per_dim_stderr": why}
     result = finite_json(result, reasons)
     if data is None and save:
+        from vaekit.report.html import refresh_report
+
         save_evaluation(run, result)
+        refresh_report(run, log)  # a report beside eval.json shows its numbers
     elif data is not None and output is not None:
         atomic_write_bytes(Path(output), (dumps(result, indent=2) + "\n").encode())
     return result

@@ -86,6 +86,11 @@ def _save_evaluation(run: Path, result: dict, quiet: bool) -> None:
         return
     if not quiet:  # --json: stdout holds the one JSON object
         print(f"  saved to {path}")
+    from vaekit.report.html import refresh_report
+
+    report = refresh_report(run, log=lambda line: print(line, file=sys.stderr))
+    if report is not None and not quiet:
+        print(f"  updated {report} to these numbers")
 
 
 def _print_evaluation(result: dict, new_data: bool) -> None:

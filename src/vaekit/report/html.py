@@ -133,8 +133,10 @@ def render_report(
     result: dict[str, Any] | None,
     figures: list[Figure],
     descriptor: dict[str, Any] | None = None,
+    explorer: bool = False,
 ) -> str:
-    """The report page as one HTML string (``result`` None: a model with no likelihood)."""
+    """The report page as one HTML string (``result`` None: a model with no likelihood);
+    ``explorer``: explore.html exists beside it, so the page links to it."""
     descriptor = descriptor or {}
     page = Page(title, lead=_model_line(descriptor, result is not None) if descriptor else None)
     page.raw(headline(result, descriptor.get("metadata") or {}))
@@ -142,11 +144,18 @@ def render_report(
         "All likelihood numbers are nats per example unless they say bits per dimension. "
         "Pictures of decoded images show the decoder mean E[x|z]."
     )
-    page.raw(
-        "<p id='explorer-link'>Move through the latent space in the "
-        "<a href='explore.html'>interactive latent explorer</a> (explore.html beside this "
-        "page; <code>vaekit explore RUN</code> writes it).</p>"
-    )
+    if explorer:  # a link only to a page that is there
+        page.raw(
+            "<p id='explorer-link'>Move through the latent space in the "
+            "<a href='explore.html'>interactive latent explorer</a> (explore.html beside this "
+            "page; <code>vaekit explore RUN</code> rewrites it).</p>"
+        )
+    else:
+        page.raw(
+            "<p id='explorer-link'>To move through the latent space in an interactive "
+            "explorer, run <code>vaekit explore RUN</code>: it writes explore.html beside "
+            "this page.</p>"
+        )
     if result is None:
         kind = (config.get("model") or {}).get("kind")
         why = (
@@ -268,8 +277,27 @@ def write_report(
         "data": descriptor.get("data"),
     }
     title = f"vaekit report: {run_dir.name} ({dataset.name})"
-    page = render_report(title, config, result, figures, descriptor)
+    explorer = (run_dir / "explore.html").is_file()
+    page = render_report(title, config, result, figures, descriptor, explorer)
     path = run_dir / REPORT_FILE
     with locked(run_dir):
         atomic_write_bytes(path, page.encode("utf-8"))  # the umask's mode, like every file
     return path
+
+
+def refresh_report(run_dir: str | Path, log=None) -> Path | None:
+    """Rewrite ``run_dir/report.html``, where there is one, after its eval.json changed: the
+    page shows the numbers of the eval.json beside it, never an older evaluation's. Returns
+    its path (None: no report to refresh). A failure is said through ``log`` and leaves the
+    old page, which then names its own K and N."""
+    run_dir = Path(run_dir)
+    path = run_dir / REPORT_FILE
+    if not path.is_file():
+        return None
+    seed = ((read_descriptor(run_dir).get("config") or {}).get("train") or {}).get("seed", 0)
+    try:
+        return write_report(run_dir, seed=seed)
+    except Exception as exc:  # the evaluation above stands; the page is only its display
+        if log is not None:
+            log(f"warning: {path} not updated ({exc}); `vaekit report {run_dir}` rewrites it")
+        return None
