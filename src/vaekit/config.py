@@ -289,6 +289,12 @@ class TrainConfig:
         help="auto: a progress bar on a terminal or in Jupyter, log lines otherwise; bar; "
         "plain (log lines)",
     )
+    keep: Literal["last", "best"] = setting(
+        "last",
+        help="the model training ends with (RUN/model.safetensors, train's result): last, the "
+        "weights of the last epoch; best, those of the epoch with the best validation ELBO "
+        "(as checkpoints/best; needs a validation split). The closing summary says which",
+    )
     report: bool = setting(
         True,
         help="write RUN/report.html at the end of training (it evaluates first, with K = 500 "

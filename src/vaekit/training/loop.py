@@ -13,7 +13,7 @@ from vaekit import rundir
 from vaekit.models import build_model
 from vaekit.objectives import NegativeELBO, build_objective
 from vaekit.spelling import spell
-from vaekit.training import distributed
+from vaekit.training import distributed, state_files
 from vaekit.training.averaging import PolyakAverage
 from vaekit.training.console import Clock, format_record
 from vaekit.training.data_setup import batches_per_epoch, training_data
@@ -236,6 +236,7 @@ class Trainer(Checkpoints, Records):
         self._say(format_record(record, self.budget))
         if improved:
             self._checkpoint("best")
+            self._remember_best()
         state.epoch_end_seconds = time.perf_counter() - now  # `last` below saves it
         self._checkpoint("last")  # refuses non-finite weights: the checkpoint stays good
         self.process_epochs += 1
@@ -271,9 +272,27 @@ class Trainer(Checkpoints, Records):
             f"{spell('--max-steps', 'train.max_steps')} to the time for a schedule that ends"
         )
 
+    def _remember_best(self) -> None:
+        """With train.keep = "best": a copy of the weights (the Polyak average if kept) of the
+        best validation ELBO so far, the model training ends with."""
+        if self.config.train.keep == "best":
+            with self._averaged_weights():
+                state = self.model.state_dict()
+                self.best_weights = {k: v.detach().clone() for k, v in state.items()}
+
     def _final_model(self) -> None:
-        """The model ``train`` returns: the Polyak average if kept, eval mode, fp32."""
+        """The model ``train`` returns: the Polyak average if kept, or the best epoch's
+        weights with train.keep = "best"; eval mode, fp32. Sets ``kept_epoch``."""
         if self.average is not None:
             self.average.apply_permanently()
+        self.kept_epoch = self.state.epoch
+        best = self.state.best_epoch
+        if self.config.train.keep == "best" and best is not None and best != self.state.epoch:
+            weights = getattr(self, "best_weights", None)
+            if weights is None:  # resumed after the best epoch: checkpoints/best holds it
+                path = self.run_dir / "checkpoints" / "best"
+                weights = state_files.load_training_state(path)[1]
+            self.model.load_state_dict(weights)
+            self.kept_epoch = best
         self.model.eval()
         restore_precision(self.model)

@@ -119,7 +119,9 @@ class Records:
             self.run_dir,
             data=self.dataset.info(),
             config=to_dict(self.config),
-            metadata=training_metadata(self.device, seconds, self.ctx.world_size),
+            # Which weights these are: train.keep and the epoch they are from.
+            metadata=training_metadata(self.device, seconds, self.ctx.world_size)
+            | {"keep": self.config.train.keep, "epoch": self.kept_epoch},
         )
         save_run_pictures(self.model, self.dataset, self.run_dir, seed=self.config.train.seed)
         if self.config.train.report:
@@ -149,9 +151,27 @@ class Records:
         run_dir = self.run_dir if self.ctx.is_main else None
         files = written_since(run_dir, self.clock.started_at) if self.writes else []
         seconds = self.clock.seconds()
-        for line in summary(self.history, reason, seconds, run_dir if self.writes else None, files):
+        lines = summary(self.history, reason, seconds, run_dir if self.writes else None, files)
+        lines[2:2] = [self._kept_line()] if self.state.epoch else []
+        for line in lines:
             self.log(line)
         return TrainResult(self.model, self.history, self.steps, run_dir, reason, seconds, files)
+
+    def _kept_line(self) -> str:
+        """Which weights the model holds (model.safetensors, the returned model), and how to
+        keep the other choice."""
+        keep, best, last = self.config.train.keep, self.state.best_epoch, self.state.epoch
+        flag = spell("--keep best", "train.keep = 'best'")
+        where = "model.safetensors holds" if self.writes else "the model holds"
+        if keep == "best" and best is not None:
+            return (
+                f"  {where} the weights of epoch {self.kept_epoch}, the best validation ELBO "
+                f"({flag}; the last epoch was {last})"
+            )
+        line = f"  {where} the weights of the last epoch ({last})"
+        if best is not None and best != last:
+            line += f"; the best validation ELBO was at epoch {best}: {flag} keeps that one"
+        return line
 
     def _open_tensorboard(self):
         if not (self.writes and self.config.train.tensorboard):
