@@ -215,7 +215,18 @@ class ScheduleConfig:
 class TrainConfig:
     """The loop: budget, batching, seed, device, checkpoints, logging, numerics."""
 
-    epochs: int = setting(10, help="passes over the training split (the budget)")
+    epochs: int | None = setting(
+        None,
+        help="passes over the training split (the budget)",
+        shown_default="none: 10 epochs, raised until the run makes --min-steps optimiser steps",
+    )
+    min_steps: int = setting(
+        2000,
+        help="without --epochs or --max-steps, the default budget of 10 epochs is raised to "
+        "make at least this many optimiser steps, so that a small data set is not left after "
+        "a few dozen steps with samples of noise (0: no minimum). The budget chosen is printed "
+        "before the first step",
+    )
     max_steps: int | None = setting(
         None,
         help="step budget (optimiser steps); replaces --epochs as the budget when given",
@@ -302,8 +313,10 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"train.epochs must be >= 1, got {self.epochs}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ConfigError(f"train.epochs must be >= 1 or null, got {self.epochs}")
+        if self.min_steps < 0:
+            raise ConfigError(f"train.min_steps must be >= 0, got {self.min_steps}")
         if self.batch_size < 1:
             raise ConfigError(f"train.batch_size must be >= 1, got {self.batch_size}")
         for name in ("max_steps", "patience"):

@@ -27,6 +27,9 @@ from vaekit.training.state import Checkpoints, LoopState
 from vaekit.training.step import build_step_module, check_gradients, make_optimizer, reduce_step
 from vaekit.training.validation import Validation
 
+# The default budget's epochs, before train.min_steps raises them for small data.
+DEFAULT_EPOCHS = 10
+
 
 class Trainer(Checkpoints, Records):
     """One training run. ``run()`` is the loop; the rest are its steps, in reading order."""
@@ -52,7 +55,7 @@ class Trainer(Checkpoints, Records):
         self.batches_per_epoch = batches_per_epoch(
             len(dataset.train), tc.batch_size, self.ctx.world_size
         )
-        self.budget = tc.max_steps or tc.epochs * self.batches_per_epoch
+        self.budget = self._step_budget()
         self.schedule = build_schedule(config.optim.lr, config.schedule, self.budget)
         if self.ctx.rank > 0:  # independent reparameterisation noise on every rank
             torch.manual_seed(tc.seed + (self.ctx.rank << 32))
@@ -77,6 +80,18 @@ class Trainer(Checkpoints, Records):
         )
         self.tensorboard = self._open_tensorboard()
         self.bar = self._open_progress_bar()
+
+    def _step_budget(self) -> int:
+        """Optimiser steps to train: train.max_steps, else train.epochs epochs, else the
+        default: DEFAULT_EPOCHS epochs, raised to make train.min_steps steps (said in
+        ``_announce``), since the steps a model needs do not shrink with the data."""
+        tc, per_epoch = self.config.train, self.batches_per_epoch
+        if tc.max_steps:
+            return tc.max_steps
+        if tc.epochs is not None:
+            return tc.epochs * per_epoch
+        self.default_epochs = max(DEFAULT_EPOCHS, math.ceil(tc.min_steps / per_epoch))
+        return self.default_epochs * per_epoch
 
     def run(self) -> TrainResult:
         """Train to the end of the budget (or early stop); write the outputs; say so."""

@@ -19,7 +19,13 @@ from vaekit.objectives import NegativeELBO
 from vaekit.progress import progress_bar
 from vaekit.provenance import training_metadata
 from vaekit.spelling import spell
-from vaekit.training.console import LEGEND, format_record, summary, written_since
+from vaekit.training.console import (
+    LEGEND,
+    format_record,
+    still_improving,
+    summary,
+    written_since,
+)
 from vaekit.training.result import TrainResult
 
 
@@ -49,6 +55,15 @@ class Records:
             self.log(  # name the space of the figures below (evaluate reports the data's own)
                 f"ELBO terms while training are of the model's inputs ({transform.space}); "
                 "`vaekit evaluate` also reports them for the data as given"
+            )
+        if hasattr(self, "default_epochs"):  # the default budget, sized to the data
+            tc, per_epoch = self.config.train, self.batches_per_epoch
+            set_it = spell("--epochs or --max-steps", "train.epochs or train.max_steps")
+            self._say(
+                f"budget: {self.default_epochs} epochs of {per_epoch} steps = {self.budget:,} "
+                f"optimiser steps (the default: 10 epochs, raised to make at least "
+                f"{tc.min_steps:,} steps, {spell('--min-steps', 'train.min_steps')}; "
+                f"{set_it} sets it)"
             )
         self._say(LEGEND)  # above the bar
 
@@ -153,6 +168,9 @@ class Records:
         seconds = self.clock.seconds()
         lines = summary(self.history, reason, seconds, run_dir if self.writes else None, files)
         lines[2:2] = [self._kept_line()] if self.state.epoch else []
+        flags = spell("--epochs or --max-steps", "train.epochs or train.max_steps")
+        warning = still_improving(self.history, flags) if reason in ("budget", "time") else None
+        lines += [warning] if warning else []
         for line in lines:
             self.log(line)
         return TrainResult(self.model, self.history, self.steps, run_dir, reason, seconds, files)

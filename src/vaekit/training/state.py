@@ -297,6 +297,8 @@ class Checkpoints:
         if self.state.step > self.budget:
             tc = self.config.train
             asked = f"train.epochs = {tc.epochs}"
+            if tc.epochs is None:
+                asked = f"the default budget ({self.budget} steps)"
             if tc.max_steps:
                 asked = f"train.max_steps = {tc.max_steps}"
             raise ValueError(
