@@ -33,7 +33,7 @@ def run(tmp_path_factory):
 
 def test_the_report_shows_the_numbers_of_the_eval_json_beside_it(run):
     report = (run / "report.html").read_text()
-    assert "K = 500" in report  # the end-of-training report's own evaluation
+    assert "N = 300, K = 100" in report  # the end-of-training report's own evaluation
     assert "href='explore.html'" not in report  # not written yet: no link to it
     argv = ["evaluate", str(run), "--num-samples", "7", "--max-examples", "20", "--no-fcd"]
     code, out, err = _run(argv)
@@ -41,7 +41,7 @@ def test_the_report_shows_the_numbers_of_the_eval_json_beside_it(run):
     assert f"updated {run / 'report.html'} to these numbers" in out
     saved = json.loads((run / "eval.json").read_text())
     report = (run / "report.html").read_text()
-    assert "N = 20, K = 7" in report and "K = 500" not in report
+    assert "N = 20, K = 7" in report and "K = 100" not in report
     assert f"{saved['nll']:.3f}" in report
 
 

@@ -234,9 +234,11 @@ class TrainConfig:
     )
     max_minutes: float | None = setting(
         None,
-        help="wall-clock budget: stop within this many minutes of training (validation "
-        "included: the run stops early enough for its closing validation, timed by the last "
-        "one), or at the step budget if that comes first. "
+        help="wall-clock budget of the whole command: training stops early enough for its "
+        "closing validation (timed by the last one) and the end-of-training report (a tenth "
+        "of the budget, at most a minute, is kept back for it; its evaluation is cut to fit "
+        "and the Fréchet distance is left out if its classifier is not trained yet), or at "
+        "the step budget if that comes first. "
         "The learning-rate schedule is laid out over the step budget, so size --max-steps to "
         "end near the time when the schedule should end with it (from the second epoch on, "
         "training warns once if its pace says the time will stop a cosine schedule early)",
@@ -308,8 +310,8 @@ class TrainConfig:
     )
     report: bool = setting(
         True,
-        help="write RUN/report.html at the end of training (it evaluates first, with K = 500 "
-        "importance samples on up to 1000 test examples)",
+        help="write RUN/report.html at the end of training (it evaluates first, with K = 100 "
+        "importance samples on up to 1000 test examples; under --max-minutes, cut to fit)",
     )
 
     def __post_init__(self) -> None:

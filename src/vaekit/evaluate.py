@@ -261,8 +261,14 @@ def evaluate(
     fcd: bool = True,
     log=None,
     progress: str = "auto",
+    max_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on ``split``; returns a JSON-ready dict (see the module doc).
+
+    ``max_seconds``: a time budget (the end-of-training report's, under train.max_minutes):
+    the examples are cut to those the timed estimate fits in it (at least one batch), and the
+    FCD is left out where its classifier would be trained first; both are said through
+    ``log``.
 
     The log-likelihood runs batched over ``batch_size`` examples and chunked over samples:
     each decoder call sees ``[chunk * batch, m]`` latents, with ``chunk`` picked from
@@ -295,9 +301,19 @@ def evaluate(
     per_example: dict[str, list[torch.Tensor]] = {}
     total, started, next_line = x_all.shape[0], time.perf_counter(), 0.1
     what = f"log p(x), K = {num_samples}" if model.has_likelihood else "evaluating"
-    if log is not None and model.has_likelihood:  # the time it will take, before it starts
+    timed = model.has_likelihood and (log is not None or max_seconds is not None)
+    if timed:  # the time it will take, before it starts
         seconds_per_row = _time_decoder_rows(model, x_all, y_all, batch_size, chunk_size, device)
-        log(_estimate_line(seconds_per_row, num_samples, total, len(dataset.split(split)), split))
+        fits = total if max_seconds is None else int(max_seconds / seconds_per_row / num_samples)
+        if fits < total:  # the time budget: fewer examples (whole batches), at least one batch
+            total = min(total, max(batch_size, fits // batch_size * batch_size))
+            x_all, y_all = x_all[:total], y_all[:total] if y_all is not None else None
+            if log is not None:
+                budget = format_seconds(max_seconds)
+                log(f"the time budget ({budget}) fits {total} examples at K = {num_samples}")
+        if log is not None:
+            split_size = len(dataset.split(split))
+            log(_estimate_line(seconds_per_row, num_samples, total, split_size, split))
     bar = progress_bar(total, progress, unit="example", desc=what)
     try:
         for start in range(0, total, batch_size):
@@ -335,9 +351,19 @@ def evaluate(
         stats.pop("mu")
         result.update(stats)
     labels = dataset.train.y
-    if fcd and labels is not None and not labels.is_floating_point() and labels.min() >= 0:
-        from vaekit.feature_net import frechet_classifier_distance
+    fcd = fcd and labels is not None and not labels.is_floating_point() and labels.min() >= 0
+    if fcd:
+        from vaekit.feature_net import frechet_classifier_distance, is_cached
 
+        if max_seconds is not None and not is_cached(dataset):
+            fcd = False  # training the classifier first is not in the time budget
+            if log is not None:
+                log(
+                    "the Fréchet classifier distance is left out: its classifier would be "
+                    "trained first, outside the time budget (`vaekit evaluate RUN` trains it "
+                    "once and caches it)"
+                )
+    if fcd:
         result.update(
             frechet_classifier_distance(
                 model, dataset, split=split, seed=seed, max_examples=max_examples or 10000

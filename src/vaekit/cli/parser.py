@@ -383,11 +383,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--num-samples",
         type=_positive_int,
-        default=500,
-        help="K if an evaluation is needed (default 500: a quick check)",
+        default=100,
+        help="K if an evaluation is needed (default 100: a quick check, as vaekit evaluate's)",
     )
     p.add_argument(
-        "--max-examples", type=_positive_int, default=1000, help="examples evaluated if needed"
+        "--max-examples",
+        type=_positive_int,
+        default=1000,
+        help="examples evaluated if needed (default 1000)",
     )
     p.add_argument("--data-dir", help=RUN_DATA_DIR_HELP)
 

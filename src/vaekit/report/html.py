@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from vaekit.checkpoint import read_descriptor
-from vaekit.evaluate import evaluate_run, latent_statistics, load_run, save_evaluation
+from vaekit.evaluate import (
+    QUICK_MAX_EXAMPLES,
+    QUICK_NUM_SAMPLES,
+    evaluate_run,
+    latent_statistics,
+    load_run,
+    save_evaluation,
+)
 from vaekit.metrics import lookup, metric, shown_metrics
 from vaekit.progress import format_seconds
 from vaekit.report.figures import Figure, run_figures
@@ -208,9 +215,11 @@ def render_report(
     return page.render()
 
 
-def _evaluation(run_dir, descriptor, model, num_samples, max_examples, data_dir, seed, log):
-    """The run's eval.json if it belongs to these weights, else a fresh (quick) evaluation;
-    None for an AE, which defines no likelihood."""
+def _evaluation(
+    run_dir, descriptor, model, num_samples, max_examples, data_dir, seed, log, max_seconds
+):
+    """The run's eval.json if it belongs to these weights, else a fresh (quick) evaluation,
+    within ``max_seconds`` if given; None for an AE, which defines no likelihood."""
     if not model.has_likelihood:
         return None
     eval_path = run_dir / "eval.json"
@@ -225,7 +234,14 @@ def _evaluation(run_dir, descriptor, model, num_samples, max_examples, data_dir,
     if log is not None:
         log(f"report: evaluating with K = {num_samples} importance samples")
     result = evaluate_run(
-        run_dir, data_dir, save=False, num_samples=num_samples, max_examples=max_examples, seed=seed
+        run_dir,
+        data_dir,
+        save=False,
+        num_samples=num_samples,
+        max_examples=max_examples,
+        seed=seed,
+        max_seconds=max_seconds,
+        log=log if max_seconds is not None else None,  # say what the time budget cut
     )
     try:  # a cache for the next report: the report itself does not depend on it
         save_evaluation(run_dir, result)
@@ -247,23 +263,28 @@ def evaluation_summary(result: dict[str, Any] | None) -> list[str]:
 
 def write_report(
     run_dir: str | Path,
-    num_samples: int = 500,
-    max_examples: int | None = 1000,
+    num_samples: int = QUICK_NUM_SAMPLES,
+    max_examples: int | None = QUICK_MAX_EXAMPLES,
     data_dir: str | None = None,
     seed: int = 0,
     log=None,
+    max_seconds: float | None = None,
 ) -> Path:
     """Write ``run_dir/report.html`` (and its PNGs in ``run_dir/figures/``); returns its path.
 
     Uses ``run_dir/eval.json`` when it belongs to the current weights (same SHA-256); else
     evaluates first with K = ``num_samples`` on at most ``max_examples`` test examples (a
-    quick check; run ``vaekit evaluate RUN`` with the default K = 5000 for the final number)
-    and saves that eval.json.
+    quick check; ``vaekit evaluate RUN --final`` gives the final number) and saves that
+    eval.json. ``max_seconds``: the time the report may take (training's under
+    train.max_minutes); the evaluation gets half of it and is cut to fit (see ``evaluate``).
     """
     run_dir = Path(run_dir)
     descriptor = read_descriptor(run_dir)
     model, dataset = load_run(run_dir, data_dir)
-    result = _evaluation(run_dir, descriptor, model, num_samples, max_examples, data_dir, seed, log)
+    share = max_seconds / 2 if max_seconds is not None else None  # figures take the rest
+    result = _evaluation(
+        run_dir, descriptor, model, num_samples, max_examples, data_dir, seed, log, share
+    )
     if log is not None:  # the result first: it survives a run directory that cannot be written
         for line in evaluation_summary(result):
             log(line)

@@ -148,15 +148,26 @@ class Records:
             self.log(f"warning: TensorBoard pictures and projector not written: {exc}")
 
     def _write_report(self) -> None:
-        """RUN/report.html, after saying so: it evaluates first (K = 500 importance samples
-        on up to 1000 test examples), which takes a while on large models."""
+        """RUN/report.html, after saying so: it evaluates first (K = 100 importance samples
+        on up to 1000 test examples). Under train.max_minutes it gets what is left of the
+        budget (training kept some back: ``_closing_seconds``) and fits its evaluation in it;
+        with nothing left it is not written, and says how to write it."""
         from vaekit.report.html import write_report
 
         path = self.run_dir / "report.html"
         skip = spell("--no-report", "config.train.report = False")
+        limit = self.config.train.max_minutes
+        left = limit * 60.0 - self._train_seconds() if limit is not None else None
+        if left is not None and left <= 0:
+            self.log(
+                f"{path} not written: the time budget "
+                f"({spell('--max-minutes', 'train.max_minutes')} {limit:g}) is spent; "
+                f"`vaekit report {self.run_dir}` writes it"
+            )
+            return
         self.log(f"writing the report {path} (a quick evaluation first; {skip} skips it)")
         try:  # the report must never cost the trained model: it is saved before
-            write_report(self.run_dir, seed=self.config.train.seed, log=self.log)
+            write_report(self.run_dir, seed=self.config.train.seed, log=self.log, max_seconds=left)
         except Exception as exc:
             self.log(f"warning: {path} not written: {exc}")
 
