@@ -97,5 +97,5 @@ def test_presets_load(name):
 def test_preset_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[train]\nepochs = 'many'\n")
-    with pytest.raises(ConfigError, match=r"bad\.toml: train\.epochs must be an integer"):
+    with pytest.raises(ConfigError, match=r"bad\.toml: train\.epochs .*not an integer"):
         load_config(bad)

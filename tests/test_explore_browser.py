@@ -232,8 +232,10 @@ def test_cli_writes_the_page_and_refuses_bad_flags(runs, tmp_path, capsys):
 def test_report_links_to_the_explorer():
     from vaekit.report.html import render_report
 
-    page = render_report("t", {}, None, [])
+    page = render_report("t", {}, None, [], explorer=True)
     assert "href='explore.html'" in page and "vaekit explore" in page
+    page = render_report("t", {}, None, [])  # no explore.html yet: how to write it, no link
+    assert "href='explore.html'" not in page and "run <code>vaekit explore RUN</code>" in page
 
 
 # --- in the browser -------------------------------------------------------------------------

@@ -215,7 +215,18 @@ class ScheduleConfig:
 class TrainConfig:
     """The loop: budget, batching, seed, device, checkpoints, logging, numerics."""
 
-    epochs: int = setting(10, help="passes over the training split (the budget)")
+    epochs: int | None = setting(
+        None,
+        help="passes over the training split (the budget)",
+        shown_default="none: 10 epochs, raised until the run makes --min-steps optimiser steps",
+    )
+    min_steps: int = setting(
+        2000,
+        help="without --epochs or --max-steps, the default budget of 10 epochs is raised to "
+        "make at least this many optimiser steps, so that a small data set is not left after "
+        "a few dozen steps with samples of noise (0: no minimum). The budget chosen is printed "
+        "before the first step",
+    )
     max_steps: int | None = setting(
         None,
         help="step budget (optimiser steps); replaces --epochs as the budget when given",
@@ -223,9 +234,11 @@ class TrainConfig:
     )
     max_minutes: float | None = setting(
         None,
-        help="wall-clock budget: stop within this many minutes of training (validation "
-        "included: the run stops early enough for its closing validation, timed by the last "
-        "one), or at the step budget if that comes first. "
+        help="wall-clock budget of the whole command: training stops early enough for its "
+        "closing validation (timed by the last one) and the end-of-training report (a tenth "
+        "of the budget, at most a minute, is kept back for it; its evaluation is cut to fit "
+        "and the Fréchet distance is left out if its classifier is not trained yet), or at "
+        "the step budget if that comes first. "
         "The learning-rate schedule is laid out over the step budget, so size --max-steps to "
         "end near the time when the schedule should end with it (from the second epoch on, "
         "training warns once if its pace says the time will stop a cosine schedule early)",
@@ -289,15 +302,23 @@ class TrainConfig:
         help="auto: a progress bar on a terminal or in Jupyter, log lines otherwise; bar; "
         "plain (log lines)",
     )
+    keep: Literal["last", "best"] = setting(
+        "last",
+        help="the model training ends with (RUN/model.safetensors, train's result): last, the "
+        "weights of the last epoch; best, those of the epoch with the best validation ELBO "
+        "(as checkpoints/best; needs a validation split). The closing summary says which",
+    )
     report: bool = setting(
         True,
-        help="write RUN/report.html at the end of training (it evaluates first, with K = 500 "
-        "importance samples on up to 1000 test examples)",
+        help="write RUN/report.html at the end of training (it evaluates first, with K = 100 "
+        "importance samples on up to 1000 test examples; under --max-minutes, cut to fit)",
     )
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"train.epochs must be >= 1, got {self.epochs}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ConfigError(f"train.epochs must be >= 1 or null, got {self.epochs}")
+        if self.min_steps < 0:
+            raise ConfigError(f"train.min_steps must be >= 0, got {self.min_steps}")
         if self.batch_size < 1:
             raise ConfigError(f"train.batch_size must be >= 1, got {self.batch_size}")
         for name in ("max_steps", "patience"):

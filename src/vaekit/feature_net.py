@@ -108,6 +108,14 @@ def _train(dataset: Dataset) -> tuple[FeatureClassifier, float]:
     return net, accuracy
 
 
+def is_cached(dataset: Dataset) -> bool:
+    """Whether the dataset's classifier is cached (else the first FCD trains it first)."""
+    if dataset.train.y is None:
+        return False
+    key = dataset_key(dataset)
+    return all((cache_dir() / f"{key}{suffix}").is_file() for suffix in (".safetensors", ".json"))
+
+
 def load_or_train(dataset: Dataset, log=None) -> tuple[FeatureClassifier, dict[str, Any]]:
     """The dataset's cached classifier (trained and cached on first use) and its metadata."""
     if dataset.train.y is None:

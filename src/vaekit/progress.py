@@ -1,4 +1,5 @@
-"""Progress bars for the long phases (training, importance sampling), one rule for all.
+"""Progress bars for the long phases (training, importance sampling), one rule for all, and
+the one way durations are printed (:func:`format_seconds`).
 
 A phase takes ``mode``: ``"bar"`` always draws a tqdm bar, ``"plain"`` never does (the
 caller logs lines instead), ``"auto"`` draws one where a person is watching: on a terminal
@@ -47,3 +48,14 @@ def progress_bar(total: int, mode: str = "auto", **options: Any):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, file=sys.stderr, dynamic_ncols=True, **options)
+
+
+def format_seconds(seconds: float) -> str:
+    """``12.3 s``, ``4 min 05 s`` or ``2 h 03 min``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

@@ -64,19 +64,22 @@ def elastic_restart(out: Path | None) -> str | None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from vaekit.evaluate import evaluate_run
+    from vaekit.evaluate import evaluate_run, evaluation_setting
 
+    num_samples, max_examples = evaluation_setting(
+        args.final, args.num_samples, args.max_examples, new_data=args.data is not None
+    )
     result = evaluate_run(
         args.run,
         args.data_dir,
         save=False,  # printed first, saved after: a read-only run still shows its numbers
         split=args.split,
-        num_samples=args.num_samples,
+        num_samples=num_samples,
         batch_size=args.batch_size,
         chunk_size=args.chunk_size,
         memory_budget_mb=args.memory_mb,
         seed=args.seed,
-        max_examples=args.max_examples,
+        max_examples=max_examples,
         fcd=not args.no_fcd,
         data=args.data,
         output=args.output,
@@ -88,6 +91,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(json.dumps(result, allow_nan=False))  # strict JSON: non-finite numbers are null
     else:
         _print_evaluation(result, new_data=args.data is not None)
+        if not args.final and "num_samples" in result:
+            print(
+                f"  a quick check (K = {result['num_samples']} on {result['num_examples']} "
+                "examples); --final gives the number to publish: K = 5000 on every example"
+            )
     if args.data is None:  # new data never overwrites the run's own eval.json
         _save_evaluation(args.run, result, quiet=args.json)
     elif args.output is not None and not args.json:
@@ -109,6 +117,11 @@ def _save_evaluation(run: Path, result: dict, quiet: bool) -> None:
         return
     if not quiet:  # --json: stdout holds the one JSON object
         print(f"  saved to {path}")
+    from vaekit.report.html import refresh_report
+
+    report = refresh_report(run, log=lambda line: print(line, file=sys.stderr))
+    if report is not None and not quiet:
+        print(f"  updated {report} to these numbers")
 
 
 def _print_evaluation(result: dict, new_data: bool) -> None:

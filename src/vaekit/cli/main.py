@@ -38,11 +38,11 @@ def _main(argv: list[str] | None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return EXIT_BROKEN_PIPE
-    except KeyboardInterrupt as exc:  # Ctrl-C: training checkpointed and says how to resume
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: training checkpointed, says how to resume
         if os.environ.get("VAEKIT_DEBUG"):
             raise
         print(str(exc) or "vaekit: interrupted", file=sys.stderr)
-        return 130
+        return getattr(exc, "exit_status", 130)  # 128 + the signal, as a shell reports it
     except (ConfigError, ValueError, OSError) as exc:
         if os.environ.get("VAEKIT_DEBUG"):
             raise

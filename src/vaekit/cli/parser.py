@@ -175,11 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", type=Path, help="run or model directory")
     p.add_argument("--split", default="test", choices=SPLITS, help="the split to evaluate")
     p.add_argument(
+        "--final",
+        action="store_true",
+        help="the number to publish: K = 5000 importance samples on every example (minutes "
+        "to hours; the time is estimated and printed first) (default: off, a quick check: "
+        "K = 100 on at most 1000 examples, seconds to a minute)",
+    )
+    p.add_argument(
         "--num-samples",
         type=_positive_int,
-        default=5000,
-        help="K importance samples per example (default 5000 for the final number; use e.g. "
-        "100 for a quick check)",
+        help="K importance samples per example (default 100, a quick check; --final: 5000)",
     )
     p.add_argument(
         "--chunk-size",
@@ -195,7 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--batch-size", type=_positive_int, default=100, help="examples per batch")
     p.add_argument(
-        "--max-examples", type=_positive_int, help="evaluate only the first N (default: all)"
+        "--max-examples",
+        type=_positive_int,
+        help="evaluate only the first N (default 1000, a quick check; --final or --data: all)",
     )
     p.add_argument("--data-dir", help=RUN_DATA_DIR_HELP)
     p.add_argument("--seed", type=_seed, default=0, help="seed of the draws (default 0)")
@@ -396,11 +403,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--num-samples",
         type=_positive_int,
-        default=500,
-        help="K if an evaluation is needed (default 500: a quick check)",
+        default=100,
+        help="K if an evaluation is needed (default 100: a quick check, as vaekit evaluate's)",
     )
     p.add_argument(
-        "--max-examples", type=_positive_int, default=1000, help="examples evaluated if needed"
+        "--max-examples",
+        type=_positive_int,
+        default=1000,
+        help="examples evaluated if needed (default 1000)",
     )
     p.add_argument("--data-dir", help=RUN_DATA_DIR_HELP)
 

@@ -15,8 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from vaekit.checkpoint import read_descriptor
-from vaekit.evaluate import evaluate_run, latent_statistics, load_run, save_evaluation
+from vaekit.evaluate import (
+    QUICK_MAX_EXAMPLES,
+    QUICK_NUM_SAMPLES,
+    evaluate_run,
+    latent_statistics,
+    load_run,
+    save_evaluation,
+)
 from vaekit.metrics import lookup, metric, shown_metrics
+from vaekit.progress import format_seconds
 from vaekit.report.figures import Figure, run_figures
 from vaekit.report.page import Page
 from vaekit.rundir import RunDirError, atomic_write_bytes, locked
@@ -34,17 +42,6 @@ def evaluation_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         (m.label, text, m.unit, f"{m.definition} {m.direction.capitalize()}.")
         for m, text in shown_metrics(result)
     ]
-
-
-def format_seconds(seconds: float) -> str:
-    """ "4.2 s", "3 min 12 s", "2 h 05 min"."""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
 
 
 def _card(label: str, number: str, unit: str = "", kind: str = "") -> str:
@@ -143,8 +140,10 @@ def render_report(
     result: dict[str, Any] | None,
     figures: list[Figure],
     descriptor: dict[str, Any] | None = None,
+    explorer: bool = False,
 ) -> str:
-    """The report page as one HTML string (``result`` None: a model with no likelihood)."""
+    """The report page as one HTML string (``result`` None: a model with no likelihood);
+    ``explorer``: explore.html exists beside it, so the page links to it."""
     descriptor = descriptor or {}
     page = Page(title, lead=_model_line(descriptor, result is not None) if descriptor else None)
     page.raw(headline(result, descriptor.get("metadata") or {}))
@@ -152,11 +151,18 @@ def render_report(
         "All likelihood numbers are nats per example unless they say bits per dimension. "
         "Pictures of decoded images show the decoder mean E[x|z]."
     )
-    page.raw(
-        "<p id='explorer-link'>Move through the latent space in the "
-        "<a href='explore.html'>interactive latent explorer</a> (explore.html beside this "
-        "page; <code>vaekit explore RUN</code> writes it).</p>"
-    )
+    if explorer:  # a link only to a page that is there
+        page.raw(
+            "<p id='explorer-link'>Move through the latent space in the "
+            "<a href='explore.html'>interactive latent explorer</a> (explore.html beside this "
+            "page; <code>vaekit explore RUN</code> rewrites it).</p>"
+        )
+    else:
+        page.raw(
+            "<p id='explorer-link'>To move through the latent space in an interactive "
+            "explorer, run <code>vaekit explore RUN</code>: it writes explore.html beside "
+            "this page.</p>"
+        )
     if result is None:
         kind = (config.get("model") or {}).get("kind")
         why = (
@@ -209,9 +215,11 @@ def render_report(
     return page.render()
 
 
-def _evaluation(run_dir, descriptor, model, num_samples, max_examples, data_dir, seed, log):
-    """The run's eval.json if it belongs to these weights, else a fresh (quick) evaluation;
-    None for an AE, which defines no likelihood."""
+def _evaluation(
+    run_dir, descriptor, model, num_samples, max_examples, data_dir, seed, log, max_seconds
+):
+    """The run's eval.json if it belongs to these weights, else a fresh (quick) evaluation,
+    within ``max_seconds`` if given; None for an AE, which defines no likelihood."""
     if not model.has_likelihood:
         return None
     eval_path = run_dir / "eval.json"
@@ -226,7 +234,14 @@ def _evaluation(run_dir, descriptor, model, num_samples, max_examples, data_dir,
     if log is not None:
         log(f"report: evaluating with K = {num_samples} importance samples")
     result = evaluate_run(
-        run_dir, data_dir, save=False, num_samples=num_samples, max_examples=max_examples, seed=seed
+        run_dir,
+        data_dir,
+        save=False,
+        num_samples=num_samples,
+        max_examples=max_examples,
+        seed=seed,
+        max_seconds=max_seconds,
+        log=log if max_seconds is not None else None,  # say what the time budget cut
     )
     try:  # a cache for the next report: the report itself does not depend on it
         save_evaluation(run_dir, result)
@@ -248,23 +263,28 @@ def evaluation_summary(result: dict[str, Any] | None) -> list[str]:
 
 def write_report(
     run_dir: str | Path,
-    num_samples: int = 500,
-    max_examples: int | None = 1000,
+    num_samples: int = QUICK_NUM_SAMPLES,
+    max_examples: int | None = QUICK_MAX_EXAMPLES,
     data_dir: str | None = None,
     seed: int = 0,
     log=None,
+    max_seconds: float | None = None,
 ) -> Path:
     """Write ``run_dir/report.html`` (and its PNGs in ``run_dir/figures/``); returns its path.
 
     Uses ``run_dir/eval.json`` when it belongs to the current weights (same SHA-256); else
     evaluates first with K = ``num_samples`` on at most ``max_examples`` test examples (a
-    quick check; run ``vaekit evaluate RUN`` with the default K = 5000 for the final number)
-    and saves that eval.json.
+    quick check; ``vaekit evaluate RUN --final`` gives the final number) and saves that
+    eval.json. ``max_seconds``: the time the report may take (training's under
+    train.max_minutes); the evaluation gets half of it and is cut to fit (see ``evaluate``).
     """
     run_dir = Path(run_dir)
     descriptor = read_descriptor(run_dir)
     model, dataset = load_run(run_dir, data_dir)
-    result = _evaluation(run_dir, descriptor, model, num_samples, max_examples, data_dir, seed, log)
+    share = max_seconds / 2 if max_seconds is not None else None  # figures take the rest
+    result = _evaluation(
+        run_dir, descriptor, model, num_samples, max_examples, data_dir, seed, log, share
+    )
     if log is not None:  # the result first: it survives a run directory that cannot be written
         for line in evaluation_summary(result):
             log(line)
@@ -278,8 +298,27 @@ def write_report(
         "data": descriptor.get("data"),
     }
     title = f"vaekit report: {run_dir.name} ({dataset.name})"
-    page = render_report(title, config, result, figures, descriptor)
+    explorer = (run_dir / "explore.html").is_file()
+    page = render_report(title, config, result, figures, descriptor, explorer)
     path = run_dir / REPORT_FILE
     with locked(run_dir):
         atomic_write_bytes(path, page.encode("utf-8"))  # the umask's mode, like every file
     return path
+
+
+def refresh_report(run_dir: str | Path, log=None) -> Path | None:
+    """Rewrite ``run_dir/report.html``, where there is one, after its eval.json changed: the
+    page shows the numbers of the eval.json beside it, never an older evaluation's. Returns
+    its path (None: no report to refresh). A failure is said through ``log`` and leaves the
+    old page, which then names its own K and N."""
+    run_dir = Path(run_dir)
+    path = run_dir / REPORT_FILE
+    if not path.is_file():
+        return None
+    seed = ((read_descriptor(run_dir).get("config") or {}).get("train") or {}).get("seed", 0)
+    try:
+        return write_report(run_dir, seed=seed)
+    except Exception as exc:  # the evaluation above stands; the page is only its display
+        if log is not None:
+            log(f"warning: {path} not updated ({exc}); `vaekit report {run_dir}` rewrites it")
+        return None

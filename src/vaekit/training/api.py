@@ -27,7 +27,8 @@ def train(
     defaults to the run's own; a given one may change the budget, logging, device, but not
     the model or data). Returns the trained model (eval mode) and its history (nats per
     example). Raises :class:`TrainingError` when the NaN guard gives up and
-    :class:`TrainingInterrupted` (a ``KeyboardInterrupt``) on Ctrl-C, after a checkpoint.
+    :class:`TrainingInterrupted` (a ``KeyboardInterrupt``) on Ctrl-C or SIGTERM, after a
+    checkpoint.
     The run directory is locked against other writers while training runs.
     """
     check_out_and_resume(out, resume)

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vaekit.progress import format_seconds
+
 LEGEND = (
     "legend: elbo = log_px_z - kl = E_q[log p(x|z)] - KL(q(z|x) || p(z)), a lower bound on "
     "log p(x), so higher is better; loss = what the objective minimises (-elbo for the plain "
@@ -112,22 +114,32 @@ def summary(
     return lines
 
 
+def still_improving(history: list[dict[str, Any]], flags: str = "--epochs") -> str | None:
+    """A warning when a run ended far from converged: over its last quarter of epochs (at
+    least one) the validation ELBO still rose by more than a tenth of its whole rise since
+    the first epoch. A converged curve has flattened out by then; one still rising this fast
+    means more steps would likely give a better model. None: no warning (or fewer than three
+    validated epochs, too few for a trend). ``flags``: how the budget is raised."""
+    values = [r["val_elbo"] for r in history if isinstance(r.get("val_elbo"), float)]
+    if len(values) < 3:
+        return None
+    recent = max(1, len(values) // 4)
+    total, gain = values[-1] - values[0], values[-1] - values[-1 - recent]
+    if not (total > 0 and gain > 0.1 * total):
+        return None
+    epochs = "epoch" if recent == 1 else f"{recent} epochs"
+    return (
+        f"warning: training ended far from converged: the validation ELBO still rose by "
+        f"{gain:.3f} nats per example over the last {epochs}, {gain / total:.0%} of its rise "
+        f"since the first epoch; a longer run ({flags}) would likely give a better model"
+    )
+
+
 _REASONS = {
     "budget": "the step budget is spent",
     "time": "the wall-clock budget (train.max_minutes) is spent",
     "early-stop": "early stop",
 }
-
-
-def format_seconds(seconds: float) -> str:
-    """``12.3 s``, ``4 min 05 s`` or ``2 h 03 min``."""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
 
 
 class Clock:

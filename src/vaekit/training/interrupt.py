@@ -1,10 +1,13 @@
-"""Ctrl-C during training: a clean stop with a checkpoint, instead of a traceback.
+"""Ctrl-C or SIGTERM during training: a clean stop with a checkpoint, instead of a traceback.
 
-While training runs, the first SIGINT only sets a flag; the loop finishes the step it is in,
-writes ``checkpoints/last`` and raises :class:`TrainingInterrupted`, whose message says how
-to continue. A second SIGINT raises ``KeyboardInterrupt`` at once (the user insists; the
-checkpoint files are written atomically, so none is left half-written). Signal handlers can
-only be installed from the main thread; elsewhere Ctrl-C behaves as Python's default.
+While training runs, the first SIGINT (Ctrl-C) or SIGTERM (what SLURM, Kubernetes and
+``timeout`` send before they kill a job) only sets a flag; the loop finishes the step it is
+in, writes ``checkpoints/last`` and raises :class:`TrainingInterrupted`, whose message says
+how to continue; the command line then exits with 128 + the signal's number (130, 143), as a
+shell reports a program the signal stopped. A second signal raises ``KeyboardInterrupt`` at
+once (the user insists; the checkpoint files are written atomically, so none is left
+half-written). Signal handlers can only be installed from the main thread; elsewhere both
+signals behave as Python's default.
 """
 
 from __future__ import annotations
@@ -41,43 +44,60 @@ def resume_command(run: str | Path, lr: float | None = None) -> str:
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Training stopped on Ctrl-C after writing a checkpoint (if it has a run directory).
+    """Training stopped on Ctrl-C or SIGTERM after writing a checkpoint (if it has a run
+    directory).
 
     ``step``: the optimiser steps done; ``run_dir``: where to resume from (None without one);
-    ``checkpoint_step``: the step the last checkpoint holds (None if there is none).
+    ``checkpoint_step``: the step the last checkpoint holds (None if there is none);
+    ``signum``: the signal that asked for the stop; ``exit_status``: 128 + ``signum``.
     """
 
-    def __init__(self, step: int, run_dir: Path | None, checkpoint_step: int | None) -> None:
+    def __init__(
+        self,
+        step: int,
+        run_dir: Path | None,
+        checkpoint_step: int | None,
+        signum: int = signal.SIGINT,
+    ) -> None:
         self.step, self.run_dir, self.checkpoint_step = step, run_dir, checkpoint_step
+        self.signum, self.exit_status = int(signum), 128 + int(signum)
+        what = "interrupted" if signum == signal.SIGINT else "terminated (SIGTERM)"
         if run_dir is None:
-            message = f"interrupted at step {step} (no run directory: nothing was saved)"
+            message = f"{what} at step {step} (no run directory: nothing was saved)"
         elif checkpoint_step is None:
-            message = f"interrupted at step {step}; no checkpoint was written, nothing to resume"
+            message = f"{what} at step {step}; no checkpoint was written, nothing to resume"
         else:
-            message = f"interrupted at step {step}; continue with: {resume_command(run_dir)}"
+            message = f"{what} at step {step}; continue with: {resume_command(run_dir)}"
             if checkpoint_step != step:  # a run of non-finite steps is never checkpointed
                 message += f" (the checkpoint holds step {checkpoint_step})"
         super().__init__(message)
 
 
+# The signals that stop training cleanly.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 class InterruptFlag:
-    """Between ``start()`` and ``stop()``, the first SIGINT sets ``requested``."""
+    """Between ``start()`` and ``stop()``, the first SIGINT or SIGTERM sets ``requested``
+    and ``signum`` (which one)."""
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous = None
+        self.signum: int = signal.SIGINT
+        self._previous: dict[int, object] = {}
 
     def start(self) -> None:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in STOP_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
 
     def stop(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
 
     def _handle(self, signum, frame) -> None:
-        if self.requested:  # a second Ctrl-C: stop now
+        if self.requested:  # a second signal: stop now
             self.stop()
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested, self.signum = True, signum

@@ -13,7 +13,7 @@ from vaekit import rundir
 from vaekit.models import build_model
 from vaekit.objectives import NegativeELBO, build_objective
 from vaekit.spelling import spell
-from vaekit.training import distributed
+from vaekit.training import distributed, state_files
 from vaekit.training.averaging import PolyakAverage
 from vaekit.training.console import Clock, format_record
 from vaekit.training.data_setup import batches_per_epoch, training_data
@@ -26,6 +26,9 @@ from vaekit.training.schedules import CosineSchedule, build_schedule, kl_weight
 from vaekit.training.state import Checkpoints, LoopState
 from vaekit.training.step import build_step_module, check_gradients, make_optimizer, reduce_step
 from vaekit.training.validation import Validation
+
+# The default budget's epochs, before train.min_steps raises them for small data.
+DEFAULT_EPOCHS = 10
 
 
 class Trainer(Checkpoints, Records):
@@ -52,7 +55,7 @@ class Trainer(Checkpoints, Records):
         self.batches_per_epoch = batches_per_epoch(
             len(dataset.train), tc.batch_size, self.ctx.world_size
         )
-        self.budget = tc.max_steps or tc.epochs * self.batches_per_epoch
+        self.budget = self._step_budget()
         self.schedule = build_schedule(config.optim.lr, config.schedule, self.budget)
         if self.ctx.rank > 0:  # independent reparameterisation noise on every rank
             torch.manual_seed(tc.seed + (self.ctx.rank << 32))
@@ -61,7 +64,7 @@ class Trainer(Checkpoints, Records):
         self.validation = Validation(dataset, config, self.ctx, self.device)
         self.state, self.history, self.steps = LoopState(), [], []
         self.interval_seconds = 0.0  # training time of the current log interval, past epochs
-        self.sigint, self.stop_requested, self.checkpoint_due = InterruptFlag(), False, False
+        self.interrupt, self.stop_requested, self.checkpoint_due = InterruptFlag(), False, False
         self.out_of_time, self.next_snapshot = False, None  # the wall-clock budget; snapshots
         # Epochs this process has ended, and whether the time budget was found too short for
         # the cosine schedule (said once).
@@ -78,15 +81,27 @@ class Trainer(Checkpoints, Records):
         self.tensorboard = self._open_tensorboard()
         self.bar = self._open_progress_bar()
 
+    def _step_budget(self) -> int:
+        """Optimiser steps to train: train.max_steps, else train.epochs epochs, else the
+        default: DEFAULT_EPOCHS epochs, raised to make train.min_steps steps (said in
+        ``_announce``), since the steps a model needs do not shrink with the data."""
+        tc, per_epoch = self.config.train, self.batches_per_epoch
+        if tc.max_steps:
+            return tc.max_steps
+        if tc.epochs is not None:
+            return tc.epochs * per_epoch
+        self.default_epochs = max(DEFAULT_EPOCHS, math.ceil(tc.min_steps / per_epoch))
+        return self.default_epochs * per_epoch
+
     def run(self) -> TrainResult:
         """Train to the end of the budget (or early stop); write the outputs; say so."""
         if self.finished:
             return self._nothing_to_train()
         self._announce()
-        self.sigint.start()  # Ctrl-C: finish the step, checkpoint, stop (vaekit/interrupt.py)
+        self.interrupt.start()  # Ctrl-C, SIGTERM: finish the step, checkpoint, stop
         try:
             reason = self._train_epochs()
-            self.sigint.stop()
+            self.interrupt.stop()
             if self.bar is not None:  # the end-of-training lines go below a finished bar
                 self.bar.close()
             self._final_model()
@@ -98,7 +113,7 @@ class Trainer(Checkpoints, Records):
         else:
             distributed.teardown(self.ctx)
         finally:
-            self.sigint.stop()
+            self.interrupt.stop()
             if self.bar is not None:
                 self.bar.close()
             if self.tensorboard is not None:
@@ -107,7 +122,8 @@ class Trainer(Checkpoints, Records):
 
     def _train_epochs(self) -> str:
         """Epochs of steps until the budget is spent ("budget") or patience runs out
-        ("early-stop"); raises ``TrainingInterrupted`` after a checkpoint on Ctrl-C."""
+        ("early-stop"); raises ``TrainingInterrupted`` after a checkpoint on Ctrl-C or
+        SIGTERM (except at the budget's end, where the run just finishes)."""
         tc, state, reason = self.config.train, self.state, "budget"
         train_split = self.dataset.train  # in memory, or streamed from disk (never loaded whole)
         while state.step < self.budget and reason == "budget":
@@ -143,7 +159,7 @@ class Trainer(Checkpoints, Records):
             reason = self._end_epoch()  # checkpoints `last`
             if self.out_of_time and reason == "budget":
                 reason = "time"  # the wall-clock budget ended before the step budget
-            if self.stop_requested:
+            if self.stop_requested and reason == "budget" and state.step < self.budget:
                 raise self._interruption()
         return reason
 
@@ -178,7 +194,7 @@ class Trainer(Checkpoints, Records):
         batch_means = torch.stack([loss.detach(), *metrics.values()]).tolist()
         bad = not math.isfinite(batch_means[0]) or (not finite and not self.scaler.is_enabled())
         values = [value * x.shape[0] for value in batch_means]
-        flags = [self.sigint.requested, bad, *self._clock_flags()]
+        flags = [self.interrupt.requested, bad, *self._clock_flags()]
         sums, flags = reduce_step(values, flags, self.ctx, self.device)
         self.stop_requested, bad, self.checkpoint_due, self.out_of_time = flags
         state.step += 1
@@ -235,6 +251,7 @@ class Trainer(Checkpoints, Records):
         self._say(format_record(record, self.budget))
         if improved:
             self._checkpoint("best")
+            self._remember_best()
         state.epoch_end_seconds = time.perf_counter() - now  # `last` below saves it
         self._checkpoint("last")  # refuses non-finite weights: the checkpoint stays good
         self.process_epochs += 1
@@ -270,9 +287,27 @@ class Trainer(Checkpoints, Records):
             f"{spell('--max-steps', 'train.max_steps')} to the time for a schedule that ends"
         )
 
+    def _remember_best(self) -> None:
+        """With train.keep = "best": a copy of the weights (the Polyak average if kept) of the
+        best validation ELBO so far, the model training ends with."""
+        if self.config.train.keep == "best":
+            with self._averaged_weights():
+                state = self.model.state_dict()
+                self.best_weights = {k: v.detach().clone() for k, v in state.items()}
+
     def _final_model(self) -> None:
-        """The model ``train`` returns: the Polyak average if kept, eval mode, fp32."""
+        """The model ``train`` returns: the Polyak average if kept, or the best epoch's
+        weights with train.keep = "best"; eval mode, fp32. Sets ``kept_epoch``."""
         if self.average is not None:
             self.average.apply_permanently()
+        self.kept_epoch = self.state.epoch
+        best = self.state.best_epoch
+        if self.config.train.keep == "best" and best is not None and best != self.state.epoch:
+            weights = getattr(self, "best_weights", None)
+            if weights is None:  # resumed after the best epoch: checkpoints/best holds it
+                path = self.run_dir / "checkpoints" / "best"
+                weights = state_files.load_training_state(path)[1]
+            self.model.load_state_dict(weights)
+            self.kept_epoch = best
         self.model.eval()
         restore_precision(self.model)

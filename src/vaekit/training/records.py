@@ -19,7 +19,13 @@ from vaekit.objectives import NegativeELBO
 from vaekit.progress import progress_bar
 from vaekit.provenance import training_metadata
 from vaekit.spelling import spell
-from vaekit.training.console import LEGEND, format_record, summary, written_since
+from vaekit.training.console import (
+    LEGEND,
+    format_record,
+    still_improving,
+    summary,
+    written_since,
+)
 from vaekit.training.result import TrainResult
 
 
@@ -49,6 +55,15 @@ class Records:
             self.log(  # name the space of the figures below (evaluate reports the data's own)
                 f"ELBO terms while training are of the model's inputs ({transform.space}); "
                 "`vaekit evaluate` also reports them for the data as given"
+            )
+        if hasattr(self, "default_epochs"):  # the default budget, sized to the data
+            tc, per_epoch = self.config.train, self.batches_per_epoch
+            set_it = spell("--epochs or --max-steps", "train.epochs or train.max_steps")
+            self._say(
+                f"budget: {self.default_epochs} epochs of {per_epoch} steps = {self.budget:,} "
+                f"optimiser steps (the default: 10 epochs, raised to make at least "
+                f"{tc.min_steps:,} steps, {spell('--min-steps', 'train.min_steps')}; "
+                f"{set_it} sets it)"
             )
         self._say(LEGEND)  # above the bar
 
@@ -119,7 +134,9 @@ class Records:
             self.run_dir,
             data=self.dataset.info(),
             config=to_dict(self.config),
-            metadata=training_metadata(self.device, seconds, self.ctx.world_size),
+            # Which weights these are: train.keep and the epoch they are from.
+            metadata=training_metadata(self.device, seconds, self.ctx.world_size)
+            | {"keep": self.config.train.keep, "epoch": self.kept_epoch},
         )
         save_run_pictures(self.model, self.dataset, self.run_dir, seed=self.config.train.seed)
         if self.config.train.report:
@@ -131,15 +148,26 @@ class Records:
             self.log(f"warning: TensorBoard pictures and projector not written: {exc}")
 
     def _write_report(self) -> None:
-        """RUN/report.html, after saying so: it evaluates first (K = 500 importance samples
-        on up to 1000 test examples), which takes a while on large models."""
+        """RUN/report.html, after saying so: it evaluates first (K = 100 importance samples
+        on up to 1000 test examples). Under train.max_minutes it gets what is left of the
+        budget (training kept some back: ``_closing_seconds``) and fits its evaluation in it;
+        with nothing left it is not written, and says how to write it."""
         from vaekit.report.html import write_report
 
         path = self.run_dir / "report.html"
         skip = spell("--no-report", "config.train.report = False")
+        limit = self.config.train.max_minutes
+        left = limit * 60.0 - self._train_seconds() if limit is not None else None
+        if left is not None and left <= 0:
+            self.log(
+                f"{path} not written: the time budget "
+                f"({spell('--max-minutes', 'train.max_minutes')} {limit:g}) is spent; "
+                f"`vaekit report {self.run_dir}` writes it"
+            )
+            return
         self.log(f"writing the report {path} (a quick evaluation first; {skip} skips it)")
         try:  # the report must never cost the trained model: it is saved before
-            write_report(self.run_dir, seed=self.config.train.seed, log=self.log)
+            write_report(self.run_dir, seed=self.config.train.seed, log=self.log, max_seconds=left)
         except Exception as exc:
             self.log(f"warning: {path} not written: {exc}")
 
@@ -149,9 +177,30 @@ class Records:
         run_dir = self.run_dir if self.ctx.is_main else None
         files = written_since(run_dir, self.clock.started_at) if self.writes else []
         seconds = self.clock.seconds()
-        for line in summary(self.history, reason, seconds, run_dir if self.writes else None, files):
+        lines = summary(self.history, reason, seconds, run_dir if self.writes else None, files)
+        lines[2:2] = [self._kept_line()] if self.state.epoch else []
+        flags = spell("--epochs or --max-steps", "train.epochs or train.max_steps")
+        warning = still_improving(self.history, flags) if reason in ("budget", "time") else None
+        lines += [warning] if warning else []
+        for line in lines:
             self.log(line)
         return TrainResult(self.model, self.history, self.steps, run_dir, reason, seconds, files)
+
+    def _kept_line(self) -> str:
+        """Which weights the model holds (model.safetensors, the returned model), and how to
+        keep the other choice."""
+        keep, best, last = self.config.train.keep, self.state.best_epoch, self.state.epoch
+        flag = spell("--keep best", "train.keep = 'best'")
+        where = "model.safetensors holds" if self.writes else "the model holds"
+        if keep == "best" and best is not None:
+            return (
+                f"  {where} the weights of epoch {self.kept_epoch}, the best validation ELBO "
+                f"({flag}; the last epoch was {last})"
+            )
+        line = f"  {where} the weights of the last epoch ({last})"
+        if best is not None and best != last:
+            line += f"; the best validation ELBO was at epoch {best}: {flag} keeps that one"
+        return line
 
     def _open_tensorboard(self):
         if not (self.writes and self.config.train.tensorboard):

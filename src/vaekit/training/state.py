@@ -102,7 +102,17 @@ class Checkpoints:
         what is left would not hold another end of epoch as long as the last one. Stopping
         only once the budget is spent would end every timed run one validation pass late."""
         limit = self.config.train.max_minutes
-        return limit is not None and limit * 60.0 - seconds <= self.state.epoch_end_seconds
+        if limit is None:
+            return False
+        return limit * 60.0 - seconds <= self.state.epoch_end_seconds + self._closing_seconds()
+
+    def _closing_seconds(self) -> float:
+        """Seconds of train.max_minutes kept back for the end-of-training report (whose
+        evaluation is cut to fit them): a tenth of the budget, at most a minute."""
+        tc = self.config.train
+        if not (tc.report and self.run_dir is not None and self.ctx.is_main):
+            return 0.0
+        return min(0.1 * tc.max_minutes * 60.0, 60.0)
 
     def _train_seconds(self) -> float:
         """Seconds of training in this run so far, across resumes (validation included)."""
@@ -217,7 +227,9 @@ class Checkpoints:
         )
 
     def _interruption(self) -> TrainingInterrupted:
-        return TrainingInterrupted(self.state.step, self.run_dir, self.checkpoint_step)
+        return TrainingInterrupted(
+            self.state.step, self.run_dir, self.checkpoint_step, self.interrupt.signum
+        )
 
     def _restore(self, path: Path) -> None:
         """Load everything a checkpoint holds; truncate metrics.jsonl to its length then."""
@@ -295,6 +307,8 @@ class Checkpoints:
         if self.state.step > self.budget:
             tc = self.config.train
             asked = f"train.epochs = {tc.epochs}"
+            if tc.epochs is None:
+                asked = f"the default budget ({self.budget} steps)"
             if tc.max_steps:
                 asked = f"train.max_steps = {tc.max_steps}"
             raise ValueError(

@@ -45,6 +45,8 @@ class Validation:
         self.labels = dataset.split("val").y  # labels travel with their batches (or None)
         if config.train.patience is not None and len(self.split) == 0:
             raise ValueError("train.patience needs a validation split (data.val_fraction > 0)")
+        if config.train.keep == "best" and len(self.split) == 0:
+            raise ValueError("train.keep = 'best' needs a validation split (data.val_fraction > 0)")
 
     def __len__(self) -> int:
         return len(self.split)
