@@ -7,7 +7,8 @@ splits and the Dataset are made in one place (:func:`make_dataset`):
 * test: a fixed 10% held out with seed ``TEST_SPLIT_SEED`` (at least one row when N >= 3), as
   the built-in ``digits`` does; validation: ``val_fraction`` of the rest with ``split_seed``;
 * arrays whose every value is 0 or 1 (any dtype): support binary, Bernoulli by default;
-* other uint8 arrays and images: 8-bit levels, ``Dequantize(256)``, support unit-interval;
+* other uint8 arrays and images: 8-bit levels, ``Dequantize(256)``, support unit-interval
+  (16-bit grey images: levels 0..65535, ``Dequantize(65536)``);
 * any other numbers (tables, float arrays): ``Standardize`` with the training split's per-column
   mean and standard deviation, support real. The statistics are part of the transform, so they
   are saved in the model's config.json (``data.transform``) and applied again to new data.
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaekit.data.datasets import Dataset, MemmapSplit, Split, split_indices
+from vaekit.data.datasets import Dataset, MemmapSplit, Split, native_order, split_indices
 from vaekit.data.errors import DataError
 from vaekit.data.transforms import Dequantize, Standardize, Transform
 from vaekit.spelling import spell
@@ -49,6 +50,7 @@ class Stored:
     y: torch.Tensor | np.ndarray | None = None
     kind: str = ""  # a few words for the description
     extra: dict | None = None
+    levels: int | None = None  # integer levels 0..levels-1 (images); None: judged by dtype
 
 
 # --- image folders --------------------------------------------------------------------------
@@ -117,42 +119,133 @@ def fit_image(image, size: list[int] | None):
     return resized.crop((left, top, left + w, top + h))
 
 
-def read_image_folder(path: Path, image_size: list[int] | None = None) -> Stored:
-    """Images as uint8 ``[N, C, H, W]``: C = 1 if every image is greyscale, else 3 (RGB)."""
+# Every mode Pillow opens is read on purpose (``image_values``): 8-bit grey and colour as
+# they are; 16-bit grey as levels 0..65535; colour models Pillow converts exactly or by its
+# device formula (palette, YCbCr, HSV, CMYK without a profile) to RGB; an alpha channel only
+# when every pixel is opaque (a transparent pixel's colour is undefined, so it is refused
+# rather than guessed). The rest (LAB, floats, other bit depths) is refused by name.
+GREY_MODES = ("1", "L")
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+ALPHA_MODES = {"LA": "L", "La": "L", "PA": "RGB", "RGBA": "RGB", "RGBa": "RGB"}
+TO_RGB_MODES = ("P", "RGBX", "CMYK", "YCbCr", "HSV")
+
+
+def image_values(file: Path, image) -> np.ndarray:
+    """An opened image's pixels: uint8 ``[H, W]`` (grey) or ``[H, W, 3]`` (RGB), or uint16
+    ``[H, W]`` for 16-bit grey (levels 0..65535). Refused: a DataError naming the file."""
+    mode = shown = image.mode
+    if mode == "PA" or (mode == "P" and "transparency" in image.info):
+        image, mode = image.convert("RGBA"), "RGBA"  # palette colours looked up, alpha kept
+    if mode in ALPHA_MODES:
+        if np.asarray(image.getchannel(image.getbands()[-1])).min() < 255:
+            raise DataError(
+                f"{file}: image has transparent pixels (mode {shown}), whose colour is "
+                "undefined; flatten it onto a background first"
+            )
+        # every pixel opaque: premultiplied or not, the colour bands are the colours
+        bands = [np.asarray(image.getchannel(b), dtype=np.uint8) for b in image.getbands()[:-1]]
+        return bands[0] if len(bands) == 1 else np.stack(bands, axis=-1)
+    if mode in GREY_MODES:
+        return np.asarray(image.convert("L"), dtype=np.uint8)
+    if mode == "RGB":
+        return np.asarray(image, dtype=np.uint8)
+    if mode in TO_RGB_MODES:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    if mode in SIXTEEN_BIT_MODES:
+        values = np.asarray(image)
+        values = values.astype(values.dtype.newbyteorder("="))
+        lo, hi = int(values.min()), int(values.max())
+        if lo < 0 or hi > 65535:
+            raise DataError(
+                f"{file}: {mode} pixel values span {lo}..{hi}, outside the 16-bit levels 0..65535"
+            )
+        return values.astype(np.uint16)
+    reason = {
+        "F": "floating-point pixels have no fixed range; save them as a .npy array",
+        "LAB": "Lab colours need a colour profile to become RGB; convert the image to RGB",
+    }.get(mode, "convert the image to RGB or L")
+    raise DataError(
+        f"{file}: image mode {mode} is not supported (vaekit reads 1-, 8- and 16-bit grey, "
+        f"palette, RGB, CMYK, YCbCr and HSV images): {reason}"
+    )
+
+
+def open_image(file: Path):
+    """Open and decode one image file; a DataError naming it when Pillow cannot, or when the
+    image claims more pixels than Pillow's decompression-bomb limit (``MAX_IMAGE_PIXELS``)."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
-    files, labels, classes = list_images(path)
-    images = []
-    for file in files:
-        try:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(file) as image:
                 image.load()
-                images.append(image.copy())
-        except (OSError, UnidentifiedImageError, SyntaxError) as exc:
-            raise DataError(f"{file}: unreadable or truncated image ({exc})") from None
-    grey = all(im.mode in ("1", "L", "LA", "I", "I;16", "F") for im in images)
-    mode = "L" if grey else "RGB"
+                return image.copy()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(
+            f"{file}: image claims more pixels than the safety limit of "
+            f"{Image.MAX_IMAGE_PIXELS} (a decompression bomb?): {exc}"
+        ) from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{file}: unreadable or truncated image ({exc})") from None
+
+
+def _fit_values(values: np.ndarray, size: list[int] | None) -> np.ndarray:
+    """Pixels resized by :func:`fit_image`; 16-bit levels through a float image."""
+    from PIL import Image
+
+    if size is None:
+        return values
+    if values.dtype == np.uint16:
+        fitted = np.asarray(fit_image(Image.fromarray(values.astype(np.float32)), size))
+        return np.clip(np.rint(fitted), 0, 65535).astype(np.uint16)
+    return np.asarray(fit_image(Image.fromarray(values), size), dtype=np.uint8)
+
+
+def read_image_folder(path: Path, image_size: list[int] | None = None) -> Stored:
+    """Images as ``[N, C, H, W]``: C = 1 if every image is greyscale, else 3 (RGB); uint8
+    levels 0..255, or, when an image is 16-bit grey and all are grey, int32 levels
+    0..65535 (8-bit images among them scaled by 257: v / 255 = 257 v / 65535 exactly).
+    Each mode is read by :func:`image_values`."""
+    files, labels, classes = list_images(path)
+    pixels = [image_values(file, open_image(file)) for file in files]
+    colour = [f for f, p in zip(files, pixels, strict=True) if p.ndim == 3]
+    deep = [f for f, p in zip(files, pixels, strict=True) if p.dtype == np.uint16]
+    if colour and deep:
+        raise DataError(
+            f"{deep[0]}: a 16-bit grey image in a folder with colour images ({colour[0].name}); "
+            "use one kind per folder"
+        )
     arrays = []
     first = None
-    for file, image in zip(files, images, strict=True):
-        image = fit_image(image.convert(mode), image_size)
+    for file, values in zip(files, pixels, strict=True):
+        if colour and values.ndim == 2:
+            values = np.repeat(values[:, :, None], 3, axis=2)
+        if deep and values.dtype == np.uint8:
+            values = values.astype(np.uint16) * np.uint16(257)
+        values = _fit_values(values, image_size)
+        size = values.shape[:2]
         if first is None:
-            first = (file, image.size)
-        elif image.size != first[1]:
+            first = (file, size)
+        elif size != first[1]:
             raise DataError(
-                f"{file}: image is {image.height}x{image.width} but {first[0].name} is "
-                f"{first[1][1]}x{first[1][0]}: mixed sizes; pass "
+                f"{file}: image is {size[0]}x{size[1]} but {first[0].name} is "
+                f"{first[1][0]}x{first[1][1]}: mixed sizes; pass "
                 + spell("--image-size HxW", "image_size=[H, W]")
                 + " to resize"
             )
-        a = np.asarray(image, dtype=np.uint8)
-        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))  # [C, H, W]
-    x = torch.from_numpy(np.stack(arrays))
+        arrays.append(values[None] if values.ndim == 2 else values.transpose(2, 0, 1))
+    stacked = np.stack(arrays)  # [N, C, H, W]
+    x = torch.from_numpy(stacked.astype(np.int32) if deep else stacked)
     y = torch.tensor(labels, dtype=torch.int64) if labels is not None else None
     extra = {"classes": classes} if classes else {}
     if image_size is not None:
         extra["image_size"] = list(image_size)
-    return Stored(x, y, f"image folder, {len(files)} images, {mode}", extra)
+    mode = "RGB" if colour else "L"
+    kind = f"image folder, {len(files)} images, {mode}" + (", 16-bit" if deep else "")
+    return Stored(x, y, kind, extra, levels=65536 if deep else 256)
 
 
 # --- arrays ---------------------------------------------------------------------------------
@@ -244,20 +337,37 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def check_unique_columns(path: Path, names: list[str]) -> None:
+    """Refuse a table whose header repeats a name: columns are matched by name (new data,
+    labels), so a repeated one would be matched to whichever comes first."""
+    seen: set[str] = set()
+    for j, name in enumerate(names):
+        if name in seen:
+            raise DataError(
+                f"{path}: column {j + 1} repeats the name {name!r} of column "
+                f"{names.index(name) + 1}; column names must be unique"
+            )
+        seen.add(name)
+
+
 def read_csv(path: Path, image_size: list[int] | None = None) -> Stored:
-    """A numeric CSV table ``[N rows, D columns]``; a first row that is not all numbers is the
-    header. Empty cells, words, NaN and inf are errors naming row and column."""
+    """A numeric CSV table ``[N rows, D columns]`` in UTF-8 (a leading byte-order mark, as
+    Excel writes, is dropped); a first row that is not all numbers is the header, whose names
+    must be unique. Empty cells, words, NaN and inf are errors naming row and column."""
     try:
-        with open(path, newline="") as handle:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
             rows = list(csv.reader(handle))
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not a text CSV file ({exc})") from None
+        raise DataError(f"{path}: not a UTF-8 text CSV file ({exc})") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
     rows = [(i + 1, r) for i, r in enumerate(rows) if any(cell.strip() for cell in r)]
     if not rows:
         raise DataError(f"{path}: empty CSV file")
     header = None
     if not all(_is_number(cell) for cell in rows[0][1]):
         header = [cell.strip() for cell in rows[0][1]]
+        check_unique_columns(path, header)
         rows = rows[1:]
     if not rows:
         raise DataError(f"{path}: CSV file has a header but no data rows")
@@ -291,14 +401,17 @@ def read_parquet(path: Path, image_size: list[int] | None = None) -> Stored:
         raise DataError(
             f"{path}: reading Parquet needs pyarrow: pip install 'vaekit[parquet]'"
         ) from None
-    try:
-        table = pq.read_table(path)
+    try:  # the file's own reader: the dataset reader fails on repeated names
+        with pq.ParquetFile(path) as parquet:
+            table = parquet.read()
     except (OSError, pa.ArrowException) as exc:
-        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+        reason = " ".join(str(exc).split())  # one line
+        raise DataError(f"{path}: not a readable Parquet file ({reason})") from None
     if table.num_columns == 0:
         raise DataError(f"{path}: empty Parquet table (no columns)")
     if table.num_rows == 0:
         raise DataError(f"{path}: Parquet table has columns but no rows")
+    check_unique_columns(path, list(table.column_names))
     columns = []
     for j, (name, column) in enumerate(zip(table.column_names, table.columns, strict=True)):
         where = f"{path}: column {j + 1} ({name!r})"
@@ -442,8 +555,14 @@ def check_representable(
             )
 
 
-def describe_values(x: np.ndarray | torch.Tensor, rows: np.ndarray, shape: tuple[int, ...]):
-    """(transform, support, default likelihood, num_levels) that fit the stored values."""
+def describe_values(
+    x: np.ndarray | torch.Tensor,
+    rows: np.ndarray,
+    shape: tuple[int, ...],
+    levels: int | None = None,
+):
+    """(transform, support, default likelihood, num_levels) that fit the stored values;
+    ``levels``: the reader's count of integer levels (None: 256 for uint8 values)."""
     binary = True
     for start in range(0, x.shape[0], 65536):
         chunk = np.asarray(x[start : start + 65536])
@@ -452,8 +571,10 @@ def describe_values(x: np.ndarray | torch.Tensor, rows: np.ndarray, shape: tuple
             break
     if binary:
         return Transform(), "binary", "bernoulli", 2
-    if x.dtype in (np.uint8, torch.uint8):
-        return Dequantize(256), "unit-interval", "gaussian-learned", 256
+    if levels is None and x.dtype in (np.uint8, torch.uint8):
+        levels = 256
+    if levels is not None:
+        return Dequantize(levels), "unit-interval", "gaussian-learned", levels
     mean, std = _column_stats(x, rows)
     return (
         Standardize(mean.reshape(shape).tolist(), std.reshape(shape).tolist()),
@@ -501,7 +622,7 @@ def make_dataset(
             f"test and {val_fraction:.0%} of the rest for validation)"
         )
     shape = tuple(int(d) for d in x.shape[1:])
-    transform, support, likelihood, levels = describe_values(x, rows["train"], shape)
+    transform, support, likelihood, levels = describe_values(x, rows["train"], shape, stored.levels)
     if isinstance(transform, Standardize):  # a data error now, not a NaN loss later
         flat = (-1,)
         mean, std = transform.mean.reshape(flat).numpy(), transform.std.reshape(flat).numpy()
@@ -511,7 +632,7 @@ def make_dataset(
         nbytes = x.size * x.itemsize
         keep = in_memory if in_memory is not None else nbytes <= IN_MEMORY_MAX_BYTES
         if keep:
-            x = torch.from_numpy(np.array(x))
+            x = torch.from_numpy(np.array(native_order(x)))
     y = stored.y
     if isinstance(y, np.ndarray):
         y = torch.from_numpy(np.asarray(y).astype(np.int64))
@@ -521,7 +642,8 @@ def make_dataset(
         if isinstance(x, np.ndarray):
             if name != "test":  # training and validation stream from disk; test is read
                 return MemmapSplit(x, r, None if y is None else y.numpy())
-            return Split(torch.from_numpy(np.ascontiguousarray(x[r])), None if y is None else y[r])
+            test = np.ascontiguousarray(native_order(x[r]))
+            return Split(torch.from_numpy(test), None if y is None else y[r])
         idx = torch.from_numpy(r)
         return Split(x[idx], None if y is None else y[idx])
 
