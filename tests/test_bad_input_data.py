@@ -484,3 +484,24 @@ def test_explorer_page_survives_hostile_column_names(tmp_path):
         return [value] if isinstance(value, str) else []
 
     assert set(columns) <= set(strings(embedded))
+
+
+def test_sixteen_bit_levels_survive_resizing(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    for i in range(10):
+        _png16(tmp_path / "imgs" / f"{i}.png", np.full((6, 8), 40000 + i, np.uint16))
+    dataset = load_dataset(str(tmp_path / "imgs"), image_size=[3, 4])
+    stored = torch.cat([dataset.train.x, dataset.val.x, dataset.test.x])
+    assert dataset.shape == (1, 3, 4)
+    assert sorted(set(stored.reshape(-1).tolist())) == list(range(40000, 40010))
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: shown turned 90 degrees clockwise
+    for i in range(10):
+        Image.fromarray(np.full((2, 3), 10 * i, np.uint8)).save(
+            tmp_path / "imgs" / f"{i}.jpg", exif=exif
+        )
+    assert load_dataset(str(tmp_path / "imgs")).shape == (1, 3, 2)

@@ -171,18 +171,19 @@ def image_values(file: Path, image) -> np.ndarray:
 
 
 def open_image(file: Path):
-    """Open and decode one image file; a DataError naming it when Pillow cannot, or when the
-    image claims more pixels than Pillow's decompression-bomb limit (``MAX_IMAGE_PIXELS``)."""
+    """Open and decode one image file, turned upright as its EXIF orientation tag says (as
+    every viewer shows it); a DataError naming it when Pillow cannot, or when the image
+    claims more pixels than Pillow's decompression-bomb limit (``MAX_IMAGE_PIXELS``)."""
     import warnings
 
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(file) as image:
                 image.load()
-                return image.copy()
+                return ImageOps.exif_transpose(image)  # a copy, upright
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DataError(
             f"{file}: image claims more pixels than the safety limit of "
