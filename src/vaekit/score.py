@@ -236,7 +236,7 @@ def _reference_entropy(
     ``by_label`` as for the scores, so that H is of the same density."""
     if reference is not None:
         ref = read_new_data(reference, model.data_info, trust_scale=trust_scale)
-        where = str(reference)
+        where = printable(str(reference))
     else:
         from vaekit.data.new_data import NewData as _New
         from vaekit.evaluate import load_run
