@@ -22,7 +22,8 @@ import vaekit
 from vaekit.checkpoint import save_model
 from vaekit.cli import main
 from vaekit.data import DataError, load_dataset
-from vaekit.data.files import image_values, read_csv
+from vaekit.data.files import read_csv
+from vaekit.data.images import image_values
 from vaekit.data.new_data import printable, read_codes, write_table
 from vaekit.data.transforms import Standardize
 from vaekit.models import VAE, VAEConfig

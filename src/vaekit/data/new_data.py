@@ -51,10 +51,10 @@ from vaekit.data.files import (
     FORMATS,
     _check_finite,
     _is_number,
-    list_images,
     read_image_folder,
     take_label_column,
 )
+from vaekit.data.images import list_images
 from vaekit.data.transforms import Transform, transform_from_dict
 
 FAR_SD = 10.0  # a feature's typical value this many training SDs away: other units
