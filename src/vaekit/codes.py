@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from vaekit.checkpoint import load
+from vaekit.data.datasets import native_order
 from vaekit.data.errors import DataError
 from vaekit.data.new_data import (
     NewData,
@@ -99,7 +100,7 @@ def _read_preprocessed(path: Path, shape: tuple[int, ...]) -> NewData:
     if not path.exists():
         raise DataError(f"{path}: no such file")
     try:
-        array = np.load(path, allow_pickle=False)
+        array = native_order(np.load(path, allow_pickle=False))
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npy array ({exc})") from None
     d = math.prod(shape)

@@ -9,9 +9,11 @@ trains, once per dataset, a small MLP classifier on the labelled training split:
 (Adam, lr 1e-3, batch 128, 2000 steps, seed 0, on the model-space inputs, i.e. after the
 dataset's transform.) The 64-d penultimate activations are the feature space. The network is
 cached as ``<key>.safetensors`` + ``<key>.json`` in ``$VAEKIT_CACHE_DIR/feature-nets/``
-(default ``~/.cache/vaekit/feature-nets/``), where ``key`` = dataset name + the first 16 hex
-digits of a SHA-256 over the training data, labels, transform and this recipe. The JSON records
-the test accuracy. Files are written atomically and the weights' hash is checked on load.
+(default ``~/.cache/vaekit/feature-nets/``) and nowhere else (never beside the data), where
+``key`` = the dataset's file name + the first 16 hex digits of a SHA-256 over the training
+data, labels, transform and this recipe. The JSON records the test accuracy. Files are
+written atomically and the weights' hash is checked on load; a cache that cannot be written
+costs only the retraining next time.
 
 FCD = ||m_r - m_g||^2 + tr(C_r + C_g - 2 (C_r^{1/2} C_g C_r^{1/2})^{1/2}) (Fréchet / Wasserstein-2
 distance between Gaussians, Dowson & Landau 1982) between real test features and features of
@@ -24,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,7 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from vaekit.data import Dataset
+from vaekit.data.download import cache_dir as user_cache_dir
 from vaekit.rundir import atomic_write_bytes, atomic_write_json
 
 RECIPE = {
@@ -68,19 +72,23 @@ class FeatureClassifier(nn.Module):
 
 
 def cache_dir() -> Path:
-    """``$VAEKIT_CACHE_DIR/feature-nets`` or ``~/.cache/vaekit/feature-nets``."""
-    root = os.environ.get("VAEKIT_CACHE_DIR") or Path.home() / ".cache" / "vaekit"
+    """``$VAEKIT_CACHE_DIR/feature-nets``, else the user cache's (``~/.cache/vaekit`` or
+    ``$XDG_CACHE_HOME/vaekit``) ``feature-nets``."""
+    root = os.environ.get("VAEKIT_CACHE_DIR") or user_cache_dir()
     return Path(root) / "feature-nets"
 
 
 def dataset_key(dataset: Dataset) -> str:
-    """``<name>-<16 hex>``: SHA-256 of the training data, labels, transform and recipe."""
+    """``<name>-<16 hex>``: SHA-256 of the training data, labels, transform and recipe.
+    ``name`` is the last part of the dataset's name (a user file's is its whole path) in
+    letters, digits, ``.``, ``_`` and ``-``, so the files stay inside :func:`cache_dir`."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(dataset.name).name).lstrip(".") or "data"
     digest = hashlib.sha256()
     digest.update(json.dumps([dataset.name, list(dataset.shape), RECIPE]).encode())
     digest.update(json.dumps(dataset.transform.to_dict(), sort_keys=True).encode())
     digest.update(dataset.train.x.contiguous().numpy().tobytes())
     digest.update(dataset.train.y.contiguous().numpy().tobytes())
-    return f"{dataset.name}-{digest.hexdigest()[:16]}"
+    return f"{name}-{digest.hexdigest()[:16]}"
 
 
 @torch.enable_grad()
@@ -147,8 +155,12 @@ def load_or_train(dataset: Dataset, log=None) -> tuple[FeatureClassifier, dict[s
         "test_accuracy": accuracy,
         "sha256": hashlib.sha256(blob).hexdigest(),
     }
-    atomic_write_bytes(weights_path, blob)
-    atomic_write_json(meta_path, meta)
+    try:
+        atomic_write_bytes(weights_path, blob)
+        atomic_write_json(meta_path, meta)
+    except OSError as exc:  # the distance needs no cache; it is only slower next time
+        if log is not None:
+            log(f"could not cache the feature classifier in {directory} ({exc})")
     return net, meta
 
 

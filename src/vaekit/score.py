@@ -40,7 +40,6 @@ score, out-of-distribution as the positive class (:func:`auroc`, :func:`auprc`).
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 from pathlib import Path
@@ -51,7 +50,7 @@ import torch
 
 from vaekit.checkpoint import load
 from vaekit.data.errors import DataError
-from vaekit.data.new_data import NewData, read_new_data, run_transform
+from vaekit.data.new_data import NewData, csv_bytes, printable, read_new_data, run_transform
 from vaekit.models import Model
 from vaekit.rundir import atomic_write_bytes
 
@@ -237,7 +236,7 @@ def _reference_entropy(
     ``by_label`` as for the scores, so that H is of the same density."""
     if reference is not None:
         ref = read_new_data(reference, model.data_info, trust_scale=trust_scale)
-        where = str(reference)
+        where = printable(str(reference))
     else:
         from vaekit.data.new_data import NewData as _New
         from vaekit.evaluate import load_run
@@ -323,7 +322,7 @@ def score_data(
         "recon_sq_error": sq_error.numpy(),
     }
     summary: dict[str, Any] = {
-        "data": str(new.path),
+        "data": printable(str(new.path)),
         "num_examples": len(new.x),
         "num_samples": num_samples,
         "space": transform.data_space(),
@@ -375,21 +374,20 @@ def score_data(
 
 
 def write_scores(path: str | Path, columns: dict[str, np.ndarray]) -> Path:
-    """One CSV row per example (atomic): ``row`` (from 0), then every column."""
+    """One CSV row per example (atomic): ``row`` (from 0), then every column; file names
+    that are not UTF-8 are written backslash-escaped (:func:`printable`)."""
     path = Path(path)
     if path.suffix.lower() != ".csv":
         raise DataError(f"-o {path}: scores are written as a .csv file")
     n = len(next(iter(columns.values())))
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["row", *columns])
+    rows = [["row", *columns]]
     for i in range(n):
-        row = [i]
+        row = [str(i)]
         for values in columns.values():
             v = values[i]
-            row.append(f"{v:.9g}" if isinstance(v, float | np.floating) else str(v))
-        writer.writerow(row)
-    atomic_write_bytes(path, buffer.getvalue().encode())
+            row.append(f"{v:.9g}" if isinstance(v, float | np.floating) else printable(str(v)))
+        rows.append(row)
+    atomic_write_bytes(path, csv_bytes(rows))
     return path
 
 
@@ -398,7 +396,7 @@ def score_run(run: str | Path, data: str | Path, output: str | Path, **options: 
     if Path(output).suffix.lower() != ".csv":
         raise DataError(f"-o {output}: scores are written as a .csv file")
     columns, summary = score_data(run, data, **options)
-    summary["output"] = str(write_scores(output, columns))
+    summary["output"] = printable(str(write_scores(output, columns)))
     return summary
 
 

@@ -62,6 +62,14 @@ class DatasetEntry:
     locate: Callable[[str | None], str | None] | None = None
 
 
+def native_order(array: np.ndarray) -> np.ndarray:
+    """``array`` in the machine's byte order: a big-endian ``.npy`` is valid data, and torch
+    reads only native order. A copy only when the order differs."""
+    if array.dtype.isnative:
+        return array
+    return array.astype(array.dtype.newbyteorder("="))
+
+
 @dataclass
 class Split:
     """One split in its stored form: ``x [N, *shape]`` (often uint8) and labels ``y [N]``."""
@@ -145,8 +153,8 @@ class MemmapSplit:
         return len(self.rows) * int(np.prod(self.array.shape[1:])) * self.array.itemsize
 
     def _read(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = torch.from_numpy(np.ascontiguousarray(self.array[rows]))
-        y = None if self.labels is None else torch.from_numpy(np.asarray(self.labels[rows]))
+        x = torch.from_numpy(np.ascontiguousarray(native_order(self.array[rows])))
+        y = None if self.labels is None else torch.from_numpy(native_order(self.labels[rows]))
         return x, y
 
     @property
@@ -172,7 +180,9 @@ class MemmapSplit:
 
     @property
     def y(self) -> torch.Tensor | None:
-        return None if self.labels is None else torch.from_numpy(np.asarray(self.labels[self.rows]))
+        if self.labels is None:
+            return None
+        return torch.from_numpy(native_order(np.asarray(self.labels[self.rows])))
 
     def stored_batches(
         self,

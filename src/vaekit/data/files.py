@@ -7,7 +7,8 @@ splits and the Dataset are made in one place (:func:`make_dataset`):
 * test: a fixed 10% held out with seed ``TEST_SPLIT_SEED`` (at least one row when N >= 3), as
   the built-in ``digits`` does; validation: ``val_fraction`` of the rest with ``split_seed``;
 * arrays whose every value is 0 or 1 (any dtype): support binary, Bernoulli by default;
-* other uint8 arrays and images: 8-bit levels, ``Dequantize(256)``, support unit-interval;
+* other uint8 arrays and images: 8-bit levels, ``Dequantize(256)``, support unit-interval
+  (16-bit grey images: levels 0..65535, ``Dequantize(65536)``);
 * any other numbers (tables, float arrays): ``Standardize`` with the training split's per-column
   mean and standard deviation, support real. The statistics are part of the transform, so they
   are saved in the model's config.json (``data.transform``) and applied again to new data.
@@ -28,14 +29,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaekit.data.datasets import Dataset, MemmapSplit, Split, split_indices
+from vaekit.data.datasets import Dataset, MemmapSplit, Split, native_order, split_indices
 from vaekit.data.errors import DataError
+from vaekit.data.images import read_images
 from vaekit.data.transforms import Dequantize, Standardize, Transform
 from vaekit.spelling import spell
 
 TEST_FRACTION = 0.1
 TEST_SPLIT_SEED = 1234
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 # .npy/.npz arrays larger than this many bytes stay memory-mapped on disk (unless in_memory=True).
 IN_MEMORY_MAX_BYTES = 2 << 30
 
@@ -49,6 +50,7 @@ class Stored:
     y: torch.Tensor | np.ndarray | None = None
     kind: str = ""  # a few words for the description
     extra: dict | None = None
+    levels: int | None = None  # integer levels 0..levels-1 (images); None: judged by dtype
 
 
 # --- image folders --------------------------------------------------------------------------
@@ -76,83 +78,17 @@ def parse_image_size(text: str) -> list[int]:
     return size
 
 
-def list_images(folder: Path) -> tuple[list[Path], list[int] | None, list[str]]:
-    """Image files and labels: files directly in ``folder`` (no labels) or in class
-    sub-folders (label = index of the sub-folder name in sorted order)."""
-    is_image = lambda p: p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES  # noqa: E731
-    top = sorted(p for p in folder.iterdir() if is_image(p))
-    classes = sorted(
-        d.name for d in folder.iterdir() if d.is_dir() and any(map(is_image, d.iterdir()))
-    )
-    if top and classes:
-        raise DataError(
-            f"{folder}: holds images both at the top level and in class sub-folders "
-            f"({', '.join(classes[:3])}); use one layout"
-        )
-    if top:
-        return top, None, []
-    files, labels = [], []
-    for label, name in enumerate(classes):
-        members = sorted(p for p in (folder / name).iterdir() if is_image(p))
-        files += members
-        labels += [label] * len(members)
-    if not files:
-        raise DataError(f"{folder}: no PNG or JPEG images found (empty image folder)")
-    return files, labels, classes
-
-
-def fit_image(image, size: list[int] | None):
-    """Scale so the image covers ``size`` (H, W) keeping its aspect, then centre-crop."""
-    from PIL import Image
-
-    if size is None:
-        return image
-    h, w = size
-    scale = max(h / image.height, w / image.width)
-    resized = image.resize(
-        (max(w, round(image.width * scale)), max(h, round(image.height * scale))),
-        Image.Resampling.BILINEAR,
-    )
-    left, top = (resized.width - w) // 2, (resized.height - h) // 2
-    return resized.crop((left, top, left + w, top + h))
-
-
 def read_image_folder(path: Path, image_size: list[int] | None = None) -> Stored:
-    """Images as uint8 ``[N, C, H, W]``: C = 1 if every image is greyscale, else 3 (RGB)."""
-    from PIL import Image, UnidentifiedImageError
-
-    files, labels, classes = list_images(path)
-    images = []
-    for file in files:
-        try:
-            with Image.open(file) as image:
-                image.load()
-                images.append(image.copy())
-        except (OSError, UnidentifiedImageError, SyntaxError) as exc:
-            raise DataError(f"{file}: unreadable or truncated image ({exc})") from None
-    grey = all(im.mode in ("1", "L", "LA", "I", "I;16", "F") for im in images)
-    mode = "L" if grey else "RGB"
-    arrays = []
-    first = None
-    for file, image in zip(files, images, strict=True):
-        image = fit_image(image.convert(mode), image_size)
-        if first is None:
-            first = (file, image.size)
-        elif image.size != first[1]:
-            raise DataError(
-                f"{file}: image is {image.height}x{image.width} but {first[0].name} is "
-                f"{first[1][1]}x{first[1][0]}: mixed sizes; pass "
-                + spell("--image-size HxW", "image_size=[H, W]")
-                + " to resize"
-            )
-        a = np.asarray(image, dtype=np.uint8)
-        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))  # [C, H, W]
-    x = torch.from_numpy(np.stack(arrays))
-    y = torch.tensor(labels, dtype=torch.int64) if labels is not None else None
-    extra = {"classes": classes} if classes else {}
+    """A folder's images (:func:`vaekit.data.images.read_images`) as levels ``[N, C, H, W]``
+    with their class labels."""
+    images = read_images(path, image_size)
+    y = torch.tensor(images.labels, dtype=torch.int64) if images.labels is not None else None
+    extra = {"classes": images.classes} if images.classes else {}
     if image_size is not None:
         extra["image_size"] = list(image_size)
-    return Stored(x, y, f"image folder, {len(files)} images, {mode}", extra)
+    kind = f"image folder, {len(images.x)} images, {images.mode}"
+    kind += ", 16-bit" if images.levels == 65536 else ""
+    return Stored(torch.from_numpy(images.x), y, kind, extra, levels=images.levels)
 
 
 # --- arrays ---------------------------------------------------------------------------------
@@ -244,20 +180,43 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def read_csv(path: Path, image_size: list[int] | None = None) -> Stored:
-    """A numeric CSV table ``[N rows, D columns]``; a first row that is not all numbers is the
-    header. Empty cells, words, NaN and inf are errors naming row and column."""
+def check_unique_columns(path: Path, names: list[str]) -> None:
+    """Refuse a table whose header repeats a name: columns are matched by name (new data,
+    labels), so a repeated one would be matched to whichever comes first."""
+    seen: set[str] = set()
+    for j, name in enumerate(names):
+        if name in seen:
+            raise DataError(
+                f"{path}: column {j + 1} repeats the name {name!r} of column "
+                f"{names.index(name) + 1}; column names must be unique"
+            )
+        seen.add(name)
+
+
+def read_csv_rows(path: Path) -> list[list[str]]:
+    """A CSV file's rows of cells, read by the csv module (quoted commas, quotes and
+    newlines kept in their cell) as UTF-8; a leading byte-order mark (Excel's "CSV UTF-8")
+    is dropped, not read into the first cell."""
     try:
-        with open(path, newline="") as handle:
-            rows = list(csv.reader(handle))
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            return list(csv.reader(handle))
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not a text CSV file ({exc})") from None
-    rows = [(i + 1, r) for i, r in enumerate(rows) if any(cell.strip() for cell in r)]
+        raise DataError(f"{path}: not a UTF-8 text CSV file ({exc})") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
+
+
+def read_csv(path: Path, image_size: list[int] | None = None) -> Stored:
+    """A numeric CSV table ``[N rows, D columns]`` (:func:`read_csv_rows`); a first row that
+    is not all numbers is the header, whose names must be unique. Empty cells, words, NaN and
+    inf are errors naming row and column."""
+    rows = [(i + 1, r) for i, r in enumerate(read_csv_rows(path)) if any(c.strip() for c in r)]
     if not rows:
         raise DataError(f"{path}: empty CSV file")
     header = None
     if not all(_is_number(cell) for cell in rows[0][1]):
         header = [cell.strip() for cell in rows[0][1]]
+        check_unique_columns(path, header)
         rows = rows[1:]
     if not rows:
         raise DataError(f"{path}: CSV file has a header but no data rows")
@@ -282,8 +241,9 @@ def read_csv(path: Path, image_size: list[int] | None = None) -> Stored:
     return Stored(torch.from_numpy(values), None, f"CSV table, {width} columns", {"columns": names})
 
 
-def read_parquet(path: Path, image_size: list[int] | None = None) -> Stored:
-    """A Parquet table of numeric columns (needs the optional ``pyarrow``)."""
+def read_parquet_table(path: Path):
+    """A Parquet file as a ``pyarrow.Table`` with at least one row and uniquely named
+    columns (needs the optional ``pyarrow``); every failure a one-line DataError."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -291,14 +251,25 @@ def read_parquet(path: Path, image_size: list[int] | None = None) -> Stored:
         raise DataError(
             f"{path}: reading Parquet needs pyarrow: pip install 'vaekit[parquet]'"
         ) from None
-    try:
-        table = pq.read_table(path)
+    try:  # the file's own reader: the dataset reader fails on repeated names
+        with pq.ParquetFile(path) as parquet:
+            table = parquet.read()
     except (OSError, pa.ArrowException) as exc:
-        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+        reason = " ".join(str(exc).split())  # one line
+        raise DataError(f"{path}: not a readable Parquet file ({reason})") from None
     if table.num_columns == 0:
         raise DataError(f"{path}: empty Parquet table (no columns)")
     if table.num_rows == 0:
         raise DataError(f"{path}: Parquet table has columns but no rows")
+    check_unique_columns(path, list(table.column_names))
+    return table
+
+
+def read_parquet(path: Path, image_size: list[int] | None = None) -> Stored:
+    """A Parquet table of numeric columns (:func:`read_parquet_table`)."""
+    import pyarrow as pa
+
+    table = read_parquet_table(path)
     columns = []
     for j, (name, column) in enumerate(zip(table.column_names, table.columns, strict=True)):
         where = f"{path}: column {j + 1} ({name!r})"
@@ -442,8 +413,14 @@ def check_representable(
             )
 
 
-def describe_values(x: np.ndarray | torch.Tensor, rows: np.ndarray, shape: tuple[int, ...]):
-    """(transform, support, default likelihood, num_levels) that fit the stored values."""
+def describe_values(
+    x: np.ndarray | torch.Tensor,
+    rows: np.ndarray,
+    shape: tuple[int, ...],
+    levels: int | None = None,
+):
+    """(transform, support, default likelihood, num_levels) that fit the stored values;
+    ``levels``: the reader's count of integer levels (None: 256 for uint8 values)."""
     binary = True
     for start in range(0, x.shape[0], 65536):
         chunk = np.asarray(x[start : start + 65536])
@@ -452,8 +429,10 @@ def describe_values(x: np.ndarray | torch.Tensor, rows: np.ndarray, shape: tuple
             break
     if binary:
         return Transform(), "binary", "bernoulli", 2
-    if x.dtype in (np.uint8, torch.uint8):
-        return Dequantize(256), "unit-interval", "gaussian-learned", 256
+    if levels is None and x.dtype in (np.uint8, torch.uint8):
+        levels = 256
+    if levels is not None:
+        return Dequantize(levels), "unit-interval", "gaussian-learned", levels
     mean, std = _column_stats(x, rows)
     return (
         Standardize(mean.reshape(shape).tolist(), std.reshape(shape).tolist()),
@@ -501,7 +480,7 @@ def make_dataset(
             f"test and {val_fraction:.0%} of the rest for validation)"
         )
     shape = tuple(int(d) for d in x.shape[1:])
-    transform, support, likelihood, levels = describe_values(x, rows["train"], shape)
+    transform, support, likelihood, levels = describe_values(x, rows["train"], shape, stored.levels)
     if isinstance(transform, Standardize):  # a data error now, not a NaN loss later
         flat = (-1,)
         mean, std = transform.mean.reshape(flat).numpy(), transform.std.reshape(flat).numpy()
@@ -511,7 +490,7 @@ def make_dataset(
         nbytes = x.size * x.itemsize
         keep = in_memory if in_memory is not None else nbytes <= IN_MEMORY_MAX_BYTES
         if keep:
-            x = torch.from_numpy(np.array(x))
+            x = torch.from_numpy(np.array(native_order(x)))
     y = stored.y
     if isinstance(y, np.ndarray):
         y = torch.from_numpy(np.asarray(y).astype(np.int64))
@@ -521,7 +500,8 @@ def make_dataset(
         if isinstance(x, np.ndarray):
             if name != "test":  # training and validation stream from disk; test is read
                 return MemmapSplit(x, r, None if y is None else y.numpy())
-            return Split(torch.from_numpy(np.ascontiguousarray(x[r])), None if y is None else y[r])
+            test = np.ascontiguousarray(native_order(x[r]))
+            return Split(torch.from_numpy(test), None if y is None else y[r])
         idx = torch.from_numpy(r)
         return Split(x[idx], None if y is None else y[idx])
 

@@ -34,6 +34,7 @@ The scale check (a one-line :class:`DataError` saying what was expected; never a
 
 from __future__ import annotations
 
+import csv
 import io
 import math
 import zipfile
@@ -44,15 +45,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaekit.data.datasets import Dataset, Split
+from vaekit.data.datasets import Dataset, Split, native_order
 from vaekit.data.errors import DataError
 from vaekit.data.files import (
     FORMATS,
     _check_finite,
-    list_images,
+    _is_number,
     read_image_folder,
     take_label_column,
 )
+from vaekit.data.images import list_images
 from vaekit.data.transforms import Transform, transform_from_dict
 
 FAR_SD = 10.0  # a feature's typical value this many training SDs away: other units
@@ -284,6 +286,12 @@ def read_new_data(
         # resized as the training folder was (its recorded --image-size), else as they are
         stored = read_image_folder(path, image_size=info.get("image_size"))
         values = stored.x.numpy()
+        trained = _levels(transform)
+        if trained in (256, 65536) and stored.levels != trained:  # 8-bit vs 16-bit images
+            raise DataError(
+                f"{path}: images have levels 0..{stored.levels - 1}; the model was trained on "
+                f"levels 0..{trained - 1} ({'16' if trained == 65536 else '8'}-bit images)"
+            )
         files, _, classes = list_images(path)
         names = [str(f.relative_to(path)) for f in files]
         y = None if stored.y is None else stored.y.numpy()
@@ -383,14 +391,35 @@ def _atomic_bytes(path: Path, blob: bytes) -> None:
     atomic_write_bytes(path, blob)
 
 
+def printable(name: str) -> str:
+    """A file name as text any UTF-8 writer accepts: the bytes of a name that is not UTF-8
+    (which Python holds as surrogate escapes) are shown backslash-escaped, b"\\xff.png" as
+    ``\\xff.png``; a UTF-8 name is returned as it is."""
+    try:
+        raw = name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no file name decodes to
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def csv_bytes(rows: list[list[str]]) -> bytes:
+    """Rows of cells as UTF-8 CSV (quoted where a cell needs it: commas, quotes, newlines),
+    what :func:`vaekit.data.files.read_csv` reads back cell for cell."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
 def write_table(path: str | Path, values: np.ndarray, columns: list[str]) -> Path:
-    """``values [N, D]`` as CSV (``.csv``) or Parquet (``.parquet``), written atomically."""
+    """``values [N, D]`` as CSV (``.csv``) or Parquet (``.parquet``), written atomically.
+    A CSV's header row is left out when every name is a number (the columns 1..D of data
+    without a header): the reader would take such a row for data."""
     path = Path(path)
     values = np.asarray(values, dtype=np.float64).reshape(values.shape[0], -1)
     if path.suffix.lower() == ".csv":
-        lines = [",".join(columns)]
-        lines += [",".join(f"{v:.9g}" for v in row) for row in values]
-        _atomic_bytes(path, ("\n".join(lines) + "\n").encode())
+        body = [[f"{v:.9g}" for v in row] for row in values]
+        header = [] if all(_is_number(c) for c in columns) else [list(columns)]
+        _atomic_bytes(path, csv_bytes(header + body))
         return path
     try:
         import pyarrow as pa
@@ -400,7 +429,8 @@ def write_table(path: str | Path, values: np.ndarray, columns: list[str]) -> Pat
             f"-o {path}: writing Parquet needs pyarrow: pip install 'vaekit[parquet]'"
         ) from None
     buffer = io.BytesIO()
-    pq.write_table(pa.table({c: values[:, j] for j, c in enumerate(columns)}), buffer)
+    arrays = [pa.array(values[:, j]) for j in range(values.shape[1])]
+    pq.write_table(pa.table(arrays, names=list(columns)), buffer)  # repeated names kept
     _atomic_bytes(path, buffer.getvalue())
     return path
 
@@ -491,7 +521,7 @@ def read_codes(path: str | Path, latent_dim: int) -> np.ndarray:
         array = stored.x.numpy()
     elif suffix == ".npy":
         try:
-            array = np.load(path, allow_pickle=False)
+            array = native_order(np.load(path, allow_pickle=False))
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise DataError(f"{path}: not a readable .npy array ({exc})") from None
     else:

@@ -495,15 +495,24 @@ def build_explorer(
     template = resources.files("vaekit.explore").joinpath("template.html").read_text("utf-8")
     if DATA_MARKER not in template:
         raise RuntimeError("vaekit/explore/template.html has lost its data marker")
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
-    page = template.replace("__VAEKIT_TITLE__", _html_escape(data["title"]))
-    page = page.replace(DATA_MARKER, payload)
+    # one substitution each, in the template's own text: a name that spells a marker stays text
+    head, tail = template.split(DATA_MARKER, 1)
+    head = head.replace("__VAEKIT_TITLE__", _html_escape(data["title"]), 1)
+    page = head + script_json(data) + tail
     main_space = spaces[default]
     data.update({k: v for k, v in main_space.items() if k not in ("mu", "coords")})
     data["decoder"]["layers"] = main_space["layers"]
     arrays.update(mu=main_space["mu"], coords=main_space["coords"], weights=weights)
     data["arrays"] = arrays
     return page, data
+
+
+def script_json(value) -> str:
+    """``value`` as JSON safe inside an HTML ``<script>``: ``<``, ``>`` and ``&`` are written
+    as ``\\u003c``, ``\\u003e``, ``\\u0026`` (the same string to JavaScript), so no text in
+    it (a column named ``</script>`` or ``<!--<script>``) can end or re-open the element."""
+    text = json.dumps(value, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _html_escape(text: str) -> str:
