@@ -14,6 +14,7 @@ import torch
 
 from vaekit.data import Dataset
 from vaekit.rundir import atomic_write_bytes
+from vaekit.spelling import spell
 
 
 def is_image(shape: tuple[int, ...]) -> bool:
@@ -162,7 +163,15 @@ def save_samples(
 ) -> Path:
     """Decode ``n`` draws z ~ p(z) and save E[x|z] as an image grid. A conditional model
     draws ``n`` images of class ``label``, or, without one, a grid with one row per class."""
+    from vaekit.evaluate import decoder_floats_per_row
+    from vaekit.memory import check_fits
+
     device = next(model.parameters()).device
+    one_row_per_class = model.takes_labels and label is None
+    rows = max(1, n // model.num_classes) * model.num_classes if one_row_per_class else n
+    element = next(model.parameters()).element_size()
+    decoding = f"{spell('-n', 'n =')} {n}: decoding {rows} prior samples at once"
+    check_fits(rows * decoder_floats_per_row(model) * element, decoding, device)
     generator = torch.Generator(device=device).manual_seed(seed)
     if not model.takes_labels:
         images = model.sample(n, generator=generator)
