@@ -36,7 +36,7 @@ def test_sample_refuses_n_beyond_memory_with_the_estimate(run, tmp_path, capsys,
     out = tmp_path / "s.png"
     assert main(["sample", str(run), "-n", "2000", "-o", str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("vaekit: error: -n 2000: decoding 2000 prior samples at once needs")
+    assert err.startswith("vaekit: error: -n 2000: decoding 2000 prior samples needs about")
     assert "more than the 1 MB available on cpu" in err
     model = vaekit.load(run)
     assert _estimate(err) == 2000 * decoder_floats_per_row(model) * 4  # float32 rows
@@ -105,3 +105,20 @@ def test_em_with_too_few_examples_is_one_line(capsys, examples):
 def test_em_with_just_enough_examples_works(capsys):
     argv = ["em", "--max-examples", "5", "--steps", "5", "--em-iterations", "2", "--json"]
     assert main(argv) == 0
+
+
+@pytest.mark.parametrize(
+    "command, flags, message",
+    [
+        ("traverse", ["--steps", "5000"], "--max-dims 10 x --steps 5000: decoding 10000 images"),
+        ("interpolate", ["--steps", "5000"], "--pairs 8 x --steps 5000: decoding 40000 images"),
+    ],
+)
+def test_picture_grids_beyond_memory_are_refused(
+    run, tmp_path, capsys, monkeypatch, command, flags, message
+):
+    monkeypatch.setattr(vaekit.memory, "available_bytes", lambda device="cpu": 10**6)
+    out = tmp_path / "p.png"
+    assert main([command, str(run), "-o", str(out), *flags]) == 2
+    assert capsys.readouterr().err.startswith(f"vaekit: error: {message} needs about")
+    assert not out.exists()
