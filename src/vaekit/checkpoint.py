@@ -15,7 +15,6 @@ truncation, a half-finished copy). The trainer-state format lives in ``training/
 from __future__ import annotations
 
 import hashlib
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,13 @@ from vaekit.models import build_model  # models never import this module: no imp
 from vaekit.models.registry import model_config_from_dict
 from vaekit.rundir import atomic_write_bytes, atomic_write_json
 from vaekit.settings import ConfigError, to_dict
-from vaekit.validate import StateError, check_weights_header, expected_tensors
+from vaekit.validate import (
+    StateError,
+    check_descriptor,
+    check_weights_header,
+    expected_tensors,
+    parse_json,
+)
 
 FORMAT = "vaekit-model"
 FORMAT_VERSION = 1
@@ -76,22 +81,29 @@ def save_model(
 
 
 def read_descriptor(path: str | Path) -> dict[str, Any]:
-    """Read and check a saved model's ``config.json``; raises :class:`CheckpointError`."""
+    """Read and check a saved model's ``config.json``: its format, then every field vaekit
+    reads back (``validate.check_descriptor``); raises :class:`CheckpointError` naming the
+    file and the field."""
     path = Path(path)
     config_path = path / CONFIG_FILE if path.is_dir() else path
     if not path.exists():
         raise CheckpointError(f"{path}: no such model directory")
-    return read_versioned_json(config_path, FORMAT, FORMAT_VERSION, "vaekit model")
+    descriptor = read_versioned_json(config_path, FORMAT, FORMAT_VERSION, "vaekit model")
+    try:
+        check_descriptor(descriptor, config_path)
+    except StateError as exc:
+        raise CheckpointError(str(exc)) from None
+    return descriptor
 
 
 def read_versioned_json(path: Path, fmt: str, version: int, what: str) -> dict[str, Any]:
     """Read a JSON file that must carry ``format == fmt`` and ``format_version == version``."""
     try:
-        data = json.loads(path.read_text())
+        data = parse_json(path.read_bytes(), path)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing (not a {what})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: corrupt JSON ({exc})") from None
+    except StateError as exc:
+        raise CheckpointError(str(exc)) from None
     if not isinstance(data, dict) or data.get("format") != fmt:
         raise CheckpointError(f"{path}: not a {what} (no format={fmt!r})")
     if data.get("format_version") != version:

@@ -365,6 +365,54 @@ def lookup(result: dict[str, Any], key: str) -> Any:
     return value
 
 
+# The settings of eval.json that are not text, by kind (every other setting is a string).
+_INT_SETTINGS = {"num_examples", "num_samples", "chunk_size", "batch_size", "codebook_size"}
+_INT_SETTINGS |= {"fcd_num_examples"}
+_NUMBER_SETTINGS = {"log_data_scale", "active_unit_threshold", "eval_seconds"}
+_OBJECT_SETTINGS = {"null_reasons", "units", "fcd_classifier"}
+
+
+def result_problem(result: Any) -> str | None:
+    """What is wrong with an evaluation read back from eval.json, in words naming the field
+    (``"nll must be a finite number or null, got 'abc'"``); None if every field the table
+    knows has its kind: metrics finite numbers, lists of them, or null; counts integers;
+    settings strings, numbers or objects as the table says."""
+    if not isinstance(result, dict):
+        return f"must hold one object, got {type(result).__name__}"
+    for entry in METRICS:
+        value = lookup(result, entry.key)
+        if not _numbers_or_null(value):
+            return f"{entry.key} must be a finite number or null, got {_short(value)}"
+    for entry in SETTINGS:
+        value = result.get(entry.key)
+        if value is None:
+            continue
+        if entry.key in _INT_SETTINGS:
+            ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        elif entry.key in _NUMBER_SETTINGS:
+            ok, want = _numbers_or_null(value) and not isinstance(value, list), "a number"
+        elif entry.key in _OBJECT_SETTINGS:
+            ok, want = isinstance(value, dict), "an object"
+        else:
+            ok, want = isinstance(value, str), "a string"
+        if not ok:
+            return f"{entry.key} must be {want}, got {_short(value)}"
+    return None
+
+
+def _numbers_or_null(value: Any, depth: int = 0) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, list) and depth < 3:  # per-dimension and per-layer lists
+        return all(_numbers_or_null(v, depth + 1) for v in value)
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def shown_metrics(result: dict[str, Any]) -> Iterator[tuple[Metric, str]]:
     """The rows the CLI and the report show, in table order: (entry, value text) for each
     shown metric ``result`` holds (a zero ``omit_if_zero`` metric is left out)."""

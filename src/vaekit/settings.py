@@ -10,10 +10,14 @@ registry): neither imports the other's layer back.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+# Integers are held in 64 bits (torch and numpy): larger ones overflow where they are used.
+MAX_INT = 2**63 - 1
 
 
 class ConfigError(ValueError):
@@ -143,13 +147,17 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        specific = None  # the error of the member the value's type matches: its own words
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _coerce(arg, value, name)
-            except ConfigError:
-                continue
+            except ConfigError as exc:
+                if specific is None and _same_kind(arg, value):
+                    specific = exc
+        if specific is not None:
+            raise specific
         raise ConfigError(f"{name} has the wrong type: {value!r} is not {_describe(tp)}")
     if origin is Literal:
         allowed = typing.get_args(tp)
@@ -164,10 +172,24 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
             raise ConfigError(f"{name} must be a list of {_describe(item)}, got {value!r}")
         return [_coerce(item, v, f"{name}[{i}]") for i, v in enumerate(value)]
     if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):  # no field means anything by nan or inf
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
         return float(value)
+    if tp is int and type(value) is int and abs(value) > MAX_INT:
+        raise ConfigError(f"{name} must be at most 2**63-1 in size, got {value}")
     if tp in (int, str, bool) and type(value) is tp:
         return value
     raise ConfigError(f"{name} must be {_describe(tp)}, got {value!r}")
+
+
+def _same_kind(tp: Any, value: Any) -> bool:
+    """Whether ``value`` is of ``tp``'s kind (a number for a number, a list for a list), so
+    that ``tp``'s refusal is about the value, not its type."""
+    if isinstance(value, bool):
+        return tp is bool
+    if tp in (int, float):
+        return isinstance(value, int) if tp is int else isinstance(value, int | float)
+    return typing.get_origin(tp) is list and isinstance(value, list | tuple)
 
 
 def _describe(tp: Any) -> str:

@@ -1,9 +1,12 @@
 """``vaekit``'s entry point: parse, run one command, and turn every error the user can cause
-into one line ``vaekit: error: ...`` on stderr and exit status 2 (``VAEKIT_DEBUG=1`` shows the
-traceback instead)."""
+into one line ``vaekit: error: ...`` on stderr and exit status 2. Any other exception is a
+failure vaekit did not foresee: it too is one line (what failed, on which path, the exception's
+first line) with exit status 1. ``--debug`` (or ``VAEKIT_DEBUG=1``) shows the traceback
+instead; a traceback is never printed unasked."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -29,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    debug = args.debug or bool(os.environ.get("VAEKIT_DEBUG"))
     try:
         COMMANDS[args.command](args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
@@ -39,14 +43,51 @@ def _main(argv: list[str] | None) -> int:
         os.close(devnull)
         return EXIT_BROKEN_PIPE
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: training checkpointed, says how to resume
-        if os.environ.get("VAEKIT_DEBUG"):
+        if debug:
             raise
         print(str(exc) or "vaekit: interrupted", file=sys.stderr)
         return getattr(exc, "exit_status", 130)  # 128 + the signal, as a shell reports it
     except (ConfigError, ValueError, OSError) as exc:
-        if os.environ.get("VAEKIT_DEBUG"):
+        if debug:
             raise
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"vaekit: error: {message}", file=sys.stderr)
+        print(f"vaekit: error: {_first_line(exc)}", file=sys.stderr)
         return 2
+    except Exception as exc:  # not foreseen: one line, never a traceback unasked
+        if debug:
+            raise
+        print(unexpected_error(args, exc), file=sys.stderr)
+        return 1
     return 0
+
+
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    lines = str(exc).strip().splitlines()
+    line = lines[0] if lines else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+# The parsed arguments that name what a command reads, in the order a message names them.
+_PATH_ARGS = ("run", "input", "data", "resume", "config")
+
+
+def unexpected_error(args: argparse.Namespace, exc: Exception) -> str:
+    """``vaekit: error: sample failed on /runs/x: RuntimeError: ...; rerun with --debug for
+    the traceback``: the command, the files it was given, the exception's type and first line
+    (a MemoryError has no text: it says what it was)."""
+    paths = [str(getattr(args, name)) for name in _PATH_ARGS if getattr(args, name, None)]
+    where = f" on {', '.join(paths)}" if paths else ""
+    filename = getattr(exc, "filename", None)
+    if filename and str(filename) not in paths:
+        where += f" ({filename})"
+    what = (
+        _first_line(exc)
+        if str(exc).strip()
+        else "out of memory"
+        if isinstance(exc, MemoryError)
+        else ""
+    )
+    detail = f"{type(exc).__name__}: {what}" if what else type(exc).__name__
+    return (
+        f"vaekit: error: {args.command} failed{where}: {detail}; rerun with --debug for the "
+        "traceback"
+    )

@@ -15,7 +15,13 @@ from vaekit.cli.flags import (
     add_config_flags,
     config_sections,
     int_list,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    real,
+    seed_int,
     union_section,
+    validated_type,
 )
 from vaekit.config import Config, preset_names
 from vaekit.models import MODELS
@@ -39,48 +45,7 @@ def _train_sections() -> dict[str, type]:
     return sections
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (0 < value < float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
-
-
-def _seed(text: str) -> int:
-    from vaekit.config import MAX_SEED
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63 - 1], got {text}")
-    return value
-
-
+@validated_type
 def _image_size(text: str) -> list[int]:
     from vaekit.data.files import parse_image_size
 
@@ -91,6 +56,7 @@ def _image_size(text: str) -> list[int]:
 
 
 SPLITS = ["train", "val", "test"]
+DEBUG_HELP = "on an unexpected error, show Python's traceback instead of one line (default: off)"
 DATA_DIR_HELP = (
     "directory holding the dataset's files (default: none: $VAEKIT_DATA_DIR, ~/.cache/vaekit "
     "and /usr/share/datasets are searched, else the files are downloaded)"
@@ -108,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         "All likelihood numbers are in nats per example unless they say bits per dim.",
     )
     parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = commands.add_parser(
@@ -149,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices={"model.kind": sorted(MODELS)},
         types_={
             "data.image_size": _image_size,
-            "train.seed": _seed,
-            "model.likelihood_components": _positive_int,
+            "train.seed": seed_int,
+            "model.likelihood_components": positive_int,
         },
     )
     p.set_defaults(config_flags=flags)
@@ -183,29 +150,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--num-samples",
-        type=_positive_int,
+        type=positive_int,
         help="K importance samples per example (default 100, a quick check; --final: 5000)",
     )
     p.add_argument(
         "--chunk-size",
-        type=_positive_int,
+        type=positive_int,
         help="samples per decoder call (default: chosen from --memory-mb)",
     )
     p.add_argument(
         "--memory-mb",
-        type=float,
+        type=positive_float,
         default=32,
         help="memory budget of one decoder call in MiB, sets the chunk size (default 32, "
         "cache-friendly on CPU; raise it on a GPU)",
     )
-    p.add_argument("--batch-size", type=_positive_int, default=100, help="examples per batch")
+    p.add_argument("--batch-size", type=positive_int, default=100, help="examples per batch")
     p.add_argument(
         "--max-examples",
-        type=_positive_int,
+        type=positive_int,
         help="evaluate only the first N (default 1000, a quick check; --final or --data: all)",
     )
     p.add_argument("--data-dir", help=RUN_DATA_DIR_HELP)
-    p.add_argument("--seed", type=_seed, default=0, help="seed of the draws (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the draws (default 0)")
     p.add_argument("--no-fcd", action="store_true", help="skip the Fréchet classifier distance")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
@@ -244,12 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("sample", help="decode draws from the prior into a PNG grid")
     p.add_argument("run", type=Path, help="run or model directory")
-    p.add_argument("-n", type=_positive_int, default=64, help="number of samples (default 64)")
+    p.add_argument("-n", type=positive_int, default=64, help="number of samples (default 64)")
     p.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
-    p.add_argument("--seed", type=_seed, default=0, help="seed of the prior draws")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the prior draws")
     p.add_argument(
         "--label",
-        type=int,
+        type=nonnegative_int,
         help="class to draw for a conditional model (--model cvae) (default: none, one row per "
         "class)",
     )
@@ -259,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("run", type=Path, help="run or model directory")
         q.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
         q.add_argument("--split", default="test", choices=SPLITS, help="examples from this split")
-        q.add_argument("--seed", type=_seed, default=0, help="seed of the data transform draw")
+        q.add_argument("--seed", type=seed_int, default=0, help="seed of the data transform draw")
         q.add_argument("--data-dir", help=RUN_DATA_DIR_HELP)
         return q
 
@@ -269,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
         "reconstructions of new data in its own units (CSV in, CSV out; .npy in, .npy out; an "
         "image folder in, a folder of 8-bit PNGs out; or as the -o suffix says)",
     )
-    p.add_argument("-n", type=_positive_int, default=16, help="number of examples (default 16)")
+    p.add_argument("-n", type=positive_int, default=16, help="number of examples (default 16)")
     p.add_argument(
         "--data",
         type=Path,
@@ -278,21 +245,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _trust_scale_flag(p)
     p = picture_command("interpolate", "PNG of latent interpolations between pairs of examples")
-    p.add_argument("--pairs", type=_positive_int, default=8, help="pairs, one per row (default 8)")
-    p.add_argument("--steps", type=_positive_int, default=10, help="images per row (default 10)")
+    p.add_argument("--pairs", type=positive_int, default=8, help="pairs, one per row (default 8)")
+    p.add_argument("--steps", type=positive_int, default=10, help="images per row (default 10)")
     p = picture_command(
         "traverse", "PNG of latent traversals: one coordinate at a time, rows ordered by KL"
     )
-    p.add_argument("--index", type=int, default=0, help="example whose mu(x) is the anchor")
-    p.add_argument("--max-dims", type=_positive_int, default=10, help="rows (default 10)")
-    p.add_argument("--span", type=float, default=3.0, help="traverse [-span, span] (default 3)")
-    p.add_argument("--steps", type=_positive_int, default=11, help="images per row (default 11)")
+    p.add_argument(
+        "--index", type=nonnegative_int, default=0, help="example whose mu(x) is the anchor"
+    )
+    p.add_argument("--max-dims", type=positive_int, default=10, help="rows (default 10)")
+    p.add_argument(
+        "--span", type=positive_float, default=3.0, help="traverse [-span, span] (default 3)"
+    )
+    p.add_argument("--steps", type=positive_int, default=11, help="images per row (default 11)")
     p = picture_command(
         "latent-map",
         "PNG of posterior means coloured by label (PCA beyond 2-D); a 2-D latent space also "
         "gets OUTPUT-manifold.png, the decoded manifold",
     )
-    p.add_argument("--max-examples", type=_positive_int, default=5000, help="points (default 5000)")
+    p.add_argument("--max-examples", type=positive_int, default=5000, help="points (default 5000)")
 
     p = commands.add_parser(
         "encode",
@@ -323,7 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the input is already model input (skip the saved preprocessing)",
     )
-    p.add_argument("--seed", type=_seed, default=0, help="seed of dequantisation noise and draws")
+    p.add_argument(
+        "--seed", type=seed_int, default=0, help="seed of dequantisation noise and draws"
+    )
 
     p = commands.add_parser(
         "decode",
@@ -339,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--label",
-        type=int,
+        type=nonnegative_int,
         help="the class to decode for a conditional model (--model cvae), which needs one: "
         "E[x|z,y] for every code (default: none; a model without classes takes none)",
     )
@@ -361,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="CSV file to write")
     p.add_argument(
-        "--num-samples", type=_positive_int, default=100, help="K per example (default 100)"
+        "--num-samples", type=positive_int, default=100, help="K per example (default 100)"
     )
     p.add_argument(
         "--remedy",
@@ -379,14 +352,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ood-column", default="ood", help="label column / .npz array (default ood)")
     p.add_argument(
         "--ood-classes",
-        type=lambda text: [c for c in text.split(",") if c],
+        type=_names,
         help="image sub-folders that are out-of-distribution, comma-separated (default: none)",
     )
     p.add_argument(
-        "--max-examples", type=_positive_int, help="score only the first N rows (default: all)"
+        "--max-examples", type=positive_int, help="score only the first N rows (default: all)"
     )
-    p.add_argument("--batch-size", type=_positive_int, default=100, help="examples per batch")
-    p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    p.add_argument("--batch-size", type=positive_int, default=100, help="examples per batch")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the draws (default 0)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     _trust_scale_flag(p)
 
@@ -402,13 +375,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", type=Path, help="run directory")
     p.add_argument(
         "--num-samples",
-        type=_positive_int,
+        type=positive_int,
         default=100,
         help="K if an evaluation is needed (default 100: a quick check, as vaekit evaluate's)",
     )
     p.add_argument(
         "--max-examples",
-        type=_positive_int,
+        type=positive_int,
         default=1000,
         help="examples evaluated if needed (default 1000)",
     )
@@ -435,24 +408,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-points",
-        type=_positive_int,
+        type=positive_int,
         default=1000,
         help="test examples on the map, embedded in the page (default 1000)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the data transform draw")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the data transform draw")
     p.add_argument("--data-dir", help=RUN_DATA_DIR_HELP)
 
     _add_contrast_parsers(commands)
     _add_export_parser(commands)
     _add_pack_parser(commands)
+    for command in commands.choices.values():  # `vaekit sample ... --debug` works too
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP
+        )
     return parser
 
 
+@validated_type
 def _axes(text: str) -> tuple[int, int]:
     parts = text.split(",")
     if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
         raise argparse.ArgumentTypeError(f"expected two coordinates I,J such as 0,1; got {text!r}")
-    return int(parts[0]), int(parts[1])
+    first, second = (nonnegative_int(p.strip()) for p in parts)
+    return first, second
+
+
+@validated_type
+def _names(text: str) -> list[str]:
+    """``a,b`` -> ``["a", "b"]`` (empty names dropped)."""
+    return [name for name in text.split(",") if name]
 
 
 def _trust_scale_flag(p: argparse.ArgumentParser) -> None:
@@ -495,21 +480,42 @@ def _add_pack_parser(commands) -> None:
         "size. An interrupted pack is resumed by running the same command again. "
         "`vaekit pack --verify DIR` checks every shard's checksum.",
     )
-    p.add_argument("source", help="what to pack: a dataset name or a path (as train's --data)")
-    p.add_argument("-o", "--out", type=Path, help="the pack folder to create (required)")
     p.add_argument(
-        "--verify", action="store_true", help="SOURCE is a pack: check its shards' checksums"
+        "source", help="what to pack: a dataset name or a path (as train's --data) (required)"
     )
     p.add_argument(
-        "--shard-mb", type=_positive_float, default=64.0, help="MiB per shard (default 64)"
+        "-o",
+        "--out",
+        type=Path,
+        help="the pack folder to create, required unless --verify (default: none)",
     )
-    p.add_argument("--data-dir", help="where a built-in set's files are looked for first")
     p.add_argument(
-        "--val-fraction", type=_fraction, default=0.1, help="validation share (default 0.1)"
+        "--verify",
+        action="store_true",
+        help="SOURCE is a pack: check its shards' checksums (default: off)",
     )
-    p.add_argument("--split-seed", type=_seed, default=0, help="seed of the split (default 0)")
-    p.add_argument("--image-size", type=_image_size, help="H,W to resize an image folder to")
-    p.add_argument("--label-column", help="a table's column of integer class labels")
+    p.add_argument(
+        "--shard-mb", type=positive_float, default=64.0, help="MiB per shard (default 64)"
+    )
+    p.add_argument(
+        "--data-dir",
+        help="where a built-in set's files are looked for first (default: the standard places)",
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=real(0.0, maximum=0.99),
+        default=0.1,
+        help="validation share (default 0.1)",
+    )
+    p.add_argument("--split-seed", type=seed_int, default=0, help="seed of the split (default 0)")
+    p.add_argument(
+        "--image-size",
+        type=_image_size,
+        help="H,W to resize an image folder to (default: as stored)",
+    )
+    p.add_argument(
+        "--label-column", help="a table's column of integer class labels (default: none)"
+    )
 
 
 def _add_contrast_parsers(commands) -> None:
@@ -527,18 +533,22 @@ def _add_contrast_parsers(commands) -> None:
         help="'synthetic' (default: known W, b, sigma) or a registered dataset (flattened)",
     )
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
-    p.add_argument("--latent-dim", type=_positive_int, default=3, help="m (default 3)")
+    p.add_argument("--latent-dim", type=positive_int, default=3, help="m (default 3)")
     p.add_argument(
-        "--em-iterations", type=_positive_int, default=500, help="EM iterations (default 500)"
+        "--em-iterations", type=positive_int, default=500, help="EM iterations (default 500)"
     )
     p.add_argument(
-        "--steps", type=_positive_int, default=3000, help="linear-VAE Adam steps (default 3000)"
+        "--steps", type=positive_int, default=3000, help="linear-VAE Adam steps (default 3000)"
     )
-    p.add_argument("--lr", type=float, default=0.1, help="linear-VAE Adam learning rate (0.1)")
     p.add_argument(
-        "--max-examples", type=_positive_int, default=2000, help="examples used (default 2000)"
+        "--lr", type=positive_float, default=0.1, help="linear-VAE Adam learning rate (0.1)"
     )
-    p.add_argument("--seed", type=_seed, default=0, help="data, initialisation and rotation seed")
+    p.add_argument(
+        "--max-examples", type=positive_int, default=2000, help="examples used (default 2000)"
+    )
+    p.add_argument(
+        "--seed", type=seed_int, default=0, help="data, initialisation and rotation seed"
+    )
     p.add_argument(
         "--out",
         type=Path,
@@ -571,7 +581,7 @@ def _add_contrast_parsers(commands) -> None:
     )
     p.add_argument(
         "--max-examples",
-        type=_positive_int,
+        type=positive_int,
         help="RUN mode: only the first N test examples (default: all)",
     )
     p.add_argument(
@@ -589,15 +599,17 @@ def _add_contrast_parsers(commands) -> None:
         metavar=("AE_RUN", "VAE_RUN"),
         help="compare two existing run directories instead of training (default: none, train both)",
     )
-    p.add_argument("--epochs", type=_positive_int, default=40, help="epochs each (default 40)")
-    p.add_argument("--latent-dim", type=_positive_int, default=8, help="m (default 8)")
+    p.add_argument("--epochs", type=positive_int, default=40, help="epochs each (default 40)")
+    p.add_argument("--latent-dim", type=positive_int, default=8, help="m (default 8)")
     p.add_argument("--hidden-dims", type=_hidden_dims, help="MLP widths (default 256,128)")
-    p.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate (default 5e-3)")
-    p.add_argument("--batch-size", type=_positive_int, default=32, help="default 32")
-    p.add_argument("--seed", type=_seed, default=0, help="training and evaluation seed")
+    p.add_argument(
+        "--lr", type=positive_float, default=5e-3, help="Adam learning rate (default 5e-3)"
+    )
+    p.add_argument("--batch-size", type=positive_int, default=32, help="default 32")
+    p.add_argument("--seed", type=seed_int, default=0, help="training and evaluation seed")
     p.add_argument(
         "--num-samples",
-        type=_positive_int,
+        type=positive_int,
         default=500,
         help="K importance samples per test example for the nll (default 500)",
     )

@@ -95,6 +95,15 @@ def fit_mle(x: torch.Tensor, latent_dim: int) -> PPCA:
     evals, evecs = torch.linalg.eigh(cov)  # ascending
     evals, evecs = evals.flip(0), evecs.flip(1)
     sigma2 = evals[latent_dim:].mean()
+    if not sigma2 > 1e-12 * evals[0].abs().clamp_min(1e-300):
+        # N examples span at most N - 1 directions: with no variance left beyond the first m,
+        # sigma^2 = 0, and every posterior and EM step would divide by it.
+        raise ValueError(
+            f"PPCA with m = {latent_dim} needs variance beyond the first m principal "
+            f"directions; these {n} examples have none (sigma^2 = 0): give at least "
+            f"{latent_dim + 2} examples ({spell('--max-examples', 'max_examples')}) that vary "
+            f"in more than {latent_dim} directions"
+        )
     scale = (evals[:latent_dim] - sigma2).clamp_min(0.0).sqrt()
     return PPCA(W=evecs[:, :latent_dim] * scale, b=b, sigma2=sigma2)
 

@@ -9,6 +9,7 @@ a newer trainer may add ``"kind": "epoch"`` / ``"kind": "step"`` records and a l
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,14 @@ def read_metrics(path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str,
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: line {number} is not JSON ({exc.msg})") from None
+        except RecursionError:
+            raise ValueError(f"{path}: line {number} is not JSON (nested too deeply)") from None
         if not isinstance(record, dict):
             continue
+        for key in ("epoch", "step"):  # the x axis (a y value that is not a number is skipped)
+            value = record.get(key)
+            if value is not None and not (_plottable(value) and math.isfinite(value)):
+                raise ValueError(f"{path}: line {number}: {key} must be a number, got {value!r}")
         kind = record.get("kind")
         if kind == "step" and "step" in record:
             steps.append(record)
@@ -44,8 +51,12 @@ def read_metrics(path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str,
 
 
 def _series(records: list[dict[str, Any]], x_key: str, key: str) -> tuple[list, list]:
-    pairs = [(r[x_key], r[key]) for r in records if isinstance(r.get(key), int | float)]
+    pairs = [(r[x_key], r[key]) for r in records if _plottable(r.get(key))]
     return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def _plottable(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _lr_key(records: list[dict[str, Any]]) -> str | None:

@@ -23,11 +23,12 @@ from vaekit.evaluate import (
     load_run,
     save_evaluation,
 )
-from vaekit.metrics import lookup, metric, shown_metrics
+from vaekit.metrics import lookup, metric, result_problem, shown_metrics
 from vaekit.progress import format_seconds
 from vaekit.report.figures import Figure, run_figures
 from vaekit.report.page import Page
 from vaekit.rundir import RunDirError, atomic_write_bytes, locked
+from vaekit.validate import StateError, parse_json
 
 REPORT_FILE = "report.html"
 FIGURE_DIR = "figures"
@@ -224,12 +225,19 @@ def _evaluation(
         return None
     eval_path = run_dir / "eval.json"
     if eval_path.exists():
+        # Numbers shown as they are read: a file that is not what vaekit writes is refused,
+        # naming the field, rather than printed ("nll: abc nats per example").
         try:
-            result = json.loads(eval_path.read_text())
-        except json.JSONDecodeError:
-            result = None
+            result = parse_json(eval_path.read_bytes(), eval_path)
+            problem = result_problem(result)
+        except StateError as exc:
+            problem = str(exc).removeprefix(f"{eval_path}: ")
+        if problem is not None:
+            raise ValueError(
+                f"{eval_path}: {problem}; delete it, or run vaekit evaluate to write it anew"
+            )
         sha = (descriptor.get("weights") or {}).get("sha256")
-        if isinstance(result, dict) and result.get("model_sha256") == sha:
+        if result.get("model_sha256") == sha:
             return result
     if log is not None:
         log(f"report: evaluating with K = {num_samples} importance samples")

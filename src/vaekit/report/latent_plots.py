@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaekit.report.plots import image_grid, pyplot, save_figure, save_grid
+from vaekit.report.plots import check_decoding_fits, image_grid, pyplot, save_figure, save_grid
+from vaekit.spelling import spell
 
 
 def _device(model) -> torch.device:
@@ -31,6 +32,9 @@ def save_interpolations(
 ) -> Path:
     """One row per pair: decode (1 - t) mu(x_start) + t mu(x_end) for ``steps`` values of t in
     [0, 1] (linear in latent space, between posterior means). ``x_* [P, *data_shape]``."""
+    rows = x_start.shape[0] * steps
+    flags = f"{spell('--pairs', 'pairs')} {x_start.shape[0]} x {spell('--steps', 'steps')} {steps}"
+    check_decoding_fits(model, rows, f"{flags}: decoding {rows} images")
     device = _device(model)
     mu_a = latent_codes(model, x_start.to(device))  # [P, m]
     mu_b = latent_codes(model, x_end.to(device))
@@ -67,6 +71,9 @@ def save_traversals(
     device = _device(model)
     base = latent_codes(model, x_anchor[:1].to(device))[0]  # [m]
     order = np.argsort(-np.asarray(kl_per_dim, dtype=float), kind="stable")[:max_dims]
+    rows = len(order) * steps
+    flags = f"{spell('--max-dims', 'max_dims')} {max_dims} x {spell('--steps', 'steps')} {steps}"
+    check_decoding_fits(model, rows, f"{flags}: decoding {rows} images")
     values = torch.linspace(-span, span, steps, device=device, dtype=base.dtype)
     z = base.repeat(len(order), steps, 1)  # [R, T, m]
     for row, dim in enumerate(order):

@@ -14,6 +14,7 @@ import torch
 
 from vaekit.data import Dataset
 from vaekit.rundir import atomic_write_bytes
+from vaekit.spelling import spell
 
 
 def is_image(shape: tuple[int, ...]) -> bool:
@@ -157,12 +158,26 @@ def _centres(extent: int, count: int) -> list[float]:
     return [cell * (i + 0.5) - 0.5 for i in range(count)]
 
 
+def check_decoding_fits(model, rows: int, what: str) -> None:
+    """Refuse to decode ``rows`` codes at once where the estimate (the decoder's floats per
+    row, as the evaluator's memory budget counts them) exceeds the device's free memory;
+    ``what`` names the request and its flags (``"-n 100000000: decoding ..."``)."""
+    from vaekit.evaluate import decoder_floats_per_row
+    from vaekit.memory import check_fits
+
+    p = next(model.parameters())
+    check_fits(rows * decoder_floats_per_row(model) * p.element_size(), what, p.device)
+
+
 def save_samples(
     model, path: str | Path, n: int = 64, seed: int = 0, label: int | None = None
 ) -> Path:
     """Decode ``n`` draws z ~ p(z) and save E[x|z] as an image grid. A conditional model
     draws ``n`` images of class ``label``, or, without one, a grid with one row per class."""
     device = next(model.parameters()).device
+    one_row_per_class = model.takes_labels and label is None
+    rows = max(1, n // model.num_classes) * model.num_classes if one_row_per_class else n
+    check_decoding_fits(model, rows, f"{spell('-n', 'n =')} {n}: decoding {rows} prior samples")
     generator = torch.Generator(device=device).manual_seed(seed)
     if not model.takes_labels:
         images = model.sample(n, generator=generator)

@@ -10,6 +10,7 @@ import time
 import torch
 
 from vaekit import rundir
+from vaekit.memory import check_training_fits
 from vaekit.models import build_model
 from vaekit.objectives import NegativeELBO, build_objective
 from vaekit.spelling import spell
@@ -45,6 +46,8 @@ class Trainer(Checkpoints, Records):
             self.log = lambda message: None
         torch.manual_seed(tc.seed)  # the same initial weights on every rank
         self.dataset = dataset = training_data(config, dataset)
+        # Weights, gradients, Adam's two moments (and the average): refused before allocating.
+        check_training_fits(config.model, self.device, 4 + (config.optim.ema_decay is not None))
         self.model = build_model(config.model).to(self.device)
         self.scaler = setup_precision(self.model, tc.precision, self.device)
         self.objective = build_objective(config.objective, self.model)
