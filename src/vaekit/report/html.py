@@ -17,6 +17,7 @@ from typing import Any
 from vaekit.checkpoint import read_descriptor
 from vaekit.evaluate import evaluate_run, latent_statistics, load_run, save_evaluation
 from vaekit.metrics import lookup, metric, shown_metrics
+from vaekit.outputs import read_regular, staged_dir
 from vaekit.report.figures import Figure, run_figures
 from vaekit.report.page import Page
 from vaekit.rundir import RunDirError, atomic_write_bytes, locked
@@ -217,8 +218,8 @@ def _evaluation(run_dir, descriptor, model, num_samples, max_examples, data_dir,
     eval_path = run_dir / "eval.json"
     if eval_path.exists():
         try:
-            result = json.loads(eval_path.read_text())
-        except json.JSONDecodeError:
+            result = json.loads(read_regular(eval_path))
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
             result = None
         sha = (descriptor.get("weights") or {}).get("sha256")
         if isinstance(result, dict) and result.get("model_sha256") == sha:
@@ -271,15 +272,16 @@ def write_report(
     x = dataset.fixed("test", seed=seed)[:2000].to(next(model.parameters()).dtype)
     y = dataset.test.y[:2000] if dataset.test.y is not None and model.takes_labels else None
     stats = latent_statistics(model, x, y=y) if model.has_continuous_latent else None
-    with locked(run_dir):  # no other vaekit process writes the run meanwhile
-        figures = run_figures(model, dataset, run_dir, run_dir / FIGURE_DIR, stats=stats, seed=seed)
     config = descriptor.get("config") or {
         "model": descriptor.get("model"),
         "data": descriptor.get("data"),
     }
     title = f"vaekit report: {run_dir.name} ({dataset.name})"
-    page = render_report(title, config, result, figures, descriptor)
     path = run_dir / REPORT_FILE
-    with locked(run_dir):
+    # No other vaekit process writes the run meanwhile; the figures and the page land
+    # together, so a failed write (a full disk) leaves the old ones as they were.
+    with locked(run_dir), staged_dir(run_dir / FIGURE_DIR, replace=True, marker=False) as staged:
+        figures = run_figures(model, dataset, run_dir, staged, stats=stats, seed=seed)
+        page = render_report(title, config, result, figures, descriptor)
         atomic_write_bytes(path, page.encode("utf-8"))  # the umask's mode, like every file
     return path
