@@ -211,7 +211,7 @@ def test_iaf_encoder_is_refused_in_one_line_and_the_decoder_exported(tmp_path, c
     assert err.startswith("vaekit: refused: encoder.onnx not exported: model 'vae'")
     assert "Monte-Carlo estimate" in err
     out = tmp_path / "iaf" / "onnx"
-    assert sorted(p.name for p in out.iterdir()) == ["decoder.onnx", "export.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".vaekit-run", "decoder.onnx", "export.json"]
     manifest = json.loads((out / "export.json").read_text())
     assert set(manifest["graphs"]) == {"decoder"}
     assert manifest["refused"]["encoder.onnx"] in err

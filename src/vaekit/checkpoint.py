@@ -28,7 +28,8 @@ from torch import nn
 from vaekit._version import __version__
 from vaekit.models import build_model  # models never import this module: no import cycle
 from vaekit.models.registry import model_config_from_dict
-from vaekit.rundir import atomic_write_bytes, atomic_write_json
+from vaekit.outputs import read_regular, run_file
+from vaekit.rundir import atomic_write_bytes, atomic_write_json, training_note
 from vaekit.settings import ConfigError, to_dict
 from vaekit.validate import (
     StateError,
@@ -99,7 +100,7 @@ def read_descriptor(path: str | Path) -> dict[str, Any]:
 def read_versioned_json(path: Path, fmt: str, version: int, what: str) -> dict[str, Any]:
     """Read a JSON file that must carry ``format == fmt`` and ``format_version == version``."""
     try:
-        data = parse_json(path.read_bytes(), path)
+        data = parse_json(read_regular(path), path)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing (not a {what})") from None
     except StateError as exc:
@@ -117,9 +118,9 @@ def read_versioned_json(path: Path, fmt: str, version: int, what: str) -> dict[s
 def load_state(path: str | Path, descriptor: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Read the weights file named in ``descriptor``, verifying its SHA-256 first."""
     weights = descriptor.get("weights") or {}
-    weights_path = Path(path) / str(weights.get("file", WEIGHTS_FILE))
+    weights_path = run_file(path, weights.get("file", WEIGHTS_FILE))
     try:
-        blob = weights_path.read_bytes()
+        blob = read_regular(weights_path)
     except FileNotFoundError:
         raise CheckpointError(f"{weights_path}: missing weights file") from None
     if hashlib.sha256(blob).hexdigest() != weights.get("sha256"):
@@ -153,13 +154,14 @@ def load(
         raise CheckpointError(f"{path / CONFIG_FILE}: invalid model config: {exc}") from None
     # The architecture is checked against the weights file's header before anything is built
     # (on the meta device nothing is allocated), so a crafted config cannot allocate.
-    weights_file = path / str((descriptor.get("weights") or {}).get("file", WEIGHTS_FILE))
+    weights_file = run_file(path, (descriptor.get("weights") or {}).get("file", WEIGHTS_FILE))
     try:
         bodies = {k: v for k, v in (("encoder", encoder), ("decoder", decoder)) if v is not None}
         expected_meta = expected_tensors(lambda: build_model(model_config, **bodies))
         file_dtype = check_weights_header(weights_file, path / CONFIG_FILE, expected_meta)
     except FileNotFoundError:
-        raise CheckpointError(f"{weights_file}: missing weights file") from None
+        missing = training_note(path) or f"{weights_file}: missing weights file"
+        raise CheckpointError(missing) from None
     except StateError as exc:
         raise CheckpointError(str(exc)) from None
     state = load_state(path, descriptor)

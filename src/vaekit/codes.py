@@ -37,6 +37,7 @@ from vaekit.data.new_data import (
     write_npy,
     write_table,
 )
+from vaekit.outputs import check_outputs
 from vaekit.spelling import arg, spell
 
 
@@ -126,6 +127,8 @@ def encode_array(
     trust_scale: bool = False,
 ) -> list[Path]:
     """Write posterior means (and optionally log-variances and a draw) of new data's rows."""
+    outputs = {"output": output_path, "log_var": log_var_path, "sample": sample_path}
+    check_outputs(outputs, inputs=[run, input_path])
     model = load(run)
     if not model.has_posterior:
         raise ValueError(
@@ -177,6 +180,7 @@ def decode_array(
     """Write E[x|z] in the data's units for codes ``[N, m]`` read from ``input_path``
     (``.npy`` or a table); the output's suffix picks the format (see :func:`write_data`).
     A conditional model decodes E[x|z,y] for the class ``label``, which it needs."""
+    check_outputs({"output": output_path}, inputs=[run, input_path])
     model = load(run)
     if not model.has_continuous_latent:
         raise ValueError(f"{run}: model {model.name!r} has no continuous code to decode")
@@ -204,6 +208,7 @@ def reconstruct_data(
     trust_scale: bool = False,
 ) -> Path:
     """Write E[x | z = mu(x)] of new data in the data's units (see the module doc)."""
+    check_outputs({"output": output_path}, inputs=[run, input_path])
     model = load(run)
     new = read_new_data(input_path, model.data_info, trust_scale=trust_scale)
     x = model_inputs(model, new, seed)

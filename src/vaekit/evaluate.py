@@ -470,9 +470,11 @@ def evaluate_run(
     from vaekit.checkpoint import load, read_descriptor
     from vaekit.data.new_data import as_dataset, read_new_data
     from vaekit.jsonsafe import dumps, finite_json
+    from vaekit.outputs import check_outputs
     from vaekit.provenance import environment
     from vaekit.rundir import atomic_write_bytes
 
+    check_outputs({"output": output}, inputs=[run, data])
     started = time.perf_counter()
     if data is not None:
         model = load(run)

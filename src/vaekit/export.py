@@ -40,9 +40,6 @@ import contextlib
 import io
 import logging
 import math
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +47,9 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from vaekit import rundir
+from vaekit.outputs import check_outputs, staged_dir
 
 EXPORT_FORMATS = ("onnx",)
 OPSET_VERSION = 18
@@ -360,15 +360,12 @@ def export_model(
         raise ValueError(f"--format {fmt}: choose one of {', '.join(EXPORT_FORMATS)}")
     require_onnx()
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ValueError(f"--out {out}: directory exists and is not empty (use --overwrite)")
+    replace = rundir.check_replace(out, overwrite, holding=MANIFEST)  # an earlier export
     model = model.eval()
     refused = {spec.file: reason for spec in GRAPHS if (reason := refusal(model, spec))}
     if len(refused) == len(GRAPHS):
         raise ExportError("; ".join(refused.values()))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
+    with staged_dir(out, replace) as staging:  # whole or not at all, with vaekit's marker
         graphs: dict[str, Any] = {}
         for spec in GRAPHS:
             if spec.file in refused:
@@ -404,16 +401,7 @@ def export_model(
             "on fresh inputs of 5 rows",
             **(metadata or {}),
         }
-        from vaekit.rundir import atomic_write_json
-
-        atomic_write_json(staging / MANIFEST, manifest)
-        os.chmod(staging, 0o755)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        rundir.atomic_write_json(staging / MANIFEST, manifest)
     return manifest
 
 
@@ -425,11 +413,13 @@ def export_run(
     can prepare inputs as the model saw them."""
     from vaekit.checkpoint import load, read_descriptor
 
-    require_onnx()  # before loading anything: the cheapest error first
     run = Path(run)
+    own = run / "onnx"
+    out = Path(out) if out is not None else own
+    check_outputs({"out": out}, inputs=[run], own=[own])
+    require_onnx()  # before loading anything: the cheapest errors first
     model = load(run)
     descriptor = read_descriptor(run)
-    out = Path(out) if out is not None else run / "onnx"
     metadata = {
         "source": str(run),
         "model": descriptor.get("model"),

@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -83,7 +84,10 @@ def write_marker(run_dir: str | Path) -> Path:
 def is_run_dir(path: str | Path) -> bool:
     """Whether ``path`` holds the marker vaekit writes into every directory it creates."""
     try:
-        data = json.loads((Path(path) / MARKER_FILE).read_text())
+        marker = Path(path) / MARKER_FILE
+        if not marker.is_file():  # a FIFO in its place would block the read forever
+            return False
+        data = json.loads(marker.read_text())
     except (OSError, ValueError):
         return False
     return isinstance(data, dict) and data.get("format") == MARKER_FORMAT
@@ -120,6 +124,39 @@ def _entries(path: Path) -> list[Path]:
     return [p for p in path.iterdir() if p.name != LOCK_FILE]
 
 
+def check_replace(out: str | Path, overwrite: bool, holding: str | None = None) -> bool:
+    """Whether directory ``out`` holds entries that writing it would replace (True only with
+    ``overwrite``). Every command that creates a directory asks this first: an existing
+    non-empty ``out`` is refused unless ``overwrite`` and vaekit created it (its marker is
+    there), and never the current directory, a parent of it, the home folder or the root.
+    ``holding``: the file that only this command writes there (``export.json``), so that
+    it replaces only its own kind of directory, never a training run."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{arg('out', out)}: exists and is not a directory")
+    if not (out.exists() and _entries(out)):
+        return False
+    if not overwrite:
+        raise RunDirError(
+            f"{arg('out', out)}: directory exists and is not empty; choose another "
+            f"directory or replace one vaekit created with {arg('overwrite', True)}"
+        )
+    reason = _protected(out)
+    if reason is not None:
+        raise RunDirError(f"{arg('out', out)}: refusing {arg('overwrite', True)}: {reason}")
+    if not is_run_dir(out):
+        raise RunDirError(
+            f"{arg('out', out)}: refusing {arg('overwrite', True)}: not a directory vaekit "
+            f"created (no {MARKER_FILE} marker); remove it yourself or choose another"
+        )
+    if holding is not None and not (out / holding).is_file():
+        raise RunDirError(
+            f"{arg('out', out)}: refusing {arg('overwrite', True)}: it holds no {holding}, "
+            "so this command did not write it; remove it yourself or choose another"
+        )
+    return True
+
+
 def prepare(out: str | Path, overwrite: bool, lock: RunLock | None = None) -> Path:
     """Create the empty run directory ``out`` (with its marker) and return it.
 
@@ -129,22 +166,7 @@ def prepare(out: str | Path, overwrite: bool, lock: RunLock | None = None) -> Pa
     otherwise a lock is held only while the directory is prepared.
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise RunDirError(f"{arg('out', out)}: exists and is not a directory")
-    if out.exists() and _entries(out):
-        if not overwrite:
-            raise RunDirError(
-                f"{arg('out', out)}: directory exists and is not empty; choose another "
-                f"directory or replace a vaekit run with {arg('overwrite', True)}"
-            )
-        reason = _protected(out)
-        if reason is not None:
-            raise RunDirError(f"{arg('out', out)}: refusing {arg('overwrite', True)}: {reason}")
-        if not is_run_dir(out):
-            raise RunDirError(
-                f"{arg('out', out)}: refusing {arg('overwrite', True)}: not a directory vaekit "
-                f"created (no {MARKER_FILE} marker); remove it yourself or choose another"
-            )
+    check_replace(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     held = lock if lock is not None else RunLock()
     held.acquire(out)
@@ -183,10 +205,53 @@ def lock_root(path: str | Path) -> Path:
 def lock_holder(run_dir: str | Path) -> str:
     """The PID written into ``run_dir``'s lock file by its holder (``"unknown"`` if none)."""
     try:
-        text = (Path(run_dir) / LOCK_FILE).read_text().strip()
-    except OSError:
+        path = Path(run_dir) / LOCK_FILE
+        text = path.read_text().strip() if path.is_file() else ""  # never block on a FIFO
+    except (OSError, UnicodeDecodeError):
         return "unknown"
     return text if text.isdigit() else "unknown"
+
+
+def training_pid(run_dir: str | Path) -> str | None:
+    """The PID of another process holding ``run_dir``'s lock (a run being trained, or a file
+    of it being written), or None when no other process holds it. Asks with a shared lock
+    that is let go at once, so the holder is never disturbed."""
+    key = Path(run_dir).resolve()
+    with _HELD_LOCK:
+        if fcntl is None or key in _HELD:  # no locks here, or this process is the holder
+            return None
+    try:
+        fd = os.open(key / LOCK_FILE, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return lock_holder(key)
+    finally:
+        os.close(fd)  # closing the file lets go of the shared lock
+    return None
+
+
+def training_note(run_dir: str | Path) -> str | None:
+    """What to say when ``run_dir`` has no final weights because another process is training
+    it (None when no other process holds its lock): which process, and the checkpoint that
+    can be evaluated meanwhile."""
+    pid = training_pid(lock_root(run_dir))
+    if pid is None:
+        return None
+    last = Path(run_dir) / "checkpoints" / "last"
+    meanwhile = (
+        f"a checkpoint can be evaluated meanwhile: {last}"
+        if last.is_dir()
+        else "no checkpoint is written yet; wait for checkpoints/last"
+    )
+    return (
+        f"{run_dir}: the run is training (vaekit process PID {pid}), so its final weights "
+        f"are not written yet; {meanwhile}"
+    )
 
 
 class RunLock:

@@ -52,6 +52,7 @@ from vaekit.checkpoint import load
 from vaekit.data.errors import DataError
 from vaekit.data.new_data import NewData, csv_bytes, printable, read_new_data, run_transform
 from vaekit.models import Model
+from vaekit.outputs import check_outputs
 from vaekit.rundir import atomic_write_bytes
 
 REMEDIES = ("none", "complexity", "typicality")
@@ -395,6 +396,7 @@ def score_run(run: str | Path, data: str | Path, output: str | Path, **options: 
     """Score ``data`` with the run's model, write ``output`` (CSV) and return the summary."""
     if Path(output).suffix.lower() != ".csv":
         raise DataError(f"-o {output}: scores are written as a .csv file")
+    check_outputs({"output": output}, inputs=[run, data, options.get("reference")])
     columns, summary = score_data(run, data, **options)
     summary["output"] = printable(str(write_scores(output, columns)))
     return summary

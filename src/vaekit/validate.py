@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from vaekit.outputs import open_regular
+
 # safetensors dtype names -> torch dtypes (the ones torch has).
 SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64,
@@ -49,7 +51,7 @@ def read_safetensors_header(path: str | Path) -> dict[str, tuple[torch.dtype, li
     fit the file (each tensor's range must hold exactly ``numel * itemsize`` bytes)."""
     path = Path(path)
     size = path.stat().st_size
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         prefix = handle.read(8)
         if len(prefix) < 8:
             raise StateError(f"{path}: not a valid safetensors file (shorter than 8 bytes)")

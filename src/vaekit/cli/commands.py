@@ -154,8 +154,10 @@ def _print_evaluation(result: dict, new_data: bool) -> None:
 def cmd_sample(args: argparse.Namespace) -> None:
     from vaekit.checkpoint import load
     from vaekit.codes import check_label
+    from vaekit.outputs import check_outputs
     from vaekit.report.plots import is_image, save_samples
 
+    check_outputs({"output": args.output}, inputs=[args.run])
     model = load(args.run)
     if not is_image(model.data_shape):
         raise ValueError(f"{args.run}: data shape {list(model.data_shape)} is not an image")
@@ -276,6 +278,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     try:  # the evaluation is printed first (log=print), then the files are written
         path = write_report(args.run, args.num_samples, args.max_examples, args.data_dir, log=print)
     except OSError as exc:
+        if exc.strerror is None:  # a message of vaekit's own (a FIFO in the run): as it is
+            raise
         raise OSError(exc.errno, f"report not written: {exc.strerror}", exc.filename) from None
     print(f"wrote {path}")
 

@@ -419,7 +419,8 @@ def compare_runs(
     ``out/report.html`` (table, overlaid training curves, sample grids) and ``out/compare.json``.
     """
     from vaekit.checkpoint import read_descriptor
-    from vaekit.rundir import atomic_write_json
+    from vaekit.outputs import check_outputs, staged_dir
+    from vaekit.rundir import atomic_write_json, check_replace
 
     paths = [Path(r) for r in runs]
     if len(paths) < 2:
@@ -428,13 +429,8 @@ def compare_runs(
     descriptors = [read_descriptor(p) for p in paths]
     check_comparable(names, descriptors)
     if out is not None:
-        from vaekit.training import prepare_run_dir
-
-        out_dir = Path(out)
-        if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-            raise ValueError(
-                f"--out {out_dir}: directory exists and is not empty (use --overwrite)"
-            )
+        check_outputs({"out": out}, inputs=paths)
+        check_replace(out, overwrite, "compare.json")  # refused now, not after evaluating
     models, datasets = [], []
     for path in paths:
         # The path `vaekit evaluate` takes: the run's data as its likelihood models it.
@@ -552,7 +548,9 @@ def compare_runs(
     if out is not None:
         from vaekit.comparison.page import write_comparison_page
 
-        out_dir = prepare_run_dir(out, overwrite)
-        result.report = str(write_comparison_page(result, models, paths, out_dir, seed=seed))
-        atomic_write_json(out_dir / "compare.json", result.to_dict())
+        replace = check_replace(out, overwrite, "compare.json")
+        with staged_dir(out, replace) as staging:  # whole or not at all
+            page = write_comparison_page(result, models, paths, staging, seed=seed)
+            result.report = str(Path(out) / page.name)
+            atomic_write_json(staging / "compare.json", result.to_dict())
     return result

@@ -459,22 +459,24 @@ def to_8bit(values: np.ndarray, transform: Transform, support: str | None) -> np
 
 
 def write_images(folder: str | Path, images: np.ndarray, names: list[str] | None) -> Path:
-    """uint8 ``[N, C, H, W]`` as one 8-bit PNG per example in ``folder`` (created; names
-    from ``names`` with a .png suffix, else 00000.png ...). Nothing is overwritten."""
+    """uint8 ``[N, C, H, W]`` as one 8-bit PNG per example in ``folder`` (created whole or not
+    at all; names from ``names`` with a .png suffix (see :func:`vaekit.outputs.output_names`),
+    else 00000.png ...). Nothing is overwritten."""
     from PIL import Image
+
+    from vaekit.outputs import output_names, write_folder
 
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
         raise DataError(f"-o {folder}: folder exists and is not empty; choose a new folder")
-    names = names or [f"{i:05d}.png" for i in range(images.shape[0])]
+    names = output_names(names or [f"{i:05d}.png" for i in range(images.shape[0])])
+    files = {}
     for image, name in zip(images, names, strict=True):
-        target = (folder / name).with_suffix(".png")
-        target.parent.mkdir(parents=True, exist_ok=True)
         pixels = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
         buffer = io.BytesIO()
         Image.fromarray(pixels).save(buffer, format="PNG")
-        _atomic_bytes(target, buffer.getvalue())
-    return folder
+        files[name] = buffer.getvalue()
+    return write_folder(folder, files)
 
 
 OUTPUT_SUFFIXES = (".csv", ".parquet", ".npy")

@@ -530,9 +530,12 @@ def write_explorer(
     seed: int = 0,
 ) -> Path:
     """Write the explorer page (default ``RUN/explore.html``) atomically; returns its path."""
+    from vaekit.outputs import check_outputs
     from vaekit.rundir import atomic_write_bytes
 
+    own = Path(run_dir) / EXPLORE_FILE
+    path = Path(output) if output is not None else own
+    check_outputs({"output": path}, inputs=[run_dir], own=[own])
     page, _ = build_explorer(run_dir, axes, max_points, data_dir, seed)
-    path = Path(output) if output is not None else Path(run_dir) / EXPLORE_FILE
     atomic_write_bytes(path, page.encode("utf-8"))
     return path

@@ -165,8 +165,10 @@ def compare(
     """
     from vaekit.evaluate import evaluate, load_run
     from vaekit.lessons.ae_vs_vae_page import write_compare_report
+    from vaekit.outputs import check_outputs
     from vaekit.training import prepare_run_dir, train
 
+    check_outputs({"out": out}, inputs=runs or ())
     out = prepare_run_dir(out, overwrite)
     if runs is None:
         from vaekit.data import load_dataset

@@ -99,6 +99,10 @@ def em_experiment(
         raise ValueError(
             f"{spell('--em-iterations and --steps', 'em_iterations and vae_steps')} must be >= 1"
         )
+    if out is not None:
+        from vaekit.outputs import check_outputs
+
+        check_outputs({"out": out}, inputs=[data])
     x, true, description = load_em_data(data, latent_dim, seed, data_dir, max_examples)
     mle = fit_mle(x, latent_dim)
     log(f"data: {description}")

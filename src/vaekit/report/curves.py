@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from vaekit.outputs import read_regular
 from vaekit.report.plots import pyplot, save_figure
 
 # panel title, y-axis label, metric name (looked up with train_/val_ prefixes)
@@ -27,7 +28,8 @@ LR_KEYS = ("lr", "learning_rate")
 def read_metrics(path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``(epoch_records, step_records)`` from a metrics.jsonl file."""
     epochs, steps = [], []
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    text = read_regular(path).decode()
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

@@ -15,6 +15,7 @@ import torch
 
 from vaekit.data import Dataset
 from vaekit.evaluate import latent_statistics, load_run
+from vaekit.outputs import check_outputs
 from vaekit.report.curves import constant_learning_rate, save_training_curves
 from vaekit.report.latent_plots import (
     colours_by_label,
@@ -40,10 +41,16 @@ class Figure:
     pixels: bool = False
 
 
-def _check_png(path: str | Path) -> Path:
+def _manifold_path(output: Path) -> Path:
+    return output.with_name(output.stem + "-manifold.png")
+
+
+def _check_png(path: str | Path, run: str | Path, manifold: bool = False) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"{spell('-o ', 'output=')}{path}: the output must be a .png file")
+    extra = [("output", _manifold_path(path))] if manifold else []
+    check_outputs([("output", path), *extra], inputs=[run])
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -218,7 +225,7 @@ def reconstruct_run(
     data_dir: str | None = None,
 ) -> Path:
     """PNG of the first ``n`` examples of ``split`` beside their reconstructions."""
-    output = _check_png(output)
+    output = _check_png(output, run)
     model, _, x = _image_run(run, data_dir, split, seed)
     return save_reconstructions(model, x[:n], output)
 
@@ -233,7 +240,7 @@ def interpolate_run(
     data_dir: str | None = None,
 ) -> Path:
     """PNG of latent interpolations between ``pairs`` pairs of examples of ``split``."""
-    output = _check_png(output)
+    output = _check_png(output, run)
     model, _, x = _image_run(run, data_dir, split, seed)
     start, end = _pairs(x, pairs)
     return save_interpolations(model, start, end, output, steps=steps)
@@ -251,7 +258,7 @@ def traverse_run(
     data_dir: str | None = None,
 ) -> Path:
     """PNG of latent traversals around example ``index`` of ``split``, rows ordered by KL."""
-    output = _check_png(output)
+    output = _check_png(output, run)
     model, _, x = _image_run(run, data_dir, split, seed)
     if not 0 <= index < x.shape[0]:
         raise ValueError(
@@ -276,11 +283,11 @@ def latent_map_run(
 ) -> Path:
     """PNG of the posterior means of ``split`` coloured by label (PCA beyond 2-D); a 2-D latent
     space also gets the decoded manifold, written beside it as ``<output>-manifold.png``."""
-    output = _check_png(output)
+    output = _check_png(output, run, manifold=True)
     model, dataset = load_run(run, data_dir)
     x = _split_data(dataset, split, seed, model)[:max_examples]
     labels = dataset.split(split).y
     written = save_latent_map(model, x, None if labels is None else labels[:max_examples], output)
     if model.latent_dim == 2 and is_image(model.data_shape):
-        save_manifold(model, output.with_name(output.stem + "-manifold.png"))
+        save_manifold(model, _manifold_path(output))
     return written

@@ -24,6 +24,7 @@ from vaekit.evaluate import (
     save_evaluation,
 )
 from vaekit.metrics import lookup, metric, result_problem, shown_metrics
+from vaekit.outputs import read_regular, staged_dir
 from vaekit.progress import format_seconds
 from vaekit.report.figures import Figure, run_figures
 from vaekit.report.page import Page
@@ -228,7 +229,7 @@ def _evaluation(
         # Numbers shown as they are read: a file that is not what vaekit writes is refused,
         # naming the field, rather than printed ("nll: abc nats per example").
         try:
-            result = parse_json(eval_path.read_bytes(), eval_path)
+            result = parse_json(read_regular(eval_path), eval_path)
             problem = result_problem(result)
         except StateError as exc:
             problem = str(exc).removeprefix(f"{eval_path}: ")
@@ -299,17 +300,18 @@ def write_report(
     x = dataset.fixed("test", seed=seed)[:2000].to(next(model.parameters()).dtype)
     y = dataset.test.y[:2000] if dataset.test.y is not None and model.takes_labels else None
     stats = latent_statistics(model, x, y=y) if model.has_continuous_latent else None
-    with locked(run_dir):  # no other vaekit process writes the run meanwhile
-        figures = run_figures(model, dataset, run_dir, run_dir / FIGURE_DIR, stats=stats, seed=seed)
     config = descriptor.get("config") or {
         "model": descriptor.get("model"),
         "data": descriptor.get("data"),
     }
     title = f"vaekit report: {run_dir.name} ({dataset.name})"
     explorer = (run_dir / "explore.html").is_file()
-    page = render_report(title, config, result, figures, descriptor, explorer)
     path = run_dir / REPORT_FILE
-    with locked(run_dir):
+    # No other vaekit process writes the run meanwhile; the figures and the page land
+    # together, so a failed write (a full disk) leaves the old ones as they were.
+    with locked(run_dir), staged_dir(run_dir / FIGURE_DIR, replace=True, marker=False) as staged:
+        figures = run_figures(model, dataset, run_dir, staged, stats=stats, seed=seed)
+        page = render_report(title, config, result, figures, descriptor, explorer)
         atomic_write_bytes(path, page.encode("utf-8"))  # the umask's mode, like every file
     return path
 

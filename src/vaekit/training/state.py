@@ -16,6 +16,7 @@ import torch
 
 from vaekit import checkpoint, rundir
 from vaekit.config import Config, model_config_from_dict, to_dict
+from vaekit.outputs import read_regular
 from vaekit.spelling import spell
 from vaekit.training import distributed, state_files
 from vaekit.training.interrupt import TrainingInterrupted, resume_command
@@ -320,7 +321,7 @@ class Checkpoints:
         """Truncate metrics.jsonl to its length at the checkpoint (dropping what a killed run
         wrote after it) and read the history and step records back from it."""
         metrics = self.run_dir / "metrics.jsonl"
-        text = metrics.read_bytes()[: self.state.metrics_bytes] if metrics.exists() else b""
+        text = read_regular(metrics)[: self.state.metrics_bytes] if metrics.exists() else b""
         if self.ctx.is_main and metrics.exists() and len(text) != metrics.stat().st_size:
             with open(metrics, "r+b") as handle:  # drop records written after the checkpoint
                 handle.truncate(self.state.metrics_bytes)

@@ -45,6 +45,7 @@ from vaekit.checkpoint import (
     read_versioned_json,
     save_model,
 )
+from vaekit.outputs import read_regular
 from vaekit.rundir import atomic_write_bytes, atomic_write_json, fsync_dir, json_bytes
 from vaekit.settings import to_dict
 from vaekit.validate import StateError
@@ -179,7 +180,7 @@ def load_training_state(
     state_path = path / TRAIN_STATE_FILE
     recorded = (descriptor.get("metadata") or {}).get(TRAIN_STATE_HASH)
     try:
-        blob = state_path.read_bytes()
+        blob = read_regular(state_path)
     except FileNotFoundError:
         raise CheckpointError(f"{state_path}: missing (the checkpoint is incomplete)") from None
     if recorded is None:
@@ -203,7 +204,7 @@ def load_training_state(
     for name, prefix in ((OPTIMIZER_FILE, "optimizer."), (TRAINER_TENSORS_FILE, "")):
         file = path / name
         try:
-            blob = file.read_bytes()
+            blob = read_regular(file)
         except FileNotFoundError:
             raise CheckpointError(f"{file}: missing") from None
         if hashlib.sha256(blob).hexdigest() != state.get("files", {}).get(name):

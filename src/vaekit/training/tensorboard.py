@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from vaekit.data import Dataset
+from vaekit.outputs import read_regular
 from vaekit.report.plots import image_grid, is_image
 
 NUM_SAMPLES = 64
@@ -157,7 +158,7 @@ def _read_eval(run_dir: Path | None) -> dict[str, Any]:
     if path is None or not path.exists():
         return {}
     try:
-        result = json.loads(path.read_text())
+        result = json.loads(read_regular(path))
     except (json.JSONDecodeError, OSError):
         return {}
     return result if isinstance(result, dict) and result.get("split") == "test" else {}
