@@ -60,7 +60,7 @@ def _main(argv: list[str] | None) -> int:
     return 0
 
 
-def _first_line(exc: BaseException, limit: int = 300) -> str:
+def _first_line(exc: BaseException, limit: int = 800) -> str:
     lines = str(exc).strip().splitlines()
     line = lines[0] if lines else type(exc).__name__
     return line if len(line) <= limit else line[: limit - 3] + "..."
