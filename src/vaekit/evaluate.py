@@ -83,6 +83,7 @@ def load_run(run: str | Path, data_dir: str | None = None) -> tuple[Model, Datas
             data_config.get("split_seed", 0),
             image_size=data_config.get("image_size"),
             label_column=data_config.get("label_column"),
+            columns=data_config.get("columns") or None,
         )
     except DataError as exc:
         raise DataError(f"{exc} (the run's training data; for new data give --data PATH)") from None

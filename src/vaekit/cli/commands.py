@@ -28,8 +28,23 @@ def cmd_train(args: argparse.Namespace) -> None:
         config = load_config(args.config) if args.config else Config()
     flagged = config_overrides(args, args.config_flags)
     config = apply_overrides(config, [*flagged, *args.set], given_as=flagged)
+    if args.column_type:
+        config = apply_overrides(config, [column_types_override(config, args.column_type)])
     # train() prints the progress and, at the end, a summary with every file it wrote.
     train(config, out=args.out, overwrite=args.overwrite, resume=args.resume)
+
+
+def column_types_override(config: Config, given: list[str]) -> str:
+    """``--column-type NAME=TYPE`` flags on top of the config's ``[data.columns]``, as one
+    ``data.columns={...}`` override."""
+    columns = dict(config.data.columns)
+    for item in given:
+        name, sep, kind = item.rpartition("=")
+        if not sep or not name:
+            raise ValueError(f"--column-type {item!r}: expected NAME=TYPE, e.g. zip=categorical")
+        columns[name] = kind
+    table = ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in columns.items())
+    return f"data.columns={{{table}}}"
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:

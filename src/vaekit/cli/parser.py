@@ -141,6 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECTION.FIELD=VALUE",
         help="override any config field, e.g. --set optim.lr=3e-4 (repeatable; default: none)",
     )
+    p.add_argument(
+        "--column-type",
+        action="append",
+        default=[],
+        metavar="NAME=TYPE",
+        help="a CSV/Parquet table's column type, replacing the inferred one: real, positive, "
+        "count, poisson, binary or categorical (repeatable; the TOML table [data.columns]; "
+        "default: none, every type inferred)",
+    )
 
     p = commands.add_parser(
         "evaluate",

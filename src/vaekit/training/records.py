@@ -45,6 +45,12 @@ class Records:
     def _announce(self) -> None:
         """The lines before the first step: the space of the figures, and their legend."""
         transform = self.dataset.transform
+        if self.config.model.columns:  # a mixed-type table: the schema the run models
+            from vaekit.data.tables import schema_lines
+
+            self.log("columns (saved in config.json as model.columns):")
+            for line in schema_lines(self.config.model.columns):
+                self.log(line)
         if transform.log_data_scale(tuple(self.dataset.shape)) != 0.0:
             self.log(  # name the space of the figures below (evaluate reports the data's own)
                 f"ELBO terms while training are of the model's inputs ({transform.space}); "
