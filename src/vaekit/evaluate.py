@@ -388,7 +388,12 @@ def evaluate_run(
     started = time.perf_counter()
     if data is not None:
         model = load(run)
-        new = read_new_data(data, model.data_info, trust_scale=trust_scale)
+        if model.config.columns:  # a mixed-type table, encoded under the run's schema
+            from vaekit.data.tables import new_table_data
+
+            new = new_table_data(data, model.config.columns)
+        else:
+            new = read_new_data(data, model.data_info, trust_scale=trust_scale)
         dataset = as_dataset(new, model.data_info)
         options = {**options, "split": "test", "fcd": False}
     else:

@@ -128,6 +128,11 @@ def cmd_sample(args: argparse.Namespace) -> None:
     from vaekit.report.plots import is_image, save_samples
 
     model = load(args.run)
+    if model.config.columns:  # a mixed-type table: synthetic rows
+        from vaekit.impute import sample_run
+
+        print(f"wrote {sample_run(args.run, args.n, args.output, args.seed)}")
+        return
     if not is_image(model.data_shape):
         raise ValueError(f"{args.run}: data shape {list(model.data_shape)} is not an image")
     if args.output.suffix.lower() != ".png":
@@ -136,6 +141,16 @@ def cmd_sample(args: argparse.Namespace) -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)  # as reconstruct & co. do
     save_samples(model, args.output, n=args.n, seed=args.seed, label=args.label)
     print(f"wrote {args.output}")
+
+
+def cmd_impute(args: argparse.Namespace) -> None:
+    from vaekit.impute import impute_run
+
+    paths = impute_run(
+        args.run, args.data, args.output, args.num_samples, args.draws, seed=args.seed
+    )
+    for path in paths:
+        print(f"wrote {path}")
 
 
 def cmd_datasets(args: argparse.Namespace) -> None:
@@ -364,6 +379,7 @@ COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
     "sample": cmd_sample,
+    "impute": cmd_impute,
     "datasets": cmd_datasets,
     "reconstruct": cmd_reconstruct,
     "interpolate": cmd_interpolate,

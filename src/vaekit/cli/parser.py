@@ -224,10 +224,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data-dir", help="also look for the files here first (default: none)")
 
-    p = commands.add_parser("sample", help="decode draws from the prior into a PNG grid")
+    p = commands.add_parser(
+        "sample",
+        help="decode draws from the prior into a PNG grid (images), or synthetic rows (.csv, "
+        "a model of a mixed-type table)",
+    )
     p.add_argument("run", type=Path, help="run or model directory")
     p.add_argument("-n", type=_positive_int, default=64, help="number of samples (default 64)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="PNG file to write; for a model of a mixed-type table a .csv of rows in its "
+        "columns, types and category strings, each cell drawn from p(v|z)",
+    )
     p.add_argument("--seed", type=_seed, default=0, help="seed of the prior draws")
     p.add_argument(
         "--label",
@@ -306,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="the input is already model input (skip the saved preprocessing)",
     )
     p.add_argument("--seed", type=_seed, default=0, help="seed of dequantisation noise and draws")
+
+    _add_impute_parser(commands)
 
     p = commands.add_parser(
         "decode",
@@ -440,6 +453,37 @@ def _trust_scale_flag(p: argparse.ArgumentParser) -> None:
         help="skip the check that refuses data whose typical value lies far from the "
         "training data's (or 8-bit data given as 0/1): for data that really is this far off",
     )
+
+
+def _add_impute_parser(commands) -> None:
+    """``vaekit impute``: the missing cells of a mixed-type table, filled by the run's model."""
+    p = commands.add_parser(
+        "impute",
+        help="fill the missing cells of a mixed-type table (importance-weighted, MIWAE)",
+        description="Fill the missing cells of a table with a run trained on a mixed-type "
+        "table: K draws z ~ q(z|observed cells), importance-weighted (Mattei & Frellsen 2019); "
+        "a real, positive or count cell gets its posterior-predictive mean (a count rounded), "
+        "a binary or categorical cell its most probable category. Observed cells are copied "
+        "as read; column names, order and category strings are kept.",
+    )
+    p.add_argument("run", type=Path, help="run or model directory")
+    p.add_argument(
+        "--data", type=Path, required=True, help="the table (.csv/.parquet) with missing cells"
+    )
+    p.add_argument("-o", "--output", type=Path, required=True, help="the filled table (.csv)")
+    p.add_argument(
+        "--num-samples",
+        type=_positive_int,
+        default=100,
+        help="K importance samples per row (default 100)",
+    )
+    p.add_argument(
+        "--draws",
+        type=_positive_int,
+        help="write N multiple imputations instead, OUTPUT-1.csv ... OUTPUT-N.csv, each cell "
+        "drawn from the importance-resampled posterior predictive (default: none, the means)",
+    )
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the draws (default 0)")
 
 
 def _add_export_parser(commands) -> None:

@@ -443,3 +443,59 @@ def load_table(
         num_levels=None,
         schema=schema,
     )
+
+
+# --- new data and the cells written back ------------------------------------------------------
+
+
+def read_new_table(path: str | Path, schema: list) -> tuple[TextTable, np.ndarray]:
+    """A table for a trained model of a mixed-type table: its text and its encoded rows
+    ``[N, F + C]`` under the run's ``schema`` (the model config's ``columns``); the
+    columns are matched by name, other columns are kept as they are and not modelled."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise DataError(f"{path}: a model of a table reads .csv or .parquet tables")
+    table = read_text_table(path)
+    duplicate = next((n for i, n in enumerate(table.names) if n in table.names[:i]), None)
+    if duplicate is not None:
+        raise DataError(f"{path}: duplicate column name {duplicate!r}")
+    return table, encode(table, schema_from_config(schema))
+
+
+def cell_text(column: TableColumn, value: float) -> str:
+    """A value in a column's type as the cell text written out: a category's own text
+    (``value`` its index), a count as an integer, a real number with 10 significant digits."""
+    if column.kind in ("binary", "categorical"):
+        return column.categories[int(value)]
+    if column.kind in ("count", "poisson"):
+        return str(int(np.rint(value)))
+    return f"{value:.10g}"
+
+
+def write_csv_rows(path: str | Path, header: list[str] | None, rows: list[list[str]]) -> Path:
+    """Rows of cell texts as a CSV file (the csv module's quoting), written atomically."""
+    import io
+
+    from vaekit.rundir import atomic_write_bytes
+
+    path = Path(path)
+    if path.suffix.lower() != ".csv":
+        raise DataError(f"-o {path}: tables are written as .csv")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if header is not None:
+        writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write_bytes(path, buffer.getvalue().encode())
+    return path
+
+
+def new_table_data(path: str | Path, schema: list):
+    """A table's encoded rows as ``vaekit.data.new_data.NewData`` (what ``evaluate --data``
+    takes), under the run's ``schema``."""
+    from vaekit.data.new_data import NewData
+
+    table, x = read_new_table(path, schema)
+    return NewData(table.path, torch.from_numpy(x), "table", table.path.suffix, (x.shape[1],))
