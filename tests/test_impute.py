@@ -168,3 +168,28 @@ def test_evaluate_new_table_data(trained, capsys):
     assert main([*args, "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["num_examples"] == 39 and "observed cells" in result["space"]
+
+
+def test_score_finds_rows_that_break_the_correlation(trained, capsys):
+    """Rows whose b no longer follows a (b taken from another row) score as anomalies: the
+    per-row -log p of the observed cells, with an ood column read as labels."""
+    tmp, run, values, hidden = trained
+    rng = np.random.default_rng(2)
+    names = list(values)
+    with open(tmp / "mixed-ood.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([*names, "ood"])
+        for i in range(100):
+            row = [text(name, values[name][i]) for name in names]
+            if i % 2:
+                row[1] = text("b", 5 + 2 * rng.choice([-2.0, 2.0]) * np.sign(values["a"][i]))
+            row[3 + i % 2] = ""  # a missing cell in every row
+            writer.writerow([*row, str(i % 2)])
+    out = tmp / "scores.csv"
+    args = ["score", str(run), "--data", str(tmp / "mixed-ood.csv"), "-o", str(out)]
+    assert main([*args, "--num-samples", "20", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert "observed cells" in summary["space"]
+    assert summary["metrics"]["nll_nats"]["auroc"] > 0.95
+    header = read(out)[0]
+    assert header == ["row", "ood", "nll_nats", "nll_stderr_nats", "neg_elbo_nats"]

@@ -492,10 +492,23 @@ def write_csv_rows(path: str | Path, header: list[str] | None, rows: list[list[s
     return path
 
 
-def new_table_data(path: str | Path, schema: list):
+def new_table_data(path: str | Path, schema: list, ood_column: str = "ood"):
     """A table's encoded rows as ``vaekit.data.new_data.NewData`` (what ``evaluate --data``
-    takes), under the run's ``schema``."""
+    and ``score`` take), under the run's ``schema``; a column ``ood_column`` of 0/1 that the
+    schema does not model gives the out-of-distribution labels."""
     from vaekit.data.new_data import NewData
 
     table, x = read_new_table(path, schema)
-    return NewData(table.path, torch.from_numpy(x), "table", table.path.suffix, (x.shape[1],))
+    ood = None
+    if ood_column in table.names and ood_column not in {c.name for c in schema_from_config(schema)}:
+        j = table.names.index(ood_column)
+        bad = next((i for i, c in enumerate(table.cells[j]) if c not in ("0", "1")), None)
+        if bad is not None:
+            raise DataError(
+                f"{table.path}: row {table.lines[bad]}, column {ood_column!r}: "
+                f"{table.cells[j][bad]!r} is not a label 0 or 1"
+            )
+        ood = torch.tensor([int(c) for c in table.cells[j]])
+    return NewData(
+        table.path, torch.from_numpy(x), "table", table.path.suffix, (x.shape[1],), ood=ood
+    )
