@@ -171,9 +171,9 @@ def test_evaluate_new_table_data(trained, capsys):
 
 
 def test_score_finds_rows_that_break_the_correlation(trained, capsys):
-    """Rows whose b no longer follows a (b taken from another row) score as anomalies: the
-    per-row -log p of the observed cells, with an ood column read as labels."""
-    tmp, run, values, hidden = trained
+    """Rows whose b no longer follows a (b = 5 +- 4, the sign drawn at random) score as
+    anomalies: the per-row -log p of the observed cells, an ood column read as labels."""
+    tmp, run, values, _ = trained
     rng = np.random.default_rng(2)
     names = list(values)
     with open(tmp / "mixed-ood.csv", "w", newline="") as handle:

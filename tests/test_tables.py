@@ -151,3 +151,54 @@ def test_a_bad_override_writes_no_run(table, tmp_path, capsys):
     assert main(["train", "--data", str(table), "--out", str(out), "--column-type", "x=real"]) == 2
     assert "people.csv: --column-type names column 'x'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_parquet_nulls_nan_and_strings(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    n = 40
+    values = {
+        "x": [None if i % 7 == 0 else float("nan") if i % 11 == 0 else i * 0.37 for i in range(n)],
+        "k": [None if i % 5 == 0 else i % 3 for i in range(n)],
+        "flag": [i % 2 == 0 for i in range(n)],
+        "word": [None if i % 6 == 0 else ["ant", "bee", "cat"][i % 3] for i in range(n)],
+    }
+    pq.write_table(pa.table(values), tmp_path / "t.parquet")
+    data = load_dataset(str(tmp_path / "t.parquet"))
+    assert data.support == "table"
+    kinds = [(c.name, c.kind, c.categories) for c in data.schema]
+    assert kinds == [
+        ("x", "real", []),
+        ("k", "categorical", ["0", "1", "2"]),
+        ("flag", "binary", ["false", "true"]),
+        ("word", "categorical", ["ant", "bee", "cat"]),
+    ]
+    text = read_text_table(tmp_path / "t.parquet")
+    observed = [sum(c is not None for c in column) for column in text.cells]
+    missing_x = sum(1 for i in range(n) if i % 7 == 0 or i % 11 == 0)
+    assert observed == [n - missing_x, n - 8, n, n - 7]
+
+
+def test_toml_columns_table_and_flags_merge(table, tmp_path, capsys):
+    from vaekit.config import Config, dump_toml, load_config
+
+    (tmp_path / "c.toml").write_text('[data.columns]\ngrade = "count"\nage = "positive"\n')
+    config = load_config(tmp_path / "c.toml")
+    assert config.data.columns == {"grade": "count", "age": "positive"}
+    assert load_config_text(dump_toml(config), tmp_path) == config
+    out = tmp_path / "run"
+    args = ["train", "--config", str(tmp_path / "c.toml"), "--data", str(table), "--out", str(out)]
+    assert main([*args, *TINY, "--column-type", "age=real"]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["config"]["data"]["columns"] == {"grade": "count", "age": "real"}
+    kinds = {c["name"]: c["kind"] for c in saved["model"]["columns"]}
+    assert (kinds["grade"], kinds["age"]) == ("count", "real")
+    assert isinstance(Config.from_dict(saved["config"]), Config)
+
+
+def load_config_text(text, tmp_path):
+    from vaekit.config import load_config
+
+    (tmp_path / "dumped.toml").write_text(text)
+    return load_config(tmp_path / "dumped.toml")

@@ -271,6 +271,11 @@ def read_new_data(
 ) -> NewData:
     """Read new data for a model trained on ``data_info`` (see the module doc)."""
     info = data_info or {}
+    if info.get("support") == "table":  # evaluate, score and impute read those themselves
+        raise DataError(
+            f"{path}: this command does not take a mixed-type table yet; for such a run use "
+            "vaekit evaluate --data, score, impute or sample"
+        )
     if "shape" not in info:
         raise DataError(f"{path}: the run's config.json records no data shape")
     shape = tuple(int(d) for d in info["shape"])

@@ -75,8 +75,8 @@ def read_text_table(path: Path) -> TextTable:
 
 
 def _read_csv_text(path: Path) -> TextTable:
-    try:
-        with open(path, newline="") as handle:
+    try:  # utf-8-sig: a byte-order mark is not part of the first column's name
+        with open(path, newline="", encoding="utf-8-sig") as handle:
             rows = list(csv.reader(handle))
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not a text CSV file ({exc})") from None
