@@ -44,8 +44,15 @@ class Imputations:
 
 
 def check_table_model(model: Model, run: str | Path) -> list:
+    """The run's table schema; a model that is not of a mixed-type table, or has no
+    posterior q(z|x) and prior p(z) over the code that ``decode`` takes, is refused."""
     if not model.config.columns:
         raise ValueError(f"{run}: this model was not trained on a mixed-type table")
+    if not (model.has_likelihood and model.has_posterior):
+        raise ValueError(
+            f"{run}: impute and sample of a table need a model with a posterior q(z|x) and a "
+            f"likelihood (--model vae); {model.name!r} has not both"
+        )
     return schema_from_config(model.config.columns)
 
 
