@@ -191,5 +191,12 @@ def test_score_finds_rows_that_break_the_correlation(trained, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert "observed cells" in summary["space"]
     assert summary["metrics"]["nll_nats"]["auroc"] > 0.95
-    header = read(out)[0]
-    assert header == ["row", "ood", "nll_nats", "nll_stderr_nats", "neg_elbo_nats"]
+    rows = read(out)
+    shares = [f"share_{name}_nats" for name in values]
+    assert rows[0] == ["row", "ood", "nll_nats", "nll_stderr_nats", "neg_elbo_nats", *shares]
+    table = np.array([[float(v) for v in row] for row in rows[1:]])
+    ood = table[:, 1] == 1
+    # the broken column carries the excess score; a missing cell has no share
+    excess = table[ood, 5:].mean(0) - table[~ood, 5:].mean(0)
+    assert excess.argmax() == 1 and excess[1] > 5 * np.abs(np.delete(excess, 1)).max()
+    assert (table[::2, 5 + 3] == 0).all() and (table[1::2, 5 + 4] == 0).all()

@@ -96,6 +96,30 @@ def impute(
     )
 
 
+@torch.no_grad()
+def column_shares(
+    model: Model, x: torch.Tensor, num_samples: int = 100, batch_size: int = 256
+) -> np.ndarray:
+    """Each column's share of a row's score, ``[N, C]`` nats: the cell's -log p(v_j|z)
+    averaged over z_k ~ q(z|x) with the self-normalised importance weights w_k (0 where the
+    cell is missing). A row's shares sum to -sum_k w_k log p(x|z_k), the likelihood part of
+    its score (not exactly its nll, which also holds log p(z) / q(z|x)); the largest share
+    names the column that made the row unusual."""
+    model.eval()
+    dtype = next(model.parameters()).dtype
+    shares = []
+    for start in range(0, x.shape[0], batch_size):
+        xb = x[start : start + batch_size].to(dtype)
+        q = model.encode(xb)
+        z = q.sample((num_samples,))  # [K, B, m]
+        p = model.decode(z)
+        cells = p.likelihood.cell_log_probs(p.decoder_output, xb)  # [K, B, C]
+        log_w = cells.sum(-1) + model.prior.log_prob(z) - q.log_prob(z)  # [K, B]
+        w = torch.softmax(log_w.double(), dim=0)
+        shares.append(-(w[..., None] * cells.double()).sum(0).numpy())
+    return np.concatenate(shares)
+
+
 def filled_rows(table: TextTable, columns: list, x: torch.Tensor, values: list) -> list[list[str]]:
     """The table's rows as cell texts, the missing cells of modelled columns filled with
     ``values[j][i]`` in the column's type; every other cell as it was read."""
