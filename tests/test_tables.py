@@ -9,7 +9,8 @@ import pytest
 
 from vaekit.cli import main
 from vaekit.data import DataError, load_dataset
-from vaekit.data.tables import encode, infer_schema, read_text_table
+from vaekit.data.table_schema import infer_schema, read_text_table
+from vaekit.data.tables import encode
 
 TINY = ["--epochs", "2", "--hidden-dims", "16", "--latent-dim", "2", "--batch-size", "16"]
 TINY += ["--no-report", "--no-tensorboard", "--progress", "plain"]

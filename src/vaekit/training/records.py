@@ -15,6 +15,7 @@ from typing import Any
 
 from vaekit import checkpoint, rundir
 from vaekit.config import to_dict
+from vaekit.data.table_schema import schema_lines
 from vaekit.objectives import NegativeELBO
 from vaekit.progress import progress_bar
 from vaekit.provenance import training_metadata
@@ -46,8 +47,6 @@ class Records:
         """The lines before the first step: the space of the figures, and their legend."""
         transform = self.dataset.transform
         if self.config.model.columns:  # a mixed-type table: the schema the run models
-            from vaekit.data.tables import schema_lines
-
             self.log("columns (saved in config.json as model.columns):")
             for line in schema_lines(self.config.model.columns):
                 self.log(line)
