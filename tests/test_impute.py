@@ -200,3 +200,26 @@ def test_score_finds_rows_that_break_the_correlation(trained, capsys):
     excess = table[ood, 5:].mean(0) - table[~ood, 5:].mean(0)
     assert excess.argmax() == 1 and excess[1] > 5 * np.abs(np.delete(excess, 1)).max()
     assert (table[::2, 5 + 3] == 0).all() and (table[1::2, 5 + 4] == 0).all()
+
+
+def test_encode_decode_reconstruct_in_the_table_types(trained):
+    tmp, run, values, _ = trained
+    data, z = tmp / "holes.csv", tmp / "z.npy"
+    assert main(["encode", str(run), str(data), "-o", str(z)]) == 0
+    codes = np.load(z)
+    assert codes.shape == (N, 2)
+    # the code carries the latent number behind the row: a linear fit of a on it explains it
+    design = np.column_stack([codes, np.ones(N)])
+    fit, *_ = np.linalg.lstsq(design, values["a"], rcond=None)
+    residual = values["a"] - design @ fit
+    assert residual.var() < 0.1 * values["a"].var()
+    assert main(["decode", str(run), str(z), "-o", str(tmp / "decoded.csv")]) == 0
+    assert main(["reconstruct", str(run), "--data", str(data), "-o", str(tmp / "rec.csv")]) == 0
+    decoded, reconstructed = read(tmp / "decoded.csv"), read(tmp / "rec.csv")
+    assert decoded == reconstructed  # E[v|z] at the posterior mean either way
+    assert decoded[0] == ["a", "b", "c", "n", "level"] and len(decoded) == N + 1
+    rows = decoded[1:]
+    assert {r[4] for r in rows} <= {"low", "mid", "high"}
+    assert all(float(r[2]) > 0 and r[3] == str(int(r[3])) for r in rows)
+    a = np.array([float(r[0]) for r in rows])
+    assert np.sqrt(np.mean((a - values["a"]) ** 2)) < 0.3  # a's sd is 1

@@ -388,12 +388,9 @@ def evaluate_run(
     started = time.perf_counter()
     if data is not None:
         model = load(run)
-        if model.config.columns:  # a mixed-type table, encoded under the run's schema
-            from vaekit.data.tables import new_table_data
-
-            new = new_table_data(data, model.config.columns)
-        else:
-            new = read_new_data(data, model.data_info, trust_scale=trust_scale)
+        new = read_new_data(
+            data, model.data_info, trust_scale=trust_scale, columns=model.config.columns
+        )
         dataset = as_dataset(new, model.data_info)
         options = {**options, "split": "test", "fcd": False}
     else:

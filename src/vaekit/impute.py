@@ -183,6 +183,25 @@ def impute_run(
 
 
 @torch.no_grad()
+def write_decoded_rows(
+    model: Model, z: torch.Tensor, output: str | Path, batch_size: int = 1000
+) -> Path:
+    """E[v|z] of codes ``z [N, m]`` as rows of the run's table (``.csv``): the mean of a
+    real, positive or count column (a count rounded), the most probable category of a binary
+    or categorical one; what ``decode`` and ``reconstruct`` write for a table model."""
+    model.eval()
+    columns = schema_from_config(model.config.columns)
+    values: list[list[np.ndarray]] = [[] for _ in columns]
+    for start in range(0, z.shape[0], batch_size):
+        p = model.decode(z[start : start + batch_size])
+        for j, m in enumerate(p.likelihood.column_means(p.decoder_output)):
+            values[j].append((m.argmax(-1) if m.dim() == 2 else m).double().numpy())
+    flat = [np.concatenate(v) for v in values]
+    rows = [[cell_text(c, v[i]) for c, v in zip(columns, flat, strict=True)] for i in range(len(z))]
+    return write_csv_rows(output, [c.name for c in columns], rows)
+
+
+@torch.no_grad()
 def sample_rows(model: Model, n: int) -> list[list[str]]:
     """``n`` synthetic rows as cell texts in the training table's columns: z ~ p(z), then
     every cell drawn from p(v|z) (torch's global generator)."""

@@ -300,18 +300,14 @@ def score_data(
         raise ValueError(
             f"{run}: score needs a model with a likelihood p(x); {model.name!r} has none"
         )
-    if model.config.columns:  # a mixed-type table, encoded under the run's schema
-        from vaekit.data.tables import new_table_data
-
-        new = new_table_data(data, model.config.columns, ood_column)
-    else:
-        new = read_new_data(
-            data,
-            model.data_info,
-            ood_column=ood_column,
-            ood_classes=ood_classes,
-            trust_scale=trust_scale,
-        )
+    new = read_new_data(
+        data,
+        model.data_info,
+        ood_column=ood_column,
+        ood_classes=ood_classes,
+        trust_scale=trust_scale,
+        columns=model.config.columns,
+    )
     if max_examples is not None:
         new.x = new.x[:max_examples]
         new.ood = None if new.ood is None else new.ood[:max_examples]
