@@ -38,6 +38,7 @@ from vaekit.data.new_data import (
     write_table,
 )
 from vaekit.outputs import check_outputs
+from vaekit.impute import write_decoded_rows
 from vaekit.spelling import arg, spell
 
 
@@ -138,7 +139,9 @@ def encode_array(
     if preprocessed:
         new = _read_preprocessed(Path(input_path), model.data_shape)
     else:
-        new = read_new_data(input_path, model.data_info, trust_scale=trust_scale)
+        new = read_new_data(
+            input_path, model.data_info, trust_scale=trust_scale, columns=model.config.columns
+        )
     x = model_inputs(model, new, seed, preprocessed)
     dtype = x.dtype
     generator = torch.Generator().manual_seed(seed)
@@ -193,6 +196,8 @@ def decode_array(
     codes = read_codes(input_path, model.latent_dim)
     z = torch.from_numpy(np.ascontiguousarray(codes)).to(next(model.parameters()).dtype)
     y = None if label is None else torch.full((z.shape[0],), label, dtype=torch.long)
+    if model.config.columns:  # a mixed-type table: rows in its own types
+        return write_decoded_rows(model, z, output_path)
     (mean,) = _batched(lambda zb, yb: (model.decode_mean(zb, y=yb),), z, batch_size, y)
     info = model.data_info or {"shape": list(model.data_shape)}
     return write_data(output_path, run_transform(info).to_data(mean), info)
@@ -210,8 +215,14 @@ def reconstruct_data(
     """Write E[x | z = mu(x)] of new data in the data's units (see the module doc)."""
     check_outputs({"output": output_path}, inputs=[run, input_path])
     model = load(run)
-    new = read_new_data(input_path, model.data_info, trust_scale=trust_scale)
+    columns = model.config.columns
+    new = read_new_data(input_path, model.data_info, trust_scale=trust_scale, columns=columns)
     x = model_inputs(model, new, seed)
+    if columns:  # a mixed-type table: E[v|z] at the posterior mean, in its own types
+        z = torch.cat(
+            [model.encode(x[i : i + batch_size]).mean for i in range(0, len(x), batch_size)]
+        )
+        return write_decoded_rows(model, z, output_path)
     y = labels_for(model, new)
     (mean,) = _batched(lambda xb, yb: (model.reconstruct(xb, y=yb),), x, batch_size, y)
     info = model.data_info or {"shape": list(model.data_shape)}

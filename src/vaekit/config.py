@@ -82,6 +82,13 @@ class DataConfig:
         shown_default="none: every column is a feature",
         metavar="NAME",
     )
+    columns: dict[str, str] = setting(
+        default_factory=dict,
+        flag="",
+        help="a table's column types that replace the inferred ones, name -> real, positive, "
+        "count, poisson, binary or categorical (the TOML table [data.columns]; on the "
+        "command line --column-type NAME=TYPE)",
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
@@ -490,6 +497,10 @@ def _toml_value(value: Any) -> str:
         return json.dumps(value)  # a JSON string is a valid TOML basic string
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return (
+            "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+        )
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     return repr(value)

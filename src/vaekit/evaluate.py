@@ -91,6 +91,7 @@ def load_run(run: str | Path, data_dir: str | None = None) -> tuple[Model, Datas
             data_config.get("split_seed", 0),
             image_size=data_config.get("image_size"),
             label_column=data_config.get("label_column"),
+            columns=data_config.get("columns") or None,
         )
     except DataError as exc:
         raise DataError(f"{exc} (the run's training data; for new data give --data PATH)") from None
@@ -478,7 +479,9 @@ def evaluate_run(
     started = time.perf_counter()
     if data is not None:
         model = load(run)
-        new = read_new_data(data, model.data_info, trust_scale=trust_scale)
+        new = read_new_data(
+            data, model.data_info, trust_scale=trust_scale, columns=model.config.columns
+        )
         dataset = as_dataset(new, model.data_info)
         options = {**options, "split": "test", "fcd": False}
     else:

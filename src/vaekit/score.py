@@ -16,6 +16,9 @@ change of variables added, as in :mod:`vaekit.evaluate`):
 * ``recon_sq_error``: sum over dimensions of (v - v_hat)^2 with v_hat = E[x | z = mu(x)]
   mapped back to the data's units (``Transform.to_data``): squared grey levels for images,
   squared table units for tables;
+* ``share_NAME_nats`` (a mixed-type table, which has no ``recon_sq_error``: its cells have
+  different units): each column's share of the row's score, its cell's -log p(v|z) weighted
+  over the importance draws (``vaekit.impute.column_shares``);
 * remedies for the likelihood's known failure (a model trained on one image set can give a
   simpler out-of-distribution set a *higher* likelihood; Nalisnick et al. 2019):
 
@@ -66,6 +69,20 @@ COLUMN_UNITS = {
     "typicality_nats": "|nll_nats - mean nll of in-distribution reference data|, nats",
     "most_likely_class": "argmax_y p(x|y): the class a conditional model finds likeliest",
 }
+
+
+SHARE_UNIT = (
+    "a column's share of the row's score: its cell's -log p(v|z), importance-weighted over "
+    "z ~ q(z|x), nats (0 where the cell is missing)"
+)
+
+
+def _table_shares(model, x: torch.Tensor, num_samples: int, batch_size: int) -> dict:
+    """``share_NAME_nats`` per column of a mixed-type table (``vaekit.impute.column_shares``)."""
+    from vaekit.impute import column_shares
+
+    shares = column_shares(model, x, num_samples, batch_size)
+    return {f"share_{c.name}_nats": shares[:, j] for j, c in enumerate(model.config.columns)}
 
 
 # --- ranking metrics (out-of-distribution = positive class) ---------------------------------
@@ -289,6 +306,7 @@ def score_data(
         ood_column=ood_column,
         ood_classes=ood_classes,
         trust_scale=trust_scale,
+        columns=model.config.columns,
     )
     if max_examples is not None:
         new.x = new.x[:max_examples]
@@ -322,6 +340,9 @@ def score_data(
         "neg_elbo_nats": (-elbo + c).numpy(),
         "recon_sq_error": sq_error.numpy(),
     }
+    if transform.kind == "table":  # cells of several types and units: no squared error
+        del columns["recon_sq_error"]
+        columns |= _table_shares(model, x, num_samples, batch_size)
     summary: dict[str, Any] = {
         "data": printable(str(new.path)),
         "num_examples": len(new.x),
@@ -357,7 +378,7 @@ def score_data(
         )
         columns["typicality_nats"] = np.abs(columns["nll_nats"] - h)
         summary["typicality_reference"] = {"mean_nll_nats": h, "data": where}
-    summary["units"] = {name: COLUMN_UNITS[name] for name in columns}
+    summary["units"] = {name: COLUMN_UNITS.get(name, SHARE_UNIT) for name in columns}
     if new.ood is not None:
         labels = new.ood.numpy()
         summary["num_out_of_distribution"] = int(labels.sum())
@@ -367,6 +388,7 @@ def score_data(
                 name: {"auroc": auroc(values, labels), "auprc": auprc(values, labels)}
                 for name, values in columns.items()
                 if name not in ("nll_stderr_nats", "complexity_bits", "most_likely_class")
+                and not name.startswith("share_")
             }
         columns = {"ood": labels, **columns}
     if new.names is not None:

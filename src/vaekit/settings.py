@@ -49,6 +49,23 @@ def setting(
 
 
 @dataclass
+class TableColumn:
+    """One column of a mixed-type table, as the tabular likelihood models it.
+
+    ``kind``: real (a Gaussian on (v - loc) / scale), positive (log-normal: a Gaussian on
+    (log v - loc) / scale), count (negative binomial), poisson (a count column modelled as
+    Poisson), binary or categorical (``categories``: the cell texts, in the order of the
+    decoder's logits; a binary column's two values are its categories too). ``loc`` and
+    ``scale`` are the training split's mean and standard deviation of the modelled value."""
+
+    name: str
+    kind: Literal["real", "positive", "count", "poisson", "binary", "categorical"]
+    categories: list[str] = field(default_factory=list)
+    loc: float = 0.0
+    scale: float = 1.0
+
+
+@dataclass
 class ModelConfig:
     """The part every model's config shares. Each registered model has its own subclass, in
     its own file under ``vaekit/models/`` (``VAEConfig``, ``AEConfig``, ...): the ``[model]``
@@ -66,14 +83,16 @@ class ModelConfig:
         "bernoulli",
         "discretized-logistic",
         "discretized-logistic-mixture",
+        "tabular",
     ] = setting(
         "auto",
         help="p(x|z): gaussian (unit variance, the lecture's), gaussian-learned (a sigma per "
         "dimension), gaussian-shared (one sigma), gaussian-heteroscedastic (the decoder "
         "outputs a sigma per dimension and example), bernoulli (binary data only), "
         "discretized-logistic and discretized-logistic-mixture (probabilities of the data's "
-        "discrete levels: exact bits/dim, no dequantisation); auto: the dataset's default "
-        "(its support decides: binary data gets bernoulli)",
+        "discrete levels: exact bits/dim, no dequantisation), tabular (one likelihood per "
+        "column of a mixed-type table, over its observed cells); auto: the dataset's default "
+        "(its support decides: binary data gets bernoulli, a mixed table tabular)",
     )
     likelihood_components: int = setting(
         5, metavar="K", help="logistics per dimension of discretized-logistic-mixture"
@@ -88,6 +107,13 @@ class ModelConfig:
         flag="",
         help="filled in from the data for the discretised likelihoods: the number of discrete "
         "levels per dimension (256 for 8-bit images, 17 for digits), which sets their bin width",
+    )
+
+    columns: list[TableColumn] | None = setting(
+        None,
+        flag="",
+        help="filled in from a mixed-type table for the tabular likelihood: each column's "
+        "name, type, categories and standardisation",
     )
 
     def __post_init__(self) -> None:
@@ -166,6 +192,13 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
                 f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}"
             )
         return value
+    if origin is dict:
+        key_type, item = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name} must be a table of {_describe(item)}, got {value!r}")
+        return {
+            _coerce(key_type, k, name): _coerce(item, v, f"{name}.{k}") for k, v in value.items()
+        }
     if origin is list:
         (item,) = typing.get_args(tp)
         if not isinstance(value, list | tuple):

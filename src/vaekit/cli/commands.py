@@ -39,6 +39,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         config = load_config(args.config) if args.config else Config()
     flagged = config_overrides(args, args.config_flags)
     config = apply_overrides(config, [*flagged, *args.set], given_as=flagged)
+    if args.column_type:
+        config = apply_overrides(config, [column_types_override(config, args.column_type)])
     # train() prints the progress and, at the end, a summary with every file it wrote.
     train(config, out=args.out, overwrite=overwrite, resume=args.resume)
 
@@ -61,6 +63,19 @@ def elastic_restart(out: Path | None) -> str | None:
     if (Path(out) / "checkpoints" / "last" / "trainer.json").is_file():
         return "resume"
     return "start-again"
+
+
+def column_types_override(config: Config, given: list[str]) -> str:
+    """``--column-type NAME=TYPE`` flags on top of the config's ``[data.columns]``, as one
+    ``data.columns={...}`` override."""
+    columns = dict(config.data.columns)
+    for item in given:
+        name, sep, kind = item.rpartition("=")
+        if not sep or not name:
+            raise ValueError(f"--column-type {item!r}: expected NAME=TYPE, e.g. zip=categorical")
+        columns[name] = kind
+    table = ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in columns.items())
+    return f"data.columns={{{table}}}"
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -159,6 +174,11 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
     check_outputs({"output": args.output}, inputs=[args.run])
     model = load(args.run)
+    if model.config.columns:  # a mixed-type table: synthetic rows
+        from vaekit.impute import sample_run
+
+        print(f"wrote {sample_run(args.run, args.n, args.output, args.seed)}")
+        return
     if not is_image(model.data_shape):
         raise ValueError(f"{args.run}: data shape {list(model.data_shape)} is not an image")
     if args.output.suffix.lower() != ".png":
@@ -167,6 +187,16 @@ def cmd_sample(args: argparse.Namespace) -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)  # as reconstruct & co. do
     save_samples(model, args.output, n=args.n, seed=args.seed, label=args.label)
     print(f"wrote {args.output}")
+
+
+def cmd_impute(args: argparse.Namespace) -> None:
+    from vaekit.impute import impute_run
+
+    paths = impute_run(
+        args.run, args.data, args.output, args.num_samples, args.draws, seed=args.seed
+    )
+    for path in paths:
+        print(f"wrote {path}")
 
 
 def cmd_datasets(args: argparse.Namespace) -> None:
@@ -427,6 +457,7 @@ COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
     "sample": cmd_sample,
+    "impute": cmd_impute,
     "datasets": cmd_datasets,
     "reconstruct": cmd_reconstruct,
     "interpolate": cmd_interpolate,

@@ -128,6 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECTION.FIELD=VALUE",
         help="override any config field, e.g. --set optim.lr=3e-4 (repeatable; default: none)",
     )
+    p.add_argument(
+        "--column-type",
+        action="append",
+        default=[],
+        metavar="NAME=TYPE",
+        help="a CSV/Parquet table's column type, replacing the inferred one: real, positive, "
+        "count, poisson, binary or categorical (repeatable; the TOML table [data.columns]; "
+        "default: none, every type inferred)",
+    )
 
     p = commands.add_parser(
         "evaluate",
@@ -209,10 +218,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data-dir", help="also look for the files here first (default: none)")
 
-    p = commands.add_parser("sample", help="decode draws from the prior into a PNG grid")
+    p = commands.add_parser(
+        "sample",
+        help="decode draws from the prior into a PNG grid (images), or synthetic rows (.csv, "
+        "a model of a mixed-type table)",
+    )
     p.add_argument("run", type=Path, help="run or model directory")
     p.add_argument("-n", type=positive_int, default=64, help="number of samples (default 64)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="PNG file to write; for a model of a mixed-type table a .csv of rows in its "
+        "columns, types and category strings, each cell drawn from p(v|z)",
+    )
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the prior draws")
     p.add_argument(
         "--label",
@@ -297,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seed", type=seed_int, default=0, help="seed of dequantisation noise and draws"
     )
+
+    _add_impute_parser(commands)
 
     p = commands.add_parser(
         "decode",
@@ -447,6 +469,37 @@ def _trust_scale_flag(p: argparse.ArgumentParser) -> None:
         help="skip the check that refuses data whose typical value lies far from the "
         "training data's (or 8-bit data given as 0/1): for data that really is this far off",
     )
+
+
+def _add_impute_parser(commands) -> None:
+    """``vaekit impute``: the missing cells of a mixed-type table, filled by the run's model."""
+    p = commands.add_parser(
+        "impute",
+        help="fill the missing cells of a mixed-type table (importance-weighted, MIWAE)",
+        description="Fill the missing cells of a table with a run trained on a mixed-type "
+        "table: K draws z ~ q(z|observed cells), importance-weighted (Mattei & Frellsen 2019); "
+        "a real, positive or count cell gets its posterior-predictive mean (a count rounded), "
+        "a binary or categorical cell its most probable category. Observed cells are copied "
+        "as read; column names, order and category strings are kept.",
+    )
+    p.add_argument("run", type=Path, help="run or model directory")
+    p.add_argument(
+        "--data", type=Path, required=True, help="the table (.csv/.parquet) with missing cells"
+    )
+    p.add_argument("-o", "--output", type=Path, required=True, help="the filled table (.csv)")
+    p.add_argument(
+        "--num-samples",
+        type=positive_int,
+        default=100,
+        help="K importance samples per row (default 100)",
+    )
+    p.add_argument(
+        "--draws",
+        type=positive_int,
+        help="write N multiple imputations instead, OUTPUT-1.csv ... OUTPUT-N.csv, each cell "
+        "drawn from the importance-resampled posterior predictive (default: none, the means)",
+    )
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the draws (default 0)")
 
 
 def _add_export_parser(commands) -> None:

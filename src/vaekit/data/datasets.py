@@ -31,7 +31,7 @@ from vaekit.data.batching import batch_indices
 from vaekit.data.errors import DataError
 from vaekit.data.transforms import Levels, Transform
 
-Support = Literal["binary", "unit-interval", "real"]
+Support = Literal["binary", "unit-interval", "real", "table"]
 
 # Largest stored split (bytes) that is copied to a GPU once and batched there.
 DEVICE_RESIDENT_MAX_BYTES = 1 << 30
@@ -253,7 +253,9 @@ class Dataset:
     ``transform`` turns stored values into model inputs (possibly stochastically);
     ``support`` is the support of those inputs and decides which likelihoods are honest;
     ``num_levels`` is the number of discrete levels per dimension of the underlying data
-    (e.g. 256 for 8-bit images), used for bits/dim; None for continuous data.
+    (e.g. 256 for 8-bit images), used for bits/dim; None for continuous data. ``schema``:
+    a mixed-type table's columns (``vaekit.settings.TableColumn``), which training copies
+    into the model config (``model.columns``); None for other data.
     """
 
     name: str
@@ -267,6 +269,7 @@ class Dataset:
     num_levels: int | None = None
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    schema: list[Any] | None = None
     _resident: dict[tuple[str, str], Split] = field(default_factory=dict, repr=False, compare=False)
 
     def split(self, name: str) -> Split | MemmapSplit:

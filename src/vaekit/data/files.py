@@ -530,8 +530,11 @@ def load_path(
     image_size: list[int] | None = None,
     in_memory: bool | None = None,
     label_column: str | None = None,
+    columns: dict[str, str] | None = None,
 ) -> Dataset:
-    """A Dataset from a user file or folder (see the module docstring)."""
+    """A Dataset from a user file or folder (see the module docstring). A table with words
+    or missing cells, or given ``columns`` types, is a mixed-type table
+    (``vaekit.data.tables``)."""
     path = Path(path).expanduser().resolve()
     if not path.exists():
         raise DataError(f"{_data()} {path}: no such file or folder")
@@ -548,6 +551,14 @@ def load_path(
             raise DataError(f"{_image_size()} applies to image folders, not {path.name}")
     if label_column is not None and reader not in (read_csv, read_parquet):
         raise DataError(f"{_label_column()} applies to CSV/Parquet tables, not {path.name}")
+    if columns and reader not in (read_csv, read_parquet):
+        raise DataError(f"{spell('--column-type', 'columns')} applies to CSV/Parquet tables")
+    if reader in (read_csv, read_parquet):
+        from vaekit.data.tables import load_table  # it builds on this module
+
+        table = load_table(path, columns, val_fraction, split_seed, label_column)
+        if table is not None:
+            return table
     stored = reader(path, image_size=image_size)
     if label_column is not None:
         stored = take_label_column(path, stored, label_column)

@@ -55,6 +55,7 @@ from vaekit.data.files import (
     take_label_column,
 )
 from vaekit.data.images import list_images
+from vaekit.data.tables import new_table_data
 from vaekit.data.transforms import Transform, transform_from_dict
 
 FAR_SD = 10.0  # a feature's typical value this many training SDs away: other units
@@ -270,9 +271,16 @@ def read_new_data(
     ood_column: str = OOD_COLUMN,
     ood_classes: list[str] | None = None,
     trust_scale: bool = False,
+    columns: list | None = None,
 ) -> NewData:
-    """Read new data for a model trained on ``data_info`` (see the module doc)."""
+    """Read new data for a model trained on ``data_info`` (see the module doc); for a model
+    of a mixed-type table, ``columns`` (its ``model.columns``) encode the table's rows
+    (``vaekit.data.tables``)."""
     info = data_info or {}
+    if columns:
+        return new_table_data(path, columns, ood_column)
+    if info.get("support") == "table":
+        raise DataError(f"{path}: a mixed-type table's run needs its columns to read new data")
     if "shape" not in info:
         raise DataError(f"{path}: the run's config.json records no data shape")
     shape = tuple(int(d) for d in info["shape"])

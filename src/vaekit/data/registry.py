@@ -41,6 +41,7 @@ def load_dataset(
     progress: bool = True,
     in_memory: bool | None = None,
     label_column: str | None = None,
+    columns: dict[str, str] | None = None,
 ) -> Dataset:
     """Load a registered dataset by name, or user data from a path.
 
@@ -50,6 +51,7 @@ def load_dataset(
     ``val_fraction``/``split_seed``: the validation split held out from the training split.
     ``image_size``: [H, W] to resize/crop an image folder to (pixels).
     ``label_column``: a table's column of integer class labels (taken out of the features).
+    ``columns``: a table's column types that replace the inferred ones (name -> type).
     ``mirrors``: base URLs replacing a built-in set's download mirrors (also ``$VAEKIT_MIRROR``).
     ``in_memory``: for arrays, force (True) or forbid (False) reading them into memory; by
     default files over ``vaekit.data.files.IN_MEMORY_MAX_BYTES`` are streamed from disk.
@@ -58,6 +60,7 @@ def load_dataset(
         for given, flag, field, what in (
             (image_size, "--image-size", "image_size", "image folders"),
             (label_column, "--label-column", "label_column", "CSV/Parquet tables"),
+            (columns or None, "--column-type", "columns", "CSV/Parquet tables"),
         ):
             if given is not None:
                 raise DataError(f"{spell(flag, field)} applies to {what}, not to {name_or_path!r}")
@@ -69,7 +72,7 @@ def load_dataset(
         if is_pack(Path(name_or_path).expanduser()):  # the split was made when it was packed
             return read_pack(Path(name_or_path).expanduser())
         return load_path(
-            name_or_path, val_fraction, split_seed, image_size, in_memory, label_column
+            name_or_path, val_fraction, split_seed, image_size, in_memory, label_column, columns
         )
     raise DataError(
         f"{spell('--data', 'dataset')} {name_or_path!r}: not a registered dataset "

@@ -224,8 +224,25 @@ class Standardize(Transform):
         return x * std + mean
 
 
+class TableEncoding(Transform):
+    """A mixed-type table's rows, already encoded by ``vaekit.data.tables`` (features and the
+    observed mask): the model sees them as they are, and the tabular likelihood's log p is
+    of the observed cells in the table's own units, so there is no change of variables left."""
+
+    kind = "table"
+    space = "the observed cells of the table, in its own units (nats per row)"
+
+    def data_space(self):
+        return (
+            "the observed cells of the table as given, in its own units: nats per row, missing "
+            "cells marginalised (densities for real and positive columns, probabilities for the "
+            "others)"
+        )
+
+
 TRANSFORMS: dict[str, type[Transform]] = {
-    t.kind: t for t in (Transform, Scale, Dequantize, Levels, DynamicBinarize, Standardize)
+    t.kind: t
+    for t in (Transform, Scale, Dequantize, Levels, DynamicBinarize, Standardize, TableEncoding)
 }
 
 

@@ -24,6 +24,7 @@ from vaekit.distributions.discretized_logistic import (
     DiscretizedLogisticLikelihood,
     DiscretizedLogisticMixtureLikelihood,
 )
+from vaekit.distributions.tabular import TabularLikelihood
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -215,6 +216,7 @@ LIKELIHOODS = {
     "bernoulli": BernoulliLikelihood,
     "discretized-logistic": DiscretizedLogisticLikelihood,
     "discretized-logistic-mixture": DiscretizedLogisticMixtureLikelihood,
+    "tabular": TabularLikelihood,
 }
 # The options each builder reads from the model config, beyond the event shape:
 # builder keyword -> ModelConfig field.
@@ -224,6 +226,7 @@ LIKELIHOOD_OPTIONS = {
         "num_levels": "data_levels",
         "num_components": "likelihood_components",
     },
+    "tabular": {"columns": "columns"},
 }
 
 

@@ -25,6 +25,18 @@ def resolve_model_config(config: Config, dataset: Dataset) -> Dataset:
             f"data, but {dataset.name!r} has support "
             f"{dataset.support!r}: use a binarised variant or a Gaussian likelihood"
         )
+    if (model.likelihood == "tabular") != (dataset.support == "table"):
+        raise ValueError(
+            f"{spell_value('--likelihood', 'model.likelihood', model.likelihood)}: "
+            + (
+                f"{dataset.name!r} is a mixed-type table, which only the tabular likelihood "
+                "models (its cells are of several types, some missing)"
+                if dataset.support == "table"
+                else f"the tabular likelihood models mixed-type tables; {dataset.name!r} is not one"
+            )
+        )
+    if dataset.schema is not None:
+        model.columns = dataset.schema
     if is_discrete(model.likelihood):  # binary data is already its two levels
         dataset = dataset.as_levels(f"--likelihood {model.likelihood}")
         if "data_levels" in LIKELIHOOD_OPTIONS.get(model.likelihood, {}).values():
@@ -44,6 +56,7 @@ def training_data(config: Config, dataset: Dataset | None) -> Dataset:
             d.split_seed,
             image_size=d.image_size,
             label_column=d.label_column,
+            columns=d.columns,
         )
     return resolve_model_config(config, dataset)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from vaekit import checkpoint, rundir
 from vaekit.config import to_dict
+from vaekit.data.table_schema import schema_lines
 from vaekit.objectives import NegativeELBO
 from vaekit.progress import progress_bar
 from vaekit.provenance import training_metadata
@@ -51,6 +52,10 @@ class Records:
     def _announce(self) -> None:
         """The lines before the first step: the space of the figures, and their legend."""
         transform = self.dataset.transform
+        if self.config.model.columns:  # a mixed-type table: the schema the run models
+            self.log("columns (saved in config.json as model.columns):")
+            for line in schema_lines(self.config.model.columns):
+                self.log(line)
         if transform.log_data_scale(tuple(self.dataset.shape)) != 0.0:
             self.log(  # name the space of the figures below (evaluate reports the data's own)
                 f"ELBO terms while training are of the model's inputs ({transform.space}); "

@@ -1,0 +1,234 @@
+"""Mixed-type tables encoded for the tabular likelihood (``vaekit.distributions.tabular``),
+as a training Dataset or as new data for a trained run, and values written back as cells.
+
+The text and the schema come from :mod:`vaekit.data.table_schema`; the encoded layout is the
+likelihood's: per column its features (0 where missing), then the observed mask.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vaekit.data.errors import DataError
+from vaekit.data.table_schema import (
+    TextTable,
+    category_key,
+    infer_schema,
+    number,
+    read_text_table,
+)
+from vaekit.settings import TableColumn
+
+# --- encoding ------------------------------------------------------------------------------
+
+
+def encode(table: TextTable, schema: list[TableColumn]) -> np.ndarray:
+    """Rows as the model's input ``[N, F + C]`` float64 (``vaekit.distributions.tabular``):
+    features (0 where missing), then the observed mask. ``table`` must hold the schema's
+    columns (matched by name, in any order); a value the schema cannot hold (an unseen
+    category, a word in a number column) is a DataError naming row and column."""
+    from vaekit.distributions.tabular import feature_width
+
+    where = {name: j for j, name in enumerate(table.names)}
+    missing = [c.name for c in schema if c.name not in where]
+    if missing:
+        raise DataError(
+            f"{table.path}: no column {', '.join(map(repr, missing))} (the training table's "
+            f"columns are {', '.join(repr(c.name) for c in schema)})"
+        )
+    n = len(table)
+    widths = [feature_width(c) for c in schema]
+    x = np.zeros((n, sum(widths) + len(schema)), dtype=np.float64)
+    start = 0
+    for k, column in enumerate(schema):
+        j = where[column.name]
+        for i, cell in enumerate(table.cells[j]):
+            if cell is None:
+                continue
+            x[i, sum(widths) + k] = 1.0
+            _encode_cell(table, i, j, column, cell, x[i, start : start + widths[k]])
+        start += widths[k]
+    _check_counts(table, schema, x, widths)
+    return x
+
+
+def _encode_cell(
+    table: TextTable, i: int, j: int, column: TableColumn, cell: str, out: np.ndarray
+) -> None:
+    def error(message: str) -> DataError:
+        return DataError(
+            f"{table.path}: row {table.lines[i]}, column {column.name!r}: {cell!r} {message}"
+        )
+
+    if column.kind in ("binary", "categorical"):
+        numeric = all(number(c) is not None for c in column.categories)
+        key = category_key(cell, numeric)
+        if key not in column.categories:
+            shown = ", ".join(column.categories[:10])
+            raise error(f"is a category training never saw (it saw: {shown})")
+        index = column.categories.index(key)
+        if column.kind == "binary":
+            out[0] = index
+        else:
+            out[index] = 1.0
+        return
+    value = number(cell)
+    if value is None or not math.isfinite(value):
+        raise error(f"is not a finite number (column type {column.kind})")
+    if column.kind == "real":
+        out[0] = (value - column.loc) / column.scale
+    elif column.kind == "positive":
+        if value <= 0:
+            raise error("is not > 0 (column type positive, log-normal)")
+        out[0] = (math.log(value) - column.loc) / column.scale
+    else:
+        if value < 0 or value != round(value):
+            raise error(f"is not an integer >= 0 (column type {column.kind})")
+        out[0] = math.log1p(value)
+
+
+def _check_counts(
+    table: TextTable, schema: list[TableColumn], x: np.ndarray, widths: list[int]
+) -> None:
+    """Counts travel as log1p(v) in the training dtype: refuse a count whose round trip
+    through that dtype would not give back the same integer."""
+    dtype = torch.get_default_dtype()
+    for k, column in enumerate(schema):
+        if column.kind not in ("count", "poisson"):
+            continue
+        start = sum(widths[:k])
+        features = torch.from_numpy(x[:, start])
+        back = torch.expm1(features.to(dtype)).double().round()
+        exact = torch.expm1(features).round()
+        bad = torch.nonzero(back != exact)
+        if bad.numel():
+            i = int(bad[0, 0])
+            raise DataError(
+                f"{table.path}: row {table.lines[i]}, column {column.name!r}: the count "
+                f"{exact[i]:.0f} is too large to keep exactly in {str(dtype)[6:]}; give it "
+                f"--column-type {column.name}=real"
+            )
+
+
+def schema_from_config(columns: list) -> list[TableColumn]:
+    """The model config's ``columns`` (TableColumn or plain dicts) as TableColumns."""
+    return [c if isinstance(c, TableColumn) else TableColumn(**c) for c in columns]
+
+
+# --- a training dataset ----------------------------------------------------------------------
+
+
+def load_table(
+    path: Path,
+    overrides: dict[str, str] | None,
+    val_fraction: float,
+    split_seed: int,
+    label_column: str | None = None,
+):
+    """A Dataset of a mixed-type table's encoded rows (``support`` "table", likelihood
+    tabular, ``schema`` its columns), or None for a table of complete finite numbers with no
+    type overrides: the plain numeric path (``vaekit.data.files``) reads that one."""
+    from vaekit.data.files import Stored, make_dataset
+    from vaekit.data.transforms import TableEncoding
+
+    table = read_text_table(path)
+    if not overrides and table.clean:
+        return None
+    if label_column is not None:
+        raise DataError(
+            f"{path}: --label-column is not available for a mixed-type table yet (words or "
+            "missing cells); every column is modelled"
+        )
+    schema = infer_schema(table, overrides)
+    x = encode(table, schema)
+    stored = Stored(
+        torch.from_numpy(x),
+        None,
+        f"mixed-type table, {len(schema)} columns, {int(x[:, -len(schema) :].sum())} of "
+        f"{x.shape[0] * len(schema)} cells observed",
+        {"columns": list(table.names)},
+    )
+    dataset = make_dataset(path, stored, val_fraction, split_seed, in_memory=True)
+    return dataclasses.replace(
+        dataset,
+        transform=TableEncoding(),
+        support="table",
+        default_likelihood="tabular",
+        num_levels=None,
+        schema=schema,
+    )
+
+
+# --- new data and the cells written back ------------------------------------------------------
+
+
+def read_new_table(path: str | Path, schema: list) -> tuple[TextTable, np.ndarray]:
+    """A table for a trained model of a mixed-type table: its text and its encoded rows
+    ``[N, F + C]`` under the run's ``schema`` (the model config's ``columns``); the
+    columns are matched by name, other columns are kept as they are and not modelled."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise DataError(f"{path}: a model of a table reads .csv or .parquet tables")
+    table = read_text_table(path)
+    duplicate = next((n for i, n in enumerate(table.names) if n in table.names[:i]), None)
+    if duplicate is not None:
+        raise DataError(f"{path}: duplicate column name {duplicate!r}")
+    return table, encode(table, schema_from_config(schema))
+
+
+def cell_text(column: TableColumn, value: float) -> str:
+    """A value in a column's type as the cell text written out: a category's own text
+    (``value`` its index), a count as an integer, a real number with 10 significant digits."""
+    if column.kind in ("binary", "categorical"):
+        return column.categories[int(value)]
+    if column.kind in ("count", "poisson"):
+        return str(int(np.rint(value)))
+    return f"{value:.10g}"
+
+
+def write_csv_rows(path: str | Path, header: list[str] | None, rows: list[list[str]]) -> Path:
+    """Rows of cell texts as a CSV file (the csv module's quoting), written atomically."""
+    import io
+
+    from vaekit.rundir import atomic_write_bytes
+
+    path = Path(path)
+    if path.suffix.lower() != ".csv":
+        raise DataError(f"-o {path}: tables are written as .csv")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if header is not None:
+        writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write_bytes(path, buffer.getvalue().encode())
+    return path
+
+
+def new_table_data(path: str | Path, schema: list, ood_column: str = "ood"):
+    """A table's encoded rows as ``vaekit.data.new_data.NewData`` (what ``evaluate --data``
+    and ``score`` take), under the run's ``schema``; a column ``ood_column`` of 0/1 that the
+    schema does not model gives the out-of-distribution labels."""
+    from vaekit.data.new_data import NewData
+
+    table, x = read_new_table(path, schema)
+    ood = None
+    if ood_column in table.names and ood_column not in {c.name for c in schema_from_config(schema)}:
+        j = table.names.index(ood_column)
+        bad = next((i for i, c in enumerate(table.cells[j]) if c not in ("0", "1")), None)
+        if bad is not None:
+            raise DataError(
+                f"{table.path}: row {table.lines[bad]}, column {ood_column!r}: "
+                f"{table.cells[j][bad]!r} is not a label 0 or 1"
+            )
+        ood = torch.tensor([int(c) for c in table.cells[j]])
+    return NewData(
+        table.path, torch.from_numpy(x), "table", table.path.suffix, (x.shape[1],), ood=ood
+    )

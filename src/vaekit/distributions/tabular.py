@@ -1,0 +1,271 @@
+"""The likelihood of a mixed-type table: one head per column type, summed over observed cells.
+
+A row arrives encoded (``vaekit.data.tables``) as ``x [B, F + C]``: F feature numbers, then
+the observed mask of the C columns (1 observed, 0 missing). The features of a column are
+
+* real: (v - loc) / scale; positive: (log v - loc) / scale (loc, scale: the training split's);
+* count, poisson: log1p(v) (v recovered exactly as round(expm1(.)));
+* binary: 0 or 1 (the index of the cell among the column's two categories);
+* categorical: one-hot over the column's K categories;
+
+and a missing cell's features are 0. The decoder outputs, per column, a mean (real,
+positive), a log-mean (count, poisson), a logit (binary) or K logits (categorical); the
+Gaussian scales and the negative binomial's dispersions are learned per column.
+
+log p(x|z) is the sum over the observed cells, in nats per row of the table as given:
+
+* real: log N(v; loc + scale mu, (scale sigma)^2) = log N(x; mu, sigma^2) - log scale (the
+  change of variables from the standardised x back to v);
+* positive: the log-normal density of v, log N(log v; loc + scale mu, (scale sigma)^2) - log v;
+* count: the negative binomial with mean m and total count r, probability of success
+  m / (m + r) (var = m + m^2 / r); poisson: Poisson(m);
+* binary: Bernoulli; categorical: the softmax of the logits.
+
+The discrete columns are exact probabilities, the continuous ones densities, so the sum is a
+density with respect to Lebesgue measure on the continuous cells times counting measure on
+the discrete ones.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import Distribution, constraints
+
+from vaekit.settings import TableColumn
+
+LOG_2PI = math.log(2.0 * math.pi)
+# A log-mean outside this range (a rate above e^30 ~ 1e13) only arises from a diverging
+# decoder; clamping keeps exp() finite in float32 so one bad row cannot make the loss inf.
+MAX_LOG_RATE = 30.0
+GAUSSIAN_KINDS = ("real", "positive")
+COUNT_KINDS = ("count", "poisson")
+
+
+def feature_width(column: TableColumn) -> int:
+    """How many encoder features (and decoder outputs) a column has."""
+    return len(column.categories) if column.kind == "categorical" else 1
+
+
+def as_column(column: TableColumn | dict) -> TableColumn:
+    return column if isinstance(column, TableColumn) else TableColumn(**column)
+
+
+class TabularLikelihood(nn.Module):
+    """p(x|z) for a mixed-type table (see the module doc). ``event_shape`` is ``[F + C]``."""
+
+    support = "table"
+    discrete = False
+
+    def __init__(
+        self,
+        event_shape: tuple[int, ...],
+        columns: list[TableColumn | dict],
+        min_scale: float = 1e-3,
+        init_scale: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.columns = [as_column(c) for c in columns]
+        widths = [feature_width(c) for c in self.columns]
+        self.num_features = sum(widths)
+        self.event_shape = (self.num_features + len(self.columns),)
+        if tuple(event_shape) != self.event_shape:
+            raise ValueError(
+                f"tabular likelihood: {len(self.columns)} columns make rows of "
+                f"{self.event_shape[0]} numbers, the data shape is {list(event_shape)}"
+            )
+        self.param_shape = (self.num_features,)  # one output per feature
+        self.min_scale = min_scale
+        starts = [sum(widths[:j]) for j in range(len(widths))]
+        self.starts = starts
+
+        def index(kinds: tuple[str, ...]) -> list[int]:
+            return [j for j, c in enumerate(self.columns) if c.kind in kinds]
+
+        def buffer(name: str, values: list, dtype=torch.long) -> None:
+            self.register_buffer(name, torch.tensor(values, dtype=dtype), persistent=False)
+
+        gauss = index(GAUSSIAN_KINDS)
+        buffer("gauss_columns", gauss)
+        buffer("gauss_features", [starts[j] for j in gauss])
+        buffer("gauss_loc", [self.columns[j].loc for j in gauss], torch.float64)
+        buffer("gauss_log_scale", [math.log(self.columns[j].scale) for j in gauss], torch.float64)
+        buffer("gauss_positive", [self.columns[j].kind == "positive" for j in gauss], torch.bool)
+        counts = index(COUNT_KINDS)
+        buffer("count_columns", counts)
+        buffer("count_features", [starts[j] for j in counts])
+        buffer("count_poisson", [self.columns[j].kind == "poisson" for j in counts], torch.bool)
+        binary = index(("binary",))
+        buffer("binary_columns", binary)
+        buffer("binary_features", [starts[j] for j in binary])
+        self.categorical = [(j, starts[j], widths[j]) for j in index(("categorical",))]
+        # Per-column learned scales (Gaussian heads) and log total counts (negative binomial).
+        init = math.log(math.expm1(init_scale - min_scale))  # softplus^{-1}
+        self.raw_scale = nn.Parameter(torch.full((len(gauss),), init))
+        self.log_total_count = nn.Parameter(torch.zeros(len(counts)))
+
+    # --- the pieces ------------------------------------------------------------------------
+
+    def gaussian_scale(self) -> torch.Tensor:
+        """sigma of each real/positive column on its standardised scale, ``[G]``."""
+        return self.min_scale + F.softplus(self.raw_scale)
+
+    def mask(self, x: torch.Tensor) -> torch.Tensor:
+        """The observed mask ``[*, C]`` (1 observed) of encoded rows ``x [*, F + C]``."""
+        return x[..., self.num_features :]
+
+    def counts(self, x: torch.Tensor) -> torch.Tensor:
+        """The count columns' values ``[*, N]`` (0 where missing), exact integers."""
+        return torch.expm1(x[..., self.count_features]).round()
+
+    def log_rate(self, decoder_output: torch.Tensor) -> torch.Tensor:
+        return decoder_output[..., self.count_features].clamp(-MAX_LOG_RATE, MAX_LOG_RATE)
+
+    def cell_log_probs(self, decoder_output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p of every cell, ``[*batch, C]`` nats in the table's own units, 0 at missing
+        cells. ``x [B, F + C]`` broadcasts against ``decoder_output [*batch, F]``."""
+        out = decoder_output
+        shape = torch.broadcast_shapes(out.shape[:-1], x.shape[:-1])
+        cells = out.new_zeros((*shape, len(self.columns)))
+        if len(self.gauss_columns):
+            v = x[..., self.gauss_features]
+            mu = out[..., self.gauss_features]
+            sigma = self.gaussian_scale()
+            lp = -0.5 * ((v - mu) / sigma).square() - sigma.log() - 0.5 * LOG_2PI
+            log_scale = self.gauss_log_scale.to(lp.dtype)
+            # positive: log v = loc + scale * x, the Jacobian of v -> log v is 1/v
+            log_v = self.gauss_loc.to(lp.dtype) + log_scale.exp() * v
+            lp = lp - log_scale - torch.where(self.gauss_positive, log_v, torch.zeros_like(log_v))
+            cells = cells.index_copy(-1, self.gauss_columns, lp.expand(*shape, -1))
+        if len(self.count_columns):
+            k = self.counts(x)
+            log_m = self.log_rate(out)
+            poisson = k * log_m - log_m.exp() - torch.lgamma(k + 1)
+            # NB(k; r, p) with logit(p) = log m - log r: mean r p / (1 - p) = m
+            log_r = self.log_total_count
+            r = log_r.exp()
+            logits = log_m - log_r
+            nb = (
+                torch.lgamma(k + r)
+                - torch.lgamma(r)
+                - torch.lgamma(k + 1)
+                + k * F.logsigmoid(logits)
+                + r * F.logsigmoid(-logits)
+            )
+            lp = torch.where(self.count_poisson, poisson, nb)
+            cells = cells.index_copy(-1, self.count_columns, lp.expand(*shape, -1))
+        if len(self.binary_columns):
+            logits = out[..., self.binary_features]
+            target = x[..., self.binary_features].expand_as(logits)
+            lp = -F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+            cells = cells.index_copy(-1, self.binary_columns, lp.expand(*shape, -1))
+        for j, start, width in self.categorical:
+            log_p = torch.log_softmax(out[..., start : start + width], dim=-1)
+            lp = (log_p * x[..., start : start + width]).sum(-1)  # one-hot; 0 when missing
+            cells = cells.index_copy(-1, torch.tensor([j], device=out.device), lp[..., None])
+        return cells * self.mask(x)
+
+    def log_density(self, decoder_output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) over the observed cells, ``[*batch]`` nats per row (the module doc)."""
+        return self.cell_log_probs(decoder_output, x).sum(-1)
+
+    def forward(self, decoder_output: torch.Tensor) -> Distribution:
+        return TabularDistribution(self, decoder_output)
+
+    def mean(self, decoder_output: torch.Tensor) -> torch.Tensor:
+        """E[x|z] in the encoded layout ``[*batch, F + C]``: the Gaussian heads' means, the
+        counts' log1p(mean), the binary probability, the category probabilities, and a mask
+        of ones (every cell predicted). In the table's units: :meth:`column_means`."""
+        out = decoder_output
+        parts = out.clone()
+        if len(self.count_columns):
+            parts[..., self.count_features] = torch.log1p(self.log_rate(out).exp())
+        if len(self.binary_columns):
+            parts[..., self.binary_features] = torch.sigmoid(out[..., self.binary_features])
+        for _, start, width in self.categorical:
+            parts[..., start : start + width] = torch.softmax(out[..., start : start + width], -1)
+        return torch.cat([parts, parts.new_ones((*parts.shape[:-1], len(self.columns)))], -1)
+
+    def column_means(self, decoder_output: torch.Tensor) -> list[torch.Tensor]:
+        """Per column, E[v|z] in the table's units ``[*batch]`` (real, positive: the
+        log-normal mean exp(mu_v + s_v^2 / 2); counts: the mean), or the category
+        probabilities ``[*batch, K]`` (binary: K = 2)."""
+        out = decoder_output.double()
+        result: list[torch.Tensor] = []
+        sigma = self.gaussian_scale().double()
+        g = {int(j): i for i, j in enumerate(self.gauss_columns)}
+        for j, (column, start) in enumerate(zip(self.columns, self.starts, strict=True)):
+            if column.kind in GAUSSIAN_KINDS:
+                mu_v = column.loc + column.scale * out[..., start]
+                if column.kind == "positive":
+                    s_v = column.scale * sigma[g[j]]
+                    mu_v = (mu_v + 0.5 * s_v**2).exp()
+                result.append(mu_v)
+            elif column.kind in COUNT_KINDS:
+                result.append(out[..., start].clamp(-MAX_LOG_RATE, MAX_LOG_RATE).exp())
+            elif column.kind == "binary":
+                p = torch.sigmoid(out[..., start])
+                result.append(torch.stack([1 - p, p], -1))
+            else:
+                width = len(column.categories)
+                result.append(torch.softmax(out[..., start : start + width], -1))
+        return result
+
+    def column_draws(self, decoder_output: torch.Tensor) -> list[torch.Tensor]:
+        """Per column, one draw v ~ p(v|z) in the table's units ``[*batch]`` (a category
+        index for binary and categorical columns), from torch's global generator (the
+        gamma draws of the negative binomial take no other)."""
+        out = decoder_output.double()
+        sigma = self.gaussian_scale().double()
+        r_all = self.log_total_count.double().exp()
+        g = {int(j): i for i, j in enumerate(self.gauss_columns)}
+        n = {int(j): i for i, j in enumerate(self.count_columns)}
+        result: list[torch.Tensor] = []
+
+        def normal(shape) -> torch.Tensor:
+            return torch.randn(shape, dtype=torch.float64)
+
+        for j, (column, start) in enumerate(zip(self.columns, self.starts, strict=True)):
+            head = out[..., start]
+            if column.kind in GAUSSIAN_KINDS:
+                x = head + sigma[g[j]] * normal(head.shape)
+                v = column.loc + column.scale * x
+                result.append(v.exp() if column.kind == "positive" else v)
+            elif column.kind in COUNT_KINDS:
+                rate = head.clamp(-MAX_LOG_RATE, MAX_LOG_RATE).exp()
+                if column.kind == "count":  # NB as a gamma-Poisson mixture
+                    r = r_all[n[j]]
+                    rate = torch._standard_gamma(r.expand(head.shape)) * rate / r
+                result.append(torch.poisson(rate))
+            elif column.kind == "binary":
+                u = torch.rand(head.shape, dtype=torch.float64)
+                result.append((u < torch.sigmoid(head)).long())
+            else:
+                logits = out[..., start : start + len(column.categories)]
+                flat = torch.softmax(logits, -1).reshape(-1, logits.shape[-1])
+                draw = torch.multinomial(flat, 1)
+                result.append(draw.reshape(logits.shape[:-1]))
+        return result
+
+
+class TabularDistribution(Distribution):
+    """p(x|z) as a distribution object: ``log_prob(x)`` over the observed cells of encoded
+    rows (nats per row), ``mean`` in the encoded layout."""
+
+    arg_constraints: ClassVar[dict] = {}
+    support = constraints.real_vector
+
+    def __init__(self, likelihood: TabularLikelihood, decoder_output: torch.Tensor) -> None:
+        self.likelihood, self.decoder_output = likelihood, decoder_output
+        super().__init__(decoder_output.shape[:-1], likelihood.event_shape, validate_args=False)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.likelihood.mean(self.decoder_output)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self.likelihood.log_density(self.decoder_output, value)

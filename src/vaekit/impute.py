@@ -1,0 +1,225 @@
+"""Missing cells of a mixed-type table filled from a trained model, and synthetic rows.
+
+Imputation is MIWAE's (Mattei & Frellsen 2019, §3): the encoder sees a row's observed cells
+(and its mask), K draws z_k ~ q(z|x_obs) get self-normalised importance weights
+w_k proportional to p(x_obs|z_k) p(z_k) / q(z_k|x_obs), and a missing cell gets
+
+* real, positive, count: the posterior-predictive mean sum_k w_k E[v|z_k] (a count rounded to
+  the nearest integer, its column's type);
+* binary, categorical: the category of largest sum_k w_k p(category|z_k).
+
+``draws`` multiple imputations are sampling-importance-resampling draws instead: z_k picked
+with probability w_k, then v ~ p(v|z_k). Observed cells are copied from the input as they
+were read (their text), never rewritten; the column names and order and the category strings
+are the training table's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vaekit.data.errors import DataError
+from vaekit.data.tables import (
+    TextTable,
+    cell_text,
+    read_new_table,
+    schema_from_config,
+    write_csv_rows,
+)
+from vaekit.models.base import Model
+
+
+@dataclass
+class Imputations:
+    """Per modelled column, ``means[j] [N]``: the imputed value (category index for binary
+    and categorical columns) for every row, missing or not; ``draws[d][j] [N]``: the d-th
+    multiple imputation."""
+
+    means: list[np.ndarray]
+    draws: list[list[np.ndarray]]
+
+
+def check_table_model(model: Model, run: str | Path) -> list:
+    """The run's table schema; a model that is not of a mixed-type table, or has no
+    posterior q(z|x) and prior p(z) over the code that ``decode`` takes, is refused."""
+    if not model.config.columns:
+        raise ValueError(f"{run}: this model was not trained on a mixed-type table")
+    if not (model.has_likelihood and model.has_posterior):
+        raise ValueError(
+            f"{run}: impute and sample of a table need a model with a posterior q(z|x) and a "
+            f"likelihood (--model vae); {model.name!r} has not both"
+        )
+    return schema_from_config(model.config.columns)
+
+
+@torch.no_grad()
+def impute(
+    model: Model,
+    x: torch.Tensor,
+    num_samples: int = 100,
+    draws: int = 0,
+    batch_size: int = 256,
+) -> Imputations:
+    """MIWAE imputations (module doc) for encoded rows ``x [N, F + C]``; draws come from
+    torch's global generator (seed it for reproducible draws)."""
+    model.eval()
+    columns = schema_from_config(model.config.columns)
+    means: list[list[np.ndarray]] = [[] for _ in columns]
+    drawn: list[list[list[np.ndarray]]] = [[[] for _ in columns] for _ in range(draws)]
+    dtype = next(model.parameters()).dtype
+    for start in range(0, x.shape[0], batch_size):
+        xb = x[start : start + batch_size].to(dtype)
+        q = model.encode(xb)
+        z = q.sample((num_samples,))  # [K, B, m]
+        p = model.decode(z)  # the tabular distribution: decoder outputs [K, B, F]
+        log_w = p.log_prob(xb) + model.prior.log_prob(z) - q.log_prob(z)  # [K, B]
+        w = torch.softmax(log_w.double(), dim=0)
+        likelihood, out = p.likelihood, p.decoder_output
+        for j, m in enumerate(likelihood.column_means(out)):
+            if m.dim() == 3:  # category probabilities [K, B, categories]
+                value = (w[..., None] * m).sum(0).argmax(-1).double()
+            else:
+                value = (w * m).sum(0)
+            means[j].append(value.numpy())
+        for d in range(draws):
+            pick = torch.multinomial(w.T, 1)[:, 0]  # [B]: z_k with probability w_k
+            chosen = out[pick, torch.arange(xb.shape[0])]  # [B, F]
+            for j, v in enumerate(likelihood.column_draws(chosen)):
+                drawn[d][j].append(v.double().numpy())
+    return Imputations(
+        [np.concatenate(m) for m in means],
+        [[np.concatenate(v) for v in per_column] for per_column in drawn],
+    )
+
+
+@torch.no_grad()
+def column_shares(
+    model: Model, x: torch.Tensor, num_samples: int = 100, batch_size: int = 256
+) -> np.ndarray:
+    """Each column's share of a row's score, ``[N, C]`` nats: the cell's -log p(v_j|z)
+    averaged over z_k ~ q(z|x) with the self-normalised importance weights w_k (0 where the
+    cell is missing). A row's shares sum to -sum_k w_k log p(x|z_k), the likelihood part of
+    its score (not exactly its nll, which also holds log p(z) / q(z|x)); the largest share
+    names the column that made the row unusual."""
+    model.eval()
+    dtype = next(model.parameters()).dtype
+    shares = []
+    for start in range(0, x.shape[0], batch_size):
+        xb = x[start : start + batch_size].to(dtype)
+        q = model.encode(xb)
+        z = q.sample((num_samples,))  # [K, B, m]
+        p = model.decode(z)
+        cells = p.likelihood.cell_log_probs(p.decoder_output, xb)  # [K, B, C]
+        log_w = cells.sum(-1) + model.prior.log_prob(z) - q.log_prob(z)  # [K, B]
+        w = torch.softmax(log_w.double(), dim=0)
+        shares.append(-(w[..., None] * cells.double()).sum(0).numpy())
+    return np.concatenate(shares)
+
+
+def filled_rows(table: TextTable, columns: list, x: torch.Tensor, values: list) -> list[list[str]]:
+    """The table's rows as cell texts, the missing cells of modelled columns filled with
+    ``values[j][i]`` in the column's type; every other cell as it was read."""
+    where = {name: j for j, name in enumerate(table.names)}
+    mask = x[:, -len(columns) :].numpy()
+    rows = []
+    for i in range(len(table)):
+        if table.raw is not None:
+            row = list(table.raw[i])
+        else:
+            row = [c if c is not None else "" for c in (col[i] for col in table.cells)]
+        for k, column in enumerate(columns):
+            if mask[i, k] == 0:
+                row[where[column.name]] = cell_text(column, values[k][i])
+        rows.append(row)
+    return rows
+
+
+def _header(table: TextTable) -> list[str] | None:
+    return table.header if table.raw is not None else list(table.names)
+
+
+def impute_run(
+    run: str | Path,
+    data: str | Path,
+    output: str | Path,
+    num_samples: int = 100,
+    draws: int | None = None,
+    seed: int = 0,
+) -> list[Path]:
+    """Fill the missing cells of the table ``data`` with the run's model; write ``output``
+    (``.csv``), or with ``draws`` N the files OUTPUT-1.csv ... OUTPUT-N.csv, each one
+    multiple imputation. Returns the paths written."""
+    from vaekit.checkpoint import load
+
+    output, data = Path(output), Path(data)
+    if output.suffix.lower() != ".csv":
+        raise DataError(f"-o {output}: the filled table is written as .csv")
+    if draws is not None and draws < 1:
+        raise ValueError(f"--draws must be >= 1, got {draws}")
+    model = load(run)
+    columns = check_table_model(model, run)
+    table, x = read_new_table(data, model.config.columns)
+    x = torch.from_numpy(x)
+    torch.manual_seed(seed)
+    result = impute(model, x, num_samples, draws or 0)
+    if draws is None:
+        targets = [(output, result.means)]
+    else:
+        targets = [
+            (output.with_name(f"{output.stem}-{d + 1}{output.suffix}"), result.draws[d])
+            for d in range(draws)
+        ]
+    for path, _ in targets:
+        if path.resolve() == data.resolve():
+            raise ValueError(f"-o {path}: that is the input table; write the filled one elsewhere")
+    return [
+        write_csv_rows(path, _header(table), filled_rows(table, columns, x, values))
+        for path, values in targets
+    ]
+
+
+@torch.no_grad()
+def write_decoded_rows(
+    model: Model, z: torch.Tensor, output: str | Path, batch_size: int = 1000
+) -> Path:
+    """E[v|z] of codes ``z [N, m]`` as rows of the run's table (``.csv``): the mean of a
+    real, positive or count column (a count rounded), the most probable category of a binary
+    or categorical one; what ``decode`` and ``reconstruct`` write for a table model."""
+    model.eval()
+    columns = schema_from_config(model.config.columns)
+    values: list[list[np.ndarray]] = [[] for _ in columns]
+    for start in range(0, z.shape[0], batch_size):
+        p = model.decode(z[start : start + batch_size])
+        for j, m in enumerate(p.likelihood.column_means(p.decoder_output)):
+            values[j].append((m.argmax(-1) if m.dim() == 2 else m).double().numpy())
+    flat = [np.concatenate(v) for v in values]
+    rows = [[cell_text(c, v[i]) for c, v in zip(columns, flat, strict=True)] for i in range(len(z))]
+    return write_csv_rows(output, [c.name for c in columns], rows)
+
+
+@torch.no_grad()
+def sample_rows(model: Model, n: int) -> list[list[str]]:
+    """``n`` synthetic rows as cell texts in the training table's columns: z ~ p(z), then
+    every cell drawn from p(v|z) (torch's global generator)."""
+    model.eval()
+    columns = schema_from_config(model.config.columns)
+    z = model.prior.sample(n)
+    p = model.decode(z)
+    values = p.likelihood.column_draws(p.decoder_output)
+    return [
+        [cell_text(c, v[i].item()) for c, v in zip(columns, values, strict=True)] for i in range(n)
+    ]
+
+
+def sample_run(run: str | Path, n: int, output: str | Path, seed: int = 0) -> Path:
+    """``n`` synthetic rows of the run's table written to ``output`` (``.csv``)."""
+    from vaekit.checkpoint import load
+
+    model = load(run)
+    columns = check_table_model(model, run)
+    torch.manual_seed(seed)
+    return write_csv_rows(output, [c.name for c in columns], sample_rows(model, n))

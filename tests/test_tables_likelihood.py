@@ -1,0 +1,131 @@
+"""The tabular likelihood: each column head's log-probability in the table's own units against
+torch.distributions and scipy, exactly (float64), and the sum over observed cells only."""
+
+import math
+
+import pytest
+import torch
+from scipy import stats
+from torch import distributions as D
+
+from vaekit.distributions.tabular import TabularLikelihood
+from vaekit.settings import TableColumn
+
+COLUMNS = [
+    TableColumn("height", "real", loc=170.0, scale=9.0),
+    TableColumn("income", "positive", loc=10.0, scale=0.7),
+    TableColumn("visits", "count"),
+    TableColumn("calls", "poisson"),
+    TableColumn("smoker", "binary", categories=["no", "yes"]),
+    TableColumn("colour", "categorical", categories=["blue", "green", "red"]),
+]
+# Encoded layout: 8 features (one each, 3 for colour), then 6 mask entries.
+F = 8
+
+
+def encode_row(height, income, visits, calls, smoker, colour):
+    c = COLUMNS
+    features = [
+        (height - c[0].loc) / c[0].scale,
+        (math.log(income) - c[1].loc) / c[1].scale,
+        math.log1p(visits),
+        math.log1p(calls),
+        float(smoker),
+        *[float(colour == k) for k in range(3)],
+    ]
+    return features + [1.0] * 6
+
+
+@pytest.fixture
+def setup(float64):
+    torch.manual_seed(0)
+    likelihood = TabularLikelihood((F + 6,), COLUMNS).double()
+    with torch.no_grad():
+        likelihood.raw_scale.copy_(torch.tensor([0.3, -0.8]))
+        likelihood.log_total_count.copy_(torch.tensor([0.7, 0.0]))
+    rows = [(181.5, 35000.0, 7, 2, 1, 2), (160.25, 9000.0, 0, 11, 0, 0)]
+    x = torch.tensor([encode_row(*r) for r in rows])
+    out = torch.randn(3, 2, F)  # [K, B, F]: decoder outputs for 3 draws of z
+    return likelihood, rows, x, out
+
+
+def test_each_head_is_the_reference_density_in_the_table_units(setup):
+    likelihood, rows, x, out = setup
+    cells = likelihood.cell_log_probs(out, x)  # [K, B, C]
+    sigma = likelihood.gaussian_scale()
+    r = likelihood.log_total_count[0].exp()
+    h, inc = COLUMNS[0], COLUMNS[1]
+    for b, (height, income, visits, calls, smoker, colour) in enumerate(rows):
+        o = out[:, b]
+        # real: the Gaussian of the height in centimetres (not of the standardised value)
+        real = D.Normal(h.loc + h.scale * o[:, 0], h.scale * sigma[0]).log_prob(
+            torch.tensor(height)
+        )
+        # positive: the log-normal density of the income in its own units
+        positive = D.LogNormal(inc.loc + inc.scale * o[:, 1], inc.scale * sigma[1]).log_prob(
+            torch.tensor(income)
+        )
+        mean = o[:, 2].exp()
+        negative_binomial = torch.tensor(
+            stats.nbinom.logpmf(visits, r.item(), (r / (r + mean)).detach().numpy())
+        )
+        poisson = D.Poisson(o[:, 3].exp()).log_prob(torch.tensor(float(calls)))
+        bernoulli = D.Bernoulli(logits=o[:, 4]).log_prob(torch.tensor(float(smoker)))
+        categorical = D.Categorical(logits=o[:, 5:8]).log_prob(torch.tensor(colour))
+        expected = torch.stack(
+            [real, positive, negative_binomial, poisson, bernoulli, categorical], -1
+        )
+        torch.testing.assert_close(cells[:, b], expected, rtol=1e-12, atol=1e-12)
+        # the negative binomial agrees with torch's too, and has the decoder's mean
+        nb = D.NegativeBinomial(r, logits=o[:, 2] - r.log())
+        torch.testing.assert_close(cells[:, b, 2], nb.log_prob(torch.tensor(float(visits))))
+        torch.testing.assert_close(nb.mean, mean)
+    torch.testing.assert_close(likelihood.log_density(out, x), cells.sum(-1))
+    torch.testing.assert_close(likelihood(out).log_prob(x), cells.sum(-1))
+
+
+def test_standardised_gaussian_is_the_original_units_gaussian(setup):
+    """The change of variables: log N(x; mu, s^2) - log scale = log N(v; loc + scale mu,
+    (scale s)^2) for x = (v - loc) / scale."""
+    likelihood, _, x, out = setup
+    h = COLUMNS[0]
+    v = h.loc + h.scale * x[:, 0]
+    sigma = likelihood.gaussian_scale()[0]
+    standardised = D.Normal(out[..., 0], sigma).log_prob(x[:, 0]) - math.log(h.scale)
+    original = D.Normal(h.loc + h.scale * out[..., 0], h.scale * sigma).log_prob(v)
+    torch.testing.assert_close(standardised, original, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(likelihood.cell_log_probs(out, x)[..., 0], original)
+
+
+def test_missing_cells_are_left_out_of_the_sum(setup):
+    likelihood, _, x, out = setup
+    full = likelihood.cell_log_probs(out, x)
+    x_missing = x.clone()
+    x_missing[0, F + 1] = 0.0  # income missing in row 0
+    x_missing[0, 1] = 0.0
+    x_missing[1, F + 5] = 0.0  # colour missing in row 1
+    x_missing[1, 5:8] = 0.0
+    log_p = likelihood.log_density(out, x_missing)
+    torch.testing.assert_close(log_p[:, 0], full[:, 0].sum(-1) - full[:, 0, 1])
+    torch.testing.assert_close(log_p[:, 1], full[:, 1].sum(-1) - full[:, 1, 5])
+
+
+def test_counts_are_recovered_exactly_in_float32():
+    likelihood = TabularLikelihood((2,), [TableColumn("n", "count")])
+    k = torch.arange(0, 100001, 7, dtype=torch.float64)
+    x = torch.stack([torch.log1p(k), torch.ones_like(k)], -1).float()
+    assert torch.equal(likelihood.counts(x)[:, 0].double(), k)
+
+
+def test_column_means_are_in_the_table_units(setup):
+    likelihood, _, _, out = setup
+    means = likelihood.column_means(out[0, :1])  # one row
+    sigma = likelihood.gaussian_scale().double()
+    h, inc = COLUMNS[0], COLUMNS[1]
+    o = out[0, 0]
+    torch.testing.assert_close(means[0], (h.loc + h.scale * o[0]).reshape(1))
+    lognormal = D.LogNormal(inc.loc + inc.scale * o[1], inc.scale * sigma[1])
+    torch.testing.assert_close(means[1], lognormal.mean.reshape(1))
+    torch.testing.assert_close(means[2], o[2].exp().reshape(1))
+    torch.testing.assert_close(means[4][0, 1], torch.sigmoid(o[4]))
+    torch.testing.assert_close(means[5][0], torch.softmax(o[5:8], -1))
