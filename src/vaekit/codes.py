@@ -37,8 +37,8 @@ from vaekit.data.new_data import (
     write_npy,
     write_table,
 )
-from vaekit.outputs import check_outputs
 from vaekit.impute import write_decoded_rows
+from vaekit.outputs import check_outputs
 from vaekit.spelling import arg, spell
 
 

@@ -233,7 +233,7 @@ _DATA_FIELDS = {
     "source": "str",
     "variant": "str",
 }
-SUPPORTS = ("binary", "unit-interval", "real")
+SUPPORTS = ("binary", "unit-interval", "real", "table")  # data.datasets.Support
 # Each saved transform's parameters (data/transforms.py writes them with ``to_dict``).
 _TRANSFORM_PARAMS: dict[str, dict[str, str]] = {
     "identity": {},
@@ -242,6 +242,7 @@ _TRANSFORM_PARAMS: dict[str, dict[str, str]] = {
     "levels": {"levels": "int>=2"},
     "binarize-dynamic": {"levels": "int>=2"},
     "standardize": {"mean": "array", "std": "array"},
+    "table": {},  # a mixed-type table's encoding: its schema is the model's columns
 }
 _METADATA_FIELDS = {
     "train_seconds": "number>=0",
@@ -298,7 +299,8 @@ def check_data_info(
     if info.get("support") is not None and info["support"] not in SUPPORTS:
         _fail(path, "data.support", "one of " + ", ".join(SUPPORTS), info["support"])
     columns = info.get("columns")
-    if columns is not None and shape is not None and len(columns) != math.prod(shape):
+    table = info.get("support") == "table"  # names the table's columns, not encoded features
+    if columns is not None and shape is not None and not table and len(columns) != math.prod(shape):
         _fail(path, "data.columns", f"{math.prod(shape)} names (the data shape {shape})", columns)
     transform = info.get("transform")
     if transform is None:
