@@ -242,7 +242,8 @@ class Trainer(Checkpoints, Records):
             reason = "early-stop"
             record["early_stop"] = (
                 f"no better validation ELBO for {tc.patience} epochs "
-                f"(best {state.best_val_elbo:.3f} nats per example at epoch {state.best_epoch})"
+                f"(best {state.best_val_elbo - self._data_scale():.3f} nats per example at "
+                f"epoch {state.best_epoch})"
             )
         self.history.append(record)
         self._write(record)
