@@ -74,7 +74,8 @@ class Records:
         (self.bar.write if self.bar is not None else self.log)(line)
 
     def _announce(self) -> None:
-        """The lines before the first step: the space of the figures, and their legend."""
+        """The lines before the first step (the budget, the space of the figures, their
+        legend), printed before the progress bar opens."""
         transform, c = self.dataset.transform, self._data_scale()
         if c != 0.0:  # name the space of the figures below: the one evaluate reports
             self._say(
@@ -91,7 +92,7 @@ class Records:
                 f"{tc.min_steps:,} steps, {spell('--min-steps', 'train.min_steps')}; "
                 f"{set_it} sets it)"
             )
-        self._say(LEGEND)  # above the bar
+        self._say(LEGEND)
 
     def _write(self, record: dict[str, Any]) -> None:
         """Append ``record`` to metrics.jsonl and its floats to TensorBoard (rank 0 only)."""
