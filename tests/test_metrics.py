@@ -81,7 +81,15 @@ def test_cli_print_takes_labels_and_units_from_the_table(evaluated):
         line
         for line in lines[1:]
         if not line.strip().startswith(
-            ("saved to", "space:", "model space:", "bits/dim basis:", "note:")
+            (
+                "saved to",
+                "updated",
+                "a quick check",
+                "space:",
+                "model space:",
+                "bits/dim basis:",
+                "note:",
+            )
         )
     ]
     assert any(line.strip().startswith("space: ") for line in lines)  # the space is named

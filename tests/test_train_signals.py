@@ -25,7 +25,8 @@ ARGS = [
 
 def test_sigterm_checkpoints_prints_the_resume_command_exits_143_and_resume_continues(tmp_path):
     run = tmp_path / "run"
-    env = os.environ | {"PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    # Unbuffered: each step line arrives as it is printed, and in order with stderr.
+    env = os.environ | {"PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "vaekit", "train", *ARGS, "--out", str(run)],
         env=env,

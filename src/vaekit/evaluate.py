@@ -289,6 +289,8 @@ def evaluate(
         keep_freed_memory()  # the chunk loop reuses its memory (vaekit/runtime.py)
     x_all = dataset.fixed(split, seed=seed)
     y_all = dataset.split(split).y  # labels, in the same order as x_all (or None)
+    # A whole first batch, to time the final setting's decoder calls on (see below).
+    first = (x_all[:batch_size], y_all[:batch_size] if y_all is not None else None)
     if max_examples is not None:
         x_all = x_all[:max_examples]
         y_all = y_all[:max_examples] if y_all is not None else None
@@ -304,8 +306,9 @@ def evaluate(
     what = f"log p(x), K = {num_samples}" if model.has_likelihood else "evaluating"
     timed = model.has_likelihood and (log is not None or max_seconds is not None)
     if timed:  # the time it will take, before it starts
-        seconds_per_row = _time_decoder_rows(model, x_all, y_all, batch_size, chunk_size, device)
-        fits = total if max_seconds is None else int(max_seconds / seconds_per_row / num_samples)
+        calls = (model, x_all, y_all, batch_size, device)
+        each = _seconds_per_example(*calls, num_samples, chunk_size)  # seconds per example
+        fits = total if max_seconds is None else int(max_seconds / each)
         if fits < total:  # the time budget: fewer examples (whole batches), at least one batch
             total = min(total, max(batch_size, fits // batch_size * batch_size))
             x_all, y_all = x_all[:total], y_all[:total] if y_all is not None else None
@@ -314,7 +317,12 @@ def evaluate(
                 log(f"the time budget ({budget}) fits {total} examples at K = {num_samples}")
         if log is not None:
             split_size = len(dataset.split(split))
-            log(_estimate_line(seconds_per_row, num_samples, total, split_size, split))
+            final = None  # the final setting's time, where this is not it
+            if num_samples < FINAL_NUM_SAMPLES or total < split_size:
+                chunk = choose_chunk_size(model, batch_size, FINAL_NUM_SAMPLES, memory_budget_mb)
+                final_calls = (model, first[0].to(x_all.dtype), first[1], batch_size, device)
+                final = _seconds_per_example(*final_calls, FINAL_NUM_SAMPLES, chunk) * split_size
+            log(_estimate_line(each * total, final, num_samples, total, split_size, split))
     bar = progress_bar(total, progress, unit="example", desc=what)
     try:
         for start in range(0, total, batch_size):
@@ -380,37 +388,41 @@ def evaluate(
     return result
 
 
-def _time_decoder_rows(model, x_all, y_all, batch_size, chunk_size, device) -> float:
-    """Seconds per decoded latent row (one draw of one example), timed on one decoder call as
-    the evaluation makes them (a batch of examples times ``chunk_size`` draws), with its own
-    random draws: the evaluation's results do not change."""
+def _seconds_per_example(model, x_all, y_all, batch_size, device, k, chunk) -> float:
+    """Seconds of log p(x) per example at ``k`` draws, ``chunk`` per decoder call: a call is
+    timed as the evaluation makes them (a batch of examples times ``chunk`` draws), twice,
+    the faster counting (the first pays one-time costs), with its own random draws, so the
+    evaluation's results do not change."""
     x = x_all[:batch_size].to(device)
     y = y_all[:batch_size].to(device) if y_all is not None else None
     cuda = [device.index or 0] if device.type == "cuda" else []
+    chunk, calls = min(chunk, k), []
     with torch.random.fork_rng(devices=cuda):
-        started = time.perf_counter()
-        model.log_likelihood(x, chunk_size, chunk_size, y=y)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return (time.perf_counter() - started) / (x.shape[0] * chunk_size)
+        for _ in range(2):
+            started = time.perf_counter()
+            model.log_likelihood(x, chunk, chunk, y=y)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            calls.append(time.perf_counter() - started)
+    return min(calls) * math.ceil(k / chunk) / x.shape[0]
 
 
-def _estimate_line(seconds_per_row: float, k: int, n: int, split_size: int, split: str) -> str:
-    """The estimated time of log p(x) for ``k`` draws on ``n`` of the ``split_size`` examples,
-    and of the final setting where this is not it."""
+def _estimate_line(
+    seconds: float, final: float | None, k: int, n: int, split_size: int, split: str
+) -> str:
+    """The estimated ``seconds`` of log p(x) for ``k`` draws on ``n`` of the ``split_size``
+    examples, and ``final``, those of the final setting (None: this is it)."""
     from vaekit.spelling import spell
 
     line = (
-        f"estimated time for log p(x): about {format_seconds(seconds_per_row * k * n)} "
-        f"(K = {k} importance samples on {n} of the {split_size} {split} examples, from one "
-        "timed decoder call)"
+        f"estimated time for log p(x): about {format_seconds(seconds)} (K = {k} importance "
+        f"samples on {n} of the {split_size} {split} examples, from a timed decoder call)"
     )
-    if k < FINAL_NUM_SAMPLES or n < split_size:
-        final = spell("--final", f"num_samples={FINAL_NUM_SAMPLES}, max_examples=None")
-        seconds = seconds_per_row * FINAL_NUM_SAMPLES * split_size
+    if final is not None:
+        flag = spell("--final", f"num_samples={FINAL_NUM_SAMPLES}, max_examples=None")
         line += (
-            f"; the final number ({final}: K = {FINAL_NUM_SAMPLES} on all {split_size}) "
-            f"would take about {format_seconds(seconds)}"
+            f"; the final number ({flag}: K = {FINAL_NUM_SAMPLES} on all {split_size}) "
+            f"would take about {format_seconds(final)}"
         )
     return line
 

@@ -110,7 +110,8 @@ def run_figures(
                 "curves",
                 save_training_curves(metrics, out_dir / "curves.png"),
                 "Training curves: ELBO and its two terms per epoch on the "
-                f"training and validation splits (nats per example). {lr_caption}",
+                "training and validation splits (nats per example; the ELBO and its reconstruction "
+                f"term of the data as given, as in the evaluation). {lr_caption}",
             )
         )
     image = is_image(model.data_shape)

@@ -18,9 +18,9 @@ from vaekit.progress import format_seconds
 
 LEGEND = (
     "legend: elbo = log_px_z - kl = E_q[log p(x|z)] - KL(q(z|x) || p(z)), a lower bound on "
-    "log p(x), so higher is better; loss = what the objective minimises (-elbo for the plain "
-    "ELBO); elbo, log_px_z, kl and loss in nats per example; grad_norm = the gradient's L2 "
-    "norm before clipping"
+    "log p(x), so higher is better; loss = what the objective minimises (-elbo for the "
+    "plain ELBO); elbo, log_px_z, kl and loss in nats per example; "
+    "grad_norm = the gradient's L2 norm before clipping"
 )
 # The order in which a record's metrics are printed; anything else is left to metrics.jsonl.
 METRICS = ("loss", "elbo", "log_px_z", "kl", "iwae", "slide_loss", "grad_norm")

@@ -82,7 +82,7 @@ class Trainer(Checkpoints, Records):
             self.model, self.objective, self.ctx, self.device, tc.compile
         )
         self.tensorboard = self._open_tensorboard()
-        self.bar = self._open_progress_bar()
+        self.bar = None  # opened in run(), after the lines that come before it
 
     def _step_budget(self) -> int:
         """Optimiser steps to train: train.max_steps, else train.epochs epochs, else the
@@ -100,7 +100,8 @@ class Trainer(Checkpoints, Records):
         """Train to the end of the budget (or early stop); write the outputs; say so."""
         if self.finished:
             return self._nothing_to_train()
-        self._announce()
+        self._announce()  # before the bar opens: lines printed later would land on its line
+        self.bar = self._open_progress_bar()
         self.interrupt.start()  # Ctrl-C, SIGTERM: finish the step, checkpoint, stop
         try:
             reason = self._train_epochs()
@@ -245,7 +246,8 @@ class Trainer(Checkpoints, Records):
             reason = "early-stop"
             record["early_stop"] = (
                 f"no better validation ELBO for {tc.patience} epochs "
-                f"(best {state.best_val_elbo:.3f} nats per example at epoch {state.best_epoch})"
+                f"(best {state.best_val_elbo - self._data_scale():.3f} nats per example at "
+                f"epoch {state.best_epoch})"
             )
         self.history.append(record)
         self._write(record)

@@ -1,10 +1,12 @@
 """What a run tells and writes besides checkpoints: ``metrics.jsonl`` records, console lines
 and the progress bar, TensorBoard, and the final model, pictures and report.
 
-Records (all likelihood figures in nats per example): ``"kind": "step"`` every
-``train.log_every`` steps (means over the interval), ``"kind": "epoch"`` after every epoch
-(``train_*`` means over the epoch, ``val_*`` over the validation split) and ``"kind": "skip"``
-for a step the NaN guard refused; ``examples_per_s`` counts training time only.
+Records (all likelihood figures in nats per example; ``elbo``, ``log_px_z``, ``iwae`` and a
+likelihood bound's ``loss`` of the data as given, as ``vaekit evaluate`` reports them):
+``"kind": "step"`` every ``train.log_every`` steps (means over the interval), ``"kind":
+"epoch"`` after every epoch (``train_*`` means over the epoch, ``val_*`` over the validation
+split) and ``"kind": "skip"`` for a step the NaN guard refused; ``examples_per_s`` counts
+training time only.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 from vaekit import checkpoint, rundir
 from vaekit.config import to_dict
 from vaekit.data.table_schema import schema_lines
-from vaekit.objectives import NegativeELBO
+from vaekit.objectives import IWAEObjective, NegativeELBO
 from vaekit.progress import progress_bar
 from vaekit.provenance import training_metadata
 from vaekit.spelling import spell
@@ -41,25 +43,50 @@ def means(acc: dict[str, float]) -> dict[str, float]:
     return out
 
 
+# Log-likelihood figures (nats per example) that change with the space of the data: the
+# transform's change of variables c moves each by -c. KL and the objective's loss do not.
+DENSITY_METRICS = ("elbo", "log_px_z", "iwae")
+
+
 class Records:
     """The Trainer's output methods (a mixin of ``training.loop.Trainer``): they read its
     ``state``, ``history``, ``steps``, ``run_dir``, ``writes``, ``bar`` and ``tensorboard``."""
+
+    def _data_scale(self) -> float:
+        """c of the transform (nats per example): figures of the data as given are the
+        model-space ones minus c. 0 for a model without a likelihood, as evaluate does."""
+        if not self.model.has_likelihood:
+            return 0.0
+        return self.dataset.transform.log_data_scale(tuple(self.dataset.shape))
+
+    def _in_data_space(self, values: dict[str, float]) -> dict[str, float]:
+        """``values`` with the log-likelihood figures of the data as given, the space
+        ``vaekit evaluate`` and the report use, and the loss of a likelihood bound (the
+        negative ELBO or IWAE bound, free bits and KL weight included) with them, so that
+        loss = -elbo still holds for the plain ELBO; the rest as they are."""
+        c = self._data_scale()
+        shifted = {k: -c for k in DENSITY_METRICS}
+        if isinstance(self.objective, NegativeELBO | IWAEObjective):
+            shifted["loss"] = c
+        return {k: v + shifted.get(k, 0.0) for k, v in values.items()}
 
     def _say(self, line: str) -> None:
         """A console line, above the progress bar if there is one."""
         (self.bar.write if self.bar is not None else self.log)(line)
 
     def _announce(self) -> None:
-        """The lines before the first step: the space of the figures, and their legend."""
-        transform = self.dataset.transform
+        """The lines before the first step (the schema of a mixed-type table, the budget, the
+        space of the figures, their legend), printed before the progress bar opens."""
+        transform, c = self.dataset.transform, self._data_scale()
         if self.config.model.columns:  # a mixed-type table: the schema the run models
-            self.log("columns (saved in config.json as model.columns):")
+            self._say("columns (saved in config.json as model.columns):")
             for line in schema_lines(self.config.model.columns):
-                self.log(line)
-        if transform.log_data_scale(tuple(self.dataset.shape)) != 0.0:
-            self.log(  # name the space of the figures below (evaluate reports the data's own)
-                f"ELBO terms while training are of the model's inputs ({transform.space}); "
-                "`vaekit evaluate` also reports them for the data as given"
+                self._say(line)
+        if c != 0.0:  # name the space of the figures below: the one evaluate reports
+            self._say(
+                f"elbo, log_px_z and loss below are of {transform.data_space()}, as `vaekit "
+                f"evaluate` reports them: of the model's inputs ({transform.space}) the ELBO "
+                f"is {c:.3f} nats per example higher and the loss as much lower"
             )
         if hasattr(self, "default_epochs"):  # the default budget, sized to the data
             tc, per_epoch = self.config.train, self.batches_per_epoch
@@ -70,7 +97,7 @@ class Records:
                 f"{tc.min_steps:,} steps, {spell('--min-steps', 'train.min_steps')}; "
                 f"{set_it} sets it)"
             )
-        self._say(LEGEND)  # above the bar
+        self._say(LEGEND)
 
     def _write(self, record: dict[str, Any]) -> None:
         """Append ``record`` to metrics.jsonl and its floats to TensorBoard (rank 0 only)."""
@@ -97,14 +124,16 @@ class Records:
         interval = self.state.interval
         self.bar.update(1)
         shown = "elbo" if "elbo" in interval else "loss"
-        value = interval[shown] / interval["examples"]
+        value = interval[shown] / interval["examples"] - (
+            self._data_scale() if shown == "elbo" else 0.0
+        )
         self.bar.set_postfix({shown: f"{value:.2f} nats", "lr": f"{lr:.2e}"}, refresh=False)
 
     def _write_step_record(self, lr: float) -> None:
         acc, now = self.state.interval, time.perf_counter()
         seconds = self.interval_seconds + now - self.timer  # training time since the last record
         record = {"kind": "step", "step": self.state.step, "epoch": self.state.epoch + 1}
-        record |= means(acc)
+        record |= self._in_data_space(means(acc))
         record |= {"lr": lr, "examples_per_s": acc.get("examples", 0.0) / max(seconds, 1e-9)}
         if isinstance(self.objective, NegativeELBO):
             record["beta"] = self.objective.beta
@@ -118,8 +147,8 @@ class Records:
         """The epoch record of ``state.epoch`` (``seconds`` of training); empties the sums."""
         state = self.state
         record = {"kind": "epoch", "epoch": state.epoch, "step": state.step}
-        record |= {f"train_{k}": v for k, v in means(state.epoch_sums).items()}
-        record |= {f"val_{k}": v for k, v in val.items()}
+        record |= {f"train_{k}": v for k, v in self._in_data_space(means(state.epoch_sums)).items()}
+        record |= {f"val_{k}": v for k, v in self._in_data_space(val).items()}
         record["lr"] = self.optimizer.param_groups[0]["lr"]
         record["skipped_steps"] = state.skipped_steps
         # Data examples (images, rows), never examples x importance or Monte-Carlo samples: an
