@@ -10,9 +10,8 @@ import argparse
 import os
 import sys
 
-from vaekit.cli.commands import COMMANDS
 from vaekit.cli.parser import build_parser
-from vaekit.config import ConfigError
+from vaekit.settings import ConfigError
 from vaekit.spelling import command_line
 
 # Exit status after the reader of our output went away (`vaekit evaluate RUN | head -1`):
@@ -28,8 +27,17 @@ def main(argv: list[str] | None = None) -> int:
         return _main(argv)
 
 
+# Command lines that name no command: answered by the parser alone, without importing the
+# commands' libraries (torch, the model registry), so they take a fraction of a second.
+_NO_COMMAND = ([], ["--version"], ["-h"], ["--help"])
+
+
 def _main(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    light = [a for a in argv if a != "--debug"] in _NO_COMMAND
+    args = build_parser(light=light).parse_args(argv)
+    from vaekit.cli.commands import COMMANDS
+
     debug = args.debug or bool(os.environ.get("VAEKIT_DEBUG"))
     try:
         COMMANDS[args.command](args)
