@@ -60,6 +60,12 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 
+# The re-export module is loaded now (it costs nothing: it forwards on first use), so that a
+# later `from vaekit.train import X` finds it loaded and leaves the attribute vaekit.train
+# alone; the attribute is then dropped, and the first use of vaekit.train gives the function.
+importlib.import_module("vaekit.train")
+del globals()["train"]  # the submodule, set by the import system: not the function
+
 
 def __getattr__(name: str) -> Any:
     """Load a public name on first use (then it is a plain module attribute)."""
