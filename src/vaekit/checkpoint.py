@@ -36,6 +36,7 @@ from vaekit.validate import (
     check_weights_header,
     expected_tensors,
     parse_json,
+    read_state_file,
 )
 
 FORMAT = "vaekit-model"
@@ -99,7 +100,7 @@ def read_descriptor(path: str | Path) -> dict[str, Any]:
 def read_versioned_json(path: Path, fmt: str, version: int, what: str) -> dict[str, Any]:
     """Read a JSON file that must carry ``format == fmt`` and ``format_version == version``."""
     try:
-        data = parse_json(path.read_bytes(), path)
+        data = parse_json(read_state_file(path), path)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing (not a {what})") from None
     except StateError as exc:
@@ -119,9 +120,11 @@ def load_state(path: str | Path, descriptor: dict[str, Any]) -> dict[str, torch.
     weights = descriptor.get("weights") or {}
     weights_path = Path(path) / str(weights.get("file", WEIGHTS_FILE))
     try:
-        blob = weights_path.read_bytes()
+        blob = read_state_file(weights_path)
     except FileNotFoundError:
         raise CheckpointError(f"{weights_path}: missing weights file") from None
+    except StateError as exc:
+        raise CheckpointError(str(exc)) from None
     if hashlib.sha256(blob).hexdigest() != weights.get("sha256"):
         raise CheckpointError(
             f"{weights_path}: SHA-256 does not match config.json (file corrupted, truncated "

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vaekit.report.plots import pyplot, save_figure
+from vaekit.validate import read_state_file
 
 # panel title, y-axis label, metric name (looked up with train_/val_ prefixes)
 PANELS = [
@@ -27,7 +28,10 @@ LR_KEYS = ("lr", "learning_rate")
 def read_metrics(path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``(epoch_records, step_records)`` from a metrics.jsonl file."""
     epochs, steps = [], []
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    # Only a regular file is read (a FIFO in its place would block); bytes that are not
+    # UTF-8 make their line fail as JSON, which names the line.
+    text = read_state_file(path).decode("utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

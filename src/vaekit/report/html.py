@@ -20,7 +20,7 @@ from vaekit.metrics import lookup, metric, result_problem, shown_metrics
 from vaekit.report.figures import Figure, run_figures
 from vaekit.report.page import Page
 from vaekit.rundir import RunDirError, atomic_write_bytes, locked
-from vaekit.validate import StateError, parse_json
+from vaekit.validate import StateError, parse_json, read_state_file
 
 REPORT_FILE = "report.html"
 FIGURE_DIR = "figures"
@@ -220,7 +220,7 @@ def _evaluation(run_dir, descriptor, model, num_samples, max_examples, data_dir,
         # Numbers shown as they are read: a file that is not what vaekit writes is refused,
         # naming the field, rather than printed ("nll: abc nats per example").
         try:
-            result = parse_json(eval_path.read_bytes(), eval_path)
+            result = parse_json(read_state_file(eval_path), eval_path)
             problem = result_problem(result)
         except StateError as exc:
             problem = str(exc).removeprefix(f"{eval_path}: ")

@@ -47,7 +47,7 @@ from vaekit.checkpoint import (
 )
 from vaekit.rundir import atomic_write_bytes, atomic_write_json, fsync_dir, json_bytes
 from vaekit.settings import to_dict
-from vaekit.validate import StateError
+from vaekit.validate import StateError, read_state_file
 
 TRAIN_FORMAT = "vaekit-train-state"
 TRAIN_FORMAT_VERSION = 1
@@ -179,7 +179,7 @@ def load_training_state(
     state_path = path / TRAIN_STATE_FILE
     recorded = (descriptor.get("metadata") or {}).get(TRAIN_STATE_HASH)
     try:
-        blob = state_path.read_bytes()
+        blob = read_state_file(state_path)
     except FileNotFoundError:
         raise CheckpointError(f"{state_path}: missing (the checkpoint is incomplete)") from None
     if recorded is None:
@@ -203,7 +203,7 @@ def load_training_state(
     for name, prefix in ((OPTIMIZER_FILE, "optimizer."), (TRAINER_TENSORS_FILE, "")):
         file = path / name
         try:
-            blob = file.read_bytes()
+            blob = read_state_file(file)
         except FileNotFoundError:
             raise CheckpointError(f"{file}: missing") from None
         if hashlib.sha256(blob).hexdigest() != state.get("files", {}).get(name):
