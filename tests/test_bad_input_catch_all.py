@@ -25,6 +25,8 @@ def _arguments(command: str, tmp_path) -> list[str]:
                 argv.append(str(tmp_path / action.dest))
         elif action.required:
             argv += [action.option_strings[0], str(tmp_path / action.dest)]
+    if sub.choices[command].get_default("data_alias"):  # the data: --data or a positional
+        argv += ["--data", str(tmp_path / "data")]
     return argv
 
 

@@ -1,12 +1,15 @@
 """Bad input, category "crafted state": every field vaekit reads back from a run directory
 (config.json's sections, its data section, the weights entry, eval.json, metrics.jsonl) is
 checked before it is used. A tampered or crafted file is one line naming the file and the
-field, exit 2, with nothing written; never a traceback, never a wrong number printed."""
+field, exit 2, with nothing written; never a traceback, never a wrong number printed. And
+the category "special files": a FIFO in place of a run file is refused, never opened."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -173,3 +176,46 @@ def test_an_untouched_run_passes_every_check(run):
     """The checks accept what vaekit writes (models of every kind are covered by the
     checkpoint round-trip tests, which read through the same checks)."""
     assert vaekit.load(run).data_info["shape"] == [1, 8, 8]
+
+
+# --- special files in place of run files ------------------------------------------------------
+
+
+@pytest.fixture
+def deadline():
+    """Fail instead of hanging: opening a FIFO for reading blocks until a writer comes."""
+
+    def expired(signum, frame):
+        raise TimeoutError("blocked on a special file")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(30)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize(
+    "name, argv",
+    [
+        ("model.safetensors", ["sample", "{run}", "-o", "{tmp}/s.png"]),
+        ("config.json", ["sample", "{run}", "-o", "{tmp}/s.png"]),
+        ("eval.json", ["report", "{run}"]),
+        ("checkpoints/last/trainer.json", ["train", "--resume", "{run}", "--epochs", "2"]),
+    ],
+)
+def test_a_fifo_in_place_of_a_run_file_is_refused(run, tmp_path, capsys, deadline, name, argv):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / name).unlink(missing_ok=True)
+    os.mkfifo(copy / name)
+    argv = [a.replace("{run}", str(copy)).replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{copy / name}: not a regular file (a FIFO); refusing to open it" in err
+
+
+def test_a_fifo_in_place_of_metrics_jsonl_is_refused(tmp_path, deadline):
+    os.mkfifo(tmp_path / "metrics.jsonl")
+    with pytest.raises(ValueError, match="not a regular file"):
+        read_metrics(tmp_path / "metrics.jsonl")

@@ -110,6 +110,7 @@ def test_a_bad_value_is_one_line_naming_the_flag(tmp_path, capsys, argv, message
         ("optim.lr=inf", "optim.lr must be a finite number"),
         ("train.max_minutes=inf", "train.max_minutes must be a finite number"),
         ("model.latent_dim=99999999999999999999999", "model.latent_dim must be at most 2**63-1"),
+        ("train.seed=-99999999999999999999999", "train.seed must be at least -2**63"),
     ],
 )
 def test_config_values_share_the_vocabulary(override, message):

@@ -102,7 +102,7 @@ def test_python_api_matches_evaluate_and_orders_three_runs(runs):
     assert [r.name for r in result.runs] == [str(runs / "b"), str(runs / "a"), str(runs / "b")]
     assert len(result.differences) == 2 * 5  # each later run against the first
     model, dataset = load_run(runs / "b")
-    reference = vaekit.evaluate(model, dataset, num_samples=K, fcd=False)
+    reference = vaekit.evaluate.evaluate(model, dataset, num_samples=K, fcd=False)
     nll_b = result.runs[0].values["nll"]
     # Different Monte-Carlo draws, the same examples and K: equal up to Monte-Carlo noise.
     assert nll_b == pytest.approx(reference["nll"], abs=0.15)
@@ -135,7 +135,7 @@ def test_a_discrete_likelihood_is_compared_on_the_levels_exactly(runs):
         levels.values["nll"] / (64 * math.log(2)), rel=1e-12
     )
     model, dataset = load_run(runs / "levels")
-    reference = vaekit.evaluate(model, dataset, num_samples=K, fcd=False)
+    reference = vaekit.evaluate.evaluate(model, dataset, num_samples=K, fcd=False)
     assert reference["bits_per_dim_basis"].startswith("exact")
     assert levels.values["nll"] == pytest.approx(reference["nll"], abs=0.15)
     assert levels.values["bits_per_dim"] == pytest.approx(reference["bits_per_dim"], abs=0.01)
@@ -161,7 +161,9 @@ def test_a_conditional_model_pairs_log_p_x_given_y(runs):
     assert "conditioned on each example's own label" in result.lines()[0]
     # Each example's own label, as `vaekit evaluate` gives it.
     model, dataset = load_run(runs / "cvae")
-    reference = vaekit.evaluate(model, dataset, num_samples=200, fcd=False, max_examples=150)
+    reference = vaekit.evaluate.evaluate(
+        model, dataset, num_samples=200, fcd=False, max_examples=150
+    )
     assert result.runs[0].values["nll"] == pytest.approx(reference["nll"], abs=0.3)
     assert result.runs[0].values["kl"] == pytest.approx(reference["kl"], rel=1e-6)
 

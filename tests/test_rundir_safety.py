@@ -322,10 +322,10 @@ def test_a_huge_seed_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["train", "--out", str(tmp_path / "r"), "--seed", huge])
     assert info.value.code == 2
-    assert f"--seed: expected an integer in [0, 2**63 - 1], got {huge}" in capsys.readouterr().err
+    assert f"--seed: must be at most 2**63-1, got {huge}" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path / "r"), "--set", f"train.seed={huge}"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"vaekit: error: train.seed must be an integer in [0, 2**63 - 1], got {huge}"
+    assert err == f"vaekit: error: train.seed must be at most 2**63-1, got {huge}"
     with pytest.raises(SystemExit):
         main(["evaluate", str(tmp_path), "--seed", huge])
     assert not (tmp_path / "r").exists()

@@ -95,7 +95,7 @@ def test_cli_train_and_evaluate_report_no_likelihood(tmp_path, capsys):
     assert "defines no likelihood" in out and "codebook" in out
     printed = [line.split()[0] for line in out.splitlines()[1:] if line.strip()]
     assert not {"nll", "ELBO", "bits/dim", "KL"} & set(printed)  # no number it lacks
-    result = vaekit.evaluate(vaekit.load(run), vaekit.load_dataset("digits"), fcd=False)
+    result = vaekit.evaluate.evaluate(vaekit.load(run), vaekit.load_dataset("digits"), fcd=False)
     assert "nll" not in result and "elbo" not in result
     assert 1.0 <= result["codebook_perplexity"] <= 16 and math.isfinite(result["log_px_z"])
     page = (run / "report.html").read_text()

@@ -123,6 +123,8 @@ def load_state(path: str | Path, descriptor: dict[str, Any]) -> dict[str, torch.
         blob = read_regular(weights_path)
     except FileNotFoundError:
         raise CheckpointError(f"{weights_path}: missing weights file") from None
+    except StateError as exc:
+        raise CheckpointError(str(exc)) from None
     if hashlib.sha256(blob).hexdigest() != weights.get("sha256"):
         raise CheckpointError(
             f"{weights_path}: SHA-256 does not match config.json (file corrupted, truncated "

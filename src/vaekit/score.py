@@ -414,13 +414,17 @@ def write_scores(path: str | Path, columns: dict[str, np.ndarray]) -> Path:
     return path
 
 
-def score_run(run: str | Path, data: str | Path, output: str | Path, **options: Any) -> dict:
-    """Score ``data`` with the run's model, write ``output`` (CSV) and return the summary."""
-    if Path(output).suffix.lower() != ".csv":
+def score_run(
+    run: str | Path, data: str | Path, output: str | Path | None = None, **options: Any
+) -> dict:
+    """Score ``data`` with the run's model, write ``output`` (CSV) if given and return the
+    summary (its AUROC and AUPRC where the data bring labels)."""
+    if output is not None and Path(output).suffix.lower() != ".csv":
         raise DataError(f"-o {output}: scores are written as a .csv file")
     check_outputs({"output": output}, inputs=[run, data, options.get("reference")])
     columns, summary = score_data(run, data, **options)
-    summary["output"] = printable(str(write_scores(output, columns)))
+    if output is not None:
+        summary["output"] = printable(str(write_scores(output, columns)))
     return summary
 
 
@@ -428,7 +432,8 @@ def score_headline(summary: dict[str, Any]) -> list[str]:
     """The lines ``vaekit score`` prints: what was scored, each column's unit, the metrics."""
     lines = [
         f"scored {summary['num_examples']} examples of {summary['data']} with K = "
-        f"{summary['num_samples']} importance samples each; wrote {summary['output']}",
+        f"{summary['num_samples']} importance samples each"
+        + (f"; wrote {summary['output']}" if "output" in summary else ""),
         f"likelihood figures are of {summary['space']}",
     ]
     if "density" in summary:  # a conditional model: which density the figures are

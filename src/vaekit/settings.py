@@ -208,8 +208,10 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
         if not math.isfinite(value):  # no field means anything by nan or inf
             raise ConfigError(f"{name} must be a finite number, got {value!r}")
         return float(value)
-    if tp is int and type(value) is int and abs(value) > MAX_INT:
-        raise ConfigError(f"{name} must be at most 2**63-1 in size, got {value}")
+    if tp is int and type(value) is int and value > MAX_INT:
+        raise ConfigError(f"{name} must be at most 2**63-1, got {value}")
+    if tp is int and type(value) is int and value < -MAX_INT - 1:
+        raise ConfigError(f"{name} must be at least -2**63, got {value}")
     if tp in (int, str, bool) and type(value) is tp:
         return value
     raise ConfigError(f"{name} must be {_describe(tp)}, got {value!r}")

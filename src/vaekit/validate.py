@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -45,11 +46,31 @@ class StateError(ValueError):
     """Saved state is malformed, inconsistent or of the wrong type (the message names where)."""
 
 
+def read_state_file(path: str | Path) -> bytes:
+    """The bytes of a file vaekit reads back from a run or model directory. Only a regular
+    file is opened: a FIFO or a device in its place would block the command forever or never
+    end. Raises FileNotFoundError for a missing file, :class:`StateError` for another kind."""
+    path = Path(path)
+    check_regular_file(path)
+    return path.read_bytes()
+
+
+def check_regular_file(path: Path) -> None:
+    """Refuse anything but a regular file (symbolic links are followed)."""
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):
+        kind = (
+            "directory" if stat.S_ISDIR(mode) else "FIFO" if stat.S_ISFIFO(mode) else "special file"
+        )
+        raise StateError(f"{path}: not a regular file (a {kind}); refusing to open it")
+
+
 def read_safetensors_header(path: str | Path) -> dict[str, tuple[torch.dtype, list[int]]]:
     """``{name: (dtype, shape)}`` of every tensor in safetensors file ``path``, read from the
     header only. Raises :class:`StateError` for a malformed header or byte ranges that do not
     fit the file (each tensor's range must hold exactly ``numel * itemsize`` bytes)."""
     path = Path(path)
+    check_regular_file(path)
     size = path.stat().st_size
     with open_regular(path) as handle:
         prefix = handle.read(8)

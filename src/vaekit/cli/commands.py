@@ -260,7 +260,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
     for path in encode_array(
         args.run,
-        args.input,
+        args.data,
         args.output,
         args.log_var,
         args.sample,

@@ -282,6 +282,21 @@ class HelpFormatter(argparse.HelpFormatter):
     """Every flag's help ends with its default: ``(default: X)`` is added where the help
     text does not state one (a switch's default is off)."""
 
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        """Paragraphs are wrapped; lines that start with two spaces (examples) are kept."""
+        blocks, paragraph = [], []
+        for line in text.splitlines():
+            if line.startswith("  ") or not line.strip():
+                if paragraph:
+                    blocks.append(super()._fill_text(" ".join(paragraph), width, indent))
+                    paragraph = []
+                blocks.append(indent + line if line.strip() else "")
+            else:
+                paragraph.append(line)
+        if paragraph:
+            blocks.append(super()._fill_text(" ".join(paragraph), width, indent))
+        return "\n".join(blocks)
+
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         if "default" in text or not action.option_strings or action.default is argparse.SUPPRESS:
@@ -311,6 +326,14 @@ class Parser(argparse.ArgumentParser):
         if extras:
             command = self._command_parser(parsed)
             command.error(unrecognised(extras, command))
+        alias = getattr(parsed, "data_alias", None)
+        if alias is not None:  # `encode RUN DATA` and `encode RUN --data DATA` are one
+            given = getattr(parsed, alias)
+            if given is not None and parsed.data is not None and given != parsed.data:
+                self._command_parser(parsed).error("give the data once: DATA or --data DATA")
+            parsed.data = parsed.data if parsed.data is not None else given
+            if parsed.data is None:
+                self._command_parser(parsed).error("the data is required: --data DATA")
         return parsed
 
     def _command_parser(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:

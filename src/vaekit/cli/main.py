@@ -10,10 +10,9 @@ import argparse
 import os
 import sys
 
-from vaekit.cli.commands import COMMANDS
 from vaekit.cli.parser import build_parser
-from vaekit.config import ConfigError
 from vaekit.runtime import apply_thread_policy
+from vaekit.settings import ConfigError
 from vaekit.spelling import command_line
 
 # Exit status after the reader of our output went away (`vaekit evaluate RUN | head -1`):
@@ -30,8 +29,17 @@ def main(argv: list[str] | None = None) -> int:
         return _main(argv)
 
 
+# Command lines that name no command: answered by the parser alone, without importing the
+# commands' libraries (torch, the model registry), so they take a fraction of a second.
+_NO_COMMAND = ([], ["--version"], ["-h"], ["--help"])
+
+
 def _main(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    light = [a for a in argv if a != "--debug"] in _NO_COMMAND
+    args = build_parser(light=light).parse_args(argv)
+    from vaekit.cli.commands import COMMANDS
+
     debug = args.debug or bool(os.environ.get("VAEKIT_DEBUG"))
     try:
         COMMANDS[args.command](args)
@@ -60,10 +68,9 @@ def _main(argv: list[str] | None) -> int:
     return 0
 
 
-def _first_line(exc: BaseException, limit: int = 800) -> str:
+def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
-    line = lines[0] if lines else type(exc).__name__
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+    return lines[0] if lines else type(exc).__name__
 
 
 # The parsed arguments that name what a command reads, in the order a message names them.
@@ -72,21 +79,16 @@ _PATH_ARGS = ("run", "input", "data", "resume", "config")
 
 def unexpected_error(args: argparse.Namespace, exc: Exception) -> str:
     """``vaekit: error: sample failed on /runs/x: RuntimeError: ...; rerun with --debug for
-    the traceback``: the command, the files it was given, the exception's type and first line
-    (a MemoryError has no text: it says what it was)."""
-    paths = [str(getattr(args, name)) for name in _PATH_ARGS if getattr(args, name, None)]
+    the traceback``: the command, the files it was given, the exception's type and the first
+    line of its text (at most 300 characters; a bare MemoryError says what it was)."""
+    paths = dict.fromkeys(str(getattr(args, n)) for n in _PATH_ARGS if getattr(args, n, None))
     where = f" on {', '.join(paths)}" if paths else ""
-    filename = getattr(exc, "filename", None)
-    if filename and str(filename) not in paths:
-        where += f" ({filename})"
-    what = (
-        _first_line(exc)
-        if str(exc).strip()
-        else "out of memory"
-        if isinstance(exc, MemoryError)
-        else ""
-    )
-    detail = f"{type(exc).__name__}: {what}" if what else type(exc).__name__
+    if str(exc).strip():
+        text = _first_line(exc)
+        text = text if len(text) <= 300 else text[:297] + "..."
+    else:
+        text = "out of memory" if isinstance(exc, MemoryError) else ""
+    detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return (
         f"vaekit: error: {args.command} failed{where}: {detail}; rerun with --debug for the "
         "traceback"

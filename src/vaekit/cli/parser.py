@@ -23,8 +23,6 @@ from vaekit.cli.flags import (
     union_section,
     validated_type,
 )
-from vaekit.config import Config, preset_names
-from vaekit.models import MODELS
 from vaekit.progress import PROGRESS_MODES
 
 _hidden_dims = int_list
@@ -34,8 +32,8 @@ def _train_sections() -> dict[str, type]:
     """The config sections whose fields become `vaekit train` flags. The model section is
     the union of every registered model's config fields, with --model (the registry's
     names) first; the model chosen then validates the fields given."""
-    from vaekit.config import setting
-    from vaekit.models import models_help
+    from vaekit.config import Config, setting
+    from vaekit.models import MODELS, models_help
 
     sections = config_sections(Config)
     kind = setting("vae", flag="model", help=models_help())
@@ -67,35 +65,47 @@ RUN_DATA_DIR_HELP = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(
-        prog="vaekit",
-        description="Variational autoencoders: train, evaluate and sample. "
-        "All likelihood numbers are in nats per example unless they say bits per dim.",
-    )
-    parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
-    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+TRAIN_EXAMPLES = """examples:
+  vaekit train --config digits --out runs/digits    a preset shipped with vaekit
+  vaekit train --data photos/ --image-size 28x28 --out runs/photos
+  vaekit train --data people.csv --epochs 50 --out runs/people
+  vaekit train --model hvae --set 'model.latent_dims=[8, 4]' --out runs/hvae
+  vaekit train --resume runs/digits --epochs 20     continue a run with a larger budget
+"""
 
+
+def _add_train_parser(commands, light: bool) -> None:
+    """`vaekit train`: the run's flags first, then one group per config section, generated
+    from the config fields. ``light``: the command's name and help only (for `vaekit --help`
+    and `--version`, which then need neither the model registry nor torch)."""
     p = commands.add_parser(
         "train",
         help="train a VAE or AE and write a run directory",
-        description="Train a model. Flags override the --config file, --set overrides both; "
+        # A short usage line: the flags are listed below, in groups.
+        usage="vaekit train [--config PRESET|FILE] (--out RUN | --resume RUN) [FLAG ...]",
+        description=TRAIN_EXAMPLES
+        + "\nTrain a model. Flags override the --config file, --set overrides both; "
         "the defaults shown are the built-in ones, which a --config preset or file replaces. "
         "Writes OUT/config.json, model.safetensors, metrics.jsonl, checkpoints/{last,best}/, "
         "tensorboard/, samples.png, reconstructions.png, report.html. Multi-GPU/multi-node: "
         "launch with torchrun (see README, Training).",
     )
-    p.add_argument(
+    if light:
+        return
+    from vaekit.config import preset_names
+    from vaekit.models import MODELS
+
+    run = p.add_argument_group("the run", "what to start from and where to write")
+    run.add_argument(
         "--config",
         metavar="PRESET|FILE",
         help=f"a preset shipped with vaekit ({', '.join(preset_names())}) or a TOML file "
         "(default: none: the built-in defaults shown below)",
     )
-    p.add_argument(
+    run.add_argument(
         "--out", type=Path, help="run directory to create (default: none; required unless --resume)"
     )
-    p.add_argument(
+    run.add_argument(
         "--resume",
         type=Path,
         metavar="RUN",
@@ -103,11 +113,27 @@ def build_parser() -> argparse.ArgumentParser:
         "the flags and --set given here; the model and data sections cannot change; "
         "default: none, a new run)",
     )
-    p.add_argument(
+    run.add_argument(
         "--overwrite",
         action="store_true",
         help="replace an existing run directory; only one vaekit created (it holds a "
         ".vaekit-run marker), never the current directory, a parent of it or the home folder",
+    )
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override any config field, e.g. --set optim.lr=3e-4 (repeatable; default: none)",
+    )
+    run.add_argument(
+        "--column-type",
+        action="append",
+        default=[],
+        metavar="NAME=TYPE",
+        help="a CSV/Parquet table's column type, replacing the inferred one: real, positive, "
+        "count, poisson, binary or categorical (repeatable; the TOML table [data.columns]; "
+        "default: none, every type inferred)",
     )
     # One flag per config field, generated from the fields' own help (vaekit/cli/flags.py).
     flags = add_config_flags(
@@ -121,22 +147,21 @@ def build_parser() -> argparse.ArgumentParser:
         },
     )
     p.set_defaults(config_flags=flags)
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.FIELD=VALUE",
-        help="override any config field, e.g. --set optim.lr=3e-4 (repeatable; default: none)",
+
+
+def build_parser(light: bool = False) -> argparse.ArgumentParser:
+    """Every command and its flags. ``light``: without `vaekit train`'s generated flags,
+    enough for `vaekit --help` and `vaekit --version` (no model registry, no torch)."""
+    parser = Parser(
+        prog="vaekit",
+        description="Variational autoencoders: train, evaluate and sample. "
+        "All likelihood numbers are in nats per example unless they say bits per dim.",
     )
-    p.add_argument(
-        "--column-type",
-        action="append",
-        default=[],
-        metavar="NAME=TYPE",
-        help="a CSV/Parquet table's column type, replacing the inferred one: real, positive, "
-        "count, poisson, binary or categorical (repeatable; the TOML table [data.columns]; "
-        "default: none, every type inferred)",
-    )
+    parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    _add_train_parser(commands, light)
 
     p = commands.add_parser(
         "evaluate",
@@ -294,7 +319,14 @@ def build_parser() -> argparse.ArgumentParser:
         "reshape to the data shape), .csv/.parquet (columns matched by name).",
     )
     p.add_argument("run", type=Path, help="run or model directory")
-    p.add_argument("input", type=Path, help="image folder, .npy/.npz array or .csv/.parquet table")
+    p.add_argument("input", type=Path, nargs="?", metavar="DATA", help="the same as --data")
+    p.add_argument(
+        "--data",
+        type=Path,
+        help="the data to encode: an image folder, .npy/.npz array or .csv/.parquet table "
+        "(default: none; give it here or as DATA)",
+    )
+    p.set_defaults(data_alias="input")
     p.add_argument(
         "-o", "--output", type=Path, required=True, help=".npy (or .csv: z1..zm) for the means"
     )
@@ -354,7 +386,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data", type=Path, required=True, help="image folder, .npy/.npz, .csv/.parquet"
     )
-    p.add_argument("-o", "--output", type=Path, required=True, help="CSV file to write")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="CSV file to write, one row per example (default: none: print the summary only)",
+    )
     p.add_argument(
         "--num-samples", type=positive_int, default=100, help="K per example (default 100)"
     )

@@ -28,7 +28,9 @@ LR_KEYS = ("lr", "learning_rate")
 def read_metrics(path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``(epoch_records, step_records)`` from a metrics.jsonl file."""
     epochs, steps = [], []
-    text = read_regular(path).decode()
+    # Only a regular file is read (a FIFO in its place would block); bytes that are not
+    # UTF-8 make their line fail as JSON, which names the line.
+    text = read_regular(path).decode("utf-8", errors="replace")
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
