@@ -391,7 +391,7 @@ def test_a_weights_file_named_outside_the_run_is_refused(root, tmp_path, capsys)
     descriptor["weights"]["file"] = f"../{root.name}/trun/model.safetensors"
     (run / "config.json").write_text(json.dumps(descriptor))
     assert main(["sample", str(run), "-o", str(tmp_path / "s.png")]) == 2
-    assert "expected a file in the run" in error_line(capsys)
+    assert "which is not a file in the run" in error_line(capsys)
 
 
 # --- 5. A run that is still training ----------------------------------------------------------
