@@ -60,7 +60,8 @@ _KINDS = {
 
 def file_kind(mode: int) -> str:
     """What a ``st_mode`` is, in words: "a FIFO", "a directory", "a regular file"."""
-    return _KINDS.get(stat.S_IFMT(mode), "a regular file" if stat.S_ISREG(mode) else "special")
+    kind = "a regular file" if stat.S_ISREG(mode) else "a special file"
+    return _KINDS.get(stat.S_IFMT(mode), kind)
 
 
 class NotRegularFileError(OSError):
@@ -100,7 +101,9 @@ def run_file(run_dir: str | Path, name: object) -> Path:
     file inside the run, never a path that leads out of it."""
     text = str(name)
     if not text or text in (".", "..") or "/" in text or "\\" in text or "\0" in text:
-        raise RunDirError(f"{Path(run_dir)}: names the file {text!r}; expected a file in the run")
+        raise RunDirError(
+            f"{Path(run_dir)}: its state names the file {text!r}, which is not a file in the run"
+        )
     return Path(run_dir) / text
 
 
