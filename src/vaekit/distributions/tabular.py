@@ -51,8 +51,10 @@ def feature_width(column: TableColumn) -> int:
     return len(column.categories) if column.kind == "categorical" else 1
 
 
-def as_column(column: TableColumn | dict) -> TableColumn:
-    return column if isinstance(column, TableColumn) else TableColumn(**column)
+def as_columns(columns: list[TableColumn | dict]) -> list[TableColumn]:
+    """A schema as TableColumns (a config read from JSON holds them already; plain dicts, as
+    a user may write them, are converted)."""
+    return [c if isinstance(c, TableColumn) else TableColumn(**c) for c in columns]
 
 
 class TabularLikelihood(nn.Module):
@@ -69,7 +71,7 @@ class TabularLikelihood(nn.Module):
         init_scale: float = 0.5,
     ) -> None:
         super().__init__()
-        self.columns = [as_column(c) for c in columns]
+        self.columns = as_columns(columns)
         widths = [feature_width(c) for c in self.columns]
         self.num_features = sum(widths)
         self.event_shape = (self.num_features + len(self.columns),)
