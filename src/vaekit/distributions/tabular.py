@@ -34,7 +34,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.distributions import Distribution, constraints
+from torch.distributions import Distribution, Gamma, constraints
 
 from vaekit.settings import TableColumn
 
@@ -239,9 +239,9 @@ class TabularLikelihood(nn.Module):
                 result.append(v.exp() if column.kind == "positive" else v)
             elif column.kind in COUNT_KINDS:
                 rate = head.clamp(-MAX_LOG_RATE, MAX_LOG_RATE).exp()
-                if column.kind == "count":  # NB as a gamma-Poisson mixture
-                    r = r_all[n[j]]
-                    rate = torch._standard_gamma(r.expand(head.shape)) * rate / r
+                if column.kind == "count":  # NB: Poisson with a Gamma(r, mean m) rate
+                    r = r_all[n[j]].expand(head.shape)
+                    rate = Gamma(r, r / rate).sample()
                 result.append(torch.poisson(rate))
             elif column.kind == "binary":
                 u = torch.rand(head.shape, dtype=torch.float64)
