@@ -105,7 +105,8 @@ class TabularLikelihood(nn.Module):
         buffer("binary_columns", binary)
         buffer("binary_features", [starts[j] for j in binary])
         self.categorical = [(j, starts[j], widths[j]) for j in index(("categorical",))]
-        # Per-column learned scales (Gaussian heads) and log total counts (negative binomial).
+        # Per-column learned scales (Gaussian heads; sigma starts at half the standardised
+        # column's spread) and log total counts r (negative binomial; r = 1 at the start).
         init = math.log(math.expm1(init_scale - min_scale))  # softplus^{-1}
         self.raw_scale = nn.Parameter(torch.full((len(gauss),), init))
         self.log_total_count = nn.Parameter(torch.zeros(len(counts)))
