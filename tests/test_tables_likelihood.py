@@ -129,3 +129,33 @@ def test_column_means_are_in_the_table_units(setup):
     torch.testing.assert_close(means[2], o[2].exp().reshape(1))
     torch.testing.assert_close(means[4][0, 1], torch.sigmoid(o[4]))
     torch.testing.assert_close(means[5][0], torch.softmax(o[5:8], -1))
+
+
+def test_draws_follow_each_head(setup):
+    """Many draws at one decoder output: their means are the heads' means (within five
+    standard errors), counts are integers and categories are indices."""
+    likelihood, _, _, out = setup
+    torch.manual_seed(3)
+    n = 20000
+    heads = out[0, 0].expand(n, F)
+    draws = likelihood.column_draws(heads)
+    means = likelihood.column_means(out[0, :1])
+    sigma = likelihood.gaussian_scale().detach()
+    r = likelihood.log_total_count[0].exp().detach()
+    m = means[2][0]
+    sds = [
+        COLUMNS[0].scale * sigma[0],
+        None,  # the log-normal's mean is checked on the log scale below
+        (m + m**2 / r).sqrt(),  # negative binomial
+        means[3][0].sqrt(),  # Poisson
+    ]
+    for j in (0, 2, 3):
+        error = (draws[j].mean() - means[j][0]).abs()
+        assert error < 5 * sds[j] / n**0.5, j
+    log_v = draws[1].log()
+    mu = COLUMNS[1].loc + COLUMNS[1].scale * out[0, 0, 1]
+    assert (log_v.mean() - mu).abs() < 5 * COLUMNS[1].scale * sigma[1] / n**0.5
+    assert torch.equal(draws[2], draws[2].round()) and (draws[2] >= 0).all()
+    assert (draws[4].float().mean() - means[4][0, 1]).abs() < 5 * 0.5 / n**0.5
+    frequencies = torch.bincount(draws[5], minlength=3) / n
+    assert (frequencies - means[5][0]).abs().max() < 5 * 0.5 / n**0.5

@@ -27,9 +27,9 @@ from vaekit.data.tables import (
     TextTable,
     cell_text,
     read_new_table,
-    schema_from_config,
     write_csv_rows,
 )
+from vaekit.distributions.tabular import TabularDistribution, as_columns
 from vaekit.models.base import Model
 
 
@@ -53,7 +53,20 @@ def check_table_model(model: Model, run: str | Path) -> list:
             f"{run}: impute and sample of a table need a model with a posterior q(z|x) and a "
             f"likelihood (--model vae); {model.name!r} has not both"
         )
-    return schema_from_config(model.config.columns)
+    return as_columns(model.config.columns)
+
+
+def importance_draws(
+    model: Model, x: torch.Tensor, num_samples: int
+) -> tuple[torch.Tensor, TabularDistribution]:
+    """K = ``num_samples`` draws z_k ~ q(z|x) for encoded rows ``x [B, F + C]``: their
+    self-normalised importance weights w ``[K, B]`` (float64), w_k proportional to
+    p(x_obs|z_k) p(z_k) / q(z_k|x_obs), and p(x|z_k), the decoder outputs ``[K, B, F]``."""
+    q = model.encode(x)
+    z = q.rsample((num_samples,))  # [K, B, m]; rsample: a flow posterior's log_prob needs it
+    p = model.decode(z)
+    log_w = p.log_prob(x) + model.prior.log_prob(z) - q.log_prob(z)  # [K, B]
+    return torch.softmax(log_w.double(), dim=0), p
 
 
 @torch.no_grad()
@@ -67,17 +80,13 @@ def impute(
     """MIWAE imputations (module doc) for encoded rows ``x [N, F + C]``; draws come from
     torch's global generator (seed it for reproducible draws)."""
     model.eval()
-    columns = schema_from_config(model.config.columns)
+    columns = as_columns(model.config.columns)
     means: list[list[np.ndarray]] = [[] for _ in columns]
     drawn: list[list[list[np.ndarray]]] = [[[] for _ in columns] for _ in range(draws)]
     dtype = next(model.parameters()).dtype
     for start in range(0, x.shape[0], batch_size):
         xb = x[start : start + batch_size].to(dtype)
-        q = model.encode(xb)
-        z = q.sample((num_samples,))  # [K, B, m]
-        p = model.decode(z)  # the tabular distribution: decoder outputs [K, B, F]
-        log_w = p.log_prob(xb) + model.prior.log_prob(z) - q.log_prob(z)  # [K, B]
-        w = torch.softmax(log_w.double(), dim=0)
+        w, p = importance_draws(model, xb, num_samples)
         likelihood, out = p.likelihood, p.decoder_output
         for j, m in enumerate(likelihood.column_means(out)):
             if m.dim() == 3:  # category probabilities [K, B, categories]
@@ -110,12 +119,8 @@ def column_shares(
     shares = []
     for start in range(0, x.shape[0], batch_size):
         xb = x[start : start + batch_size].to(dtype)
-        q = model.encode(xb)
-        z = q.sample((num_samples,))  # [K, B, m]
-        p = model.decode(z)
+        w, p = importance_draws(model, xb, num_samples)
         cells = p.likelihood.cell_log_probs(p.decoder_output, xb)  # [K, B, C]
-        log_w = cells.sum(-1) + model.prior.log_prob(z) - q.log_prob(z)  # [K, B]
-        w = torch.softmax(log_w.double(), dim=0)
         shares.append(-(w[..., None] * cells.double()).sum(0).numpy())
     return np.concatenate(shares)
 
@@ -190,7 +195,7 @@ def write_decoded_rows(
     real, positive or count column (a count rounded), the most probable category of a binary
     or categorical one; what ``decode`` and ``reconstruct`` write for a table model."""
     model.eval()
-    columns = schema_from_config(model.config.columns)
+    columns = as_columns(model.config.columns)
     values: list[list[np.ndarray]] = [[] for _ in columns]
     for start in range(0, z.shape[0], batch_size):
         p = model.decode(z[start : start + batch_size])
@@ -206,7 +211,7 @@ def sample_rows(model: Model, n: int) -> list[list[str]]:
     """``n`` synthetic rows as cell texts in the training table's columns: z ~ p(z), then
     every cell drawn from p(v|z) (torch's global generator)."""
     model.eval()
-    columns = schema_from_config(model.config.columns)
+    columns = as_columns(model.config.columns)
     z = model.prior.sample(n)
     p = model.decode(z)
     values = p.likelihood.column_draws(p.decoder_output)

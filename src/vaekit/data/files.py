@@ -551,15 +551,27 @@ def load_path(
             raise DataError(f"{_image_size()} applies to image folders, not {path.name}")
     if label_column is not None and reader not in (read_csv, read_parquet):
         raise DataError(f"{_label_column()} applies to CSV/Parquet tables, not {path.name}")
-    if columns and reader not in (read_csv, read_parquet):
+    table = reader in (read_csv, read_parquet)
+    if columns and not table:
         raise DataError(f"{spell('--column-type', 'columns')} applies to CSV/Parquet tables")
-    if reader in (read_csv, read_parquet):
+
+    def mixed() -> Dataset | None:
         from vaekit.data.tables import load_table  # it builds on this module
 
-        table = load_table(path, columns, val_fraction, split_seed, label_column)
-        if table is not None:
-            return table
-    stored = reader(path, image_size=image_size)
+        return load_table(path, columns, val_fraction, split_seed, label_column)
+
+    if columns:  # typed columns: the mixed-type path, whatever the cells hold
+        return mixed()
+    try:
+        stored = reader(path, image_size=image_size)
+    except DataError:
+        # Words or missing cells: a mixed-type table. One the numeric reader refused for
+        # another reason (a ragged row, an empty file) is refused by that path too, or is
+        # all numbers after all (None): the numeric reader's error stands.
+        dataset = mixed() if table else None
+        if dataset is None:
+            raise
+        return dataset
     if label_column is not None:
         stored = take_label_column(path, stored, label_column)
     return make_dataset(path, stored, val_fraction, split_seed, in_memory)

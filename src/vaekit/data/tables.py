@@ -23,6 +23,7 @@ from vaekit.data.table_schema import (
     number,
     read_text_table,
 )
+from vaekit.distributions.tabular import as_columns, feature_width
 from vaekit.settings import TableColumn
 
 # --- encoding ------------------------------------------------------------------------------
@@ -33,8 +34,6 @@ def encode(table: TextTable, schema: list[TableColumn]) -> np.ndarray:
     features (0 where missing), then the observed mask. ``table`` must hold the schema's
     columns (matched by name, in any order); a value the schema cannot hold (an unseen
     category, a word in a number column) is a DataError naming row and column."""
-    from vaekit.distributions.tabular import feature_width
-
     where = {name: j for j, name in enumerate(table.names)}
     missing = [c.name for c in schema if c.name not in where]
     if missing:
@@ -116,11 +115,6 @@ def _check_counts(
             )
 
 
-def schema_from_config(columns: list) -> list[TableColumn]:
-    """The model config's ``columns`` (TableColumn or plain dicts) as TableColumns."""
-    return [c if isinstance(c, TableColumn) else TableColumn(**c) for c in columns]
-
-
 # --- a training dataset ----------------------------------------------------------------------
 
 
@@ -181,7 +175,7 @@ def read_new_table(path: str | Path, schema: list) -> tuple[TextTable, np.ndarra
     duplicate = next((n for i, n in enumerate(table.names) if n in table.names[:i]), None)
     if duplicate is not None:
         raise DataError(f"{path}: duplicate column name {duplicate!r}")
-    return table, encode(table, schema_from_config(schema))
+    return table, encode(table, as_columns(schema))
 
 
 def cell_text(column: TableColumn, value: float) -> str:
@@ -216,11 +210,11 @@ def new_table_data(path: str | Path, schema: list, ood_column: str = "ood"):
     """A table's encoded rows as ``vaekit.data.new_data.NewData`` (what ``evaluate --data``
     and ``score`` take), under the run's ``schema``; a column ``ood_column`` of 0/1 that the
     schema does not model gives the out-of-distribution labels."""
-    from vaekit.data.new_data import NewData
+    from vaekit.data.new_data import NewData  # it imports this module
 
     table, x = read_new_table(path, schema)
     ood = None
-    if ood_column in table.names and ood_column not in {c.name for c in schema_from_config(schema)}:
+    if ood_column in table.names and ood_column not in {c.name for c in as_columns(schema)}:
         j = table.names.index(ood_column)
         bad = next((i for i, c in enumerate(table.cells[j]) if c not in ("0", "1")), None)
         if bad is not None:

@@ -34,7 +34,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.distributions import Distribution, constraints
+from torch.distributions import Distribution, Gamma, constraints
 
 from vaekit.settings import TableColumn
 
@@ -51,8 +51,10 @@ def feature_width(column: TableColumn) -> int:
     return len(column.categories) if column.kind == "categorical" else 1
 
 
-def as_column(column: TableColumn | dict) -> TableColumn:
-    return column if isinstance(column, TableColumn) else TableColumn(**column)
+def as_columns(columns: list[TableColumn | dict]) -> list[TableColumn]:
+    """A schema as TableColumns (a config read from JSON holds them already; plain dicts, as
+    a user may write them, are converted)."""
+    return [c if isinstance(c, TableColumn) else TableColumn(**c) for c in columns]
 
 
 class TabularLikelihood(nn.Module):
@@ -69,7 +71,7 @@ class TabularLikelihood(nn.Module):
         init_scale: float = 0.5,
     ) -> None:
         super().__init__()
-        self.columns = [as_column(c) for c in columns]
+        self.columns = as_columns(columns)
         widths = [feature_width(c) for c in self.columns]
         self.num_features = sum(widths)
         self.event_shape = (self.num_features + len(self.columns),)
@@ -103,7 +105,8 @@ class TabularLikelihood(nn.Module):
         buffer("binary_columns", binary)
         buffer("binary_features", [starts[j] for j in binary])
         self.categorical = [(j, starts[j], widths[j]) for j in index(("categorical",))]
-        # Per-column learned scales (Gaussian heads) and log total counts (negative binomial).
+        # Per-column learned scales (Gaussian heads; sigma starts at half the standardised
+        # column's spread) and log total counts r (negative binomial; r = 1 at the start).
         init = math.log(math.expm1(init_scale - min_scale))  # softplus^{-1}
         self.raw_scale = nn.Parameter(torch.full((len(gauss),), init))
         self.log_total_count = nn.Parameter(torch.zeros(len(counts)))
@@ -237,9 +240,9 @@ class TabularLikelihood(nn.Module):
                 result.append(v.exp() if column.kind == "positive" else v)
             elif column.kind in COUNT_KINDS:
                 rate = head.clamp(-MAX_LOG_RATE, MAX_LOG_RATE).exp()
-                if column.kind == "count":  # NB as a gamma-Poisson mixture
-                    r = r_all[n[j]]
-                    rate = torch._standard_gamma(r.expand(head.shape)) * rate / r
+                if column.kind == "count":  # NB: Poisson with a Gamma(r, mean m) rate
+                    r = r_all[n[j]].expand(head.shape)
+                    rate = Gamma(r, r / rate).sample()
                 result.append(torch.poisson(rate))
             elif column.kind == "binary":
                 u = torch.rand(head.shape, dtype=torch.float64)
