@@ -107,3 +107,13 @@ def test_the_pages_work_in_chromium(site, tmp_path):
             "[...document.querySelectorAll('#search-results li a')].map(a => a.href)"
         )
         assert any("guide/evaluation.html" in href for href in hits)
+
+
+def test_the_readme_and_results_links_point_at_files():
+    """The README and benchmarks/RESULTS.md are read on a forge, outside the site: every
+    relative link in them names a file that exists (the site's own links are checked by -W)."""
+    for page in (REPO / "README.md", REPO / "benchmarks" / "RESULTS.md"):
+        links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text())
+        local = [link for link in links if "://" not in link]
+        assert len(local) >= 10, page.name
+        assert [link for link in local if not (page.parent / link).exists()] == []
