@@ -117,3 +117,22 @@ def test_the_readme_and_results_links_point_at_files():
         local = [link for link in links if "://" not in link]
         assert len(local) >= 10, page.name
         assert [link for link in local if not (page.parent / link).exists()] == []
+
+
+def test_the_readme_is_a_short_page_that_starts_with_the_two_set_up_commands():
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250  # the long prose lives in the guide
+    first = re.search(r"```sh\n(.*?)```", readme, re.S).group(1).splitlines()
+    assert [line.split("#")[0].strip() for line in first] == ["make demo", "make test"]
+
+
+def test_every_preset_says_what_it_is_for_in_at_most_five_lines():
+    """The presets' histories live in benchmarks/notes/presets.md, not in their comments."""
+    presets = sorted((REPO / "src" / "vaekit" / "configs").glob("*.toml"))
+    assert len(presets) >= 10
+    for preset in presets:
+        lines = preset.read_text().splitlines()
+        comment = 0
+        while comment < len(lines) and lines[comment].startswith("#"):
+            comment += 1
+        assert 1 <= comment <= 5, preset.name
