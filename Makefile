@@ -48,4 +48,4 @@ bench: $(BIN)/vaekit bench-setup
 	cd benchmarks && ../$(BIN)/python bench_train_speed.py --quick
 
 clean:
-	rm -rf runs build dist src/*.egg-info .pytest_cache
+	rm -rf runs build dist src/*.egg-info .pytest_cache docs/notes
