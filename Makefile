@@ -5,14 +5,14 @@ BIN := $(VENV)/bin
 # Two cores on the reference machine: keep torch from oversubscribing them.
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: demo test lint format bench bench-setup clean
+.PHONY: demo test docs lint format bench bench-setup clean
 
 $(BIN)/vaekit: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned: the CPU build on this machine; the project's torch>=2.3 then keeps it.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,docs]'
 	touch $(BIN)/vaekit
 
 demo: $(BIN)/vaekit
@@ -26,6 +26,10 @@ test: $(BIN)/vaekit
 	# Two worker processes, each test file on one of them (module fixtures are built once):
 	# the tests hold torch to one thread, so two cores run two files at a time.
 	$(BIN)/pytest -q -n 2 --dist loadfile
+
+# The documentation site, offline, warnings as errors: open build/docs/index.html.
+docs: $(BIN)/vaekit
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs build/docs
 
 format: $(BIN)/vaekit
 	$(BIN)/ruff format .
@@ -44,4 +48,4 @@ bench: $(BIN)/vaekit bench-setup
 	cd benchmarks && ../$(BIN)/python bench_train_speed.py --quick
 
 clean:
-	rm -rf runs build dist src/*.egg-info .pytest_cache
+	rm -rf runs build dist src/*.egg-info .pytest_cache docs/notes

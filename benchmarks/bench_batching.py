@@ -16,7 +16,7 @@ Threads: 1 by default (``--threads``). On a busy 2-core machine torch's intra-op
 small gather (128 x 784) up to 40x slower; one thread is the honest setting for both paths.
 
 Usage: python benchmarks/bench_batching.py [--runs 5] [--device cpu] [--threads 1] [--write]
-``--write`` replaces the "## Batching" section of benchmarks/RESULTS.md.
+``--write`` rewrites benchmarks/notes/batching.md.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="epochs per path (default 5)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--write", action="store_true", help="write benchmarks/RESULTS.md")
+    parser.add_argument("--write", action="store_true", help="write benchmarks/notes/batching.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -97,7 +97,7 @@ def main() -> None:
     base = statistics.median(rates["DataLoader(TensorDataset)"])
     command = "PYTHONPATH=src python benchmarks/bench_batching.py " + " ".join(sys.argv[1:])
     lines = [
-        "## Batching",
+        "# Batching",
         "",
         f"Command: `{command.strip()}`",
         "",
@@ -120,14 +120,8 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:
-        path = Path(__file__).resolve().parent / "RESULTS.md"
-        old = path.read_text() if path.exists() else "# Benchmark results\n"
-        head, sep, rest = old.partition("## Batching")
-        tail = ""
-        if sep:  # keep the sections after ours
-            after = rest.find("\n## ")
-            tail = rest[after + 1 :] if after >= 0 else ""
-        path.write_text(head.rstrip() + "\n\n" + text + ("\n" + tail if tail else ""))
+        path = Path(__file__).resolve().parent / "notes" / "batching.md"
+        path.write_text(text)
         print(f"wrote {path}")
 
 

@@ -16,7 +16,7 @@ is the issue-7 reference model. Run:
 
     PYTHONPATH=src python benchmarks/bench_eval.py [--images 200] [--num-samples 5000]
 
-Results are recorded in benchmarks/RESULTS.md under "Evaluation throughput".
+Results are recorded in benchmarks/notes/evaluation-throughput.md.
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ Pass ``--runs MLP_RUN CONV_RUN`` to measure existing runs instead. Run:
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_explore.py --data-dir DIR
 
-where DIR holds MNIST's IDX files. Results are recorded in benchmarks/RESULTS.md under
-"Explorer latency".
+where DIR holds MNIST's IDX files. Results are recorded in
+benchmarks/notes/explorer-latency.md.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ Run (`make bench-setup` first creates .venv-peers with torch==2.13.0 and pythae)
 
     .venv/bin/python benchmarks/bench_train_speed.py --rounds 3
 
-``--quick`` uses 2 rounds (``make bench``). Results are copied into benchmarks/RESULTS.md.
+``--quick`` uses 2 rounds (``make bench``). Results are copied into
+benchmarks/notes/training-throughput.md.
 To A/B a change, check the old commit out next to this one and add it as a contestant:
 
     git worktree add /tmp/vaekit-old HEAD~1

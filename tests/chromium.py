@@ -1,5 +1,5 @@
 """Drive headless Chromium over the DevTools protocol, for the explorer's browser tests, its
-latency benchmark and the README screenshot.
+latency benchmark and the screenshots in docs/.
 
 The protocol runs over a pipe (``--remote-debugging-pipe``: Chromium reads commands on file
 descriptor 3 and writes replies on 4, each a JSON message ended by a NUL byte), so nothing

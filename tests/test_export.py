@@ -257,17 +257,17 @@ def test_missing_extra_is_one_line_naming_it(run_dir, tmp_path, monkeypatch, cap
     assert not out.exists()
 
 
-def test_readme_snippet_runs_the_exported_decoder(run_dir, tmp_path, monkeypatch):
-    """The README's five lines, run as written (from a directory holding runs/demo/onnx)."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    block = re.search(r"<!-- onnx-snippet -->\s*```python\n(.*?)```", readme, re.S)
-    assert block is not None, "README lost its onnxruntime snippet"
+def test_the_guide_snippet_runs_the_exported_decoder(run_dir, tmp_path, monkeypatch):
+    """The guide's five lines, run as written (from a directory holding runs/demo/onnx)."""
+    guide = (Path(__file__).parents[1] / "docs" / "guide" / "explorer.md").read_text()
+    block = re.search(r"<!-- onnx-snippet -->\s*```python\n(.*?)```", guide, re.S)
+    assert block is not None, "the guide lost its onnxruntime snippet"
     code = block.group(1)
     assert len([line for line in code.splitlines() if line.strip()]) <= 5
     (tmp_path / "runs").mkdir()
     export_model(vaekit.load(run_dir), tmp_path / "runs" / "demo" / "onnx")
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
-    exec(compile(code, "README.md", "exec"), scope)
+    exec(compile(code, "explorer.md", "exec"), scope)
     images = scope["images"]
     assert images.shape == (16, 1, 8, 8) and np.isfinite(images).all()

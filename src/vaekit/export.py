@@ -1,37 +1,11 @@
 """``vaekit export RUN --format onnx``: the encoder and the decoder as ONNX graphs.
 
-Two graphs, each with a dynamic batch dimension named ``batch``. Their inputs and outputs come
-from the model contract (``encode``, ``decode_mean``) and its capability flags; the exporter
-never checks a model's class, so a newly registered model exports the same way.
-
-* ``encoder.onnx``: ``x [batch, *data_shape]`` (model input, i.e. after the run's saved
-  preprocessing), and ``y [batch]`` (int64 class labels) for a conditional model
-  (``takes_labels``), -> what ``encode`` gives:
-
-  - a posterior q(z|x) (``has_posterior``): ``mean [batch, m]`` and the one parameter its
-    family keeps beside it, ``log_var [batch, m]`` (diagonal Gaussian) or ``scale_tril
-    [batch, m, m]`` (full covariance);
-  - a discrete code (``has_codebook``, the VQ-VAE): ``codes [batch, n]`` (int64 indices into
-    the codebook, what ``encode`` returns) and ``z_q [batch, m]``, the quantised vectors
-    ``quantise(codes)`` that the decoder graph takes (m = n * d);
-  - otherwise the deterministic code ``z [batch, m]`` (the AE's f(x); the hierarchical VAE's
-    mean path, all layers concatenated, bottom first).
-
-* ``decoder.onnx``: ``z [batch, m]`` (and ``y [batch]`` for a conditional model) ->
-  ``mean [batch, *data_shape]`` = ``decode_mean(z)`` = E[x|z], and ``params [batch,
-  *param_shape]``, the decoder network's raw output that the likelihood read to give that
-  mean (logits, mu, mu and the scale's pre-activation, or the discretised logistic's
-  mixture logits, locations and scales). For the hierarchical VAE, ``z`` is every layer
-  concatenated, bottom first, exactly what its ``decode`` takes: p(x|z) = p(x|z_1), so only
-  the first ``latent_dims[0]`` columns change the output.
-
-A graph whose outputs no fixed graph reproduces (random ones, or the IAF posterior's mean: a
-Monte-Carlo estimate over the flow's own draws) is refused with a one-line reason, recorded in
-``export.json`` under ``refused``, and the other graph is still exported. After writing, each
-graph is run with onnxruntime on a batch size other than the one it was traced with and
-compared with PyTorch; ``export.json`` records that error beside the names and shapes of every
-input and output. The files are written to a temporary directory first and moved into place,
-so a failed export leaves nothing half-written.
+Two graphs with a dynamic batch dimension, their inputs and outputs taken from the model
+contract (``encode``, ``decode_mean``) and its capability flags, never from a model's class.
+A graph that no fixed graph reproduces (the IAF posterior's Monte-Carlo mean) is refused with
+a one-line reason in ``export.json``; every graph kept is checked with onnxruntime against
+PyTorch, and nothing is left half-written. The inputs and outputs of each model's graphs:
+docs/guide/explorer.md, "Export to ONNX".
 """
 
 from __future__ import annotations

@@ -1,44 +1,14 @@
 """Per-example likelihood scores for anomaly (out-of-distribution) detection.
 
-``score_run(run, data, output)`` reads new data like every other command (see
-:mod:`vaekit.data.new_data`) and writes one CSV row per example. Every score is
-higher-is-more-anomalous; the likelihood figures are of the data as given (the transform's
-change of variables added, as in :mod:`vaekit.evaluate`):
-
-* ``nll_nats``: -log p_hat(v), nats per example, importance-sampled with K draws from
-  q(z|x): log p_hat = log mean_k w_k, w_k = p(x, z_k) / q(z_k|x) (Burda et al. 2015), plus
-  the transform's term c (``Transform.log_data_scale``);
-* ``nll_stderr_nats``: the Monte-Carlo standard error of that estimate for this example, by
-  the delta method on log mean_k w_k: se = sd_k(w_k) / (sqrt(K) * mean_k(w_k)), with the
-  sample sd (ddof 1) of the K weights (computed from w_k / mean w in log space). It measures
-  the estimator's noise, not its bias (log mean w is biased low, Jensen);
-* ``neg_elbo_nats``: -ELBO estimated with the same K draws, -(mean_k log w_k) + c;
-* ``recon_sq_error``: sum over dimensions of (v - v_hat)^2 with v_hat = E[x | z = mu(x)]
-  mapped back to the data's units (``Transform.to_data``): squared grey levels for images,
-  squared table units for tables;
-* ``share_NAME_nats`` (a mixed-type table, which has no ``recon_sq_error``: its cells have
-  different units): each column's share of the row's score, its cell's -log p(v|z) weighted
-  over the importance draws (``vaekit.impute.column_shares``);
-* remedies for the likelihood's known failure (a model trained on one image set can give a
-  simpler out-of-distribution set a *higher* likelihood; Nalisnick et al. 2019):
-
-  - ``complexity`` (Serrà et al. 2020): ``complexity_bits`` L(v) = 8 x the length in bytes
-    of the image as a losslessly compressed PNG (zlib level 9; for a binarised model, of the
-    binarised draw its likelihood was computed on), and
-    ``complexity_corrected_bits`` S(v) = -log2 p(v) - L(v): the likelihood ratio against
-    a generic lossless compressor. Images of integer levels only;
-  - ``typicality`` (Nalisnick et al. 2019's typicality test, one example at a time):
-    ``typicality_nats`` = |nll(v) - H|, where H is the mean nll of in-distribution reference
-    data (the run's validation split, or ``reference=PATH``): both too likely and too
-    unlikely examples are atypical.
-
-A conditional model scores log p(x|y) where the data bring class labels, and the
-class-marginal log p(x) = log (1/C) sum_y p(x|y) where they do not (see
-:func:`importance_scores`).
-
-Labels (an ``ood`` column of 0/1 in a table, an ``ood`` array in a ``.npz``, or class
-sub-folders ``in``/``out`` or named by ``ood_classes``) give the AUROC and the AUPRC of each
-score, out-of-distribution as the positive class (:func:`auroc`, :func:`auprc`).
+``score_run(run, data, output)`` reads new data like every other command
+(:mod:`vaekit.data.new_data`) and writes one CSV row per example, every score
+higher-is-more-anomalous and of the data as given: the importance-sampled -log p(x) with its
+Monte-Carlo standard error, -ELBO, the squared reconstruction error (for a mixed-type table
+whose cells have different units: each column's share of the score), and the ``complexity``
+and ``typicality`` remedies. A conditional model scores log p(x|y) where the data bring
+labels, else the class-marginal (:func:`importance_scores`). Labels of what is out of
+distribution give each score's AUROC and AUPRC. Every column's definition and unit, and the
+remedies' sources: the guide's "Anomaly scores" (docs/guide/evaluation.md).
 """
 
 from __future__ import annotations

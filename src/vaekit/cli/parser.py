@@ -88,7 +88,7 @@ def _add_train_parser(commands, light: bool) -> None:
         "the defaults shown are the built-in ones, which a --config preset or file replaces. "
         "Writes OUT/config.json, model.safetensors, metrics.jsonl, checkpoints/{last,best}/, "
         "tensorboard/, samples.png, reconstructions.png, report.html. Multi-GPU/multi-node: "
-        "launch with torchrun (see README, Training).",
+        "launch with torchrun (see docs/guide/training.md, Multi-GPU and multi-node).",
     )
     if light:
         return

@@ -1,34 +1,11 @@
 """``vaekit compare RUN_A RUN_B [RUN_C ...]``: is run B really better than run A?
 
-Every run is evaluated on the same test examples (the same fixed draw of the test split, so
-dequantisation noise is shared), with the same K importance samples per example and the same
-seed per batch: where two runs have the same latent dimension their reparameterisation noise
-is identical (common random numbers), so the Monte-Carlo noise largely cancels in the
-differences.
-
-Each run is evaluated exactly as ``vaekit evaluate`` does it (``evaluate.load_run``,
-``evaluate.data_for_model``): a discrete likelihood sees the stored levels, a density the
-dequantised values, and the nll, ELBO and bits/dim are of the data *as given*: the
-transform's change-of-variables term c = ``Transform.log_data_scale`` is added (``space``
-names it). So a run with a discretised logistic and a run with a Gaussian on dequantised
-values of the same stored levels are compared on one scale, -log P(levels): exact for the
-first, the dequantisation bound for the second. A conditional model (``takes_labels``) is
-given each example's own label, so its numbers are of p(x|y); runs that condition
-differently are refused (-log p(x|y) and -log p(x) are different quantities).
-
-For each run after the first, against the first (the baseline A):
-
-* -log p(x) (or -log p(x|y)), the ELBO, bits per dimension and the KL: the per-example difference
-  d_i = (B's value - A's value) on example i, its mean over the N examples, and its *paired*
-  standard error std(d_i, ddof=1) / sqrt(N). Because both runs see the same x_i, the variation
-  between examples (most of each run's own standard error) cancels, which is what makes a small
-  difference detectable.
-* active units, a count over latent coordinates rather than a mean over examples: a paired
-  bootstrap over examples (the same resampled examples for both runs, ``BOOTSTRAP_DRAWS``
-  draws); the standard error is the standard deviation of the bootstrap differences.
-
-The standard errors describe this test set and these Monte-Carlo draws. They do not say how far
-another training seed would move either run; compare runs of several seeds for that.
+Every run is evaluated as ``vaekit evaluate`` does it, on the same test examples with the same
+K importance samples and the same seed per batch (common random numbers), and each run after
+the first is compared with the first: the mean per-example difference of -log p(x), the ELBO,
+bits/dim and the KL with its paired standard error, and of active units with a paired
+bootstrap standard error. The standard errors describe this test set and these draws, not
+another training seed. What is compared, what is refused and why: docs/guide/comparing.md.
 """
 
 from __future__ import annotations

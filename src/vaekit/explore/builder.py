@@ -200,6 +200,13 @@ def _projection(mu: np.ndarray, axes: tuple[int, int] | None) -> dict[str, Any]:
     }
 
 
+_TENSOR_KEYS = {
+    "linear": ("w", "b"),
+    "conv2d": ("weight", "bias"),
+    "conv_transpose2d": ("weight", "bias"),
+}
+
+
 class _Programs:
     """The layer programs of a page, their tensors in one shared list (one weights blob)."""
 
@@ -237,7 +244,8 @@ class _Programs:
         # model) is stored once.
         index = [self._index(t) for t in tensors]
         for layer in layers:
-            for key in ("w", "b", "weight", "bias"):
+            # A conv layer's "w" is its input width, not a tensor: only these keys index.
+            for key in _TENSOR_KEYS.get(layer["type"], ()):
                 if layer.get(key) is not None:
                     layer[key] = index[layer[key]]
         return layers
