@@ -33,7 +33,7 @@ import torch
 from timing import best_seconds_per_call
 from vaekit.evaluate import choose_chunk_size
 from vaekit.models import VAE, VAEConfig
-from vaekit.runtime import keep_freed_memory
+from vaekit.support.runtime import keep_freed_memory
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 

@@ -12,7 +12,7 @@ situation of a shared machine (a test suite, another training run). Settings:
 * ``2 threads, spin``: two OpenMP threads with the runtime's default wait policy (threads spin
   while they wait for work);
 * ``2 threads, passive``: two threads with OMP_WAIT_POLICY=PASSIVE (threads sleep);
-* ``vaekit policy``: what ``vaekit`` itself does (``vaekit.runtime.apply_thread_policy``).
+* ``vaekit policy``: what ``vaekit`` itself does (``vaekit.support.runtime.apply_thread_policy``).
 
 Run it alone on the machine; the note in RESULTS.md says so.
 """
@@ -33,7 +33,7 @@ import os, sys, time
 seconds = float(sys.argv[1])
 threads = int(sys.argv[2])
 if threads == -1:
-    from vaekit.runtime import apply_thread_policy
+    from vaekit.support.runtime import apply_thread_policy
     apply_thread_policy()
 import torch
 if threads > 0:

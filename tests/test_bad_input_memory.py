@@ -1,6 +1,6 @@
 """Bad input, category "memory estimates": a request the machine cannot hold is refused
 before anything is allocated, with the estimate in bytes, the memory available and the
-setting that asked (vaekit/memory.py). The budget is pinned in most tests (the estimate is
+setting that asked (vaekit/support/memory.py). The budget is pinned in most tests (the estimate is
 what is under test, not this machine's free memory)."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import vaekit.memory
+import vaekit.support.memory
 from helpers import tiny
 from vaekit.cli import main
 from vaekit.evaluate import decoder_floats_per_row
-from vaekit.memory import MemoryEstimateError, check_training_fits, parameter_count
 from vaekit.models import build_model
+from vaekit.support.memory import MemoryEstimateError, check_training_fits, parameter_count
 from vaekit.training import train
 
 
@@ -32,7 +32,7 @@ def _estimate(message: str) -> int:
 
 
 def test_sample_refuses_n_beyond_memory_with_the_estimate(run, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(vaekit.memory, "available_bytes", lambda device="cpu": 10**6)
+    monkeypatch.setattr(vaekit.support.memory, "available_bytes", lambda device="cpu": 10**6)
     out = tmp_path / "s.png"
     assert main(["sample", str(run), "-n", "2000", "-o", str(out)]) == 2
     err = capsys.readouterr().err.strip()
@@ -60,7 +60,7 @@ def test_the_parameter_count_is_the_built_models():
 
 
 def test_train_refuses_a_model_beyond_memory_before_building_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(vaekit.memory, "available_bytes", lambda device="cpu": 10**6)
+    monkeypatch.setattr(vaekit.support.memory, "available_bytes", lambda device="cpu": 10**6)
     built = []
     monkeypatch.setattr("vaekit.training.loop.build_model", lambda *a: built.append(a))
     config = tiny("model.hidden_dims=[4000]", "optim.ema_decay=0.99")
@@ -87,7 +87,7 @@ def test_a_budget_that_fits_passes(monkeypatch):
     config = tiny().model
     config.data_shape, config.likelihood = [1, 8, 8], "gaussian-learned"
     count = parameter_count(config)
-    monkeypatch.setattr(vaekit.memory, "available_bytes", lambda device="cpu": count * 16)
+    monkeypatch.setattr(vaekit.support.memory, "available_bytes", lambda device="cpu": count * 16)
     check_training_fits(config, torch.device("cpu"), copies=4)  # exactly fits
     with pytest.raises(MemoryEstimateError):
         check_training_fits(config, torch.device("cpu"), copies=5)
@@ -117,7 +117,7 @@ def test_em_with_just_enough_examples_works(capsys):
 def test_picture_grids_beyond_memory_are_refused(
     run, tmp_path, capsys, monkeypatch, command, flags, message
 ):
-    monkeypatch.setattr(vaekit.memory, "available_bytes", lambda device="cpu": 10**6)
+    monkeypatch.setattr(vaekit.support.memory, "available_bytes", lambda device="cpu": 10**6)
     out = tmp_path / "p.png"
     assert main([command, str(run), "-o", str(out), *flags]) == 2
     assert capsys.readouterr().err.startswith(f"vaekit: error: {message} needs about")

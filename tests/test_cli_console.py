@@ -197,7 +197,7 @@ def test_a_notebook_gets_a_tqdm_auto_bar(monkeypatch):
     bar (the notebook widget where ipywidgets is installed)."""
     import tqdm.auto
 
-    from vaekit.progress import in_notebook
+    from vaekit.support.progress import in_notebook
 
     made = []
 

@@ -16,9 +16,9 @@ from vaekit import feature_net
 from vaekit.cli import main
 from vaekit.data import load_dataset
 from vaekit.evaluate import evaluate
-from vaekit.jsonsafe import finite_json
 from vaekit.metrics import METRICS, SETTINGS, Metric, eval_keys, metric, shown_metrics, units_of
 from vaekit.report.html import render_report
+from vaekit.support.jsonsafe import finite_json
 
 
 @pytest.fixture(scope="module")

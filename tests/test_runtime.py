@@ -1,5 +1,5 @@
 """The CPU allocator setting: freed blocks stay in the heap, so a training step stops paying
-page faults for memory the previous step just released (vaekit/runtime.py)."""
+page faults for memory the previous step just released (vaekit/support/runtime.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from vaekit import runtime
+from vaekit.support import runtime
 
 GLIBC_LINUX = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
@@ -18,7 +18,7 @@ FAULTS_PER_STEP = textwrap.dedent(
     """
     import resource, sys, torch
     if sys.argv[1] == "keep":
-        from vaekit.runtime import keep_freed_memory
+        from vaekit.support.runtime import keep_freed_memory
         assert keep_freed_memory()
     torch.set_num_threads(1)
     net = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(), torch.nn.Linear(512, 784))

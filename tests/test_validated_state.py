@@ -240,7 +240,7 @@ def test_eval_json_and_json_output_hold_null_with_a_reason(run, capsys):
 
 
 def test_non_finite_numbers_become_null_with_the_reason():
-    from vaekit.jsonsafe import dumps, finite_json
+    from vaekit.support.jsonsafe import dumps, finite_json
 
     result = finite_json({"a": float("nan"), "b": {"c": [1.0, float("inf")]}, "d": 2})
     assert result == {

@@ -39,7 +39,7 @@ from vaekit.data.new_data import (
 )
 from vaekit.impute import write_decoded_rows
 from vaekit.outputs import check_outputs
-from vaekit.spelling import arg, spell
+from vaekit.support.spelling import arg, spell
 
 
 def _write_codes(path: str | Path, codes: torch.Tensor) -> Path:

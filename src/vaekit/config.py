@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from vaekit.models.registry import default_model_config, model_config_from_dict, retarget_model_dict
 from vaekit.settings import ConfigError, ModelConfig, from_dict, setting, to_dict
-from vaekit.spelling import spell
+from vaekit.support.spelling import spell
 
 # Re-exported: the names a user of ``vaekit.config`` has always found here.
 __all__ = [

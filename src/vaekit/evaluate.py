@@ -54,8 +54,8 @@ import torch
 from vaekit.data import DataError, Dataset
 from vaekit.metrics import units_of
 from vaekit.models import Model
-from vaekit.progress import format_seconds, progress_bar
-from vaekit.runtime import keep_freed_memory
+from vaekit.support.progress import format_seconds, progress_bar
+from vaekit.support.runtime import keep_freed_memory
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2015), §5.2
 # `vaekit evaluate`'s settings. Quick (the default, and the end-of-training report's): K = 100
@@ -278,7 +278,7 @@ def evaluate(
     the classifier once). A model without a likelihood (``has_likelihood`` False, e.g. an
     AE) gets no nll, ELBO or bits/dim: only what it defines (its per-example metrics, e.g.
     the reconstruction term, and its latent statistics); ``likelihood`` says so.
-    ``progress`` (auto, bar, plain; see ``vaekit.progress``) shows the evaluation's progress
+    ``progress`` (auto, bar, plain; see ``vaekit.support.progress``) shows the evaluation's progress
     as a bar with its ETA; without a bar, ``log`` (if given) gets a line at every tenth of
     the examples.
     """
@@ -286,7 +286,7 @@ def evaluate(
     dataset = data_for_model(model, dataset)
     device = next(model.parameters()).device
     if device.type == "cpu":
-        keep_freed_memory()  # the chunk loop reuses its memory (vaekit/runtime.py)
+        keep_freed_memory()  # the chunk loop reuses its memory (vaekit/support/runtime.py)
     x_all = dataset.fixed(split, seed=seed)
     y_all = dataset.split(split).y  # labels, in the same order as x_all (or None)
     # A whole first batch, to time the final setting's decoder calls on (see below).
@@ -412,7 +412,7 @@ def _estimate_line(
 ) -> str:
     """The estimated ``seconds`` of log p(x) for ``k`` draws on ``n`` of the ``split_size``
     examples, and ``final``, those of the final setting (None: this is it)."""
-    from vaekit.spelling import spell
+    from vaekit.support.spelling import spell
 
     line = (
         f"estimated time for log p(x): about {format_seconds(seconds)} (K = {k} importance "
@@ -482,10 +482,10 @@ def evaluate_run(
     """
     from vaekit.checkpoint import load, read_descriptor
     from vaekit.data.new_data import as_dataset, read_new_data
-    from vaekit.jsonsafe import dumps, finite_json
     from vaekit.outputs import check_outputs
-    from vaekit.provenance import environment
     from vaekit.rundir import atomic_write_bytes
+    from vaekit.support.jsonsafe import dumps, finite_json
+    from vaekit.support.provenance import environment
 
     check_outputs({"output": output}, inputs=[run, data])
     started = time.perf_counter()
@@ -522,8 +522,9 @@ def save_evaluation(run: str | Path, result: dict[str, Any]) -> Path:
     """Write ``result`` to ``RUN/eval.json`` atomically, under the run's lock (another vaekit
     process writing the run makes this a one-line error naming it). Raises OSError naming
     the file if it cannot be written (a read-only run directory, a full disk)."""
-    from vaekit import jsonsafe, rundir
+    from vaekit import rundir
     from vaekit.rundir import atomic_write_bytes
+    from vaekit.support import jsonsafe
 
     path = Path(run) / "eval.json"
     text = jsonsafe.dumps(jsonsafe.finite_json(result), indent=2) + "\n"

@@ -18,7 +18,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from vaekit.spelling import spell
+from vaekit.support.spelling import spell
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,

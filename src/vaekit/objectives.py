@@ -19,7 +19,7 @@ from vaekit.distributions.functional import LOG_2PI, log_mean_exp, slide_loss
 from vaekit.distributions.likelihoods import GaussianLikelihood
 from vaekit.distributions.posteriors import DiagonalGaussian
 from vaekit.models import Model
-from vaekit.spelling import spell, spell_value
+from vaekit.support.spelling import spell, spell_value
 
 Metrics = dict[str, torch.Tensor]
 Labels = torch.Tensor | None

@@ -45,7 +45,7 @@ from vaekit.rundir import (
     is_run_dir,
     write_marker,
 )
-from vaekit.spelling import arg
+from vaekit.support.spelling import arg
 
 # --- Reading: regular files only, so that a FIFO never blocks a command ----------------------
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from vaekit._version import __version__
-from vaekit.spelling import arg  # messages spell arguments the caller's way
+from vaekit.support.spelling import arg  # messages spell arguments the caller's way
 
 try:  # POSIX advisory locks; absent on Windows, where runs are not locked
     import fcntl

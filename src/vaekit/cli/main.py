@@ -11,9 +11,9 @@ import os
 import sys
 
 from vaekit.cli.parser import build_parser
-from vaekit.runtime import apply_thread_policy
 from vaekit.settings import ConfigError
-from vaekit.spelling import command_line
+from vaekit.support.runtime import apply_thread_policy
+from vaekit.support.spelling import command_line
 
 # Exit status after the reader of our output went away (`vaekit evaluate RUN | head -1`):
 # 128 + SIGPIPE, what a shell reports for any program a closed pipe stops. A plain pipeline
@@ -23,7 +23,7 @@ EXIT_BROKEN_PIPE = 141
 
 
 def main(argv: list[str] | None = None) -> int:
-    apply_thread_policy()  # before torch starts its thread pool (see vaekit/runtime.py)
+    apply_thread_policy()  # before torch starts its thread pool (see vaekit/support/runtime.py)
     # Library messages name flags (--overwrite), not Python keywords (overwrite=True).
     with command_line():
         return _main(argv)

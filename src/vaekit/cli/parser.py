@@ -23,7 +23,7 @@ from vaekit.cli.flags import (
     union_section,
     validated_type,
 )
-from vaekit.progress import PROGRESS_MODES
+from vaekit.support.progress import PROGRESS_MODES
 
 _hidden_dims = int_list
 

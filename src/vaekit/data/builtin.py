@@ -48,7 +48,7 @@ from vaekit.data.download import cache_dir, fetch, mirror_bases
 from vaekit.data.errors import DataError
 from vaekit.data.idx import read_bytes, read_idx
 from vaekit.data.transforms import Dequantize, DynamicBinarize, Transform
-from vaekit.spelling import spell
+from vaekit.support.spelling import spell
 
 SYSTEM_ROOTS = [Path("/usr/share/datasets")]
 # The one Bernoulli draw of the static binarisations: train rows in file order from

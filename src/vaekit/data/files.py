@@ -33,7 +33,7 @@ from vaekit.data.datasets import Dataset, MemmapSplit, Split, native_order, spli
 from vaekit.data.errors import DataError
 from vaekit.data.images import read_images
 from vaekit.data.transforms import Dequantize, Standardize, Transform
-from vaekit.spelling import spell
+from vaekit.support.spelling import spell
 
 TEST_FRACTION = 0.1
 TEST_SPLIT_SEED = 1234

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from vaekit.data.errors import DataError
-from vaekit.spelling import spell
+from vaekit.support.spelling import spell
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 GREY_MODES = ("1", "L")

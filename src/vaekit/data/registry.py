@@ -15,7 +15,7 @@ from vaekit.data.errors import DataError
 from vaekit.data.files import FORMATS, load_path
 from vaekit.data.pack import is_pack, read_pack
 from vaekit.data.transforms import Dequantize
-from vaekit.spelling import spell
+from vaekit.support.spelling import spell
 
 __all__ = ["DATASETS", "DataError", "DatasetEntry", "dataset_table", "load_dataset", "register"]
 

@@ -27,7 +27,7 @@ from vaekit.data import Dataset
 from vaekit.distributions.functional import kl_full_gaussian_standard_normal
 from vaekit.feature_net import frechet_distance, load_or_train
 from vaekit.models import MODELS, Model
-from vaekit.spelling import spell
+from vaekit.support.spelling import spell
 
 
 def comparison_configs(

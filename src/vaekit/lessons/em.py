@@ -28,7 +28,7 @@ from vaekit.lessons.ppca import (
     run_em,
     synthetic_ppca,
 )
-from vaekit.spelling import spell
+from vaekit.support.spelling import spell
 
 
 def summary(x: torch.Tensor, params: PPCA, mle: PPCA, q_mean, q_cov) -> dict[str, float]:

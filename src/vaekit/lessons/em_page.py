@@ -11,7 +11,7 @@ import numpy as np
 
 from vaekit.report.page import write_page
 from vaekit.report.plots import png_bytes, pyplot
-from vaekit.spelling import spell
+from vaekit.support.spelling import spell
 
 _EM_LABELS = {
     "exact_em": "exact EM",

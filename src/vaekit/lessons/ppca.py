@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from vaekit.distributions.functional import LOG_2PI
-from vaekit.spelling import spell
+from vaekit.support.spelling import spell
 
 
 @dataclass

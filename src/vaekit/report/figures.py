@@ -27,7 +27,7 @@ from vaekit.report.latent_plots import (
     save_traversals,
 )
 from vaekit.report.plots import is_image, save_reconstructions, save_samples
-from vaekit.spelling import spell
+from vaekit.support.spelling import spell
 
 
 @dataclass

@@ -25,10 +25,10 @@ from vaekit.evaluate import (
 )
 from vaekit.metrics import lookup, metric, result_problem, shown_metrics
 from vaekit.outputs import read_regular, staged_dir
-from vaekit.progress import format_seconds
 from vaekit.report.figures import Figure, run_figures
 from vaekit.report.page import Page
 from vaekit.rundir import RunDirError, atomic_write_bytes, locked
+from vaekit.support.progress import format_seconds
 from vaekit.validate import StateError, parse_json
 
 REPORT_FILE = "report.html"

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from vaekit.report.plots import check_decoding_fits, image_grid, pyplot, save_figure, save_grid
-from vaekit.spelling import spell
+from vaekit.support.spelling import spell
 
 
 def _device(model) -> torch.device:

@@ -14,7 +14,7 @@ import torch
 
 from vaekit.data import Dataset
 from vaekit.rundir import atomic_write_bytes
-from vaekit.spelling import spell
+from vaekit.support.spelling import spell
 
 
 def is_image(shape: tuple[int, ...]) -> bool:
@@ -163,7 +163,7 @@ def check_decoding_fits(model, rows: int, what: str) -> None:
     row, as the evaluator's memory budget counts them) exceeds the device's free memory;
     ``what`` names the request and its flags (``"-n 100000000: decoding ..."``)."""
     from vaekit.evaluate import decoder_floats_per_row
-    from vaekit.memory import check_fits
+    from vaekit.support.memory import check_fits
 
     p = next(model.parameters())
     check_fits(rows * decoder_floats_per_row(model) * p.element_size(), what, p.device)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vaekit.progress import format_seconds
+from vaekit.support.progress import format_seconds
 
 LEGEND = (
     "legend: elbo = log_px_z - kl = E_q[log p(x|z)] - KL(q(z|x) || p(z)), a lower bound on "

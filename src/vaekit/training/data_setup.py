@@ -5,7 +5,7 @@ from __future__ import annotations
 from vaekit.config import Config
 from vaekit.data import Dataset, load_dataset
 from vaekit.distributions.likelihoods import LIKELIHOOD_OPTIONS, is_discrete
-from vaekit.spelling import spell_value
+from vaekit.support.spelling import spell_value
 
 
 def resolve_model_config(config: Config, dataset: Dataset) -> Dataset:

@@ -7,8 +7,8 @@ import os
 import torch
 
 from vaekit.config import TrainConfig
-from vaekit.runtime import keep_freed_memory
-from vaekit.spelling import spell_value
+from vaekit.support.runtime import keep_freed_memory
+from vaekit.support.spelling import spell_value
 from vaekit.training import distributed
 
 
@@ -42,5 +42,5 @@ def setup_device(tc: TrainConfig) -> tuple[distributed.DistContext, torch.device
         torch.backends.cudnn.benchmark = False
     ctx, device = distributed.setup(resolve_device(tc.device))
     if device.type == "cpu":
-        keep_freed_memory()  # no page faults per step (vaekit/runtime.py)
+        keep_freed_memory()  # no page faults per step (vaekit/support/runtime.py)
     return ctx, device

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from vaekit.spelling import spell
+from vaekit.support.spelling import spell
 
 
 @dataclass(frozen=True)

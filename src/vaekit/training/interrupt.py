@@ -17,7 +17,7 @@ import signal
 import threading
 from pathlib import Path
 
-from vaekit import spelling
+from vaekit.support import spelling
 
 # Test hook: SIGKILL this process right after the given step (the resume test uses it to
 # die mid-epoch at a reproducible point, like a crash or a pre-empted job).

@@ -10,10 +10,10 @@ import time
 import torch
 
 from vaekit import rundir
-from vaekit.memory import check_training_fits
 from vaekit.models import build_model
 from vaekit.objectives import NegativeELBO, build_objective
-from vaekit.spelling import spell
+from vaekit.support.memory import check_training_fits
+from vaekit.support.spelling import spell
 from vaekit.training import distributed, state_files
 from vaekit.training.averaging import PolyakAverage
 from vaekit.training.console import Clock, format_record

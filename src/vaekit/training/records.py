@@ -19,9 +19,9 @@ from vaekit import checkpoint, rundir
 from vaekit.config import to_dict
 from vaekit.data.table_schema import schema_lines
 from vaekit.objectives import IWAEObjective, NegativeELBO
-from vaekit.progress import progress_bar
-from vaekit.provenance import training_metadata
-from vaekit.spelling import spell
+from vaekit.support.progress import progress_bar
+from vaekit.support.provenance import training_metadata
+from vaekit.support.spelling import spell
 from vaekit.training.console import (
     LEGEND,
     format_record,
@@ -279,7 +279,7 @@ class Records:
     def _open_progress_bar(self):
         if not self.ctx.is_main or self.finished:
             return None
-        # tqdm.auto: a terminal bar, or the notebook's in Jupyter (vaekit/progress.py).
+        # tqdm.auto: a terminal bar, or the notebook's in Jupyter (vaekit/support/progress.py).
         return progress_bar(
             self.budget, self.config.train.progress, initial=self.state.step, unit="step"
         )

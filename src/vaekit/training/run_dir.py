@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vaekit import rundir
-from vaekit.spelling import spell
+from vaekit.support.spelling import spell
 
 
 def _shown(path: str | Path | None) -> str:

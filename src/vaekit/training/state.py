@@ -17,7 +17,7 @@ import torch
 from vaekit import checkpoint, rundir
 from vaekit.config import Config, model_config_from_dict, to_dict
 from vaekit.outputs import read_regular
-from vaekit.spelling import spell
+from vaekit.support.spelling import spell
 from vaekit.training import distributed, state_files
 from vaekit.training.interrupt import TrainingInterrupted, resume_command
 from vaekit.training.result import TrainingError, TrainResult

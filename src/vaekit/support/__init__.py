@@ -1,0 +1,4 @@
+"""Support used by every wing: how messages spell arguments (``spelling``), progress bars and
+durations (``progress``), strict JSON (``jsonsafe``), run provenance (``provenance``), memory
+estimates before allocating (``memory``) and the process's runtime settings (``runtime``).
+Nothing here imports the rest of vaekit."""
