@@ -99,7 +99,11 @@ def test_overrides_and_their_errors(table):
     [
         (["a", "b"], [["x", ""], ["y", "NA"], ["x", "null"]], r"column 2 \('b'\): every cell"),
         (["a", "b"], [["x", "7"], ["y", "7.0"], ["x", ""]], r"\('b'\): a single observed"),
-        (["a", "a"], [["x", "x"], ["y", "y"], ["x", ""]], r"duplicate column name 'a'"),
+        (
+            ["a", "a"],
+            [["x", "x"], ["y", "y"], ["x", ""]],
+            r"column 2 repeats the name 'a' of column 1",
+        ),
         (
             ["id", "b"],
             [[f"u{i}", str(i % 2)] for i in range(12)],

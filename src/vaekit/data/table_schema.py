@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from vaekit.data.errors import DataError
+from vaekit.data.files import check_unique_columns, read_parquet_table
 from vaekit.settings import TableColumn
 
 MISSING = frozenset({"", "na", "nan", "null"})
@@ -105,21 +106,9 @@ def _read_csv_text(path: Path) -> TextTable:
 
 
 def _read_parquet_text(path: Path) -> TextTable:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise DataError(
-            f"{path}: reading Parquet needs pyarrow: pip install 'vaekit[parquet]'"
-        ) from None
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowException) as exc:
-        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
-    if table.num_columns == 0:
-        raise DataError(f"{path}: empty Parquet table (no columns)")
-    if table.num_rows == 0:
-        raise DataError(f"{path}: Parquet table has columns but no rows")
+    import pyarrow as pa
+
+    table = read_parquet_table(path)  # one row at least, unique names, one-line errors
     cells, clean = [], True
     for column in table.columns:
         kind = column.type
@@ -231,11 +220,7 @@ def infer_schema(table: TextTable, overrides: dict[str, str] | None = None) -> l
     """Each column's type, categories and standardisation (the module doc); ``overrides``
     (name -> type) replace inferred types."""
     overrides = dict(overrides or {})
-    seen = set()
-    for name in table.names:
-        if name in seen:
-            raise DataError(f"{table.path}: duplicate column name {name!r}")
-        seen.add(name)
+    check_unique_columns(Path(table.path), list(table.names))  # one message for every reader
     for name, kind in overrides.items():
         if name not in table.names:
             raise DataError(
