@@ -212,10 +212,10 @@ def test_a_fifo_in_place_of_a_run_file_is_refused(run, tmp_path, capsys, deadlin
     argv = [a.replace("{run}", str(copy)).replace("{tmp}", str(tmp_path)) for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert f"{copy / name}: not a regular file (a FIFO); refusing to open it" in err
+    assert f"{copy / name}: is a FIFO, not a regular file" in err
 
 
 def test_a_fifo_in_place_of_metrics_jsonl_is_refused(tmp_path, deadline):
     os.mkfifo(tmp_path / "metrics.jsonl")
-    with pytest.raises(ValueError, match="not a regular file"):
+    with pytest.raises(OSError, match="not a regular file"):
         read_metrics(tmp_path / "metrics.jsonl")

@@ -663,11 +663,22 @@ def test_vq_page_has_a_grid_of_codes(browser, runs, pages):
 
 @pytest.mark.parametrize("name", ["cvae", "hvae", "vqvae"])
 def test_cli_writes_a_page_for_every_registered_model(runs, tmp_path, name):
-    """No registered model is refused: each has its page (the runs cover the registry)."""
+    """Every registered model but the deep hierarchical VAE has its page (the runs cover the
+    registry); the deep model's top-down decoder is not yet written for the page, and
+    test_the_deep_hierarchical_vae_is_refused_in_one_line says how it is refused."""
     from vaekit.models import MODELS
 
-    assert {load(run).config.kind for run in runs.values()} == set(MODELS)
+    assert {load(run).config.kind for run in runs.values()} == set(MODELS) - {"deep-hvae"}
     out = tmp_path / "page.html"
     assert main(["explore", str(runs[name]), "-o", str(out)]) == 0
     text = out.read_text()
     assert "vaekitExplorer" in text and f'"kind":"{name}"' in text
+
+
+def test_the_deep_hierarchical_vae_is_refused_in_one_line(tmp_path, capsys):
+    model = _untrained("deep-hvae", "model.latent_dims=[2, 2]", "model.width=8")
+    save_model(model, tmp_path / "run", data=load_dataset("digits", None, 0.1, 0).info())
+    assert main(["explore", str(tmp_path / "run"), "-o", str(tmp_path / "page.html")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot build that section" in err[0]
+    assert not (tmp_path / "page.html").exists()

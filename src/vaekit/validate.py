@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vaekit.outputs import open_regular
+from vaekit.outputs import file_kind, open_regular
 
 # safetensors dtype names -> torch dtypes (the ones torch has).
 SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
@@ -56,13 +56,13 @@ def read_state_file(path: str | Path) -> bytes:
 
 
 def check_regular_file(path: Path) -> None:
-    """Refuse anything but a regular file (symbolic links are followed)."""
+    """Refuse anything but a regular file (symbolic links are followed), in the words of
+    :func:`vaekit.outputs.open_regular`."""
     mode = path.stat().st_mode
     if not stat.S_ISREG(mode):
-        kind = (
-            "directory" if stat.S_ISDIR(mode) else "FIFO" if stat.S_ISFIFO(mode) else "special file"
+        raise StateError(
+            f"{path}: is {file_kind(mode)}, not a regular file; vaekit reads only regular files"
         )
-        raise StateError(f"{path}: not a regular file (a {kind}); refusing to open it")
 
 
 def read_safetensors_header(path: str | Path) -> dict[str, tuple[torch.dtype, list[int]]]:

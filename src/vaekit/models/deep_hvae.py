@@ -269,8 +269,8 @@ class DeepHierarchicalVAE(LikelihoodModel):
         lead = z.dim() == 2
         zs = self._split(z.unsqueeze(0) if lead else z)
         s, _, _, _ = self._top_down(None, zs, zs[0].shape[0])
-        mean = self.likelihood.mean(self._params(s))
-        return mean[0] if lead else mean
+        params = self._params(s)
+        return self.likelihood.mean(params[0] if lead else params)
 
     @torch.no_grad()
     def sample(
