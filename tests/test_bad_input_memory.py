@@ -16,7 +16,8 @@ from helpers import tiny
 from vaekit.cli import main
 from vaekit.evaluate import decoder_floats_per_row
 from vaekit.models import build_model
-from vaekit.support.memory import MemoryEstimateError, check_training_fits, parameter_count
+from vaekit.support.memory import MemoryEstimateError
+from vaekit.training.step import check_training_fits, parameter_count
 from vaekit.training import train
 
 

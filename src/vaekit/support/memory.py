@@ -6,8 +6,7 @@ estimate, the memory available and the setting that asked, instead of a failed a
   ``/proc/meminfo`` (or the physical pages the OS reports free) for the CPU,
   ``torch.cuda.mem_get_info`` for a GPU; None where unknown (nothing is refused then).
 * :func:`check_fits`: refuse an estimate above it.
-* :func:`check_training_fits`: a model config's parameters, counted on PyTorch's ``meta``
-  device (nothing allocated), times the copies training holds of them.
+(``vaekit.training.step.check_training_fits`` applies them to a model's parameters.)
 
 Estimates are lower bounds (activations and the allocator's slack come on top), so a refusal
 is certain, and a request that passes may still be tight.
@@ -15,13 +14,10 @@ is certain, and a request that passes may still be tight.
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
 import torch
-
-from vaekit.settings import ModelConfig
 
 
 class MemoryEstimateError(ValueError):
@@ -65,31 +61,3 @@ def check_fits(estimate: float, what: str, device: torch.device | str = "cpu") -
             f"a lower bound), more than the {format_bytes(available)} available on "
             f"{torch.device(device).type}"
         )
-
-
-def parameter_count(config: ModelConfig) -> int:
-    """Parameters of the model ``config`` builds, counted on the ``meta`` device."""
-    from vaekit.models import build_model
-
-    with torch.device("meta"):
-        model = build_model(config)
-    return sum(math.prod(p.shape) for p in model.parameters())
-
-
-def check_training_fits(config: ModelConfig, device: torch.device | str, copies: int = 4) -> None:
-    """Refuse a model whose parameters alone, held ``copies`` times (weights, gradients,
-    Adam's two moments; one more with weight averaging), exceed the device's memory. The
-    message names the model's size fields (``model.hidden_dims`` ...) as set."""
-    count = parameter_count(config)
-    element = torch.empty((), dtype=torch.get_default_dtype()).element_size()
-    sizes = [
-        f"model.{name} = {getattr(config, name)}"
-        for name in ("hidden_dims", "latent_dim", "latent_dims", "codebook_size", "code_dim")
-        if getattr(config, name, None) is not None
-    ]
-    what = (
-        f"the model ({', '.join([*sizes, f'data shape {config.data_shape}'])}) has "
-        f"{count:,} parameters; training them ({copies} copies: weights, gradients, the "
-        "optimiser's moments)"
-    )
-    check_fits(count * element * copies, what, device)

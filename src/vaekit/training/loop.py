@@ -12,7 +12,6 @@ import torch
 from vaekit import rundir
 from vaekit.models import build_model
 from vaekit.objectives import NegativeELBO, build_objective
-from vaekit.support.memory import check_training_fits
 from vaekit.support.spelling import spell
 from vaekit.training import distributed, state_files
 from vaekit.training.averaging import PolyakAverage
@@ -25,7 +24,13 @@ from vaekit.training.records import Records
 from vaekit.training.result import TrainingError, TrainResult
 from vaekit.training.schedules import CosineSchedule, build_schedule, kl_weight
 from vaekit.training.state import Checkpoints, LoopState
-from vaekit.training.step import build_step_module, check_gradients, make_optimizer, reduce_step
+from vaekit.training.step import (
+    build_step_module,
+    check_gradients,
+    check_training_fits,
+    make_optimizer,
+    reduce_step,
+)
 from vaekit.training.validation import Validation
 
 # The default budget's epochs, before train.min_steps raises them for small data.

@@ -8,7 +8,9 @@ import math
 import torch
 from torch import nn
 
-from vaekit.models import Model
+from vaekit.models import Model, build_model
+from vaekit.settings import ModelConfig
+from vaekit.support.memory import check_fits
 from vaekit.training import distributed
 
 
@@ -90,3 +92,29 @@ def reduce_step(
     packed = torch.tensor([*values, *map(float, flags)], dtype=torch.float64, device=device)
     sums = distributed.all_reduce_sum(packed, ctx).cpu().tolist()
     return sums[: len(values)], [total > 0 for total in sums[len(values) :]]
+
+
+def parameter_count(config: ModelConfig) -> int:
+    """Parameters of the model ``config`` builds, counted on the ``meta`` device."""
+    with torch.device("meta"):
+        model = build_model(config)
+    return sum(math.prod(p.shape) for p in model.parameters())
+
+
+def check_training_fits(config: ModelConfig, device: torch.device | str, copies: int = 4) -> None:
+    """Refuse a model whose parameters alone, held ``copies`` times (weights, gradients,
+    Adam's two moments; one more with weight averaging), exceed the device's memory. The
+    message names the model's size fields (``model.hidden_dims`` ...) as set."""
+    count = parameter_count(config)
+    element = torch.empty((), dtype=torch.get_default_dtype()).element_size()
+    sizes = [
+        f"model.{name} = {getattr(config, name)}"
+        for name in ("hidden_dims", "latent_dim", "latent_dims", "codebook_size", "code_dim")
+        if getattr(config, name, None) is not None
+    ]
+    what = (
+        f"the model ({', '.join([*sizes, f'data shape {config.data_shape}'])}) has "
+        f"{count:,} parameters; training them ({copies} copies: weights, gradients, the "
+        "optimiser's moments)"
+    )
+    check_fits(count * element * copies, what, device)
