@@ -17,8 +17,8 @@ from vaekit.cli import main
 from vaekit.evaluate import decoder_floats_per_row
 from vaekit.models import build_model
 from vaekit.support.memory import MemoryEstimateError
-from vaekit.training.step import check_training_fits, parameter_count
 from vaekit.training import train
+from vaekit.training.step import check_training_fits, parameter_count
 
 
 @pytest.fixture(scope="module")
