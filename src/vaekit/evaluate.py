@@ -470,7 +470,9 @@ def evaluate_run(
     **options: Any,
 ) -> dict[str, Any]:
     """Evaluate a run directory's model on its dataset; with ``save``, also write
-    ``RUN/eval.json`` (see :func:`save_evaluation`).
+    ``RUN/eval.json`` (see :func:`save_evaluation`). A ``report.html`` beside it then shows
+    older numbers until ``vaekit.report.html.refresh_report(RUN)`` rewrites it, which
+    ``vaekit evaluate`` does (the report is built on this module, not the other way round).
 
     ``data``: evaluate on new data instead (any format ``train`` reads, on the training data's
     scale; all its rows; see :mod:`vaekit.data.new_data`); the result is then written only
@@ -509,10 +511,7 @@ def evaluate_run(
         reasons = {"nll_stderr": why, "bits_per_dim_stderr": why}
     result = finite_json(result, reasons)
     if data is None and save:
-        from vaekit.report.html import refresh_report
-
         save_evaluation(run, result)
-        refresh_report(run, log)  # a report beside eval.json shows its numbers
     elif data is not None and output is not None:
         atomic_write_bytes(Path(output), (dumps(result, indent=2) + "\n").encode())
     return result
