@@ -12,6 +12,8 @@ situation of a shared machine (a test suite, another training run). Settings:
 * ``2 threads, spin``: two OpenMP threads with the runtime's default wait policy (threads spin
   while they wait for work);
 * ``2 threads, passive``: two threads with OMP_WAIT_POLICY=PASSIVE (threads sleep);
+* ``2 threads, short spin``: two threads that spin 10,000 times (GOMP_SPINCOUNT; the
+  default is 300,000 for GNU OpenMP) before they sleep;
 * ``vaekit policy``: what ``vaekit`` itself does (``vaekit.support.runtime.apply_thread_policy``).
 
 Run it alone on the machine; the note in RESULTS.md says so.
@@ -67,6 +69,7 @@ SETTINGS = {
     "1 thread": (1, {}),
     "2 threads, spin": (2, {}),
     "2 threads, passive": (2, {"OMP_WAIT_POLICY": "PASSIVE"}),
+    "2 threads, short spin": (2, {"GOMP_SPINCOUNT": "10000"}),
     "vaekit policy": (-1, {}),
 }
 
