@@ -416,3 +416,19 @@ def test_evaluating_a_run_in_training_names_the_process_and_the_checkpoint(root,
         assert main(["evaluate", str(run / "checkpoints" / "last"), *QUICK, "--no-fcd"]) == 0
     finally:
         os.close(fd)
+
+
+def test_a_staged_folder_replaces_only_a_folder_vaekit_made(tmp_path):
+    """The deletion itself is guarded, whoever calls: a user's folder outside any run is
+    never moved aside and deleted, even with replace=True."""
+    from vaekit.outputs import staged_dir
+    from vaekit.rundir import RunDirError
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(RunDirError, match="not a folder vaekit created"):
+        with staged_dir(mine, replace=True) as staging:
+            (staging / "x").write_text("new")
+    assert (mine / "notes.txt").read_text() == "keep"
+    assert [p.name for p in tmp_path.iterdir()] == ["mine"]  # no temporary folder left

@@ -43,6 +43,7 @@ from vaekit.rundir import (
     atomic_write_bytes,
     file_mode,
     is_run_dir,
+    protected_reason,
     write_marker,
 )
 from vaekit.support.spelling import arg
@@ -224,6 +225,19 @@ def output_names(names: list[str], suffix: str = ".png") -> list[str]:
     return chosen
 
 
+def check_replaceable(out: Path) -> None:
+    """The last check before a folder is moved aside and deleted: it must be vaekit's (its
+    marker, or a folder inside a run such as ``RUN/figures``), and never the current
+    directory, a parent of it, the home folder or the root. Callers ask
+    :func:`vaekit.rundir.check_replace` first with the user's flags; this guards the deletion
+    itself, whoever calls."""
+    reason = protected_reason(out)
+    if reason is not None or not (is_run_dir(out) or is_run_dir(out.parent)):
+        raise RunDirError(
+            f"{out}: refusing to replace it: {reason or 'not a folder vaekit created'}"
+        )
+
+
 @contextlib.contextmanager
 def staged_dir(out: str | Path, replace: bool = False, marker: bool = True) -> Iterator[Path]:
     """Yield a temporary sibling folder of ``out`` to write into; at the end of the block it
@@ -249,6 +263,7 @@ def staged_dir(out: str | Path, replace: bool = False, marker: bool = True) -> I
         mode = file_mode()
         os.chmod(staging, mode | (mode & 0o444) >> 2)  # mkdtemp's 0700 -> the umask's mode
         if replace and out.exists():  # moved aside first: out is whole at every moment
+            check_replaceable(out)
             old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
             os.replace(out, old)
         elif out.exists():

@@ -103,7 +103,7 @@ def elastic_job(path: str | Path) -> str | None:
     return job if isinstance(job, str) else None
 
 
-def _protected(path: Path) -> str | None:
+def protected_reason(path: Path) -> str | None:
     """Why ``path`` may never be emptied (None if it may): the current directory, one of its
     parents, the home folder or the file-system root."""
     resolved = path.resolve()
@@ -141,7 +141,7 @@ def check_replace(out: str | Path, overwrite: bool, holding: str | None = None) 
             f"{arg('out', out)}: directory exists and is not empty; choose another "
             f"directory or replace one vaekit created with {arg('overwrite', True)}"
         )
-    reason = _protected(out)
+    reason = protected_reason(out)
     if reason is not None:
         raise RunDirError(f"{arg('out', out)}: refusing {arg('overwrite', True)}: {reason}")
     if not is_run_dir(out):
