@@ -91,7 +91,9 @@ def test_save_and_load_round_trip(fitted, table, tmp_path):
     np.testing.assert_array_equal(again.score_samples(table[:3]), fitted.score_samples(table[:3]))
 
 
-def test_default_budget_depends_on_the_data(table):
-    est = VAEEstimator()
-    assert est._config(n_train=180).train.max_steps == 2000  # 10 epochs would be 20 steps
-    assert est._config(n_train=1_000_000).train.max_steps == 10 * math.ceil(1_000_000 / 128)
+def test_the_default_budget_is_the_trainers(table):
+    """No max_steps: 10 epochs of 180 training rows would be 20 steps; the trainer's default
+    raises them to train.min_steps, 2000 optimiser steps."""
+    est = VAEEstimator(latent_dim=2, hidden_dims=(8,), batch_size=90).fit(table)
+    assert est.n_steps_ == 2000
+    assert VAEEstimator(**TINY).fit(table).n_steps_ == 5

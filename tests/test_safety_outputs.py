@@ -427,8 +427,8 @@ def test_a_staged_folder_replaces_only_a_folder_vaekit_made(tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")
-    with pytest.raises(RunDirError, match="not a folder vaekit created"):
-        with staged_dir(mine, replace=True) as staging:
-            (staging / "x").write_text("new")
+    refused = pytest.raises(RunDirError, match="not a folder vaekit created")
+    with refused, staged_dir(mine, replace=True) as staging:
+        (staging / "x").write_text("new")
     assert (mine / "notes.txt").read_text() == "keep"
     assert [p.name for p in tmp_path.iterdir()] == ["mine"]  # no temporary folder left

@@ -37,11 +37,6 @@ from vaekit.data.files import describe_values
 from vaekit.models import MODELS
 from vaekit.models.registry import model_config_from_dict
 
-# The smallest number of optimiser steps a default budget gives, whatever the data's size:
-# ten epochs of a 500-row table are 40 steps, far from a useful model.
-MIN_DEFAULT_STEPS = 2000
-DEFAULT_EPOCHS = 10
-
 
 class VAEEstimator(TransformerMixin, BaseEstimator):
     """A variational autoencoder as a scikit-learn estimator.
@@ -57,7 +52,8 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
     model:
         a registered model name (``vaekit.MODELS``) with one latent vector, e.g. ``"vae"``.
     max_steps:
-        optimiser steps; None: ``max(MIN_DEFAULT_STEPS, DEFAULT_EPOCHS epochs)``.
+        optimiser steps; None: the trainer's default budget (10 epochs, raised to at least
+        ``train.min_steps`` = 2000 steps), as ``vaekit train`` gives it.
     batch_size, lr:
         the optimiser's batch (rows) and Adam learning rate.
     val_fraction:
@@ -139,13 +135,9 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
                 raise ValueError(f"model {self.model!r} has no setting {name!r}")
             setattr(model, name, value)
         model = model_config_from_dict(_model_dict(model), "model")  # validated as a whole
-        steps = self.max_steps
-        if steps is None:
-            per_epoch = max(1, math.ceil(n_train / self.batch_size))
-            steps = max(MIN_DEFAULT_STEPS, DEFAULT_EPOCHS * per_epoch)
         train = TrainConfig(
-            epochs=10**9,  # the step budget decides
-            max_steps=int(steps),
+            epochs=None if self.max_steps is None else 10**9,  # None: the default budget
+            max_steps=None if self.max_steps is None else int(self.max_steps),
             batch_size=min(int(self.batch_size), n_train),
             seed=int(self.random_state),
             device="cpu",
@@ -180,7 +172,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         self.model_ = result.model.eval()
         self.history_ = result.history
         self.data_info_ = dataset.info()
-        self.n_steps_ = config.train.max_steps
+        self.n_steps_ = int(result.history[-1]["step"]) if result.history else 0
         return self
 
     # --- using a fitted estimator ----------------------------------------------------------

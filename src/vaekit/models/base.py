@@ -56,6 +56,11 @@ class ELBOTerms:
         return self.group_kl() if self.group_kl is not None else None
 
 
+# Draws behind Monte-Carlo latent moments, where q(z|x)'s marginals have no closed form (the
+# lower layers of a hierarchy: mixtures over the draws above them).
+MOMENT_SAMPLES = 32
+
+
 @dataclass
 class LatentMoments:
     """Moments of the code distribution of each example over the continuous latent ``[m]``.
@@ -75,6 +80,16 @@ class LatentMoments:
     kl_per_dim: torch.Tensor | None = None
     layer_sizes: list[int] | None = None
     mean_draws: int | None = None
+
+    @classmethod
+    def from_draws(cls, z: torch.Tensor, layer_sizes: list[int] | None = None) -> LatentMoments:
+        """Monte-Carlo moments from draws ``z [S, B, m]`` of q(z|x): the sample mean ``[B, m]``
+        and the sample covariance ``[B, m, m]`` (divided by S - 1)."""
+        draws = z.shape[0]
+        mean = z.mean(dim=0)
+        centred = z - mean
+        cov = torch.einsum("sbi,sbj->bij", centred, centred) / (draws - 1)
+        return cls(mean, cov, layer_sizes=layer_sizes, mean_draws=draws)
 
 
 class Model(nn.Module, abc.ABC):

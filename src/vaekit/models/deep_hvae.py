@@ -41,14 +41,11 @@ from torch import nn
 from torch.distributions import Distribution
 
 from vaekit.distributions import PRIORS, DiagonalGaussian, build_likelihood
-from vaekit.models.base import ELBOTerms, LatentMoments, LikelihoodModel
+from vaekit.models.base import MOMENT_SAMPLES, ELBOTerms, LatentMoments, LikelihoodModel
 from vaekit.models.bodies import check_buildable
 from vaekit.models.registry import register_model
 from vaekit.networks import ACTIVATIONS
 from vaekit.settings import ConfigError, ModelConfig, setting
-
-# Draws behind latent_moments: the marginal q(z_l|x) of a group below the top is a mixture.
-MOMENT_SAMPLES = 32
 
 
 @dataclass
@@ -331,9 +328,4 @@ class DeepHierarchicalVAE(LikelihoodModel):
         Monte-Carlo estimates from ``MOMENT_SAMPLES`` draws (a lower group's marginal is a
         mixture over the draws above it)."""
         _, zs, _, _ = self._top_down(self.proposal(x), None, MOMENT_SAMPLES)
-        z = torch.cat(zs, dim=-1)  # [S, B, m]
-        mean = z.mean(dim=0)
-        centred = z - mean
-        cov = torch.einsum("sbi,sbj->bij", centred, centred) / (MOMENT_SAMPLES - 1)
-        sizes = list(self.config.latent_dims)
-        return LatentMoments(mean, cov, layer_sizes=sizes, mean_draws=MOMENT_SAMPLES)
+        return LatentMoments.from_draws(torch.cat(zs, dim=-1), list(self.config.latent_dims))

@@ -35,15 +35,11 @@ from torch import nn
 from torch.distributions import Distribution
 
 from vaekit.distributions import PRIORS, DiagonalGaussian, build_likelihood
-from vaekit.models.base import ELBOTerms, LatentMoments, LikelihoodModel
+from vaekit.models.base import MOMENT_SAMPLES, ELBOTerms, LatentMoments, LikelihoodModel
 from vaekit.models.bodies import check_buildable, init_setting
 from vaekit.models.registry import register_model
 from vaekit.networks import ACTIVATIONS, Init, initialise_
 from vaekit.settings import ConfigError, ModelConfig, setting
-
-# Draws used by latent_moments: the marginal q(z_l|x) of an upper layer is not Gaussian
-# (bottom-up), so its mean and covariance are Monte-Carlo estimates.
-MOMENT_SAMPLES = 32
 
 
 @dataclass
@@ -356,9 +352,4 @@ class HierarchicalVAE(LikelihoodModel):
         Monte-Carlo estimates from ``MOMENT_SAMPLES`` draws (the upper layers' marginals are
         not Gaussian); no per-coordinate KL (the prior of a lower layer is conditional)."""
         zs = self._chain(self.proposal(x), MOMENT_SAMPLES).zs
-        z = torch.cat(zs, dim=-1)  # [S, B, m]
-        mean = z.mean(dim=0)
-        centred = z - mean
-        cov = torch.einsum("sbi,sbj->bij", centred, centred) / (MOMENT_SAMPLES - 1)
-        sizes = list(self.config.latent_dims)
-        return LatentMoments(mean, cov, layer_sizes=sizes, mean_draws=MOMENT_SAMPLES)
+        return LatentMoments.from_draws(torch.cat(zs, dim=-1), list(self.config.latent_dims))
