@@ -122,3 +122,15 @@ def test_cli_pack_then_train_and_verify(tmp_path, capsys):
     assert np.isfinite(
         [r["val_elbo"] for r in map(json.loads, (run / "metrics.jsonl").open()) if "val_elbo" in r]
     ).all()
+
+
+def test_a_pack_is_never_written_into_its_source_or_a_run(tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".vaekit-run").write_text('{"format": "vaekit-run"}')
+    for out in (images / "pack", run / "pack"):
+        assert main(["pack", str(images), "-o", str(out)]) == 2
+        assert "--out" in capsys.readouterr().err
+        assert not out.exists()

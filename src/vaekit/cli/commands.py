@@ -436,6 +436,9 @@ def cmd_pack(args: argparse.Namespace) -> None:
         return
     if args.out is None:
         raise DataError("vaekit pack: give -o DIR, the pack folder to create")
+    from vaekit.outputs import check_outputs
+
+    check_outputs({"out": args.out}, inputs=[args.source])  # not the source, not in a run
     dataset = load_dataset(
         args.source,
         args.data_dir,
