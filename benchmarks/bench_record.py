@@ -54,6 +54,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from bench_models import (  # noqa: E402
+    ALL_EXAMPLES,
     active_units_cell,
     eval_fields,
     linear_shapes,
@@ -89,6 +90,7 @@ def data_name(preset: str, overrides: list[str]) -> str:
 def evaluate(model_dir: Path, num_samples: int, threads: int) -> dict:
     """``vaekit evaluate`` on all test images at K = ``num_samples`` (its JSON result)."""
     args = ["evaluate", str(model_dir), "--num-samples", str(num_samples), "--no-fcd"]
+    args += ["--max-examples", str(ALL_EXAMPLES)]
     proc = vaekit_cli(*args, "--json", "--progress", "plain", threads=threads)
     return json.loads(proc.stdout)
 
