@@ -43,6 +43,15 @@ from torch.distributions import Distribution
 from vaekit.distributions import PRIORS, DiagonalGaussian, build_likelihood
 from vaekit.models.base import MOMENT_SAMPLES, ELBOTerms, LatentMoments, LikelihoodModel
 from vaekit.models.bodies import check_buildable
+from vaekit.models.deep_cells import (
+    DOWNSAMPLE,
+    Cell,
+    GaussianHead,
+    OverLeading,
+    Projection,
+    conv_stem,
+    conv_tail,
+)
 from vaekit.models.registry import register_model
 from vaekit.networks import ACTIVATIONS
 from vaekit.settings import ConfigError, ModelConfig, setting
@@ -57,7 +66,17 @@ class DeepHVAEConfig(ModelConfig):
         default_factory=lambda: [16, 16, 16, 16],
         help="deep hierarchical VAE: sizes of the latent groups z_1 (nearest x) ... z_L (top)",
     )
-    width: int = setting(512, help="W, the width of the residual stream in both passes")
+    network: Literal["mlp", "conv"] = setting(
+        "mlp",
+        help="mlp: dense cells on the flattened data; conv: 3x3 convolutional cells on feature "
+        "maps at a quarter of the image's resolution (images whose sides divide by 4), each "
+        "group latent_dims[l] channels there",
+    )
+    width: int | None = setting(
+        None,
+        help="W, the width of the residual stream in both passes (conv: its channels)",
+        shown_default="512 (mlp), 64 (conv)",
+    )
     cells: int = setting(1, help="residual cells per group in each pass")
     cell: Literal["residual", "gated"] = setting(
         "residual", help="cell type: residual s + f(s), or gated s + f(s) * sigmoid(g(s))"
@@ -72,6 +91,8 @@ class DeepHVAEConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.width is None:
+            self.width = 64 if self.network == "conv" else 512
         if not self.latent_dims or min(self.latent_dims) < 1:
             raise ConfigError(
                 f"model.latent_dims needs >= 1 positive group sizes, got {self.latent_dims}"
@@ -86,46 +107,6 @@ class DeepHVAEConfig(ModelConfig):
             raise ConfigError(
                 f"model.prior must be one of {', '.join(map(repr, PRIORS))}; got {self.prior!r}"
             )
-
-
-class Cell(nn.Module):
-    """``[*, W] -> [*, W]``: s + f(s) (residual) or s + f(s) * sigmoid(g(s)) (gated), with f
-    two linear layers after the nonlinearity. The last layer starts at zero: a new cell is
-    the identity."""
-
-    def __init__(self, width: int, kind: str, activation: str) -> None:
-        super().__init__()
-        self.gated = kind == "gated"
-        self.act = ACTIVATIONS[activation]()
-        self.inner = nn.Linear(width, width)
-        self.outer = nn.Linear(width, 2 * width if self.gated else width)
-        nn.init.zeros_(self.outer.weight)
-        nn.init.zeros_(self.outer.bias)
-
-    def forward(self, s: torch.Tensor) -> torch.Tensor:
-        h = self.outer(self.act(self.inner(self.act(s))))
-        if self.gated:
-            h, gate = h.chunk(2, dim=-1)
-            h = h * torch.sigmoid(gate + 2.0)  # gates start mostly open
-        return s + h
-
-
-class GaussianHead(nn.Module):
-    """``[*, n_in] -> DiagonalGaussian [*, m]`` through one hidden layer; ``zero`` starts it
-    at N(0, I) (mean 0, log-variance 0)."""
-
-    def __init__(self, n_in: int, width: int, m: int, activation: str, zero: bool) -> None:
-        super().__init__()
-        self.act = ACTIVATIONS[activation]()
-        self.hidden = nn.Linear(n_in, width)
-        self.out = nn.Linear(width, 2 * m)
-        if zero:
-            nn.init.zeros_(self.out.weight)
-            nn.init.zeros_(self.out.bias)
-
-    def forward(self, h: torch.Tensor) -> DiagonalGaussian:
-        mu, log_var = self.out(self.act(self.hidden(self.act(h)))).chunk(2, dim=-1)
-        return DiagonalGaussian(mu, log_var)
 
 
 @register_model
@@ -148,31 +129,55 @@ class DeepHierarchicalVAE(LikelihoodModel):
         self.config = config = self.own_config(config)
         check_buildable(config)
         self.likelihood = build_likelihood(config)
-        dims, w, act = config.latent_dims, config.width, config.activation
-        d = math.prod(config.data_shape)
-        self.stem = nn.Linear(d, w)
+        dims, w, act, kind = config.latent_dims, config.width, config.activation, config.cell
+        conv = config.network == "conv"
+        grid = self._conv_grid(tuple(config.data_shape)) if conv else None
+        self.state_shape = (w, *grid) if conv else (w,)  # the residual stream, per draw
+        self.channel_dim = -3 if conv else -1
+        # a group's size in numbers: its channels on the grid, or its width
+        self.group_sizes = [m * grid[0] * grid[1] for m in dims] if conv else list(dims)
 
-        def cells() -> nn.Sequential:
-            return nn.Sequential(*(Cell(w, config.cell, act) for _ in range(config.cells)))
+        def cells() -> nn.Module:
+            block = nn.Sequential(*(Cell(w, kind, act, conv) for _ in range(config.cells)))
+            return OverLeading(block) if conv else block
 
+        if conv:
+            self.stem = conv_stem(config.data_shape[0], w, kind, act)
+        else:
+            self.stem = nn.Linear(math.prod(config.data_shape), w)
         self.up = nn.ModuleList(cells() for _ in dims)  # bottom first
         self.down = nn.ModuleList(cells() for _ in dims)  # bottom first (run top first)
-        self.start = nn.Parameter(torch.zeros(w))  # the top-down state before any group
-        self.posterior_heads = nn.ModuleList(GaussianHead(2 * w, w, m, act, False) for m in dims)
-        # p(z_l | z_{>l}) below the top; the top group's prior comes from the registry.
-        self.prior_heads = nn.ModuleList(GaussianHead(w, w, m, act, True) for m in dims[:-1])
-        self.project = nn.ModuleList(nn.Linear(m, w) for m in dims)
-        out = math.prod(self.likelihood.param_shape)
-        self.act = ACTIVATIONS[act]()
-        self.to_params = nn.Sequential(
-            nn.Linear(w, out), nn.Unflatten(-1, self.likelihood.param_shape)
+        self.start = nn.Parameter(torch.zeros(self.state_shape))  # the state before any group
+        self.posterior_heads = nn.ModuleList(
+            GaussianHead(2 * w, w, m, act, False, conv) for m in dims
         )
-        self.prior = PRIORS[config.prior](self, dims[-1])  # p(z_L); may use the model
+        # p(z_l | z_{>l}) below the top; the top group's prior comes from the registry.
+        self.prior_heads = nn.ModuleList(GaussianHead(w, w, m, act, True, conv) for m in dims[:-1])
+        self.project = nn.ModuleList(Projection(m, w, grid) for m in dims)
+        self.act = ACTIVATIONS[act]()
+        if conv:
+            self.to_params = conv_tail(w, self.likelihood.param_shape[0], kind, act)
+        else:
+            out = math.prod(self.likelihood.param_shape)
+            self.to_params = nn.Sequential(
+                nn.Linear(w, out), nn.Unflatten(-1, self.likelihood.param_shape)
+            )
+        self.prior = PRIORS[config.prior](self, self.group_sizes[-1])  # may use the model
+
+    @staticmethod
+    def _conv_grid(data_shape: tuple[int, ...]) -> tuple[int, int]:
+        """The convolutional stream's (h, w): the image's sides over DOWNSAMPLE."""
+        if len(data_shape) != 3 or data_shape[1] % DOWNSAMPLE or data_shape[2] % DOWNSAMPLE:
+            raise ConfigError(
+                f"model.network = 'conv' needs images [C, H, W] whose sides divide by "
+                f"{DOWNSAMPLE}; the data are {list(data_shape)}: use network = 'mlp'"
+            )
+        return data_shape[1] // DOWNSAMPLE, data_shape[2] // DOWNSAMPLE
 
     @property
     def latent_dim(self) -> int:
-        """Every group concatenated, bottom first."""
-        return sum(self.config.latent_dims)
+        """Every group concatenated, bottom first (conv: each group's maps flattened)."""
+        return sum(self.group_sizes)
 
     @property
     def num_groups(self) -> int:
@@ -186,10 +191,10 @@ class DeepHierarchicalVAE(LikelihoodModel):
     # --- the two passes ---------------------------------------------------------------------
 
     def proposal(self, x: torch.Tensor, *, y: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """The bottom-up features ``a_1 ... a_L`` of x, ``[B, W]`` each, bottom first: all
-        that inference needs from x."""
+        """The bottom-up features ``a_1 ... a_L`` of x, ``[B, *state_shape]`` each, bottom
+        first: all that inference needs from x."""
         self.check_input(x)
-        h = self.stem(x.flatten(1))
+        h = self.stem(x if self.channel_dim == -3 else x.flatten(1))
         features = []
         for cells in self.up:
             h = cells(h)
@@ -197,18 +202,18 @@ class DeepHierarchicalVAE(LikelihoodModel):
         return features
 
     def _posterior(self, g: int, s: torch.Tensor, a: torch.Tensor) -> DiagonalGaussian:
-        return self.posterior_heads[g](torch.cat([s, a.expand_as(s)], dim=-1))
+        return self.posterior_heads[g](torch.cat([s, a.expand_as(s)], dim=self.channel_dim))
 
     def _top_down(
         self, features: list[torch.Tensor] | None, zs: list[torch.Tensor] | None, k: int, mean=False
     ) -> tuple[torch.Tensor, list[torch.Tensor], list, list]:
         """Run the top-down path. With ``features``, draw each group from q (``k`` draws, or
         q's mean if ``mean``); else use the given draws ``zs`` (bottom first,
-        ``[k, B, m_l]``). Returns the final state ``[k, B, W]`` and, bottom first, the
+        ``[k, B, m_l]``). Returns the final state ``[k, B, *state_shape]`` and, bottom first, the
         draws, the posteriors (None without features) and the priors below the top."""
         L = self.num_groups
         batch = features[0].shape[0] if features is not None else zs[0].shape[-2]
-        s = self.start.expand(k, batch, -1)
+        s = self.start.expand(k, batch, *self.state_shape)
         out_z: list = [None] * L
         qs: list = [None] * L
         ps: list = [None] * (L - 1)
@@ -241,7 +246,7 @@ class DeepHierarchicalVAE(LikelihoodModel):
         """q(z_L|x), batch ``[B]``: the top group's posterior depends on x alone (what a
         VampPrior over z_L mixes at its pseudo-inputs)."""
         features = self.proposal(x)
-        s = self.start.expand(features[-1].shape[0], -1)
+        s = self.start.expand(features[-1].shape[0], *self.state_shape)
         return self._posterior(self.num_groups - 1, s, features[-1])
 
     def encode(self, x: torch.Tensor, *, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -251,7 +256,7 @@ class DeepHierarchicalVAE(LikelihoodModel):
         return torch.cat([z[0] for z in zs], dim=-1)
 
     def _split(self, z: torch.Tensor) -> list[torch.Tensor]:
-        return list(z.split(self.config.latent_dims, dim=-1))
+        return list(z.split(self.group_sizes, dim=-1))
 
     def decode(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> Distribution:
         """p(x|z) for ``z [B, latent_dim]`` or ``[K, B, latent_dim]`` (groups bottom first)."""
@@ -280,7 +285,7 @@ class DeepHierarchicalVAE(LikelihoodModel):
         """Ancestral sampling: z_L ~ p(z_L), then each group from its prior given the state,
         then E[x|z], ``[n, *data_shape]``."""
         L = self.num_groups
-        s = self.start.expand(n, -1)
+        s = self.start.expand(n, *self.state_shape)
         for g in range(L - 1, -1, -1):
             if g == L - 1:
                 z = self.prior.sample(n, generator=generator)
@@ -328,4 +333,4 @@ class DeepHierarchicalVAE(LikelihoodModel):
         Monte-Carlo estimates from ``MOMENT_SAMPLES`` draws (a lower group's marginal is a
         mixture over the draws above it)."""
         _, zs, _, _ = self._top_down(self.proposal(x), None, MOMENT_SAMPLES)
-        return LatentMoments.from_draws(torch.cat(zs, dim=-1), list(self.config.latent_dims))
+        return LatentMoments.from_draws(torch.cat(zs, dim=-1), self.group_sizes)
