@@ -76,6 +76,18 @@ def test_bad_rank_on_the_command_line_is_one_line_naming_the_flag(tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert "--rank 3: the low-rank covariance needs a rank from 1 to 2" in err
     assert len(err.splitlines()) == 1 and not out.exists()
+    assert main([*args, "--likelihood", "gaussian-learned", "--rank", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--rank 2: only gaussian-lowrank and the tabular likelihood" in err
+    assert len(err.splitlines()) == 1 and not out.exists()
+
+
+def test_toml_sets_the_rank(tmp_path):
+    from vaekit.config import load_config
+
+    (tmp_path / "c.toml").write_text('[model]\nlikelihood = "gaussian-lowrank"\nrank = 3\n')
+    model = load_config(tmp_path / "c.toml").model
+    assert (model.likelihood, model.rank) == ("gaussian-lowrank", 3)
 
 
 # --- the tables' joint head --------------------------------------------------------------

@@ -24,6 +24,11 @@ def resolve_model_config(config: Config, dataset: Dataset) -> Dataset:
         # real and positive columns; the other columns keep their own likelihoods.
         model.likelihood = "tabular"
         model.rank = 1 if model.rank is None else model.rank
+    if model.rank is not None and "rank" not in LIKELIHOOD_OPTIONS.get(model.likelihood, {}):
+        raise ValueError(
+            f"{spell_value('--rank', 'model.rank', model.rank)}: only gaussian-lowrank and the "
+            f"tabular likelihood of a mixed table read a rank, not {model.likelihood}"
+        )
     if model.likelihood == "bernoulli" and dataset.support != "binary":
         raise ValueError(
             f"{spell_value('--likelihood', 'model.likelihood', 'bernoulli')} needs binary "
