@@ -95,7 +95,7 @@ class TabularLikelihood(nn.Module):
                 f"tabular likelihood: {len(self.columns)} columns make rows of "
                 f"{self.event_shape[0]} numbers, the data shape is {list(event_shape)}"
             )
-        self.param_shape = (self.num_features,)  # one output per feature; + the joint head's
+        self.param_shape = (self.num_features,)  # one output per feature (+ the joint head's)
         self.min_scale = min_scale
         starts = [sum(widths[:j]) for j in range(len(widths))]
         self.starts = starts
@@ -122,10 +122,14 @@ class TabularLikelihood(nn.Module):
         self.categorical = [(j, starts[j], widths[j]) for j in index(("categorical",))]
         # Per-column learned scales (Gaussian heads; sigma starts at half the standardised
         # column's spread) and log total counts r (negative binomial; r = 1 at the start).
-        init = math.log(math.expm1(init_scale - min_scale))  # softplus^{-1}
-        self.raw_scale = nn.Parameter(torch.full((len(gauss),), init))
+        # The joint head decodes its scales instead (no parameter left without a gradient,
+        # which distributed training would refuse): d's pre-activation and W follow the
+        # features in the decoder output.
         self.rank = rank or 0
-        if rank is not None:  # the joint head: d's pre-activation and W follow the features
+        if rank is None:
+            init = math.log(math.expm1(init_scale - min_scale))  # softplus^{-1}
+            self.raw_scale = nn.Parameter(torch.full((len(gauss),), init))
+        else:
             check_rank(rank, len(gauss), "the table's real and positive columns have")
             self.joint = LowRankParameters(rank, min_scale, init_scale)
             self.param_shape = (self.num_features + len(gauss) * (rank + 1),)
@@ -134,7 +138,8 @@ class TabularLikelihood(nn.Module):
     # --- the pieces ------------------------------------------------------------------------
 
     def gaussian_scale(self) -> torch.Tensor:
-        """sigma of each real/positive column on its standardised scale, ``[G]``."""
+        """sigma of each real/positive column on its standardised scale, ``[G]`` (without
+        the joint head only)."""
         return self.min_scale + F.softplus(self.raw_scale)
 
     def joint_parts(self, decoder_output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -295,7 +300,6 @@ class TabularLikelihood(nn.Module):
         gamma draws of the negative binomial take no other). With the joint head and encoded
         rows ``x``, the real and positive columns are drawn given x's observed ones."""
         out = decoder_output.double()
-        sigma = self.gaussian_scale().double()
         r_all = self.log_total_count.double().exp()
         g = {int(j): i for i, j in enumerate(self.gauss_columns)}
         n = {int(j): i for i, j in enumerate(self.count_columns)}
@@ -306,7 +310,8 @@ class TabularLikelihood(nn.Module):
             head = out[..., start]
             if column.kind in GAUSSIAN_KINDS:
                 if joint is None:
-                    y = head + sigma[g[j]] * torch.randn(head.shape, dtype=torch.float64)
+                    sigma = self.gaussian_scale()[g[j]].double()
+                    y = head + sigma * torch.randn(head.shape, dtype=torch.float64)
                 else:
                     y = joint[..., g[j]]
                 v = column.loc + column.scale * y
