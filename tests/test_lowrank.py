@@ -2,6 +2,7 @@
 its rank check, the tables' joint head (missing cells, per-cell chain rule, conditioning), and
 a model that beats the diagonal Gaussian where the data hold a residual correlation."""
 
+import csv
 import json
 import math
 
@@ -183,15 +184,16 @@ def test_joint_head_means_and_draws_in_the_table_units(joint):
 
 
 def residual_correlated(n, seed):
-    """[n, 4]: one latent factor, plus two pairs of noises correlated at +0.95 and -0.95 that
-    no one-dimensional code can explain."""
+    """[n, 6]: one latent factor, plus three pairs of noises correlated at +-0.97 that no
+    one-dimensional code can explain."""
     rng = np.random.default_rng(seed)
     z = rng.normal(size=(n, 1))
-    a, b = rng.normal(size=(n, 1)), rng.normal(size=(n, 1))
-    c = math.sqrt(1 - 0.95**2)
-    noise = np.hstack([a, 0.95 * a + c * rng.normal(size=(n, 1))])
-    noise = np.hstack([noise, b, -0.95 * b + c * rng.normal(size=(n, 1))])
-    return z @ np.array([[1.0, 0.5, -0.5, 1.0]]) + 0.7 * noise
+    loading = np.array([[1.0, 0.5, -0.5, 1.0, 0.8, -0.3]])
+    pairs = []
+    for sign in (1, -1, 1):
+        u = rng.normal(size=(n, 1))
+        pairs += [u, sign * 0.97 * u + math.sqrt(1 - 0.97**2) * rng.normal(size=(n, 1))]
+    return z @ loading + 0.7 * np.hstack(pairs)
 
 
 def correlated_dataset():
@@ -201,11 +203,11 @@ def correlated_dataset():
     from vaekit.data.files import describe_values
 
     train, test = residual_correlated(4000, 0), residual_correlated(1000, 1)
-    transform, support, likelihood, levels = describe_values(train, np.arange(4000), (4,))
+    transform, support, likelihood, levels = describe_values(train, np.arange(4000), (6,))
     split = Split(torch.from_numpy(train[3000:]))
     return Dataset(
         name="residual-correlated",
-        shape=(4,),
+        shape=(6,),
         train=Split(torch.from_numpy(train[:3000])),
         val=split,
         test=Split(torch.from_numpy(test)),
@@ -213,7 +215,7 @@ def correlated_dataset():
         support=support,
         default_likelihood=likelihood,
         num_levels=levels,
-        description="4 columns, a 1-D factor and two strongly correlated noise pairs",
+        description="6 columns, a 1-D factor and three strongly correlated noise pairs",
     )
 
 
@@ -236,11 +238,17 @@ def held_out_nll(dataset, *settings):
 
 def test_rank_beats_the_diagonal_on_residual_correlations():
     dataset = correlated_dataset()
-    diagonal = held_out_nll(dataset, 'model.likelihood="gaussian-learned"')
-    lowrank = held_out_nll(dataset, 'model.likelihood="gaussian-lowrank"', "model.rank=2")
-    # Each pair's correlation is worth -log(1 - 0.95^2)/2 = 1.16 nats per example, of which
-    # the one-dimensional code can take at most a part; the diagonal model leaves the rest.
-    assert lowrank < diagonal - 1.0, (lowrank, diagonal)
+    # The diagonal to beat decodes its sigma per example, as the low-rank decoder does: the
+    # factor W is then the only difference (rank 0).
+    diagonal = held_out_nll(dataset, 'model.likelihood="gaussian-heteroscedastic"')
+    rank = {
+        r: held_out_nll(dataset, 'model.likelihood="gaussian-lowrank"', f"model.rank={r}")
+        for r in (1, 3)
+    }
+    # Each pair's correlation is worth -log(1 - 0.97^2)/2 = 1.43 nats per example that the
+    # one-dimensional code cannot take; rank 1 models one pair, rank 3 all three.
+    assert rank[1] < diagonal - 0.9, (rank, diagonal)
+    assert rank[3] < rank[1] - 0.9, (rank, diagonal)
 
 
 def test_a_mixed_table_trains_with_a_joint_real_head(tmp_path, capsys):
@@ -257,5 +265,18 @@ def test_a_mixed_table_trains_with_a_joint_real_head(tmp_path, capsys):
     assert math.isfinite(result["nll"])
     filled = tmp_path / "filled.csv"
     assert main(["impute", str(out), "--data", str(table), "-o", str(filled)]) == 0
+    rows = list(csv.reader(filled.open()))[1:]
+    assert rows[6][0] and rows[36][0]  # the missing ages (rows 6 and 36) are filled
+    assert [r[0] for i, r in enumerate(rows) if i not in (6, 36)] == [
+        r[0] for i, r in enumerate(mixed_rows()) if i not in (6, 36)
+    ]
+    scores = tmp_path / "scores.csv"
+    args_score = ["score", str(out), "--data", str(table), "-o", str(scores)]
+    assert main([*args_score, "--num-samples", "20"]) == 0
+    header, *lines = list(csv.reader(scores.open()))
+    values = np.array([[float(v) for v in line[1:]] for line in lines])
+    shares = values[:, [header.index(f"share_{n}_nats") - 1 for n in HEADER]]
+    assert np.isfinite(shares).all() and (shares[6, 0] == 0)  # a missing cell has no share
+    assert main(["sample", str(out), "-n", "30", "-o", str(tmp_path / "rows.csv")]) == 0
     assert main([*args[:3], "--out", str(tmp_path / "r2"), *TINY, "--rank", "2"]) == 2
     assert "--rank 2: the low-rank covariance needs a rank from 1 to 1" in capsys.readouterr().err
