@@ -179,3 +179,36 @@ def discretized_logistic_reference(likelihood, params: torch.Tensor, x: torch.Te
     weights = torch.softmax(logits, dim=-n - 1)
     mixture = (weights * p).sum(dim=-n - 1)  # [*batch, C, ...]
     return mixture.log().flatten(-n).sum(-1)
+
+
+def lowrank_dense_parts(likelihood, params: torch.Tensor):
+    """mu ``[*, D]`` and Sigma = W W^T + diag(d) ``[*, D, D]`` of the low-rank Gaussian
+    likelihood from its decoder output, following its documented layout (mu | the diagonal's
+    pre-activation | R blocks of W's columns) and parameterisation, written out again."""
+    import math
+
+    rank, dims = likelihood.rank, likelihood.dims
+    blocks = params.reshape(*params.shape[: -len(likelihood.event_shape)], rank + 2, dims)
+    parts = likelihood.parts
+    sd = parts.min_scale + torch.nn.functional.softplus(blocks[..., 1, :] + parts.offset)
+    w = 0.2 / math.sqrt(rank) * blocks[..., 2:, :].transpose(-1, -2)  # init_scale / sqrt(R)
+    return blocks[..., 0, :], w @ w.transpose(-1, -2) + torch.diag_embed(sd**2)
+
+
+def dense_gaussian_log_prob(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor):
+    """log N(x; mu, Sigma) through torch.linalg on the dense matrix (solve, log-determinant),
+    ``[*]`` nats; ``x, mu [*, D]``, ``sigma [*, D, D]``."""
+    import math
+
+    r = (x - mu)[..., None]
+    quad = (r.transpose(-1, -2) @ torch.linalg.solve(sigma, r))[..., 0, 0]
+    log_det = torch.linalg.slogdet(sigma).logabsdet
+    return -0.5 * (quad + log_det + mu.shape[-1] * math.log(2 * math.pi))
+
+
+def lowrank_dense_reference(likelihood, params: torch.Tensor, x: torch.Tensor):
+    """The low-rank Gaussian likelihood's log p(x|z) by hand, in float64, ``[*batch]``."""
+    mu, sigma = lowrank_dense_parts(likelihood, params.double())
+    n = len(likelihood.event_shape)
+    flat = x.double().reshape(*x.shape[:-n], -1)
+    return dense_gaussian_log_prob(flat, mu, sigma).to(params.dtype)

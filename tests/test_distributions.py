@@ -6,7 +6,12 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal, kl_divergence
 
-from helpers import LIKELIHOOD_NAMES, POSTERIOR_NAMES, discretized_logistic_reference
+from helpers import (
+    LIKELIHOOD_NAMES,
+    POSTERIOR_NAMES,
+    discretized_logistic_reference,
+    lowrank_dense_reference,
+)
 from vaekit.distributions import LIKELIHOODS, POSTERIORS, DiagonalGaussian, StandardNormalPrior
 
 pytestmark = pytest.mark.usefixtures("float64")
@@ -81,7 +86,8 @@ def test_likelihood_contract(name):
         x = torch.randn(4, *shape)
     log_p = p.log_prob(x)  # broadcasts over the sample dimension
     assert log_p.shape == (5, 4)
-    # Independent per dimension: the log-probability is the sum of 1-D log-densities.
+    # Independent per dimension (the low-rank Gaussian aside): the log-probability is the sum
+    # of 1-D log-densities.
     if name == "bernoulli":
         flat = params.flatten(2)
         expected = -torch.nn.functional.binary_cross_entropy_with_logits(
@@ -89,6 +95,8 @@ def test_likelihood_contract(name):
         ).sum(-1)
     elif likelihood.discrete:
         expected = discretized_logistic_reference(likelihood, params, x).to(log_p.dtype)
+    elif name == "gaussian-lowrank":  # mu, the diagonal and W: a dense covariance by hand
+        expected = lowrank_dense_reference(likelihood, params, x)
     elif name == "gaussian-heteroscedastic":  # channels 0..C-1 the means, C..2C-1 the scales
         mu, raw = params[:, :, :1], params[:, :, 1:]
         sigma = likelihood.min_scale + torch.nn.functional.softplus(raw + likelihood.offset)

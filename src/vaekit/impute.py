@@ -88,7 +88,7 @@ def impute(
         xb = x[start : start + batch_size].to(dtype)
         w, p = importance_draws(model, xb, num_samples)
         likelihood, out = p.likelihood, p.decoder_output
-        for j, m in enumerate(likelihood.column_means(out)):
+        for j, m in enumerate(likelihood.column_means(out, xb)):
             if m.dim() == 3:  # category probabilities [K, B, categories]
                 value = (w[..., None] * m).sum(0).argmax(-1).double()
             else:
@@ -97,7 +97,7 @@ def impute(
         for d in range(draws):
             pick = torch.multinomial(w.T, 1)[:, 0]  # [B]: z_k with probability w_k
             chosen = out[pick, torch.arange(xb.shape[0])]  # [B, F]
-            for j, v in enumerate(likelihood.column_draws(chosen)):
+            for j, v in enumerate(likelihood.column_draws(chosen, xb)):
                 drawn[d][j].append(v.double().numpy())
     return Imputations(
         [np.concatenate(m) for m in means],

@@ -80,6 +80,7 @@ class ModelConfig:
         "gaussian-learned",
         "gaussian-shared",
         "gaussian-heteroscedastic",
+        "gaussian-lowrank",
         "bernoulli",
         "discretized-logistic",
         "discretized-logistic-mixture",
@@ -88,7 +89,10 @@ class ModelConfig:
         "auto",
         help="p(x|z): gaussian (unit variance, the lecture's), gaussian-learned (a sigma per "
         "dimension), gaussian-shared (one sigma), gaussian-heteroscedastic (the decoder "
-        "outputs a sigma per dimension and example), bernoulli (binary data only), "
+        "outputs a sigma per dimension and example), gaussian-lowrank (a full covariance "
+        "W W^T + diag per example, W of rank --rank: residual correlations between "
+        "dimensions; on a mixed table, the real and positive columns jointly), bernoulli "
+        "(binary data only), "
         "discretized-logistic and discretized-logistic-mixture (probabilities of the data's "
         "discrete levels: exact bits/dim, no dequantisation), tabular (one likelihood per "
         "column of a mixed-type table, over its observed cells); auto: the dataset's default "
@@ -96,6 +100,14 @@ class ModelConfig:
     )
     likelihood_components: int = setting(
         5, metavar="K", help="logistics per dimension of discretized-logistic-mixture"
+    )
+    rank: int | None = setting(
+        None,
+        metavar="R",
+        shown_default="1 for gaussian-lowrank",
+        help="the rank of gaussian-lowrank's covariance factor W (1 .. D-1); on a mixed "
+        "table (the tabular likelihood), setting it gives the real and positive columns one "
+        "joint low-rank Gaussian instead of independent ones",
     )
     data_shape: list[int] | None = setting(
         None,

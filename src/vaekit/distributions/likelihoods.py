@@ -24,6 +24,7 @@ from vaekit.distributions.discretized_logistic import (
     DiscretizedLogisticLikelihood,
     DiscretizedLogisticMixtureLikelihood,
 )
+from vaekit.distributions.lowrank import LowRankGaussianLikelihood
 from vaekit.distributions.tabular import TabularLikelihood
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -213,6 +214,7 @@ LIKELIHOODS = {
     "gaussian-learned": _gaussian_learned,
     "gaussian-shared": _gaussian_shared,
     "gaussian-heteroscedastic": HeteroscedasticGaussianLikelihood,
+    "gaussian-lowrank": LowRankGaussianLikelihood,
     "bernoulli": BernoulliLikelihood,
     "discretized-logistic": DiscretizedLogisticLikelihood,
     "discretized-logistic-mixture": DiscretizedLogisticMixtureLikelihood,
@@ -226,8 +228,12 @@ LIKELIHOOD_OPTIONS = {
         "num_levels": "data_levels",
         "num_components": "likelihood_components",
     },
-    "tabular": {"columns": "columns"},
+    "gaussian-lowrank": {"rank": "rank"},
+    "tabular": {"columns": "columns", "rank": "rank"},
 }
+# Options the user may leave unset (null): the builder's default applies. The others are
+# filled in from the data.
+OPTIONAL_OPTIONS = frozenset({"rank"})
 
 
 def is_discrete(name: str) -> bool:
@@ -242,6 +248,8 @@ def build_likelihood(config) -> nn.Module:
     options = {}
     for keyword, field in LIKELIHOOD_OPTIONS.get(config.likelihood, {}).items():
         value = getattr(config, field)
+        if value is None and field in OPTIONAL_OPTIONS:
+            continue  # the builder's default
         if value is None:
             raise ValueError(
                 f"--likelihood {config.likelihood} needs model.{field}; it is filled in from "

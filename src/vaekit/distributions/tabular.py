@@ -21,6 +21,13 @@ log p(x|z) is the sum over the observed cells, in nats per row of the table as g
   m / (m + r) (var = m + m^2 / r); poisson: Poisson(m);
 * binary: Bernoulli; categorical: the softmax of the logits.
 
+With ``rank`` R >= 1 the real and positive columns (G of them) are one joint Gaussian on
+their standardised values instead of independent ones: N(mu, W W^T + diag d) as in
+``vaekit.distributions.lowrank``, the decoder writing d's pre-activation (G) and W (G R) after
+the F features; the Jacobians above are unchanged, missing cells are marginalised out, and a
+cell's own share (``cell_log_probs``) is its conditional log p(x_j | the observed real cells
+before it), so the shares still sum to the row's log p.
+
 The discrete columns are exact probabilities, the continuous ones densities, so the sum is a
 density with respect to Lebesgue measure on the continuous cells times counting measure on
 the discrete ones.
@@ -36,6 +43,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution, Gamma, constraints
 
+from vaekit.distributions.lowrank import (
+    LowRankParameters,
+    chain_log_probs,
+    check_rank,
+    condition,
+    masked_log_prob,
+)
 from vaekit.settings import TableColumn
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -69,6 +83,7 @@ class TabularLikelihood(nn.Module):
         columns: list[TableColumn | dict],
         min_scale: float = 1e-3,
         init_scale: float = 0.5,
+        rank: int | None = None,
     ) -> None:
         super().__init__()
         self.columns = as_columns(columns)
@@ -80,7 +95,7 @@ class TabularLikelihood(nn.Module):
                 f"tabular likelihood: {len(self.columns)} columns make rows of "
                 f"{self.event_shape[0]} numbers, the data shape is {list(event_shape)}"
             )
-        self.param_shape = (self.num_features,)  # one output per feature
+        self.param_shape = (self.num_features,)  # one output per feature (+ the joint head's)
         self.min_scale = min_scale
         starts = [sum(widths[:j]) for j in range(len(widths))]
         self.starts = starts
@@ -107,15 +122,31 @@ class TabularLikelihood(nn.Module):
         self.categorical = [(j, starts[j], widths[j]) for j in index(("categorical",))]
         # Per-column learned scales (Gaussian heads; sigma starts at half the standardised
         # column's spread) and log total counts r (negative binomial; r = 1 at the start).
-        init = math.log(math.expm1(init_scale - min_scale))  # softplus^{-1}
-        self.raw_scale = nn.Parameter(torch.full((len(gauss),), init))
+        # The joint head decodes its scales instead (no parameter left without a gradient,
+        # which distributed training would refuse): d's pre-activation and W follow the
+        # features in the decoder output.
+        self.rank = rank or 0
+        if rank is None:
+            init = math.log(math.expm1(init_scale - min_scale))  # softplus^{-1}
+            self.raw_scale = nn.Parameter(torch.full((len(gauss),), init))
+        else:
+            check_rank(rank, len(gauss), "the table's real and positive columns have")
+            self.joint = LowRankParameters(rank, min_scale, init_scale)
+            self.param_shape = (self.num_features + len(gauss) * (rank + 1),)
         self.log_total_count = nn.Parameter(torch.zeros(len(counts)))
 
     # --- the pieces ------------------------------------------------------------------------
 
     def gaussian_scale(self) -> torch.Tensor:
-        """sigma of each real/positive column on its standardised scale, ``[G]``."""
+        """sigma of each real/positive column on its standardised scale, ``[G]`` (without
+        the joint head only)."""
         return self.min_scale + F.softplus(self.raw_scale)
+
+    def joint_parts(self, decoder_output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The joint head's W ``[*, G, R]`` and d ``[*, G]`` (``rank`` >= 1 only)."""
+        g, extra = len(self.gauss_columns), decoder_output[..., self.num_features :]
+        factor = extra[..., g:].reshape(*extra.shape[:-1], g, self.rank)
+        return self.joint.factor(factor), self.joint.variance(extra[..., :g])
 
     def mask(self, x: torch.Tensor) -> torch.Tensor:
         """The observed mask ``[*, C]`` (1 observed) of encoded rows ``x [*, F + C]``."""
@@ -130,15 +161,27 @@ class TabularLikelihood(nn.Module):
 
     def cell_log_probs(self, decoder_output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """log p of every cell, ``[*batch, C]`` nats in the table's own units, 0 at missing
-        cells. ``x [B, F + C]`` broadcasts against ``decoder_output [*batch, F]``."""
+        cells (with the joint head, a real cell's conditional given the real cells before
+        it). ``x [B, F + C]`` broadcasts against ``decoder_output [*batch, *param_shape]``."""
+        return self._cells(decoder_output, x, joint=self.rank > 0)
+
+    def _cells(self, decoder_output: torch.Tensor, x: torch.Tensor, joint: bool) -> torch.Tensor:
+        """The cells' log p; with the joint head and ``joint`` False, the real and positive
+        cells hold their Jacobian terms only (``log_density`` adds the joint density)."""
         out = decoder_output
         shape = torch.broadcast_shapes(out.shape[:-1], x.shape[:-1])
         cells = out.new_zeros((*shape, len(self.columns)))
         if len(self.gauss_columns):
             v = x[..., self.gauss_features]
             mu = out[..., self.gauss_features]
-            sigma = self.gaussian_scale()
-            lp = -0.5 * ((v - mu) / sigma).square() - sigma.log() - 0.5 * LOG_2PI
+            if not self.rank:
+                sigma = self.gaussian_scale()
+                lp = -0.5 * ((v - mu) / sigma).square() - sigma.log() - 0.5 * LOG_2PI
+            elif joint:
+                observed = self.mask(x)[..., self.gauss_columns]
+                lp = chain_log_probs(v - mu, *self.joint_parts(out), observed)
+            else:
+                lp = torch.zeros_like(v - mu)
             log_scale = self.gauss_log_scale.to(lp.dtype)
             # positive: log v = loc + scale * x, the Jacobian of v -> log v is 1/v
             log_v = self.gauss_loc.to(lp.dtype) + log_scale.exp() * v
@@ -174,7 +217,14 @@ class TabularLikelihood(nn.Module):
 
     def log_density(self, decoder_output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """log p(x|z) over the observed cells, ``[*batch]`` nats per row (the module doc)."""
-        return self.cell_log_probs(decoder_output, x).sum(-1)
+        if not self.rank:
+            return self.cell_log_probs(decoder_output, x).sum(-1)
+        # The joint Gaussian at O(G R^2) (Woodbury), not through the per-cell chain rule.
+        v = x[..., self.gauss_features]
+        residual = v - decoder_output[..., self.gauss_features]
+        observed = self.mask(x)[..., self.gauss_columns]
+        joint = masked_log_prob(residual, *self.joint_parts(decoder_output), observed)
+        return self._cells(decoder_output, x, joint=False).sum(-1) + joint
 
     def forward(self, decoder_output: torch.Tensor) -> Distribution:
         return TabularDistribution(self, decoder_output)
@@ -183,7 +233,7 @@ class TabularLikelihood(nn.Module):
         """E[x|z] in the encoded layout ``[*batch, F + C]``: the Gaussian heads' means, the
         counts' log1p(mean), the binary probability, the category probabilities, and a mask
         of ones (every cell predicted). In the table's units: :meth:`column_means`."""
-        out = decoder_output
+        out = decoder_output[..., : self.num_features]
         parts = out.clone()
         if len(self.count_columns):
             parts[..., self.count_features] = torch.log1p(self.log_rate(out).exp())
@@ -193,20 +243,44 @@ class TabularLikelihood(nn.Module):
             parts[..., start : start + width] = torch.softmax(out[..., start : start + width], -1)
         return torch.cat([parts, parts.new_ones((*parts.shape[:-1], len(self.columns)))], -1)
 
-    def column_means(self, decoder_output: torch.Tensor) -> list[torch.Tensor]:
+    def joint_given(
+        self, decoder_output: torch.Tensor, x: torch.Tensor | None, draw: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The joint head's real and positive columns on their standardised scale, given
+        the observed ones of encoded rows ``x`` (none when ``x`` is None): their mean or one
+        draw ``[*, G]`` and their variance ``[*, G]`` (float64; ``rank`` >= 1 only)."""
+        out = decoder_output.double()
+        mu = out[..., self.gauss_features]
+        factor, variance = self.joint_parts(out)
+        if x is None:
+            values, observed = torch.zeros_like(mu), torch.zeros_like(mu)
+        else:
+            values = x[..., self.gauss_features].double()
+            observed = self.mask(x)[..., self.gauss_columns].double()
+        return condition(mu, factor, variance, values, observed, draw)
+
+    def column_means(
+        self, decoder_output: torch.Tensor, x: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
         """Per column, E[v|z] in the table's units ``[*batch]`` (real, positive: the
         log-normal mean exp(mu_v + s_v^2 / 2); counts: the mean), or the category
-        probabilities ``[*batch, K]`` (binary: K = 2)."""
+        probabilities ``[*batch, K]`` (binary: K = 2). With the joint head and encoded rows
+        ``x``, the real and positive columns' means are given x's observed ones among them
+        (the other columns are independent given z)."""
         out = decoder_output.double()
         result: list[torch.Tensor] = []
-        sigma = self.gaussian_scale().double()
         g = {int(j): i for i, j in enumerate(self.gauss_columns)}
+        if self.rank:
+            gauss_mean, gauss_var = self.joint_given(out, x, draw=False)
+        else:
+            gauss_mean = out[..., self.gauss_features]
+            gauss_var = self.gaussian_scale().double().square().expand_as(gauss_mean)
         for j, (column, start) in enumerate(zip(self.columns, self.starts, strict=True)):
             if column.kind in GAUSSIAN_KINDS:
-                mu_v = column.loc + column.scale * out[..., start]
+                mu_v = column.loc + column.scale * gauss_mean[..., g[j]]
                 if column.kind == "positive":
-                    s_v = column.scale * sigma[g[j]]
-                    mu_v = (mu_v + 0.5 * s_v**2).exp()
+                    s2_v = column.scale**2 * gauss_var[..., g[j]]
+                    mu_v = (mu_v + 0.5 * s2_v).exp()
                 result.append(mu_v)
             elif column.kind in COUNT_KINDS:
                 result.append(out[..., start].clamp(-MAX_LOG_RATE, MAX_LOG_RATE).exp())
@@ -218,25 +292,29 @@ class TabularLikelihood(nn.Module):
                 result.append(torch.softmax(out[..., start : start + width], -1))
         return result
 
-    def column_draws(self, decoder_output: torch.Tensor) -> list[torch.Tensor]:
+    def column_draws(
+        self, decoder_output: torch.Tensor, x: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
         """Per column, one draw v ~ p(v|z) in the table's units ``[*batch]`` (a category
         index for binary and categorical columns), from torch's global generator (the
-        gamma draws of the negative binomial take no other)."""
+        gamma draws of the negative binomial take no other). With the joint head and encoded
+        rows ``x``, the real and positive columns are drawn given x's observed ones."""
         out = decoder_output.double()
-        sigma = self.gaussian_scale().double()
         r_all = self.log_total_count.double().exp()
         g = {int(j): i for i, j in enumerate(self.gauss_columns)}
         n = {int(j): i for i, j in enumerate(self.count_columns)}
         result: list[torch.Tensor] = []
-
-        def normal(shape) -> torch.Tensor:
-            return torch.randn(shape, dtype=torch.float64)
+        joint = self.joint_given(out, x, draw=True)[0] if self.rank else None
 
         for j, (column, start) in enumerate(zip(self.columns, self.starts, strict=True)):
             head = out[..., start]
             if column.kind in GAUSSIAN_KINDS:
-                x = head + sigma[g[j]] * normal(head.shape)
-                v = column.loc + column.scale * x
+                if joint is None:
+                    sigma = self.gaussian_scale()[g[j]].double()
+                    y = head + sigma * torch.randn(head.shape, dtype=torch.float64)
+                else:
+                    y = joint[..., g[j]]
+                v = column.loc + column.scale * y
                 result.append(v.exp() if column.kind == "positive" else v)
             elif column.kind in COUNT_KINDS:
                 rate = head.clamp(-MAX_LOG_RATE, MAX_LOG_RATE).exp()

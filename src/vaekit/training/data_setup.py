@@ -19,6 +19,16 @@ def resolve_model_config(config: Config, dataset: Dataset) -> Dataset:
     model.fill_from_data(dataset.train.y)  # e.g. a conditional model's number of classes
     if model.likelihood == "auto":
         model.likelihood = dataset.default_likelihood
+    if model.likelihood == "gaussian-lowrank" and dataset.support == "table":
+        # A mixed table's low-rank Gaussian is the tabular likelihood's joint head over its
+        # real and positive columns; the other columns keep their own likelihoods.
+        model.likelihood = "tabular"
+        model.rank = 1 if model.rank is None else model.rank
+    if model.rank is not None and "rank" not in LIKELIHOOD_OPTIONS.get(model.likelihood, {}):
+        raise ValueError(
+            f"{spell_value('--rank', 'model.rank', model.rank)}: only gaussian-lowrank and the "
+            f"tabular likelihood of a mixed table read a rank, not {model.likelihood}"
+        )
     if model.likelihood == "bernoulli" and dataset.support != "binary":
         raise ValueError(
             f"{spell_value('--likelihood', 'model.likelihood', 'bernoulli')} needs binary "

@@ -1,0 +1,239 @@
+"""The lecture's general decoder p(x|z) = N(mu(z), Sigma(z)) in its practical form:
+Sigma(z) = W(z) W(z)^T + diag(d(z)), a rank-R factor plus a diagonal.
+
+A diagonal decoder leaves every correlation between dimensions to the latent code; what the
+code does not explain (two sensors that move together whatever the state, neighbouring pixels
+of an edge) is paid for as independent noise. The rank-R factor models those residual
+correlations at O(D R^2) per example (``torch.distributions.LowRankMultivariateNormal``, the
+Woodbury identity and the matrix determinant lemma), where a full covariance costs O(D^3).
+
+Parameterisation (all learned per example by the decoder):
+
+* mu: the mean;
+* d = (min_scale + softplus(r + c))^2, with c chosen so that r = 0 gives a standard deviation
+  of ``init_scale`` (as the other learned Gaussians start) and the floor keeps the density
+  bounded on a constant dimension;
+* W = (init_scale / sqrt(R)) * w: at the start the decoder's raw w are small, so the factor
+  adds a fraction of the diagonal's variance and training starts near the diagonal model;
+  the same factor keeps the start independent of R.
+
+The tables' helpers (:func:`masked_log_prob`, :func:`chain_log_probs`, :func:`condition`)
+handle missing dimensions by marginalising them: a Gaussian's marginal over the observed
+dimensions is the Gaussian with their rows and columns of Sigma.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import Distribution, LowRankMultivariateNormal, constraints
+
+from vaekit.support.spelling import spell_value
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def check_rank(rank: int, dims: int, what: str) -> None:
+    """``rank`` must be in 1 .. dims - 1 (rank D or more is a full covariance, cheaper as
+    such); one-line error naming the flag."""
+    if not isinstance(rank, int) or isinstance(rank, bool) or not 0 < rank < dims:
+        raise ValueError(
+            f"{spell_value('--rank', 'model.rank', rank)}: the low-rank covariance needs a "
+            f"rank from 1 to {dims - 1} ({what} {dims} dimension{'s' if dims != 1 else ''})"
+        )
+
+
+class LowRankParameters(nn.Module):
+    """Turns raw decoder outputs into (mu, W, d); see the module doc. Shapes: ``mu_raw,
+    diag_raw [*, D]``, ``factor_raw [*, D, R]``."""
+
+    def __init__(self, rank: int, min_scale: float = 1e-3, init_scale: float = 0.2) -> None:
+        super().__init__()
+        self.rank, self.min_scale = rank, min_scale
+        self.offset = math.log(math.expm1(init_scale - min_scale))  # softplus^{-1}
+        self.factor_gain = init_scale / math.sqrt(rank)
+
+    def variance(self, diag_raw: torch.Tensor) -> torch.Tensor:
+        """d, the diagonal of Sigma (a variance), ``[*, D]``."""
+        return (self.min_scale + F.softplus(diag_raw + self.offset)).square()
+
+    def factor(self, factor_raw: torch.Tensor) -> torch.Tensor:
+        """W, ``[*, D, R]``."""
+        return self.factor_gain * factor_raw
+
+
+class LowRankGaussianLikelihood(nn.Module):
+    """p(x|z) = N(x; mu(z), W(z) W(z)^T + diag(d(z))) over all data dimensions jointly.
+
+    The decoder output is ``[*batch, (R + 2) C, ...]`` for data ``[C, ...]``: the first C
+    channels (or features) are mu, the next C the diagonal's pre-activation, then R blocks of
+    C the columns of W. The density is over the flattened data (D = prod(event_shape)), in
+    nats per example with every constant. Support: real-valued data.
+    """
+
+    support = "real"
+    discrete = False
+
+    def __init__(
+        self,
+        event_shape: tuple[int, ...],
+        rank: int = 1,
+        min_scale: float = 1e-3,
+        init_scale: float = 0.2,
+    ) -> None:
+        super().__init__()
+        self.event_shape = tuple(event_shape)
+        self.dims = math.prod(self.event_shape)
+        check_rank(rank, self.dims, "the data have")
+        self.rank = rank
+        self.param_shape = ((rank + 2) * self.event_shape[0], *self.event_shape[1:])
+        self.parts = LowRankParameters(rank, min_scale, init_scale)
+
+    def split(
+        self, decoder_output: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``[*batch, *param_shape]`` -> mu ``[*batch, D]``, W ``[*batch, D, R]``, d
+        ``[*batch, D]`` (flattened over the event)."""
+        n = len(self.event_shape)
+        if tuple(decoder_output.shape[-n:]) != self.param_shape:
+            raise ValueError(
+                "gaussian-lowrank reads a mean, a diagonal and a rank-"
+                f"{self.rank} factor per dimension: the decoder must output "
+                f"[..., {', '.join(map(str, self.param_shape))}], got "
+                f"{list(decoder_output.shape)}"
+            )
+        batch = decoder_output.shape[:-n]
+        blocks = decoder_output.reshape(*batch, self.rank + 2, self.dims)
+        factor = blocks[..., 2:, :].transpose(-1, -2)
+        return blocks[..., 0, :], self.parts.factor(factor), self.parts.variance(blocks[..., 1, :])
+
+    def forward(self, decoder_output: torch.Tensor) -> Distribution:
+        return LowRankGaussian(*self.split(decoder_output), self.event_shape)
+
+    def mean(self, decoder_output: torch.Tensor) -> torch.Tensor:
+        """E[x|z] = mu(z), ``[*batch, *event]``."""
+        mu = self.split(decoder_output)[0]
+        return mu.reshape(*mu.shape[:-1], *self.event_shape)
+
+    def log_density(self, decoder_output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log N(x; mu, W W^T + diag(d)), ``[*batch]`` nats; ``x [*, *event]`` broadcasts."""
+        return self(decoder_output).log_prob(x)
+
+
+class LowRankGaussian(Distribution):
+    """``LowRankMultivariateNormal`` over the flattened data, with the data's event shape:
+    ``log_prob``, ``mean``, ``sample`` and ``rsample`` read and write ``[*, *event_shape]``."""
+
+    arg_constraints: ClassVar[dict] = {}
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(
+        self,
+        mu: torch.Tensor,
+        factor: torch.Tensor,
+        variance: torch.Tensor,
+        event_shape: tuple[int, ...],
+    ) -> None:
+        self.flat = LowRankMultivariateNormal(mu, factor, variance, validate_args=False)
+        super().__init__(mu.shape[:-1], torch.Size(event_shape), validate_args=False)
+
+    def _unflatten(self, value: torch.Tensor) -> torch.Tensor:
+        return value.reshape(*value.shape[:-1], *self.event_shape)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self._unflatten(self.flat.loc)
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return self._unflatten(self.flat.variance)
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:  # noqa: B008
+        return self._unflatten(self.flat.rsample(sample_shape))
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        n = len(self.event_shape)
+        return self.flat.log_prob(value.reshape(*value.shape[:-n], -1))
+
+
+# --- a joint head over some dimensions, with missing ones marginalised (tables) -----------
+
+
+def _masked(
+    residual: torch.Tensor, factor: torch.Tensor, variance: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A missing dimension (mask 0) becomes independent of the others, with variance 1 and
+    residual 0: the observed dimensions' density is then their marginal's, times N(0; 0, 1)
+    for each missing one (removed by the callers)."""
+    observed = mask.bool()
+    residual = torch.where(observed, residual, torch.zeros_like(residual))
+    factor = torch.where(observed[..., None], factor, torch.zeros_like(factor))
+    variance = torch.where(observed, variance, torch.ones_like(variance))
+    return residual, factor, variance
+
+
+def masked_log_prob(
+    residual: torch.Tensor, factor: torch.Tensor, variance: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """log N(r_O; 0, (W W^T + diag d)_OO) over the observed dimensions O, ``[*]`` nats, at
+    O(G R^2). Shapes: ``residual, variance, mask [*, G]``, ``factor [*, G, R]``."""
+    r, w, d = _masked(residual, factor, variance, mask)
+    zero = torch.zeros_like(r)
+    log_p = LowRankMultivariateNormal(zero, w, d, validate_args=False).log_prob(r)
+    return log_p + 0.5 * LOG_2PI * (1 - mask).sum(-1)
+
+
+def _covariance(factor: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
+    return factor @ factor.transpose(-1, -2) + torch.diag_embed(variance)
+
+
+def chain_log_probs(
+    residual: torch.Tensor, factor: torch.Tensor, variance: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Each observed dimension's log p(r_j | the observed r_i, i < j), ``[*, G]`` nats (0 at
+    missing ones): the chain rule in column order, so the terms sum to
+    :func:`masked_log_prob`. With Sigma = L L^T and e = L^{-1} r, term j is
+    -e_j^2 / 2 - log L_jj - log(2 pi) / 2. Dense, O(G^3): for per-column reports."""
+    r, w, d = _masked(residual, factor, variance, mask)
+    tril = torch.linalg.cholesky(_covariance(w, d))
+    white = torch.linalg.solve_triangular(tril, r[..., None], upper=False)[..., 0]
+    log_diag = torch.diagonal(tril, dim1=-2, dim2=-1).log()
+    return (-0.5 * white.square() - log_diag - 0.5 * LOG_2PI) * mask
+
+
+def condition(
+    mean: torch.Tensor,
+    factor: torch.Tensor,
+    variance: torch.Tensor,
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    draw: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Gaussian N(mean, W W^T + diag d) given its observed dimensions x_O: returns the
+    conditional mean (``draw`` False) or one draw (``draw`` True, torch's global generator)
+    of every dimension, ``[*, G]`` (x itself where observed), and the conditional variance
+    ``[*, G]`` (0 where observed). A draw is Matheron's rule: y ~ N(mean, Sigma), then
+    y + Sigma_.O Sigma_OO^{-1} (x_O - y_O) is distributed as the conditional."""
+    y = mean
+    if draw:
+        options = {"dtype": mean.dtype, "device": mean.device}
+        shared = torch.randn((*factor.shape[:-2], factor.shape[-1], 1), **options)  # [*, R, 1]
+        own = torch.randn(variance.shape, **options)
+        y = mean + (factor @ shared)[..., 0] + variance.sqrt() * own
+    sigma = _covariance(factor, variance)
+    outer = mask[..., :, None] * mask[..., None, :]
+    # Sigma_OO with identity rows and columns at the missing dimensions: its inverse is
+    # Sigma_OO^{-1} on O, and zero between O and the rest.
+    inner = sigma * outer + torch.diag_embed(1 - mask)
+    tril = torch.linalg.cholesky(inner)
+    gap = ((x - y) * mask)[..., None]
+    filled = y + (sigma @ torch.cholesky_solve(gap, tril))[..., 0]
+    filled = torch.where(mask.bool(), x, filled)  # exact where observed, not x + rounding
+    precision = torch.cholesky_inverse(tril) * outer
+    cond_var = torch.diagonal(sigma - sigma @ precision @ sigma, dim1=-2, dim2=-1)
+    return filled, cond_var.clamp_min(0.0) * (1 - mask)
