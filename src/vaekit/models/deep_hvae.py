@@ -38,11 +38,11 @@ from typing import Literal
 
 import torch
 from torch import nn
-from torch.distributions import Distribution
 
 from vaekit.distributions import PRIORS, DiagonalGaussian, build_likelihood
 from vaekit.models.base import MOMENT_SAMPLES, ELBOTerms, LatentMoments, LikelihoodModel
 from vaekit.models.bodies import check_buildable
+from vaekit.models.paths import Gate, Residual, TakeFirst
 from vaekit.models.registry import register_model
 from vaekit.networks import ACTIVATIONS
 from vaekit.settings import ConfigError, ModelConfig, setting
@@ -99,15 +99,18 @@ class Cell(nn.Module):
         self.act = ACTIVATIONS[activation]()
         self.inner = nn.Linear(width, width)
         self.outer = nn.Linear(width, 2 * width if self.gated else width)
+        self.gate = Gate(2.0)  # gates start mostly open
         nn.init.zeros_(self.outer.weight)
         nn.init.zeros_(self.outer.bias)
 
+    def branch(self) -> nn.Sequential:
+        """f(s), or f(s) * sigmoid(g(s)): what the cell adds to its input, as plain layers."""
+        steps = [self.act, self.inner, self.act, self.outer]
+        return nn.Sequential(*steps, *([self.gate] if self.gated else []))
+
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         h = self.outer(self.act(self.inner(self.act(s))))
-        if self.gated:
-            h, gate = h.chunk(2, dim=-1)
-            h = h * torch.sigmoid(gate + 2.0)  # gates start mostly open
-        return s + h
+        return s + (self.gate(h) if self.gated else h)
 
 
 class GaussianHead(nn.Module):
@@ -126,6 +129,12 @@ class GaussianHead(nn.Module):
     def forward(self, h: torch.Tensor) -> DiagonalGaussian:
         mu, log_var = self.out(self.act(self.hidden(self.act(h)))).chunk(2, dim=-1)
         return DiagonalGaussian(mu, log_var)
+
+    def mean_path(self) -> nn.Sequential:
+        """The mean ``[*, m]`` of the Gaussian, as plain layers."""
+        return nn.Sequential(
+            self.act, self.hidden, self.act, self.out, TakeFirst(self.out.out_features // 2)
+        )
 
 
 @register_model
@@ -253,21 +262,47 @@ class DeepHierarchicalVAE(LikelihoodModel):
     def _split(self, z: torch.Tensor) -> list[torch.Tensor]:
         return list(z.split(self.config.latent_dims, dim=-1))
 
-    def decode(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> Distribution:
-        """p(x|z) for ``z [B, latent_dim]`` or ``[K, B, latent_dim]`` (groups bottom first)."""
-        lead = z.dim() == 2
-        zs = self._split(z.unsqueeze(0) if lead else z)
-        s, _, _, _ = self._top_down(None, zs, zs[0].shape[0])
-        params = self._params(s)
-        return self.likelihood(params[0] if lead else params)
+    @property
+    def latent_layers(self) -> tuple[int, ...]:
+        """The groups' sizes, bottom first."""
+        return tuple(self.config.latent_dims)
 
-    def decode_mean(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> torch.Tensor:
-        """E[x|z], ``[*lead, *data_shape]``."""
+    def decode_params(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The likelihood's parameters for ``z [B, latent_dim]`` or ``[K, B, latent_dim]``
+        (groups bottom first): the top-down path with those draws."""
         lead = z.dim() == 2
         zs = self._split(z.unsqueeze(0) if lead else z)
         s, _, _, _ = self._top_down(None, zs, zs[0].shape[0])
         params = self._params(s)
-        return self.likelihood.mean(params[0] if lead else params)
+        return params[0] if lead else params
+
+    @torch.no_grad()
+    def group_decoder(self, group: int) -> nn.Module:
+        """Group ``group``'s decoder: the groups above it at their prior means (the top at
+        p(z_L)'s mean, each lower one at the mean of p(z_l|z_{>l}) given those), which fixes
+        the state it is added to; then its own cells, and every group below at the mean of
+        its conditional prior given the state, added back through its projection."""
+        L = self.num_groups
+        if not 0 <= group < L:
+            raise IndexError(f"this model has {L} latent groups, not {group}")
+        s = self.start[None]  # [1, W]
+        for g in range(L - 1, group, -1):
+            z = self.prior.mean()[None] if g == L - 1 else self.prior_heads[g](s).loc
+            s = self.down[g](s + self.project[g](z))
+        # s + project(z_group) with the state fixed: one linear layer, the state in its bias.
+        project = self.project[group]
+        enter = nn.Linear(project.in_features, project.out_features)
+        enter.weight = project.weight
+        enter.bias = nn.Parameter(project.bias + s[0])
+
+        def cells(g: int) -> list[nn.Module]:
+            return [Residual(cell.branch()) for cell in self.down[g]]
+
+        steps: list[nn.Module] = [enter, *cells(group)]
+        for g in range(group - 1, -1, -1):
+            add_mean = nn.Sequential(*self.prior_heads[g].mean_path(), self.project[g])
+            steps += [Residual(add_mean), *cells(g)]
+        return nn.Sequential(*steps, self.act, *self.to_params)
 
     @torch.no_grad()
     def sample(
