@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from chromium import Chromium, find_chromium
-from helpers import tiny, tiny_model_overrides
+from helpers import LIKELIHOOD_NAMES, tiny, tiny_model_overrides
 from test_deep_hvae import prior_mean_path, randomise
 from vaekit.checkpoint import load, save_model
 from vaekit.cli import main
@@ -22,7 +22,7 @@ from vaekit.config import Config, apply_overrides, to_dict
 from vaekit.data import load_dataset
 from vaekit.evaluate import latent_statistics, load_run
 from vaekit.explore import UnsupportedLayerError, build_explorer, decoder_program
-from vaekit.explore.decoder_spec import run_program
+from vaekit.explore.decoder_spec import Programs, run_program
 from vaekit.models import VAE, VAEConfig, build_model
 from vaekit.training import train
 
@@ -192,6 +192,40 @@ def test_cli_names_an_unsupported_layer_and_writes_nothing(runs, tmp_path, capsy
     assert len(err) == 1
     assert err[0].startswith("vaekit: error: the in-page decoder cannot run decoder.body.1 (ELU)")
     assert not out.exists()
+
+
+# How the page turns each likelihood's parameters into E[x|z]; None: it cannot.
+PAGE_MEANS = {
+    "bernoulli": "sigmoid",
+    "gaussian": "identity",
+    "gaussian-learned": "identity",
+    "gaussian-shared": "identity",
+    "gaussian-heteroscedastic": "split",
+    "discretized-logistic": None,
+    "discretized-logistic-mixture": None,
+}
+
+
+@pytest.mark.parametrize("likelihood", LIKELIHOOD_NAMES)
+def test_each_likelihood_names_the_mean_the_page_computes(likelihood):
+    assert set(PAGE_MEANS) == set(LIKELIHOOD_NAMES)
+    config = VAEConfig(
+        latent_dim=2, network="mlp", hidden_dims=[8], likelihood=likelihood,
+        data_shape=[1, 2, 3], data_levels=256,
+    )  # fmt: skip
+    model = VAE(config)
+    mean = model.likelihood.page_mean()
+    assert mean == PAGE_MEANS[likelihood]
+    if mean is None:  # refused in one line naming the likelihood
+        name = type(model.likelihood).__name__
+        with pytest.raises(UnsupportedLayerError, match=f"mean of the likelihood {name}$"):
+            Programs(model.likelihood)
+        return
+    layers, tensors = decoder_program(model.decoder, 2, model.likelihood.param_shape)
+    z = torch.randn(3, 2)
+    with torch.no_grad():
+        want = model.decode_mean(z).flatten(1)
+    torch.testing.assert_close(run_program(layers, tensors, mean, z), want, atol=1e-5, rtol=1e-5)
 
 
 def test_heteroscedastic_mean_is_the_first_half(tmp_path):

@@ -291,7 +291,8 @@ class DeepHierarchicalVAE(LikelihoodModel):
             s = self.down[g](s + self.project[g](z))
         # s + project(z_group) with the state fixed: one linear layer, the state in its bias.
         project = self.project[group]
-        enter = nn.Linear(project.in_features, project.out_features)
+        # (skip_init: no initial values drawn, so building it leaves the random stream alone)
+        enter = nn.utils.skip_init(nn.Linear, project.in_features, project.out_features)
         enter.weight = project.weight
         enter.bias = nn.Parameter(project.bias + s[0])
 
