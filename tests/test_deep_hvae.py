@@ -172,3 +172,50 @@ def test_conv_refuses_data_it_cannot_grid(shape):
 def test_width_default_follows_the_network():
     assert DeepHVAEConfig(network="mlp").width == 512
     assert DeepHVAEConfig(network="conv").width == 64
+
+
+def prior_mean_path(model, group: int, z_group: torch.Tensor) -> torch.Tensor:
+    """The full code ``[B, latent_dim]`` the explorer decodes for ``z_group``: every other
+    group at its prior mean, the top at p(z_L)'s, the others at p(z_g|z_{>g})'s, run through
+    the model's own top-down modules."""
+    L = model.num_groups
+    s = model.start.expand(z_group.shape[0], -1)
+    zs = [None] * L
+    for g in range(L - 1, -1, -1):
+        if g == group:
+            z = z_group
+        elif g == L - 1:
+            z = model.prior.mean().expand(z_group.shape[0], -1)
+        else:
+            z = model.prior_heads[g](s).loc
+        zs[g] = z
+        s = model.down[g](s + model.project[g](z))
+    return torch.cat(zs, dim=-1)
+
+
+@pytest.mark.parametrize("cell", ["residual", "gated"])
+@pytest.mark.parametrize("prior", ["standard-normal", "vamp"])
+def test_each_groups_decoder_holds_the_other_groups_at_their_prior_means(cell, prior):
+    """Decode by group: group g's decoder is the top-down decode with the groups above at
+    their prior means and the groups below at their conditional prior means."""
+    model = build([2, 3, 2], width=8, cell=cell, data_shape=(1, 2, 3), prior=prior).eval()
+    randomise(model, seed=4)
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        top = model.prior.mean()
+        assert top.shape == (2,)
+        if prior == "vamp":  # the mixture's mean: the mean of its components' means
+            torch.testing.assert_close(
+                top, model.top_posterior(model.prior.pseudo_inputs).loc.mean(0)
+            )
+        for group, m in enumerate(model.latent_layers):
+            z = torch.randn(4, m, generator=g)
+            got = model.group_decoder(group)(z)
+            want = model.decode_params(prior_mean_path(model, group, z))
+            torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
+            assert got.shape == (4, 1, 2, 3)
+            # the groups below are not held at zero: the decode differs from that
+            zero_below = prior_mean_path(model, group, z)
+            zero_below[:, : sum(model.latent_layers[:group])] = 0.0
+            if group > 0:
+                assert not torch.allclose(model.decode_params(zero_below), got, atol=1e-4)

@@ -123,6 +123,9 @@ def test_every_registered_model_exports(kind, tmp_path):
     assert manifest["refused"] == {} and manifest["model_kind"] == kind
     assert_matches_torch(model, tmp_path / "onnx")
     m = model.latent_dim
+    # z's groups, bottom first: the hierarchical models' tiny settings (tests/helpers.py)
+    groups = {"hvae": [3, 2], "deep-hvae": [3, 2, 2]}
+    assert manifest["latent_layers"] == groups.get(kind, [m])
     labels = [{"name": "y", "type": "tensor(int64)", "shape": ["batch"]}]
     z_input = [{"name": "z", "type": "tensor(float)", "shape": ["batch", m]}]
     assert manifest["graphs"]["decoder"]["inputs"] == z_input + (
@@ -135,7 +138,7 @@ def test_every_registered_model_exports(kind, tmp_path):
     # The encoder's outputs follow the capability flags.
     if model.has_posterior:
         expected = {"mean": ["batch", m], "log_var": ["batch", m]}
-    elif model.has_codebook:
+    elif model.discrete:
         expected = {"codes": ["batch", model.config.num_latents], "z_q": ["batch", m]}
     else:
         expected = {"z": ["batch", m]}

@@ -213,3 +213,20 @@ def test_glorot_initialisation_passes_the_signal_through_a_tanh_model(inference)
     assert min(spread["glorot"]) > 0.3, spread
     assert max(spread["default"]) < 0.2, spread
     assert all(b.abs().max() == 0 for n, b in model.named_parameters() if n.endswith("bias"))
+
+
+def test_each_layers_decoder_follows_the_conditional_means_down_to_x():
+    """Decode by layer: layer 2's decoder is z_1 = E[z_1|z_2], then p(x|z_1)'s parameters;
+    layer 1's is the decoder of x itself."""
+    torch.manual_seed(0)
+    config = HVAEConfig(
+        latent_dims=[3, 2], hidden_dims=[[8], [6]], likelihood="gaussian", data_shape=[1, 2, 2]
+    )
+    model = HierarchicalVAE(config).eval()
+    z2 = torch.randn(4, 2)
+    with torch.no_grad():
+        z1 = model.down[0](z2).loc
+        want = model.decode_params(torch.cat([z1, z2], dim=-1))
+        torch.testing.assert_close(model.group_decoder(1)(z2), want, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(model.group_decoder(0)(z1), want, atol=1e-6, rtol=1e-6)
+    assert model.latent_layers == (3, 2)

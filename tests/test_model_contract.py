@@ -86,6 +86,68 @@ def test_shapes(name):
         model.reconstruct(x.flatten(1)[:, :-1], y=y)
 
 
+# What each registered model declares for its tiny settings (tests/helpers.py): the latent
+# groups bottom first, the code-book size, and whether its codes are discrete. Registering a
+# model without a row here fails test_the_latent_layout_is_declared_exactly.
+LAYOUT = {
+    "vae": ((2,), None, False),
+    "ae": ((2,), None, False),
+    "hvae": ((3, 2), None, False),
+    "deep-hvae": ((3, 2, 2), None, False),
+    "cvae": ((2,), None, False),
+    "vqvae": ((2 * 3,), 8, True),  # 2 positions of 3-vectors from an 8-entry code book
+}
+
+
+def test_the_latent_layout_is_declared_exactly():
+    assert set(LAYOUT) == set(MODELS_UNDER_TEST)
+    for name, (layers, codebook_size, discrete) in LAYOUT.items():
+        model = tiny_model(name)
+        assert model.latent_layers == layers, name
+        assert sum(model.latent_layers) == model.latent_dim, name
+        assert model.codebook_size == codebook_size, name
+        assert model.discrete is discrete, name
+        assert model.has_codebook is discrete and model.has_continuous_latent is not discrete
+
+
+@pytest.mark.parametrize("name", MODELS_UNDER_TEST)
+def test_decode_is_the_likelihood_of_decode_params(name):
+    """decode and decode_mean read decode_params: the same numbers, every lead shape."""
+    torch.manual_seed(0)
+    model = tiny_model(name).eval()
+    x, y = _batch(model)
+    param_shape = tuple(model.likelihood.param_shape)
+    with torch.no_grad():
+        for lead in ((5,), (3, 5)):
+            z = torch.randn(*lead, model.latent_dim)
+            params = model.decode_params(z, y=y)
+            assert params.shape == (*lead, *param_shape)
+            assert torch.equal(model.decode_mean(z, y=y), model.likelihood.mean(params))
+            log_p = model.decode(z, y=y).log_prob(x)
+            assert torch.equal(log_p, model.likelihood(params).log_prob(x))
+
+
+@pytest.mark.parametrize("name", MODELS_UNDER_TEST)
+def test_group_decoders_read_their_group_and_give_the_likelihoods_parameters(name):
+    """One decoder per latent group, ``[B, m_group (+ C)] -> [B, *param_shape]``; for a model
+    with one group it is decode_params itself (tests/test_hvae.py and test_deep_hvae.py
+    check the groups of the hierarchical models against their generative paths)."""
+    torch.manual_seed(0)
+    model = tiny_model(name).eval()
+    _, y = _batch(model)
+    labels = torch.nn.functional.one_hot(y, model.num_classes) if model.takes_labels else None
+    with torch.no_grad():
+        for group, m in enumerate(model.latent_layers):
+            z = torch.randn(5, m)
+            given = z if labels is None else torch.cat([z, labels.float()], dim=1)
+            params = model.group_decoder(group)(given)
+            assert params.shape == (5, *model.likelihood.param_shape)
+            if len(model.latent_layers) == 1:
+                assert torch.equal(params, model.decode_params(z, y=y))
+    with pytest.raises(IndexError, match="not"):
+        model.group_decoder(len(model.latent_layers))
+
+
 @pytest.mark.parametrize("name", MODELS_UNDER_TEST)
 def test_save_then_load_gives_bitwise_the_same_outputs(tmp_path, name):
     torch.manual_seed(0)

@@ -163,6 +163,10 @@ class _DiscretizedLogistic(nn.Module):
         logits, loc, _ = self.split(decoder_output)
         return (F.softmax(logits, dim=-1) * loc).sum(-1).clamp(0.0, 1.0)
 
+    def page_mean(self) -> str | None:
+        """None: the explorer's page does not compute this mean (a mixture's)."""
+        return None
+
     def log_density(self, decoder_output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """log P(x|z) of the discrete data summed over the event, ``[*batch]`` (nats), the
         same number as ``self(decoder_output).log_prob(x)``; ``x`` broadcasts."""

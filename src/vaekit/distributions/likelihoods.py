@@ -4,6 +4,9 @@
 every constant (nats per example). Shapes: decoder output ``[*batch, *event]`` ->
 distribution with batch shape ``[*batch]`` and event shape ``event``.
 
+Every likelihood has ``mean(decoder_output)`` (E[x|z], what a picture shows) and says with
+``page_mean()`` how the explorer's page computes that mean, or None where the page cannot.
+
 Every likelihood declares ``discrete``: True when ``log_prob`` is the log-probability of
 discrete values (Bernoulli, the discretised logistics), False when it is a density. The data
 pipeline feeds a discrete likelihood the data's levels without dequantisation noise, and the
@@ -88,6 +91,10 @@ class GaussianLikelihood(nn.Module):
         """E[x|z]: the decoder output itself."""
         return decoder_output
 
+    def page_mean(self) -> str | None:
+        """How the explorer's page computes E[x|z]: the decoder output itself."""
+        return "identity"
+
     def log_density(self, decoder_output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """log N(x; mu, diag(sigma^2)) summed over the event, ``[*batch]``: the same number as
         ``self(decoder_output).log_prob(x)`` with fewer passes over memory (the evaluator's hot
@@ -152,6 +159,10 @@ class HeteroscedasticGaussianLikelihood(nn.Module):
         """E[x|z] = mu(z), ``[*batch, *event]``."""
         return self.split(decoder_output)[0]
 
+    def page_mean(self) -> str | None:
+        """How the explorer's page computes E[x|z]: the first half of the channels."""
+        return "split"
+
     def log_density(self, decoder_output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """log N(x; mu, diag(sigma^2)) summed over the event, ``[*batch]`` (nats):
         -0.5 sum((x - mu)/sigma)^2 - sum(log sigma) - D log(2 pi)/2; ``x`` broadcasts."""
@@ -184,6 +195,10 @@ class BernoulliLikelihood(nn.Module):
     def mean(self, decoder_output: torch.Tensor) -> torch.Tensor:
         """E[x|z] = sigmoid(logits)."""
         return torch.sigmoid(decoder_output)
+
+    def page_mean(self) -> str | None:
+        """How the explorer's page computes E[x|z]: the sigmoid of the logits."""
+        return "sigmoid"
 
     def log_density(self, decoder_output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """log p(x|z) summed over the event, ``[*batch]``, as ``self(...).log_prob(x)``:

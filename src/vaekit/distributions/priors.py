@@ -48,6 +48,10 @@ class StandardNormalPrior(nn.Module):
         loc = self._zero.expand(self.latent_dim)
         return Independent(Normal(loc, torch.ones_like(loc), validate_args=False), 1)
 
+    def mean(self) -> torch.Tensor:
+        """E[z] = 0, ``[m]``."""
+        return self._zero.expand(self.latent_dim)
+
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log N(z; 0, I) = -0.5 (||z||^2 + m log 2 pi) in nats, ``[..., m] -> [...]``."""
         return -0.5 * (z.square().sum(-1) + self.latent_dim * LOG_2PI)
@@ -121,6 +125,10 @@ class VampPrior(nn.Module):
             yield
         finally:
             self._held = None
+
+    def mean(self) -> torch.Tensor:
+        """E[z], the mean of the K components' means, ``[m]``."""
+        return self.components().mean.mean(dim=0)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z) = logsumexp_k log q(z|u_k) - log K in nats, ``[..., m] -> [...]``."""

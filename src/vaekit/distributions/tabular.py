@@ -229,6 +229,10 @@ class TabularLikelihood(nn.Module):
     def forward(self, decoder_output: torch.Tensor) -> Distribution:
         return TabularDistribution(self, decoder_output)
 
+    def page_mean(self) -> str | None:
+        """None: the explorer's page does not compute this mean (per-column heads)."""
+        return None
+
     def mean(self, decoder_output: torch.Tensor) -> torch.Tensor:
         """E[x|z] in the encoded layout ``[*batch, F + C]``: the Gaussian heads' means, the
         counts' log1p(mean), the binary probability, the category probabilities, and a mask

@@ -1,6 +1,7 @@
 """The interactive latent explorer: ``vaekit explore RUN`` writes ``RUN/explore.html``.
 
-See :mod:`vaekit.explore.builder` for what the page holds and
+See :mod:`vaekit.explore.builder` for what the page holds, :mod:`vaekit.explore.spaces` for
+what each model gets (decode by group for the hierarchical ones) and
 :mod:`vaekit.explore.decoder_spec` for the in-page decoder.
 """
 

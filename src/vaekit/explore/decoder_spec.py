@@ -9,11 +9,13 @@ module turns a decoder ``nn.Module`` into that interpreter's program:
   page keeps every activation as one flat row-major array, so a reshape only changes the
   shape it records), ``conv_transpose2d`` and ``conv2d`` (groups 1, dilation 1, zero
   padding, no output padding);
-* ``take`` (:class:`TakeFirst`: the first k features of a flat vector; the hierarchical
-  VAE's generative path keeps the mean half of each Gaussian head's output [mu, log_var]);
-* then the likelihood's mean E[x|z] on the decoder output: ``sigmoid`` (Bernoulli logits),
-  ``identity`` (Gaussian mean), ``split`` (the first half of the channels: the
-  heteroscedastic Gaussian's mu).
+* the steps of a generative path (``vaekit.models.paths``, what ``Model.group_decoder``
+  builds): ``take`` (the first k features: the mean half of a Gaussian head's output
+  [mu, log_var]), ``residual`` (h + body(h), its body a program of its own) and ``gate``
+  (the first half times the sigmoid of the second half plus an offset);
+* then the likelihood's mean E[x|z] on the decoder output, as the likelihood names it
+  (``page_mean()``): ``sigmoid`` (Bernoulli logits), ``identity`` (Gaussian mean), ``split``
+  (the first half of the channels: the heteroscedastic Gaussian's mu).
 
 Anything else is refused by :func:`decoder_program` with a one-line error naming the layer,
 and :func:`run_program` (the same program run with torch) is compared against the real
@@ -30,24 +32,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaekit.models.paths import Gate, Residual, TakeFirst
 from vaekit.networks import ConvDecoder, MLPDecoder
 
 SUPPORTED = (
     "Linear, ReLU, ELU, GELU, Tanh, SiLU, Sigmoid, Identity, Flatten, Unflatten, "
-    "ConvTranspose2d, Conv2d (groups=1, dilation=1, zero padding)"
+    "ConvTranspose2d, Conv2d (groups=1, dilation=1, zero padding), TakeFirst, Residual, Gate"
 )
-
-
-class TakeFirst(nn.Module):
-    """The first ``k`` features of ``[B, n]`` rows, ``[B, k]``: the mean half of a Gaussian
-    head's output ``[mu, log_var]``, when a generative path follows the conditional means."""
-
-    def __init__(self, k: int) -> None:
-        super().__init__()
-        self.k = k
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return h[..., : self.k]
+# The in-page decoder must reproduce torch within this (float32 noise, far below 1/255).
+SELF_CHECK_TOLERANCE = 1e-4
+# The fields of each layer type that index the tensor list.
+TENSOR_KEYS = {
+    "linear": ("w", "b"),
+    "conv2d": ("weight", "bias"),
+    "conv_transpose2d": ("weight", "bias"),
+}
 
 
 class UnsupportedLayerError(ValueError):
@@ -77,7 +76,9 @@ def _leaves(module: nn.Module, name: str) -> list[tuple[str, nn.Module]]:
         return [*_leaves(module.body, f"{name}.body"), (f"{name}:reshape", module)]
     if type(module) is nn.Sequential:
         out: list[tuple[str, nn.Module]] = []
-        for child_name, child in module.named_children():
+        # Every child in order, a repeated one as often as it runs (a cell applies one
+        # activation twice; named_children would list it once).
+        for child_name, child in module._modules.items():
             out += _leaves(child, f"{name}.{child_name}")
         return out
     return [(name, module)]
@@ -105,15 +106,31 @@ def decoder_program(
 
     Raises :class:`UnsupportedLayerError` naming the first layer it cannot express.
     """
-    layers: list[dict[str, Any]] = []
     tensors: list[torch.Tensor] = []
-    shape: tuple[int, ...] = (latent_dim,)
 
     def add(t: torch.Tensor) -> int:
         tensors.append(t.detach().to(torch.float32).cpu().contiguous())
         return len(tensors) - 1
 
-    for name, module in _leaves(decoder, "decoder"):
+    layers, shape = _program(decoder, "decoder", (latent_dim,), tuple(output_shape), add)
+    if math.prod(shape) != math.prod(output_shape):
+        raise UnsupportedLayerError(
+            f"the decoder program ends in shape {list(shape)}, the likelihood reads "
+            f"{list(output_shape)}"
+        )
+    return layers, tensors
+
+
+def _program(
+    container: nn.Module,
+    prefix: str,
+    shape: tuple[int, ...],
+    output_shape: tuple[int, ...],
+    add,
+) -> tuple[list[dict[str, Any]], tuple[int, ...]]:
+    """The layers of ``container`` run on input ``shape``, and the shape they end in."""
+    layers: list[dict[str, Any]] = []
+    for name, module in _leaves(container, prefix):
         if name.endswith(":reshape"):
             shape = tuple(output_shape)
             layers.append({"type": "reshape", "shape": list(shape)})
@@ -123,6 +140,21 @@ def decoder_program(
             layers.append(act)
         elif isinstance(module, nn.Identity):
             continue
+        elif isinstance(module, Residual):
+            body, end = _program(module.body, f"{name}.body", shape, output_shape, add)
+            if end != shape:
+                raise UnsupportedLayerError(
+                    f"the in-page decoder cannot add {name}'s body of shape {list(end)} to "
+                    f"its input of shape {list(shape)}"
+                )
+            layers.append({"type": "residual", "body": body})
+        elif isinstance(module, Gate):
+            if len(shape) != 1 or shape[0] % 2:
+                raise UnsupportedLayerError(
+                    f"the in-page decoder gates a flat vector of even size, got {list(shape)}"
+                )
+            layers.append({"type": "gate", "offset": module.offset})
+            shape = (shape[0] // 2,)
         elif isinstance(module, TakeFirst):
             if len(shape) != 1 or not 0 < module.k <= shape[0]:
                 raise UnsupportedLayerError(
@@ -194,31 +226,74 @@ def decoder_program(
                 f"the in-page decoder cannot run {name} ({type(module).__name__}); it supports "
                 f"{SUPPORTED}"
             )
-    if math.prod(shape) != math.prod(output_shape):
-        raise UnsupportedLayerError(
-            f"the decoder program ends in shape {list(shape)}, the likelihood reads "
-            f"{list(output_shape)}"
-        )
-    return layers, tensors
+    return layers, shape
 
 
-def likelihood_mean(likelihood: nn.Module) -> str:
-    """How the page turns the decoder output into E[x|z]: 'sigmoid', 'identity' or 'split'."""
-    from vaekit.distributions.likelihoods import (
-        BernoulliLikelihood,
-        GaussianLikelihood,
-        HeteroscedasticGaussianLikelihood,
-    )
+def index_tensors(layers: list[dict[str, Any]], index: list[int]) -> None:
+    """Point every tensor field of ``layers`` (residual bodies too) at ``index[field]``."""
+    for layer in layers:
+        # A conv layer's "w" is its input width, not a tensor: only these keys index.
+        for key in TENSOR_KEYS.get(layer["type"], ()):
+            if layer.get(key) is not None:
+                layer[key] = index[layer[key]]
+        if layer["type"] == "residual":
+            index_tensors(layer["body"], index)
 
-    if isinstance(likelihood, BernoulliLikelihood):
-        return "sigmoid"
-    if isinstance(likelihood, HeteroscedasticGaussianLikelihood):
-        return "split"
-    if isinstance(likelihood, GaussianLikelihood):
-        return "identity"
-    raise UnsupportedLayerError(
-        f"the in-page decoder does not know the mean of the likelihood {type(likelihood).__name__}"
-    )
+
+class Programs:
+    """The layer programs of a page, their tensors in one shared list (one weights blob),
+    and the likelihood mean they end in (``page_mean()``)."""
+
+    def __init__(self, likelihood: nn.Module) -> None:
+        mean = likelihood.page_mean()
+        if mean is None:
+            raise UnsupportedLayerError(
+                "the in-page decoder does not know the mean of the likelihood "
+                f"{type(likelihood).__name__}"
+            )
+        self.mean_kind = mean
+        self.tensors: list[torch.Tensor] = []  # kept alive, so data pointers stay unique
+        self._seen: dict[tuple, int] = {}
+
+    def add(
+        self,
+        module: nn.Module,
+        input_dim: int,
+        output_shape: tuple[int, ...],
+        reference,
+        probe: torch.Tensor | None = None,
+    ) -> list:
+        """The program of ``module`` (input ``[input_dim]``), checked against ``reference``:
+        a function ``[B, input_dim] -> E[x|.] [B, ...]`` (the model's own decoder), at
+        ``probe [B, input_dim]`` (default: standard normal draws)."""
+        layers, tensors = decoder_program(module, input_dim, tuple(output_shape))
+        # Self-check: the program must reproduce the model (catches a container whose
+        # forward is not the plain sequence of its children).
+        if probe is None:
+            probe = torch.randn(4, input_dim, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            want = reference(probe).flatten(1)
+        got = run_program(layers, tensors, self.mean_kind, probe)
+        if not torch.allclose(got, want, atol=SELF_CHECK_TOLERANCE, rtol=SELF_CHECK_TOLERANCE):
+            raise ValueError(
+                "explore: the in-page decoder program does not reproduce this decoder (max "
+                f"error {float((got - want).abs().max()):.3g}); its forward is not a plain "
+                "layer sequence"
+            )
+        # A tensor two programs share (the x decoder in every layer's path of a hierarchical
+        # model) is stored once.
+        index_tensors(layers, [self._index(t) for t in tensors])
+        return layers
+
+    def _index(self, t: torch.Tensor) -> int:
+        key = (t.data_ptr(), tuple(t.shape), tuple(t.stride()))
+        if key not in self._seen:
+            self._seen[key] = len(self.tensors)
+            self.tensors.append(t)
+        return self._seen[key]
+
+    def add_tensor(self, t: torch.Tensor) -> int:
+        return self._index(t.detach().to(torch.float32).cpu().contiguous())
 
 
 def run_program(
@@ -228,8 +303,16 @@ def run_program(
 
     The reference for the page's interpreter, and the self-check of :func:`decoder_program`.
     """
-    h = z.to(torch.float32)
-    shape: tuple[int, ...] = (z.shape[1],)
+    h, shape = _run(layers, tensors, z.to(torch.float32), (z.shape[1],))
+    if mean == "sigmoid":
+        return torch.sigmoid(h)
+    if mean == "split":
+        return h.reshape(h.shape[0], *shape).chunk(2, dim=1)[0].flatten(1)
+    return h
+
+
+def _run(layers, tensors, h: torch.Tensor, shape: tuple[int, ...]):
+    """The layers applied to flat rows ``h [B, prod(shape)]``: the output and its shape."""
     for layer in layers:
         kind = layer["type"]
         if kind == "linear":
@@ -251,6 +334,12 @@ def run_program(
         elif kind == "take":
             h = h[:, : layer["n"]]
             shape = (layer["n"],)
+        elif kind == "residual":
+            h = h + _run(layer["body"], tensors, h, shape)[0]
+        elif kind == "gate":
+            value, gate = h.chunk(2, dim=1)
+            h = value * torch.sigmoid(gate + layer["offset"])
+            shape = (h.shape[1],)
         elif kind in ("conv_transpose2d", "conv2d"):
             x = h.reshape(h.shape[0], *shape)
             conv = F.conv_transpose2d if kind == "conv_transpose2d" else F.conv2d
@@ -258,8 +347,4 @@ def run_program(
             x = conv(x, tensors[layer["weight"]], bias, layer["stride"], layer["pad"])
             shape = tuple(x.shape[1:])
             h = x.flatten(1)
-    if mean == "sigmoid":
-        return torch.sigmoid(h)
-    if mean == "split":
-        return h.reshape(h.shape[0], *shape).chunk(2, dim=1)[0].flatten(1)
-    return h
+    return h, shape

@@ -3,9 +3,11 @@
 Callers (trainer, evaluator, report, codes, CLI, checkpoint) ask a model through these flags
 and methods; none of them tests a model's type.
 
-* :class:`Model`: every model. ``encode``, ``decode``, ``decode_mean``, ``sample``,
-  ``reconstruct``, ``latent_moments`` (where the latent is continuous) and
-  ``per_example_metrics`` (what validation reports), plus the capability flags.
+* :class:`Model`: every model. ``encode``, ``decode_params`` (and from it ``decode`` and
+  ``decode_mean``), ``sample``, ``reconstruct``, ``latent_moments`` (where the latent is
+  continuous), ``per_example_metrics`` (what validation reports), the latent's layout
+  (``latent_layers``, ``codebook_size``, ``discrete``) and ``group_decoder`` (one latent
+  group's decoder as plain layers, for the explorer), plus the capability flags.
 * :class:`LikelihoodModel`: a model with a likelihood p(x) (``has_likelihood``): adds
   ``elbo`` and the importance weights behind ``log_weights`` and ``log_likelihood``.
 
@@ -108,6 +110,8 @@ class Model(nn.Module, abc.ABC):
       ``log_prob`` (a deterministic encoder returns the code tensor instead);
     * ``has_codebook``: its latent is a discrete code into a codebook, and
       ``codebook_statistics(x)`` reports its usage and perplexity (VQ-VAE);
+    * ``discrete``: ``encode`` gives integer codes, not a point of the latent space; the
+      vector ``decode`` takes is what they select (the VQ-VAE's quantised code);
     * ``takes_labels``: it is conditioned on a label y, which every method then needs;
     * ``objectives``: the training criteria it supports (``vaekit.objectives``), its
       default first.
@@ -120,10 +124,14 @@ class Model(nn.Module, abc.ABC):
     has_continuous_latent: ClassVar[bool]
     has_posterior: ClassVar[bool]
     has_codebook: ClassVar[bool] = False
+    discrete: ClassVar[bool] = False
     takes_labels: ClassVar[bool] = False
     objectives: ClassVar[tuple[str, ...]]
 
     config: ModelConfig
+    # p(x|z)'s family (``vaekit.distributions.likelihoods``): turns ``decode_params`` into
+    # ``decode`` and ``decode_mean``.
+    likelihood: nn.Module
 
     @property
     def data_shape(self) -> tuple[int, ...]:
@@ -139,13 +147,39 @@ class Model(nn.Module, abc.ABC):
         """The code of ``x``: q(z|x) as a distribution for a probabilistic encoder, the code
         ``[B, m]`` itself for a deterministic one."""
 
-    @abc.abstractmethod
-    def decode(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> Distribution:
-        """p(x|z): ``z [*lead, m]`` -> distribution with batch ``[*lead]``, event data shape."""
+    @property
+    def latent_layers(self) -> tuple[int, ...]:
+        """The sizes of the latent groups the code ``[m]`` is made of, bottom (next to x)
+        first; they sum to ``latent_dim``. One entry for a model with one latent vector."""
+        return (self.latent_dim,)
+
+    @property
+    def codebook_size(self) -> int | None:
+        """K, the number of code-book entries a discrete code indexes; None without one."""
+        return None
 
     @abc.abstractmethod
+    def decode_params(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The likelihood's parameters for ``z [*lead, m]``: the decoder output
+        ``[*lead, *likelihood.param_shape]`` that ``decode`` and ``decode_mean`` read."""
+
+    def decode(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> Distribution:
+        """p(x|z): ``z [*lead, m]`` -> distribution with batch ``[*lead]``, event data shape."""
+        return self.likelihood(self.decode_params(z, y=y))
+
     def decode_mean(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> torch.Tensor:
         """E[x|z], ``[*lead, *data_shape]``: what a picture of the decoder shows."""
+        return self.likelihood.mean(self.decode_params(z, y=y))
+
+    @abc.abstractmethod
+    def group_decoder(self, group: int) -> nn.Module:
+        """Decode by group: a module of plain layers (``nn.Sequential`` of linear, conv,
+        activation, reshape and the layers of ``vaekit.models.paths``) from the coordinates
+        of latent group ``group`` (an index into ``latent_layers``), ``[B, m_group]``, to the
+        likelihood's parameters ``[B, *param_shape]``. The other groups are held at their
+        prior means: the groups below at the means of their conditionals given the groups
+        above, the top group at the prior's mean. A model that takes labels reads
+        ``[z, one_hot(y)]``. It shares the model's weights; build it again after training."""
 
     @abc.abstractmethod
     def sample(
@@ -312,17 +346,18 @@ class LikelihoodModel(Model):
 
 
 class DecodesThroughLikelihood:
-    """``decode`` and ``decode_mean`` for a model whose decoder body maps z straight to the
-    likelihood's parameters (``self.decoder``, ``self.likelihood``); no labels. Listed before
-    the model's base class so its methods fill the contract's abstract ones."""
+    """``decode_params`` and ``group_decoder`` for a model whose decoder body maps its one
+    latent vector straight to the likelihood's parameters (``self.decoder``); no labels.
+    Listed before the model's base class so its methods fill the contract's abstract ones."""
 
     decoder: nn.Module
-    likelihood: nn.Module
 
-    def decode(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> Distribution:
-        """p(x|z): ``z [*lead, k]`` -> distribution with batch ``[*lead]``, event data shape."""
-        return self.likelihood(self.decoder(z))
+    def decode_params(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder output for ``z [*lead, m]``, ``[*lead, *param_shape]``."""
+        return self.decoder(z)
 
-    def decode_mean(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> torch.Tensor:
-        """E[x|z], ``[*lead, *data_shape]``: what a picture of the decoder shows."""
-        return self.likelihood.mean(self.decoder(z))
+    def group_decoder(self, group: int) -> nn.Module:
+        """The decoder itself: the one group is the whole latent."""
+        if group != 0:
+            raise IndexError(f"this model has one latent group, not group {group}")
+        return self.decoder

@@ -164,13 +164,16 @@ class ConditionalVAE(LikelihoodModel):
         features = self.encoder(x)
         return self.posterior(torch.cat([features, self._one_hot(y, features.dtype)], dim=-1))
 
-    def decode(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> Distribution:
-        """p(x|z,y): ``z [*lead, m]`` with ``y`` broadcastable to ``lead``."""
-        return self.likelihood(self.decoder(self._with_label(z, y)))
+    def decode_params(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder output for ``[z, one_hot(y)]``: ``z [*lead, m]`` with ``y``
+        broadcastable to ``lead``, ``[*lead, *param_shape]``."""
+        return self.decoder(self._with_label(z, y))
 
-    def decode_mean(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> torch.Tensor:
-        """E[x|z,y], ``[*lead, *data_shape]``."""
-        return self.likelihood.mean(self.decoder(self._with_label(z, y)))
+    def group_decoder(self, group: int) -> nn.Module:
+        """The decoder, which reads ``[z, one_hot(y)]`` ``[B, m + C]``: one latent group."""
+        if group != 0:
+            raise IndexError(f"this model has one latent group, not group {group}")
+        return self.decoder
 
     @torch.no_grad()
     def sample(

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from vaekit.distributions import DiagonalGaussian
+from vaekit.models.paths import Gate, TakeFirst
 from vaekit.networks import ACTIVATIONS
 
 DOWNSAMPLE = 4  # the convolutional stream's resolution is the image's over this
@@ -55,19 +56,30 @@ class Cell(nn.Module):
     def __init__(self, width: int, kind: str, activation: str, conv: bool = False) -> None:
         super().__init__()
         self.gated = kind == "gated"
-        self.channel_dim = -3 if conv else -1
+        self.conv = conv
         self.act = ACTIVATIONS[activation]()
         self.inner = _layer(width, width, conv)
         self.outer = _layer(width, 2 * width if self.gated else width, conv)
+        self.gate = Gate(2.0)  # gates start mostly open
         nn.init.zeros_(self.outer.weight)
         nn.init.zeros_(self.outer.bias)
 
+    def branch(self) -> nn.Sequential:
+        """f(s), or f(s) * sigmoid(g(s)): what a dense cell adds to its input, as plain
+        layers (the explorer's page runs them)."""
+        if self.conv:
+            raise ValueError("a convolutional cell has no plain-layer form")
+        steps = [self.act, self.inner, self.act, self.outer]
+        return nn.Sequential(*steps, *([self.gate] if self.gated else []))
+
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         h = self.outer(self.act(self.inner(self.act(s))))
-        if self.gated:
-            h, gate = h.chunk(2, dim=self.channel_dim)
-            h = h * torch.sigmoid(gate + 2.0)  # gates start mostly open
-        return s + h
+        if not self.gated:
+            return s + h
+        if not self.conv:
+            return s + self.gate(h)
+        value, gate = h.chunk(2, dim=-3)  # channels
+        return s + value * torch.sigmoid(gate + self.gate.offset)
 
 
 class GaussianHead(nn.Module):
@@ -95,6 +107,14 @@ class GaussianHead(nn.Module):
         out = self.out(self.act(self.hidden(self.act(h.reshape(-1, *h.shape[-3:])))))
         mu, log_var = out.chunk(2, dim=1)
         return DiagonalGaussian(mu.reshape(*lead, -1), log_var.reshape(*lead, -1))
+
+    def mean_path(self) -> nn.Sequential:
+        """The mean ``[*, m]`` of a dense head's Gaussian, as plain layers."""
+        if self.conv:
+            raise ValueError("a convolutional head has no plain-layer form")
+        return nn.Sequential(
+            self.act, self.hidden, self.act, self.out, TakeFirst(self.out.out_features // 2)
+        )
 
 
 class Projection(nn.Module):

@@ -38,7 +38,6 @@ from typing import Literal
 
 import torch
 from torch import nn
-from torch.distributions import Distribution
 
 from vaekit.distributions import PRIORS, DiagonalGaussian, build_likelihood
 from vaekit.models.base import MOMENT_SAMPLES, ELBOTerms, LatentMoments, LikelihoodModel
@@ -52,6 +51,7 @@ from vaekit.models.deep_cells import (
     conv_stem,
     conv_tail,
 )
+from vaekit.models.paths import Residual
 from vaekit.models.registry import register_model
 from vaekit.networks import ACTIVATIONS
 from vaekit.settings import ConfigError, ModelConfig, setting
@@ -258,21 +258,53 @@ class DeepHierarchicalVAE(LikelihoodModel):
     def _split(self, z: torch.Tensor) -> list[torch.Tensor]:
         return list(z.split(self.group_sizes, dim=-1))
 
-    def decode(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> Distribution:
-        """p(x|z) for ``z [B, latent_dim]`` or ``[K, B, latent_dim]`` (groups bottom first)."""
-        lead = z.dim() == 2
-        zs = self._split(z.unsqueeze(0) if lead else z)
-        s, _, _, _ = self._top_down(None, zs, zs[0].shape[0])
-        params = self._params(s)
-        return self.likelihood(params[0] if lead else params)
+    @property
+    def latent_layers(self) -> tuple[int, ...]:
+        """The groups' sizes in numbers of the code, bottom first (conv: channels x grid)."""
+        return tuple(self.group_sizes)
 
-    def decode_mean(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> torch.Tensor:
-        """E[x|z], ``[*lead, *data_shape]``."""
+    def decode_params(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The likelihood's parameters for ``z [B, latent_dim]`` or ``[K, B, latent_dim]``
+        (groups bottom first): the top-down path with those draws."""
         lead = z.dim() == 2
         zs = self._split(z.unsqueeze(0) if lead else z)
         s, _, _, _ = self._top_down(None, zs, zs[0].shape[0])
         params = self._params(s)
-        return self.likelihood.mean(params[0] if lead else params)
+        return params[0] if lead else params
+
+    @torch.no_grad()
+    def group_decoder(self, group: int) -> nn.Module:
+        """Group ``group``'s decoder: the groups above it at their prior means (the top at
+        p(z_L)'s mean, each lower one at the mean of p(z_l|z_{>l}) given those), which fixes
+        the state it is added to; then its own cells, and every group below at the mean of
+        its conditional prior given the state, added back through its projection."""
+        L = self.num_groups
+        if not 0 <= group < L:
+            raise IndexError(f"this model has {L} latent groups, not {group}")
+        if self.channel_dim == -3:
+            raise ValueError(
+                "deep-hvae with model.network = 'conv': its groups decode through "
+                "convolutions, which the explorer's page does not run (dense deep-hvae only)"
+            )
+        s = self.start[None]  # [1, W]
+        for g in range(L - 1, group, -1):
+            z = self.prior.mean()[None] if g == L - 1 else self.prior_heads[g](s).loc
+            s = self.down[g](s + self.project[g](z))
+        # s + project(z_group) with the state fixed: one linear layer, the state in its bias.
+        project = self.project[group]
+        # (skip_init: no initial values drawn, so building it leaves the random stream alone)
+        enter = nn.utils.skip_init(nn.Linear, project.in_features, project.out_features)
+        enter.weight = project.weight
+        enter.bias = nn.Parameter(project.bias + s[0])
+
+        def cells(g: int) -> list[nn.Module]:
+            return [Residual(cell.branch()) for cell in self.down[g]]
+
+        steps: list[nn.Module] = [enter, *cells(group)]
+        for g in range(group - 1, -1, -1):
+            add_mean = nn.Sequential(*self.prior_heads[g].mean_path(), self.project[g])
+            steps += [Residual(add_mean), *cells(g)]
+        return nn.Sequential(*steps, self.act, *self.to_params)
 
     @torch.no_grad()
     def sample(

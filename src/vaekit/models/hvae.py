@@ -19,7 +19,8 @@ same parent sample (every layer top-down; the top layer bottom-up, for an N(0, I
 the Monte-Carlo estimate log q - log p at the ELBO's draws otherwise.
 
 The continuous code of this model (``latent_dim``) is all layers concatenated, bottom first:
-z = [z_1, ..., z_L]. ``decode(z)`` is p(x|z_1), which is exact: x depends on z only through z_1.
+z = [z_1, ..., z_L] (``latent_layers``). ``decode(z)`` is p(x|z_1), which is exact: x
+depends on z only through z_1.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ from typing import Literal
 
 import torch
 from torch import nn
-from torch.distributions import Distribution
 
 from vaekit.distributions import PRIORS, DiagonalGaussian, build_likelihood
 from vaekit.models.base import MOMENT_SAMPLES, ELBOTerms, LatentMoments, LikelihoodModel
 from vaekit.models.bodies import check_buildable, init_setting
+from vaekit.models.paths import TakeFirst
 from vaekit.models.registry import register_model
 from vaekit.networks import ACTIVATIONS, Init, initialise_
 from vaekit.settings import ConfigError, ModelConfig, setting
@@ -293,16 +294,27 @@ class HierarchicalVAE(LikelihoodModel):
             z = q.loc
         return q
 
-    def _bottom(self, z: torch.Tensor) -> torch.Tensor:
-        return z[..., : self.config.latent_dims[0]]
+    @property
+    def latent_layers(self) -> tuple[int, ...]:
+        """The stochastic layers' sizes, bottom first."""
+        return tuple(self.config.latent_dims)
 
-    def decode(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> Distribution:
-        """p(x|z) = p(x|z_1) for ``z [*lead, sum(latent_dims)]`` (bottom layer first)."""
-        return self.likelihood(self.decoder(self._bottom(z)))
+    def decode_params(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The likelihood's parameters from z_1 alone, for ``z [*lead, sum(latent_dims)]``
+        (bottom layer first): x depends on z only through z_1."""
+        return self.decoder(z[..., : self.config.latent_dims[0]])
 
-    def decode_mean(self, z: torch.Tensor, *, y: torch.Tensor | None = None) -> torch.Tensor:
-        """E[x|z_1], ``[*lead, *data_shape]``."""
-        return self.likelihood.mean(self.decoder(self._bottom(z)))
+    def group_decoder(self, group: int) -> nn.Module:
+        """Layer ``group``'s decoder: each conditional p(z_{l-1}|z_l) replaced by its mean,
+        down to z_1, then the decoder of x. The layers above play no part (x depends on them
+        only through z_{group})."""
+        if not 0 <= group < self.num_layers:
+            raise IndexError(f"this model has {self.num_layers} latent layers, not {group}")
+        steps: list[nn.Module] = []
+        for i in range(group - 1, -1, -1):
+            down = self.down[i]  # an MLP body, then a linear head [mu, log_var]
+            steps += [down.body, down.head, TakeFirst(self.config.latent_dims[i])]
+        return nn.Sequential(*steps, self.decoder)
 
     @torch.no_grad()
     def sample(

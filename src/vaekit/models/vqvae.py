@@ -149,6 +149,7 @@ class VQVAE(DecodesThroughLikelihood, Model):
     has_continuous_latent = False
     has_posterior = False
     has_codebook = True
+    discrete = True
     objectives = ("vq",)
 
     def __init__(self, config: VQVAEConfig) -> None:
@@ -173,6 +174,10 @@ class VQVAE(DecodesThroughLikelihood, Model):
     def latent_dim(self) -> int:
         """n * d: the width of the quantised code vector the decoder reads."""
         return self.config.num_latents * self.config.code_dim
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
 
     def network_bodies(self) -> list[nn.Module]:
         return [self.encoder, self.decoder]
