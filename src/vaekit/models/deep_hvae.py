@@ -291,7 +291,7 @@ class DeepHierarchicalVAE(LikelihoodModel):
             z = self.prior.mean()[None] if g == L - 1 else self.prior_heads[g](s).loc
             s = self.down[g](s + self.project[g](z))
         # s + project(z_group) with the state fixed: one linear layer, the state in its bias.
-        project = self.project[group]
+        project = self.project[group].layer
         # (skip_init: no initial values drawn, so building it leaves the random stream alone)
         enter = nn.utils.skip_init(nn.Linear, project.in_features, project.out_features)
         enter.weight = project.weight
@@ -302,7 +302,7 @@ class DeepHierarchicalVAE(LikelihoodModel):
 
         steps: list[nn.Module] = [enter, *cells(group)]
         for g in range(group - 1, -1, -1):
-            add_mean = nn.Sequential(*self.prior_heads[g].mean_path(), self.project[g])
+            add_mean = nn.Sequential(*self.prior_heads[g].mean_path(), self.project[g].layer)
             steps += [Residual(add_mean), *cells(g)]
         return nn.Sequential(*steps, self.act, *self.to_params)
 
