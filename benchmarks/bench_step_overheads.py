@@ -6,7 +6,7 @@ steps so that the machine's drift hits them alike:
 
 * ``plain``: the step written out (encoder, reparameterisation, BCE + closed-form KL,
   ``Adam(fused=True)``), nothing else;
-* ``vaekit``: ``Trainer._step``, what ``vaekit train`` runs per batch (the objective and its
+* ``vaekit``: ``Trainer.step``, what ``vaekit train`` runs per batch (the objective and its
   metrics, the NaN/inf guard, the metric sums, the interrupt and checkpoint checks);
 * ``vaekit, no guard``: the same with the NaN/inf guard's look at the gradients switched off,
   so the guard's own cost is the difference to ``vaekit``.
@@ -50,7 +50,7 @@ def main() -> None:
     pixels = np.load(prepare_data(args.shared, args.cache))
     x = torch.from_numpy(pixels).reshape(-1, 1, 28, 28)
     trainer = Trainer(reference_config(), None, False, reference_dataset(x), lambda m: None, None)
-    trainer.timer = trainer.epoch_timer = time.perf_counter()  # what _train_epochs sets
+    trainer.clock.start_epoch(0)  # what _train_epochs does
     model = trainer.model
     plain_optimizer = torch.optim.Adam(model.parameters(), lr=LR, fused=True)
     n = x.shape[0] - BATCH
@@ -72,14 +72,14 @@ def main() -> None:
         plain_optimizer.step()
 
     def vaekit(i: int) -> None:
-        trainer._step(batch(i), None, BATCH)
+        trainer.step(batch(i), None, BATCH)
 
     real_check = training_loop.check_gradients
 
     def vaekit_no_guard(i: int) -> None:
         training_loop.check_gradients = lambda params, clip, measure: (True, None)
         try:
-            trainer._step(batch(i), None, BATCH)
+            trainer.step(batch(i), None, BATCH)
         finally:
             training_loop.check_gradients = real_check
 

@@ -6,9 +6,10 @@ import sys
 
 import torch
 
+import faults
 from vaekit.cli import main
 
-if os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") != "0":
-    os.environ.pop("VAEKIT_TEST_KILL_AFTER_STEP", None)
+if os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0":
+    faults.arm_from_env()
 torch.set_num_threads(1)
 sys.exit(main(sys.argv[1:]))

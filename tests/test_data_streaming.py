@@ -15,11 +15,13 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import faults
 from vaekit.config import Config
 from vaekit.data import MemmapSplit, load_dataset
 from vaekit.data import datasets as datasets_module
@@ -180,6 +182,9 @@ def test_training_memory_does_not_grow_with_the_memmapped_split(tmp_path):
 RESUME_SCRIPT = textwrap.dedent(
     """
     import sys
+    sys.path.insert(0, sys.argv[4])  # the tests: their fault injection
+    import faults
+    faults.arm_from_env()
     from vaekit.config import Config
     from vaekit.data import load_dataset
     from vaekit.training import train
@@ -212,8 +217,9 @@ def test_memmap_run_killed_mid_epoch_resumes_bitwise(tmp_path):
     def run(out, mode, kill_after=None):
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         if kill_after is not None:
-            env["VAEKIT_TEST_KILL_AFTER_STEP"] = str(kill_after)
-        args = [sys.executable, str(script), str(tmp_path / "m.npy"), str(out), mode]
+            env[faults.KILL_AFTER_STEP_ENV] = str(kill_after)
+        tests = str(Path(__file__).parent)
+        args = [sys.executable, str(script), str(tmp_path / "m.npy"), str(out), mode, tests]
         return subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
 
     full, broken = tmp_path / "full", tmp_path / "broken"

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import faults
 import vaekit
 from helpers import tiny
 from vaekit import rundir
@@ -148,7 +149,7 @@ ARGS = [
 def test_ctrl_c_checkpoints_says_how_to_resume_and_the_resumed_run_is_identical(tmp_path):
     full, stopped = tmp_path / "full", tmp_path / "stopped"
     assert main(["train", *ARGS, "--out", str(full)]) == 0
-    cmd = [sys.executable, "-m", "vaekit", "train", *ARGS, "--out", str(stopped)]
+    cmd = [sys.executable, faults.__file__, "train", *ARGS, "--out", str(stopped)]
     # SIGINT right after step 4: it is seen at step 5's all-reduce, so step 5 finishes.
     proc = subprocess.run(
         cmd, env=env(VAEKIT_TEST_SIGINT_AFTER_STEP="4"), capture_output=True, text=True
@@ -164,7 +165,7 @@ def test_ctrl_c_checkpoints_says_how_to_resume_and_the_resumed_run_is_identical(
 
 
 def test_ctrl_c_in_python_raises_a_keyboard_interrupt_after_the_checkpoint(tmp_path, monkeypatch):
-    monkeypatch.setenv("VAEKIT_TEST_SIGINT_AFTER_STEP", "2")
+    faults.signal_after_step(2, signal.SIGINT, monkeypatch)
     run, handler = tmp_path / "run", signal.getsignal(signal.SIGINT)
     with pytest.raises(TrainingInterrupted) as info:
         train(tiny("train.checkpoint_every=1000"), out=run, **QUIET)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+import faults
 import vaekit
 from vaekit.cli import main
 
@@ -44,7 +46,7 @@ def _worker(rank: int, world: int, port: int, argv: list[str], kill_after: int |
     os.environ |= {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world)}
     os.environ |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
     if kill_after is not None:
-        os.environ["VAEKIT_TEST_KILL_AFTER_STEP"] = str(kill_after)
+        faults.signal_after_step(kill_after, signal.SIGKILL)
     if main(argv) != 0:
         raise SystemExit(f"rank {rank}: vaekit train failed")
 

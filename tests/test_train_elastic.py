@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import faults
 import vaekit
 from vaekit.cli import main
 
@@ -58,7 +59,7 @@ def test_a_killed_node_restarts_from_the_checkpoint_and_matches(tmp_path):
     agents = [
         subprocess.Popen(
             torchrun,
-            env=env | ({"VAEKIT_TEST_KILL_AFTER_STEP": "14"} if i == 0 else {}),
+            env=env | ({faults.KILL_AFTER_STEP_ENV: "14"} if i == 0 else {}),
             stdout=logs[i].open("w"),
             stderr=subprocess.STDOUT,
             cwd=tmp_path,

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import faults
 from vaekit.cli import main
 
 torch.set_num_threads(1)
@@ -30,9 +31,11 @@ ARGS = [
 
 def vaekit(*args: str, kill_after: int | None = None) -> subprocess.CompletedProcess:
     env = os.environ | {"PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
-    if kill_after is not None:
-        env["VAEKIT_TEST_KILL_AFTER_STEP"] = str(kill_after)
-    cmd = [sys.executable, "-m", "vaekit", "train", *args]
+    entry = ["-m", "vaekit"]
+    if kill_after is not None:  # vaekit with the test's kill armed
+        env[faults.KILL_AFTER_STEP_ENV] = str(kill_after)
+        entry = [faults.__file__]
+    cmd = [sys.executable, *entry, "train", *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 

@@ -23,10 +23,11 @@ def test_training_keeps_a_tenth_of_the_budget_at_most_a_minute_for_the_report(tm
         return made
 
     with_report, without = trainer("a"), trainer("b", "train.report=false")
-    assert with_report._closing_seconds() == 60.0 and without._closing_seconds() == 0.0
-    assert not with_report._out_of_time(20 * 60 - 61) and with_report._out_of_time(20 * 60 - 59)
-    assert not without._out_of_time(20 * 60 - 59)
-    assert trainer("c", "train.max_minutes=5")._closing_seconds() == 30.0
+    assert with_report.clock.closing_seconds == 60.0 and without.clock.closing_seconds == 0.0
+    clock = with_report.clock
+    assert not clock.out_of_time(20 * 60 - 61, 0.0) and clock.out_of_time(20 * 60 - 59, 0.0)
+    assert not without.clock.out_of_time(20 * 60 - 59, 0.0)
+    assert trainer("c", "train.max_minutes=5").clock.closing_seconds == 30.0
 
 
 def test_a_spent_budget_writes_the_model_and_says_how_to_write_the_report(tmp_path):

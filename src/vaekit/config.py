@@ -287,6 +287,13 @@ class TrainConfig:
         help="NaN/inf guard: a non-finite loss or gradient skips the update; this many in a "
         "row stop training",
     )
+    grad_skip_threshold: float | None = setting(
+        None,
+        help="skip the update of a step whose gradient norm (before clipping) is above this, "
+        "as VDVAE does against spikes; counted as skipped_steps in the epoch records and the "
+        "summary",
+        shown_default="none: off",
+    )
     deterministic: bool = setting(
         False, help="deterministic kernels (torch.use_deterministic_algorithms); slower on GPU"
     )
@@ -339,7 +346,7 @@ class TrainConfig:
             raise ConfigError(
                 f"train.tensorboard_images_every must be >= 1, got {self.tensorboard_images_every}"
             )
-        for name in ("max_minutes", "snapshot_minutes"):
+        for name in ("max_minutes", "snapshot_minutes", "grad_skip_threshold"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"train.{name} must be > 0 or null, got {value}")

@@ -14,17 +14,18 @@ so ``train(resume=RUN)`` continues exactly where the run stopped: on CPU with a 
 bitwise. Under ``torchrun`` each rank trains on its shard of every global batch (see
 ``vaekit.training.distributed``) and only rank 0 writes.
 
-The modules: ``api`` (``train``), ``loop`` (``Trainer``: the run loop and the step),
-``state`` (``LoopState``, checkpoints, resuming), ``records`` (metrics.jsonl, console,
-progress bar, TensorBoard, final outputs), ``step`` (the objective module, optimiser,
-gradient norm, all-reduce), ``validation``, ``data_setup`` (the data and the model-config
-fields it fills), ``device``, ``run_dir`` and ``result`` (``TrainResult``, the errors).
+The modules: ``api`` (``train``), ``loop`` (``Trainer``: the run loop and the step, holding
+the components below), ``state`` (``LoopState``, the step budget, the data order), ``clock``
+(training seconds, the time budget), ``checkpoints`` (checkpoints, snapshots, resuming),
+``records`` (metrics.jsonl, console, progress bar), ``final`` (the kept weights, the final
+outputs, the summary), ``step`` (the objective module, optimiser, gradient norm,
+all-reduce), ``validation``, ``data_setup`` (the data and the model-config fields it
+fills), ``device``, ``run_dir`` and ``result`` (``TrainResult``, the errors).
 """
 
 from vaekit.training.api import train
 from vaekit.training.data_setup import resolve_model_config
 from vaekit.training.device import resolve_device
-from vaekit.training.interrupt import INTERRUPT_AFTER_STEP_ENV, KILL_AFTER_STEP_ENV
 from vaekit.training.loop import Trainer
 from vaekit.training.result import TrainingError, TrainingInterrupted, TrainResult
 from vaekit.training.run_dir import prepare_run_dir
@@ -33,8 +34,6 @@ from vaekit.training.step import ObjectiveModule, make_optimizer
 from vaekit.training.validation import validation_metrics
 
 __all__ = [
-    "INTERRUPT_AFTER_STEP_ENV",
-    "KILL_AFTER_STEP_ENV",
     "LoopState",
     "ObjectiveModule",
     "TrainResult",

@@ -10,7 +10,6 @@ states the units and the ELBO's sign, so the lines themselves stay short::
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -140,14 +139,3 @@ _REASONS = {
     "time": "the wall-clock budget (train.max_minutes) is spent",
     "early-stop": "early stop",
 }
-
-
-class Clock:
-    """The wall time of a run and the moment it started (to tell the files it wrote)."""
-
-    def __init__(self) -> None:
-        self.started_at = time.time() - 1.0  # mtimes may be rounded down to a whole second
-        self.started = time.perf_counter()
-
-    def seconds(self) -> float:
-        return time.perf_counter() - self.started

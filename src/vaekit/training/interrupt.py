@@ -12,27 +12,11 @@ signals behave as Python's default.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from pathlib import Path
 
 from vaekit.support import spelling
-
-# Test hook: SIGKILL this process right after the given step (the resume test uses it to
-# die mid-epoch at a reproducible point, like a crash or a pre-empted job).
-KILL_AFTER_STEP_ENV = "VAEKIT_TEST_KILL_AFTER_STEP"
-# Test hook: send this process SIGINT (Ctrl-C) right after the given step.
-INTERRUPT_AFTER_STEP_ENV = "VAEKIT_TEST_SIGINT_AFTER_STEP"
-
-
-def signal_after_step(step: int) -> None:
-    """The test hooks above: kill or interrupt this process after optimiser step ``step``
-    when the environment asks for it (nothing happens otherwise)."""
-    if os.environ.get(KILL_AFTER_STEP_ENV) == str(step):
-        os.kill(os.getpid(), signal.SIGKILL)
-    if os.environ.get(INTERRUPT_AFTER_STEP_ENV) == str(step):
-        os.kill(os.getpid(), signal.SIGINT)
 
 
 def resume_command(run: str | Path, lr: float | None = None) -> str:

@@ -1,29 +1,39 @@
 """The training loop: ``Trainer.run`` goes over epochs of steps until the budget is spent,
-patience runs out or Ctrl-C; ``Trainer._step`` is one optimiser update on one global batch.
-Checkpoints and resuming are in ``state.py``, records and outputs in ``records.py``."""
+patience runs out or Ctrl-C; ``Trainer.step`` is one optimiser update on one global batch.
+
+The Trainer holds its parts as components, each declaring what it holds: the loop's counters
+(``state.LoopState``), the budget and data order (``state``), the clocks (``clock``), the
+checkpoints and snapshots (``checkpoints``), the records and console (``records``),
+TensorBoard's pictures (``tensorboard``) and the weights it ends with (``final``)."""
 
 from __future__ import annotations
 
 import math
-import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from vaekit import rundir
-from vaekit.models import build_model
-from vaekit.objectives import NegativeELBO, build_objective
-from vaekit.support.spelling import spell
-from vaekit.training import distributed, state_files
+from vaekit.config import Config, to_dict
+from vaekit.data import Dataset
+from vaekit.models import Model, build_model
+from vaekit.objectives import IWAEObjective, NegativeELBO, build_objective
+from vaekit.training import distributed, final, state_files
 from vaekit.training.averaging import PolyakAverage
-from vaekit.training.console import Clock, format_record
+from vaekit.training.checkpoints import CheckpointKeeper
+from vaekit.training.clock import RunClock, closing_seconds
+from vaekit.training.console import written_since
 from vaekit.training.data_setup import batches_per_epoch, training_data
 from vaekit.training.device import setup_device
-from vaekit.training.interrupt import InterruptFlag, signal_after_step
-from vaekit.training.precision import restore_precision, setup_precision
-from vaekit.training.records import Records
+from vaekit.training.interrupt import InterruptFlag, TrainingInterrupted
+from vaekit.training.precision import setup_precision
+from vaekit.training.records import RecordBook, data_scale, opening_lines
 from vaekit.training.result import TrainingError, TrainResult
-from vaekit.training.schedules import CosineSchedule, build_schedule, kl_weight
-from vaekit.training.state import Checkpoints, LoopState
+from vaekit.training.run_dir import open_run_dir
+from vaekit.training.schedules import CosineSchedule, Schedule, build_schedule, kl_weight
+from vaekit.training.state import DataOrder, LoopState, StepBudget
 from vaekit.training.step import (
     build_step_module,
     check_gradients,
@@ -33,21 +43,54 @@ from vaekit.training.step import (
 )
 from vaekit.training.validation import Validation
 
-# The default budget's epochs, before train.min_steps raises them for small data.
-DEFAULT_EPOCHS = 10
+if TYPE_CHECKING:
+    from vaekit.training.tensorboard import TensorBoardLog
 
 
-class Trainer(Checkpoints, Records):
-    """One training run. ``run()`` is the loop; the rest are its steps, in reading order."""
+class Trainer:
+    """One training run. ``run()`` is the loop; ``step()`` one update; the rest are their
+    parts, in reading order."""
+
+    config: Config
+    log: Callable[[str], None]  # rank 0's voice; the other ranks stay quiet
+    lock: rundir.RunLock  # held on the run directory from its creation (or resume) to the end
+    clock: RunClock
+    ctx: distributed.DistContext
+    device: torch.device
+    dataset: Dataset  # as the model sees it
+    model: Model
+    scaler: torch.amp.GradScaler  # disabled unless fp16
+    objective: torch.nn.Module
+    params: list[torch.nn.Parameter]  # the trainable ones
+    optimizer: torch.optim.Optimizer
+    average: PolyakAverage | None  # optim.ema_decay
+    budget: StepBudget
+    schedule: Schedule  # the learning rate of each step
+    order: DataOrder
+    validation: Validation
+    state: LoopState
+    interrupt: InterruptFlag
+    # The step's all-reduced control flags: Ctrl-C or SIGTERM on any rank, a time-based
+    # checkpoint due, the wall-clock budget spent.
+    stop_requested: bool
+    checkpoint_due: bool
+    out_of_time: bool
+    run_dir: Path | None  # the run's directory (every rank knows it; rank 0 writes)
+    checkpoints: CheckpointKeeper
+    records: RecordBook
+    finished: bool  # a finished run resumed with the same budget: nothing to train
+    writes: bool  # this process writes the run directory
+    step_module: torch.nn.Module  # objective(model, x, y), under DDP and torch.compile
+    kept: final.KeptWeights
+    tensorboard: TensorBoardLog | None
 
     def __init__(self, config, out, overwrite, dataset, log, resume, lock=None) -> None:
         tc = config.train
         self.config, self.log = config, log
-        setup_start = time.perf_counter()
+        self.clock = RunClock.for_config(tc)  # training seconds count from here
         self.lock = lock if lock is not None else rundir.RunLock()
-        self.clock = Clock()
         self.ctx, self.device = setup_device(tc)
-        if not self.ctx.is_main:  # one voice: rank 0 logs, the others stay quiet
+        if not self.ctx.is_main:
             self.log = lambda message: None
         torch.manual_seed(tc.seed)  # the same initial weights on every rank
         self.dataset = dataset = training_data(config, dataset)
@@ -60,60 +103,86 @@ class Trainer(Checkpoints, Records):
         self.optimizer = make_optimizer(self.model, config.optim.lr, config.optim.weight_decay)
         decay = config.optim.ema_decay
         self.average = PolyakAverage(self.params, decay) if decay is not None else None
-        self.batches_per_epoch = batches_per_epoch(
-            len(dataset.train), tc.batch_size, self.ctx.world_size
-        )
-        self.budget = self._step_budget()
-        self.schedule = build_schedule(config.optim.lr, config.schedule, self.budget)
+        per_epoch = batches_per_epoch(len(dataset.train), tc.batch_size, self.ctx.world_size)
+        self.budget = StepBudget.for_config(tc, per_epoch)
+        self.schedule = build_schedule(config.optim.lr, config.schedule, self.budget.steps)
         if self.ctx.rank > 0:  # independent reparameterisation noise on every rank
             torch.manual_seed(tc.seed + (self.ctx.rank << 32))
-        self.generator = torch.Generator().manual_seed(tc.seed)  # data order + transforms
-        self.epoch_start_state = self.generator.get_state()
+        self.order = DataOrder.seeded(tc.seed)  # data order + transforms
         self.validation = Validation(dataset, config, self.ctx, self.device)
-        self.state, self.history, self.steps = LoopState(), [], []
-        self.interval_seconds = 0.0  # training time of the current log interval, past epochs
-        self.interrupt, self.stop_requested, self.checkpoint_due = InterruptFlag(), False, False
-        self.out_of_time, self.next_snapshot = False, None  # the wall-clock budget; snapshots
-        # Epochs this process has ended, and whether the time budget was found too short for
-        # the cosine schedule (said once).
-        self.process_epochs, self.schedule_outlasts_time = 0, False
-        self.last_checkpoint_time, self.checkpoint_step = time.monotonic(), None
-        self._open_run(out, overwrite, resume)  # a new run directory, or the resumed run's
+        self.state, self.interrupt = LoopState(), InterruptFlag()
+        self.stop_requested = self.checkpoint_due = self.out_of_time = False
+        self.run_dir = open_run_dir(out, overwrite, resume, self.ctx, self.lock)
+        if self.run_dir is not None and resume is None and self.ctx.is_main:
+            info, cfg = dataset.info(), to_dict(config)
+            state_files.write_run_config(self.run_dir, self.model, info, cfg)
+        self.checkpoints = CheckpointKeeper(
+            self.run_dir,
+            config,
+            self.ctx,
+            self.device,
+            self.model,
+            self.optimizer,
+            self.scaler,
+            self.schedule,
+            self.average,
+            self.order,
+            dataset.info(),
+            self.log,
+        )
+        self.records = RecordBook(
+            self.log,
+            self.budget.steps,
+            data_scale(self.model, dataset),
+            isinstance(self.objective, NegativeELBO | IWAEObjective),
+        )
+        if resume is not None:
+            self._resume(state_files.find_checkpoint(resume))
+        writes_report = self.run_dir is not None and self.ctx.is_main
+        self.clock.closing_seconds = closing_seconds(tc, writes_report)
         # A finished run resumed with the same budget: say so, write nothing (run()).
-        self.finished = resume is not None and self._nothing_left()
+        self.finished = resume is not None and (
+            self.budget.spent(self.state, tc.patience) or self._time_spent()
+        )
         self.writes = self.run_dir is not None and self.ctx.is_main and not self.finished
-        self.started = setup_start - self.state.train_seconds  # the clock of train_seconds
+        self.clock.resume_at(self.state.train_seconds)
         self.step_module = build_step_module(
             self.model, self.objective, self.ctx, self.device, tc.compile
         )
-        self.tensorboard = self._open_tensorboard()
-        self.bar = None  # opened in run(), after the lines that come before it
+        self.kept, self.tensorboard = final.KeptWeights(tc.keep), None
+        if self.writes:
+            self.checkpoints.writes = True
+            self.records.metrics = self.run_dir / "metrics.jsonl"
+            self.tensorboard = self._open_tensorboard() if tc.tensorboard else None
+            if self.tensorboard is not None:  # the records write its scalars
+                self.records.tensorboard = self.tensorboard.writer
 
-    def _step_budget(self) -> int:
-        """Optimiser steps to train: train.max_steps, else train.epochs epochs, else the
-        default: DEFAULT_EPOCHS epochs, raised to make train.min_steps steps (said in
-        ``_announce``), since the steps a model needs do not shrink with the data."""
-        tc, per_epoch = self.config.train, self.batches_per_epoch
-        if tc.max_steps:
-            return tc.max_steps
-        if tc.epochs is not None:
-            return tc.epochs * per_epoch
-        self.default_epochs = max(DEFAULT_EPOCHS, math.ceil(tc.min_steps / per_epoch))
-        return self.default_epochs * per_epoch
+    def _resume(self, path: Path) -> None:
+        """Take the run up from checkpoint ``path``: everything it holds, the budget checked
+        against it, and metrics.jsonl cut back to its length then (dropping what a killed run
+        wrote after it)."""
+        state = self.checkpoints.restore(path)
+        self.budget.check(state, self.config.train, path)
+        self.state = state
+        metrics = self.run_dir / "metrics.jsonl"
+        self.records.restore(metrics, state.metrics_bytes, truncate=self.ctx.is_main)
 
     def run(self) -> TrainResult:
         """Train to the end of the budget (or early stop); write the outputs; say so."""
         if self.finished:
             return self._nothing_to_train()
-        self._announce()  # before the bar opens: lines printed later would land on its line
-        self.bar = self._open_progress_bar()
+        tc = self.config.train
+        opening = opening_lines(self.config, self.dataset, self.records.data_scale)
+        said = self.budget.announcement(tc.min_steps)
+        self.records.announce(opening + ([said] if said else []))  # before the bar opens
+        if self.ctx.is_main:
+            self.records.open_bar(tc.progress, self.state.step)
         self.interrupt.start()  # Ctrl-C, SIGTERM: finish the step, checkpoint, stop
         try:
             reason = self._train_epochs()
             self.interrupt.stop()
-            if self.bar is not None:  # the end-of-training lines go below a finished bar
-                self.bar.close()
-            self._final_model()
+            self.records.close_bar()  # the end-of-training lines go below a finished bar
+            self.kept.finish(self.model, self.average, self.state, self.run_dir)
             if self.writes:
                 self._write_outputs()
         except BaseException:
@@ -123,10 +192,7 @@ class Trainer(Checkpoints, Records):
             distributed.teardown(self.ctx)
         finally:
             self.interrupt.stop()
-            if self.bar is not None:
-                self.bar.close()
-            if self.tensorboard is not None:
-                self.tensorboard.close()
+            self.records.close()
         return self._result(reason)
 
     def _train_epochs(self) -> str:
@@ -134,48 +200,48 @@ class Trainer(Checkpoints, Records):
         ("early-stop"); raises ``TrainingInterrupted`` after a checkpoint on Ctrl-C or
         SIGTERM (except at the budget's end, where the run just finishes)."""
         tc, state, reason = self.config.train, self.state, "budget"
+        budget, per_epoch = self.budget.steps, self.budget.per_epoch
         train_split = self.dataset.train  # in memory, or streamed from disk (never loaded whole)
-        while state.step < self.budget and reason == "budget":
-            if state.batch == 0:  # a new epoch: its order comes first
-                self.epoch_start_state = self.generator.get_state()
-                order = self.generator
-            else:  # resumed mid-epoch: the same order, the generator where it was
-                order = torch.Generator().set_state(self.epoch_start_state)
+        while state.step < budget and reason == "budget":
+            order = self.order.for_epoch(state.batch)
             batches = train_split.epoch_batches(tc.batch_size, order, start=state.batch)
             self.model.train()
-            self.timer = self.epoch_timer = time.perf_counter()
-            self.epoch_start_step = state.step
+            self.clock.start_epoch(state.step)
             # The range ends first when a last partial batch is left out (batches_per_epoch).
-            steps = range(state.batch, self.batches_per_epoch)
+            steps = range(state.batch, per_epoch)
             for b, (stored, y) in zip(steps, batches, strict=False):
                 # The same global batch and transform draw on every rank; keep our rows.
-                x = self.dataset.transform(stored, self.generator)
+                x = self.dataset.transform(stored, self.order.generator)
                 lo, hi = self.ctx.shard(x.shape[0])
                 y = y[lo:hi].to(self.device) if y is not None else None
-                self._step(x[lo:hi].to(self.device), y, x.shape[0])
+                self.step(x[lo:hi].to(self.device), y, x.shape[0])
                 state.batch = b + 1
-                mid_epoch = state.batch < self.batches_per_epoch
-                stop = self.stop_requested and mid_epoch and state.step < self.budget
+                mid_epoch = state.batch < per_epoch
+                stop = self.stop_requested and mid_epoch and state.step < budget
                 if mid_epoch and (
                     state.step % tc.checkpoint_every == 0 or self.checkpoint_due or stop
                 ):
                     self._checkpoint("last")
                 if stop:
                     raise self._interruption()
-                signal_after_step(state.step)
-                if state.step >= self.budget or self.out_of_time:
+                if state.step >= budget or self.out_of_time:
                     break
             reason = self._end_epoch()  # checkpoints `last`
             if self.out_of_time and reason == "budget":
                 reason = "time"  # the wall-clock budget ended before the step budget
-            if self.stop_requested and reason == "budget" and state.step < self.budget:
+            if self.stop_requested and reason == "budget" and state.step < budget:
                 raise self._interruption()
         return reason
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor | None, n_global: int) -> None:
+    def step(self, x: torch.Tensor, y: torch.Tensor | None, n_global: int) -> None:
         """One update on this rank's rows ``x`` (labels ``y`` or None) of a global batch of
-        ``n_global`` examples."""
+        ``n_global`` examples; ``state.step`` counts it whether or not the update is applied.
+
+        Skipped (no update, a ``"kind": "skip"`` record, counted in ``skipped_steps``): a step
+        with a non-finite loss or gradient (the NaN/inf guard: its metrics are dropped too),
+        or with a gradient norm above train.grad_skip_threshold (its metrics still count)."""
         state, cfg = self.state, self.config
+        threshold = cfg.train.grad_skip_threshold
         if isinstance(self.objective, NegativeELBO):  # KL warm-up
             self.objective.beta = kl_weight(
                 state.step, cfg.objective.beta, cfg.objective.kl_warmup_steps
@@ -189,12 +255,14 @@ class Trainer(Checkpoints, Records):
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss * weight if weight != 1.0 else loss).backward()
         self.scaler.unscale_(self.optimizer)
-        # grad_norm is measured where a record is written: a logging step, an epoch's last
-        # step, the budget's last step (the guard checks every step more cheaply).
+        # grad_norm is measured where a record is written (a logging step, an epoch's last
+        # step, the budget's last step) and on every step under a skip threshold; the NaN
+        # guard checks the other steps more cheaply.
         measure = (
-            (state.step + 1) % cfg.train.log_every == 0
-            or state.batch + 1 == self.batches_per_epoch
-            or state.step + 1 == self.budget
+            threshold is not None
+            or (state.step + 1) % cfg.train.log_every == 0
+            or state.batch + 1 == self.budget.per_epoch
+            or state.step + 1 == self.budget.steps
         )
         finite, grad_norm = check_gradients(self.params, cfg.optim.grad_clip, measure)
         # The batch's metrics as Python floats (one copy out of the tensors), then sums
@@ -202,35 +270,49 @@ class Trainer(Checkpoints, Records):
         names = ["loss", *metrics]
         batch_means = torch.stack([loss.detach(), *metrics.values()]).tolist()
         bad = not math.isfinite(batch_means[0]) or (not finite and not self.scaler.is_enabled())
+        spike = threshold is not None and finite and grad_norm > threshold
         values = [value * x.shape[0] for value in batch_means]
-        flags = [self.interrupt.requested, bad, *self._clock_flags()]
+        clock_flags = self.clock.flags(self.ctx.is_main, state.epoch_end_seconds)
+        flags = [self.interrupt.requested, bad, spike, *clock_flags]
         sums, flags = reduce_step(values, flags, self.ctx, self.device)
-        self.stop_requested, bad, self.checkpoint_due, self.out_of_time = flags
+        self.stop_requested, bad, spike, self.checkpoint_due, self.out_of_time = flags
         state.step += 1
-        if bad:  # the NaN/inf guard: no update from a non-finite loss or gradient
+        # No update from a non-finite loss or gradient (the NaN/inf guard), nor from a
+        # gradient spike (VDVAE's skip, Child 2021).
+        if bad or spike:
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.update()
-            state.bad_steps += 1
             state.skipped_steps += 1
-            self._write_skip(lr)
+            self.records.skip(state, lr, None if bad else (grad_norm, threshold))
+        else:
+            self.scaler.step(self.optimizer)  # with fp16, skipped by the scaler on overflow
+            self.scaler.update()
+            if self.average is not None:
+                self.average.update()
+        if bad:  # the NaN guard: its metrics are dropped; too many in a row stop training
+            state.bad_steps += 1
+            self.records.advance()
             if state.bad_steps >= cfg.train.max_bad_steps:
-                raise TrainingError(self._nan_guard_message(lr))
+                raise TrainingError(self.checkpoints.nan_guard_message(state, lr))
             return
-        self.scaler.step(self.optimizer)  # with fp16, skipped by the scaler on overflow
-        self.scaler.update()
-        if self.average is not None:
-            self.average.update()
         state.bad_steps = 0
         totals = dict(zip(names, sums, strict=True)) | {"examples": float(n_global)}
         if grad_norm is not None and math.isfinite(grad_norm):  # fp16 overflow steps: none
             totals |= {"grad_norm": grad_norm, "grad_norm_steps": 1.0}
-        for acc in (state.interval, state.epoch_sums):
-            for key, value in totals.items():
-                acc[key] = acc.get(key, 0.0) + value
-        self._show_progress(lr)
+        state.add(totals)
+        self.records.show_progress(state.interval, lr)
         if state.step % cfg.train.log_every == 0:
-            self._write_step_record(lr)
+            beta = self.objective.beta if isinstance(self.objective, NegativeELBO) else None
+            self.records.step_record(state, lr, self.clock.interval_done(), beta)
         self._snapshot_if_due()
+
+    def _snapshot_if_due(self) -> None:
+        """Every ``train.snapshot_minutes`` of training, a copy of the model in
+        ``RUN/snapshots/`` (``CheckpointKeeper.snapshot``)."""
+        if self.writes:
+            seconds = self.clock.snapshot_due(self.state.train_seconds)
+            if seconds is not None:
+                self.checkpoints.snapshot(self.state.step, seconds)
 
     def _end_epoch(self) -> str:
         """Validate, write the epoch record, step the schedule, checkpoint; say whether to stop
@@ -238,11 +320,10 @@ class Trainer(Checkpoints, Records):
         state, tc = self.state, self.config.train
         state.epoch += 1
         state.batch = 0
-        now = time.perf_counter()
-        seconds = now - self.epoch_timer  # training time, without validation
-        self.interval_seconds += now - self.timer  # the step records' clock stops here too
-        val = self.validation(self.model, self._averaged_weights)
-        record = self._epoch_record(seconds, val)
+        seconds, ended = self.clock.end_epoch()  # training time, without validation
+        val = self.validation(self.model, self.checkpoints.averaged_weights)
+        lr = self.optimizer.param_groups[0]["lr"]
+        record = self.records.epoch_record(state, seconds, val, lr)
         val_elbo = val.get("elbo")
         self.schedule.epoch_end(val_elbo)
         improved = state.note_validation(val_elbo)
@@ -251,73 +332,88 @@ class Trainer(Checkpoints, Records):
             reason = "early-stop"
             record["early_stop"] = (
                 f"no better validation ELBO for {tc.patience} epochs "
-                f"(best {state.best_val_elbo - self._data_scale():.3f} nats per example at "
-                f"epoch {state.best_epoch})"
+                f"(best {state.best_val_elbo - self.records.data_scale:.3f} nats per example "
+                f"at epoch {state.best_epoch})"
             )
-        self.history.append(record)
-        self._write(record)
+        self.records.end_epoch(record)
         if self.tensorboard is not None and state.epoch % tc.tensorboard_images_every == 0:
-            self._tensorboard_pictures()
-        self._say(format_record(record, self.budget))
+            self.tensorboard.pictures(state.step)
         if improved:
             self._checkpoint("best")
-            self._remember_best()
-        state.epoch_end_seconds = time.perf_counter() - now  # `last` below saves it
+            self.kept.remember(self.model, self.checkpoints.averaged_weights)
+        state.epoch_end_seconds = self.clock.since(ended)  # `last` below saves it
         self._checkpoint("last")  # refuses non-finite weights: the checkpoint stays good
-        self.process_epochs += 1
-        self._check_schedule_fits_time(seconds + time.perf_counter() - now)
+        if isinstance(self.schedule, CosineSchedule):
+            epoch_seconds = seconds + self.clock.since(ended)
+            warning = self.clock.schedule_warning(state.step, self.budget.steps, epoch_seconds)
+            if warning:
+                self.records.say(warning)
         return reason
 
-    def _check_schedule_fits_time(self, epoch_seconds: float) -> None:
-        """Warn once when train.max_minutes will stop the run before a cosine schedule, laid
-        out over the step budget, reaches its floor: the model would be the one mid-schedule,
-        at a learning rate well above ``schedule.min_lr``. Projected from the epoch just
-        ended (``epoch_seconds``, validation and checkpoints included), from the second epoch
-        of this process on, so that start-up and compilation do not count as the pace."""
-        limit, state = self.config.train.max_minutes, self.state
-        if (
-            limit is None
-            or self.schedule_outlasts_time
-            or not isinstance(self.schedule, CosineSchedule)
-            or self.process_epochs < 2
-            or state.step >= self.budget
-        ):
+    def _checkpoint(self, which: str) -> None:
+        """Write ``checkpoints/{which}`` (every rank joins: the RNG states are gathered);
+        never during a run of non-finite steps (the same on every rank: the bad flag is
+        all-reduced), so a checkpoint holds weights from before a divergence."""
+        if self.state.bad_steps > 0:
             return
-        steps_per_second = (state.step - self.epoch_start_step) / max(epoch_seconds, 1e-9)
-        needed = self._train_seconds() + (self.budget - state.step) / steps_per_second
-        if needed <= limit * 60.0:
-            return
-        self.schedule_outlasts_time = True
-        fits = state.step + int((limit * 60.0 - self._train_seconds()) * steps_per_second)
-        self._say(
-            f"warning: at {steps_per_second * 60:,.0f} steps a minute (validation included), "
-            f"the step budget of {self.budget:,} needs about {needed / 60:.0f} minutes; "
-            f"{spell('--max-minutes', 'train.max_minutes')} {limit:g} stops the run near step "
-            f"{max(fits, state.step):,}, before the cosine schedule ends: size "
-            f"{spell('--max-steps', 'train.max_steps')} to the time for a schedule that ends"
+        self.clock.checkpointed()
+        if self.writes:
+            self.state.metrics_bytes = self.records.bytes_written()
+        self.checkpoints.save(which, self.state, self.clock.train_seconds())
+
+    def _open_tensorboard(self) -> TensorBoardLog | None:
+        """RUN/tensorboard, continued from this step; None where tensorboard is missing."""
+        from vaekit.training.tensorboard import TensorBoardLog
+
+        if not TensorBoardLog.available():
+            return None
+        args = self.model, self.checkpoints.averaged_weights, self.dataset, self.config.train.seed
+        return TensorBoardLog(self.run_dir, self.state.step, *args)
+
+    def _write_outputs(self) -> None:
+        """The trained model, its pictures, the report and TensorBoard's last pictures."""
+        tc, step, where = self.config.train, self.state.step, (self.device, self.ctx.world_size)
+        seconds = self.clock.train_seconds()
+        self.kept.save(self.model, self.run_dir, self.dataset, self.config, seconds, *where)
+        if tc.report:
+            final.write_report(self.run_dir, self.config, self.clock.seconds_left(), self.log)
+        try:  # pictures, HPARAMS, projector; like the report, never worth the model
+            if self.tensorboard is not None:
+                self.tensorboard.final(to_dict(self.config), self.records.history, step)
+        except Exception as exc:
+            self.log(f"warning: TensorBoard pictures and projector not written: {exc}")
+
+    def _result(self, reason: str) -> TrainResult:
+        """Log the summary (stop reason, time, files written) and return the result."""
+        self.model.data_info = self.dataset.info()
+        run_dir = self.run_dir if self.ctx.is_main else None
+        files = written_since(run_dir, self.clock.started_at) if self.writes else []
+        seconds = self.clock.wall_seconds()
+        extra = [self.kept.summary_line(self.state, self.writes)] if self.state.epoch else []
+        extra += final.skipped_lines(self.state, self.config.train.grad_skip_threshold)
+        shown, history = run_dir if self.writes else None, self.records.history
+        for line in final.closing_lines(history, reason, seconds, shown, files, extra):
+            self.log(line)
+        return TrainResult(self.model, history, self.records.steps, run_dir, reason, seconds, files)
+
+    def _interruption(self) -> TrainingInterrupted:
+        return TrainingInterrupted(
+            self.state.step, self.run_dir, self.checkpoints.last_step, self.interrupt.signum
         )
 
-    def _remember_best(self) -> None:
-        """With train.keep = "best": a copy of the weights (the Polyak average if kept) of the
-        best validation ELBO so far, the model training ends with."""
-        if self.config.train.keep == "best":
-            with self._averaged_weights():
-                state = self.model.state_dict()
-                self.best_weights = {k: v.detach().clone() for k, v in state.items()}
+    def _time_spent(self) -> bool:
+        """Whether the restored run has spent its wall-clock budget (train.max_minutes)."""
+        state = self.state
+        return self.clock.out_of_time(state.train_seconds, state.epoch_end_seconds)
 
-    def _final_model(self) -> None:
-        """The model ``train`` returns: the Polyak average if kept, or the best epoch's
-        weights with train.keep = "best"; eval mode, fp32. Sets ``kept_epoch``."""
-        if self.average is not None:
-            self.average.apply_permanently()
-        self.kept_epoch = self.state.epoch
-        best = self.state.best_epoch
-        if self.config.train.keep == "best" and best is not None and best != self.state.epoch:
-            weights = getattr(self, "best_weights", None)
-            if weights is None:  # resumed after the best epoch: checkpoints/best holds it
-                path = self.run_dir / "checkpoints" / "best"
-                weights = state_files.load_training_state(path)[1]
-            self.model.load_state_dict(weights)
-            self.kept_epoch = best
-        self.model.eval()
-        restore_precision(self.model)
+    def _nothing_to_train(self) -> TrainResult:
+        """Resumed a finished run: report it, rewrite nothing, return the run's last model."""
+        tc = self.config.train
+        max_minutes = tc.max_minutes if self._time_spent() else None
+        self.log(final.nothing_left_line(self.run_dir, self.state, self.budget.steps, max_minutes))
+        self.kept.finish(self.model, self.average, self.state, self.run_dir)
+        self.model.data_info = self.dataset.info()
+        run_dir = self.run_dir if self.ctx.is_main else None
+        distributed.teardown(self.ctx)
+        records, seconds = self.records, self.clock.wall_seconds()
+        return TrainResult(self.model, records.history, records.steps, run_dir, "finished", seconds)

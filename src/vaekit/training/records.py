@@ -1,35 +1,33 @@
-"""What a run tells and writes besides checkpoints: ``metrics.jsonl`` records, console lines
-and the progress bar, TensorBoard, and the final model, pictures and report.
+"""What a run tells while it trains: ``metrics.jsonl`` records (and their floats in
+TensorBoard), console lines and the progress bar.
 
 Records (all likelihood figures in nats per example; ``elbo``, ``log_px_z``, ``iwae`` and a
 likelihood bound's ``loss`` of the data as given, as ``vaekit evaluate`` reports them):
 ``"kind": "step"`` every ``train.log_every`` steps (means over the interval), ``"kind":
 "epoch"`` after every epoch (``train_*`` means over the epoch, ``val_*`` over the validation
-split) and ``"kind": "skip"`` for a step the NaN guard refused; ``examples_per_s`` counts
+split) and ``"kind": "skip"`` for a step whose update was skipped (a non-finite loss or
+gradient, or a gradient norm above train.grad_skip_threshold); ``examples_per_s`` counts
 training time only.
 """
 
 from __future__ import annotations
 
 import json
-import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from vaekit import checkpoint, rundir
-from vaekit.config import to_dict
+from vaekit import rundir
+from vaekit.config import Config
+from vaekit.data import Dataset
 from vaekit.data.table_schema import schema_lines
-from vaekit.objectives import IWAEObjective, NegativeELBO
+from vaekit.models import Model
+from vaekit.outputs import read_regular
 from vaekit.support.progress import progress_bar
-from vaekit.support.provenance import training_metadata
 from vaekit.support.spelling import spell
-from vaekit.training.console import (
-    LEGEND,
-    format_record,
-    still_improving,
-    summary,
-    written_since,
-)
-from vaekit.training.result import TrainResult
+from vaekit.training.console import LEGEND, format_record
+from vaekit.training.state import LoopState
 
 
 def means(acc: dict[str, float]) -> dict[str, float]:
@@ -48,108 +46,153 @@ def means(acc: dict[str, float]) -> dict[str, float]:
 DENSITY_METRICS = ("elbo", "log_px_z", "iwae")
 
 
-class Records:
-    """The Trainer's output methods (a mixin of ``training.loop.Trainer``): they read its
-    ``state``, ``history``, ``steps``, ``run_dir``, ``writes``, ``bar`` and ``tensorboard``."""
+def data_scale(model: Model, dataset: Dataset) -> float:
+    """c of the transform (nats per example): figures of the data as given are the
+    model-space ones minus c. 0 for a model without a likelihood, as evaluate does."""
+    if not model.has_likelihood:
+        return 0.0
+    return dataset.transform.log_data_scale(tuple(dataset.shape))
 
-    def _data_scale(self) -> float:
-        """c of the transform (nats per example): figures of the data as given are the
-        model-space ones minus c. 0 for a model without a likelihood, as evaluate does."""
-        if not self.model.has_likelihood:
-            return 0.0
-        return self.dataset.transform.log_data_scale(tuple(self.dataset.shape))
 
-    def _in_data_space(self, values: dict[str, float]) -> dict[str, float]:
+def opening_lines(config: Config, dataset: Dataset, data_scale: float) -> list[str]:
+    """The lines before the first step: the schema of a mixed-type table and the space of
+    the figures (``data_scale``: c of the transform, nats per example); the budget's line and
+    the legend follow them."""
+    lines = []
+    if config.model.columns:  # a mixed-type table: the schema the run models
+        lines.append("columns (saved in config.json as model.columns):")
+        lines += schema_lines(config.model.columns)
+    if data_scale != 0.0:  # name the space of the figures below: the one evaluate reports
+        transform = dataset.transform
+        lines.append(
+            f"elbo, log_px_z and loss below are of {transform.data_space()}, as `vaekit "
+            f"evaluate` reports them: of the model's inputs ({transform.space}) the ELBO "
+            f"is {data_scale:.3f} nats per example higher and the loss as much lower"
+        )
+    return lines
+
+
+@dataclass
+class RecordBook:
+    """The records of one run: ``history`` (epoch records) and ``steps`` (step records), as
+    written to ``metrics`` (RUN/metrics.jsonl; None where this process writes nothing) and to
+    ``tensorboard``; console lines go above the progress ``bar`` when there is one.
+
+    Figures are turned from the model's space to the data as given by ``data_scale`` (c of
+    the transform, nats per example); ``bound_loss``: the loss is a likelihood bound's (the
+    negative ELBO or IWAE bound), which moves with them."""
+
+    log: Callable[[str], None]
+    budget: int  # optimiser steps, shown in the console lines
+    data_scale: float
+    bound_loss: bool
+    metrics: Path | None = None
+    tensorboard: Any = None  # a torch.utils.tensorboard SummaryWriter, or None
+    bar: Any = None  # a tqdm progress bar, or None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    def in_data_space(self, values: dict[str, float]) -> dict[str, float]:
         """``values`` with the log-likelihood figures of the data as given, the space
         ``vaekit evaluate`` and the report use, and the loss of a likelihood bound (the
         negative ELBO or IWAE bound, free bits and KL weight included) with them, so that
         loss = -elbo still holds for the plain ELBO; the rest as they are."""
-        c = self._data_scale()
+        c = self.data_scale
         shifted = {k: -c for k in DENSITY_METRICS}
-        if isinstance(self.objective, NegativeELBO | IWAEObjective):
+        if self.bound_loss:
             shifted["loss"] = c
         return {k: v + shifted.get(k, 0.0) for k, v in values.items()}
 
-    def _say(self, line: str) -> None:
+    def say(self, line: str) -> None:
         """A console line, above the progress bar if there is one."""
         (self.bar.write if self.bar is not None else self.log)(line)
 
-    def _announce(self) -> None:
-        """The lines before the first step (the schema of a mixed-type table, the budget, the
-        space of the figures, their legend), printed before the progress bar opens."""
-        transform, c = self.dataset.transform, self._data_scale()
-        if self.config.model.columns:  # a mixed-type table: the schema the run models
-            self._say("columns (saved in config.json as model.columns):")
-            for line in schema_lines(self.config.model.columns):
-                self._say(line)
-        if c != 0.0:  # name the space of the figures below: the one evaluate reports
-            self._say(
-                f"elbo, log_px_z and loss below are of {transform.data_space()}, as `vaekit "
-                f"evaluate` reports them: of the model's inputs ({transform.space}) the ELBO "
-                f"is {c:.3f} nats per example higher and the loss as much lower"
-            )
-        if hasattr(self, "default_epochs"):  # the default budget, sized to the data
-            tc, per_epoch = self.config.train, self.batches_per_epoch
-            set_it = spell("--epochs or --max-steps", "train.epochs or train.max_steps")
-            self._say(
-                f"budget: {self.default_epochs} epochs of {per_epoch} steps = {self.budget:,} "
-                f"optimiser steps (the default: 10 epochs, raised to make at least "
-                f"{tc.min_steps:,} steps, {spell('--min-steps', 'train.min_steps')}; "
-                f"{set_it} sets it)"
-            )
-        self._say(LEGEND)
+    def announce(self, lines: list[str]) -> None:
+        """The opening ``lines`` and the legend, printed before the progress bar opens."""
+        for line in [*lines, LEGEND]:
+            self.say(line)
 
-    def _write(self, record: dict[str, Any]) -> None:
+    def open_bar(self, progress: str, initial: int) -> None:
+        """The progress bar over the budget's steps, from step ``initial`` (rank 0 only; tqdm.auto:
+        a terminal bar, or the notebook's in Jupyter: vaekit/support/progress.py)."""
+        self.bar = progress_bar(self.budget, progress, initial=initial, unit="step")
+
+    def close_bar(self) -> None:
+        """Close the bar; lines go to the log again."""
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = None
+
+    def close(self) -> None:
+        self.close_bar()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+    def bytes_written(self) -> int:
+        """The length of metrics.jsonl now (a checkpoint stores it: ``restore``)."""
+        return self.metrics.stat().st_size if self.metrics and self.metrics.exists() else 0
+
+    def write(self, record: dict[str, Any]) -> None:
         """Append ``record`` to metrics.jsonl and its floats to TensorBoard (rank 0 only)."""
-        if not self.writes:
+        if self.metrics is None:
             return
-        rundir.append_text(self.run_dir / "metrics.jsonl", json.dumps(record) + "\n")
+        rundir.append_text(self.metrics, json.dumps(record) + "\n")
         if self.tensorboard is not None:
             prefix = record["kind"]
             for key, value in record.items():
                 if isinstance(value, float) and key not in ("epoch", "step"):
                     self.tensorboard.add_scalar(f"{prefix}/{key}", value, record["step"])
 
-    def _write_skip(self, lr: float) -> None:
-        """The record of a step the NaN guard refused."""
+    def skip(self, state: LoopState, lr: float, spike: tuple[float, float] | None) -> None:
+        """The record of a step whose update was skipped: for a non-finite loss or gradient
+        (``spike`` None), or for a gradient norm above the threshold (``spike``: the two)."""
+        reason = "non-finite loss or gradient norm"
+        if spike is not None:
+            flag = spell("--grad-skip-threshold", "train.grad_skip_threshold")
+            reason = f"gradient norm {spike[0]:.4g} above {flag} {spike[1]:g}"
+        record = {"kind": "skip", "step": state.step, "epoch": state.epoch + 1}
+        self.write(record | {"reason": reason, "lr": lr})
+
+    def advance(self) -> None:
+        """Advance the bar by one step (a step that adds nothing to the running means)."""
         if self.bar is not None:
             self.bar.update(1)
-        record = {"kind": "skip", "step": self.state.step, "epoch": self.state.epoch + 1}
-        self._write(record | {"reason": "non-finite loss or gradient norm", "lr": lr})
 
-    def _show_progress(self, lr: float) -> None:
-        """Advance the bar by one step; show the interval's mean ELBO (or loss) and the lr."""
+    def show_progress(self, interval: dict[str, float], lr: float) -> None:
+        """Advance the bar by one step; show the ``interval``'s mean ELBO (or loss) and the lr."""
         if self.bar is None:
             return
-        interval = self.state.interval
         self.bar.update(1)
         shown = "elbo" if "elbo" in interval else "loss"
         value = interval[shown] / interval["examples"] - (
-            self._data_scale() if shown == "elbo" else 0.0
+            self.data_scale if shown == "elbo" else 0.0
         )
         self.bar.set_postfix({shown: f"{value:.2f} nats", "lr": f"{lr:.2e}"}, refresh=False)
 
-    def _write_step_record(self, lr: float) -> None:
-        acc, now = self.state.interval, time.perf_counter()
-        seconds = self.interval_seconds + now - self.timer  # training time since the last record
-        record = {"kind": "step", "step": self.state.step, "epoch": self.state.epoch + 1}
-        record |= self._in_data_space(means(acc))
+    def step_record(self, state: LoopState, lr: float, seconds: float, beta: float | None) -> None:
+        """Write the step record of ``state.interval`` (``seconds`` of training; the KL weight
+        ``beta`` of a warmed-up ELBO, or None) and empty the interval's sums."""
+        acc = state.interval
+        record = {"kind": "step", "step": state.step, "epoch": state.epoch + 1}
+        record |= self.in_data_space(means(acc))
         record |= {"lr": lr, "examples_per_s": acc.get("examples", 0.0) / max(seconds, 1e-9)}
-        if isinstance(self.objective, NegativeELBO):
-            record["beta"] = self.objective.beta
-        self.timer, self.interval_seconds, self.state.interval = now, 0.0, {}
+        if beta is not None:
+            record["beta"] = beta
+        state.interval = {}
         self.steps.append(record)
-        self._write(record)
+        self.write(record)
         if self.bar is None:
             self.log(format_record(record, self.budget))
 
-    def _epoch_record(self, seconds: float, val: dict[str, float]) -> dict[str, Any]:
-        """The epoch record of ``state.epoch`` (``seconds`` of training); empties the sums."""
-        state = self.state
+    def epoch_record(
+        self, state: LoopState, seconds: float, val: dict[str, float], lr: float
+    ) -> dict[str, Any]:
+        """The epoch record of ``state.epoch`` (``seconds`` of training, validation metrics
+        ``val``); empties the epoch's sums. Not yet written: the caller may add to it."""
         record = {"kind": "epoch", "epoch": state.epoch, "step": state.step}
-        record |= {f"train_{k}": v for k, v in self._in_data_space(means(state.epoch_sums)).items()}
-        record |= {f"val_{k}": v for k, v in self._in_data_space(val).items()}
-        record["lr"] = self.optimizer.param_groups[0]["lr"]
+        record |= {f"train_{k}": v for k, v in self.in_data_space(means(state.epoch_sums)).items()}
+        record |= {f"val_{k}": v for k, v in self.in_data_space(val).items()}
+        record["lr"] = lr
         record["skipped_steps"] = state.skipped_steps
         # Data examples (images, rows), never examples x importance or Monte-Carlo samples: an
         # IWAE step at K = 5 over a batch of 128 counts 128.
@@ -158,128 +201,20 @@ class Records:
         state.epoch_sums = {}
         return record
 
-    def _write_outputs(self) -> None:
-        """The trained model, its pictures, the report and TensorBoard's last pictures."""
-        from vaekit.report.plots import save_run_pictures
+    def end_epoch(self, record: dict[str, Any]) -> None:
+        """Keep, write and show the epoch ``record``."""
+        self.history.append(record)
+        self.write(record)
+        self.say(format_record(record, self.budget))
 
-        seconds = time.perf_counter() - self.started
-        checkpoint.save_model(
-            self.model,
-            self.run_dir,
-            data=self.dataset.info(),
-            config=to_dict(self.config),
-            # Which weights these are: train.keep and the epoch they are from.
-            metadata=training_metadata(self.device, seconds, self.ctx.world_size)
-            | {"keep": self.config.train.keep, "epoch": self.kept_epoch},
-        )
-        save_run_pictures(self.model, self.dataset, self.run_dir, seed=self.config.train.seed)
-        if self.config.train.report:
-            self._write_report()
-        try:  # pictures, HPARAMS, projector; like the report, never worth the model
-            if self.tensorboard is not None:
-                self._tensorboard_final()
-        except Exception as exc:
-            self.log(f"warning: TensorBoard pictures and projector not written: {exc}")
-
-    def _write_report(self) -> None:
-        """RUN/report.html, after saying so: it evaluates first (K = 100 importance samples
-        on up to 1000 test examples). Under train.max_minutes it gets what is left of the
-        budget (training kept some back: ``_closing_seconds``) and fits its evaluation in it;
-        with nothing left it is not written, and says how to write it."""
-        from vaekit.report.html import write_report
-
-        path = self.run_dir / "report.html"
-        skip = spell("--no-report", "config.train.report = False")
-        limit = self.config.train.max_minutes
-        left = limit * 60.0 - self._train_seconds() if limit is not None else None
-        if left is not None and left <= 0:
-            self.log(
-                f"{path} not written: the time budget "
-                f"({spell('--max-minutes', 'train.max_minutes')} {limit:g}) is spent; "
-                f"`vaekit report {self.run_dir}` writes it"
-            )
-            return
-        self.log(f"writing the report {path} (a quick evaluation first; {skip} skips it)")
-        try:  # the report must never cost the trained model: it is saved before
-            write_report(self.run_dir, seed=self.config.train.seed, log=self.log, max_seconds=left)
-        except Exception as exc:
-            self.log(f"warning: {path} not written: {exc}")
-
-    def _result(self, reason: str) -> TrainResult:
-        """Log the summary (stop reason, time, files written) and return the result."""
-        self.model.data_info = self.dataset.info()
-        run_dir = self.run_dir if self.ctx.is_main else None
-        files = written_since(run_dir, self.clock.started_at) if self.writes else []
-        seconds = self.clock.seconds()
-        lines = summary(self.history, reason, seconds, run_dir if self.writes else None, files)
-        lines[2:2] = [self._kept_line()] if self.state.epoch else []
-        flags = spell("--epochs or --max-steps", "train.epochs or train.max_steps")
-        warning = still_improving(self.history, flags) if reason in ("budget", "time") else None
-        lines += [warning] if warning else []
-        for line in lines:
-            self.log(line)
-        return TrainResult(self.model, self.history, self.steps, run_dir, reason, seconds, files)
-
-    def _kept_line(self) -> str:
-        """Which weights the model holds (model.safetensors, the returned model), and how to
-        keep the other choice."""
-        keep, best, last = self.config.train.keep, self.state.best_epoch, self.state.epoch
-        flag = spell("--keep best", "train.keep = 'best'")
-        where = "model.safetensors holds" if self.writes else "the model holds"
-        if keep == "best" and best is not None:
-            return (
-                f"  {where} the weights of epoch {self.kept_epoch}, the best validation ELBO "
-                f"({flag}; the last epoch was {last})"
-            )
-        line = f"  {where} the weights of the last epoch ({last})"
-        if best is not None and best != last:
-            line += f"; the best validation ELBO was at epoch {best}: {flag} keeps that one"
-        return line
-
-    def _open_tensorboard(self):
-        if not (self.writes and self.config.train.tensorboard):
-            return None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # optional dependency: pip install 'vaekit[tensorboard]'
-            return None
-        # purge_step drops events a killed run wrote after the checkpoint we resume from.
-        return SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.state.step)
-
-    def _tensorboard_pictures(self) -> None:
-        from vaekit.training.tensorboard import log_pictures
-
-        if not hasattr(self, "tensorboard_x"):  # the same inputs every time, with their labels
-            self.tensorboard_x = self.dataset.fixed("test", seed=self.config.train.seed)[:16]
-            labels = self.dataset.test.y
-            self.tensorboard_y = labels[:16] if labels is not None else None
-        x, y = self.tensorboard_x, self.tensorboard_y
-        with self._averaged_weights():
-            log_pictures(
-                self.tensorboard, self.model, x, self.state.step, self.config.train.seed, y_test=y
-            )
-        self.tensorboard_pictures_step = self.state.step
-
-    def _tensorboard_final(self) -> None:
-        from vaekit.training.tensorboard import log_final
-
-        if getattr(self, "tensorboard_pictures_step", None) != self.state.step:
-            self._tensorboard_pictures()
-        log_final(
-            self.tensorboard,
-            self.model,
-            self.dataset,
-            to_dict(self.config),
-            self.history,
-            self.run_dir,
-            self.state.step,
-            self.config.train.seed,
-        )
-
-    def _open_progress_bar(self):
-        if not self.ctx.is_main or self.finished:
-            return None
-        # tqdm.auto: a terminal bar, or the notebook's in Jupyter (vaekit/support/progress.py).
-        return progress_bar(
-            self.budget, self.config.train.progress, initial=self.state.step, unit="step"
-        )
+    def restore(self, path: Path, length: int, truncate: bool) -> None:
+        """Read the history and step records back from metrics.jsonl at ``path``, up to its
+        ``length`` when the checkpoint was written; with ``truncate`` (rank 0), drop what a
+        killed run wrote after that checkpoint from the file."""
+        text = read_regular(path)[:length] if path.exists() else b""
+        if truncate and path.exists() and len(text) != path.stat().st_size:
+            with open(path, "r+b") as handle:
+                handle.truncate(length)
+        for line in text.decode().splitlines():
+            record = json.loads(line)
+            {"epoch": self.history, "step": self.steps}.get(record["kind"], []).append(record)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from vaekit import rundir
 from vaekit.support.spelling import spell
+from vaekit.training.distributed import DistContext
 
 
 def _shown(path: str | Path | None) -> str:
@@ -18,6 +19,24 @@ def prepare_run_dir(out: str | Path, overwrite: bool, lock: rundir.RunLock | Non
     """Create an empty run directory; refuse to mix a new run into an old one, and replace
     only a directory vaekit created (see ``vaekit.rundir``)."""
     return rundir.prepare(out, overwrite, lock)
+
+
+def open_run_dir(
+    out: str | Path | None,
+    overwrite: bool,
+    resume: str | Path | None,
+    ctx: DistContext,
+    lock: rundir.RunLock,
+) -> Path | None:
+    """A training run's directory: the resumed run's (locked on rank 0), or ``out`` (created
+    empty and locked on rank 0); None if neither is given."""
+    if resume is not None:
+        if ctx.is_main:
+            lock.acquire(resume)
+        return Path(resume)
+    if out is None:
+        return None
+    return prepare_run_dir(out, overwrite, lock) if ctx.is_main else Path(out)
 
 
 def check_out_and_resume(out: str | Path | None, resume: str | Path | None) -> None:

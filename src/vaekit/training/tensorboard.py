@@ -29,8 +29,10 @@ seeded RNG: logging never moves the training RNG, so a resumed run stays bitwise
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -239,3 +241,53 @@ def log_final(
     log_hparams(writer, config, final_metrics(history, run_dir), step)
     log_embedding(writer, model, dataset, step, seed)
     writer.flush()
+
+
+class TensorBoardLog:
+    """RUN/tensorboard of a training run: the ``writer`` (its scalars come from the records)
+    and the pictures of ``model`` inside ``averaged()`` (the Polyak average, if kept), of the
+    same 16 test inputs every time (``seed`` picks them)."""
+
+    writer: Any  # torch.utils.tensorboard.SummaryWriter
+    run_dir: Path
+    model: Any  # vaekit.models.Model
+    averaged: Callable[[], contextlib.AbstractContextManager]
+    dataset: Dataset
+    seed: int
+    inputs: tuple[torch.Tensor, torch.Tensor | None] | None  # the inputs and their labels
+    pictures_step: int | None  # the step of the last pictures
+
+    def __init__(self, run_dir: Path, step: int, model, averaged, dataset, seed: int) -> None:
+        """The log at ``run_dir``/tensorboard, continued from ``step`` (events a killed run
+        wrote after it are dropped)."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=step)
+        self.run_dir, self.model, self.averaged = run_dir, model, averaged
+        self.dataset, self.seed = dataset, seed
+        self.inputs, self.pictures_step = None, None
+
+    @staticmethod
+    def available() -> bool:
+        """Whether tensorboard is installed (the optional dependency: pip install
+        'vaekit[tensorboard]')."""
+        return importlib.util.find_spec("tensorboard") is not None
+
+    def pictures(self, step: int) -> None:
+        """The sample and reconstruction grids at ``step``."""
+        if self.inputs is None:  # chosen at the first pictures, then the same every time
+            labels = self.dataset.test.y
+            x = self.dataset.fixed("test", seed=self.seed)[:NUM_RECONSTRUCTIONS]
+            self.inputs = x, labels[:NUM_RECONSTRUCTIONS] if labels is not None else None
+        x, y = self.inputs
+        with self.averaged():
+            log_pictures(self.writer, self.model, x, step, self.seed, y_test=y)
+        self.pictures_step = step
+
+    def final(self, config: dict[str, Any], history: list[dict[str, Any]], step: int) -> None:
+        """The last pictures (unless this step has them), HPARAMS and the projector."""
+        if self.pictures_step != step:
+            self.pictures(step)
+        log_final(
+            self.writer, self.model, self.dataset, config, history, self.run_dir, step, self.seed
+        )
