@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from vaekit.cli import main
-from vaekit.cli.parser import build_parser
+from vaekit.cli.parser import build_parser, subcommands
 from vaekit.config import Config, apply_overrides
 from vaekit.settings import ConfigError
 
@@ -21,8 +21,7 @@ TEXT_TYPES = (None, str, Path)  # values that are text or paths: nothing to rang
 def _every_value_flag():
     """(command, action) for every flag and positional that takes a value."""
     parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for name, command in [("vaekit", parser), *sub.choices.items()]:
+    for name, command in [("vaekit", parser), *subcommands(parser)]:
         for action in command._actions:
             if action.nargs == 0 or isinstance(action, argparse._SubParsersAction):
                 continue  # switches, help, version

@@ -156,7 +156,7 @@ def compare_runs(
         if not model.has_likelihood:
             raise ComparisonError(
                 f"{path}: this model defines no likelihood p(x), so there is no nll to pair; "
-                "for the AE-vs-VAE lesson use `vaekit compare --runs AE_RUN VAE_RUN`"
+                "for the AE-vs-VAE lesson use `vaekit lesson ae-vs-vae --runs AE_RUN VAE_RUN`"
             )
         models.append(model)
         datasets.append(dataset)
