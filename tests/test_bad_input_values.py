@@ -83,7 +83,7 @@ def test_every_number_flag_refuses_nan_inf_and_words():
         ),
         (["sample", "{run}", "-o", "{tmp}/s.png", "--seed", "-1"], "--seed: must be at least 0"),
         (["sample", "{run}", "-o", "{tmp}/s.png", "-n", "0"], "argument -n: must be at least 1"),
-        (["em", "--lr", "inf"], "--lr: must be a finite number"),
+        (["lesson", "em", "--lr", "inf"], "--lr: must be a finite number"),
         (["train", "--out", "{tmp}/r", "--lr", "nan"], "--lr: must be a finite number"),
         (
             ["train", "--out", "{tmp}/r", "--latent-dim", str(2**64)],
