@@ -96,7 +96,7 @@ def test_a_budget_that_fits_passes(monkeypatch):
 
 @pytest.mark.parametrize("examples", ["1", "4"])
 def test_em_with_too_few_examples_is_one_line(capsys, examples):
-    argv = ["em", "--max-examples", examples, "--steps", "5", "--em-iterations", "2"]
+    argv = ["lesson", "em", "--max-examples", examples, "--steps", "5", "--em-iterations", "2"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("vaekit: error: PPCA with m = 3 needs variance beyond")
@@ -104,7 +104,7 @@ def test_em_with_too_few_examples_is_one_line(capsys, examples):
 
 
 def test_em_with_just_enough_examples_works(capsys):
-    argv = ["em", "--max-examples", "5", "--steps", "5", "--em-iterations", "2", "--json"]
+    argv = ["lesson", "em", "--max-examples", "5", "--steps", "5", "--em-iterations", "2", "--json"]
     assert main(argv) == 0
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from vaekit.cli import main
-from vaekit.cli.parser import build_parser
+from vaekit.cli.parser import build_parser, subcommands
 from vaekit.config import Config, apply_overrides
 from vaekit.settings import ConfigError
 
@@ -21,8 +21,7 @@ TEXT_TYPES = (None, str, Path)  # values that are text or paths: nothing to rang
 def _every_value_flag():
     """(command, action) for every flag and positional that takes a value."""
     parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for name, command in [("vaekit", parser), *sub.choices.items()]:
+    for name, command in [("vaekit", parser), *subcommands(parser)]:
         for action in command._actions:
             if action.nargs == 0 or isinstance(action, argparse._SubParsersAction):
                 continue  # switches, help, version
@@ -84,7 +83,7 @@ def test_every_number_flag_refuses_nan_inf_and_words():
         ),
         (["sample", "{run}", "-o", "{tmp}/s.png", "--seed", "-1"], "--seed: must be at least 0"),
         (["sample", "{run}", "-o", "{tmp}/s.png", "-n", "0"], "argument -n: must be at least 1"),
-        (["em", "--lr", "inf"], "--lr: must be a finite number"),
+        (["lesson", "em", "--lr", "inf"], "--lr: must be a finite number"),
         (["train", "--out", "{tmp}/r", "--lr", "nan"], "--lr: must be a finite number"),
         (
             ["train", "--out", "{tmp}/r", "--latent-dim", str(2**64)],

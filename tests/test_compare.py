@@ -1,4 +1,4 @@
-"""`vaekit compare`: the AE vs VAE contrast, end to end on digits, and its pieces."""
+"""`vaekit lesson ae-vs-vae`: the AE vs VAE contrast, end to end on digits, and its pieces."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory) -> tuple[dict, object]:
     out = tmp_path_factory.mktemp("compare") / "report"
-    argv = ["compare", "--data", "digits", "--epochs", "12", "--hidden-dims", "128,64"]
+    argv = ["lesson", "ae-vs-vae", "--data", "digits", "--epochs", "12", "--hidden-dims", "128,64"]
     argv += ["--num-samples", "20", "--json", "--out", str(out)]
     assert main(argv) == 0
     return json.loads((out / "compare.json").read_text()), out
@@ -53,14 +53,15 @@ def test_compare_end_to_end_on_digits(compared):
 
 def test_compare_from_runs_reproduces_the_numbers(compared, tmp_path, capsys):
     result, out = compared
-    argv = ["compare", "--runs", str(out / "ae"), str(out / "vae"), "--num-samples", "20"]
+    argv = ["lesson", "ae-vs-vae", "--runs", str(out / "ae"), str(out / "vae")]
+    argv += ["--num-samples", "20"]
     assert main([*argv, "--out", str(tmp_path / "again"), "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
     for kind in ("ae", "vae"):
         for key in ("reconstruction_squared_error", "prior_sample_score"):
             assert again["models"][kind][key] == pytest.approx(result["models"][kind][key])
     # The runs must be an AE and then a VAE.
-    swapped = ["compare", "--runs", str(out / "vae"), str(out / "ae")]
+    swapped = ["lesson", "ae-vs-vae", "--runs", str(out / "vae"), str(out / "ae")]
     assert main([*swapped, "--out", str(tmp_path / "bad")]) == 2
     assert "--runs" in capsys.readouterr().err
 

@@ -15,12 +15,13 @@ from vaekit.cli import main
 from vaekit.comparison.runs import (
     ComparisonError,
     PairedDifference,
-    _paired,
     bootstrap_active_units,
     count_active,
+    paired_difference,
 )
 from vaekit.config import apply_overrides
 from vaekit.evaluate import load_run
+from vaekit.metrics import metric
 
 K = 20
 
@@ -56,13 +57,13 @@ def test_paired_differences_and_their_sentences(runs, capsys):
     a, b = (r["values"] for r in result["runs"])
     by_metric = {d["metric"]: d for d in result["differences"]}
     assert set(by_metric) == {"nll", "elbo", "bits_per_dim", "kl", "active_units"}
-    for metric, d in by_metric.items():
-        assert d["difference"] == pytest.approx(b[metric] - a[metric], abs=1e-9)
+    for key, d in by_metric.items():
+        assert d["difference"] == pytest.approx(b[key] - a[key], abs=1e-9)
         assert d["a"] == "a" and d["b"] == "b"
     nll = by_metric["nll"]
     # B trained faster (a wider net, a larger step): clearly better, and the sentence says so.
     assert nll["difference"] < -4 * nll["stderr"] < 0
-    assert nll["sentence"].startswith(f"-log p(x): b is {abs(nll['difference']):.3f} ± ")
+    assert nll["sentence"].startswith(f"nll: b is {abs(nll['difference']):.3f} ± ")
     assert "nats per example better than a (± one paired standard error" in nll["sentence"]
     # Pairing removes the spread between examples: the paired standard error is far below the
     # unpaired one, sqrt(se_a^2 + se_b^2).
@@ -74,6 +75,12 @@ def test_paired_differences_and_their_sentences(runs, capsys):
     assert by_metric["bits_per_dim"]["stderr"] == pytest.approx(nll["stderr"] / scale)
     assert by_metric["active_units"]["method"] == "bootstrap"
     assert "bootstrap standard error" in by_metric["active_units"]["sentence"]
+    # Every label, unit, direction and definition is the one vaekit evaluate prints.
+    for key, d in by_metric.items():
+        entry = metric(key)
+        assert (d["label"], d["unit"]) == (entry.label, entry.unit)
+        assert d["higher_is_better"] == entry.higher_is_better
+        assert result["definitions"][key] == entry.definition
     # The default page sits beside the first run.
     page = (runs / "compare-a-vs-b" / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 2  # curves and samples
@@ -153,12 +160,8 @@ def test_a_conditional_model_pairs_log_p_x_given_y(runs):
     # K = 200: the 3-epoch model's importance weights are spread; more draws, less noise.
     result = vaekit.compare_runs([runs / "cvae", copy], num_samples=200, max_examples=150)
     assert result.conditioned_on is not None and "label" in result.conditioned_on
-    by_metric = {d.metric: d for d in result.differences}
-    assert by_metric["nll"].label == "-log p(x|y)"
-    assert by_metric["kl"].label == "KL(q(z|x,y) || p(z|y))"
     assert all(d.difference == 0 and d.stderr == 0 for d in result.differences)
-    assert "-log p(x|y)" in result.definitions["nll"]
-    assert "conditioned on each example's own label" in result.lines()[0]
+    assert "conditioned on each example's own label y: densities are p(x|y)" in result.lines()[0]
     # Each example's own label, as `vaekit evaluate` gives it.
     model, dataset = load_run(runs / "cvae")
     reference = vaekit.evaluate.evaluate(
@@ -210,20 +213,23 @@ def test_a_model_without_likelihood_is_refused(runs, capsys):
 def test_flag_mistakes_are_one_line_errors(runs, capsys):
     assert main(["compare", str(runs / "a")]) == 2
     assert "at least two runs" in capsys.readouterr().err
-    assert main(["compare", "--data", "digits"]) == 2
-    assert "--out" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # the lesson's old spelling, without its --out
+        main(["compare", "--data", "digits"])
+    assert exc.value.code == 2 and "required: --out" in capsys.readouterr().err
     both = ["compare", str(runs / "a"), str(runs / "b"), "--runs", str(runs / "a"), str(runs / "b")]
     assert main(both) == 2
-    assert "not both" in capsys.readouterr().err
+    assert "--runs belongs to the AE-vs-VAE lesson (vaekit lesson ae-vs-vae)" in (
+        capsys.readouterr().err
+    )
     assert main(["compare", str(runs / "a"), str(runs / "b"), "--epochs", "3"]) == 2
-    assert "--epochs trains the AE-vs-VAE lesson" in capsys.readouterr().err
+    assert "--epochs belongs to the AE-vs-VAE lesson" in capsys.readouterr().err
 
 
 def test_paired_standard_error_is_the_textbook_one():
     g = torch.Generator().manual_seed(0)
     a = torch.randn(50, generator=g, dtype=torch.float64)
     b = a + 0.3 + 0.1 * torch.randn(50, generator=g, dtype=torch.float64)
-    d = _paired("nll", "A", "B", a, b)
+    d = paired_difference("nll", "A", "B", a, b)
     diffs = (b - a).tolist()
     mean = sum(diffs) / 50
     se = math.sqrt(sum((x - mean) ** 2 for x in diffs) / 49 / 50)

@@ -161,7 +161,7 @@ def test_encoder_trained_against_fixed_decoder_diag_stops_at_the_closed_form_gap
 
 def test_cli_em_json_and_report(tmp_path, capsys):
     out = tmp_path / "em"
-    argv = ["em", "--latent-dim", "2", "--max-examples", "300", "--steps", "100"]
+    argv = ["lesson", "em", "--latent-dim", "2", "--max-examples", "300", "--steps", "100"]
     argv += ["--em-iterations", "500", "--json", "--out", str(out)]
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
@@ -185,5 +185,5 @@ def test_cli_em_json_and_report(tmp_path, capsys):
 
 
 def test_cli_em_rejects_a_latent_dim_not_below_the_data_dim(capsys):
-    assert main(["em", "--latent-dim", "10", "--max-examples", "50", "--json"]) == 2
+    assert main(["lesson", "em", "--latent-dim", "10", "--max-examples", "50", "--json"]) == 2
     assert "--latent-dim" in capsys.readouterr().err

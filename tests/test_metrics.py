@@ -17,6 +17,7 @@ from vaekit.cli import main
 from vaekit.data import load_dataset
 from vaekit.evaluate import evaluate
 from vaekit.metrics import METRICS, SETTINGS, Metric, eval_keys, metric, shown_metrics, units_of
+from vaekit.metrics.scores import SCORE_COLUMNS, SHARE_COLUMN, score_column
 from vaekit.report.html import render_report
 from vaekit.support.jsonsafe import finite_json
 
@@ -129,3 +130,17 @@ def test_value_text():
     keys = [entry.key for entry, _ in shown_metrics(result)]
     assert keys == ["nll", "elbo", "active_units"]  # a zero correlation KL is left out
     assert Metric("x", "x", "u", "d.").direction == "neither higher nor lower is better"
+
+
+def test_the_score_columns_say_which_are_anomaly_scores():
+    ranked = {c.name for c in SCORE_COLUMNS if c.ranked}
+    assert ranked == {
+        "nll_nats",
+        "neg_elbo_nats",
+        "recon_sq_error",
+        "complexity_corrected_bits",
+        "typicality_nats",
+    }
+    # A mixed-type table's per-column shares explain a score; they are not ranked themselves.
+    assert score_column("share_height_nats") is SHARE_COLUMN and not SHARE_COLUMN.ranked
+    assert score_column("nll_nats").meaning.endswith(f"{metric('nll').unit} (importance-sampled)")

@@ -16,7 +16,8 @@ from helpers import exact_log_px, linear_gaussian_vae, set_exact_posterior
 from vaekit.data.new_data import as_dataset, read_new_data
 from vaekit.data.transforms import Standardize
 from vaekit.evaluate import evaluate
-from vaekit.score import auprc, auroc, importance_scores, score_data
+from vaekit.metrics.ranking import auprc, auroc
+from vaekit.score import importance_scores, score_data
 
 
 @pytest.fixture(autouse=True)

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from vaekit.models.registry import default_model_config, model_config_from_dict, retarget_model_dict
 from vaekit.settings import ConfigError, ModelConfig, from_dict, setting, to_dict
+from vaekit.support.progress import ProgressMode
 from vaekit.support.spelling import spell
 
 # Re-exported: the names a user of ``vaekit.config`` has always found here.
@@ -311,7 +312,7 @@ class TrainConfig:
         help="epochs between the sample and reconstruction grids in TensorBoard (and after "
         "the last)",
     )
-    progress: Literal["auto", "bar", "plain"] = setting(
+    progress: ProgressMode = setting(
         "auto",
         help="auto: a progress bar on a terminal or in Jupyter, log lines otherwise; bar; "
         "plain (log lines)",

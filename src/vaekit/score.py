@@ -24,27 +24,13 @@ import torch
 from vaekit.checkpoint import load
 from vaekit.data.errors import DataError
 from vaekit.data.new_data import NewData, csv_bytes, printable, read_new_data, run_transform
+from vaekit.metrics.ranking import auprc, auroc
+from vaekit.metrics.scores import score_column
 from vaekit.models import Model
 from vaekit.outputs import check_outputs
 from vaekit.rundir import atomic_write_bytes
 
 REMEDIES = ("none", "complexity", "typicality")
-COLUMN_UNITS = {
-    "nll_nats": "-log p(v) of the data as given, nats per example (importance-sampled)",
-    "nll_stderr_nats": "Monte-Carlo standard error of nll_nats (delta method), nats",
-    "neg_elbo_nats": "-ELBO of the data as given with the same K draws, nats per example",
-    "recon_sq_error": "sum of squared errors of E[x|z=mu(x)] in the data's units",
-    "complexity_bits": "PNG-compressed length of the image (zlib level 9), bits",
-    "complexity_corrected_bits": "-log2 p(v) - complexity_bits (Serra et al. 2020), bits",
-    "typicality_nats": "|nll_nats - mean nll of in-distribution reference data|, nats",
-    "most_likely_class": "argmax_y p(x|y): the class a conditional model finds likeliest",
-}
-
-
-SHARE_UNIT = (
-    "a column's share of the row's score: its cell's -log p(v|z), importance-weighted over "
-    "z ~ q(z|x), nats (0 where the cell is missing)"
-)
 
 
 def _table_shares(model, x: torch.Tensor, num_samples: int, batch_size: int) -> dict:
@@ -53,53 +39,6 @@ def _table_shares(model, x: torch.Tensor, num_samples: int, batch_size: int) -> 
 
     shares = column_shares(model, x, num_samples, batch_size)
     return {f"share_{c.name}_nats": shares[:, j] for j, c in enumerate(model.config.columns)}
-
-
-# --- ranking metrics (out-of-distribution = positive class) ---------------------------------
-
-
-def _check_binary(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    labels = np.asarray(labels).reshape(-1)
-    if scores.shape != labels.shape:
-        raise ValueError(f"{scores.size} scores for {labels.size} labels")
-    if not np.isin(labels, (0, 1)).all() or labels.min() == labels.max():
-        raise ValueError("AUROC/AUPRC need labels 0 and 1, both present")
-    return scores, labels.astype(bool)
-
-
-def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve of ``scores`` (higher = positive) for 0/1 ``labels``: the
-    Mann-Whitney U statistic / (n_pos n_neg), ties counted one half (average ranks)."""
-    scores, positive = _check_binary(scores, labels)
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(scores.size, dtype=np.float64)
-    sorted_scores = scores[order]
-    # average rank (1-based) of each run of equal scores
-    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
-    ends = np.r_[starts[1:], scores.size]
-    for start, end in zip(starts, ends, strict=True):
-        ranks[order[start:end]] = (start + 1 + end) / 2.0
-    n_pos = int(positive.sum())
-    n_neg = scores.size - n_pos
-    u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
-
-
-def auprc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the precision-recall curve as average precision: sum over the distinct
-    thresholds t (descending) of (R(t) - R(previous t)) * P(t), with P and R the precision
-    and recall of predicting positive for scores >= t."""
-    scores, positive = _check_binary(scores, labels)
-    order = np.argsort(-scores, kind="mergesort")
-    s, y = scores[order], positive[order]
-    tp = np.cumsum(y)
-    fp = np.cumsum(~y)
-    last = np.r_[np.flatnonzero(s[1:] != s[:-1]), s.size - 1]  # end of each tie group
-    tp, fp = tp[last], fp[last]
-    precision = tp / (tp + fp)
-    recall = tp / tp[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 # --- per-example scores ---------------------------------------------------------------------
@@ -348,7 +287,7 @@ def score_data(
         )
         columns["typicality_nats"] = np.abs(columns["nll_nats"] - h)
         summary["typicality_reference"] = {"mean_nll_nats": h, "data": where}
-    summary["units"] = {name: COLUMN_UNITS.get(name, SHARE_UNIT) for name in columns}
+    summary["units"] = {name: score_column(name).meaning for name in columns}
     if new.ood is not None:
         labels = new.ood.numpy()
         summary["num_out_of_distribution"] = int(labels.sum())
@@ -357,8 +296,7 @@ def score_data(
             summary["metrics"] = {
                 name: {"auroc": auroc(values, labels), "auprc": auprc(values, labels)}
                 for name, values in columns.items()
-                if name not in ("nll_stderr_nats", "complexity_bits", "most_likely_class")
-                and not name.startswith("share_")
+                if score_column(name).ranked
             }
         columns = {"ood": labels, **columns}
     if new.names is not None:

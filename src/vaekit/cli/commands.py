@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from vaekit.cli.flags import config_overrides
+from vaekit.cli.lesson_commands import cmd_compare, cmd_lesson
 from vaekit.config import Config, apply_overrides, load_config
 
 
@@ -323,53 +324,6 @@ def cmd_explore(args: argparse.Namespace) -> None:
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB); open it in a browser")
 
 
-def cmd_em(args: argparse.Namespace) -> None:
-    from vaekit.lessons import em_experiment
-    from vaekit.lessons.em_page import em_headline
-
-    report = em_experiment(
-        data=args.data,
-        latent_dim=args.latent_dim,
-        em_iterations=args.em_iterations,
-        vae_steps=args.steps,
-        lr=args.lr,
-        seed=args.seed,
-        data_dir=args.data_dir,
-        max_examples=args.max_examples,
-        out=args.out,
-        log=(lambda _: None) if args.json else print,
-    )
-    print(json.dumps(report) if args.json else "\n".join(em_headline(report)))
-
-
-def cmd_compare(args: argparse.Namespace) -> None:
-    from vaekit.lessons.ae_vs_vae import compare, compare_headline
-
-    if args.compare_runs:
-        _compare_runs(args)
-        return
-    if args.out is None:
-        raise ValueError("compare: give --out DIR (or run directories: compare RUN_A RUN_B)")
-    if args.max_examples is not None:
-        raise ValueError("compare: --max-examples applies to run directories (RUN_A RUN_B)")
-    result = compare(
-        args.out,
-        data=args.data,
-        epochs=args.epochs,
-        latent_dim=args.latent_dim,
-        hidden_dims=args.hidden_dims,
-        seed=args.seed,
-        runs=args.runs,
-        num_samples=args.num_samples,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        data_dir=args.data_dir,
-        overwrite=args.overwrite,
-        log=(lambda _: None) if args.json else print,
-    )
-    print(json.dumps(result) if args.json else "\n".join(compare_headline(result)))
-
-
 def cmd_export(args: argparse.Namespace) -> None:
     from vaekit.export import export_run
 
@@ -384,43 +338,6 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"wrote {Path(manifest['out']) / 'export.json'}")
     for reason in manifest["refused"].values():
         print(f"vaekit: refused: {reason}", file=sys.stderr)
-
-
-# `vaekit compare --data ...` training flags and their defaults: meaningless with RUN ...
-LESSON_FLAGS = {
-    "data": "digits",
-    "epochs": 40,
-    "latent_dim": 8,
-    "hidden_dims": None,
-    "lr": 5e-3,
-    "batch_size": 32,
-}
-
-
-def _compare_runs(args: argparse.Namespace) -> None:
-    from vaekit.comparison.runs import compare_runs
-
-    if args.runs is not None:
-        raise ValueError("compare: give run directories or --runs AE_RUN VAE_RUN, not both")
-    for flag, default in LESSON_FLAGS.items():
-        if getattr(args, flag) != default:
-            raise ValueError(
-                f"compare RUN ...: --{flag.replace('_', '-')} trains the AE-vs-VAE lesson; "
-                "trained runs are compared as they are"
-            )
-    runs = args.compare_runs
-    out = args.out or runs[0].parent / ("compare-" + "-vs-".join(r.name for r in runs))
-    result = compare_runs(
-        runs,
-        num_samples=args.num_samples,
-        seed=args.seed,
-        max_examples=args.max_examples,
-        data_dir=args.data_dir,
-        out=out,
-        overwrite=args.overwrite,
-        log=None if args.json else print,
-    )
-    print(json.dumps(result.to_dict()) if args.json else "\n".join(result.lines()))
 
 
 def cmd_pack(args: argparse.Namespace) -> None:
@@ -471,8 +388,8 @@ COMMANDS = {
     "score": cmd_score,
     "report": cmd_report,
     "explore": cmd_explore,
-    "em": cmd_em,
     "compare": cmd_compare,
+    "lesson": cmd_lesson,
     "export": cmd_export,
     "pack": cmd_pack,
 }

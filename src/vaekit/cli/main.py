@@ -37,7 +37,14 @@ _NO_COMMAND = ([], ["--version"], ["-h"], ["--help"])
 def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     light = [a for a in argv if a != "--debug"] in _NO_COMMAND
-    args = build_parser(light=light).parse_args(argv)
+    parser = build_parser(light=light)
+    args = parser.parse_args(argv)
+    new_name = _lesson_new_name(args)
+    if new_name is not None:  # a lesson by its old name: parsed again under the new one
+        old = "vaekit em" if args.command == "em" else "vaekit compare without run directories"
+        print(f"vaekit: note: {old} is now vaekit {' '.join(new_name)}", file=sys.stderr)
+        at = argv.index(args.command)
+        args = parser.parse_args([*argv[:at], *new_name, *argv[at + 1 :]])
     from vaekit.cli.commands import COMMANDS
 
     debug = args.debug or bool(os.environ.get("VAEKIT_DEBUG"))
@@ -68,6 +75,18 @@ def _main(argv: list[str] | None) -> int:
     return 0
 
 
+def _lesson_new_name(args: argparse.Namespace) -> list[str] | None:
+    """The command words of a lesson given by its old name: `vaekit em`, and `vaekit compare`
+    with no run directories but --out or one of the lesson's training flags; else None."""
+    if args.command == "em":
+        return ["lesson", "em"]
+    if args.command == "compare" and not args.compare_runs:
+        lesson = any(name in vars(args) for name in args.lesson_flags)
+        if lesson or args.out is not None:
+            return ["lesson", "ae-vs-vae"]
+    return None
+
+
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
@@ -89,7 +108,5 @@ def unexpected_error(args: argparse.Namespace, exc: Exception) -> str:
     else:
         text = "out of memory" if isinstance(exc, MemoryError) else ""
     detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return (
-        f"vaekit: error: {args.command} failed{where}: {detail}; rerun with --debug for the "
-        "traceback"
-    )
+    command = " ".join(filter(None, (args.command, getattr(args, "lesson", None))))
+    return f"vaekit: error: {command} failed{where}: {detail}; rerun with --debug for the traceback"

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from vaekit.comparison.paired import COMPARED
+from vaekit.metrics import metric
 from vaekit.report.curves import read_metrics
 from vaekit.report.page import Page
 from vaekit.report.plots import image_grid, is_image, png_bytes, pyplot
@@ -22,9 +24,10 @@ NUM_SAMPLES = 36
 def curves_figure(names: list[str], paths: list[Path]) -> tuple[bytes | None, list[str]]:
     """Validation ELBO and KL per epoch (solid) and training ELBO per epoch (dashed) of every
     run on shared axes; also the names of runs without ``metrics.jsonl``."""
+    elbo, kl = metric("elbo"), metric("kl")
     panels = [
-        ("elbo", "ELBO, model space (nats per example)"),
-        ("kl", "KL(q(z|x) || p(z)) (nats per example)"),
+        ("elbo", f"{elbo.label}, model space ({elbo.unit})"),
+        ("kl", f"{kl.label} ({kl.unit})"),
     ]
     records, missing = {}, []
     for name, path in zip(names, paths, strict=True):
@@ -107,30 +110,25 @@ def render_comparison_page(result: dict[str, Any], figures: list[tuple[str, byte
     figures. Every number on it comes from ``result``."""
     esc = html.escape
     runs, diffs = result["runs"], result["differences"]
-    digits = {"bits_per_dim": 4, "active_units": 0}
-    metrics = [
-        m
-        for m in ("nll", "elbo", "bits_per_dim", "kl", "active_units")
-        if any(m in r["values"] for r in runs)
-    ]
-    units = {d["metric"]: (d["label"], d["unit"]) for d in diffs}
+    metrics = [m for m in COMPARED if any(m in r["values"] for r in runs)]
+    # Labels, units and digits from the table; active units are a count of coordinates.
+    digits = {m: 0 if m == "active_units" else metric(m).digits for m in metrics}
     rows = []
     for m in metrics:
-        label, unit = units.get(m, (m, ""))
-        cells = [_value(r["values"].get(m), r["stderrs"].get(m), digits.get(m, 3)) for r in runs]
+        label, unit = metric(m).label, metric(m).unit
+        cells = [_value(r["values"].get(m), r["stderrs"].get(m), digits[m]) for r in runs]
         for r in runs[1:]:
             d = next((d for d in diffs if d["b"] == r["name"] and d["metric"] == m), None)
             if d is None:
                 cells.append("n/a")
             elif d["z"] is None:  # a zero standard error: every resample agrees
                 cells.append(
-                    f"{d['difference']:+.{digits.get(m, 3)}f} "
-                    f"(the same in every {d['method']} resample)"
+                    f"{d['difference']:+.{digits[m]}f} (the same in every {d['method']} resample)"
                 )
             else:
                 cells.append(
-                    f"{d['difference']:+.{digits.get(m, 3)}f} ± "
-                    f"{d['stderr']:.{max(2, digits.get(m, 3))}f} "
+                    f"{d['difference']:+.{digits[m]}f} ± "
+                    f"{d['stderr']:.{max(2, digits[m])}f} "
                     f"(z = {d['z']:+.1f}, {d['method']})"
                 )
         rows.append([label, unit, *cells])
@@ -144,7 +142,7 @@ def render_comparison_page(result: dict[str, Any], figures: list[tuple[str, byte
     )
     sentences = "".join(f"<li>{esc(d['sentence'])}</li>" for d in diffs)
     definitions = "".join(
-        f"<li><b>{esc(units.get(k, (k, ''))[0])}</b>: {esc(v)}</li>"
+        f"<li><b>{esc(metric(k).label)}</b>: {esc(v)}</li>"
         for k, v in result["definitions"].items()
         if k in metrics
     )

@@ -27,10 +27,9 @@ from vaekit.distributions.discretized_logistic import (
     DiscretizedLogisticLikelihood,
     DiscretizedLogisticMixtureLikelihood,
 )
+from vaekit.distributions.functional import LOG_2PI
 from vaekit.distributions.lowrank import LowRankGaussianLikelihood
 from vaekit.distributions.tabular import TabularLikelihood
-
-LOG_2PI = math.log(2.0 * math.pi)
 
 
 class GaussianLikelihood(nn.Module):

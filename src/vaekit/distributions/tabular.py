@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution, Gamma, constraints
 
+from vaekit.distributions.functional import LOG_2PI
 from vaekit.distributions.lowrank import (
     LowRankParameters,
     chain_log_probs,
@@ -52,7 +53,6 @@ from vaekit.distributions.lowrank import (
 )
 from vaekit.settings import TableColumn
 
-LOG_2PI = math.log(2.0 * math.pi)
 # A log-mean outside this range (a rate above e^30 ~ 1e13) only arises from a diverging
 # decoder; clamping keeps exp() finite in float32 so one bad row cannot make the loss inf.
 MAX_LOG_RATE = 30.0

@@ -6,7 +6,7 @@
 * VAE vs EM, on probabilistic PCA where everything is exact: :mod:`~vaekit.lessons.ppca` (exact
   log p(x), the exact posterior, the closed-form MLE, exact EM, the ELBO of any Gaussian q and
   its gap), :mod:`~vaekit.lessons.linear_vae` (the lecture's VAE with linear bodies, read
-  through that mathematics), :mod:`~vaekit.lessons.em` (``vaekit em``, the experiment) and
+  through that mathematics), :mod:`~vaekit.lessons.em` (``vaekit lesson em``, the experiment) and
   :mod:`~vaekit.lessons.em_page` (its page).
 
 The names of the EM lesson are importable from ``vaekit.lessons`` directly.

@@ -145,7 +145,7 @@ def write_compare_report(
     out_dir: str | Path,
     seed: int = 0,
 ) -> Path:
-    """The ``vaekit compare`` report in ``out_dir``: figures, computed statements, HTML."""
+    """The ``vaekit lesson ae-vs-vae`` report in ``out_dir``: figures, computed statements, HTML."""
     import torch
 
     from vaekit.report.plots import is_image

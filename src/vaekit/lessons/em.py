@@ -1,5 +1,5 @@
-"""The experiment behind ``vaekit em``: closed-form MLE, exact EM and linear VAEs on one data
-set, side by side, with the fixed-decoder experiment; writes ``em.json`` and the report.
+"""The experiment behind ``vaekit lesson em``: closed-form MLE, exact EM and linear VAEs on
+one data set, side by side, with the fixed-decoder experiment; writes ``em.json`` and the report.
 
 The mathematics lives in ``vaekit.lessons.ppca`` and ``vaekit.lessons.linear_vae``; this module only
 loads data, runs the methods, summarises them (nats per example) and writes files.

@@ -1,4 +1,4 @@
-"""The ``vaekit em`` page (VAE vs EM): figures and the statements computed from the
+"""The ``vaekit lesson em`` page (VAE vs EM): figures and the statements computed from the
 experiment's numbers; nothing is written in advance."""
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ def _em_claims(report: dict[str, Any], histories: dict[str, list[dict]]) -> dict
 def write_em_report(
     report: dict[str, Any], histories: dict[str, list[dict]], out_dir: str | Path
 ) -> Path:
-    """The ``vaekit em`` report: four figures and the computed statements, in ``out_dir``."""
+    """The ``vaekit lesson em`` report: four figures and the computed statements, in ``out_dir``."""
     out_dir = Path(out_dir)
     claims = _em_claims(report, histories)
     intro = [
