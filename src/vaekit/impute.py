@@ -48,10 +48,10 @@ def check_table_model(model: Model, run: str | Path) -> list:
     posterior q(z|x) and prior p(z) over the code that ``decode`` takes, is refused."""
     if not model.config.columns:
         raise ValueError(f"{run}: this model was not trained on a mixed-type table")
-    if not (model.has_likelihood and model.has_posterior):
+    if not (model.has_likelihood and model.has_posterior) or model.takes_labels:
         raise ValueError(
-            f"{run}: impute and sample of a table need a model with a posterior q(z|x) and a "
-            f"likelihood (--model vae); {model.name!r} has not both"
+            f"{run}: impute and sample of a table need an unconditional model with a "
+            f"posterior q(z|x) and a likelihood (--model vae); {model.name!r} is not one"
         )
     return as_columns(model.config.columns)
 
@@ -188,33 +188,52 @@ def impute_run(
 
 
 @torch.no_grad()
-def write_decoded_rows(
-    model: Model, z: torch.Tensor, output: str | Path, batch_size: int = 1000
-) -> Path:
-    """E[v|z] of codes ``z [N, m]`` as rows of the run's table (``.csv``): the mean of a
-    real, positive or count column (a count rounded), the most probable category of a binary
-    or categorical one; what ``decode`` and ``reconstruct`` write for a table model."""
+def decoded_values(
+    model: Model, z: torch.Tensor, batch_size: int = 1000, y: torch.Tensor | None = None
+) -> list[np.ndarray]:
+    """E[v|z] of codes ``z [N, m]`` (a conditional model's E[v|z,y], labels ``y [N]``), per
+    column ``[N]``: the mean of a real, positive or count column, the index of the most
+    probable category of a binary or categorical one."""
     model.eval()
     columns = as_columns(model.config.columns)
     values: list[list[np.ndarray]] = [[] for _ in columns]
     for start in range(0, z.shape[0], batch_size):
-        p = model.decode(z[start : start + batch_size])
+        yb = None if y is None else y[start : start + batch_size]
+        p = model.decode(z[start : start + batch_size], y=yb)
         for j, m in enumerate(p.likelihood.column_means(p.decoder_output)):
             values[j].append((m.argmax(-1) if m.dim() == 2 else m).double().numpy())
-    flat = [np.concatenate(v) for v in values]
+    return [np.concatenate(v) for v in values]
+
+
+def write_decoded_rows(
+    model: Model,
+    z: torch.Tensor,
+    output: str | Path,
+    batch_size: int = 1000,
+    y: torch.Tensor | None = None,
+) -> Path:
+    """:func:`decoded_values` as rows of the run's table (``.csv``), a count rounded; what
+    ``decode`` and ``reconstruct`` write for a table model."""
+    columns = as_columns(model.config.columns)
+    flat = decoded_values(model, z, batch_size, y)
     rows = [[cell_text(c, v[i]) for c, v in zip(columns, flat, strict=True)] for i in range(len(z))]
     return write_csv_rows(output, [c.name for c in columns], rows)
 
 
 @torch.no_grad()
-def sample_rows(model: Model, n: int) -> list[list[str]]:
-    """``n`` synthetic rows as cell texts in the training table's columns: z ~ p(z), then
-    every cell drawn from p(v|z) (torch's global generator)."""
+def sample_values(model: Model, n: int) -> list[np.ndarray]:
+    """``n`` synthetic rows, per column ``[n]`` in its units (a category index for binary and
+    categorical columns): z ~ p(z), then every cell drawn from p(v|z) (torch's global
+    generator)."""
     model.eval()
+    p = model.decode(model.prior.sample(n))
+    return [v.double().numpy() for v in p.likelihood.column_draws(p.decoder_output)]
+
+
+def sample_rows(model: Model, n: int) -> list[list[str]]:
+    """:func:`sample_values` as cell texts in the training table's columns."""
     columns = as_columns(model.config.columns)
-    z = model.prior.sample(n)
-    p = model.decode(z)
-    values = p.likelihood.column_draws(p.decoder_output)
+    values = sample_values(model, n)
     return [
         [cell_text(c, v[i].item()) for c, v in zip(columns, values, strict=True)] for i in range(n)
     ]
