@@ -143,3 +143,10 @@ def test_a_frame_of_numbers_keeps_the_numeric_path():
     assert list(out.columns) == ["a", "b", "c"] and out.shape == (4, 3)
     with pytest.raises(ValueError, match="impute needs a model of a mixed-type table"):
         est.impute(df)
+    # a nullable integer column with a missing cell makes it a table; the dtype comes back
+    holes = df.assign(n=pd.array([*range(59), None], dtype="Int64"))
+    est = VAEEstimator(**{**FAST, "max_steps": 2}).fit(holes)
+    assert est.column_types_ == {"a": "real", "b": "real", "c": "real", "n": "count"}
+    filled = est.impute(holes)
+    assert filled["n"].dtype == "Int64" and filled["n"].notna().all()
+    assert (filled["n"][:59] == holes["n"][:59]).all()

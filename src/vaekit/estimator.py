@@ -44,7 +44,13 @@ from vaekit.config import Config, DataConfig, TrainConfig
 from vaekit.data import Dataset, Split, transform_from_dict
 from vaekit.data.datasets import split_indices
 from vaekit.data.files import describe_values
-from vaekit.data.frames import FrameTypes, check_frame_columns, frame_table, is_frame
+from vaekit.data.frames import (
+    FrameTypes,
+    check_frame_columns,
+    frame_table,
+    is_frame,
+    numbers_only,
+)
 from vaekit.models import MODELS
 from vaekit.models.registry import model_config_from_dict
 
@@ -190,7 +196,9 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         from vaekit.training.api import train
 
         self.column_types_ = self.frame_types_ = None
-        table = frame_table(X) if is_frame(X) else None
+        table = frame_table(X) if is_frame(X) and not numbers_only(X) else None
+        if table is None and self.column_types and is_frame(X):
+            table = frame_table(X)
         if table is not None and (self.column_types or not table.clean):
             check_frame_columns(X)
             schema = infer_schema(table, self.column_types)

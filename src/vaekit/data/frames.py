@@ -34,6 +34,17 @@ def is_frame(X: Any) -> bool:
     return type(X).__name__ == "DataFrame" and hasattr(X, "columns") and hasattr(X, "iloc")
 
 
+def numbers_only(frame: Any) -> bool:
+    """Whether every column is of a numeric (not boolean) dtype and every cell finite: such
+    a frame is clean without reading it cell by cell."""
+    import pandas as pd
+
+    kinds = [
+        pd.api.types.is_numeric_dtype(d) and not pd.api.types.is_bool_dtype(d) for d in frame.dtypes
+    ]
+    return all(kinds) and bool(np.isfinite(frame.to_numpy(dtype=np.float64, na_value=np.nan)).all())
+
+
 def _text(value: Any) -> str | None:
     import pandas as pd
 
