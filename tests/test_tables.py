@@ -231,6 +231,19 @@ def test_a_word_label_column_conditions_a_cvae(table, tmp_path, capsys):
     assert main(["evaluate", str(out), "--data", str(path), "--num-samples", "5", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert math.isfinite(result["nll"])
+    # score, encode, decode and reconstruct pass the labels to the model
+    scores, codes, recon = tmp_path / "s.csv", tmp_path / "z.csv", tmp_path / "r.csv"
+    assert (
+        main(["score", str(out), "--data", str(path), "--num-samples", "5", "-o", str(scores)]) == 0
+    )
+    assert "share_colour_nats" in scores.read_text().splitlines()[0].split(",")
+    assert main(["encode", str(out), "--data", str(path), "-o", str(codes)]) == 0
+    assert main(["decode", str(out), str(codes), "--label", "1", "-o", str(recon)]) == 0
+    assert len(recon.read_text().splitlines()) == len(rows) + 1
+    assert main(["reconstruct", str(out), "--data", str(path), "-o", str(recon)]) == 0
+    assert recon.read_text().splitlines()[0].split(",") == HEADER
+    assert main(["impute", str(out), "--data", str(path), "-o", str(tmp_path / "f.csv")]) == 2
+    assert "need an unconditional model" in capsys.readouterr().err
     rows[4][-1] = "sphynx"
     bad = write_csv(tmp_path / "bad.csv", [*HEADER, "breed"], rows)
     assert main(["evaluate", str(out), "--data", str(bad), "--num-samples", "5"]) == 2

@@ -57,15 +57,18 @@ def check_table_model(model: Model, run: str | Path) -> list:
 
 
 def importance_draws(
-    model: Model, x: torch.Tensor, num_samples: int
+    model: Model, x: torch.Tensor, num_samples: int, y: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, TabularDistribution]:
     """K = ``num_samples`` draws z_k ~ q(z|x) for encoded rows ``x [B, F + C]``: their
     self-normalised importance weights w ``[K, B]`` (float64), w_k proportional to
-    p(x_obs|z_k) p(z_k) / q(z_k|x_obs), and p(x|z_k), the decoder outputs ``[K, B, F]``."""
-    q = model.encode(x)
+    p(x_obs|z_k) p(z_k) / q(z_k|x_obs), and p(x|z_k), the decoder outputs ``[K, B, F]``.
+    A conditional model's draws are given its class labels ``y [B]``: q(z|x,y), p(x|z,y)
+    and its prior p(z|y)."""
+    q = model.encode(x, y=y)
     z = q.rsample((num_samples,))  # [K, B, m]; rsample: a flow posterior's log_prob needs it
-    p = model.decode(z)
-    log_w = p.log_prob(x) + model.prior.log_prob(z) - q.log_prob(z)  # [K, B]
+    p = model.decode(z, y=y)
+    prior = model.prior_given(y) if model.takes_labels else model.prior
+    log_w = p.log_prob(x) + prior.log_prob(z) - q.log_prob(z)  # [K, B]
     return torch.softmax(log_w.double(), dim=0), p
 
 
@@ -107,19 +110,25 @@ def impute(
 
 @torch.no_grad()
 def column_shares(
-    model: Model, x: torch.Tensor, num_samples: int = 100, batch_size: int = 256
+    model: Model,
+    x: torch.Tensor,
+    num_samples: int = 100,
+    batch_size: int = 256,
+    y: torch.Tensor | None = None,
 ) -> np.ndarray:
     """Each column's share of a row's score, ``[N, C]`` nats: the cell's -log p(v_j|z)
     averaged over z_k ~ q(z|x) with the self-normalised importance weights w_k (0 where the
     cell is missing). A row's shares sum to -sum_k w_k log p(x|z_k), the likelihood part of
     its score (not exactly its nll, which also holds log p(z) / q(z|x)); the largest share
-    names the column that made the row unusual."""
+    names the column that made the row unusual. A conditional model's shares are given the
+    class labels ``y [N]``."""
     model.eval()
     dtype = next(model.parameters()).dtype
     shares = []
     for start in range(0, x.shape[0], batch_size):
         xb = x[start : start + batch_size].to(dtype)
-        w, p = importance_draws(model, xb, num_samples)
+        yb = None if y is None else y[start : start + batch_size]
+        w, p = importance_draws(model, xb, num_samples, yb)
         cells = p.likelihood.cell_log_probs(p.decoder_output, xb)  # [K, B, C]
         shares.append(-(w[..., None] * cells.double()).sum(0).numpy())
     return np.concatenate(shares)
