@@ -134,13 +134,15 @@ def test_save_load_and_overrides(fitted, data, tmp_path):
         fitted.transform(data.head(2).assign(city="west"))
 
 
-def test_a_frame_of_numbers_keeps_the_numeric_path():
+def test_a_frame_of_numbers_keeps_the_numeric_path(tmp_path):
     rng = np.random.default_rng(0)
     df = pd.DataFrame(rng.normal(size=(60, 3)), columns=["a", "b", "c"])
     est = VAEEstimator(**{**FAST, "max_steps": 2}).fit(df)
     assert est.column_types_ is None and est.model_.config.likelihood != "tabular"
     out = est.sample(4)
     assert list(out.columns) == ["a", "b", "c"] and out.shape == (4, 3)
+    loaded = VAEEstimator.load(est.save(tmp_path / "numbers"))
+    pd.testing.assert_frame_equal(loaded.sample(4), out)
     with pytest.raises(ValueError, match="impute needs a model of a mixed-type table"):
         est.impute(df)
     # a nullable integer column with a missing cell makes it a table; the dtype comes back

@@ -381,6 +381,8 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         metadata: dict[str, Any] = {"estimator": params}
         if self.frame_types_ is not None:
             metadata["frame"] = self.frame_types_.to_dict()
+        if hasattr(self, "feature_names_in_"):
+            metadata["feature_names"] = [str(c) for c in self.feature_names_in_]
         return save_model(self.model_, path, data=self.data_info_, metadata=metadata)
 
     @classmethod
@@ -399,6 +401,8 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
             raise ValueError(f"{path}: the model directory holds no data transform")
         est.frame_types_ = est.column_types_ = None
         est.n_features_in_ = math.prod(est.model_.data_shape)
+        if metadata.get("feature_names"):
+            est.feature_names_in_ = np.asarray(metadata["feature_names"], dtype=object)
         if est.model_.config.columns:  # a mixed-type table
             frame = metadata.get("frame")
             schema = est._schema()
