@@ -3,6 +3,7 @@ file and column, and train -> evaluate through the CLI on a tiny table with miss
 
 import csv
 import json
+import math
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from vaekit.cli import main
 from vaekit.data import DataError, load_dataset
 from vaekit.data.table_schema import infer_schema, read_text_table
-from vaekit.data.tables import encode
+from vaekit.data.tables import encode, take_label_cells
 
 TINY = ["--epochs", "2", "--hidden-dims", "16", "--latent-dim", "2", "--batch-size", "16"]
 TINY += ["--no-report", "--no-tensorboard", "--progress", "plain"]
@@ -207,3 +208,48 @@ def load_config_text(text, tmp_path):
 
     (tmp_path / "dumped.toml").write_text(text)
     return load_config(tmp_path / "dumped.toml")
+
+
+def test_a_word_label_column_conditions_a_cvae(table, tmp_path, capsys):
+    """--label-column on a mixed table: the label's words become classes 0..C-1 (sorted),
+    the column leaves the features, and new data's labels are read by the same words."""
+    rows = mixed_rows()
+    for i, row in enumerate(rows):
+        row.append(["tabby", "siamese", "persian"][i % 3])
+    path = write_csv(tmp_path / "cats.csv", [*HEADER, "breed"], rows)
+    out = tmp_path / "run"
+    args = ["train", "--data", str(path), "--out", str(out), "--model", "cvae", *TINY]
+    assert main([*args, "--label-column", "breed"]) == 0
+    capsys.readouterr()
+    config = json.loads((out / "config.json").read_text())
+    assert config["data"]["label_classes"] == ["persian", "siamese", "tabby"]
+    assert config["model"]["num_classes"] == 3
+    assert [c["name"] for c in config["model"]["columns"]] == HEADER
+    rest, y, classes = take_label_cells(read_text_table(path), "breed")
+    assert rest.names == HEADER and rest.header == HEADER and len(rest.raw[0]) == len(HEADER)
+    assert y.tolist() == [classes.index(row[-1]) for row in rows]
+    assert main(["evaluate", str(out), "--data", str(path), "--num-samples", "5", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert math.isfinite(result["nll"])
+    # score, encode, decode and reconstruct pass the labels to the model
+    scores, codes, recon = tmp_path / "s.csv", tmp_path / "z.csv", tmp_path / "r.csv"
+    assert (
+        main(["score", str(out), "--data", str(path), "--num-samples", "5", "-o", str(scores)]) == 0
+    )
+    assert "share_colour_nats" in scores.read_text().splitlines()[0].split(",")
+    assert main(["encode", str(out), "--data", str(path), "-o", str(codes)]) == 0
+    assert main(["decode", str(out), str(codes), "--label", "1", "-o", str(recon)]) == 0
+    assert len(recon.read_text().splitlines()) == len(rows) + 1
+    assert main(["reconstruct", str(out), "--data", str(path), "-o", str(recon)]) == 0
+    assert recon.read_text().splitlines()[0].split(",") == HEADER
+    assert main(["impute", str(out), "--data", str(path), "-o", str(tmp_path / "f.csv")]) == 2
+    assert "need an unconditional model" in capsys.readouterr().err
+    rows[4][-1] = "sphynx"
+    bad = write_csv(tmp_path / "bad.csv", [*HEADER, "breed"], rows)
+    assert main(["evaluate", str(out), "--data", str(bad), "--num-samples", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.csv: row 6, column 'breed': 'sphynx' is not a class label the model knows" in err
+    rows[4][-1] = ""
+    gap = write_csv(tmp_path / "gap.csv", [*HEADER, "breed"], rows)
+    with pytest.raises(DataError, match=r"gap.csv: row 6, column 'breed': the class label is"):
+        load_dataset(str(gap), label_column="breed")

@@ -197,7 +197,7 @@ def decode_array(
     z = torch.from_numpy(np.ascontiguousarray(codes)).to(next(model.parameters()).dtype)
     y = None if label is None else torch.full((z.shape[0],), label, dtype=torch.long)
     if model.config.columns:  # a mixed-type table: rows in its own types
-        return write_decoded_rows(model, z, output_path)
+        return write_decoded_rows(model, z, output_path, y=y)
     (mean,) = _batched(lambda zb, yb: (model.decode_mean(zb, y=yb),), z, batch_size, y)
     info = model.data_info or {"shape": list(model.data_shape)}
     return write_data(output_path, run_transform(info).to_data(mean), info)
@@ -218,12 +218,10 @@ def reconstruct_data(
     columns = model.config.columns
     new = read_new_data(input_path, model.data_info, trust_scale=trust_scale, columns=columns)
     x = model_inputs(model, new, seed)
-    if columns:  # a mixed-type table: E[v|z] at the posterior mean, in its own types
-        z = torch.cat(
-            [model.encode(x[i : i + batch_size]).mean for i in range(0, len(x), batch_size)]
-        )
-        return write_decoded_rows(model, z, output_path)
     y = labels_for(model, new)
+    if columns:  # a mixed-type table: E[v|z] at the posterior mean, in its own types
+        (z,) = _batched(lambda xb, yb: (model.encode(xb, y=yb).mean,), x, batch_size, y)
+        return write_decoded_rows(model, z, output_path, y=y)
     (mean,) = _batched(lambda xb, yb: (model.reconstruct(xb, y=yb),), x, batch_size, y)
     info = model.data_info or {"shape": list(model.data_shape)}
     return write_data(

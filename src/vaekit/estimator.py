@@ -12,6 +12,16 @@ and samples are values in the units of ``X``, and :meth:`VAEEstimator.score_samp
 importance-sampled log p(x) in nats per example of the data as given (the standardisation's
 change of variables included), so that a higher score means a more typical row.
 
+A pandas DataFrame with words, booleans or missing cells (or any DataFrame with
+``column_types``) is a mixed-type table, read as ``vaekit train --data table.csv`` reads one
+(``vaekit.data.table_schema``: the same inferred schema, overrides and errors). The model
+then has one likelihood per column, missing cells are marginalised, and the outputs are in
+the DataFrame's own types: :meth:`VAEEstimator.inverse_transform` and
+:meth:`VAEEstimator.sample` return DataFrames with the training columns, dtypes and category
+values, :meth:`VAEEstimator.impute` fills only the missing cells (``vaekit impute``'s
+engine), and :meth:`VAEEstimator.score_samples` is log p of each row's observed cells. A
+DataFrame of finite numbers alone takes the numeric path, as a clean CSV file does.
+
 It follows scikit-learn's conventions (``get_params``/``set_params`` from the constructor's
 arguments, fitted attributes ending in ``_``, ``fit`` returns ``self``) and passes the
 estimator checks that apply to an unsupervised transformer.
@@ -34,6 +44,13 @@ from vaekit.config import Config, DataConfig, TrainConfig
 from vaekit.data import Dataset, Split, transform_from_dict
 from vaekit.data.datasets import split_indices
 from vaekit.data.files import describe_values
+from vaekit.data.frames import (
+    FrameTypes,
+    check_frame_columns,
+    frame_table,
+    is_frame,
+    numbers_only,
+)
 from vaekit.models import MODELS
 from vaekit.models.registry import model_config_from_dict
 
@@ -66,6 +83,13 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         if given, the run directory training writes (as ``vaekit train --out``).
     verbose:
         print the training log.
+    column_types:
+        a DataFrame's column types that replace the inferred ones, name -> real, positive,
+        count, poisson, binary or categorical (as ``--column-type NAME=TYPE``).
+
+    Fitted attributes for a mixed-type table: ``column_types_`` (name -> type, the schema
+    the model was trained with; None for the numeric path), ``frame_types_`` (each column's
+    dtype and category values).
     """
 
     def __init__(
@@ -82,6 +106,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         random_state: int = 0,
         run_dir: str | Path | None = None,
         verbose: bool = False,
+        column_types: dict[str, str] | None = None,
     ) -> None:
         self.latent_dim = latent_dim
         self.hidden_dims = hidden_dims
@@ -95,19 +120,26 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.run_dir = run_dir
         self.verbose = verbose
+        self.column_types = column_types
 
     # --- fitting ---------------------------------------------------------------------------
 
-    def _dataset(self, X: np.ndarray) -> Dataset:
+    def _dataset(self, X: np.ndarray, schema: list | None = None) -> Dataset:
         """``X`` as vaekit's training sees a user's array: train and validation splits, the
-        transform and likelihood that fit its values (``data.files.describe_values``)."""
+        transform and likelihood that fit its values (``data.files.describe_values``), or
+        for a mixed-type table's encoded rows (``schema`` its columns) the tabular ones."""
+        from vaekit.data.transforms import TableEncoding
+
         n = X.shape[0]
         shape = tuple(int(d) for d in X.shape[1:])
         train_rows, val_rows = split_indices(n, self.val_fraction, int(self.random_state))
         if len(train_rows) == 0:
             raise ValueError(f"X has {n} rows: too few to train on after holding out validation")
         stored = torch.from_numpy(np.array(X))  # a private, writable copy
-        transform, support, likelihood, levels = describe_values(X, train_rows.numpy(), shape)
+        if schema is None:
+            transform, support, likelihood, levels = describe_values(X, train_rows.numpy(), shape)
+        else:
+            transform, support, likelihood, levels = TableEncoding(), "table", "tabular", None
         val = Split(stored[val_rows])
         return Dataset(
             name="X",
@@ -120,6 +152,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
             default_likelihood=likelihood,
             num_levels=levels,
             description=f"an array of {n} rows",
+            schema=schema,
         )
 
     def _config(self, n_train: int) -> Config:
@@ -152,15 +185,36 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         return config
 
     def fit(self, X: Any, y: Any = None) -> VAEEstimator:
-        """Train on ``X [N, D]`` (or ``[N, C, H, W]``); ``y`` is ignored. Returns ``self``.
+        """Train on ``X [N, D]`` (or ``[N, C, H, W]``, or a DataFrame: the module doc);
+        ``y`` is ignored. Returns ``self``.
 
         Fitted attributes: ``model_`` (the trained :class:`vaekit.Model`), ``history_``
         (per-epoch records, nats per example), ``n_features_in_``, ``data_info_`` (the
-        preprocessing, as a run's config.json stores it)."""
+        preprocessing, as a run's config.json stores it), ``column_types_``."""
+        from vaekit.data.table_schema import infer_schema
+        from vaekit.data.tables import encode
         from vaekit.training.api import train
 
-        X = self._check(X, reset=True)
-        dataset = self._dataset(X)
+        self.column_types_ = self.frame_types_ = None
+        table = frame_table(X) if is_frame(X) and not numbers_only(X) else None
+        if table is None and self.column_types and is_frame(X):
+            table = frame_table(X)
+        if table is not None and (self.column_types or not table.clean):
+            check_frame_columns(X)
+            schema = infer_schema(table, self.column_types)
+            self.frame_types_ = FrameTypes.of(X, schema)
+            self.column_types_ = {c.name: c.kind for c in schema}
+            self.n_features_in_ = len(table.names)
+            if all(isinstance(c, str) for c in X.columns):
+                self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+            elif hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+            dataset = self._dataset(encode(table, schema), schema)
+        else:
+            if self.column_types:
+                raise ValueError("column_types applies to a DataFrame, not an array")
+            X = self._check(X, reset=True)
+            dataset = self._dataset(X)
         config = self._config(len(dataset.train))
         log = print if self.verbose else _quiet
         result = train(
@@ -185,10 +239,27 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         out = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32, np.uint8])
         return np.ascontiguousarray(out)
 
+    def _table_inputs(self, X: Any) -> torch.Tensor:
+        """A DataFrame's rows encoded under the fitted schema ``[N, F + C]`` (features, then
+        the observed mask); its columns are matched by name, others are ignored."""
+        from vaekit.data.tables import encode
+        from vaekit.distributions.tabular import as_columns
+
+        if not is_frame(X):
+            raise ValueError(
+                "this estimator models a mixed-type table: give a pandas DataFrame with the "
+                f"columns {', '.join(map(repr, self.column_types_))}"
+            )
+        check_frame_columns(X)
+        x = encode(frame_table(X), as_columns(self.model_.config.columns))
+        return torch.from_numpy(x).to(torch.get_default_dtype())
+
     def _inputs(self, X: Any) -> torch.Tensor:
         """``X`` in the model's input space ``[N, *data_shape]`` (the training transform,
         with a fixed seed where it is stochastic)."""
         check_is_fitted(self, "model_")
+        if self.frame_types_ is not None:
+            return self._table_inputs(X)
         X = self._check(X)
         shape = tuple(self.model_.data_shape)
         x = torch.from_numpy(np.array(X)).reshape(-1, *shape)
@@ -196,10 +267,22 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         generator = torch.Generator().manual_seed(int(self.random_state))
         return transform(x, generator).to(torch.get_default_dtype())
 
-    def _to_data(self, x: torch.Tensor) -> np.ndarray:
+    def _to_data(self, x: torch.Tensor) -> Any:
+        """Model outputs in X's units: an array, or a DataFrame of its columns (float64)
+        where X was a DataFrame of numbers."""
         transform = transform_from_dict(self.data_info_["transform"])
         values = transform.to_data(x) if hasattr(transform, "to_data") else x
-        return values.reshape(values.shape[0], -1).double().numpy()
+        values = values.reshape(values.shape[0], -1).double().numpy()
+        if hasattr(self, "feature_names_in_"):
+            import pandas as pd
+
+            return pd.DataFrame(values, columns=list(self.feature_names_in_))
+        return values
+
+    def _schema(self) -> list:
+        from vaekit.distributions.tabular import as_columns
+
+        return as_columns(self.model_.config.columns)
 
     @torch.no_grad()
     def transform(self, X: Any) -> np.ndarray:
@@ -208,14 +291,20 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         return self.model_.latent_moments(x).mean.double().numpy()
 
     @torch.no_grad()
-    def inverse_transform(self, Z: Any) -> np.ndarray:
-        """Decodes ``Z [N, latent_dim]`` to the mean of p(x|z), ``[N, D]`` in X's units."""
+    def inverse_transform(self, Z: Any) -> Any:
+        """Decodes ``Z [N, latent_dim]`` to the mean of p(x|z), ``[N, D]`` in X's units; for
+        a mixed-type table a DataFrame of its columns and dtypes (each column's mean, a count
+        rounded, the most probable category)."""
         check_is_fitted(self, "model_")
         z = torch.as_tensor(np.asarray(Z, dtype=np.float64), dtype=torch.get_default_dtype())
         if z.ndim != 2 or z.shape[1] != self.model_.latent_dim:
             raise ValueError(
                 f"Z must be [N, {self.model_.latent_dim}] codes, got shape {list(z.shape)}"
             )
+        if self.frame_types_ is not None:
+            from vaekit.impute import decoded_values
+
+            return self.frame_types_.frame(self._schema(), decoded_values(self.model_, z))
         return self._to_data(self.model_.decode_mean(z))
 
     @torch.no_grad()
@@ -241,12 +330,46 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         return float(np.mean(self.score_samples(X)))
 
     @torch.no_grad()
-    def sample(self, n_samples: int = 1, random_state: int | None = None) -> np.ndarray:
-        """``[n_samples, D]`` draws of the mean of p(x|z), z ~ p(z), in X's units."""
+    def sample(self, n_samples: int = 1, random_state: int | None = None) -> Any:
+        """``[n_samples, D]`` draws of the mean of p(x|z), z ~ p(z), in X's units; for a
+        mixed-type table a DataFrame of synthetic rows, every cell drawn from p(v|z), in the
+        training columns' dtypes and categories (``vaekit sample``'s engine)."""
         check_is_fitted(self, "model_")
         seed = self.random_state if random_state is None else random_state
         torch.manual_seed(int(seed))
+        if self.frame_types_ is not None:
+            from vaekit.impute import sample_values
+
+            return self.frame_types_.frame(
+                self._schema(), sample_values(self.model_, int(n_samples))
+            )
         return self._to_data(self.model_.sample(int(n_samples)))
+
+    def impute(self, X: Any, draws: int | None = None, random_state: int | None = None) -> Any:
+        """A copy of the DataFrame ``X`` with its missing modelled cells filled (MIWAE, K =
+        ``num_samples`` importance draws; ``vaekit impute``'s engine): a real, positive or
+        count cell by its posterior-predictive mean, a category by its most probable value.
+        Observed cells, other columns and the index are ``X``'s own, untouched. ``draws`` N:
+        a list of N multiple imputations (sampling-importance-resampling draws) instead."""
+        from vaekit.impute import impute
+
+        check_is_fitted(self, "model_")
+        if self.frame_types_ is None:
+            raise ValueError(
+                "impute needs a model of a mixed-type table: fit on a DataFrame with missing "
+                "cells or words, or give column_types"
+            )
+        if draws is not None and draws < 1:
+            raise ValueError(f"draws must be >= 1, got {draws}")
+        x = self._table_inputs(X)
+        seed = self.random_state if random_state is None else random_state
+        torch.manual_seed(int(seed))
+        result = impute(self.model_, x, int(self.num_samples), draws or 0)
+        schema = self._schema()
+        mask = x[:, -len(schema) :].numpy()
+        if draws is None:
+            return self.frame_types_.fill(X, schema, mask, result.means)
+        return [self.frame_types_.fill(X, schema, mask, values) for values in result.draws]
 
     # --- files -----------------------------------------------------------------------------
 
@@ -255,7 +378,12 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         parameters travel in its metadata."""
         check_is_fitted(self, "model_")
         params = {k: _jsonable(v) for k, v in self.get_params().items()}
-        return save_model(self.model_, path, data=self.data_info_, metadata={"estimator": params})
+        metadata: dict[str, Any] = {"estimator": params}
+        if self.frame_types_ is not None:
+            metadata["frame"] = self.frame_types_.to_dict()
+        if hasattr(self, "feature_names_in_"):
+            metadata["feature_names"] = [str(c) for c in self.feature_names_in_]
+        return save_model(self.model_, path, data=self.data_info_, metadata=metadata)
 
     @classmethod
     def load(cls, path: str | Path) -> VAEEstimator:
@@ -263,14 +391,26 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         from vaekit.checkpoint import read_descriptor
 
         descriptor = read_descriptor(path)
-        params = (descriptor.get("metadata") or {}).get("estimator") or {}
+        metadata = descriptor.get("metadata") or {}
+        params = metadata.get("estimator") or {}
         known = cls().get_params()
         est = cls(**{k: v for k, v in params.items() if k in known})
         est.model_ = load_model(path).eval()
         est.data_info_ = descriptor.get("data") or {}
         if "transform" not in est.data_info_:
             raise ValueError(f"{path}: the model directory holds no data transform")
+        est.frame_types_ = est.column_types_ = None
         est.n_features_in_ = math.prod(est.model_.data_shape)
+        if metadata.get("feature_names"):
+            est.feature_names_in_ = np.asarray(metadata["feature_names"], dtype=object)
+        if est.model_.config.columns:  # a mixed-type table
+            frame = metadata.get("frame")
+            schema = est._schema()
+            est.frame_types_ = (
+                FrameTypes.from_dict(frame) if frame else FrameTypes.of_schema(schema)
+            )
+            est.column_types_ = {c.name: c.kind for c in schema}
+            est.n_features_in_ = len(schema)
         return est
 
     def __sklearn_tags__(self):

@@ -48,24 +48,27 @@ def check_table_model(model: Model, run: str | Path) -> list:
     posterior q(z|x) and prior p(z) over the code that ``decode`` takes, is refused."""
     if not model.config.columns:
         raise ValueError(f"{run}: this model was not trained on a mixed-type table")
-    if not (model.has_likelihood and model.has_posterior):
+    if not (model.has_likelihood and model.has_posterior) or model.takes_labels:
         raise ValueError(
-            f"{run}: impute and sample of a table need a model with a posterior q(z|x) and a "
-            f"likelihood (--model vae); {model.name!r} has not both"
+            f"{run}: impute and sample of a table need an unconditional model with a "
+            f"posterior q(z|x) and a likelihood (--model vae); {model.name!r} is not one"
         )
     return as_columns(model.config.columns)
 
 
 def importance_draws(
-    model: Model, x: torch.Tensor, num_samples: int
+    model: Model, x: torch.Tensor, num_samples: int, y: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, TabularDistribution]:
     """K = ``num_samples`` draws z_k ~ q(z|x) for encoded rows ``x [B, F + C]``: their
     self-normalised importance weights w ``[K, B]`` (float64), w_k proportional to
-    p(x_obs|z_k) p(z_k) / q(z_k|x_obs), and p(x|z_k), the decoder outputs ``[K, B, F]``."""
-    q = model.encode(x)
+    p(x_obs|z_k) p(z_k) / q(z_k|x_obs), and p(x|z_k), the decoder outputs ``[K, B, F]``.
+    A conditional model's draws are given its class labels ``y [B]``: q(z|x,y), p(x|z,y)
+    and its prior p(z|y)."""
+    q = model.encode(x, y=y)
     z = q.rsample((num_samples,))  # [K, B, m]; rsample: a flow posterior's log_prob needs it
-    p = model.decode(z)
-    log_w = p.log_prob(x) + model.prior.log_prob(z) - q.log_prob(z)  # [K, B]
+    p = model.decode(z, y=y)
+    prior = model.prior_given(y) if model.takes_labels else model.prior
+    log_w = p.log_prob(x) + prior.log_prob(z) - q.log_prob(z)  # [K, B]
     return torch.softmax(log_w.double(), dim=0), p
 
 
@@ -107,19 +110,25 @@ def impute(
 
 @torch.no_grad()
 def column_shares(
-    model: Model, x: torch.Tensor, num_samples: int = 100, batch_size: int = 256
+    model: Model,
+    x: torch.Tensor,
+    num_samples: int = 100,
+    batch_size: int = 256,
+    y: torch.Tensor | None = None,
 ) -> np.ndarray:
     """Each column's share of a row's score, ``[N, C]`` nats: the cell's -log p(v_j|z)
     averaged over z_k ~ q(z|x) with the self-normalised importance weights w_k (0 where the
     cell is missing). A row's shares sum to -sum_k w_k log p(x|z_k), the likelihood part of
     its score (not exactly its nll, which also holds log p(z) / q(z|x)); the largest share
-    names the column that made the row unusual."""
+    names the column that made the row unusual. A conditional model's shares are given the
+    class labels ``y [N]``."""
     model.eval()
     dtype = next(model.parameters()).dtype
     shares = []
     for start in range(0, x.shape[0], batch_size):
         xb = x[start : start + batch_size].to(dtype)
-        w, p = importance_draws(model, xb, num_samples)
+        yb = None if y is None else y[start : start + batch_size]
+        w, p = importance_draws(model, xb, num_samples, yb)
         cells = p.likelihood.cell_log_probs(p.decoder_output, xb)  # [K, B, C]
         shares.append(-(w[..., None] * cells.double()).sum(0).numpy())
     return np.concatenate(shares)
@@ -188,33 +197,52 @@ def impute_run(
 
 
 @torch.no_grad()
-def write_decoded_rows(
-    model: Model, z: torch.Tensor, output: str | Path, batch_size: int = 1000
-) -> Path:
-    """E[v|z] of codes ``z [N, m]`` as rows of the run's table (``.csv``): the mean of a
-    real, positive or count column (a count rounded), the most probable category of a binary
-    or categorical one; what ``decode`` and ``reconstruct`` write for a table model."""
+def decoded_values(
+    model: Model, z: torch.Tensor, batch_size: int = 1000, y: torch.Tensor | None = None
+) -> list[np.ndarray]:
+    """E[v|z] of codes ``z [N, m]`` (a conditional model's E[v|z,y], labels ``y [N]``), per
+    column ``[N]``: the mean of a real, positive or count column, the index of the most
+    probable category of a binary or categorical one."""
     model.eval()
     columns = as_columns(model.config.columns)
     values: list[list[np.ndarray]] = [[] for _ in columns]
     for start in range(0, z.shape[0], batch_size):
-        p = model.decode(z[start : start + batch_size])
+        yb = None if y is None else y[start : start + batch_size]
+        p = model.decode(z[start : start + batch_size], y=yb)
         for j, m in enumerate(p.likelihood.column_means(p.decoder_output)):
             values[j].append((m.argmax(-1) if m.dim() == 2 else m).double().numpy())
-    flat = [np.concatenate(v) for v in values]
+    return [np.concatenate(v) for v in values]
+
+
+def write_decoded_rows(
+    model: Model,
+    z: torch.Tensor,
+    output: str | Path,
+    batch_size: int = 1000,
+    y: torch.Tensor | None = None,
+) -> Path:
+    """:func:`decoded_values` as rows of the run's table (``.csv``), a count rounded; what
+    ``decode`` and ``reconstruct`` write for a table model."""
+    columns = as_columns(model.config.columns)
+    flat = decoded_values(model, z, batch_size, y)
     rows = [[cell_text(c, v[i]) for c, v in zip(columns, flat, strict=True)] for i in range(len(z))]
     return write_csv_rows(output, [c.name for c in columns], rows)
 
 
 @torch.no_grad()
-def sample_rows(model: Model, n: int) -> list[list[str]]:
-    """``n`` synthetic rows as cell texts in the training table's columns: z ~ p(z), then
-    every cell drawn from p(v|z) (torch's global generator)."""
+def sample_values(model: Model, n: int) -> list[np.ndarray]:
+    """``n`` synthetic rows, per column ``[n]`` in its units (a category index for binary and
+    categorical columns): z ~ p(z), then every cell drawn from p(v|z) (torch's global
+    generator)."""
     model.eval()
+    p = model.decode(model.prior.sample(n))
+    return [v.double().numpy() for v in p.likelihood.column_draws(p.decoder_output)]
+
+
+def sample_rows(model: Model, n: int) -> list[list[str]]:
+    """:func:`sample_values` as cell texts in the training table's columns."""
     columns = as_columns(model.config.columns)
-    z = model.prior.sample(n)
-    p = model.decode(z)
-    values = p.likelihood.column_draws(p.decoder_output)
+    values = sample_values(model, n)
     return [
         [cell_text(c, v[i].item()) for c, v in zip(columns, values, strict=True)] for i in range(n)
     ]

@@ -33,11 +33,12 @@ from vaekit.rundir import atomic_write_bytes
 REMEDIES = ("none", "complexity", "typicality")
 
 
-def _table_shares(model, x: torch.Tensor, num_samples: int, batch_size: int) -> dict:
-    """``share_NAME_nats`` per column of a mixed-type table (``vaekit.impute.column_shares``)."""
+def _table_shares(model, x: torch.Tensor, num_samples: int, batch_size: int, y=None) -> dict:
+    """``share_NAME_nats`` per column of a mixed-type table (``vaekit.impute.column_shares``;
+    a conditional model's given the labels ``y``)."""
     from vaekit.impute import column_shares
 
-    shares = column_shares(model, x, num_samples, batch_size)
+    shares = column_shares(model, x, num_samples, batch_size, y)
     return {f"share_{c.name}_nats": shares[:, j] for j, c in enumerate(model.config.columns)}
 
 
@@ -251,7 +252,7 @@ def score_data(
     }
     if transform.kind == "table":  # cells of several types and units: no squared error
         del columns["recon_sq_error"]
-        columns |= _table_shares(model, x, num_samples, batch_size)
+        columns |= _table_shares(model, x, num_samples, batch_size, recon_y)
     summary: dict[str, Any] = {
         "data": printable(str(new.path)),
         "num_examples": len(new.x),

@@ -278,7 +278,7 @@ def read_new_data(
     (``vaekit.data.tables``)."""
     info = data_info or {}
     if columns:
-        return new_table_data(path, columns, ood_column)
+        return new_table_data(path, columns, ood_column, info)
     if info.get("support") == "table":
         raise DataError(f"{path}: a mixed-type table's run needs its columns to read new data")
     if "shape" not in info:

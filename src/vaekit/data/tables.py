@@ -115,6 +115,78 @@ def _check_counts(
             )
 
 
+# --- class labels ----------------------------------------------------------------------------
+
+
+def _flag() -> str:
+    from vaekit.support.spelling import spell
+
+    return spell("--label-column", "label_column")
+
+
+def take_label_cells(
+    table: TextTable, name: str
+) -> tuple[TextTable, torch.Tensor, list[str] | None]:
+    """The column ``name`` as class labels ``y [N]`` (int64) and the table without it.
+    Integers >= 0 are the labels as given (``classes`` None, as for a numeric table);
+    other values (words, say) are categories, sorted, each label its index in ``classes``.
+    A missing label is an error naming its row."""
+    if name not in table.names:
+        raise DataError(
+            f"{table.path}: no column {name!r} for {_flag()}; the columns are "
+            f"{', '.join(map(repr, table.names))}"
+        )
+    if len(table.names) < 2:
+        raise DataError(f"{table.path}: {_flag()} {name!r} leaves no feature columns")
+    j = table.names.index(name)
+    cells = table.cells[j]
+    gap = next((i for i, c in enumerate(cells) if c is None), None)
+    if gap is not None:
+        raise DataError(
+            f"{table.path}: row {table.lines[gap]}, column {name!r}: the class label is missing"
+        )
+    values = [number(c) for c in cells]
+    if all(v is not None and v == round(v) and v >= 0 for v in values):
+        classes, labels = None, [int(v) for v in values]
+    else:
+        numeric = None not in values
+        classes = sorted({category_key(c, numeric) for c in cells})
+        if numeric:
+            classes.sort(key=float)
+        labels = [classes.index(category_key(c, numeric)) for c in cells]
+    rest = dataclasses.replace(
+        table,
+        names=table.names[:j] + table.names[j + 1 :],
+        cells=table.cells[:j] + table.cells[j + 1 :],
+        raw=None if table.raw is None else [r[:j] + r[j + 1 :] for r in table.raw],
+        header=None if table.header is None else table.header[:j] + table.header[j + 1 :],
+    )
+    return rest, torch.tensor(labels, dtype=torch.int64), classes
+
+
+def label_cells(table: TextTable, name: str, classes: list[str] | None) -> torch.Tensor:
+    """New data's class labels ``[N]`` in the training table's label column ``name`` (its
+    ``classes``, or integers as given); a label training never saw is an error."""
+    j = table.names.index(name)
+    labels = []
+    for i, cell in enumerate(table.cells[j]):
+        value = None if cell is None else number(cell)
+        if classes is None:
+            ok = value is not None and value == round(value) and value >= 0
+            label = int(value) if ok else None
+        else:
+            key = None if cell is None else category_key(cell, value is not None)
+            label = classes.index(key) if key in classes else None
+        if label is None:
+            raise DataError(
+                f"{table.path}: row {table.lines[i]}, column {name!r}: {cell!r} is not a class "
+                f"label the model knows"
+                + ("" if classes is None else f" ({', '.join(classes[:10])})")
+            )
+        labels.append(label)
+    return torch.tensor(labels, dtype=torch.int64)
+
+
 # --- a training dataset ----------------------------------------------------------------------
 
 
@@ -134,19 +206,19 @@ def load_table(
     table = read_text_table(path)
     if not overrides and table.clean:
         return None
+    labels, extra = None, {}
     if label_column is not None:
-        raise DataError(
-            f"{path}: --label-column is not available for a mixed-type table yet (words or "
-            "missing cells); every column is modelled"
-        )
+        table, labels, classes = take_label_cells(table, label_column)
+        extra = {"label_column": label_column, "label_classes": classes}
     schema = infer_schema(table, overrides)
     x = encode(table, schema)
     stored = Stored(
         torch.from_numpy(x),
-        None,
+        labels,
         f"mixed-type table, {len(schema)} columns, {int(x[:, -len(schema) :].sum())} of "
-        f"{x.shape[0] * len(schema)} cells observed",
-        {"columns": list(table.names)},
+        f"{x.shape[0] * len(schema)} cells observed"
+        + ("" if label_column is None else f", labels {label_column!r}"),
+        {"columns": list(table.names), **extra},
     )
     dataset = make_dataset(path, stored, val_fraction, split_seed, in_memory=True)
     return dataclasses.replace(
@@ -206,13 +278,20 @@ def write_csv_rows(path: str | Path, header: list[str] | None, rows: list[list[s
     return path
 
 
-def new_table_data(path: str | Path, schema: list, ood_column: str = "ood"):
+def new_table_data(
+    path: str | Path, schema: list, ood_column: str = "ood", data_info: dict | None = None
+):
     """A table's encoded rows as ``vaekit.data.new_data.NewData`` (what ``evaluate --data``
     and ``score`` take), under the run's ``schema``; a column ``ood_column`` of 0/1 that the
-    schema does not model gives the out-of-distribution labels."""
+    schema does not model gives the out-of-distribution labels, and the training table's
+    label column (``data_info``'s ``label_column``), where present, the class labels."""
     from vaekit.data.new_data import NewData  # it imports this module
 
     table, x = read_new_table(path, schema)
+    info = data_info or {}
+    label_column, labels = info.get("label_column"), None
+    if label_column is not None and label_column in table.names:
+        labels = label_cells(table, label_column, info.get("label_classes"))
     ood = None
     if ood_column in table.names and ood_column not in {c.name for c in as_columns(schema)}:
         j = table.names.index(ood_column)
@@ -224,5 +303,11 @@ def new_table_data(path: str | Path, schema: list, ood_column: str = "ood"):
             )
         ood = torch.tensor([int(c) for c in table.cells[j]])
     return NewData(
-        table.path, torch.from_numpy(x), "table", table.path.suffix, (x.shape[1],), ood=ood
+        table.path,
+        torch.from_numpy(x),
+        "table",
+        table.path.suffix,
+        (x.shape[1],),
+        ood=ood,
+        labels=labels,
     )
