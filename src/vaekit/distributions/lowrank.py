@@ -32,9 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution, LowRankMultivariateNormal, constraints
 
+from vaekit.distributions.functional import LOG_2PI
 from vaekit.support.spelling import spell_value
-
-LOG_2PI = math.log(2.0 * math.pi)
 
 
 def check_rank(rank: int, dims: int, what: str) -> None:
