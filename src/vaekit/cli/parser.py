@@ -588,6 +588,13 @@ def _add_pack_parser(commands) -> None:
         "--shard-mb", type=positive_float, default=64.0, help="MiB per shard (default 64)"
     )
     p.add_argument(
+        "--format",
+        choices=["npy", "webdataset"],
+        default="npy",
+        help="npy: SPLIT-00000.npy shards of rows; webdataset: SPLIT/shard-000000.tar with "
+        "KEY.npy + KEY.cls per example, which WebDataset tools read (default npy)",
+    )
+    p.add_argument(
         "--data-dir",
         help="where a built-in set's files are looked for first (default: the standard places)",
     )
