@@ -134,7 +134,8 @@ class Trainer(Checkpoints, Records):
         ("early-stop"); raises ``TrainingInterrupted`` after a checkpoint on Ctrl-C or
         SIGTERM (except at the budget's end, where the run just finishes)."""
         tc, state, reason = self.config.train, self.state, "budget"
-        train_split = self.dataset.train  # in memory, or streamed from disk (never loaded whole)
+        # In memory, or streamed from disk (never loaded whole; each rank reads its rows).
+        train_split = self.dataset.train.for_rank(self.ctx.rank, self.ctx.world_size)
         while state.step < self.budget and reason == "budget":
             if state.batch == 0:  # a new epoch: its order comes first
                 self.epoch_start_state = self.generator.get_state()
