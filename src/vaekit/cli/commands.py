@@ -366,7 +366,7 @@ def cmd_pack(args: argparse.Namespace) -> None:
         in_memory=False,
     )
     started = time.perf_counter()
-    out = write_pack(dataset, args.out, args.source, args.shard_mb)
+    out = write_pack(dataset, args.out, args.source, args.shard_mb, layout=args.format)
     seconds = time.perf_counter() - started
     rows = sum(len(dataset.split(name)) for name in ("train", "val", "test"))
     rate = rows / max(seconds, 1e-9)

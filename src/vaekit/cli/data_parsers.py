@@ -174,13 +174,13 @@ def add_impute_parser(commands) -> None:
 
 
 def add_pack_parser(commands) -> None:
-    """`vaekit pack`: decode a source once into streamed .npy shards."""
+    """`vaekit pack`: decode a source once into streamed .npy or WebDataset tar shards."""
     p = commands.add_parser(
         "pack",
         help="decode data once into .npy shards that training streams (--data DIR)",
         description="Load SOURCE as `vaekit train --data SOURCE` would (a built-in set, an image "
         "folder, an array, a table), make its train/validation/test split once, and write each "
-        "split as .npy shards with a pack.json (split, transform, per-shard SHA-256). Train and "
+        "split as .npy (or WebDataset tar) shards with a pack.json (split, transform, per-shard SHA-256). Train and "
         "evaluate then read the shards memory-mapped: memory stays bounded whatever the data's "
         "size. An interrupted pack is resumed by running the same command again. "
         "`vaekit pack --verify DIR` checks every shard's checksum.",
@@ -201,6 +201,13 @@ def add_pack_parser(commands) -> None:
     )
     p.add_argument(
         "--shard-mb", type=positive_float, default=64.0, help="MiB per shard (default 64)"
+    )
+    p.add_argument(
+        "--format",
+        choices=["npy", "webdataset"],
+        default="npy",
+        help="npy: SPLIT-00000.npy shards of rows; webdataset: SPLIT/shard-000000.tar with "
+        "KEY.npy + KEY.cls per example, which WebDataset tools read (default npy)",
     )
     p.add_argument(
         "--data-dir",

@@ -18,6 +18,7 @@ either device (the two devices give different, equally valid draws).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from collections.abc import Callable, Iterator
@@ -60,6 +61,11 @@ class DatasetEntry:
     default_likelihood: str
     description: str
     locate: Callable[[str | None], str | None] | None = None
+
+
+def _torch_dtype(array: Any) -> torch.dtype:
+    """The torch dtype of ``array``'s rows (any array with a NumPy ``dtype``)."""
+    return torch.from_numpy(np.zeros(1, dtype=np.dtype(array.dtype).newbyteorder("="))).dtype
 
 
 def native_order(array: np.ndarray) -> np.ndarray:
@@ -119,6 +125,10 @@ class Split:
         """Stored rows ``[start, stop)`` of the split, ``[stop - start, *shape]``."""
         return self.x[start:stop]
 
+    def for_rank(self, rank: int, world_size: int) -> Split:
+        """The split as rank ``rank`` of ``world_size`` trains on it: in memory, all of it."""
+        return self
+
 
 class MemmapSplit:
     """A split that stays on disk: rows ``rows`` (sorted) of a memory-mapped array ``[M, ...]``.
@@ -144,9 +154,33 @@ class MemmapSplit:
             row_bytes = max(1, int(np.prod(array.shape[1:])) * array.itemsize)
             shard_size = max(1, MEMMAP_SHARD_BYTES // row_bytes)
         self.shard_size = int(shard_size)
+        self.share: tuple[int, int] | None = None  # (rank, world size): see for_rank
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def for_rank(self, rank: int, world_size: int) -> MemmapSplit:
+        """This split as rank ``rank`` of ``world_size`` trains on it: the same epochs (the
+        same global permutation and batches, whatever the world size), but of each global
+        batch only the rows this rank trains on (``DistContext.shard``'s contiguous slice) are
+        read from disk; the other ranks' rows are zeros. Each rank thus reads about
+        1/``world_size`` of the data per epoch, from every shard."""
+        view = copy.copy(self)
+        view.share = (rank, world_size) if world_size > 1 else None
+        return view
+
+    def _mine(self, first: int, count: int, batch_size: int, skip: int) -> np.ndarray:
+        """Which of stream positions ``[first, first + count)`` this rank trains on (none
+        before position ``skip``, where a resumed epoch starts)."""
+        rank, world = self.share  # type: ignore[misc]
+        pos = np.arange(first, first + count)
+        batch = pos // batch_size
+        size = np.minimum(batch_size, len(self.rows) - batch * batch_size)
+        base, extra = size // world, size % world
+        lo = rank * base + np.minimum(rank, extra)
+        hi = lo + base + (rank < extra)
+        offset = pos - batch * batch_size
+        return (offset >= lo) & (offset < hi) & (pos >= skip)
 
     @property
     def nbytes(self) -> int:
@@ -155,6 +189,22 @@ class MemmapSplit:
     def _read(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = torch.from_numpy(np.ascontiguousarray(native_order(self.array[rows])))
         y = None if self.labels is None else torch.from_numpy(native_order(self.labels[rows]))
+        return x, y
+
+    def _read_mine(
+        self, rows: np.ndarray, first: int, batch_size: int, skip: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Stream rows ``rows`` (at positions ``first...``): this rank's read, in file order,
+        the others zeros."""
+        mine = np.flatnonzero(self._mine(first, len(rows), batch_size, skip))
+        order = mine[np.argsort(rows[mine], kind="stable")]
+        x = torch.zeros((len(rows), *self.array.shape[1:]), dtype=_torch_dtype(self.array))
+        y = None if self.labels is None else torch.zeros(len(rows), dtype=_torch_dtype(self.labels))
+        if len(order):
+            got_x, got_y = self._read(rows[order])
+            x[torch.from_numpy(order)] = got_x
+            if y is not None and got_y is not None:
+                y[torch.from_numpy(order)] = got_y
         return x, y
 
     @property
@@ -213,6 +263,7 @@ class MemmapSplit:
         buf_y: list[torch.Tensor] = []
         have = 0
         skip = skip_batches * batch_size  # rows of the stream still to pass over
+        streamed = 0  # rows of the stream before this shard
         for s in order:
             start = starts[int(s)]
             rows = self.rows[start : start + self.shard_size]
@@ -220,11 +271,18 @@ class MemmapSplit:
                 if shuffle:
                     torch.randperm(len(rows), generator=generator)  # the draw it would make
                 skip -= len(rows)
+                streamed += len(rows)
                 continue
-            x, y = self._read(rows)
-            if shuffle:
-                perm = torch.randperm(x.shape[0], generator=generator)
-                x, y = x[perm], (y[perm] if y is not None else None)
+            if self.share is None:
+                x, y = self._read(rows)
+                if shuffle:
+                    perm = torch.randperm(x.shape[0], generator=generator)
+                    x, y = x[perm], (y[perm] if y is not None else None)
+            else:  # the same stream, but only this rank's rows read
+                if shuffle:
+                    rows = rows[torch.randperm(len(rows), generator=generator).numpy()]
+                x, y = self._read_mine(rows, streamed, batch_size, skip_batches * batch_size)
+            streamed += len(rows)
             if skip:
                 x, y = x[skip:], (y[skip:] if y is not None else None)
                 skip = 0

@@ -27,7 +27,6 @@ running the same command again keeps the shards whose checksums verify and write
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 from collections.abc import Callable
@@ -40,6 +39,7 @@ import torch
 from vaekit._version import __version__
 from vaekit.data.datasets import Dataset, MemmapSplit, Split
 from vaekit.data.errors import DataError
+from vaekit.data.tar_shards import TarArray, TarIndex, npy_bytes, tar_bytes
 from vaekit.data.transforms import transform_from_dict
 from vaekit.rundir import atomic_write_bytes, atomic_write_json, fsync_dir
 
@@ -48,18 +48,13 @@ PARTIAL_FILE = "pack.partial.json"
 FORMAT = "vaekit-pack"
 FORMAT_VERSION = 1
 DEFAULT_SHARD_MB = 64.0
+LAYOUTS = ("npy", "webdataset")
 SPLITS = ("train", "val", "test")
 
 
 def is_pack(path: str | Path) -> bool:
     """Whether ``path`` is a folder holding a complete pack."""
     return (Path(path) / PACK_FILE).is_file()
-
-
-def _npy_bytes(values: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(values), allow_pickle=False)
-    return buffer.getvalue()
 
 
 def _sha256(path: Path) -> str:
@@ -75,11 +70,14 @@ def _stored_dtype(dataset: Dataset) -> np.dtype:
     return np.dtype(str(first.numpy().dtype))
 
 
-def _settings(dataset: Dataset, source: str, shard_mb: float) -> dict[str, Any]:
+def _settings(dataset: Dataset, source: str, shard_mb: float, layout: str) -> dict[str, Any]:
     """What identifies a pack's content: a resumed pack must match it exactly."""
     return {
         "source": source,
         "shard_mb": shard_mb,
+        "layout": layout,
+        "vaekit_version": __version__,
+        "transform": dataset.transform.to_dict(),
         "splits_rows": {name: len(dataset.split(name)) for name in SPLITS},
         "shape": list(dataset.shape),
     }
@@ -91,14 +89,20 @@ def write_pack(
     source: str,
     shard_mb: float = DEFAULT_SHARD_MB,
     log: Callable[[str], None] = print,
+    layout: str = "npy",
 ) -> Path:
-    """Write ``dataset``'s splits into ``out`` as ``.npy`` shards and a ``pack.json``.
+    """Write ``dataset``'s splits into ``out`` as shards and a ``pack.json``.
 
-    ``out`` must not exist, or hold an interrupted pack of the same source and settings
-    (then the shards already written and verified are kept). ``source`` is recorded as given.
-    Returns the pack folder. Raises :class:`DataError` for a folder that is not vaekit's."""
+    ``layout``: ``"npy"`` (``SPLIT-00000.npy`` shards of rows) or ``"webdataset"``
+    (``SPLIT/shard-000000.tar``, one ``KEY.npy`` + ``KEY.cls`` pair per example; see
+    :mod:`vaekit.data.tar_shards`). ``out`` must not exist, or hold an interrupted pack of the
+    same source, settings, transform and vaekit version (then the shards already written and
+    verified are kept). ``source`` is recorded as given. Returns the pack folder. Raises
+    :class:`DataError` for a folder that is not vaekit's."""
+    if layout not in LAYOUTS:
+        raise DataError(f"--format {layout!r}: choose one of {', '.join(LAYOUTS)}")
     out = Path(out)
-    settings = _settings(dataset, source, shard_mb)
+    settings = _settings(dataset, source, shard_mb, layout)
     done: dict[str, dict[str, Any]] = {}
     if out.exists():
         partial = out / PARTIAL_FILE
@@ -109,10 +113,13 @@ def write_pack(
                 f"-o {out}: exists and is not an interrupted vaekit pack; choose a new folder"
             )
         record = json.loads(partial.read_text())
-        if record.get("settings") != settings:
+        theirs = record.get("settings") or {}
+        if theirs != settings:
+            differ = [key for key in settings if theirs.get(key) != settings[key]]
             raise DataError(
-                f"-o {out}: holds an interrupted pack of other data or settings "
-                f"({record.get('settings', {}).get('source')!r}); choose a new folder"
+                f"-o {out}: holds an interrupted pack with another {', '.join(differ)} "
+                f"({', '.join(f'{k} {theirs.get(k)!r}' for k in differ if k != 'transform')}"
+                "); choose a new folder"
             )
         for key, entry in record.get("files", {}).items():
             path = out / entry["file"]
@@ -129,12 +136,16 @@ def write_pack(
         split = dataset.split(name)
         n = len(split)
         shards = []
+        labels_all = split.y.numpy() if split.y is not None else None
         for index, start in enumerate(range(0, n, rows_per_shard)):
             stop = min(n, start + rows_per_shard)
-            key = f"{name}-{index:05d}.npy"
+            key = f"{name}-{index:05d}.npy" if layout == "npy" else f"{name}/shard-{index:06d}.tar"
             if key not in done:
                 values = split.read(start, stop).numpy()
-                blob = _npy_bytes(values)
+                if layout == "npy":
+                    blob = npy_bytes(values)
+                else:
+                    blob = tar_bytes(_samples(values, start, labels_all))
                 atomic_write_bytes(out / key, blob)
                 done[key] = {
                     "file": key,
@@ -147,7 +158,7 @@ def write_pack(
         labels = None
         if split.y is not None:
             key = f"{name}-labels.npy"
-            blob = _npy_bytes(split.y.numpy().astype(np.int64))
+            blob = npy_bytes(split.y.numpy().astype(np.int64))
             atomic_write_bytes(out / key, blob)
             labels = {"file": key, "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
         splits[name] = {"rows": n, "shards": shards, "labels": labels}
@@ -157,6 +168,7 @@ def write_pack(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "vaekit_version": __version__,
+        "layout": layout,
         "source": source,
         "description": dataset.description,
         "shape": list(dataset.shape),
@@ -172,6 +184,15 @@ def write_pack(
     (out / PARTIAL_FILE).unlink(missing_ok=True)
     fsync_dir(out)
     return out
+
+
+def _samples(values: np.ndarray, start: int, labels: np.ndarray | None):
+    """WebDataset samples of rows ``start...``: key = the row's index in its split."""
+    for i, row in enumerate(values):
+        fields = {"npy": npy_bytes(row)}
+        if labels is not None:
+            fields["cls"] = str(int(labels[start + i])).encode()
+        yield f"{start + i:09d}", fields
 
 
 def _is_json(value: Any) -> bool:
@@ -228,18 +249,44 @@ def _descriptor(folder: Path) -> dict[str, Any]:
     return data
 
 
-def _open_npy(folder: Path, entry: Any, what: str) -> np.ndarray:
+def _shard_path(folder: Path, entry: Any, what: str) -> Path:
+    """A recorded shard's path, refused unless it is inside the pack and of its size."""
     if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
         raise DataError(f"{folder / PACK_FILE}: {what} has no file name")
     name = entry["file"]
     path = folder / name
-    if Path(name).name != name or not path.is_file():
+    parts = Path(name).parts
+    if len(parts) > 2 or ".." in parts or Path(name).is_absolute() or not path.is_file():
         raise DataError(f"{path}: missing shard ({what}); the pack is incomplete")
     if path.stat().st_size != entry.get("bytes"):
         raise DataError(
             f"{path}: {path.stat().st_size} bytes, the pack records {entry.get('bytes')} "
             "(truncated or replaced); run `vaekit pack --verify` or pack again"
         )
+    return path
+
+
+def _unlisted(folder: Path, data: dict[str, Any]) -> None:
+    """Refuse shard files the index does not list (added or left after packing): data the
+    pack's split and checksums know nothing of."""
+    listed = {
+        str(shard.get("file"))
+        for entry in data["splits"].values()
+        if isinstance(entry, dict)
+        for shard in entry.get("shards") or []
+        if isinstance(shard, dict)
+    }
+    pattern = "*/shard-*.tar" if data.get("layout") == "webdataset" else "*-[0-9]*.npy"
+    for path in sorted(folder.glob(pattern)):
+        if path.relative_to(folder).as_posix() not in listed:
+            raise DataError(
+                f"{path}: a shard that {folder / PACK_FILE} does not list (added after "
+                "packing?); remove it or pack again"
+            )
+
+
+def _open_npy(folder: Path, entry: Any, what: str) -> np.ndarray:
+    path = _shard_path(folder, entry, what)
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:
@@ -251,28 +298,23 @@ def read_pack(folder: str | Path) -> Dataset:
     shards (see the module docstring)."""
     folder = Path(folder)
     data = _descriptor(folder)
+    _unlisted(folder, data)
     shape = tuple(int(d) for d in data["shape"])
     made: dict[str, MemmapSplit | Split] = {}
     for name in SPLITS:
         entry = data["splits"].get(name)
         if not isinstance(entry, dict) or not isinstance(entry.get("shards"), list):
             raise DataError(f"{folder / PACK_FILE}: split {name!r} is missing")
-        shards = [
-            _open_npy(folder, shard, f"{name} shard {i}") for i, shard in enumerate(entry["shards"])
-        ]
-        for i, shard in enumerate(shards):
-            if tuple(shard.shape[1:]) != shape or shard.dtype.str != data["dtype"]:
-                raise DataError(
-                    f"{folder / entry['shards'][i]['file']}: shape {list(shard.shape[1:])} "
-                    f"{shard.dtype.str}, the pack records {list(shape)} {data['dtype']}"
-                )
         labels = None
         if entry.get("labels") is not None:
             labels = np.asarray(_open_npy(folder, entry["labels"], f"{name} labels"))
-        if not shards:
+        if not entry["shards"]:
             made[name] = Split(torch.empty((0, *shape), dtype=_torch_dtype(data["dtype"])))
             continue
-        array = ShardedArray(shards)
+        if data.get("layout", "npy") == "webdataset":
+            array: ShardedArray | TarArray = _tar_array(folder, entry["shards"], name, data)
+        else:
+            array = ShardedArray(_npy_shards(folder, entry["shards"], name, data))
         if labels is not None and len(labels) != len(array):
             raise DataError(f"{folder}: {name} has {len(array)} rows but {len(labels)} labels")
         made[name] = MemmapSplit(array, np.arange(len(array)), labels)  # type: ignore[arg-type]
@@ -289,6 +331,35 @@ def read_pack(folder: str | Path) -> Dataset:
         description=f"{folder}: a pack of {data.get('source')!r} (streamed from its shards)",
         extra=dict(data.get("extra") or {}) | {"source": "pack"},
     )
+
+
+def _npy_shards(folder: Path, entries: list, name: str, data: dict) -> list[np.ndarray]:
+    shape = tuple(int(d) for d in data["shape"])
+    shards = [_open_npy(folder, shard, f"{name} shard {i}") for i, shard in enumerate(entries)]
+    for entry, shard in zip(entries, shards, strict=True):
+        if tuple(shard.shape[1:]) != shape or shard.dtype.str != data["dtype"]:
+            raise DataError(
+                f"{folder / entry['file']}: shape {list(shard.shape[1:])} "
+                f"{shard.dtype.str}, the pack records {list(shape)} {data['dtype']}"
+            )
+    return shards
+
+
+def _tar_array(folder: Path, entries: list, name: str, data: dict) -> TarArray:
+    """The split's tar shards as one array; each shard is indexed when first read, and
+    refused then unless it holds the rows the pack records."""
+    paths = [_shard_path(folder, shard, f"{name} shard {i}") for i, shard in enumerate(entries)]
+    rows = [int(shard.get("rows", -1)) for shard in entries]
+
+    def check(i: int, index: TarIndex) -> None:
+        if len(index) != rows[i]:
+            raise DataError(
+                f"{paths[i]}: {len(index)} examples, the pack records {rows[i]}; "
+                "run `vaekit pack --verify` or pack again"
+            )
+
+    shape = tuple(int(d) for d in data["shape"])
+    return TarArray(paths, rows, shape, np.dtype(data["dtype"]), check, read_labels=False)
 
 
 def _torch_dtype(text: str) -> torch.dtype:

@@ -13,6 +13,7 @@ from vaekit.data.builtin import builtin_entries
 from vaekit.data.datasets import Dataset, DatasetEntry, Split, split_train_val
 from vaekit.data.errors import DataError
 from vaekit.data.files import FORMATS, load_path
+from vaekit.data.foreign import load_foreign
 from vaekit.data.pack import is_pack, read_pack
 from vaekit.data.transforms import Dequantize
 from vaekit.support.spelling import spell
@@ -27,7 +28,7 @@ def register(entry: DatasetEntry) -> None:
 
 
 def _looks_like_path(name: str) -> bool:
-    return Path(name).suffix.lower() in FORMATS or "/" in name or Path(name).exists()
+    return Path(name).suffix.lower() in (*FORMATS, ".tar") or "/" in name or Path(name).exists()
 
 
 def load_dataset(
@@ -71,6 +72,8 @@ def load_dataset(
     if _looks_like_path(name_or_path):
         if is_pack(Path(name_or_path).expanduser()):  # the split was made when it was packed
             return read_pack(Path(name_or_path).expanduser())
+        if (other := load_foreign(name_or_path, val_fraction, split_seed)) is not None:
+            return other  # tar shards or a Hugging Face folder, written by other tools
         return load_path(
             name_or_path, val_fraction, split_seed, image_size, in_memory, label_column, columns
         )

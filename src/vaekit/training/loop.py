@@ -201,7 +201,8 @@ class Trainer:
         SIGTERM (except at the budget's end, where the run just finishes)."""
         tc, state, reason = self.config.train, self.state, "budget"
         budget, per_epoch = self.budget.steps, self.budget.per_epoch
-        train_split = self.dataset.train  # in memory, or streamed from disk (never loaded whole)
+        # In memory, or streamed from disk (never loaded whole; each rank reads its rows).
+        train_split = self.dataset.train.for_rank(self.ctx.rank, self.ctx.world_size)
         while state.step < budget and reason == "budget":
             order = self.order.for_epoch(state.batch)
             batches = train_split.epoch_batches(tc.batch_size, order, start=state.batch)
