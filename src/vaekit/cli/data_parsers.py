@@ -180,8 +180,9 @@ def add_pack_parser(commands) -> None:
         help="decode data once into .npy shards that training streams (--data DIR)",
         description="Load SOURCE as `vaekit train --data SOURCE` would (a built-in set, an image "
         "folder, an array, a table), make its train/validation/test split once, and write each "
-        "split as .npy (or WebDataset tar) shards with a pack.json (split, transform, per-shard SHA-256). Train and "
-        "evaluate then read the shards memory-mapped: memory stays bounded whatever the data's "
+        "split as .npy (or WebDataset tar) shards with a pack.json (split, transform, per-shard "
+        "SHA-256). Train and evaluate then stream the shards: memory stays bounded whatever the "
+        "data's "
         "size. An interrupted pack is resumed by running the same command again. "
         "`vaekit pack --verify DIR` checks every shard's checksum.",
     )
