@@ -37,8 +37,8 @@ from vaekit.support.spelling import spell_value
 
 
 def check_rank(rank: int, dims: int, what: str) -> None:
-    """``rank`` must be in 1 .. dims - 1 (rank D or more is a full covariance, cheaper as
-    such); one-line error naming the flag."""
+    """``rank`` must be in 1 .. dims - 1 (at rank D the factor alone spans every covariance
+    and the low-rank form saves nothing); one-line error naming the flag."""
     if not isinstance(rank, int) or isinstance(rank, bool) or not 0 < rank < dims:
         raise ValueError(
             f"{spell_value('--rank', 'model.rank', rank)}: the low-rank covariance needs a "
@@ -47,8 +47,8 @@ def check_rank(rank: int, dims: int, what: str) -> None:
 
 
 class LowRankParameters(nn.Module):
-    """Turns raw decoder outputs into (mu, W, d); see the module doc. Shapes: ``mu_raw,
-    diag_raw [*, D]``, ``factor_raw [*, D, R]``."""
+    """Turns raw decoder outputs into the covariance's parts W and d (the module doc).
+    Shapes: ``diag_raw [*, D]``, ``factor_raw [*, D, R]``."""
 
     def __init__(self, rank: int, min_scale: float = 1e-3, init_scale: float = 0.2) -> None:
         super().__init__()
