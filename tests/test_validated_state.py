@@ -23,7 +23,7 @@ from vaekit import checkpoint
 from vaekit.cli import main
 from vaekit.data import DataError
 from vaekit.data.download import download
-from vaekit.data.files import load_path
+from vaekit.data.registry import load_path
 from vaekit.models import VAEConfig, build_model
 from vaekit.training import train
 
@@ -209,7 +209,7 @@ def test_huge_values_are_standardised_in_float64(tmp_path):
 
 
 def test_values_the_training_dtype_cannot_hold_are_a_data_error_naming_the_column(tmp_path):
-    from vaekit.data.files import TEST_SPLIT_SEED
+    from vaekit.data.stored import TEST_SPLIT_SEED
 
     n = 200
     table = np.random.default_rng(1).normal(size=(n, 3))

@@ -32,8 +32,8 @@ from vaekit.checkpoint import load as load_model
 from vaekit.checkpoint import save_model
 from vaekit.config import Config, DataConfig, TrainConfig
 from vaekit.data import Dataset, Split, transform_from_dict
-from vaekit.data.datasets import split_indices
-from vaekit.data.files import describe_values
+from vaekit.data.splits import split_indices
+from vaekit.data.stored import describe_values
 from vaekit.models import MODELS
 from vaekit.models.registry import model_config_from_dict
 
@@ -100,7 +100,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
 
     def _dataset(self, X: np.ndarray) -> Dataset:
         """``X`` as vaekit's training sees a user's array: train and validation splits, the
-        transform and likelihood that fit its values (``data.files.describe_values``)."""
+        transform and likelihood that fit its values (``data.stored.describe_values``)."""
         n = X.shape[0]
         shape = tuple(int(d) for d in X.shape[1:])
         train_rows, val_rows = split_indices(n, self.val_fraction, int(self.random_state))
