@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from vaekit import checkpoint, rundir
+from vaekit import checkpoint
 from vaekit.config import Config, model_config_from_dict, to_dict
 from vaekit.outputs import read_regular
-from vaekit.support.spelling import spell
+from vaekit.support.spelling import arg, spell
 from vaekit.training import distributed, state_files
 from vaekit.training.interrupt import TrainingInterrupted, resume_command
 from vaekit.training.result import TrainingError, TrainResult
@@ -290,7 +290,7 @@ class Checkpoints:
             if ours != theirs:
                 changed = sorted(k for k in ours if ours.get(k) != theirs.get(k))
                 raise ValueError(
-                    f"{rundir.arg('resume', self.run_dir)}: the {section} section differs from "
+                    f"{arg('resume', self.run_dir)}: the {section} section differs from "
                     f"the run's ({', '.join(f'{section}.{k}' for k in changed)}: "
                     f"{', '.join(repr(theirs.get(k)) for k in changed)} in the run, now "
                     f"{', '.join(repr(ours.get(k)) for k in changed)}); only training "
