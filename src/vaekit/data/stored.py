@@ -153,6 +153,9 @@ def make_dataset(
     split_seed: int,
     in_memory: bool | None,
 ) -> Dataset:
+    """The Dataset of a reader's ``stored`` values ``[N, *shape]``: the splits and the
+    transform, support and likelihood that fit them (see the module doc). ``in_memory``: an
+    array read into memory (True), left memory-mapped (False) or by its size (None)."""
     x = stored.x
     if x.ndim < 2 or x.shape[0] == 0:
         raise DataError(
