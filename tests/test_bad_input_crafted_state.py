@@ -16,24 +16,15 @@ import numpy as np
 import pytest
 
 import vaekit
-from helpers import tiny
 from vaekit.cli import main
 from vaekit.report.curves import read_metrics
-from vaekit.training import train
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "run"
-    train(tiny("train.epochs=1", "train.report=false"), out=out, log=lambda s: None)
-    return out
-
-
-def crafted(run: Path, tmp_path: Path, change) -> Path:
+def crafted(tiny_run: Path, tmp_path: Path, change) -> Path:
     """A copy of ``run`` whose config.json was changed by ``change(descriptor)`` (a function
     returning text replaces the file's text)."""
     copy = tmp_path / "crafted"
-    shutil.copytree(run, copy)
+    shutil.copytree(tiny_run, copy)
     descriptor = json.loads((copy / "config.json").read_text())
     text = change(descriptor)
     (copy / "config.json").write_text(text if isinstance(text, str) else json.dumps(descriptor))
@@ -86,8 +77,8 @@ CRAFTED = [
 
 
 @pytest.mark.parametrize("path, value, message", CRAFTED, ids=[c[0] for c in CRAFTED])
-def test_a_crafted_config_json_field_is_named(run, tmp_path, capsys, path, value, message):
-    copy = crafted(run, tmp_path, _set(path, value))
+def test_a_crafted_config_json_field_is_named(tiny_run, tmp_path, capsys, path, value, message):
+    copy = crafted(tiny_run, tmp_path, _set(path, value))
     np.save(tmp_path / "z.npy", np.zeros((3, 2), dtype=np.float32))
     out = tmp_path / "out.npy"
     assert main(["decode", str(copy), str(tmp_path / "z.npy"), "-o", str(out)]) == 2
@@ -99,8 +90,8 @@ def test_a_crafted_config_json_field_is_named(run, tmp_path, capsys, path, value
         vaekit.load(copy)
 
 
-def test_json_nested_too_deeply_is_named(run, tmp_path, capsys):
-    copy = crafted(run, tmp_path, lambda d: "[" * 100_000 + "]" * 100_000)
+def test_json_nested_too_deeply_is_named(tiny_run, tmp_path, capsys):
+    copy = crafted(tiny_run, tmp_path, lambda d: "[" * 100_000 + "]" * 100_000)
     assert main(["sample", str(copy), "-o", str(tmp_path / "s.png")]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"vaekit: error: {copy / 'config.json'}: corrupt JSON (nested too deeply)"
@@ -118,8 +109,8 @@ def test_json_nested_too_deeply_is_named(run, tmp_path, capsys):
     ],
     ids=lambda argv: argv[0],
 )
-def test_every_command_reads_config_json_through_the_checks(run, tmp_path, capsys, argv):
-    copy = crafted(run, tmp_path, _set("data.transform.levels", 0))
+def test_every_command_reads_config_json_through_the_checks(tiny_run, tmp_path, capsys, argv):
+    copy = crafted(tiny_run, tmp_path, _set("data.transform.levels", 0))
     argv = [a.replace("{run}", str(copy)).replace("{tmp}", str(tmp_path)) for a in argv]
     before = sorted(p.name for p in copy.iterdir())
     assert main(argv) == 2
@@ -138,9 +129,9 @@ def test_every_command_reads_config_json_through_the_checks(run, tmp_path, capsy
         ("split", 3, "split must be a string, got 3"),
     ],
 )
-def test_report_refuses_a_tampered_eval_json(run, tmp_path, capsys, key, value, message):
+def test_report_refuses_a_tampered_eval_json(tiny_run, tmp_path, capsys, key, value, message):
     copy = tmp_path / "run"
-    shutil.copytree(run, copy)
+    shutil.copytree(tiny_run, copy)
     assert main(["evaluate", str(copy), "--num-samples", "2", "--no-fcd", "--json"]) == 0
     stored = json.loads((copy / "eval.json").read_text())
     stored[key] = value
@@ -153,9 +144,9 @@ def test_report_refuses_a_tampered_eval_json(run, tmp_path, capsys, key, value, 
     assert not (copy / "report.html").exists()
 
 
-def test_eval_json_nested_too_deeply_is_named(run, tmp_path, capsys):
+def test_eval_json_nested_too_deeply_is_named(tiny_run, tmp_path, capsys):
     copy = tmp_path / "run"
-    shutil.copytree(run, copy)
+    shutil.copytree(tiny_run, copy)
     (copy / "eval.json").write_text("[" * 100_000 + "]" * 100_000)
     assert main(["report", str(copy)]) == 2
     err = capsys.readouterr().err
@@ -172,10 +163,10 @@ def test_metrics_jsonl_with_a_crafted_axis_is_named(tmp_path):
         read_metrics(path)
 
 
-def test_an_untouched_run_passes_every_check(run):
+def test_an_untouched_run_passes_every_check(tiny_run):
     """The checks accept what vaekit writes (models of every kind are covered by the
     checkpoint round-trip tests, which read through the same checks)."""
-    assert vaekit.load(run).data_info["shape"] == [1, 8, 8]
+    assert vaekit.load(tiny_run).data_info["shape"] == [1, 8, 8]
 
 
 # --- special files in place of run files ------------------------------------------------------
@@ -204,9 +195,9 @@ def deadline():
         ("checkpoints/last/trainer.json", ["train", "--resume", "{run}", "--epochs", "2"]),
     ],
 )
-def test_a_fifo_in_place_of_a_run_file_is_refused(run, tmp_path, capsys, deadline, name, argv):
+def test_a_fifo_in_place_of_a_run_file_is_refused(tiny_run, tmp_path, capsys, deadline, name, argv):
     copy = tmp_path / "run"
-    shutil.copytree(run, copy)
+    shutil.copytree(tiny_run, copy)
     (copy / name).unlink(missing_ok=True)
     os.mkfifo(copy / name)
     argv = [a.replace("{run}", str(copy)).replace("{tmp}", str(tmp_path)) for a in argv]

@@ -24,8 +24,9 @@ from vaekit.cli import main
 from vaekit.data import DataError, load_dataset
 from vaekit.data.files import read_csv
 from vaekit.data.images import image_values
-from vaekit.data.new_data import printable, read_codes, write_table
+from vaekit.data.new_data import read_codes
 from vaekit.data.transforms import Standardize
+from vaekit.data.writers import printable, write_table
 from vaekit.models import VAE, VAEConfig
 
 ODD_NAMES = ["a,b", 'say "hi"', "two\nlines", "plain"]

@@ -6,7 +6,6 @@ what is under test, not this machine's free memory)."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,33 +20,26 @@ from vaekit.training import train
 from vaekit.training.step import check_training_fits, parameter_count
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "run"
-    train(tiny("train.epochs=1", "train.report=false"), out=out, log=lambda s: None)
-    return out
-
-
 def _estimate(message: str) -> int:
     return int(re.search(r"\(([\d,]+) bytes", message).group(1).replace(",", ""))
 
 
-def test_sample_refuses_n_beyond_memory_with_the_estimate(run, tmp_path, capsys, monkeypatch):
+def test_sample_refuses_n_beyond_memory_with_the_estimate(tiny_run, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(vaekit.support.memory, "available_bytes", lambda device="cpu": 10**6)
     out = tmp_path / "s.png"
-    assert main(["sample", str(run), "-n", "2000", "-o", str(out)]) == 2
+    assert main(["sample", str(tiny_run), "-n", "2000", "-o", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("vaekit: error: -n 2000: decoding 2000 prior samples needs about")
     assert "more than the 1 MB available on cpu" in err
-    model = vaekit.load(run)
+    model = vaekit.load(tiny_run)
     assert _estimate(err) == 2000 * decoder_floats_per_row(model) * 4  # float32 rows
     assert not out.exists()
-    assert main(["sample", str(run), "-n", "16", "-o", str(out)]) == 0  # a small n fits
+    assert main(["sample", str(tiny_run), "-n", "16", "-o", str(out)]) == 0  # a small n fits
     assert out.exists()
 
 
-def test_sample_of_a_hundred_million_is_refused_on_this_machine(run, tmp_path, capsys):
-    assert main(["sample", str(run), "-n", "100000000", "-o", str(tmp_path / "s.png")]) == 2
+def test_sample_of_a_hundred_million_is_refused_on_this_machine(tiny_run, tmp_path, capsys):
+    assert main(["sample", str(tiny_run), "-n", "100000000", "-o", str(tmp_path / "s.png")]) == 2
     err = capsys.readouterr().err
     assert "-n 100000000" in err and _estimate(err) > 10**11
     assert not (tmp_path / "s.png").exists()
@@ -116,10 +108,10 @@ def test_em_with_just_enough_examples_works(capsys):
     ],
 )
 def test_picture_grids_beyond_memory_are_refused(
-    run, tmp_path, capsys, monkeypatch, command, flags, message
+    tiny_run, tmp_path, capsys, monkeypatch, command, flags, message
 ):
     monkeypatch.setattr(vaekit.support.memory, "available_bytes", lambda device="cpu": 10**6)
     out = tmp_path / "p.png"
-    assert main([command, str(run), "-o", str(out), *flags]) == 2
+    assert main([command, str(tiny_run), "-o", str(out), *flags]) == 2
     assert capsys.readouterr().err.startswith(f"vaekit: error: {message} needs about")
     assert not out.exists()

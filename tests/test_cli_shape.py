@@ -12,16 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import tiny
 from vaekit.cli import main
-from vaekit.training import train
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "run"
-    train(tiny("train.epochs=1", "train.report=false"), out=out, log=lambda s: None)
-    return out
 
 
 @pytest.fixture
@@ -33,23 +24,23 @@ def levels(tmp_path) -> Path:
     return path
 
 
-def test_encode_takes_data_as_a_flag_or_a_positional(run, levels, tmp_path, capsys):
+def test_encode_takes_data_as_a_flag_or_a_positional(tiny_run, levels, tmp_path, capsys):
     by_flag, by_position = tmp_path / "a.npy", tmp_path / "b.npy"
-    assert main(["encode", str(run), "--data", str(levels), "-o", str(by_flag)]) == 0
-    assert main(["encode", str(run), str(levels), "-o", str(by_position)]) == 0
+    assert main(["encode", str(tiny_run), "--data", str(levels), "-o", str(by_flag)]) == 0
+    assert main(["encode", str(tiny_run), str(levels), "-o", str(by_position)]) == 0
     np.testing.assert_array_equal(np.load(by_flag), np.load(by_position))
     assert np.load(by_flag).shape == (12, 2)
     with pytest.raises(SystemExit):
-        main(["encode", str(run), "-o", str(tmp_path / "c.npy")])
+        main(["encode", str(tiny_run), "-o", str(tmp_path / "c.npy")])
     assert "the data is required: --data DATA" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["encode", str(run), str(levels), "--data", str(tmp_path), "-o", "c.npy"])
+        main(["encode", str(tiny_run), str(levels), "--data", str(tmp_path), "-o", "c.npy"])
     assert "give the data once" in capsys.readouterr().err
 
 
-def test_score_prints_auroc_without_writing_a_file(run, levels, tmp_path, capsys, monkeypatch):
+def test_score_prints_auroc_without_writing_a_file(tiny_run, levels, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    argv = ["score", str(run), "--data", str(levels), "--num-samples", "4"]
+    argv = ["score", str(tiny_run), "--data", str(levels), "--num-samples", "4"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "AUROC" in out and "wrote" not in out

@@ -10,6 +10,7 @@ import torch
 from vaekit.cli import main
 from vaekit.data import builtin as builtin_module
 from vaekit.data import load_dataset
+from vaekit.data import sources as sources_module
 from vaekit.data.idx import write_idx
 
 # ../shared/datasets beside the project (one level further up from a git worktree)
@@ -54,7 +55,7 @@ def test_mnist_static_binarisation_from_the_shared_files(monkeypatch):
 def test_datasets_table(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv("VAEKIT_DATA_DIR", raising=False)
-    monkeypatch.setattr(builtin_module, "SYSTEM_ROOTS", [])
+    monkeypatch.setattr(sources_module, "SYSTEM_ROOTS", [])
     (tmp_path / "d" / "kmnist").mkdir(parents=True)
     for stem, _, _ in builtin_module.IDX_FILES.values():
         (tmp_path / "d" / "kmnist" / f"{stem}.gz").write_bytes(b"")
@@ -100,13 +101,13 @@ def _fake_kmnist(folder, monkeypatch):
 def test_verified_files_are_found_and_cached_by_stat(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("VAEKIT_DATA_DIR", raising=False)
-    monkeypatch.setattr(builtin_module, "SYSTEM_ROOTS", [])
+    monkeypatch.setattr(sources_module, "SYSTEM_ROOTS", [])
     _fake_kmnist(tmp_path / "k", monkeypatch)
     source = builtin_module.KMNIST
     assert builtin_module.where_found(source, str(tmp_path / "k")) == str(tmp_path / "k")
     hashed = []
-    real = builtin_module._digest
-    monkeypatch.setattr(builtin_module, "_digest", lambda *a: hashed.append(a) or real(*a))
+    real = sources_module.file_digest
+    monkeypatch.setattr(sources_module, "file_digest", lambda *a: hashed.append(a) or real(*a))
     assert builtin_module.where_found(source, str(tmp_path / "k")) == str(tmp_path / "k")
     assert hashed == []  # unchanged files: remembered, not hashed again
     # a modified file (same size) is hashed again and refused with both hashes
@@ -140,7 +141,7 @@ def test_uncompressed_kmnist_cannot_be_verified(tmp_path, monkeypatch):
 def test_an_mnist_folder_is_not_fashion_mnist_or_kmnist(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv("VAEKIT_DATA_DIR", raising=False)
-    monkeypatch.setattr(builtin_module, "SYSTEM_ROOTS", [])
+    monkeypatch.setattr(sources_module, "SYSTEM_ROOTS", [])
     mnist = str(SHARED / "mnist")
     assert main(["datasets", "--data-dir", mnist]) == 0
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:]}

@@ -12,6 +12,7 @@ import pytest
 
 from vaekit.data import DataError, load_dataset
 from vaekit.data import builtin as builtin_module
+from vaekit.data import sources as sources_module
 from vaekit.data.download import download
 from vaekit.data.idx import write_idx
 
@@ -78,7 +79,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("VAEKIT_DATA_DIR", raising=False)
     monkeypatch.delenv("VAEKIT_MIRROR", raising=False)
-    monkeypatch.setattr(builtin_module, "SYSTEM_ROOTS", [tmp_path / "system"])
+    monkeypatch.setattr(sources_module, "SYSTEM_ROOTS", [tmp_path / "system"])
     return tmp_path / "cache" / "vaekit"
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from vaekit.data import DataError, load_dataset
-from vaekit.data.datasets import MemmapSplit
+from vaekit.data.splits import MemmapSplit
 from vaekit.data.tar_shards import TarArray
 
 N, PER_SHARD = 30, 8  # 4 shards: 8, 8, 8 and 6 examples

@@ -11,8 +11,8 @@ import torch
 
 from vaekit.cli import main
 from vaekit.data import DataError, load_dataset
-from vaekit.data.datasets import MemmapSplit
 from vaekit.data.pack import PACK_FILE, PARTIAL_FILE, is_pack, read_pack, verify_pack, write_pack
+from vaekit.data.splits import MemmapSplit
 
 
 @pytest.fixture(scope="module")

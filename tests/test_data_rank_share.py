@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from vaekit.data import load_dataset
-from vaekit.data.datasets import MemmapSplit
 from vaekit.data.pack import write_pack
+from vaekit.data.splits import MemmapSplit
 from vaekit.training.distributed import DistContext
 
 BATCH = 50  # 1347 training rows: 26 full batches and a last one of 47

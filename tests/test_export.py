@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import vaekit
-from helpers import LIKELIHOOD_NAMES, tiny, tiny_model_overrides
+from helpers import LIKELIHOOD_NAMES, tiny_model_overrides
 from vaekit.cli import main
 from vaekit.config import Config, apply_overrides
 from vaekit.export import decoder_outputs, encoder_outputs, export_model
@@ -222,29 +222,20 @@ def test_iaf_encoder_is_refused_in_one_line_and_the_decoder_exported(tmp_path, c
     assert_matches_torch(vaekit.load(tmp_path / "iaf"), out, encoder=False)
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    from vaekit.training import train
-
-    out = tmp_path_factory.mktemp("export") / "run"
-    train(tiny("train.max_steps=2", "train.epochs=1"), out=out, log=lambda _: None)
-    return out
-
-
-def test_cli_export_writes_checked_graphs_and_refuses_to_overwrite(run_dir, capsys):
-    assert main(["export", str(run_dir), "--format", "onnx"]) == 0
+def test_cli_export_writes_checked_graphs_and_refuses_to_overwrite(tiny_run_copy, capsys):
+    assert main(["export", str(tiny_run_copy), "--format", "onnx"]) == 0
     printed = capsys.readouterr().out
     assert "decoder.onnx" in printed and "relative error" in printed
-    manifest = json.loads((run_dir / "onnx" / "export.json").read_text())
+    manifest = json.loads((tiny_run_copy / "onnx" / "export.json").read_text())
     assert manifest["data"]["name"] == "digits" and manifest["latent_dim"] == 2
     assert max(manifest["graphs"]["decoder"]["relative_error_vs_torch"].values()) <= 1e-5
-    assert_matches_torch(vaekit.load(run_dir), run_dir / "onnx")
-    assert main(["export", str(run_dir)]) == 2
+    assert_matches_torch(vaekit.load(tiny_run_copy), tiny_run_copy / "onnx")
+    assert main(["export", str(tiny_run_copy)]) == 2
     assert "--overwrite" in capsys.readouterr().err
-    assert main(["export", str(run_dir), "--overwrite"]) == 0
+    assert main(["export", str(tiny_run_copy), "--overwrite"]) == 0
 
 
-def test_missing_extra_is_one_line_naming_it(run_dir, tmp_path, monkeypatch, capsys):
+def test_missing_extra_is_one_line_naming_it(tiny_run, tmp_path, monkeypatch, capsys):
     real_import = builtins.__import__
 
     def no_onnxruntime(name, *args, **kwargs):
@@ -254,13 +245,13 @@ def test_missing_extra_is_one_line_naming_it(run_dir, tmp_path, monkeypatch, cap
 
     monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
     out = tmp_path / "onnx"
-    assert main(["export", str(run_dir), "-o", str(out)]) == 2
+    assert main(["export", str(tiny_run), "-o", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "vaekit: error: ONNX export needs onnxruntime: pip install 'vaekit[onnx]'"
     assert not out.exists()
 
 
-def test_the_guide_snippet_runs_the_exported_decoder(run_dir, tmp_path, monkeypatch):
+def test_the_guide_snippet_runs_the_exported_decoder(tiny_run, tmp_path, monkeypatch):
     """The guide's five lines, run as written (from a directory holding runs/demo/onnx)."""
     guide = (Path(__file__).parents[1] / "docs" / "guide" / "explorer.md").read_text()
     block = re.search(r"<!-- onnx-snippet -->\s*```python\n(.*?)```", guide, re.S)
@@ -268,7 +259,7 @@ def test_the_guide_snippet_runs_the_exported_decoder(run_dir, tmp_path, monkeypa
     code = block.group(1)
     assert len([line for line in code.splitlines() if line.strip()]) <= 5
     (tmp_path / "runs").mkdir()
-    export_model(vaekit.load(run_dir), tmp_path / "runs" / "demo" / "onnx")
+    export_model(vaekit.load(tiny_run), tmp_path / "runs" / "demo" / "onnx")
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
     exec(compile(code, "explorer.md", "exec"), scope)

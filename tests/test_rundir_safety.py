@@ -358,7 +358,7 @@ def test_out_of_space_names_the_file(tmp_path, monkeypatch):
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(rundir.os, "fsync", full)
+    monkeypatch.setattr(os, "fsync", full)
     target = tmp_path / "run" / "eval.json"
     with pytest.raises(OSError) as info:
         rundir.atomic_write_json(target, {"nll": 1.0})

@@ -23,19 +23,12 @@ from vaekit import checkpoint
 from vaekit.cli import main
 from vaekit.data import DataError
 from vaekit.data.download import download
-from vaekit.data.files import load_path
+from vaekit.data.registry import load_path
 from vaekit.models import VAEConfig, build_model
 from vaekit.training import train
 
 torch.set_num_threads(1)
 QUIET = {"log": lambda s: None}
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "run"
-    train(tiny("train.epochs=1"), out=out, **QUIET)
-    return out
 
 
 @pytest.fixture
@@ -140,11 +133,11 @@ def test_float64_weights_are_converted_on_purpose_and_it_is_said(saved):
 # --- 7. trainer.json: hashed and validated --------------------------------------------------------
 
 
-def test_trainer_json_is_hashed_and_its_fields_are_checked(run, tmp_path):
+def test_trainer_json_is_hashed_and_its_fields_are_checked(tiny_run, tmp_path):
     import shutil
 
     copy = tmp_path / "copy"
-    shutil.copytree(run, copy)
+    shutil.copytree(tiny_run, copy)
     last = copy / "checkpoints" / "last"
     state = json.loads((last / "trainer.json").read_text())
     state["loop"]["step"] = -5
@@ -209,7 +202,7 @@ def test_huge_values_are_standardised_in_float64(tmp_path):
 
 
 def test_values_the_training_dtype_cannot_hold_are_a_data_error_naming_the_column(tmp_path):
-    from vaekit.data.files import TEST_SPLIT_SEED
+    from vaekit.data.stored import TEST_SPLIT_SEED
 
     n = 200
     table = np.random.default_rng(1).normal(size=(n, 3))
@@ -225,11 +218,11 @@ def test_values_the_training_dtype_cannot_hold_are_a_data_error_naming_the_colum
 # --- 9 and 10. strict JSON; a read-only run directory ----------------------------------------
 
 
-def test_eval_json_and_json_output_hold_null_with_a_reason(run, capsys):
-    argv = ["evaluate", str(run), "--num-samples", "5", "--max-examples", "1", "--no-fcd"]
+def test_eval_json_and_json_output_hold_null_with_a_reason(tiny_run_copy, capsys):
+    argv = ["evaluate", str(tiny_run_copy), "--num-samples", "5", "--max-examples", "1", "--no-fcd"]
     assert main([*argv, "--json"]) == 0
     printed = strict_json(capsys.readouterr().out)
-    saved = strict_json((run / "eval.json").read_text())
+    saved = strict_json((tiny_run_copy / "eval.json").read_text())
     for result in (printed, saved):
         assert result["nll_stderr"] is None and math.isfinite(result["nll"])
         assert result["null_reasons"]["nll_stderr"] == "a standard error needs at least 2 examples"
@@ -273,35 +266,36 @@ def read_only(monkeypatch):
 
 
 def test_evaluate_in_a_read_only_run_prints_the_result_then_says_what_was_not_written(
-    run, monkeypatch, capsys
+    tiny_run_copy, monkeypatch, capsys
 ):
     read_only(monkeypatch)
-    argv = ["evaluate", str(run), "--num-samples", "5", "--max-examples", "20", "--no-fcd"]
+    argv = ["evaluate", str(tiny_run_copy), "--num-samples", "5", "--max-examples", "20"]
+    argv.append("--no-fcd")
     assert main(argv) == 0  # the evaluation succeeded; its record could not be kept
     captured = capsys.readouterr()
     assert "nats per example" in captured.out and "nll" in captured.out
     err = captured.err.strip().splitlines()[-1]  # after the progress lines
     assert err == (
         f"vaekit: warning: eval.json not written ([Errno 13] Permission denied: "
-        f"'{run / 'eval.json'}'); the result above is complete"
+        f"'{tiny_run_copy / 'eval.json'}'); the result above is complete"
     )
     assert main([*argv, "--json"]) == 0
     assert strict_json(capsys.readouterr().out)["num_examples"] == 20
 
 
 def test_report_in_a_read_only_run_prints_the_evaluation_then_fails_naming_the_file(
-    run, monkeypatch, capsys
+    tiny_run_copy, monkeypatch, capsys
 ):
-    (run / "eval.json").unlink(missing_ok=True)
+    (tiny_run_copy / "eval.json").unlink(missing_ok=True)
     read_only(monkeypatch)
-    assert main(["report", str(run), "--num-samples", "5", "--max-examples", "20"]) == 2
+    assert main(["report", str(tiny_run_copy), "--num-samples", "5", "--max-examples", "20"]) == 2
     captured = capsys.readouterr()
     assert "evaluation (test split, 20 examples):" in captured.out
     assert "nll:" in captured.out and "nats per example" in captured.out
-    assert f"report: {run / 'eval.json'} not written" in captured.out
+    assert f"report: {tiny_run_copy / 'eval.json'} not written" in captured.out
     err = captured.err.strip()
     assert err.startswith("vaekit: error: [Errno 13] report not written: Permission denied")
-    assert str(run / "figures" / "kl.png") in err and "\n" not in err
+    assert str(tiny_run_copy / "figures" / "kl.png") in err and "\n" not in err
 
 
 # --- 11. downloads: an overall deadline and a progress bar -----------------------------------
@@ -378,11 +372,11 @@ def test_a_download_shows_a_progress_bar_on_stderr(tmp_path, capsys):
     assert (tmp_path / "data.bin").read_bytes() == b"y" * 20
 
 
-def test_a_checkpoint_whose_weights_do_not_fit_the_model_is_one_line(run, tmp_path, capsys):
+def test_a_checkpoint_whose_weights_do_not_fit_the_model_is_one_line(tiny_run, tmp_path, capsys):
     import shutil
 
     copy = tmp_path / "copy"
-    shutil.copytree(run, copy)
+    shutil.copytree(tiny_run, copy)
 
     def change(tensors):
         tensors["posterior.head.bias"] = torch.zeros(7)

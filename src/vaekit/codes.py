@@ -26,17 +26,11 @@ import numpy as np
 import torch
 
 from vaekit.checkpoint import load
-from vaekit.data.datasets import native_order
 from vaekit.data.errors import DataError
-from vaekit.data.new_data import (
-    NewData,
-    read_codes,
-    read_new_data,
-    run_transform,
-    write_data,
-    write_npy,
-    write_table,
-)
+from vaekit.data.new_data import NewData, read_codes, read_new_data
+from vaekit.data.splits import native_order
+from vaekit.data.transforms import run_transform
+from vaekit.data.writers import write_data, write_npy, write_table
 from vaekit.impute import write_decoded_rows
 from vaekit.outputs import check_outputs
 from vaekit.support.spelling import arg, spell

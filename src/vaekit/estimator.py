@@ -42,8 +42,6 @@ from vaekit.checkpoint import load as load_model
 from vaekit.checkpoint import save_model
 from vaekit.config import Config, DataConfig, TrainConfig
 from vaekit.data import Dataset, Split, transform_from_dict
-from vaekit.data.datasets import split_indices
-from vaekit.data.files import describe_values
 from vaekit.data.frames import (
     FrameTypes,
     check_frame_columns,
@@ -51,6 +49,8 @@ from vaekit.data.frames import (
     is_frame,
     numbers_only,
 )
+from vaekit.data.splits import split_indices
+from vaekit.data.stored import describe_values
 from vaekit.models import MODELS
 from vaekit.models.registry import model_config_from_dict
 
@@ -126,7 +126,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
 
     def _dataset(self, X: np.ndarray, schema: list | None = None) -> Dataset:
         """``X`` as vaekit's training sees a user's array: train and validation splits, the
-        transform and likelihood that fit its values (``data.files.describe_values``), or
+        transform and likelihood that fit its values (``data.stored.describe_values``), or
         for a mixed-type table's encoded rows (``schema`` its columns) the tabular ones."""
         from vaekit.data.transforms import TableEncoding
 

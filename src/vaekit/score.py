@@ -23,7 +23,9 @@ import torch
 
 from vaekit.checkpoint import load
 from vaekit.data.errors import DataError
-from vaekit.data.new_data import NewData, csv_bytes, printable, read_new_data, run_transform
+from vaekit.data.new_data import NewData, read_new_data
+from vaekit.data.transforms import run_transform
+from vaekit.data.writers import csv_bytes, printable
 from vaekit.metrics.ranking import auprc, auroc
 from vaekit.metrics.scores import score_column
 from vaekit.models import Model

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-import stat
+import os
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vaekit.outputs import file_kind, open_regular
+from vaekit.outputs import open_regular
 
 # safetensors dtype names -> torch dtypes (the ones torch has).
 SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
@@ -46,33 +46,14 @@ class StateError(ValueError):
     """Saved state is malformed, inconsistent or of the wrong type (the message names where)."""
 
 
-def read_state_file(path: str | Path) -> bytes:
-    """The bytes of a file vaekit reads back from a run or model directory. Only a regular
-    file is opened: a FIFO or a device in its place would block the command forever or never
-    end. Raises FileNotFoundError for a missing file, :class:`StateError` for another kind."""
-    path = Path(path)
-    check_regular_file(path)
-    return path.read_bytes()
-
-
-def check_regular_file(path: Path) -> None:
-    """Refuse anything but a regular file (symbolic links are followed), in the words of
-    :func:`vaekit.outputs.open_regular`."""
-    mode = path.stat().st_mode
-    if not stat.S_ISREG(mode):
-        raise StateError(
-            f"{path}: is {file_kind(mode)}, not a regular file; vaekit reads only regular files"
-        )
-
-
 def read_safetensors_header(path: str | Path) -> dict[str, tuple[torch.dtype, list[int]]]:
     """``{name: (dtype, shape)}`` of every tensor in safetensors file ``path``, read from the
-    header only. Raises :class:`StateError` for a malformed header or byte ranges that do not
-    fit the file (each tensor's range must hold exactly ``numel * itemsize`` bytes)."""
+    header only (the file opened as :func:`vaekit.outputs.open_regular` opens every file vaekit
+    reads). Raises :class:`StateError` for a malformed header or byte ranges that do not fit
+    the file (each tensor's range must hold exactly ``numel * itemsize`` bytes)."""
     path = Path(path)
-    check_regular_file(path)
-    size = path.stat().st_size
     with open_regular(path) as handle:
+        size = os.fstat(handle.fileno()).st_size
         prefix = handle.read(8)
         if len(prefix) < 8:
             raise StateError(f"{path}: not a valid safetensors file (shorter than 8 bytes)")

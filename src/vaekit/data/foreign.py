@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaekit.data.datasets import Dataset, MemmapSplit, split_indices
+from vaekit.data.datasets import Dataset
 from vaekit.data.errors import DataError
-from vaekit.data.files import TEST_FRACTION, TEST_SPLIT_SEED, describe_values
+from vaekit.data.splits import MemmapSplit, split_indices
+from vaekit.data.stored import TEST_FRACTION, TEST_SPLIT_SEED, describe_values
 from vaekit.data.tar_shards import TarArray
 from vaekit.data.transforms import Dequantize
 

@@ -1,8 +1,10 @@
-"""New data for a trained model: read it like ``train`` does, check it is on the training
-data's scale, and write results back in the user's units.
+"""New data for a trained model: read like ``train`` reads it, and checked to be on the
+training data's scale (:mod:`vaekit.data.scale`); results go back in the user's units through
+:mod:`vaekit.data.writers`.
 
 ``read_new_data(path, data_info)`` reads an image folder, a ``.npy``/``.npz`` array or a
-CSV/Parquet table (the readers of :mod:`vaekit.data.files`), and returns the stored values
+CSV/Parquet table (the readers of :mod:`vaekit.data.files`; a model of a mixed-type table
+reads it through :mod:`vaekit.data.tables`), and returns the stored values
 ``x [N, *data_shape]`` on the training data's scale, ready for the run's saved transform
 (``data_info`` is the ``data`` section of the run's config.json):
 
@@ -15,27 +17,10 @@ CSV/Parquet table (the readers of :mod:`vaekit.data.files`), and returns the sto
   a table without the training columns is refused, naming the missing ones;
 * image folders: resized like the training folder (its recorded ``image_size``), the same
   number of channels required.
-
-The scale check (a one-line :class:`DataError` saying what was expected; never a silent guess):
-
-* models of integer levels (``dequantize``/``binarize-dynamic`` with L levels): every value
-  must be an integer in 0..L-1; floats in [0, 1] or 8-bit values for a 17-level model are
-  refused. Data whose every value is 0 or 1 (binary or [0, 1]-scaled data, not levels) is
-  refused too unless ``trust_scale``;
-* binary models: every value 0 or 1;
-* standardised models (tables, float arrays): refused unless ``trust_scale`` when a
-  feature's median over the rows lies more than ``FAR_SD`` training standard deviations from
-  the training mean, or (with at least ``SPREAD_MIN_ROWS`` rows) the median over features of
-  (robust spread of the new data, interquartile range / 1.349, / training std; features with
-  no spread in the new data skipped) is below 1/``SPREAD_RATIO`` or above
-  ``SPREAD_RATIO``: the signature of data in other units. Single anomalous rows pass; the
-  checks look at the typical row, so an anomaly score is not refused for being anomalous.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import zipfile
 from dataclasses import dataclass, field
@@ -45,22 +30,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaekit.data.datasets import Dataset, Split, native_order
+from vaekit.data.datasets import Dataset
 from vaekit.data.errors import DataError
-from vaekit.data.files import (
-    FORMATS,
-    _check_finite,
-    _is_number,
-    read_image_folder,
-    take_label_column,
-)
+from vaekit.data.files import FORMATS, read_image_folder, take_label_column
 from vaekit.data.images import list_images
-from vaekit.data.tables import new_table_data
-from vaekit.data.transforms import Transform, transform_from_dict
+from vaekit.data.scale import check_scale
+from vaekit.data.splits import Split, native_order
+from vaekit.data.stored import check_finite
+from vaekit.data.tables import label_cells, read_new_table
+from vaekit.data.transforms import integer_levels, run_transform
+from vaekit.distributions.tabular import as_columns
 
-FAR_SD = 10.0  # a feature's typical value this many training SDs away: other units
-SPREAD_RATIO = 20.0  # new spread / training spread beyond 20x either way: other units
-SPREAD_MIN_ROWS = 10  # the spread check needs this many rows
 OOD_COLUMN = "ood"  # default name of the label column / .npz array: 1 = out-of-distribution
 
 
@@ -89,15 +69,6 @@ class NewData:
 
     def __len__(self) -> int:
         return self.x.shape[0]
-
-
-def run_transform(data_info: dict[str, Any] | None) -> Transform:
-    """The run's saved preprocessing (identity when the run recorded none)."""
-    return transform_from_dict((data_info or {}).get("transform", {"kind": "identity"}))
-
-
-def _levels(transform: Transform) -> int | None:
-    return getattr(transform, "levels", None) if transform.kind != "identity" else None
 
 
 def _ood_from_classes(
@@ -196,69 +167,6 @@ def _fit_shape(path: Path, values: np.ndarray, shape: tuple[int, ...]) -> np.nda
     )
 
 
-def check_scale(
-    path: Path, x: np.ndarray, transform: Transform, support: str | None, trust_scale: bool
-) -> None:
-    """Refuse data that is not on the training data's scale (see the module doc)."""
-    levels = _levels(transform)
-    if levels is not None:
-        lo, hi = float(x.min()), float(x.max())
-        if not np.all(np.floor(x) == x):
-            hint = " (they look scaled to [0, 1])" if lo >= 0.0 and hi <= 1.0 else ""
-            raise DataError(
-                f"{path}: expected integer levels 0..{levels - 1} like the training data; got "
-                f"non-integer values in [{lo:.4g}, {hi:.4g}]{hint}"
-            )
-        if lo < 0 or hi > levels - 1:
-            raise DataError(
-                f"{path}: expected integer levels 0..{levels - 1} like the training data; got "
-                f"values in [{lo:.4g}, {hi:.4g}]"
-            )
-        if levels > 2 and hi == 1.0 and not trust_scale and np.isin(x, (0, 1)).all():
-            raise DataError(
-                f"{path}: expected integer levels 0..{levels - 1} like the training data; every "
-                "value is 0 or 1 (binary or [0, 1]-scaled data?); pass --trust-scale if these "
-                "really are levels"
-            )
-        return
-    if support == "binary":
-        if not np.isin(x, (0, 1)).all():
-            raise DataError(
-                f"{path}: expected binary values 0 or 1 like the training data; got values in "
-                f"[{float(x.min()):.4g}, {float(x.max()):.4g}]"
-            )
-        return
-    if transform.kind != "standardize" or trust_scale:
-        return
-    mean = transform.mean.numpy().reshape(-1)
-    std = transform.std.numpy().reshape(-1)
-    flat = x.reshape(x.shape[0], -1)
-    median = np.median(flat, axis=0)
-    far = np.abs(median - mean) / std
-    j = int(np.argmax(far))
-    if far[j] > FAR_SD:
-        raise DataError(
-            f"{path}: feature {j + 1}: typical value {median[j]:.4g} lies {far[j]:.1f} training "
-            f"standard deviations from the training mean {mean[j]:.4g} (std {std[j]:.4g}); "
-            "expected data on the training data's scale (pass --trust-scale to use it anyway)"
-        )
-    if flat.shape[0] >= SPREAD_MIN_ROWS:
-        # a robust spread (interquartile range / 1.349, the SD of a Gaussian), so that a few
-        # anomalous rows do not count; features with no spread in the new data are skipped
-        q75, q25 = np.percentile(flat, [75, 25], axis=0)
-        spread = (q75 - q25) / 1.349
-        informative = spread > 0
-        ratio = (
-            float(np.median(spread[informative] / std[informative])) if informative.any() else 1.0
-        )
-        if ratio < 1 / SPREAD_RATIO or ratio > SPREAD_RATIO:
-            raise DataError(
-                f"{path}: the features spread {ratio:.3g} times as much as the training data's "
-                "(median over features); expected data on the training data's scale, in the "
-                "same units (pass --trust-scale to use it anyway)"
-            )
-
-
 def _nonempty_file(path: Path) -> None:
     if path.is_file() and path.stat().st_size == 0:
         raise DataError(f"{path}: empty file")
@@ -294,7 +202,7 @@ def read_new_data(
         # resized as the training folder was (its recorded --image-size), else as they are
         stored = read_image_folder(path, image_size=info.get("image_size"))
         values = stored.x.numpy()
-        trained = _levels(transform)
+        trained = integer_levels(transform)
         if trained in (256, 65536) and stored.levels != trained:  # 8-bit vs 16-bit images
             raise DataError(
                 f"{path}: images have levels 0..{stored.levels - 1}; the model was trained on "
@@ -335,7 +243,7 @@ def read_new_data(
         raise DataError(f"{path}: no rows (array of shape {list(values.shape)})")
     row_shape = tuple(values.shape[1:]) if values.ndim >= 2 else tuple(values.shape)
     x = _fit_shape(path, values, shape)
-    _check_finite(x, path)
+    check_finite(x, path)
     x = x.astype(np.float64)
     check_scale(path, x, transform, info.get("support"), trust_scale)
     ood = extra.get("ood")
@@ -382,140 +290,36 @@ def as_dataset(new: NewData, data_info: dict[str, Any]) -> Dataset:
     )
 
 
-# --- writing results in the user's units ------------------------------------------------------
-
-
-def column_names(data_info: dict[str, Any]) -> list[str]:
-    """The training table's column names, or 1..D for data that was not a table."""
-    columns = data_info.get("columns")
-    if columns:
-        return list(columns)
-    return [str(j + 1) for j in range(math.prod(int(d) for d in data_info["shape"]))]
-
-
-def _atomic_bytes(path: Path, blob: bytes) -> None:
-    from vaekit.rundir import atomic_write_bytes
-
-    atomic_write_bytes(path, blob)
-
-
-def printable(name: str) -> str:
-    """A file name as text any UTF-8 writer accepts: the bytes of a name that is not UTF-8
-    (which Python holds as surrogate escapes) are shown backslash-escaped, b"\\xff.png" as
-    ``\\xff.png``; a UTF-8 name is returned as it is."""
-    try:
-        raw = name.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a surrogate that no file name decodes to
-        return name.encode("utf-8", "backslashreplace").decode("utf-8")
-    return raw.decode("utf-8", "backslashreplace")
-
-
-def csv_bytes(rows: list[list[str]]) -> bytes:
-    """Rows of cells as UTF-8 CSV (quoted where a cell needs it: commas, quotes, newlines),
-    what :func:`vaekit.data.files.read_csv` reads back cell for cell."""
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    return buffer.getvalue().encode("utf-8")
-
-
-def write_table(path: str | Path, values: np.ndarray, columns: list[str]) -> Path:
-    """``values [N, D]`` as CSV (``.csv``) or Parquet (``.parquet``), written atomically.
-    A CSV's header row is left out when every name is a number (the columns 1..D of data
-    without a header): the reader would take such a row for data."""
-    path = Path(path)
-    values = np.asarray(values, dtype=np.float64).reshape(values.shape[0], -1)
-    if path.suffix.lower() == ".csv":
-        body = [[f"{v:.9g}" for v in row] for row in values]
-        header = [] if all(_is_number(c) for c in columns) else [list(columns)]
-        _atomic_bytes(path, csv_bytes(header + body))
-        return path
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise DataError(
-            f"-o {path}: writing Parquet needs pyarrow: pip install 'vaekit[parquet]'"
-        ) from None
-    buffer = io.BytesIO()
-    arrays = [pa.array(values[:, j]) for j in range(values.shape[1])]
-    pq.write_table(pa.table(arrays, names=list(columns)), buffer)  # repeated names kept
-    _atomic_bytes(path, buffer.getvalue())
-    return path
-
-
-def write_npy(path: str | Path, values: np.ndarray) -> Path:
-    buffer = io.BytesIO()
-    np.save(buffer, np.asarray(values, dtype=np.float32), allow_pickle=False)
-    _atomic_bytes(Path(path), buffer.getvalue())
-    return Path(path)
-
-
-def to_8bit(values: np.ndarray, transform: Transform, support: str | None) -> np.ndarray:
-    """Data-unit images ``[N, C, H, W]`` -> uint8 for PNG: levels 0..L-1 scaled to 0..255
-    and rounded; probabilities of binary data times 255."""
-    levels = _levels(transform)
-    if levels is not None:
-        top = float(levels - 1)
-    elif support == "binary":
-        top = 1.0
-    else:
-        raise DataError(
-            "PNG output needs image data of integer levels or binary pixels; this model's data "
-            f"is {transform.space}: write a .npy instead"
-        )
-    return np.clip(np.rint(values / top * 255.0), 0, 255).astype(np.uint8)
-
-
-def write_images(folder: str | Path, images: np.ndarray, names: list[str] | None) -> Path:
-    """uint8 ``[N, C, H, W]`` as one 8-bit PNG per example in ``folder`` (created whole or not
-    at all; names from ``names`` with a .png suffix (see :func:`vaekit.outputs.output_names`),
-    else 00000.png ...). Nothing is overwritten."""
-    from PIL import Image
-
-    from vaekit.outputs import output_names, write_folder
-
-    folder = Path(folder)
-    if folder.exists() and any(folder.iterdir()):
-        raise DataError(f"-o {folder}: folder exists and is not empty; choose a new folder")
-    names = output_names(names or [f"{i:05d}.png" for i in range(images.shape[0])])
-    files = {}
-    for image, name in zip(images, names, strict=True):
-        pixels = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
-        buffer = io.BytesIO()
-        Image.fromarray(pixels).save(buffer, format="PNG")
-        files[name] = buffer.getvalue()
-    return write_folder(folder, files)
-
-
-OUTPUT_SUFFIXES = (".csv", ".parquet", ".npy")
-
-
-def write_data(
-    path: str | Path,
-    values: torch.Tensor,
-    data_info: dict[str, Any],
-    row_shape: tuple[int, ...] | None = None,
-    names: list[str] | None = None,
-) -> Path:
-    """Data-unit values ``[N, *data_shape]`` to ``path`` by its suffix: ``.csv``/``.parquet``
-    (the training columns), ``.npy`` (float32, rows in ``row_shape``), or no suffix: a folder
-    of 8-bit PNG images."""
-    path = Path(path)
-    array = values.detach().cpu().double().numpy()
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".parquet"):
-        return write_table(path, array, column_names(data_info))
-    if suffix == ".npy":
-        shape = row_shape or tuple(array.shape[1:])
-        return write_npy(path, array.reshape(array.shape[0], *shape))
-    if suffix == "":
-        if len(data_info.get("shape", [])) != 3:
-            raise DataError(f"-o {path}: a folder of PNGs needs image data; use .csv or .npy")
-        transform = run_transform(data_info)
-        return write_images(path, to_8bit(array, transform, data_info.get("support")), names)
-    raise DataError(
-        f"-o {path}: unknown output format {path.suffix!r}; use .csv, .parquet, .npy or a "
-        "folder name (8-bit PNGs)"
+def new_table_data(
+    path: str | Path, schema: list, ood_column: str = OOD_COLUMN, data_info: dict | None = None
+) -> NewData:
+    """A mixed-type table's encoded rows (:func:`vaekit.data.tables.read_new_table`) as
+    :class:`NewData`, under the run's ``schema``; a column ``ood_column`` of 0/1 that the
+    schema does not model gives the out-of-distribution labels, and the training table's
+    label column (``data_info``'s ``label_column``), where present, the class labels."""
+    table, x = read_new_table(path, schema)
+    info = data_info or {}
+    label_column, labels = info.get("label_column"), None
+    if label_column is not None and label_column in table.names:
+        labels = label_cells(table, label_column, info.get("label_classes"))
+    ood = None
+    if ood_column in table.names and ood_column not in {c.name for c in as_columns(schema)}:
+        j = table.names.index(ood_column)
+        bad = next((i for i, c in enumerate(table.cells[j]) if c not in ("0", "1")), None)
+        if bad is not None:
+            raise DataError(
+                f"{table.path}: row {table.lines[bad]}, column {ood_column!r}: "
+                f"{table.cells[j][bad]!r} is not a label 0 or 1"
+            )
+        ood = torch.tensor([int(c) for c in table.cells[j]])
+    return NewData(
+        table.path,
+        torch.from_numpy(x),
+        "table",
+        table.path.suffix,
+        (x.shape[1],),
+        ood=ood,
+        labels=labels,
     )
 
 
@@ -543,5 +347,5 @@ def read_codes(path: str | Path, latent_dim: int) -> np.ndarray:
         )
     if array.dtype.kind not in "biuf":
         raise DataError(f"{path}: dtype {array.dtype} is not numeric")
-    _check_finite(array, path)
+    check_finite(array, path)
     return array

@@ -37,8 +37,9 @@ import numpy as np
 import torch
 
 from vaekit._version import __version__
-from vaekit.data.datasets import Dataset, MemmapSplit, Split
+from vaekit.data.datasets import Dataset
 from vaekit.data.errors import DataError
+from vaekit.data.splits import MemmapSplit, Split
 from vaekit.data.tar_shards import TarArray, TarIndex, npy_bytes, tar_bytes
 from vaekit.data.transforms import transform_from_dict
 from vaekit.rundir import atomic_write_bytes, atomic_write_json, fsync_dir

@@ -1,6 +1,8 @@
 """Dataset registry: name -> loader. ``load_dataset`` is the one entry point for names and paths.
 
-``vaekit datasets`` prints :func:`dataset_table`.
+A path is a pack (:mod:`vaekit.data.pack`), or user data (:func:`load_path`): read by the
+numeric readers of :mod:`vaekit.data.files`, or, for a table with words or missing cells, as a
+mixed-type table (:mod:`vaekit.data.tables`). ``vaekit datasets`` prints :func:`dataset_table`.
 """
 
 from __future__ import annotations
@@ -10,15 +12,26 @@ from pathlib import Path
 import torch
 
 from vaekit.data.builtin import builtin_entries
-from vaekit.data.datasets import Dataset, DatasetEntry, Split, split_train_val
+from vaekit.data.datasets import Dataset, DatasetEntry
 from vaekit.data.errors import DataError
-from vaekit.data.files import FORMATS, load_path
+from vaekit.data.files import FORMATS, read_csv, read_image_folder, read_parquet, take_label_column
 from vaekit.data.foreign import load_foreign
 from vaekit.data.pack import is_pack, read_pack
+from vaekit.data.splits import Split, split_train_val
+from vaekit.data.stored import make_dataset
+from vaekit.data.tables import load_table
 from vaekit.data.transforms import Dequantize
 from vaekit.support.spelling import spell
 
-__all__ = ["DATASETS", "DataError", "DatasetEntry", "dataset_table", "load_dataset", "register"]
+__all__ = [
+    "DATASETS",
+    "DataError",
+    "DatasetEntry",
+    "dataset_table",
+    "load_dataset",
+    "load_path",
+    "register",
+]
 
 DATASETS: dict[str, DatasetEntry] = {}
 
@@ -55,7 +68,7 @@ def load_dataset(
     ``columns``: a table's column types that replace the inferred ones (name -> type).
     ``mirrors``: base URLs replacing a built-in set's download mirrors (also ``$VAEKIT_MIRROR``).
     ``in_memory``: for arrays, force (True) or forbid (False) reading them into memory; by
-    default files over ``vaekit.data.files.IN_MEMORY_MAX_BYTES`` are streamed from disk.
+    default files over ``vaekit.data.stored.IN_MEMORY_MAX_BYTES`` are streamed from disk.
     """
     if name_or_path in DATASETS:
         for given, flag, field, what in (
@@ -82,6 +95,59 @@ def load_dataset(
         f"({', '.join(sorted(DATASETS))}; see "
         "`vaekit datasets`) and no such file or folder"
     )
+
+
+def load_path(
+    path: str | Path,
+    val_fraction: float = 0.1,
+    split_seed: int = 0,
+    image_size: list[int] | None = None,
+    in_memory: bool | None = None,
+    label_column: str | None = None,
+    columns: dict[str, str] | None = None,
+) -> Dataset:
+    """A Dataset from a user file or folder (:mod:`vaekit.data.files`, splits and transform
+    as :mod:`vaekit.data.stored` makes them). A table with words or missing cells, or given
+    ``columns`` types, is a mixed-type table (:mod:`vaekit.data.tables`)."""
+    path = Path(path).expanduser().resolve()
+    if not path.exists():
+        raise DataError(f"{spell('--data', 'dataset')} {path}: no such file or folder")
+    if path.is_dir():
+        reader = read_image_folder
+    else:
+        reader = FORMATS.get(path.suffix.lower())
+        if reader is None:
+            raise DataError(
+                f"{spell('--data', 'dataset')} {path}: unknown format {path.suffix!r}; expected "
+                f"a folder of images or one of {', '.join(sorted(FORMATS))}"
+            )
+        if image_size is not None:
+            raise DataError(
+                f"{spell('--image-size', 'image_size')} applies to image folders, not {path.name}"
+            )
+    table = reader in (read_csv, read_parquet)
+    if label_column is not None and not table:
+        raise DataError(
+            f"{spell('--label-column', 'label_column')} applies to CSV/Parquet tables, not "
+            f"{path.name}"
+        )
+    if columns and not table:
+        raise DataError(f"{spell('--column-type', 'columns')} applies to CSV/Parquet tables")
+    if columns:  # typed columns: the mixed-type path, whatever the cells hold
+        return load_table(path, columns, val_fraction, split_seed, label_column)
+    try:
+        stored = reader(path, image_size=image_size)
+    except DataError:
+        # Words or missing cells: a mixed-type table. One the numeric reader refused for
+        # another reason (a ragged row, an empty file) is refused by that path too, or is
+        # all numbers after all (None): the numeric reader's error stands.
+        dataset = load_table(path, None, val_fraction, split_seed, label_column) if table else None
+        if dataset is None:
+            raise
+        return dataset
+    if label_column is not None:
+        stored = take_label_column(path, stored, label_column)
+    return make_dataset(path, stored, val_fraction, split_seed, in_memory)
 
 
 def dataset_table(data_dir: str | None = None) -> str:

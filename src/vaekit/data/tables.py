@@ -1,5 +1,6 @@
 """Mixed-type tables encoded for the tabular likelihood (``vaekit.distributions.tabular``),
-as a training Dataset or as new data for a trained run, and values written back as cells.
+as a training Dataset or as the rows of new data for a trained run, and values written back
+as cells.
 
 The text and the schema come from :mod:`vaekit.data.table_schema`; the encoded layout is the
 likelihood's: per column its features (0 where missing), then the observed mask.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import math
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import numpy as np
 import torch
 
 from vaekit.data.errors import DataError
+from vaekit.data.stored import Stored, make_dataset
 from vaekit.data.table_schema import (
     TextTable,
     category_key,
@@ -23,7 +26,9 @@ from vaekit.data.table_schema import (
     number,
     read_text_table,
 )
+from vaekit.data.transforms import TableEncoding
 from vaekit.distributions.tabular import as_columns, feature_width
+from vaekit.rundir import atomic_write_bytes
 from vaekit.settings import TableColumn
 
 # --- encoding ------------------------------------------------------------------------------
@@ -200,9 +205,6 @@ def load_table(
     """A Dataset of a mixed-type table's encoded rows (``support`` "table", likelihood
     tabular, ``schema`` its columns), or None for a table of complete finite numbers with no
     type overrides: the plain numeric path (``vaekit.data.files``) reads that one."""
-    from vaekit.data.files import Stored, make_dataset
-    from vaekit.data.transforms import TableEncoding
-
     table = read_text_table(path)
     if not overrides and table.clean:
         return None
@@ -262,10 +264,6 @@ def cell_text(column: TableColumn, value: float) -> str:
 
 def write_csv_rows(path: str | Path, header: list[str] | None, rows: list[list[str]]) -> Path:
     """Rows of cell texts as a CSV file (the csv module's quoting), written atomically."""
-    import io
-
-    from vaekit.rundir import atomic_write_bytes
-
     path = Path(path)
     if path.suffix.lower() != ".csv":
         raise DataError(f"-o {path}: tables are written as .csv")
@@ -276,38 +274,3 @@ def write_csv_rows(path: str | Path, header: list[str] | None, rows: list[list[s
     writer.writerows(rows)
     atomic_write_bytes(path, buffer.getvalue().encode())
     return path
-
-
-def new_table_data(
-    path: str | Path, schema: list, ood_column: str = "ood", data_info: dict | None = None
-):
-    """A table's encoded rows as ``vaekit.data.new_data.NewData`` (what ``evaluate --data``
-    and ``score`` take), under the run's ``schema``; a column ``ood_column`` of 0/1 that the
-    schema does not model gives the out-of-distribution labels, and the training table's
-    label column (``data_info``'s ``label_column``), where present, the class labels."""
-    from vaekit.data.new_data import NewData  # it imports this module
-
-    table, x = read_new_table(path, schema)
-    info = data_info or {}
-    label_column, labels = info.get("label_column"), None
-    if label_column is not None and label_column in table.names:
-        labels = label_cells(table, label_column, info.get("label_classes"))
-    ood = None
-    if ood_column in table.names and ood_column not in {c.name for c in as_columns(schema)}:
-        j = table.names.index(ood_column)
-        bad = next((i for i, c in enumerate(table.cells[j]) if c not in ("0", "1")), None)
-        if bad is not None:
-            raise DataError(
-                f"{table.path}: row {table.lines[bad]}, column {ood_column!r}: "
-                f"{table.cells[j][bad]!r} is not a label 0 or 1"
-            )
-        ood = torch.tensor([int(c) for c in table.cells[j]])
-    return NewData(
-        table.path,
-        torch.from_numpy(x),
-        "table",
-        table.path.suffix,
-        (x.shape[1],),
-        ood=ood,
-        labels=labels,
-    )

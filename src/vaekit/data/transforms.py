@@ -253,3 +253,15 @@ def transform_from_dict(data: dict[str, Any]) -> Transform:
     if kind not in TRANSFORMS:
         raise ValueError(f"unknown data transform {kind!r}; known: {sorted(TRANSFORMS)}")
     return TRANSFORMS[kind](**params)
+
+
+def run_transform(data_info: dict[str, Any] | None) -> Transform:
+    """A run's saved preprocessing, from the ``data`` section of its config.json (identity
+    when the run recorded none)."""
+    return transform_from_dict((data_info or {}).get("transform", {"kind": "identity"}))
+
+
+def integer_levels(transform: Transform) -> int | None:
+    """L, where the model's data are integer levels 0..L-1 (dequantised, level or
+    binarised data); None for continuous data."""
+    return getattr(transform, "levels", None) if transform.kind != "identity" else None
