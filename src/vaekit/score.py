@@ -260,8 +260,8 @@ def score_data(
     """Per-example scores (column name -> ``[N]`` array) and a summary (counts, space,
     units, AUROC/AUPRC per score where labels exist). ``run``: a run or model directory, or
     a loaded model (with its ``data_info``). See the module doc."""
+    from vaekit.chunking import choose_chunk_size
     from vaekit.codes import labels_for, model_inputs
-    from vaekit.evaluate import choose_chunk_size
 
     if remedy not in REMEDIES:
         raise ValueError(f"--remedy {remedy!r}: choose one of {', '.join(REMEDIES)}")

@@ -18,15 +18,11 @@ from typing import Any
 
 import torch
 
+from vaekit.chunking import DEFAULT_MEMORY_BUDGET_MB, choose_chunk_size
 from vaekit.data import Dataset
-from vaekit.evaluate import (
-    ACTIVE_UNIT_THRESHOLD,
-    DEFAULT_MEMORY_BUDGET_MB,
-    bits_per_dim,
-    choose_chunk_size,
-    data_space,
-    load_run,
-)
+from vaekit.evaluate import load_run
+from vaekit.latent_statistics import ACTIVE_UNIT_THRESHOLD
+from vaekit.likelihood_space import bits_per_dim, data_space
 
 BOOTSTRAP_DRAWS = 1000
 # Which way is better for each compared metric: +1 higher is better, -1 lower, 0 neither.
@@ -136,8 +132,8 @@ class RunSummary:
     latent_dim: int
     values: dict[str, float]
     stderrs: dict[str, float]
-    # What the likelihood figures are of (``evaluate.data_space``) and the change-of-variables
-    # term c added to the model-space nll (nats per example).
+    # What the likelihood figures are of (``likelihood_space.data_space``) and the
+    # change-of-variables term c added to the model-space nll (nats per example).
     space: str = ""
     log_data_scale: float = 0.0
 
@@ -246,7 +242,7 @@ def bits_per_dim_per_example(
 ) -> torch.Tensor | None:
     """Each example's model-space nll (nats) as bits per dimension of the discrete data,
     ``[N]``; None where there is no honest conversion. The same affine map as
-    ``vaekit.evaluate.bits_per_dim`` (``discrete``: the likelihood is a probability of the
+    ``vaekit.likelihood_space.bits_per_dim`` (``discrete``: the likelihood is a probability of the
     levels, so bits/dim is exact)."""
     zero = bits_per_dim(0.0, dataset, discrete=discrete)
     if zero is None:
@@ -258,7 +254,7 @@ def bits_per_dim_per_example(
 def count_active(mu: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """Active units of posterior means ``mu [..., N, m]`` (population variance over N), less
     the mean sampling variance ``noise [..., N, m]`` of Monte-Carlo means (zeros if exact),
-    as ``vaekit.evaluate.active_units`` counts them."""
+    as ``vaekit.latent_statistics.active_units`` counts them."""
     variance = mu.var(dim=-2, unbiased=False) - noise.mean(dim=-2)
     return (variance > ACTIVE_UNIT_THRESHOLD).sum(-1)
 
@@ -445,7 +441,8 @@ def compare_runs(
             batch_size=batch_size,
             y=y[:n] if y is not None else None,
         )
-        # Model space -> the data as given, as `vaekit evaluate` reports (evaluate.to_data_space).
+        # Model space -> the data as given, as `vaekit evaluate` reports them
+        # (likelihood_space.to_data_space).
         c = dataset.transform.log_data_scale(tuple(dataset.shape))
         nll_model = -values.pop("log_px")
         discrete = bool(getattr(getattr(model, "likelihood", None), "discrete", False))
