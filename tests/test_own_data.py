@@ -92,7 +92,8 @@ def test_table_all_the_way_round_from_the_cli(table_run, capsys):
 
     assert main(["encode", run, str(tmp / "new.csv"), "-o", str(tmp / "z.csv")]) == 0
     header, codes = read_csv(tmp / "z.csv")
-    assert header == ["z1", "z2"] and codes.shape == (40, 2)
+    assert header == ["row", "z1", "z2"] and codes.shape == (40, 3)
+    assert codes[:, 0].tolist() == [str(i) for i in range(40)]  # each code's source row
 
     assert main(["decode", run, str(tmp / "z.csv"), "-o", str(tmp / "dec.csv")]) == 0
     header, decoded = read_csv(tmp / "dec.csv")

@@ -13,12 +13,18 @@
   input (CSV in, CSV out; ``.npy`` in, ``.npy`` out, rows in the input's shape; an image
   folder in, 8-bit PNGs of the same names out), or as the output's suffix asks.
 
-Codes are written as ``.npy`` (float32) or, for a ``.csv``/``.parquet`` output, as columns
-z1..zm. Every file is written atomically; nothing is pickled.
+Codes are written as ``.npy`` (float32, rows in the input's order) or, for a
+``.csv``/``.parquet`` output, as columns ``row`` (from 0), ``file`` (an image folder's file,
+relative to the folder) and z1..zm; ``decode`` reads such a table's z columns back. Every file
+is written atomically; nothing is pickled.
+
+The run-level functions take their arguments in one order, as ``vaekit.evaluate.evaluate_run``
+and ``vaekit.score.score_run`` do: ``(run, data, output, *, options)``.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -28,29 +34,101 @@ import torch
 from vaekit.checkpoint import load
 from vaekit.data.datasets import native_order
 from vaekit.data.errors import DataError
+from vaekit.data.files import read_csv_rows
 from vaekit.data.new_data import (
     NewData,
+    csv_bytes,
+    printable,
     read_codes,
     read_new_data,
     run_transform,
     write_data,
     write_npy,
-    write_table,
 )
 from vaekit.impute import write_decoded_rows
 from vaekit.outputs import check_outputs
-from vaekit.support.spelling import arg, spell
+from vaekit.rundir import atomic_write_bytes
+from vaekit.support.spelling import arg, renamed_keywords, spell
 
 
-def _write_codes(path: str | Path, codes: torch.Tensor) -> Path:
+def _write_codes(path: str | Path, codes: torch.Tensor, names: list[str] | None = None) -> Path:
+    """Codes ``[N, m]`` as ``.npy``, or a table of ``row``, ``file`` (where ``names``, an
+    image folder's files, are given) and z1..zm."""
     path = Path(path)
     array = codes.detach().cpu().double().numpy()
     suffix = path.suffix.lower()
     if suffix == ".npy":
         return write_npy(path, array)
-    if suffix in (".csv", ".parquet"):
-        return write_table(path, array, [f"z{j + 1}" for j in range(array.shape[1])])
-    raise DataError(f"-o {path}: codes are written as .npy, .csv or .parquet")
+    if suffix not in (".csv", ".parquet"):
+        raise DataError(f"-o {path}: codes are written as .npy, .csv or .parquet")
+    z = [f"z{j + 1}" for j in range(array.shape[1])]
+    ids: dict[str, list] = {"row": list(range(array.shape[0]))}
+    if names is not None:
+        ids["file"] = [printable(name) for name in names]
+    if suffix == ".csv":
+        rows = [[*ids, *z]]
+        for i, values in enumerate(array):
+            rows.append([str(column[i]) for column in ids.values()] + [f"{v:.9g}" for v in values])
+        atomic_write_bytes(path, csv_bytes(rows))
+        return path
+    pa, pq = _pyarrow(path)
+    columns = {name: pa.array(values) for name, values in ids.items()}
+    columns |= {name: pa.array(array[:, j]) for j, name in enumerate(z)}
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(columns), buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def _pyarrow(path: Path):
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(f"{path}: Parquet needs pyarrow: pip install 'vaekit[parquet]'") from None
+    return pa, pq
+
+
+def read_code_table(path: Path, latent_dim: int) -> np.ndarray | None:
+    """The z1..zm columns of a CSV or Parquet table that holds others beside them
+    (``encode``'s ``row`` and ``file``), ``[N, m]``; None for any other file (read as a
+    whole by ``read_codes``)."""
+    suffix, z = path.suffix.lower(), [f"z{j + 1}" for j in range(latent_dim)]
+    if suffix not in (".csv", ".parquet") or not path.is_file():
+        return None
+    if suffix == ".parquet":
+        _, pq = _pyarrow(path)
+        try:
+            names = pq.read_schema(path).names
+        except Exception:  # not Parquet: read_codes names the problem
+            return None
+        if not set(z) <= set(names) or len(names) == len(z):
+            return None
+        table = pq.read_table(path, columns=z)
+        values = np.stack([table.column(c).to_numpy().astype(np.float64) for c in z], axis=1)
+        return _checked_codes(path, values, latent_dim)
+    rows = [r for r in read_csv_rows(path) if any(c.strip() for c in r)]
+    header = [c.strip() for c in rows[0]] if rows else []
+    if not set(z) <= set(header) or len(header) == len(z):
+        return None
+    where = [header.index(c) for c in z]
+    values = np.empty((len(rows) - 1, latent_dim))
+    for i, row in enumerate(rows[1:]):
+        for j, column in enumerate(where):
+            cell = row[column] if column < len(row) else ""
+            try:
+                values[i, j] = float(cell)
+            except ValueError:
+                raise DataError(
+                    f"{path}: row {i + 2}, column {z[j]!r}: {cell!r} is not a number"
+                ) from None
+    return _checked_codes(path, values, latent_dim)
+
+
+def _checked_codes(path: Path, values: np.ndarray, latent_dim: int) -> np.ndarray:
+    if values.shape[0] == 0 or not np.isfinite(values).all():
+        raise DataError(f"{path}: expected finite codes z1..z{latent_dim} in at least one row")
+    return values
 
 
 def _batched(
@@ -115,19 +193,26 @@ def _read_preprocessed(path: Path, shape: tuple[int, ...]) -> NewData:
     return NewData(path, x, "array", ".npy", tuple(array.shape[1:]))
 
 
+@renamed_keywords(
+    input_path="data", output_path="output", log_var_path="log_var", sample_path="sample"
+)
 @torch.no_grad()
 def encode_array(
     run: str | Path,
-    input_path: str | Path,
-    output_path: str | Path,
-    log_var_path: str | Path | None = None,
-    sample_path: str | Path | None = None,
+    data: str | Path,
+    output: str | Path,
+    *,
+    log_var: str | Path | None = None,
+    sample: str | Path | None = None,
     preprocessed: bool = False,
     seed: int = 0,
     batch_size: int = 1000,
     trust_scale: bool = False,
 ) -> list[Path]:
-    """Write posterior means (and optionally log-variances and a draw) of new data's rows."""
+    """Write posterior means (and optionally log-variances and a draw) of ``data``'s rows to
+    ``output`` (``log_var``, ``sample``); a table output names each row's source (see the
+    module doc)."""
+    input_path, output_path, log_var_path, sample_path = data, output, log_var, sample
     outputs = {"output": output_path, "log_var": log_var_path, "sample": sample_path}
     check_outputs(outputs, inputs=[run, input_path])
     model = load(run)
@@ -152,12 +237,12 @@ def encode_array(
         draw = q.mean + (eps.unsqueeze(-2) @ q.scale_tril.transpose(-1, -2)).squeeze(-2)
         return q.mean, q.variance.log(), draw
 
-    mean, log_var, draw = _batched(encode, x, batch_size, labels_for(model, new))
-    written = [_write_codes(output_path, mean)]
+    mean, log_variance, draw = _batched(encode, x, batch_size, labels_for(model, new))
+    written = [_write_codes(output_path, mean, new.names)]
     if log_var_path is not None:
-        written.append(_write_codes(log_var_path, log_var))
+        written.append(_write_codes(log_var_path, log_variance, new.names))
     if sample_path is not None:
-        written.append(_write_codes(sample_path, draw))
+        written.append(_write_codes(sample_path, draw, new.names))
     return written
 
 
@@ -172,17 +257,21 @@ def check_label(model, label: int | None) -> None:
         raise ValueError(f"{arg('label', label)}: the model has classes 0..{model.num_classes - 1}")
 
 
+@renamed_keywords(input_path="codes", output_path="output")
 @torch.no_grad()
 def decode_array(
     run: str | Path,
-    input_path: str | Path,
-    output_path: str | Path,
+    codes: str | Path,
+    output: str | Path,
+    *,
     batch_size: int = 1000,
     label: int | None = None,
 ) -> Path:
-    """Write E[x|z] in the data's units for codes ``[N, m]`` read from ``input_path``
-    (``.npy`` or a table); the output's suffix picks the format (see :func:`write_data`).
-    A conditional model decodes E[x|z,y] for the class ``label``, which it needs."""
+    """Write E[x|z] in the data's units for codes ``[N, m]`` read from ``codes`` (``.npy``
+    or a table: its z1..zm columns where it names them) to ``output``, whose suffix picks
+    the format (see :func:`write_data`). A conditional model decodes E[x|z,y] for the class
+    ``label``, which it needs."""
+    input_path, output_path = codes, output
     check_outputs({"output": output_path}, inputs=[run, input_path])
     model = load(run)
     if not model.has_continuous_latent:
@@ -193,8 +282,9 @@ def decode_array(
             f"(0..{model.num_classes - 1})"
         )
     check_label(model, label)
-    codes = read_codes(input_path, model.latent_dim)
-    z = torch.from_numpy(np.ascontiguousarray(codes)).to(next(model.parameters()).dtype)
+    table = read_code_table(Path(input_path), model.latent_dim)
+    values = table if table is not None else read_codes(input_path, model.latent_dim)
+    z = torch.from_numpy(np.ascontiguousarray(values)).to(next(model.parameters()).dtype)
     y = None if label is None else torch.full((z.shape[0],), label, dtype=torch.long)
     if model.config.columns:  # a mixed-type table: rows in its own types
         return write_decoded_rows(model, z, output_path)
@@ -203,16 +293,20 @@ def decode_array(
     return write_data(output_path, run_transform(info).to_data(mean), info)
 
 
+@renamed_keywords(input_path="data", output_path="output")
 @torch.no_grad()
 def reconstruct_data(
     run: str | Path,
-    input_path: str | Path,
-    output_path: str | Path,
+    data: str | Path,
+    output: str | Path,
+    *,
     seed: int = 0,
     batch_size: int = 1000,
     trust_scale: bool = False,
 ) -> Path:
-    """Write E[x | z = mu(x)] of new data in the data's units (see the module doc)."""
+    """Write E[x | z = mu(x)] of ``data`` in the data's units to ``output`` (see the module
+    doc)."""
+    input_path, output_path = data, output
     check_outputs({"output": output_path}, inputs=[run, input_path])
     model = load(run)
     columns = model.config.columns
