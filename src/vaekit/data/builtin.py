@@ -77,6 +77,7 @@ class Source:
     # file key -> MD5 of the file exactly as published (compressed); used where no hash of
     # the decompressed content is published (KMNIST, the CIFAR-10 tarball).
     file_md5: dict[str, str] = field(default_factory=dict)
+    classes: tuple[str, ...] = tuple(str(d) for d in range(10))  # label i's name
 
 
 def candidate_dirs(name: str, data_dir: str | None) -> list[tuple[Path, str]]:
@@ -283,6 +284,18 @@ MNIST = Source(
 )
 FASHION_MNIST = Source(
     name="fashion-mnist",
+    classes=(
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
     mirrors=["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
     files=MNIST.files,
     find=find_idx,
@@ -296,6 +309,8 @@ FASHION_MNIST = Source(
 )
 KMNIST = Source(
     name="kmnist",
+    # the hiragana お き す つ な は ま や れ を, romanised (plot fonts may lack the glyphs)
+    classes=("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
     mirrors=["http://codh.rois.ac.jp/kmnist/dataset/kmnist/"],
     files=MNIST.files,
     find=find_idx,
@@ -380,6 +395,18 @@ def check_cifar_download(filename: str, path: Path) -> None:
 
 CIFAR10 = Source(
     name="cifar10",
+    classes=(
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ),
     mirrors=["https://www.cs.toronto.edu/~kriz/"],
     files=[CIFAR_TARBALL],
     find=find_cifar,
@@ -494,9 +521,11 @@ def load_builtin(
     progress: bool = True,
 ) -> Dataset:
     found = obtain(source, data_dir, mirrors, progress)
-    return build_image_dataset(
+    dataset = build_image_dataset(
         source.name + variant.suffix, reader(found), variant, val_fraction, split_seed, description
     )
+    dataset.extra["classes"] = list(source.classes)  # shown in maps, legends and the explorer
+    return dataset
 
 
 def where_found(source: Source, data_dir: str | None) -> str | None:
