@@ -98,6 +98,11 @@ class Records:
                 f"{set_it} sets it)"
             )
         self._say(LEGEND)
+        self._say(
+            "train figures are means: a step line's over the steps since the previous line, an "
+            "epoch line's over the epoch (curves.png draws each at its interval's middle); val "
+            "figures are measured at the epoch's end"
+        )
 
     def _write(self, record: dict[str, Any]) -> None:
         """Append ``record`` to metrics.jsonl and its floats to TensorBoard (rank 0 only)."""
