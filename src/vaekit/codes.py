@@ -34,7 +34,6 @@ import torch
 from vaekit.checkpoint import load
 from vaekit.data.datasets import native_order
 from vaekit.data.errors import DataError
-from vaekit.data.files import read_csv_rows
 from vaekit.data.new_data import (
     NewData,
     csv_bytes,
@@ -87,48 +86,6 @@ def _pyarrow(path: Path):
     except ImportError:
         raise DataError(f"{path}: Parquet needs pyarrow: pip install 'vaekit[parquet]'") from None
     return pa, pq
-
-
-def read_code_table(path: Path, latent_dim: int) -> np.ndarray | None:
-    """The z1..zm columns of a CSV or Parquet table that holds others beside them
-    (``encode``'s ``row`` and ``file``), ``[N, m]``; None for any other file (read as a
-    whole by ``read_codes``)."""
-    suffix, z = path.suffix.lower(), [f"z{j + 1}" for j in range(latent_dim)]
-    if suffix not in (".csv", ".parquet") or not path.is_file():
-        return None
-    if suffix == ".parquet":
-        _, pq = _pyarrow(path)
-        try:
-            names = pq.read_schema(path).names
-        except Exception:  # not Parquet: read_codes names the problem
-            return None
-        if not set(z) <= set(names) or len(names) == len(z):
-            return None
-        table = pq.read_table(path, columns=z)
-        values = np.stack([table.column(c).to_numpy().astype(np.float64) for c in z], axis=1)
-        return _checked_codes(path, values, latent_dim)
-    rows = [r for r in read_csv_rows(path) if any(c.strip() for c in r)]
-    header = [c.strip() for c in rows[0]] if rows else []
-    if not set(z) <= set(header) or len(header) == len(z):
-        return None
-    where = [header.index(c) for c in z]
-    values = np.empty((len(rows) - 1, latent_dim))
-    for i, row in enumerate(rows[1:]):
-        for j, column in enumerate(where):
-            cell = row[column] if column < len(row) else ""
-            try:
-                values[i, j] = float(cell)
-            except ValueError:
-                raise DataError(
-                    f"{path}: row {i + 2}, column {z[j]!r}: {cell!r} is not a number"
-                ) from None
-    return _checked_codes(path, values, latent_dim)
-
-
-def _checked_codes(path: Path, values: np.ndarray, latent_dim: int) -> np.ndarray:
-    if values.shape[0] == 0 or not np.isfinite(values).all():
-        raise DataError(f"{path}: expected finite codes z1..z{latent_dim} in at least one row")
-    return values
 
 
 def _batched(
@@ -282,9 +239,8 @@ def decode_array(
             f"(0..{model.num_classes - 1})"
         )
     check_label(model, label)
-    table = read_code_table(Path(input_path), model.latent_dim)
-    values = table if table is not None else read_codes(input_path, model.latent_dim)
-    z = torch.from_numpy(np.ascontiguousarray(values)).to(next(model.parameters()).dtype)
+    codes = read_codes(input_path, model.latent_dim)
+    z = torch.from_numpy(np.ascontiguousarray(codes)).to(next(model.parameters()).dtype)
     y = None if label is None else torch.full((z.shape[0],), label, dtype=torch.long)
     if model.config.columns:  # a mixed-type table: rows in its own types
         return write_decoded_rows(model, z, output_path)

@@ -195,13 +195,13 @@ def save_samples(
             f"{n} prior samples: E[x|z], z ~ p(z)",
             cell=images.shape[-1],
         )
+    names = class_names(getattr(model, "data_info", None), model.num_classes)
     if label is not None:
         images = model.sample(n, generator=generator, y=label)
         return save_grid(
             image_grid(images),
             path,
-            f"{n} samples of class {class_names(model.data_info, label + 1)[label]}: "
-            "E[x|z,y], z ~ p(z|y)",
+            f"{n} samples of class {names[label]}: E[x|z,y], z ~ p(z|y)",
             cell=images.shape[-1],
         )
     per_class = max(1, n // model.num_classes)
@@ -211,7 +211,7 @@ def save_samples(
         image_grid(images, ncols=per_class),
         path,
         "samples per class (one row per class): E[x|z,y], z ~ p(z|y)",
-        row_labels=class_names(model.data_info, model.num_classes),
+        row_labels=names,
         cell=images.shape[-1],
     )
 
