@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from timing import best_seconds_per_call
-from vaekit.evaluate import choose_chunk_size
+from vaekit.evaluation.chunking import choose_chunk_size
 from vaekit.models import VAE, VAEConfig
 from vaekit.support.runtime import keep_freed_memory
 

@@ -257,7 +257,8 @@ def test_sixteen_bit_pngs_are_levels_0_to_65535_not_clipped(tmp_path):
     (tmp_path / "imgs").mkdir()
     for i, levels in enumerate(images):
         _png16(tmp_path / "imgs" / f"{i}.png", levels)
-    assert Image.open(tmp_path / "imgs" / "0.png").mode == "I;16"
+    with Image.open(tmp_path / "imgs" / "0.png") as image:
+        assert image.mode == "I;16"
     dataset = load_dataset(str(tmp_path / "imgs"))
     stored = torch.cat([dataset.train.x, dataset.val.x, dataset.test.x])
     assert sorted(map(tuple, stored.reshape(10, -1).tolist())) == sorted(

@@ -13,7 +13,7 @@ import torch
 import vaekit.support.memory
 from helpers import tiny
 from vaekit.cli import main
-from vaekit.evaluate import decoder_floats_per_row
+from vaekit.evaluation.chunking import decoder_floats_per_row
 from vaekit.models import build_model
 from vaekit.support.memory import MemoryEstimateError
 from vaekit.training import train

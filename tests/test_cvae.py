@@ -175,12 +175,12 @@ def test_train_evaluate_and_sample_a_class_from_the_cli(tmp_path, capsys):
     assert vaekit.cli.main([*argv, "--data", str(tmp_path / "x.npy")]) == 0
     printed = capsys.readouterr().out
     assert "log p(x) = log (1/C) sum_y p(x|y)" in printed and "C = 10" in printed
-    rows = list(csv.DictReader(out.open()))
+    rows = list(csv.DictReader(out.read_text().splitlines()))
     assert len(rows) == 12 and all(0 <= int(r["most_likely_class"]) < 10 for r in rows)
     marginal = np.array([float(r["nll_nats"]) for r in rows])
     assert vaekit.cli.main([*argv, "--data", str(tmp_path / "xy.npz")]) == 0
     assert "log p(x|y) with the data's labels" in capsys.readouterr().out
-    rows = list(csv.DictReader(out.open()))
+    rows = list(csv.DictReader(out.read_text().splitlines()))
     assert "most_likely_class" not in rows[0]
     assert np.isfinite([float(r["nll_nats"]) for r in rows]).all() and np.isfinite(marginal).all()
     # Labels that are no classes of the model: one line naming the file, nothing written.

@@ -1,7 +1,9 @@
-"""Built-in sets from the shared files (skipped when ../shared/datasets is absent) and the
+"""Built-in sets from the shared files (skipped unless $VAEKIT_DATA_DIR, or
+../shared/datasets by default, holds mnist/ and fashion-mnist/) and the
 `vaekit datasets` table. Reading a 60k-image IDX file takes seconds: done twice in all."""
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -13,18 +15,29 @@ from vaekit.data import load_dataset
 from vaekit.data import sources as sources_module
 from vaekit.data.idx import write_idx
 
-# ../shared/datasets beside the project (one level further up from a git worktree)
-SHARED = next(
-    (
-        p / "shared" / "datasets"
-        for p in Path(__file__).resolve().parents[2:4]
-        if (p / "shared" / "datasets").is_dir()
-    ),
-    Path(__file__).resolve().parents[2] / "shared" / "datasets",
-)
+
+def _shared_datasets() -> Path:
+    """The folder holding mnist/ and fashion-mnist/: $VAEKIT_DATA_DIR if set (as the data
+    loader reads it), else ../shared/datasets beside the project (one level further up from
+    a git worktree)."""
+    env = os.environ.get("VAEKIT_DATA_DIR")
+    if env:
+        return Path(env)
+    return next(
+        (
+            p / "shared" / "datasets"
+            for p in Path(__file__).resolve().parents[2:4]
+            if (p / "shared" / "datasets").is_dir()
+        ),
+        Path(__file__).resolve().parents[2] / "shared" / "datasets",
+    )
+
+
+SHARED = _shared_datasets()
 needs_shared = pytest.mark.skipif(
     not (SHARED / "fashion-mnist").is_dir() or not (SHARED / "mnist").is_dir(),
-    reason=f"shared datasets not found at {SHARED}",
+    reason=f"the MNIST and Fashion-MNIST files are not in {SHARED}/mnist and "
+    f"{SHARED}/fashion-mnist: set VAEKIT_DATA_DIR to the folder that holds them",
 )
 
 
@@ -40,6 +53,7 @@ def test_fashion_mnist_from_the_shared_files():
     labels = write_idx(data.test.y.to(torch.uint8).numpy())
     assert hashlib.sha256(labels).hexdigest() == builtin_module.FASHION_MNIST.hashes["test_y"]
     assert sorted(data.train.y.unique().tolist()) == list(range(10))
+    assert data.info()["classes"][:2] == ["T-shirt/top", "Trouser"]  # names for label 0, 1
 
 
 @needs_shared

@@ -120,7 +120,11 @@ def test_cli_pack_then_train_and_verify(tmp_path, capsys):
     config = json.loads((run / "config.json").read_text())
     assert config["data"]["name"] == str(out)
     assert np.isfinite(
-        [r["val_elbo"] for r in map(json.loads, (run / "metrics.jsonl").open()) if "val_elbo" in r]
+        [
+            r["val_elbo"]
+            for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+            if "val_elbo" in r
+        ]
     ).all()
 
 

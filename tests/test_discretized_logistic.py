@@ -20,7 +20,8 @@ from vaekit.config import Config, ConfigError, apply_overrides
 from vaekit.data import DataError, Dataset, Split, load_dataset
 from vaekit.data.transforms import Dequantize, Levels, Standardize
 from vaekit.distributions import LIKELIHOODS
-from vaekit.evaluate import bits_per_dim, evaluate, evaluate_run
+from vaekit.evaluate import evaluate, evaluate_run
+from vaekit.evaluation.likelihood_space import bits_per_dim
 from vaekit.training import train
 
 NAMES = ["discretized-logistic", "discretized-logistic-mixture"]

@@ -125,7 +125,7 @@ def test_the_table_quickstart_runs(tmp_path, monkeypatch):
     ran = _run_block(_block(QUICKSTART, "quickstart: table"), FEW_STEPS)
     assert ran == ["train", "evaluate", "encode", "score"]
     header = (tmp_path / "codes.csv").read_text().splitlines()[0]
-    assert header.startswith("z1,")
+    assert header.startswith("row,z1,")  # each code names its source row
     assert len((tmp_path / "scores.csv").read_text().splitlines()) == 12 + 1
 
 

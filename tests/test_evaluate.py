@@ -15,17 +15,15 @@ from torch import nn
 from helpers import LIKELIHOOD_NAMES
 from vaekit.data import Dataset, Split
 from vaekit.data.transforms import Dequantize, DynamicBinarize, Transform
-from vaekit.evaluate import (
+from vaekit.evaluate import evaluate
+from vaekit.evaluation.chunking import choose_chunk_size, decoder_floats_per_row
+from vaekit.evaluation.latent_statistics import (
     active_units,
     aggregate_posterior_stats,
-    bits_per_dim,
-    choose_chunk_size,
-    decoder_floats_per_row,
-    evaluate,
     gaussian_kl_to_standard_normal,
     latent_statistics,
-    standard_error,
 )
+from vaekit.evaluation.likelihood_space import bits_per_dim, standard_error
 from vaekit.feature_net import frechet_distance
 from vaekit.models import VAE, VAEConfig
 
@@ -327,7 +325,6 @@ def test_active_units_of_monte_carlo_means_discount_their_sampling_noise():
     # Unit 0 carries x (true means spread with variance 1); unit 1 ignores it (true mean 0,
     # posterior variance 1). Estimated from S = 32 draws, unit 1's means spread with variance
     # 1/32 > 0.01: counted raw it looks active; with the noise subtracted it is not.
-    from vaekit.evaluate import active_units
 
     g = torch.Generator().manual_seed(0)
     n, draws = 20000, 32
@@ -343,7 +340,6 @@ def test_a_hierarchical_models_active_units_are_not_inflated_by_its_draws():
     # An untrained two-layer model on constant inputs: every posterior mean is the same for
     # all x, so no unit is active, although its Monte-Carlo means scatter.
     from helpers import tiny_model
-    from vaekit.evaluate import latent_statistics
 
     torch.manual_seed(0)
     model = tiny_model("hvae", data_shape=(1, 8, 8)).eval()

@@ -20,7 +20,8 @@ from vaekit.checkpoint import load, save_model
 from vaekit.cli import main
 from vaekit.config import Config, apply_overrides, to_dict
 from vaekit.data import load_dataset
-from vaekit.evaluate import latent_statistics, load_run
+from vaekit.evaluate import load_run
+from vaekit.evaluation.latent_statistics import latent_statistics
 from vaekit.explore import UnsupportedLayerError, build_explorer, decoder_program
 from vaekit.explore.decoder_spec import Programs, run_program
 from vaekit.models import VAE, VAEConfig, build_model

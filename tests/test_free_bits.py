@@ -90,7 +90,7 @@ def test_hvae_kl_groups_are_its_layers(inference):
     assert terms.kl_groups.shape == (5, 2)
     assert torch.allclose(terms.kl_groups.sum(-1), terms.kl)
     # a lambda above both layers' KL: the loss charges exactly lambda per layer
-    lam = float(terms.kl_groups.mean(0).max()) + 10.0
+    lam = float(terms.kl_groups.mean(0).max().detach()) + 10.0
     torch.manual_seed(1)
     loss, metrics = NegativeELBO(free_bits=lam)(model, x)
     assert float(metrics["kl_free_bits"]) == pytest.approx(2 * lam)

@@ -173,7 +173,7 @@ def test_bad_configs_name_the_field():
 
 
 def test_evaluate_counts_active_units_per_layer():
-    from vaekit.evaluate import latent_statistics
+    from vaekit.evaluation.latent_statistics import latent_statistics
 
     torch.manual_seed(0)
     config = HVAEConfig(

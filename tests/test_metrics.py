@@ -90,10 +90,12 @@ def test_cli_print_takes_labels_and_units_from_the_table(evaluated):
                 "model space:",
                 "bits/dim basis:",
                 "note:",
+                "beside ",  # the nll beside its references (vaekit.evaluation.references)
             )
         )
     ]
     assert any(line.strip().startswith("space: ") for line in lines)  # the space is named
+    assert any(line.strip().startswith("beside nll ") for line in lines)
     shown = list(shown_metrics(result))
     assert len(rows) == len(shown) >= 9
     for line, (entry, value) in zip(rows, shown, strict=True):

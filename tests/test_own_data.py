@@ -92,7 +92,8 @@ def test_table_all_the_way_round_from_the_cli(table_run, capsys):
 
     assert main(["encode", run, str(tmp / "new.csv"), "-o", str(tmp / "z.csv")]) == 0
     header, codes = read_csv(tmp / "z.csv")
-    assert header == ["z1", "z2"] and codes.shape == (40, 2)
+    assert header == ["row", "z1", "z2"] and codes.shape == (40, 3)
+    assert codes[:, 0].tolist() == [str(i) for i in range(40)]  # each code's source row
 
     assert main(["decode", run, str(tmp / "z.csv"), "-o", str(tmp / "dec.csv")]) == 0
     header, decoded = read_csv(tmp / "dec.csv")
@@ -168,6 +169,11 @@ def _has_pyarrow():
     return True
 
 
+def _pixels(path):
+    with Image.open(path) as image:
+        return np.asarray(image)
+
+
 def stripes(rng, n):
     """[n, 8, 8] uint8 images: bright horizontal stripes on even rows, a little noise."""
     x = np.zeros((n, 8, 8))
@@ -231,7 +237,7 @@ def test_images_all_the_way_round_from_the_cli(image_run, capsys):
     assert header[:3] == ["row", "file", "ood"] and scores[0, 1] == "in/in0.png"
 
     # the same images scaled to [0, 1] are refused: the model was trained on 8-bit levels
-    arrays = np.stack([np.asarray(Image.open(p)) for p in sorted((tmp / "new" / "in").iterdir())])
+    arrays = np.stack([_pixels(p) for p in sorted((tmp / "new" / "in").iterdir())])
     np.save(tmp / "unit.npy", arrays / 255.0)
     assert main(["encode", run, str(tmp / "unit.npy"), "-o", str(tmp / "never.npy")]) == 2
     err = capsys.readouterr().err

@@ -18,7 +18,13 @@ from PIL import Image
 from vaekit import feature_net
 from vaekit.checkpoint import load
 from vaekit.cli import main
-from vaekit.report.curves import read_metrics, save_training_curves
+from vaekit.report.curves import (
+    epoch_curve,
+    interval_midpoints,
+    read_metrics,
+    save_training_curves,
+    step_curve,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -270,6 +276,23 @@ def test_training_curves_tolerate_step_records_and_extra_keys(tmp_path):
     path.write_text('{"epoch": 1}\nnot json\n')
     with pytest.raises(ValueError, match=r"metrics.jsonl: line 2"):
         read_metrics(path)
+
+
+def test_interval_means_are_drawn_at_the_middle_of_their_interval():
+    # log_every 4 over 2 epochs of 8 steps: each step record is the mean of the 4 steps
+    # since the previous one, so it belongs at their middle, 2 steps before its own step
+    steps = [
+        {"kind": "step", "step": s, "epoch": 1 + (s - 1) // 8, "elbo": -s} for s in (4, 8, 12, 16)
+    ]
+    epochs = [
+        {"epoch": 1, "step": 8, "train_elbo": -5.0, "val_elbo": -4.0},
+        {"epoch": 2, "step": 16, "train_elbo": -3.0, "val_elbo": -2.5},
+    ]
+    assert interval_midpoints(steps) == [2.0, 6.0, 10.0, 14.0]
+    xs, ys = step_curve(epochs, steps, "elbo")
+    assert xs == [0.25, 0.75, 1.25, 1.75] and ys == [-4, -8, -12, -16]  # in epochs (8 steps)
+    assert epoch_curve(epochs, "train", "elbo") == ([0.5, 1.5], [-5.0, -3.0])  # mid-epoch
+    assert epoch_curve(epochs, "val", "elbo") == ([1, 2], [-4.0, -2.5])  # measured at the end
 
 
 def _chromium_available() -> str | None:

@@ -115,7 +115,8 @@ def test_tiny_images_are_enlarged_by_whole_pixels(run, tmp_path):
     assert pixel_scale(16 * 33 + 1, 32) == 1  # 16 CIFAR images: twice would not fit
     values = np.random.default_rng(0).integers(0, 200, size=(16, 16, 1)) / 255.0
     path = save_grid(values.astype(np.float32), tmp_path / "g.png", "", cell=8)
-    pixels = np.asarray(Image.open(path).convert("L")).astype(int)
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("L")).astype(int)
     rows, cols = np.nonzero(pixels < 250)  # the picture: every value is below 200/255
     top, left = rows.min(), cols.min()
     assert (rows.max() - top + 1, cols.max() - left + 1) == (96, 96)  # 16 px x 6

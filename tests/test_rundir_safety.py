@@ -130,6 +130,7 @@ def test_a_second_writer_gets_the_pid_of_the_first_and_sigkill_leaves_no_stale_l
     finally:
         holder.kill()  # SIGKILL: the operating system drops the lock with the process
         holder.wait()
+        holder.stdout.close()
     with rundir.RunLock().acquire(run):
         pass
     train(tiny("train.epochs=2"), resume=run, **QUIET)

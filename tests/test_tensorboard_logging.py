@@ -107,7 +107,8 @@ def test_projector_has_posterior_means_labels_and_sprite(run):
     labels = (logdir / embedding.metadata_path).read_text().split()
     assert labels == [str(v) for v in dataset.test.y.tolist()]
     assert list(embedding.sprite.single_image_dim) == [32, 32]
-    sprite = np.asarray(Image.open(logdir / embedding.sprite.image_path))
+    with Image.open(logdir / embedding.sprite.image_path) as image:
+        sprite = np.asarray(image)
     side = math.ceil(math.sqrt(300)) * 32
     assert sprite.shape[:2] == (side, side)
     # Tile k of the sprite is input image k (scaled up), row-major.

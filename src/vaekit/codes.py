@@ -13,12 +13,18 @@
   input (CSV in, CSV out; ``.npy`` in, ``.npy`` out, rows in the input's shape; an image
   folder in, 8-bit PNGs of the same names out), or as the output's suffix asks.
 
-Codes are written as ``.npy`` (float32) or, for a ``.csv``/``.parquet`` output, as columns
-z1..zm. Every file is written atomically; nothing is pickled.
+Codes are written as ``.npy`` (float32, rows in the input's order) or, for a
+``.csv``/``.parquet`` output, as columns ``row`` (from 0), ``file`` (an image folder's file,
+relative to the folder) and z1..zm; ``decode`` reads such a table's z columns back. Every file
+is written atomically; nothing is pickled.
+
+The run-level functions take their arguments in one order, as ``vaekit.evaluate.evaluate_run``
+and ``vaekit.score.score_run`` do: ``(run, data, output, *, options)``.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -30,21 +36,49 @@ from vaekit.data.errors import DataError
 from vaekit.data.new_data import NewData, read_codes, read_new_data
 from vaekit.data.splits import native_order
 from vaekit.data.transforms import run_transform
-from vaekit.data.writers import write_data, write_npy, write_table
+from vaekit.data.writers import csv_bytes, printable, write_data, write_npy
 from vaekit.impute import write_decoded_rows
 from vaekit.outputs import check_outputs
-from vaekit.support.spelling import arg, spell
+from vaekit.rundir import atomic_write_bytes
+from vaekit.support.spelling import arg, renamed_keywords, spell
 
 
-def _write_codes(path: str | Path, codes: torch.Tensor) -> Path:
+def _write_codes(path: str | Path, codes: torch.Tensor, names: list[str] | None = None) -> Path:
+    """Codes ``[N, m]`` as ``.npy``, or a table of ``row``, ``file`` (where ``names``, an
+    image folder's files, are given) and z1..zm."""
     path = Path(path)
     array = codes.detach().cpu().double().numpy()
     suffix = path.suffix.lower()
     if suffix == ".npy":
         return write_npy(path, array)
-    if suffix in (".csv", ".parquet"):
-        return write_table(path, array, [f"z{j + 1}" for j in range(array.shape[1])])
-    raise DataError(f"-o {path}: codes are written as .npy, .csv or .parquet")
+    if suffix not in (".csv", ".parquet"):
+        raise DataError(f"-o {path}: codes are written as .npy, .csv or .parquet")
+    z = [f"z{j + 1}" for j in range(array.shape[1])]
+    ids: dict[str, list] = {"row": list(range(array.shape[0]))}
+    if names is not None:
+        ids["file"] = [printable(name) for name in names]
+    if suffix == ".csv":
+        rows = [[*ids, *z]]
+        for i, values in enumerate(array):
+            rows.append([str(column[i]) for column in ids.values()] + [f"{v:.9g}" for v in values])
+        atomic_write_bytes(path, csv_bytes(rows))
+        return path
+    pa, pq = _pyarrow(path)
+    columns = {name: pa.array(values) for name, values in ids.items()}
+    columns |= {name: pa.array(array[:, j]) for j, name in enumerate(z)}
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(columns), buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def _pyarrow(path: Path):
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(f"{path}: Parquet needs pyarrow: pip install 'vaekit[parquet]'") from None
+    return pa, pq
 
 
 def _batched(
@@ -109,19 +143,26 @@ def _read_preprocessed(path: Path, shape: tuple[int, ...]) -> NewData:
     return NewData(path, x, "array", ".npy", tuple(array.shape[1:]))
 
 
+@renamed_keywords(
+    input_path="data", output_path="output", log_var_path="log_var", sample_path="sample"
+)
 @torch.no_grad()
 def encode_array(
     run: str | Path,
-    input_path: str | Path,
-    output_path: str | Path,
-    log_var_path: str | Path | None = None,
-    sample_path: str | Path | None = None,
+    data: str | Path,
+    output: str | Path,
+    *,
+    log_var: str | Path | None = None,
+    sample: str | Path | None = None,
     preprocessed: bool = False,
     seed: int = 0,
     batch_size: int = 1000,
     trust_scale: bool = False,
 ) -> list[Path]:
-    """Write posterior means (and optionally log-variances and a draw) of new data's rows."""
+    """Write posterior means (and optionally log-variances and a draw) of ``data``'s rows to
+    ``output`` (``log_var``, ``sample``); a table output names each row's source (see the
+    module doc)."""
+    input_path, output_path, log_var_path, sample_path = data, output, log_var, sample
     outputs = {"output": output_path, "log_var": log_var_path, "sample": sample_path}
     check_outputs(outputs, inputs=[run, input_path])
     model = load(run)
@@ -146,12 +187,12 @@ def encode_array(
         draw = q.mean + (eps.unsqueeze(-2) @ q.scale_tril.transpose(-1, -2)).squeeze(-2)
         return q.mean, q.variance.log(), draw
 
-    mean, log_var, draw = _batched(encode, x, batch_size, labels_for(model, new))
-    written = [_write_codes(output_path, mean)]
+    mean, log_variance, draw = _batched(encode, x, batch_size, labels_for(model, new))
+    written = [_write_codes(output_path, mean, new.names)]
     if log_var_path is not None:
-        written.append(_write_codes(log_var_path, log_var))
+        written.append(_write_codes(log_var_path, log_variance, new.names))
     if sample_path is not None:
-        written.append(_write_codes(sample_path, draw))
+        written.append(_write_codes(sample_path, draw, new.names))
     return written
 
 
@@ -166,17 +207,21 @@ def check_label(model, label: int | None) -> None:
         raise ValueError(f"{arg('label', label)}: the model has classes 0..{model.num_classes - 1}")
 
 
+@renamed_keywords(input_path="codes", output_path="output")
 @torch.no_grad()
 def decode_array(
     run: str | Path,
-    input_path: str | Path,
-    output_path: str | Path,
+    codes: str | Path,
+    output: str | Path,
+    *,
     batch_size: int = 1000,
     label: int | None = None,
 ) -> Path:
-    """Write E[x|z] in the data's units for codes ``[N, m]`` read from ``input_path``
-    (``.npy`` or a table); the output's suffix picks the format (see :func:`write_data`).
-    A conditional model decodes E[x|z,y] for the class ``label``, which it needs."""
+    """Write E[x|z] in the data's units for codes ``[N, m]`` read from ``codes`` (``.npy``
+    or a table: its z1..zm columns where it names them) to ``output``, whose suffix picks
+    the format (see :func:`write_data`). A conditional model decodes E[x|z,y] for the class
+    ``label``, which it needs."""
+    input_path, output_path = codes, output
     check_outputs({"output": output_path}, inputs=[run, input_path])
     model = load(run)
     if not model.has_continuous_latent:
@@ -197,16 +242,20 @@ def decode_array(
     return write_data(output_path, run_transform(info).to_data(mean), info)
 
 
+@renamed_keywords(input_path="data", output_path="output")
 @torch.no_grad()
 def reconstruct_data(
     run: str | Path,
-    input_path: str | Path,
-    output_path: str | Path,
+    data: str | Path,
+    output: str | Path,
+    *,
     seed: int = 0,
     batch_size: int = 1000,
     trust_scale: bool = False,
 ) -> Path:
-    """Write E[x | z = mu(x)] of new data in the data's units (see the module doc)."""
+    """Write E[x | z = mu(x)] of ``data`` in the data's units to ``output`` (see the module
+    doc)."""
+    input_path, output_path = data, output
     check_outputs({"output": output_path}, inputs=[run, input_path])
     model = load(run)
     columns = model.config.columns

@@ -6,33 +6,15 @@
   expectation that tightens as K grows. ``nll_stderr`` is its standard error across
   examples: ``std(log p_hat(x_i), ddof=1) / sqrt(N)``.
 * ``elbo``, ``log_px_z``, ``kl``: nats per example (the ELBO with one Monte-Carlo draw).
-* Spaces. ``nll``, ``elbo`` and ``log_px_z`` are of the data *as given* (``space`` says
-  which): the model sees x = transform(v), and the change of variables adds the transform's
-  term c = ``Transform.log_data_scale`` (log p(v) = log p(x) - c): sum_d log std_d for a
-  standardised table (its own units), D log(levels) for dequantised levels (then nll is the
-  dequantisation bound on -log P(v) of the discrete levels, Theis et al. 2016), 0 for binary
-  data. Where c != 0 the model-space figures are kept as ``nll_model_space``,
-  ``elbo_model_space``, ``log_px_z_model_space``, named by ``model_space``.
-* ``bits_per_dim``: the nll of the *discrete* data in bits per dimension. For a discrete
-  likelihood (a discretised logistic on the levels themselves, or Bernoulli on binary data):
-  exactly nll / (D log 2). For a density on dequantised data with ``levels`` grey levels
-  scaled to [0, 1]: (nll_model_space + D log(levels)) / (D log 2), the dequantisation bound
-  of Theis et al. (2016), which equals the data-space nll / (D log 2).
-  ``bits_per_dim_basis`` says which.
-* ``kl_per_dim``: mean over examples of the KL of each latent coordinate's *marginal*
-  q(z_j|x) = N(mu_j, Sigma_jj) from N(0, 1), nats per example. For the diagonal posterior the
-  coordinates are independent and these sum to ``kl`` exactly (up to Monte-Carlo-free float
-  error). For the full-covariance posterior the total KL is the sum of the marginal KLs
-  plus ``kl_correlation`` = KL(q(z|x) || prod_j q(z_j|x)) = -log|Corr| / 2 >= 0, reported
-  separately, because p(z) = N(0, I) factorises.
-* ``active_units``: the number of latent coordinates j with Var_x(E_q[z_j|x]) > 0.01
-  (Burda et al. 2015, §5.2): a unit whose posterior mean ignores x carries no information.
-  Where E_q[z_j|x] is a Monte-Carlo estimate from S draws (a flow posterior, a hierarchical
-  model), its sampling variance mean_x Var_q(z_j|x) / S is subtracted first.
-* ``aggregate_posterior``: moments of q(z) = mean_x q(z|x) against the prior N(0, I): its
-  mean m = mean_x mu(x) and covariance C = Cov_x(mu(x)) + mean_x Sigma(x) (law of total
-  covariance, exact, no sampling); ``mean_norm`` = ||m||, ``cov_frobenius_to_identity`` =
-  ||C - I||_F, and ``kl_gaussian_fit_to_prior`` = KL(N(m, C) || N(0, I)) in nats.
+* Spaces and bits: ``nll``, ``elbo`` and ``log_px_z`` are of the data *as given* (``space``
+  says which; the model-space figures are kept where they differ); ``bits_per_dim`` is the
+  nll of the discrete data in bits per dimension, ``bits_per_dim_basis`` says how
+  (:mod:`vaekit.evaluation.likelihood_space`).
+* ``references``: what the nll is read against, in its space: uniform noise, independent
+  dimensions fitted on the training split, the preset's and the published record
+  (:mod:`vaekit.evaluation.references`).
+* ``kl_per_dim``, ``kl_correlation``, ``active_units``, ``aggregate_posterior``: the latent
+  space over the examples (defined in :mod:`vaekit.evaluation.latent_statistics`).
 * ``frechet_classifier_distance`` (FCD): the Fréchet distance between Gaussians fitted to
   the features of real test images and of generated ones E[x|z], z ~ N(0, I), in the feature
   space of vaekit's own small classifier (``vaekit.feature_net``). Not FID: FID uses the
@@ -52,12 +34,15 @@ from typing import Any
 import torch
 
 from vaekit.data import DataError, Dataset
+from vaekit.evaluation.chunking import DEFAULT_MEMORY_BUDGET_MB, choose_chunk_size
+from vaekit.evaluation.latent_statistics import latent_statistics
+from vaekit.evaluation.likelihood_space import likelihood_results, to_data_space
+from vaekit.evaluation.references import references
 from vaekit.metrics import units_of
 from vaekit.models import Model
 from vaekit.support.progress import format_seconds, progress_bar
 from vaekit.support.runtime import keep_freed_memory
 
-ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2015), §5.2
 # `vaekit evaluate`'s settings. Quick (the default, and the end-of-training report's): K = 100
 # on at most 1000 examples, 10^5 decoded rows, seconds on 2 CPU cores even for a conv model
 # (about 8,500 rows per second). The IWAE bound's gain from K = 100 to K = 5000 is well under
@@ -66,9 +51,6 @@ ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2015), §5.2
 # example, the number to publish; 50 times the draws on every example, minutes to hours.
 QUICK_NUM_SAMPLES, QUICK_MAX_EXAMPLES = 100, 1000
 FINAL_NUM_SAMPLES = 5000
-# MiB per decoder call. Small on purpose: on CPU, calls of ~1000 rows stay in cache and ran
-# faster than calls of ~20,000 rows (benchmarks/RESULTS.md); raise it on a GPU.
-DEFAULT_MEMORY_BUDGET_MB = 32
 
 
 def load_run(run: str | Path, data_dir: str | None = None) -> tuple[Model, Dataset]:
@@ -110,144 +92,6 @@ def _is_discrete(model) -> bool:
     return bool(getattr(getattr(model, "likelihood", None), "discrete", False))
 
 
-def decoder_floats_per_row(model: Model) -> int:
-    """Floats held per decoded latent row while evaluating log p(x|z): every decoder module's
-    output for one z (measured with forward hooks), plus the data-sized temporaries of the
-    likelihood's ``log_prob``: four (difference, square, scaled, log-density) unless the
-    likelihood states its own ``log_density_temporaries``."""
-    p = next(model.parameters())
-    total = 0
-
-    def count(_module, _inputs, output) -> None:
-        nonlocal total
-        if torch.is_tensor(output):
-            total += output.numel()
-
-    hooks = [m.register_forward_hook(count) for m in model.modules()]
-    try:
-        with torch.no_grad():
-            z = torch.zeros(1, model.latent_dim, dtype=p.dtype, device=p.device)
-            y = torch.zeros(1, dtype=torch.long, device=p.device) if model.takes_labels else None
-            model.decode_mean(z, y=y)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    temporaries = getattr(model.likelihood, "log_density_temporaries", 4)
-    return total + temporaries * math.prod(model.data_shape) + 4 * model.latent_dim
-
-
-def choose_chunk_size(
-    model: Model, batch_size: int, num_samples: int, memory_budget_mb: float
-) -> int:
-    """Importance samples per decoder call so that one call's ``chunk * batch_size`` rows stay
-    within ``memory_budget_mb`` MiB: ``floor(budget / (batch * bytes per row))``, at least 1."""
-    element = next(model.parameters()).element_size()
-    bytes_per_row = decoder_floats_per_row(model) * element
-    rows = int(memory_budget_mb * 2**20 // bytes_per_row)
-    return max(1, min(num_samples, rows // max(1, batch_size)))
-
-
-def standard_error(values: torch.Tensor) -> float:
-    """Standard error of the mean: ``std(values, ddof=1) / sqrt(N)``; nan for N < 2."""
-    n = values.numel()
-    if n < 2:
-        return float("nan")
-    return float(values.double().std(unbiased=True) / math.sqrt(n))
-
-
-def active_units(
-    mu: torch.Tensor,
-    threshold: float = ACTIVE_UNIT_THRESHOLD,
-    noise_variance: torch.Tensor | None = None,
-) -> tuple[int, list]:
-    """Burda et al.'s active units from posterior means ``mu [N, m]``.
-
-    Returns the count of j with Var_x(E_q[z_j|x]) > ``threshold`` and those per-coordinate
-    variances (population variance over the N examples). Where ``mu`` are Monte-Carlo
-    estimates, ``noise_variance [m]`` is the mean over x of their sampling variance
-    (Var_q(z_j|x) / S for S draws): it is subtracted, since the variance over x of a noisy
-    mean is the variance of the true means plus the noise's (with S = 32 draws, a unit the
-    model does not use would otherwise show 1/32 > 0.01 and count as active).
-    """
-    variance = mu.double().var(dim=0, unbiased=False)
-    if noise_variance is not None:
-        variance = (variance - noise_variance.double()).clamp_min(0.0)
-    return int((variance > threshold).sum()), variance.tolist()
-
-
-def gaussian_kl_to_standard_normal(mean: torch.Tensor, cov: torch.Tensor) -> float:
-    """KL(N(mean, cov) || N(0, I)) = (tr C + ||m||^2 - d - log|C|) / 2 in nats (float64)."""
-    mean, cov = mean.double(), cov.double()
-    d = mean.numel()
-    log_det = torch.linalg.slogdet(cov).logabsdet
-    return float(0.5 * (torch.trace(cov) + mean.square().sum() - d - log_det))
-
-
-def aggregate_posterior_stats(mu: torch.Tensor, mean_cov: torch.Tensor) -> dict[str, Any]:
-    """Moments of q(z) = mean_x q(z|x) from ``mu [N, m]`` and mean_x Sigma(x) ``[m, m]``."""
-    mu = mu.double()
-    mean = mu.mean(dim=0)
-    centred = mu - mean
-    cov = centred.T @ centred / mu.shape[0] + mean_cov.double()
-    eye = torch.eye(mean.numel(), dtype=torch.float64)
-    return {
-        "mean_norm": float(mean.norm()),
-        "cov_frobenius_to_identity": float((cov - eye).norm()),
-        "kl_gaussian_fit_to_prior": gaussian_kl_to_standard_normal(mean, cov),
-        "mean": mean.tolist(),
-        "cov_diagonal": cov.diagonal().tolist(),
-    }
-
-
-@torch.no_grad()
-def latent_statistics(
-    model: Model, x: torch.Tensor, batch_size: int = 1000, y: torch.Tensor | None = None
-) -> dict[str, Any]:
-    """KL per coordinate, active units and aggregate-posterior moments over ``x [N, ...]``
-    (labels ``y`` for a conditional model), from the model's ``latent_moments``. The KL
-    entries appear only where the model defines them (not for an AE's deterministic codes).
-
-    Also returns the posterior means ``mu`` ``[N, m]`` (a tensor, not JSON) for plots.
-    """
-    device = next(model.parameters()).device
-    mus, kl_dims, kls, layer_sizes, draws = [], [], [], None, None
-    cov_sum = torch.zeros(model.latent_dim, model.latent_dim, dtype=torch.float64)
-    for start in range(0, x.shape[0], batch_size):
-        yb = y[start : start + batch_size].to(device) if y is not None else None
-        moments = model.latent_moments(x[start : start + batch_size].to(device), y=yb)
-        mus.append(moments.mean.double().cpu())
-        layer_sizes, draws = moments.layer_sizes, moments.mean_draws
-        if moments.kl_per_dim is not None:
-            kl_dims.append(moments.kl_per_dim.double().cpu())
-        if moments.kl is not None:
-            kls.append(moments.kl.double().cpu())
-        cov_sum += moments.covariance.double().sum(dim=0).cpu()
-    mu = torch.cat(mus)
-    n = mu.shape[0]
-    # Monte-Carlo means carry sampling noise of variance mean_x Var_q(z_j|x) / S.
-    noise = cov_sum.diagonal() / n / draws if draws else None
-    count, variances = active_units(mu, noise_variance=noise)
-    kl_stats: dict[str, Any] = {}
-    if layer_sizes is not None:  # Burda et al. (2015) report active units per layer
-        kl_stats["active_units_per_layer"] = [
-            int((v > ACTIVE_UNIT_THRESHOLD).sum())
-            for v in torch.tensor(variances).split(layer_sizes)
-        ]
-    if kl_dims:
-        kl_per_dim = torch.cat(kl_dims).mean(dim=0)
-        kl_stats["kl_per_dim"] = kl_per_dim.tolist()
-        if kls:
-            kl_stats["kl_correlation"] = float(torch.cat(kls).mean() - kl_per_dim.sum())
-    return {
-        **kl_stats,
-        "active_units": count,
-        "active_unit_threshold": ACTIVE_UNIT_THRESHOLD,
-        "posterior_mean_variance": variances,
-        "aggregate_posterior": aggregate_posterior_stats(mu, cov_sum / n),
-        "mu": mu,
-    }
-
-
 @torch.no_grad()
 def evaluate(
     model: Model,
@@ -263,6 +107,7 @@ def evaluate(
     log=None,
     progress: str = "auto",
     max_seconds: float | None = None,
+    config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on ``split``; returns a JSON-ready dict (see the module doc).
 
@@ -280,7 +125,8 @@ def evaluate(
     the reconstruction term, and its latent statistics); ``likelihood`` says so.
     ``progress`` (auto, bar, plain; see ``vaekit.support.progress``) shows the evaluation's progress
     as a bar with its ETA; without a bar, ``log`` (if given) gets a line at every tenth of
-    the examples.
+    the examples. The nll comes with its references (:mod:`vaekit.evaluation.references`) under
+    ``references``; ``config`` (a run's config.json ``config``) adds its preset's record.
     """
     model.eval()
     dataset = data_for_model(model, dataset)
@@ -379,10 +225,18 @@ def evaluate(
             )
         )
     if model.has_likelihood:
-        result |= _likelihood_results(torch.cat(log_px).double(), dataset, _is_discrete(model))
+        result |= likelihood_results(torch.cat(log_px).double(), dataset, _is_discrete(model))
         to_data_space(result, dataset)  # nll, ELBO and log p(x|z) of the data as given
         if model.takes_labels:  # every density is given the example's own label
             result["conditioned_on"] = "the label y: nll is -log p(x|y), elbo bounds log p(x|y)"
+        result["references"] = references(
+            dataset,
+            split,
+            result["num_examples"],
+            bits="bits_per_dim" in result,
+            conditional=model.takes_labels,
+            config=config,
+        )
         result |= {"num_samples": num_samples, "chunk_size": chunk_size, "batch_size": batch_size}
     result["units"] = units_of(result)  # the table in vaekit.metrics
     return result
@@ -444,27 +298,13 @@ def evaluation_setting(
     return num_samples or QUICK_NUM_SAMPLES, max_examples or quick_examples
 
 
-def _likelihood_results(log_px: torch.Tensor, dataset: Dataset, discrete: bool) -> dict[str, Any]:
-    """nll ± standard error and bits/dim from per-example model-space log p(x) ``[N]``
-    (nats); ``discrete``: the likelihood is a probability mass of the levels."""
-    nll = float(-log_px.mean())
-    result: dict[str, Any] = {"nll": nll, "nll_stderr": standard_error(log_px)}
-    bpd = bits_per_dim(nll, dataset, discrete=discrete)
-    if bpd is not None:
-        result["bits_per_dim"] = bpd
-        result["bits_per_dim_basis"] = bits_per_dim_basis(dataset, discrete)
-        result["bits_per_dim_stderr"] = result["nll_stderr"] / (
-            math.prod(dataset.shape) * math.log(2.0)
-        )
-    return result
-
-
 def evaluate_run(
     run: str | Path,
-    data_dir: str | None = None,
-    log=None,
     data: str | Path | None = None,
     output: str | Path | None = None,
+    *,
+    data_dir: str | None = None,
+    log=None,
     trust_scale: bool = False,
     save: bool = True,
     **options: Any,
@@ -500,6 +340,7 @@ def evaluate_run(
         options = {**options, "split": "test", "fcd": False}
     else:
         model, dataset = load_run(run, data_dir)
+        options = {"config": read_descriptor(run).get("config"), **options}
     result = evaluate(model, dataset, log=log, **options)
     result["dataset"] = dataset.name
     result["model_sha256"] = (read_descriptor(run).get("weights") or {}).get("sha256")
@@ -530,61 +371,3 @@ def save_evaluation(run: str | Path, result: dict[str, Any]) -> Path:
     with rundir.locked(run):
         atomic_write_bytes(path, text.encode())
     return path
-
-
-def data_space(dataset: Dataset) -> str:
-    """A one-line label: which space ``nll``/``elbo`` are in (see the module doc)."""
-    return dataset.transform.data_space()
-
-
-def to_data_space(result: dict[str, Any], dataset: Dataset) -> None:
-    """Turn ``result``'s model-space nll/ELBO into the data as given (in place): add the
-    transform's change-of-variables term; keep the model-space figures, named as such."""
-    c = dataset.transform.log_data_scale(tuple(dataset.shape))
-    result["space"] = data_space(dataset)
-    if c == 0.0:
-        return
-    result["nll_model_space"] = result["nll"]
-    result["elbo_model_space"] = result["elbo"]
-    result["log_px_z_model_space"] = result["log_px_z"]
-    result["model_space"] = dataset.transform.space
-    result["log_data_scale"] = c
-    result["nll"] = result["nll"] + c
-    result["elbo"] = result["elbo"] - c
-    result["log_px_z"] = result["log_px_z"] - c
-
-
-def bits_per_dim(nll: float, dataset: Dataset, discrete: bool = False) -> float | None:
-    """Convert an nll in nats per example to bits per dimension of the discrete data.
-
-    ``discrete``: the nll is of a probability mass function of the levels (the model's
-    likelihood is discrete), so bits/dim = nll / (D log 2) exactly; the data must then be the
-    levels, not dequantised values. Otherwise the nll is of a density: on dequantised data the
-    dequantisation bound (nll + D log(levels)) / (D log 2) (Theis et al. 2016). Returns None
-    where no conversion is honest (a density on continuous or un-dequantised data).
-    """
-    basis = bits_per_dim_basis(dataset, discrete)
-    if basis is None:
-        return None
-    d = math.prod(dataset.shape)
-    if basis.startswith("dequantisation"):
-        return (nll + d * math.log(dataset.transform.levels)) / (d * math.log(2.0))
-    return nll / (d * math.log(2.0))
-
-
-def bits_per_dim_basis(dataset: Dataset, discrete: bool = False) -> str | None:
-    """How :func:`bits_per_dim` converts for this data and likelihood, in words (None: no
-    honest conversion)."""
-    kind = dataset.transform.kind
-    if discrete:
-        if kind == "dequantize":
-            raise ValueError(
-                "a discrete likelihood's nll is of the levels, but the data was dequantised: "
-                "evaluate it on dataset.as_levels(...)"
-            )
-        return "exact: a probability of the discrete data"
-    if kind == "dequantize":
-        return f"dequantisation bound (Theis et al. 2016), {dataset.transform.levels} levels"
-    if dataset.support == "binary":
-        return "exact: binary data"
-    return None

@@ -203,7 +203,7 @@ def score_data(
     units, AUROC/AUPRC per score where labels exist). ``run``: a run or model directory, or
     a loaded model (with its ``data_info``). See the module doc."""
     from vaekit.codes import labels_for, model_inputs
-    from vaekit.evaluate import choose_chunk_size
+    from vaekit.evaluation.chunking import choose_chunk_size
 
     if remedy not in REMEDIES:
         raise ValueError(f"--remedy {remedy!r}: choose one of {', '.join(REMEDIES)}")

@@ -87,7 +87,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     )
     result = evaluate_run(
         args.run,
-        args.data_dir,
+        args.data,
+        args.output,
+        data_dir=args.data_dir,
         save=False,  # printed first, saved after: a read-only run still shows its numbers
         split=args.split,
         num_samples=num_samples,
@@ -97,8 +99,6 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         seed=args.seed,
         max_examples=max_examples,
         fcd=not args.no_fcd,
-        data=args.data,
-        output=args.output,
         trust_scale=args.trust_scale,
         progress=args.progress,
         log=lambda line: print(line, file=sys.stderr),
@@ -143,6 +143,7 @@ def _save_evaluation(run: Path, result: dict, quiet: bool) -> None:
 def _print_evaluation(result: dict, new_data: bool) -> None:
     """The evaluation as text: the setting, then one line per metric of the one table in
     vaekit.metrics (label, value, unit, brief definition)."""
+    from vaekit.evaluation.references import reference_lines
     from vaekit.metrics import shown_metrics
 
     where = "new data, all rows" if new_data else f"{result['split']} split"
@@ -163,6 +164,8 @@ def _print_evaluation(result: dict, new_data: bool) -> None:
         print(f"  bits/dim basis: {result['bits_per_dim_basis']}")
     for entry, value in shown_metrics(result):
         print(f"  {entry.label:<34} {value:>17}  {entry.unit} ({entry.brief})")
+    for line in reference_lines(result):
+        print(line)
     for key, why in result.get("null_reasons", {}).items():
         print(f"  note: {key} is n/a: {why}")
 
@@ -213,7 +216,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
         from vaekit.codes import reconstruct_data
 
         path = reconstruct_data(
-            args.run, args.data, args.output, args.seed, trust_scale=args.trust_scale
+            args.run, args.data, args.output, seed=args.seed, trust_scale=args.trust_scale
         )
         print(f"wrote {path}")
         return
@@ -263,10 +266,10 @@ def cmd_encode(args: argparse.Namespace) -> None:
         args.run,
         args.data,
         args.output,
-        args.log_var,
-        args.sample,
-        args.preprocessed,
-        args.seed,
+        log_var=args.log_var,
+        sample=args.sample,
+        preprocessed=args.preprocessed,
+        seed=args.seed,
         trust_scale=args.trust_scale,
     ):
         print(f"wrote {path}")

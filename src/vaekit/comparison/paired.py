@@ -9,12 +9,9 @@ from dataclasses import dataclass
 import torch
 
 from vaekit.data import Dataset
-from vaekit.evaluate import (
-    ACTIVE_UNIT_THRESHOLD,
-    DEFAULT_MEMORY_BUDGET_MB,
-    bits_per_dim,
-    choose_chunk_size,
-)
+from vaekit.evaluation.chunking import DEFAULT_MEMORY_BUDGET_MB, choose_chunk_size
+from vaekit.evaluation.latent_statistics import ACTIVE_UNIT_THRESHOLD
+from vaekit.evaluation.likelihood_space import bits_per_dim
 from vaekit.metrics import metric
 
 BOOTSTRAP_DRAWS = 1000

@@ -31,7 +31,8 @@ from vaekit.comparison.paired import (
     paired_difference,
     per_example,
 )
-from vaekit.evaluate import data_space, load_run
+from vaekit.evaluate import load_run
+from vaekit.evaluation.likelihood_space import data_space
 from vaekit.metrics import metric
 
 __all__ = [
@@ -61,8 +62,8 @@ class RunSummary:
     latent_dim: int
     values: dict[str, float]
     stderrs: dict[str, float]
-    # What the likelihood figures are of (``evaluate.data_space``) and the change-of-variables
-    # term c added to the model-space nll (nats per example).
+    # What the likelihood figures are of (``likelihood_space.data_space``) and the
+    # change-of-variables term c added to the model-space nll (nats per example).
     space: str = ""
     log_data_scale: float = 0.0
 
@@ -186,7 +187,8 @@ def compare_runs(
             batch_size=batch_size,
             y=y[:n] if y is not None else None,
         )
-        # Model space -> the data as given, as `vaekit evaluate` reports (evaluate.to_data_space).
+        # Model space -> the data as given, as `vaekit evaluate` reports them
+        # (likelihood_space.to_data_space).
         c = dataset.transform.log_data_scale(tuple(dataset.shape))
         nll_model = -values.pop("log_px")
         discrete = bool(getattr(getattr(model, "likelihood", None), "discrete", False))

@@ -94,6 +94,18 @@ MNIST = Source(
 )
 FASHION_MNIST = Source(
     name="fashion-mnist",
+    classes=(
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
     mirrors=["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
     files=MNIST.files,
     find=find_idx,
@@ -107,6 +119,8 @@ FASHION_MNIST = Source(
 )
 KMNIST = Source(
     name="kmnist",
+    # the hiragana お き す つ な は ま や れ を, romanised (plot fonts may lack the glyphs)
+    classes=("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
     mirrors=["http://codh.rois.ac.jp/kmnist/dataset/kmnist/"],
     files=MNIST.files,
     find=find_idx,
@@ -191,6 +205,18 @@ def check_cifar_download(filename: str, path: Path) -> None:
 
 CIFAR10 = Source(
     name="cifar10",
+    classes=(
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ),
     mirrors=["https://www.cs.toronto.edu/~kriz/"],
     files=[CIFAR_TARBALL],
     find=find_cifar,
@@ -307,9 +333,11 @@ def load_builtin(
     progress: bool = True,
 ) -> Dataset:
     found = obtain(source, data_dir, mirrors, progress)
-    return build_image_dataset(
+    dataset = build_image_dataset(
         source.name + variant.suffix, reader(found), variant, val_fraction, split_seed, description
     )
+    dataset.extra["classes"] = list(source.classes)  # shown in maps, legends and the explorer
+    return dataset
 
 
 def builtin_entries() -> list[DatasetEntry]:

@@ -32,7 +32,7 @@ import torch
 
 from vaekit.data.datasets import Dataset
 from vaekit.data.errors import DataError
-from vaekit.data.files import FORMATS, read_image_folder, take_label_column
+from vaekit.data.files import FORMATS, read_csv_rows, read_image_folder, take_label_column
 from vaekit.data.images import list_images
 from vaekit.data.scale import check_scale
 from vaekit.data.splits import Split, native_order
@@ -323,12 +323,61 @@ def new_table_data(
     )
 
 
+def _code_columns(path: Path, latent_dim: int) -> np.ndarray | None:
+    """The z1..zm columns of a CSV or Parquet table that holds others beside them
+    (``encode``'s ``row`` and ``file``), ``[N, m]``; None for any other file (then read
+    whole)."""
+    suffix, z = path.suffix.lower(), [f"z{j + 1}" for j in range(latent_dim)]
+    if suffix not in (".csv", ".parquet") or not path.is_file():
+        return None
+    if suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            return None  # read_codes says pyarrow is needed
+        try:
+            names = pq.read_schema(path).names
+        except Exception:  # not Parquet: read_codes names the problem
+            return None
+        if not set(z) <= set(names) or len(names) == len(z):
+            return None
+        table = pq.read_table(path, columns=z)
+        values = np.stack([table.column(c).to_numpy().astype(np.float64) for c in z], axis=1)
+        return _checked_codes(path, values, latent_dim)
+    rows = [r for r in read_csv_rows(path) if any(c.strip() for c in r)]
+    header = [c.strip() for c in rows[0]] if rows else []
+    if not set(z) <= set(header) or len(header) == len(z):
+        return None
+    where = [header.index(c) for c in z]
+    values = np.empty((len(rows) - 1, latent_dim))
+    for i, row in enumerate(rows[1:]):
+        for j, column in enumerate(where):
+            cell = row[column] if column < len(row) else ""
+            try:
+                values[i, j] = float(cell)
+            except ValueError:
+                raise DataError(
+                    f"{path}: row {i + 2}, column {z[j]!r}: {cell!r} is not a number"
+                ) from None
+    return _checked_codes(path, values, latent_dim)
+
+
+def _checked_codes(path: Path, values: np.ndarray, latent_dim: int) -> np.ndarray:
+    if values.shape[0] == 0 or not np.isfinite(values).all():
+        raise DataError(f"{path}: expected finite codes z1..z{latent_dim} in at least one row")
+    return values
+
+
 def read_codes(path: str | Path, latent_dim: int) -> np.ndarray:
-    """Codes ``[N, m]`` from a ``.npy`` or a CSV/Parquet table of m columns."""
+    """Codes ``[N, m]`` from a ``.npy`` or a CSV/Parquet table: its z1..zm columns where it
+    names them beside others (``encode``'s ``row`` and ``file``), else its m columns."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")
     _nonempty_file(path)
+    named = _code_columns(path, latent_dim)
+    if named is not None:
+        return named
     suffix = path.suffix.lower()
     if suffix in (".csv", ".parquet", ".pq"):
         stored = FORMATS[suffix](path)

@@ -192,6 +192,7 @@ def _load_digits(data_dir: str | None, val_fraction: float, split_seed: int) -> 
         default_likelihood="gaussian-learned",
         num_levels=17,
         description="scikit-learn's 8x8 handwritten digits (17 grey levels), dequantised",
+        extra={"classes": [str(d) for d in range(10)]},
     )
 
 

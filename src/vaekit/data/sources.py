@@ -57,6 +57,7 @@ class Source:
     file_md5: dict[str, str] = field(default_factory=dict)
     # Why an extracted folder (``find`` -> {"folder": ...}) is refused: no checksum covers it.
     unverifiable_folder: str = "no published checksum covers an extracted folder"
+    classes: tuple[str, ...] = tuple(str(d) for d in range(10))  # label i's name
 
 
 def candidate_dirs(name: str, data_dir: str | None) -> list[tuple[Path, str]]:

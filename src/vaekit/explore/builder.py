@@ -173,7 +173,12 @@ def build_explorer(
         "spaces": page_spaces,
         "default_space": default,
         "code_grid": grid,
-        "points": {"n": n, "labels": label_list, "inputs": inputs},
+        "points": {
+            "n": n,
+            "labels": label_list,
+            "class_names": (descriptor.get("data") or dataset.info()).get("classes"),
+            "inputs": inputs,
+        },
     }
     template = resources.files("vaekit.explore").joinpath("template.html").read_text("utf-8")
     if DATA_MARKER not in template:

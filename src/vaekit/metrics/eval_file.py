@@ -35,6 +35,14 @@ SETTINGS: tuple[Setting, ...] = (
         "exact (a probability of the discrete data) or the dequantisation bound.",
     ),
     Setting("space", "space", "", "the space nll, ELBO and log p(x|z) are in: the data as given."),
+    Setting(
+        "references",
+        "references",
+        "nats per example",
+        "what the nll is read against, in its space: uniform noise, independent dimensions "
+        "fitted on the training split, the preset's and the published record where they "
+        "apply (vaekit.evaluation.references); each with its bits/dim where the nll has them.",
+    ),
     Setting("model_space", "model space", "", "the space of the model's inputs x = transform(v)."),
     Setting(
         "log_data_scale",
@@ -78,7 +86,7 @@ SETTINGS: tuple[Setting, ...] = (
 _INT_SETTINGS = {"num_examples", "num_samples", "chunk_size", "batch_size", "codebook_size"}
 _INT_SETTINGS |= {"fcd_num_examples"}
 _NUMBER_SETTINGS = {"log_data_scale", "active_unit_threshold", "eval_seconds"}
-_OBJECT_SETTINGS = {"null_reasons", "units", "fcd_classifier"}
+_OBJECT_SETTINGS = {"null_reasons", "units", "fcd_classifier", "references"}
 
 
 def result_problem(result: Any) -> str | None:

@@ -4,6 +4,12 @@ Each line is one JSON object. Per-epoch records carry ``epoch`` and keys such as
 ``train_elbo``, ``val_elbo``, ``train_log_px_z``, ``train_kl``, ``val_*`` (nats per example);
 a newer trainer may add ``"kind": "epoch"`` / ``"kind": "step"`` records and a learning rate
 (``lr``). Unknown keys and kinds are ignored; a malformed line is an error naming the file.
+
+Training figures are means over an interval, not the model at one moment: a step record's over
+the steps since the previous step record, an epoch's ``train_*`` over the epoch. Each is drawn
+at the middle of its interval (:func:`interval_midpoints`, epoch e's train mean at e - 1/2),
+so a falling curve does not look like it lags behind, or regresses against, the validation
+figures, which are measured at the epoch's end and drawn there.
 """
 
 from __future__ import annotations
@@ -59,6 +65,36 @@ def _series(records: list[dict[str, Any]], x_key: str, key: str) -> tuple[list, 
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
+def interval_midpoints(steps: list[dict[str, Any]]) -> list[float]:
+    """Where each step record's interval means are drawn, in steps: the middle of the
+    interval (previous record's step, this record's step], (previous + step) / 2; the first
+    interval starts at step 0. Records are in the order training wrote them."""
+    points, previous = [], 0.0
+    for record in steps:
+        points.append((previous + record["step"]) / 2)
+        previous = record["step"]
+    return points
+
+
+def step_curve(
+    epochs: list[dict[str, Any]], steps: list[dict[str, Any]], key: str
+) -> tuple[list[float], list[float]]:
+    """The step records' ``key`` against epochs, each at its interval's middle."""
+    per_epoch = _steps_per_epoch(epochs, steps)
+    pairs = zip(interval_midpoints(steps), steps, strict=True)
+    points = [(x / per_epoch, r[key]) for x, r in pairs if _plottable(r.get(key))]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def epoch_curve(
+    epochs: list[dict[str, Any]], split: str, name: str
+) -> tuple[list[float], list[float]]:
+    """The epoch records' ``{split}_{name}`` against epochs: a training mean over epoch e at
+    e - 1/2 (its middle), a validation figure at e (the epoch's end, where it is measured)."""
+    xs, ys = _series(epochs, "epoch", f"{split}_{name}")
+    return ([x - 0.5 for x in xs] if split == "train" else xs), ys
+
+
 def _plottable(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -100,20 +136,18 @@ def save_training_curves(metrics_path: str | Path, path: str | Path) -> Path:
     for ax, (title, ylabel, name) in zip(axes, panels, strict=False):
         step_key = next((k for k in (name, f"train_{name}") if any(k in r for r in steps)), None)
         if step_key is not None:
-            xs, ys = _series(steps, "step", step_key)
-            per_epoch = _steps_per_epoch(epochs, steps)
             ax.plot(
-                [x / per_epoch for x in xs],
-                ys,
+                *step_curve(epochs, steps, step_key),
                 color="tab:blue",
                 alpha=0.45,
                 lw=0.8,
-                label="train (per step)",
+                label="train (interval means, at their middle)",
             )
         for split, style in (("train", "-o"), ("val", "-s")):
-            xs, ys = _series(epochs, "epoch", f"{split}_{name}")
+            xs, ys = epoch_curve(epochs, split, name)
+            label = "train (epoch means, at mid-epoch)" if split == "train" else "val (epoch end)"
             if xs:
-                ax.plot(xs, ys, style, ms=3, label=f"{split} (per epoch)")
+                ax.plot(xs, ys, style, ms=3, label=label)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel, fontsize=9)

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from vaekit.data import Dataset
-from vaekit.evaluate import latent_statistics, load_run
+from vaekit.evaluate import load_run
+from vaekit.evaluation.latent_statistics import latent_statistics
 from vaekit.outputs import check_outputs
 from vaekit.report.curves import constant_learning_rate, save_training_curves
 from vaekit.report.latent_plots import (

@@ -19,10 +19,11 @@ from vaekit.evaluate import (
     QUICK_MAX_EXAMPLES,
     QUICK_NUM_SAMPLES,
     evaluate_run,
-    latent_statistics,
     load_run,
     save_evaluation,
 )
+from vaekit.evaluation.latent_statistics import latent_statistics
+from vaekit.evaluation.references import reference_lines, reference_text
 from vaekit.metrics import lookup, metric, result_problem, shown_metrics
 from vaekit.outputs import read_regular, staged_dir
 from vaekit.report.figures import Figure, run_figures
@@ -43,6 +44,18 @@ def evaluation_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     return [
         (m.label, text, m.unit, f"{m.definition} {m.direction.capitalize()}.")
         for m, text in shown_metrics(result)
+    ]
+
+
+def reference_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(label, nll, bits/dim, source) rows of the references table ("-": not given)."""
+
+    def text(value: Any, digits: int) -> str:
+        return f"{value:.{digits}f}" if isinstance(value, int | float) else "-"
+
+    return [
+        (ref["label"], text(ref.get("nll"), 2), text(ref.get("bits_per_dim"), 3), ref["source"])
+        for ref in (result.get("references") or {}).values()
     ]
 
 
@@ -68,6 +81,8 @@ def _nll_card(result: dict[str, Any] | None) -> str:
         f"{nll.unit}, ± one standard error; {split} split, N = {result.get('num_examples')}, "
         f"K = {result.get('num_samples')}"
     )
+    beside = reference_text(result)
+    detail += f"; beside: {beside}" if beside else ""
     return _card(nll.label, nll.value_text(result), detail, "main")
 
 
@@ -82,7 +97,10 @@ def _bpd_card(result: dict[str, Any] | None) -> str:
             "continuous data: no discrete levels to count bits of",
             "missing",
         )
-    return _card(bpd.label, bpd.value_text(result), bpd.unit)
+    beside = reference_text(result, bpd.key)
+    return _card(
+        bpd.label, bpd.value_text(result), bpd.unit + (f"; beside: {beside}" if beside else "")
+    )
 
 
 def _run_card(result: dict[str, Any] | None, training: dict[str, Any]) -> str:
@@ -200,6 +218,14 @@ def render_report(
             id="evaluation",
             value_columns=(1,),
         )
+        if result.get("references"):
+            page.paragraph("The nll beside references in the same space:")
+            page.table(
+                ("reference", "nll (nats per example)", "bits/dim", "what it is"),
+                reference_rows(result),
+                id="references",
+                value_columns=(1, 2),
+            )
         info = result.get("fcd_classifier")
         if isinstance(info, dict):
             page.paragraph(
@@ -244,7 +270,7 @@ def _evaluation(
         log(f"report: evaluating with K = {num_samples} importance samples")
     result = evaluate_run(
         run_dir,
-        data_dir,
+        data_dir=data_dir,
         save=False,
         num_samples=num_samples,
         max_examples=max_examples,
@@ -267,6 +293,7 @@ def evaluation_summary(result: dict[str, Any] | None) -> list[str]:
     return [
         f"evaluation ({result.get('split')} split, {result.get('num_examples')} examples):",
         *(f"  {q}: {v} {u}" for q, v, u, _ in evaluation_rows(result)),
+        *reference_lines(result),
     ]
 
 

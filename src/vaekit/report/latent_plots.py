@@ -12,7 +12,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaekit.report.plots import check_decoding_fits, image_grid, pyplot, save_figure, save_grid
+from vaekit.report.plots import (
+    check_decoding_fits,
+    class_names,
+    image_grid,
+    pyplot,
+    save_figure,
+    save_grid,
+)
 from vaekit.support.spelling import spell
 
 
@@ -143,6 +150,10 @@ def save_latent_map(
     if colours_by_label(labels):
         y = labels.cpu().numpy()
         classes = np.unique(y)
+        named = y.dtype.kind in "iu" and classes.min() >= 0  # class indices: their names
+        names = class_names(
+            getattr(model, "data_info", None), int(classes.max()) + 1 if named else 0
+        )
         cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
         for i, c in enumerate(classes):
             sel = y == c
@@ -152,10 +163,10 @@ def save_latent_map(
                 s=10,
                 alpha=0.75,
                 color=cmap(i % cmap.N),
-                label=str(c),
+                label=names[c] if named else str(c),
             )
         ax.legend(
-            title="label",
+            title="class",
             fontsize=8,
             markerscale=2.5,
             loc="center left",

@@ -162,11 +162,19 @@ def check_decoding_fits(model, rows: int, what: str) -> None:
     """Refuse to decode ``rows`` codes at once where the estimate (the decoder's floats per
     row, as the evaluator's memory budget counts them) exceeds the device's free memory;
     ``what`` names the request and its flags (``"-n 100000000: decoding ..."``)."""
-    from vaekit.evaluate import decoder_floats_per_row
+    from vaekit.evaluation.chunking import decoder_floats_per_row
     from vaekit.support.memory import check_fits
 
     p = next(model.parameters())
     check_fits(rows * decoder_floats_per_row(model) * p.element_size(), what, p.device)
+
+
+def class_names(data_info: dict | None, count: int) -> list[str]:
+    """Names of classes 0..``count``-1 from a model's or dataset's info: its ``classes`` (an
+    image folder's sub-folders, a built-in set's class names) where it names class i, else
+    the number i as text."""
+    names = list((data_info or {}).get("classes") or [])
+    return [str(names[i]) if i < len(names) else str(i) for i in range(count)]
 
 
 def save_samples(
@@ -187,12 +195,13 @@ def save_samples(
             f"{n} prior samples: E[x|z], z ~ p(z)",
             cell=images.shape[-1],
         )
+    names = class_names(getattr(model, "data_info", None), model.num_classes)
     if label is not None:
         images = model.sample(n, generator=generator, y=label)
         return save_grid(
             image_grid(images),
             path,
-            f"{n} samples of class {label}: E[x|z,y], z ~ p(z|y)",
+            f"{n} samples of class {names[label]}: E[x|z,y], z ~ p(z|y)",
             cell=images.shape[-1],
         )
     per_class = max(1, n // model.num_classes)
@@ -201,7 +210,8 @@ def save_samples(
     return save_grid(
         image_grid(images, ncols=per_class),
         path,
-        "samples per class (one row per class y = 0, 1, ...): E[x|z,y], z ~ p(z|y)",
+        "samples per class (one row per class): E[x|z,y], z ~ p(z|y)",
+        row_labels=names,
         cell=images.shape[-1],
     )
 

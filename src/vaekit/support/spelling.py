@@ -12,6 +12,8 @@ on the command line, ``pass overwrite=True`` in Python. A message names a settin
 from __future__ import annotations
 
 import contextlib
+import functools
+import warnings
 from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
@@ -55,3 +57,31 @@ def arg(name: str, value: object | None = None) -> str:
     if value is None:
         return name
     return f"{name}={value!r}" if not isinstance(value, Path) else f"{name}={str(value)!r}"
+
+
+def renamed_keywords(**old_to_new: str):
+    """Decorator: keyword arguments given under an older name (``old=new`` pairs) still work,
+    with a DeprecationWarning naming the new one; both names at once are a TypeError."""
+
+    def wrap(function):
+        @functools.wraps(function)
+        def call(*args, **kwargs):
+            for old, new in old_to_new.items():
+                if old not in kwargs:
+                    continue
+                if new in kwargs:
+                    raise TypeError(
+                        f"{function.__name__}() got {old!r} and {new!r}: {old!r} is the old "
+                        f"name of {new!r}; give {new!r} alone"
+                    )
+                warnings.warn(
+                    f"{function.__name__}(): the keyword {old!r} is now {new!r}",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
+                kwargs[new] = kwargs.pop(old)
+            return function(*args, **kwargs)
+
+        return call
+
+    return wrap

@@ -21,6 +21,11 @@ LEGEND = (
     "plain ELBO); elbo, log_px_z, kl and loss in nats per example; "
     "grad_norm = the gradient's L2 norm before clipping"
 )
+INTERVALS = (
+    "train figures are means: a step line's over the steps since the previous line, an epoch "
+    "line's over the epoch (curves.png draws each at its interval's middle); val figures are "
+    "measured at the epoch's end"
+)
 # The order in which a record's metrics are printed; anything else is left to metrics.jsonl.
 METRICS = ("loss", "elbo", "log_px_z", "kl", "iwae", "slide_loss", "grad_norm")
 

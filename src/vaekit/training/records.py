@@ -26,7 +26,7 @@ from vaekit.models import Model
 from vaekit.outputs import read_regular
 from vaekit.support.progress import progress_bar
 from vaekit.support.spelling import spell
-from vaekit.training.console import LEGEND, format_record
+from vaekit.training.console import INTERVALS, LEGEND, format_record
 from vaekit.training.state import LoopState
 
 
@@ -109,7 +109,7 @@ class RecordBook:
 
     def announce(self, lines: list[str]) -> None:
         """The opening ``lines`` and the legend, printed before the progress bar opens."""
-        for line in [*lines, LEGEND]:
+        for line in [*lines, LEGEND, INTERVALS]:
             self.say(line)
 
     def open_bar(self, progress: str, initial: int) -> None:
