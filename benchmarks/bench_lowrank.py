@@ -41,7 +41,7 @@ import torch
 
 from vaekit.config import Config, apply_overrides
 from vaekit.data import Dataset, Split, load_dataset
-from vaekit.data.files import describe_values
+from vaekit.data.stored import describe_values
 from vaekit.evaluate import evaluate
 from vaekit.training.api import train
 

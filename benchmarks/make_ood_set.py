@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vaekit.data.builtin import FASHION_MNIST, MNIST, find_idx, verify_set
+from vaekit.data.builtin import FASHION_MNIST, MNIST, find_idx
 from vaekit.data.idx import read_idx
+from vaekit.data.sources import verify_set
 
 SOURCES = {"fashion-mnist": FASHION_MNIST, "mnist": MNIST}
 

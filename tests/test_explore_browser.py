@@ -204,6 +204,7 @@ PAGE_MEANS = {
     "gaussian-heteroscedastic": "split",
     "discretized-logistic": None,
     "discretized-logistic-mixture": None,
+    "gaussian-lowrank": None,
 }
 
 

@@ -200,7 +200,7 @@ def correlated_dataset():
     """The data above as vaekit's training sees a user's array (standardised per column with
     the training rows' statistics), with a held-out test split of other draws."""
     from vaekit.data import Dataset, Split
-    from vaekit.data.files import describe_values
+    from vaekit.data.stored import describe_values
 
     train, test = residual_correlated(4000, 0), residual_correlated(1000, 1)
     transform, support, likelihood, levels = describe_values(train, np.arange(4000), (6,))
@@ -265,7 +265,7 @@ def test_a_mixed_table_trains_with_a_joint_real_head(tmp_path, capsys):
     assert math.isfinite(result["nll"])
     filled = tmp_path / "filled.csv"
     assert main(["impute", str(out), "--data", str(table), "-o", str(filled)]) == 0
-    rows = list(csv.reader(filled.open()))[1:]
+    rows = list(csv.reader(filled.read_text().splitlines()))[1:]
     assert rows[6][0] and rows[36][0]  # the missing ages (rows 6 and 36) are filled
     assert [r[0] for i, r in enumerate(rows) if i not in (6, 36)] == [
         r[0] for i, r in enumerate(mixed_rows()) if i not in (6, 36)
@@ -273,7 +273,7 @@ def test_a_mixed_table_trains_with_a_joint_real_head(tmp_path, capsys):
     scores = tmp_path / "scores.csv"
     args_score = ["score", str(out), "--data", str(table), "-o", str(scores)]
     assert main([*args_score, "--num-samples", "20"]) == 0
-    header, *lines = list(csv.reader(scores.open()))
+    header, *lines = list(csv.reader(scores.read_text().splitlines()))
     values = np.array([[float(v) for v in line[1:]] for line in lines])
     shares = values[:, [header.index(f"share_{n}_nats") - 1 for n in HEADER]]
     assert np.isfinite(shares).all() and (shares[6, 0] == 0)  # a missing cell has no share

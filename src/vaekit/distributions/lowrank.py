@@ -113,6 +113,10 @@ class LowRankGaussianLikelihood(nn.Module):
     def forward(self, decoder_output: torch.Tensor) -> Distribution:
         return LowRankGaussian(*self.split(decoder_output), self.event_shape)
 
+    def page_mean(self) -> str | None:
+        """None: the explorer's page does not compute this mean (mu among R + 2 blocks)."""
+        return None
+
     def mean(self, decoder_output: torch.Tensor) -> torch.Tensor:
         """E[x|z] = mu(z), ``[*batch, *event]``."""
         mu = self.split(decoder_output)[0]

@@ -15,9 +15,10 @@ from typing import Any
 
 import torch
 
-from vaekit import checkpoint, rundir
+from vaekit import checkpoint
 from vaekit.config import Config, model_config_from_dict, to_dict
 from vaekit.models import Model
+from vaekit.support.spelling import arg
 from vaekit.training import distributed, state_files
 from vaekit.training.averaging import PolyakAverage
 from vaekit.training.interrupt import resume_command
@@ -202,7 +203,7 @@ class CheckpointKeeper:
             if ours != theirs:
                 changed = sorted(k for k in ours if ours.get(k) != theirs.get(k))
                 raise ValueError(
-                    f"{rundir.arg('resume', self.run_dir)}: the {section} section differs from "
+                    f"{arg('resume', self.run_dir)}: the {section} section differs from "
                     f"the run's ({', '.join(f'{section}.{k}' for k in changed)}: "
                     f"{', '.join(repr(theirs.get(k)) for k in changed)} in the run, now "
                     f"{', '.join(repr(ours.get(k)) for k in changed)}); only training "
