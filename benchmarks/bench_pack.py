@@ -24,7 +24,12 @@ Run it alone on the machine (the numbers are rates). Each part writes
   is capped at ``--cap-gb`` GB (``RLIMIT_AS``, as ``ulimit -v``); reports its peak RSS
   (``getrusage``) and whether it finished under the cap. ``RLIMIT_AS`` counts reserved
   address space, which torch's allocator inflates; where it refuses to start, cap with a
-  cgroup instead: ``systemd-run --user --scope -p MemoryMax=2G python ... --cap-gb 0``.
+  cgroup instead, which the training process alone joins (page cache counts in its limit;
+  generating and packing the set run outside it):
+
+      mkdir /sys/fs/cgroup/memory/vaekit
+      echo 2G > /sys/fs/cgroup/memory/vaekit/memory.limit_in_bytes
+      python benchmarks/bench_pack.py --part memory --cap-gb 0 --cgroup /sys/fs/cgroup/memory/vaekit
 """
 
 from __future__ import annotations
@@ -50,6 +55,14 @@ if cap > 0:
     limit = int(cap * (1 << 30))
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 started = time.perf_counter()
+
+
+def peak_rss_mib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+
+
 import torch
 torch.set_num_threads(threads)
 from vaekit.data import load_dataset
@@ -91,18 +104,33 @@ print(json.dumps({
     "seconds_to_first_step": first,
     "images_per_second": images / seconds if seconds > 0 and images else None,
     "steps": done,
-    "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    # VmHWM, not getrusage: Linux keeps ru_maxrss across execve, so a child's would include
+    # its parent's peak at the fork; the high-water mark of this process image starts afresh.
+    "peak_rss_mib": peak_rss_mib(),
 }))
 """
 
 
 def child(
-    source: str, steps: int, threads: int = 2, cap_gb: float = 0.0, data_dir: str = ""
+    source: str,
+    steps: int,
+    threads: int = 2,
+    cap_gb: float = 0.0,
+    data_dir: str = "",
+    cgroup: Path | None = None,
 ) -> dict:
-    """Run the training snippet in a fresh process; its JSON line (or the failure)."""
+    """Run the training snippet in a fresh process; its JSON line (or the failure).
+    ``cgroup``: a memory cgroup folder the process joins before it starts (its limit caps
+    the training alone, not the generation and packing before it)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     args = [sys.executable, "-c", STEP, str(threads), source, str(steps), str(cap_gb), data_dir]
-    proc = subprocess.run(args, capture_output=True, text=True, env=env)
+
+    def join() -> None:
+        (cgroup / "cgroup.procs").write_text(str(os.getpid()))
+
+    proc = subprocess.run(
+        args, capture_output=True, text=True, env=env, preexec_fn=join if cgroup else None
+    )
     if proc.returncode != 0:
         return {"failed": proc.stderr.strip().splitlines()[-1:] or ["(no message)"]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -197,7 +225,7 @@ def part_memory(args, work: Path) -> dict:
     seconds = pack(str(work / "synthetic.npy"), work / "synthetic-pack")
     (work / "synthetic.npy").unlink()  # only the pack is trained on
     steps = args.steps if args.tiny else max(args.steps, rows // 128)
-    run = child(str(work / "synthetic-pack"), steps, 2, cap_gb=args.cap_gb)
+    run = child(str(work / "synthetic-pack"), steps, 2, cap_gb=args.cap_gb, cgroup=args.cgroup)
     peak = run.get("peak_rss_mib")
     return {
         "gigabytes": args.gb,
@@ -205,6 +233,7 @@ def part_memory(args, work: Path) -> dict:
         "pack_seconds": seconds,
         "cap_gb": args.cap_gb,
         "train": run,
+        "cgroup": None if args.cgroup is None else str(args.cgroup),
         "under_cap": None if peak is None or not args.cap_gb else peak < args.cap_gb * 1024,
     }
 
@@ -227,6 +256,11 @@ def main() -> None:
     parser.add_argument("--gb", type=float, default=10.0, help="synthetic set size, GB (memory)")
     parser.add_argument("--cap-gb", type=float, default=2.0, help="address-space cap, GB; 0: none")
     parser.add_argument("--data-dir", default="/work/shared/datasets", help="MNIST's folder")
+    parser.add_argument(
+        "--cgroup",
+        type=Path,
+        help="memory: a memory cgroup folder (its limit set) the training process joins",
+    )
     parser.add_argument("--tiny", action="store_true", help="a smoke run: tiny sizes")
     parser.add_argument("--work", type=Path, help="scratch folder (default: temporary)")
     parser.add_argument("--results", type=Path, default=HERE / "results")

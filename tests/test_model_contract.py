@@ -297,3 +297,24 @@ def test_a_run_saved_before_models_had_their_own_configs_resumes(tmp_path):
     resumed = vaekit.config.apply_overrides(run_config(run), ["train.max_steps=4"])
     result = vaekit.train(resumed, resume=run, log=lambda _: None)
     assert result.model.config.flow_steps == 2 and result.steps[-1]["step"] == 4
+
+
+@pytest.mark.parametrize("name", [n for n in model_names() if MODELS[n].has_likelihood])
+def test_elbo_terms_become_floats_without_an_autograd_warning(name):
+    """float(model.elbo(x)) and .means() are the batch means, read off the graph in training
+    mode (pytest turns any warning into an error, so an autograd warning would fail here)."""
+    import warnings
+
+    torch.manual_seed(0)
+    model = tiny_model(name).train()
+    x = torch.rand(5, 1, 8, 8)
+    y = torch.randint(0, 10, (5,)) if model.takes_labels else None
+    terms = model.elbo(x, y=y)
+    assert terms.elbo.requires_grad
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        means = terms.means()
+        whole = float(terms)
+    assert whole == means["elbo"] == terms.elbo.detach().mean().item()
+    assert means["log_px_z"] == terms.log_px_z.detach().mean().item()
+    assert means["kl"] == terms.kl.detach().mean().item()

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vaekit.distributions import DiagonalGaussian
 from vaekit.explore.decoder_spec import Programs
 
 
@@ -185,7 +186,7 @@ def _single_space(model, programs, x_test, y_test, axes, n, param_shape) -> dict
         prior_lo, prior_hi = np.full(m, -3.0), np.full(m, 3.0)
         if model.takes_labels:
             prior = model.prior_given(torch.arange(model.num_classes))
-            if hasattr(prior, "loc"):  # p(z|y): every class's +-3 standard deviations
+            if isinstance(prior, DiagonalGaussian):  # p(z|y): each class's +-3 sds
                 loc, sd = prior.loc.detach().double(), (0.5 * prior.log_var.detach()).exp()
                 prior_lo = np.minimum(-3.0, (loc - 3 * sd).min(0).values.numpy())
                 prior_hi = np.maximum(3.0, (loc + 3 * sd).max(0).values.numpy())

@@ -57,6 +57,15 @@ class ELBOTerms:
         """The KL per independent group, ``[B, G]``, or None (the whole KL is one group)."""
         return self.group_kl() if self.group_kl is not None else None
 
+    def means(self) -> dict[str, float]:
+        """The batch means of ``elbo``, ``log_px_z`` and ``kl`` as floats (nats per example),
+        read off the graph: numbers to print or log, with no autograd warning."""
+        return {k: float(getattr(self, k).detach().mean()) for k in ("elbo", "log_px_z", "kl")}
+
+    def __float__(self) -> float:
+        """``float(model.elbo(x))``: the batch-mean ELBO in nats per example (detached)."""
+        return self.means()["elbo"]
+
 
 # Draws behind Monte-Carlo latent moments, where q(z|x)'s marginals have no closed form (the
 # lower layers of a hierarchy: mixtures over the draws above them).
@@ -111,8 +120,11 @@ class Model(nn.Module, abc.ABC):
     * ``has_codebook``: its latent is a discrete code into a codebook, and
       ``codebook_statistics(x)`` reports its usage and perplexity (VQ-VAE);
     * ``discrete``: ``encode`` gives integer codes, not a point of the latent space; the
-      vector ``decode`` takes is what they select (the VQ-VAE's quantised code);
-    * ``takes_labels``: it is conditioned on a label y, which every method then needs;
+      vector ``decode`` takes is what they select (the VQ-VAE's quantised code), and
+      ``quantise(codes)`` makes that vector from the codes;
+    * ``takes_labels``: it is conditioned on a label y, which every method then needs, and
+      ``prior_given(y)`` is p(z|y) (a ``DiagonalGaussian`` over ``[B, m]`` where the prior
+      depends on y, else the model's p(z));
     * ``objectives``: the training criteria it supports (``vaekit.objectives``), its
       default first.
     """
