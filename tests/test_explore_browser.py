@@ -202,7 +202,7 @@ PAGE_MEANS = {
     "gaussian-learned": "identity",
     "gaussian-shared": "identity",
     "gaussian-heteroscedastic": "split",
-    "discretized-logistic": None,
+    "discretized-logistic": "split-clamp",
     "discretized-logistic-mixture": None,
     "gaussian-lowrank": None,
 }

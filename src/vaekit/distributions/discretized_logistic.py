@@ -225,6 +225,11 @@ class DiscretizedLogisticLikelihood(_DiscretizedLogistic):
     def _param_shape(self) -> tuple[int, ...]:
         return (2 * self.event_shape[0], *self.event_shape[1:])
 
+    def page_mean(self) -> str | None:
+        """How the explorer's page computes the picture: mu, the first half of the channels,
+        clamped to [0, 1] (``mean`` with one component)."""
+        return "split-clamp"
+
     def split(self, decoder_output: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``[*batch, 2C, ...]`` -> (logits = 0, loc, log_scale), each ``[*batch, C, ..., 1]``."""
         self._check(decoder_output, "a location and a scale")

@@ -15,7 +15,8 @@ module turns a decoder ``nn.Module`` into that interpreter's program:
   (the first half times the sigmoid of the second half plus an offset);
 * then the likelihood's mean E[x|z] on the decoder output, as the likelihood names it
   (``page_mean()``): ``sigmoid`` (Bernoulli logits), ``identity`` (Gaussian mean), ``split``
-  (the first half of the channels: the heteroscedastic Gaussian's mu).
+  (the first half of the channels: the heteroscedastic Gaussian's mu), ``split-clamp`` (the
+  same clamped to [0, 1]: the discretised logistic's location).
 
 Anything else is refused by :func:`decoder_program` with a one-line error naming the layer,
 and :func:`run_program` (the same program run with torch) is compared against the real
@@ -306,8 +307,9 @@ def run_program(
     h, shape = _run(layers, tensors, z.to(torch.float32), (z.shape[1],))
     if mean == "sigmoid":
         return torch.sigmoid(h)
-    if mean == "split":
-        return h.reshape(h.shape[0], *shape).chunk(2, dim=1)[0].flatten(1)
+    if mean in ("split", "split-clamp"):
+        mu = h.reshape(h.shape[0], *shape).chunk(2, dim=1)[0].flatten(1)
+        return mu.clamp(0.0, 1.0) if mean == "split-clamp" else mu
     return h
 
 
