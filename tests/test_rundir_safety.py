@@ -384,3 +384,22 @@ def test_a_lower_lr_on_resume_applies_to_the_plateau_schedule_too():
     after = build_schedule(0.001, config, total_steps=100)  # resumed with --lr 0.001
     after.load_state_dict(json.loads(json.dumps(before.state_dict())))
     assert after.lr(0) == pytest.approx(0.0005)  # the halving is kept, at the new base rate
+
+
+def test_a_leftover_is_removed_only_inside_a_run(tmp_path):
+    """The temporary folders a checkpoint write names for itself are deleted only where a
+    folder above them carries vaekit's marker: a same-named folder elsewhere is refused."""
+    from vaekit.rundir import RunDirError, remove_leftover, write_marker
+
+    stray = tmp_path / "mine" / ".last.tmp"
+    stray.mkdir(parents=True)
+    (stray / "keep.txt").write_text("a user's file")
+    with pytest.raises(RunDirError, match="not inside a directory vaekit created"):
+        remove_leftover(stray)
+    assert (stray / "keep.txt").read_text() == "a user's file"
+    run = tmp_path / "run"
+    (run / "checkpoints" / ".last.tmp").mkdir(parents=True)
+    write_marker(run)
+    remove_leftover(run / "checkpoints" / ".last.tmp")
+    assert not (run / "checkpoints" / ".last.tmp").exists()
+    remove_leftover(run / "checkpoints" / "absent")  # nothing there: nothing to do

@@ -20,6 +20,7 @@ from vaekit.rundir.marker import (
     elastic_job,
     is_run_dir,
     protected_reason,
+    remove_leftover,
     write_marker,
 )
 from vaekit.rundir.writes import (
@@ -50,6 +51,7 @@ __all__ = [
     "locked",
     "prepare",
     "protected_reason",
+    "remove_leftover",
     "training_note",
     "training_pid",
     "write_marker",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -75,6 +76,22 @@ def protected_reason(path: Path) -> str | None:
     if resolved == Path(resolved.anchor):
         return "it is the file-system root"
     return None
+
+
+def remove_leftover(path: str | Path) -> None:
+    """Delete folder ``path`` if it is there: one vaekit names for its own use inside a run
+    (a temporary write left by a crash, a snapshot a resumed run writes again). Refused with
+    a RunDirError unless a folder above it carries vaekit's marker and it is none of
+    :func:`protected_reason`'s folders: a name that happens to match is never enough."""
+    path = Path(path)
+    if not path.exists():
+        return
+    why = protected_reason(path)
+    if why is None and not any(is_run_dir(p) for p in path.resolve().parents):
+        why = "it is not inside a directory vaekit created"
+    if why is not None:
+        raise RunDirError(f"{path}: not removed: {why}")
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def run_entries(path: Path) -> list[Path]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import torch
 
-from vaekit import checkpoint
+from vaekit import checkpoint, rundir
 from vaekit.config import Config, model_config_from_dict, to_dict
 from vaekit.models import Model
 from vaekit.support.spelling import arg
@@ -107,7 +106,7 @@ class CheckpointKeeper:
         run's own clock is not disturbed."""
         folder = self.run_dir / "snapshots"
         final, tmp = folder / f"step-{step:08d}", folder / f".step-{step:08d}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)  # a leftover of a crash during a write
+        rundir.remove_leftover(tmp)  # a leftover of a crash during a write
         with self.averaged_weights():
             checkpoint.save_model(
                 self.model,
@@ -116,7 +115,7 @@ class CheckpointKeeper:
                 config=to_dict(self.config),
                 metadata={"step": step, "train_seconds": round(train_seconds, 3)},
             )
-        shutil.rmtree(final, ignore_errors=True)  # a resumed run passes this step again
+        rundir.remove_leftover(final)  # a resumed run passes this step again
         os.replace(tmp, final)  # whole or absent: never a snapshot without its config.json
 
     def last_good(self, before: int, lr: float | None = None) -> str:

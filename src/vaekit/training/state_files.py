@@ -46,7 +46,13 @@ from vaekit.checkpoint import (
     save_model,
 )
 from vaekit.outputs import read_regular
-from vaekit.rundir import atomic_write_bytes, atomic_write_json, fsync_dir, json_bytes
+from vaekit.rundir import (
+    atomic_write_bytes,
+    atomic_write_json,
+    fsync_dir,
+    json_bytes,
+    remove_leftover,
+)
 from vaekit.settings import to_dict
 from vaekit.validate import StateError
 
@@ -113,7 +119,7 @@ def save_training_state(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp"
     old = path.parent / f".{path.name}.old"
-    shutil.rmtree(tmp, ignore_errors=True)  # a leftover of a crash during an earlier write
+    remove_leftover(tmp)  # a leftover of a crash during an earlier write
     try:
         opt_tensors, opt_meta = flatten_optimizer_state(optimizer.state_dict())
         hashes = {}
@@ -139,7 +145,7 @@ def save_training_state(
         save_model(model, tmp, data=data, config=config, metadata=metadata)
         fsync_dir(tmp)
         if path.exists():
-            shutil.rmtree(old, ignore_errors=True)
+            remove_leftover(old)  # a crash between the two replaces below leaves it
             os.replace(path, old)
         os.replace(tmp, path)
         fsync_dir(path.parent)
