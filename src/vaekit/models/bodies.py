@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from torch import nn
 
+from vaekit.distributions import PRIORS
 from vaekit.networks import Init, build_networks, default_network, initialise_
 from vaekit.settings import ConfigError, ModelConfig, setting
 
@@ -48,6 +49,17 @@ class BodyConfig(ModelConfig):
             raise ConfigError(f"model.latent_dim must be >= 1, got {self.latent_dim}")
         if any(h < 1 for h in self.hidden_dims):
             raise ConfigError(f"model.hidden_dims must be positive widths, got {self.hidden_dims}")
+
+
+def check_top_prior(prior: str, num_pseudo_inputs: int) -> None:
+    """The hierarchical models' ``model.prior`` (a registered prior for the top layer) and
+    ``model.num_pseudo_inputs`` (>= 1), each refused in one line naming the field."""
+    if num_pseudo_inputs < 1:
+        raise ConfigError(f"model.num_pseudo_inputs must be >= 1, got {num_pseudo_inputs}")
+    if prior not in PRIORS:
+        raise ConfigError(
+            f"model.prior must be one of {', '.join(map(repr, PRIORS))}; got {prior!r}"
+        )
 
 
 def check_buildable(config: ModelConfig) -> None:

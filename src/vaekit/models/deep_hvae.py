@@ -41,7 +41,7 @@ from torch import nn
 
 from vaekit.distributions import PRIORS, DiagonalGaussian, build_likelihood
 from vaekit.models.base import MOMENT_SAMPLES, ELBOTerms, LatentMoments, LikelihoodModel
-from vaekit.models.bodies import check_buildable
+from vaekit.models.bodies import check_buildable, check_top_prior
 from vaekit.models.deep_cells import (
     DOWNSAMPLE,
     Cell,
@@ -101,12 +101,7 @@ class DeepHVAEConfig(ModelConfig):
             raise ConfigError(
                 f"model.width and model.cells must be >= 1, got {self.width} and {self.cells}"
             )
-        if self.num_pseudo_inputs < 1:
-            raise ConfigError(f"model.num_pseudo_inputs must be >= 1, got {self.num_pseudo_inputs}")
-        if self.prior not in PRIORS:
-            raise ConfigError(
-                f"model.prior must be one of {', '.join(map(repr, PRIORS))}; got {self.prior!r}"
-            )
+        check_top_prior(self.prior, self.num_pseudo_inputs)
 
 
 @register_model

@@ -36,7 +36,7 @@ from torch import nn
 
 from vaekit.distributions import PRIORS, DiagonalGaussian, build_likelihood
 from vaekit.models.base import MOMENT_SAMPLES, ELBOTerms, LatentMoments, LikelihoodModel
-from vaekit.models.bodies import check_buildable, init_setting
+from vaekit.models.bodies import check_buildable, check_top_prior, init_setting
 from vaekit.models.paths import TakeFirst
 from vaekit.models.registry import register_model
 from vaekit.networks import ACTIVATIONS, Init, initialise_
@@ -91,12 +91,7 @@ class HVAEConfig(ModelConfig):
             raise ConfigError(
                 f"model.hidden_dims must be non-empty positive widths, got {self.hidden_dims}"
             )
-        if self.num_pseudo_inputs < 1:
-            raise ConfigError(f"model.num_pseudo_inputs must be >= 1, got {self.num_pseudo_inputs}")
-        if self.prior not in PRIORS:
-            raise ConfigError(
-                f"model.prior must be one of {', '.join(map(repr, PRIORS))}; got {self.prior!r}"
-            )
+        check_top_prior(self.prior, self.num_pseudo_inputs)
 
 
 @dataclass
