@@ -9,6 +9,7 @@ import io
 import json
 
 import pytest
+import torch
 
 from helpers import tiny
 from vaekit.cli.main import main
@@ -84,3 +85,65 @@ def test_final_is_every_example_at_k_5000(run, monkeypatch):
     assert json.loads(out)["num_examples"] == 300
     code, _, err = _run(["evaluate", str(run), "--final", "--num-samples", "9"])
     assert code == 2 and "--final is K = 5000 on every example" in err
+
+
+def test_device_cpu_loads_the_weights_there_and_says_so(run, monkeypatch):
+    checkpoint = importlib.import_module("vaekit.checkpoint")
+    seen = []
+    real_load = checkpoint.load
+
+    def spy(path, *args, map_location="cpu", **kwargs):
+        seen.append(map_location)
+        return real_load(path, *args, map_location=map_location, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "load", spy)
+    argv = ["evaluate", str(run), "--device", "cpu", "--num-samples", "3"]
+    code, out, err = _run([*argv, "--max-examples", "10", "--no-fcd", "--json"])
+    assert code == 0, err
+    assert seen[0] == torch.device("cpu")  # the evaluation's load (the report may load again)
+    assert json.loads(out)["device"].startswith("cpu (")
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("gpu", "not a device (one of auto, cpu, cuda, cuda:N or mps)"),
+        ("cuda:x", "not a device (one of auto, cpu, cuda, cuda:N or mps)"),
+        ("cuda:99", "CUDA device"),  # none, or fewer than 100
+    ],
+)
+def test_a_bad_device_is_one_line_naming_the_flag_and_writes_nothing(run, name, why):
+    before = (run / "eval.json").read_bytes() if (run / "eval.json").exists() else None
+    code, out, err = _run(["evaluate", str(run), "--device", name, "--no-fcd"])
+    assert code == 2 and out == ""
+    assert err.startswith(f"vaekit: error: --device {name}: ") and why in err
+    assert len(err.strip().splitlines()) == 1
+    assert ((run / "eval.json").read_bytes() if (run / "eval.json").exists() else None) == before
+
+
+def test_the_device_names_are_read_as_train_reads_them():
+    from vaekit.support.device import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available() and not torch.backends.mps.is_available():
+        assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"^device = 'tpu': not a device"):
+        evaluate.evaluate_run("no-such-run", device="tpu")  # Python spelling, before any read
+    with pytest.raises(ValueError, match=r"^train\.device = 'cpu0': not a device"):
+        resolve_device("cpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device is available"):
+            resolve_device("cuda:0")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_device_cuda_gives_the_cpu_number(run):
+    argv = ["--num-samples", "50", "--max-examples", "40", "--no-fcd", "--json"]
+    code, out, err = _run(["evaluate", str(run), "--device", "cuda", *argv])
+    assert code == 0, err
+    on_gpu = json.loads(out)
+    assert on_gpu["device"].startswith("cuda:0 (")
+    code, out, err = _run(["evaluate", str(run), "--device", "cpu", *argv])
+    assert code == 0, err
+    # the same draws on both devices are not guaranteed; the same estimate within its error
+    assert abs(on_gpu["nll"] - json.loads(out)["nll"]) < 3 * on_gpu["nll_stderr"] + 0.5

@@ -40,6 +40,7 @@ from vaekit.evaluation.likelihood_space import likelihood_results, to_data_space
 from vaekit.evaluation.references import references
 from vaekit.metrics import units_of
 from vaekit.models import Model
+from vaekit.support.device import resolve_device
 from vaekit.support.progress import format_seconds, progress_bar
 from vaekit.support.runtime import keep_freed_memory
 
@@ -53,12 +54,15 @@ QUICK_NUM_SAMPLES, QUICK_MAX_EXAMPLES = 100, 1000
 FINAL_NUM_SAMPLES = 5000
 
 
-def load_run(run: str | Path, data_dir: str | None = None) -> tuple[Model, Dataset]:
-    """Load a run's model and the dataset it was trained on (as recorded in config.json)."""
+def load_run(
+    run: str | Path, data_dir: str | None = None, device: str | torch.device = "cpu"
+) -> tuple[Model, Dataset]:
+    """Load a run's model onto ``device`` and the dataset it was trained on (as recorded in
+    config.json)."""
     from vaekit.checkpoint import load, read_descriptor
     from vaekit.data import load_dataset
 
-    model = load(run)
+    model = load(run, map_location=device)
     descriptor = read_descriptor(run)
     data_info = descriptor.get("data") or {}
     data_config = (descriptor.get("config") or {}).get("data", {})
@@ -307,6 +311,7 @@ def evaluate_run(
     log=None,
     trust_scale: bool = False,
     save: bool = True,
+    device: str = "cpu",
     **options: Any,
 ) -> dict[str, Any]:
     """Evaluate a run directory's model on its dataset; with ``save``, also write
@@ -317,7 +322,9 @@ def evaluate_run(
     ``data``: evaluate on new data instead (any format ``train`` reads, on the training data's
     scale; all its rows; see :mod:`vaekit.data.new_data`); the result is then written only
     to ``output`` if given, never over ``RUN/eval.json``. ``options`` are :func:`evaluate`'s
-    keyword arguments. The result records the SHA-256 of the weights it evaluated
+    keyword arguments. ``device``: auto, cpu, cuda, cuda:N or mps, as ``vaekit train
+    --device`` reads it (:func:`vaekit.support.device.resolve_device`); the weights are loaded
+    onto it and every batch runs there. The result records the SHA-256 of the weights it evaluated
     (``model_sha256``) so a report can tell a stale eval.json, and where and how long it ran
     (``eval_seconds``, ``device``, ``torch_version``, ``vaekit_version``). It is strict JSON:
     a non-finite number is None, with the reason under ``"null_reasons"``.
@@ -330,16 +337,17 @@ def evaluate_run(
     from vaekit.support.provenance import environment
 
     check_outputs({"output": output}, inputs=[run, data])
+    on = resolve_device(device, field="device")  # before anything is read: a bad name is cheap
     started = time.perf_counter()
     if data is not None:
-        model = load(run)
+        model = load(run, map_location=on)
         new = read_new_data(
             data, model.data_info, trust_scale=trust_scale, columns=model.config.columns
         )
         dataset = as_dataset(new, model.data_info)
         options = {**options, "split": "test", "fcd": False}
     else:
-        model, dataset = load_run(run, data_dir)
+        model, dataset = load_run(run, data_dir, on)
         options = {"config": read_descriptor(run).get("config"), **options}
     result = evaluate(model, dataset, log=log, **options)
     result["dataset"] = dataset.name

@@ -101,6 +101,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         fcd=not args.no_fcd,
         trust_scale=args.trust_scale,
         progress=args.progress,
+        device=args.device,
         log=lambda line: print(line, file=sys.stderr),
     )
     if args.json:

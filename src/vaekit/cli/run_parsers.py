@@ -52,6 +52,12 @@ def add_evaluate_parser(commands) -> None:
     )
     p.add_argument("--batch-size", type=positive_int, default=100, help="examples per batch")
     p.add_argument(
+        "--device",
+        default="cpu",
+        help="where to evaluate: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps; "
+        "the weights are loaded onto it (default: cpu)",
+    )
+    p.add_argument(
         "--max-examples",
         type=positive_int,
         help="evaluate only the first N (default 1000, a quick check; --final or --data: all)",

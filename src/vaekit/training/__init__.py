@@ -23,9 +23,9 @@ all-reduce), ``validation``, ``data_setup`` (the data and the model-config field
 fills), ``device``, ``run_dir`` and ``result`` (``TrainResult``, the errors).
 """
 
+from vaekit.support.device import resolve_device
 from vaekit.training.api import train
 from vaekit.training.data_setup import resolve_model_config
-from vaekit.training.device import resolve_device
 from vaekit.training.loop import Trainer
 from vaekit.training.result import TrainingError, TrainingInterrupted, TrainResult
 from vaekit.training.run_dir import prepare_run_dir

@@ -1,4 +1,5 @@
-"""Where training runs: the device, determinism switches and the process group."""
+"""Where training runs: the device (read by ``vaekit.support.device``), determinism switches
+and the process group."""
 
 from __future__ import annotations
 
@@ -7,30 +8,9 @@ import os
 import torch
 
 from vaekit.config import TrainConfig
+from vaekit.support.device import resolve_device
 from vaekit.support.runtime import keep_freed_memory
-from vaekit.support.spelling import spell_value
 from vaekit.training import distributed
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA, then MPS, then CPU; an explicit device must be available."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"{spell_value('--device', 'train.device', 'cuda')}: no CUDA device is available "
-            f"(try {spell_value('--device', 'train.device', 'auto')})"
-        )
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(
-            f"{spell_value('--device', 'train.device', 'mps')}: MPS is not available "
-            f"(try {spell_value('--device', 'train.device', 'auto')})"
-        )
-    return torch.device(name)
 
 
 def setup_device(tc: TrainConfig) -> tuple[distributed.DistContext, torch.device]:
