@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -219,3 +220,26 @@ def test_each_groups_decoder_holds_the_other_groups_at_their_prior_means(cell, p
             zero_below[:, : sum(model.latent_layers[:group])] = 0.0
             if group > 0:
                 assert not torch.allclose(model.decode_params(zero_below), got, atol=1e-4)
+
+
+def test_the_preset_is_a_dense_gated_hierarchy_with_a_vampprior_on_top():
+    """configs/mnist-deep.toml builds what its comment says, and one step of its objective
+    (the ELBO with KL warm-up and free bits per group) gives a finite loss and a gradient in
+    every group's heads."""
+    from vaekit.config import load_config
+    from vaekit.distributions.priors import VampPrior
+    from vaekit.objectives import build_objective
+
+    config = load_config("configs/mnist-deep.toml")
+    model = DeepHierarchicalVAE(dataclasses.replace(config.model, data_shape=[1, 28, 28]))
+    assert model.latent_layers == (32, 32, 32, 40)
+    assert isinstance(model.prior, VampPrior) and model.prior.pseudo_inputs.shape[0] == 500
+    assert model.up[0][0].gated and model.config.width == 256
+    assert (config.objective.name, config.objective.kl_warmup_steps) == ("elbo", 5000)
+    assert config.objective.free_bits > 0 and config.train.grad_skip_threshold is not None
+    objective = build_objective(config.objective, model)
+    x = (torch.rand(4, 1, 28, 28) < 0.5).float()
+    loss, _ = objective(model, x, None)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(head.hidden.weight.grad.abs().sum() > 0 for head in model.posterior_heads)
