@@ -21,6 +21,7 @@ from that file. Run it on an otherwise idle machine: the budget and the throughp
 assume the cores are the run's.
 
     .venv/bin/python benchmarks/bench_models.py --budget-minutes 15 --only vae hvae
+    .venv/bin/python benchmarks/bench_models.py --only deep   # one row, added to the file
     .venv/bin/python benchmarks/bench_models.py --table   # print the table of finished rows
 """
 
@@ -55,6 +56,12 @@ ROWS = {
     "iaf": ("mnist-iaf.toml", "mnist", [], "VAE + IAF posterior (4 steps), m = 32"),
     "cvae": ("mnist-cvae.toml", "mnist", [], "conditional VAE, class prior, m = 16"),
     "vqvae": ("mnist-vqvae.toml", "mnist", [], "VQ-VAE, 16 codes of 256, EMA codebook"),
+    "deep": (
+        "mnist-deep.toml",
+        "mnist",
+        [],
+        "deep hierarchical VAE, 4 groups (32, 32, 32, 40), gated dense cells, width 256",
+    ),
     "dlogistic": (
         "fashion-dlogistic.toml",
         "fashion-mnist",
@@ -108,13 +115,24 @@ def linear_shapes(run: Path) -> tuple[list[tuple[int, int, int]], int, int]:
     """The (rows, inputs, outputs) of every Linear call in one training step of the run's
     model on its objective, the batch size and the model's parameter count."""
     import vaekit
-    from vaekit.objectives import build_objective
 
     config = vaekit.Config.from_dict(json.loads((run / "config.json").read_text())["config"])
     model = vaekit.load(run)
-    model.train()
-    objective = build_objective(config.objective, model)
     batch = config.train.batch_size
+    shapes = step_linear_shapes(model, config.objective, batch)
+    return shapes, batch, sum(p.numel() for p in model.parameters())
+
+
+def step_linear_shapes(
+    model: nn.Module, objective_config, batch: int
+) -> list[tuple[int, int, int]]:
+    """The (rows, inputs, outputs) of every ``nn.Linear`` call in one training step of
+    ``model`` on ``objective_config`` with ``batch`` random examples, in call order: the
+    importance draws and the pseudo-inputs are in the rows where the step runs them."""
+    from vaekit.objectives import build_objective
+
+    model.train()
+    objective = build_objective(objective_config, model)
     shapes: list[tuple[int, int, int]] = []
 
     def record(module: nn.Linear, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
@@ -122,14 +140,21 @@ def linear_shapes(run: Path) -> tuple[list[tuple[int, int, int]], int, int]:
 
     hooks = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, nn.Linear)]
     x = (torch.rand(batch, *model.data_shape) < 0.5).float()
-    if config.model.likelihood.startswith("discretized-logistic"):
+    if model.config.likelihood.startswith("discretized-logistic"):
         x = torch.randint(0, 256, (batch, *model.data_shape)).float() / 255.0
     y = torch.randint(0, 10, (batch,)) if model.takes_labels else None
     loss, _ = objective(model, x, y)
     for hook in hooks:
         hook.remove()
     loss.backward()
-    return shapes, batch, sum(p.numel() for p in model.parameters())
+    return shapes
+
+
+def gemm_flops(shapes: list[tuple[int, int, int]]) -> int:
+    """Floating-point operations of a training step's GEMMs: each Linear call of ``rows x
+    inputs -> outputs`` is three products of 2 * rows * inputs * outputs FLOPs (forward,
+    gradient of the input, gradient of the weight)."""
+    return 6 * sum(r * i * o for r, i, o in shapes)
 
 
 def roofline(shapes: list[tuple[int, int, int]], batch: int, threads: int) -> tuple[float, float]:
@@ -144,8 +169,7 @@ def roofline(shapes: list[tuple[int, int, int]], batch: int, threads: int) -> tu
             torch.mm(x.T, g)  # grad w.r.t. the weight
 
     seconds = best_seconds_per_call(step, calls_per_block=20, warmup=10)
-    flops = 6 * sum(r * i * o for r, i, o in shapes)
-    return batch / seconds, flops / seconds / 1e9
+    return batch / seconds, gemm_flops(shapes) / seconds / 1e9
 
 
 def run_row(row: str, args: argparse.Namespace) -> dict:
