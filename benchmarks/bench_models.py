@@ -56,6 +56,12 @@ ROWS = {
     "iaf": ("mnist-iaf.toml", "mnist", [], "VAE + IAF posterior (4 steps), m = 32"),
     "cvae": ("mnist-cvae.toml", "mnist", [], "conditional VAE, class prior, m = 16"),
     "vqvae": ("mnist-vqvae.toml", "mnist", [], "VQ-VAE, 16 codes of 256, EMA codebook"),
+    "ae": (
+        "mnist-nll.toml",
+        "mnist",
+        ['model.kind="ae"', 'objective.name="reconstruction"'],
+        "autoencoder, the VAE's MLP 512-256 and m = 32, no noise or KL",
+    ),
     "deep": (
         "mnist-deep.toml",
         "mnist",

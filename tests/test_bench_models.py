@@ -1,5 +1,5 @@
 """The per-model table's FLOP counter: the GEMMs of one training step, counted by hooks on
-every Linear call, equal a count by hand; and the table's rows include the deep model."""
+every Linear call, equal a count by hand; and the table has a row for every registered model."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from vaekit.config import load_config
+from vaekit.config import apply_overrides, load_config
 from vaekit.config_sections import ObjectiveConfig
 from vaekit.models import DeepHierarchicalVAE, DeepHVAEConfig
+from vaekit.models.registry import model_names
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,6 +58,14 @@ def test_the_gemms_of_a_deep_models_step_are_the_hand_count(bench):
     )
     assert iwae == by_hand(7, 3)
     assert bench.gemm_flops(iwae) == 6 * (1260 + 3 * 2800)
+
+
+def test_the_table_has_a_row_for_every_registered_model(bench):
+    kinds = {
+        apply_overrides(load_config(REPO / "configs" / preset), overrides).model.kind
+        for preset, _, overrides, _ in bench.ROWS.values()
+    }
+    assert kinds == set(model_names())
 
 
 def test_the_table_has_a_row_for_the_dense_deep_model(bench):
