@@ -29,12 +29,13 @@ Run it alone on the machine (the budget and the throughput assume the cores are 
     .venv/bin/python benchmarks/bench_deep.py --minutes 0.2 --images 100 --num-samples 10 \\
         --pilot-steps 20 --runs /tmp/deep-check                     # a check that it works
 
-Time, on 2 CPU cores: each run is a pilot (under a minute) and the budget (15 minutes);
-the comparison at K = 5000 on all 10,000 test images is about 12 minutes for the one-layer
-VampPrior (measured) and an estimated 30-45 minutes for the deep preset (its decoder is the
-whole top-down path, about 3.5x the one-layer decoder's multiply-adds per draw), so the pair
-takes about 1.5 hours and each variant adds about an hour. ``--num-samples 1000`` cuts the
-comparison five-fold (the ablation notes' setting).
+Time, on 2 CPU cores (an estimate; nothing here has run at full size): each run is a pilot
+(about a minute) and the budget (15 minutes); the comparison at K = 5000 on all 10,000 test
+images took 12 minutes for the one-layer VampPrior (every-model-15-minutes.md) and should take
+40 to 50 minutes for the deep preset (its decoder is the whole top-down path, 1.86 M
+multiply-adds per draw against 0.54 M), so the pair takes about 1 hour 45 minutes and each
+variant adds about an hour. ``--num-samples 1000`` cuts the comparison five-fold (the
+ablation notes' setting).
 """
 
 from __future__ import annotations
