@@ -86,6 +86,7 @@ def test_the_cli_path_keeps_the_tables_types(flow, capsys):
     header, scored = read_rows(root / "s.csv")
     assert [h for h in header if h.startswith("share_")] == [f"share_{n}_nats" for n in HEADER]
     assert len(scored) == 80 and all(np.isfinite(float(r[1])) for r in scored)
+    assert "-0" not in {c for r in scored for c in r}  # a missing cell's share is 0
 
     codes, decoded, recon = root / "z.csv", root / "decoded.csv", root / "recon.csv"
     assert main(["encode", str(run), "--data", str(table), "-o", str(codes)]) == 0
