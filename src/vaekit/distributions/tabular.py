@@ -3,7 +3,7 @@
 A row arrives encoded (``vaekit.data.tables``) as ``x [B, F + C]``: F feature numbers, then
 the observed mask of the C columns (1 observed, 0 missing). The features of a column are
 
-* real: (v - loc) / scale; positive: (log v - loc) / scale (loc, scale: the training split's);
+* real: (v - loc) / scale; positive: (log v - loc) / scale (loc, scale: the column's);
 * count, poisson: log1p(v) (v recovered exactly as round(expm1(.)));
 * binary: 0 or 1 (the index of the cell among the column's two categories);
 * categorical: one-hot over the column's K categories;
