@@ -152,3 +152,21 @@ def test_a_frame_of_numbers_keeps_the_numeric_path(tmp_path):
     filled = est.impute(holes)
     assert filled["n"].dtype == "Int64" and filled["n"].notna().all()
     assert (filled["n"][:59] == holes["n"][:59]).all()
+
+
+def test_rank_reaches_the_low_rank_decoder(fitted, data, tmp_path):
+    from sklearn.base import clone
+
+    est = VAEEstimator(**{**FAST, "max_steps": 2}, likelihood="gaussian-lowrank", rank=1)
+    assert est.get_params()["rank"] == 1
+    assert clone(est).set_params(rank=3).get_params()["rank"] == 3
+    est.fit(data)
+    assert est.model_.config.rank == 1 and est.model_.likelihood.rank == 1
+    head = est.model_.likelihood
+    assert head.param_shape == (head.num_features + 2 * 2,)  # F features, then d and W
+    loaded = VAEEstimator.load(est.save(tmp_path / "lowrank"))
+    assert loaded.rank == 1 and loaded.model_.likelihood.rank == 1
+    assert fitted.rank is None and fitted.model_.likelihood.rank == 0
+    # income and score are the only real and positive columns: a rank of 1 at most
+    with pytest.raises(ValueError, match=r"model\.rank = 2: .* a rank from 1 to 1"):
+        est.set_params(rank=2).fit(data)

@@ -781,3 +781,42 @@ def test_the_deep_hierarchical_page_runs_in_the_browser(browser, runs, pages):
         with torch.no_grad():
             want = decode(z.float()[None]).flatten()
         torch.testing.assert_close(torch.tensor(got).float(), want, atol=2e-5, rtol=1e-4)
+
+
+@needs_chromium
+@pytest.mark.parametrize("rank", [None, 1])
+def test_mixed_table_row_is_shown_in_its_types(browser, tmp_path, rank):
+    """A mixed table with missing cells: the page decodes a row as ``vaekit decode`` does
+    (each column's E[v|z]: a real or positive mean, a count's mean rounded, the most probable
+    category by name), the joint low-rank head included, beside the input row's cells."""
+    from test_tables import HEADER, TINY, mixed_rows, write_csv
+    from vaekit.data.tables import encoded_cells
+    from vaekit.impute import decoded_values
+
+    table = write_csv(tmp_path / "people.csv", HEADER, mixed_rows())
+    out = tmp_path / "run"
+    extra = [] if rank is None else ["--likelihood", "gaussian-lowrank", "--rank", str(rank)]
+    assert main(["train", "--data", str(table), "--out", str(out), *TINY, *extra]) == 0
+    page, data = build_explorer(out)
+    assert [h["name"] for h in data["display"]["heads"]] == HEADER
+    (tmp_path / "explore.html").write_text(page, encoding="utf-8")
+    _open(browser, tmp_path / "explore.html")
+    rows = browser.evaluate(
+        "Array.from(document.querySelectorAll('#row-table tr')).slice(1).map(r => "
+        "[r.querySelector('th').textContent, r.querySelector('td').dataset.value, "
+        "r.querySelector('td').textContent, r.querySelectorAll('td')[1].textContent])"
+    )
+    model = load(out)
+    want = [v[0] for v in decoded_values(model, _page_z(browser)[None].float())]
+    columns = model.likelihood.columns
+    assert [r[0] for r in rows] == HEADER
+    for (_, value, text, _), column, v in zip(rows, columns, want, strict=True):
+        if column.categories:  # the category's own text, not an index
+            assert value == column.categories[int(v)] and text.startswith(value + " (")
+        else:
+            assert float(value) == pytest.approx(v, rel=1e-4)
+        if column.kind == "count":
+            assert text == str(round(v))
+    x0 = load_run(out)[1].fixed("test", seed=0)[:1].double().numpy()
+    shown = [r[3] if r[3] != "missing" else "" for r in rows]
+    assert shown == encoded_cells(x0, columns)[0]

@@ -41,16 +41,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from vaekit.checkpoint import load as load_model
 from vaekit.checkpoint import save_model
 from vaekit.config import Config, DataConfig, TrainConfig
-from vaekit.data import Dataset, Split, transform_from_dict
-from vaekit.data.frames import (
-    FrameTypes,
-    check_frame_columns,
-    frame_table,
-    is_frame,
-    numbers_only,
-)
-from vaekit.data.splits import split_indices
-from vaekit.data.stored import describe_values
+from vaekit.data import transform_from_dict
+from vaekit.data.frames import FrameTypes, encode_frame, frame_schema
+from vaekit.data.stored import array_dataset
 from vaekit.models import MODELS
 from vaekit.models.registry import model_config_from_dict
 
@@ -66,6 +59,9 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         widths of the MLP bodies (the decoder mirrors them).
     likelihood:
         p(x|z); ``"auto"`` picks it from the data as the CLI does.
+    rank:
+        R, the rank of ``"gaussian-lowrank"``'s covariance factor W (``--rank``; None: 1),
+        also the joint head of a mixed table's real and positive columns under that name.
     model:
         a registered model name (``vaekit.MODELS``) with one latent vector, e.g. ``"vae"``.
     max_steps:
@@ -97,6 +93,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         latent_dim: int = 8,
         hidden_dims: tuple[int, ...] = (256, 128),
         likelihood: str = "auto",
+        rank: int | None = None,
         model: str = "vae",
         max_steps: int | None = None,
         batch_size: int = 128,
@@ -111,6 +108,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         self.latent_dim = latent_dim
         self.hidden_dims = hidden_dims
         self.likelihood = likelihood
+        self.rank = rank
         self.model = model
         self.max_steps = max_steps
         self.batch_size = batch_size
@@ -124,37 +122,6 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
 
     # --- fitting ---------------------------------------------------------------------------
 
-    def _dataset(self, X: np.ndarray, schema: list | None = None) -> Dataset:
-        """``X`` as vaekit's training sees a user's array: train and validation splits, the
-        transform and likelihood that fit its values (``data.stored.describe_values``), or
-        for a mixed-type table's encoded rows (``schema`` its columns) the tabular ones."""
-        from vaekit.data.transforms import TableEncoding
-
-        n = X.shape[0]
-        shape = tuple(int(d) for d in X.shape[1:])
-        train_rows, val_rows = split_indices(n, self.val_fraction, int(self.random_state))
-        if len(train_rows) == 0:
-            raise ValueError(f"X has {n} rows: too few to train on after holding out validation")
-        stored = torch.from_numpy(np.array(X))  # a private, writable copy
-        if schema is None:
-            transform, support, likelihood, levels = describe_values(X, train_rows.numpy(), shape)
-        else:
-            transform, support, likelihood, levels = TableEncoding(), "table", "tabular", None
-        val = Split(stored[val_rows])
-        return Dataset(
-            name="X",
-            shape=shape,
-            train=Split(stored[train_rows]),
-            val=val,
-            test=val,
-            transform=transform,
-            support=support,
-            default_likelihood=likelihood,
-            num_levels=levels,
-            description=f"an array of {n} rows",
-            schema=schema,
-        )
-
     def _config(self, n_train: int) -> Config:
         if self.model not in MODELS:
             raise ValueError(f"model {self.model!r} is not one of {', '.join(MODELS)}")
@@ -163,7 +130,10 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
             ("latent_dim", int(self.latent_dim)),
             ("hidden_dims", [int(h) for h in self.hidden_dims]),
             ("likelihood", self.likelihood),
+            ("rank", None if self.rank is None else int(self.rank)),
         ):
+            if value is None:  # the model's own default
+                continue
             if not hasattr(model, name):
                 raise ValueError(f"model {self.model!r} has no setting {name!r}")
             setattr(model, name, value)
@@ -191,17 +161,13 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         Fitted attributes: ``model_`` (the trained :class:`vaekit.Model`), ``history_``
         (per-epoch records, nats per example), ``n_features_in_``, ``data_info_`` (the
         preprocessing, as a run's config.json stores it), ``column_types_``."""
-        from vaekit.data.table_schema import infer_schema
         from vaekit.data.tables import encode
         from vaekit.training.api import train
 
         self.column_types_ = self.frame_types_ = None
-        table = frame_table(X) if is_frame(X) and not numbers_only(X) else None
-        if table is None and self.column_types and is_frame(X):
-            table = frame_table(X)
-        if table is not None and (self.column_types or not table.clean):
-            check_frame_columns(X)
-            schema = infer_schema(table, self.column_types)
+        typed = frame_schema(X, self.column_types)
+        if typed is not None:
+            table, schema = typed
             self.frame_types_ = FrameTypes.of(X, schema)
             self.column_types_ = {c.name: c.kind for c in schema}
             self.n_features_in_ = len(table.names)
@@ -209,12 +175,14 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
                 self.feature_names_in_ = np.asarray(X.columns, dtype=object)
             elif hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_
-            dataset = self._dataset(encode(table, schema), schema)
+            dataset = array_dataset(
+                encode(table, schema), self.val_fraction, self.random_state, schema
+            )
         else:
             if self.column_types:
                 raise ValueError("column_types applies to a DataFrame, not an array")
             X = self._check(X, reset=True)
-            dataset = self._dataset(X)
+            dataset = array_dataset(X, self.val_fraction, self.random_state)
         config = self._config(len(dataset.train))
         log = print if self.verbose else _quiet
         result = train(
@@ -240,19 +208,8 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         return np.ascontiguousarray(out)
 
     def _table_inputs(self, X: Any) -> torch.Tensor:
-        """A DataFrame's rows encoded under the fitted schema ``[N, F + C]`` (features, then
-        the observed mask); its columns are matched by name, others are ignored."""
-        from vaekit.data.tables import encode
-        from vaekit.distributions.tabular import as_columns
-
-        if not is_frame(X):
-            raise ValueError(
-                "this estimator models a mixed-type table: give a pandas DataFrame with the "
-                f"columns {', '.join(map(repr, self.column_types_))}"
-            )
-        check_frame_columns(X)
-        x = encode(frame_table(X), as_columns(self.model_.config.columns))
-        return torch.from_numpy(x).to(torch.get_default_dtype())
+        """A DataFrame's rows under the fitted schema ``[N, F + C]`` (``encode_frame``)."""
+        return torch.from_numpy(encode_frame(X, self._schema())).to(torch.get_default_dtype())
 
     def _inputs(self, X: Any) -> torch.Tensor:
         """``X`` in the model's input space ``[N, *data_shape]`` (the training transform,

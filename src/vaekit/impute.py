@@ -130,7 +130,8 @@ def column_shares(
         yb = None if y is None else y[start : start + batch_size]
         w, p = importance_draws(model, xb, num_samples, yb)
         cells = p.likelihood.cell_log_probs(p.decoder_output, xb)  # [K, B, C]
-        shares.append(-(w[..., None] * cells.double()).sum(0).numpy())
+        # + 0.0: a missing cell's share is written 0, not -0
+        shares.append(-(w[..., None] * cells.double()).sum(0).numpy() + 0.0)
     return np.concatenate(shares)
 
 

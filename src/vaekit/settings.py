@@ -56,7 +56,9 @@ class TableColumn:
     (log v - loc) / scale), count (negative binomial), poisson (a count column modelled as
     Poisson), binary or categorical (``categories``: the cell texts, in the order of the
     decoder's logits; a binary column's two values are its categories too). ``loc`` and
-    ``scale`` are the training split's mean and standard deviation of the modelled value."""
+    ``scale`` are the mean and standard deviation of the modelled value over every observed
+    cell of the training file (the schema is read from all its rows before the split, so
+    that every split's categories are known)."""
 
     name: str
     kind: Literal["real", "positive", "count", "poisson", "binary", "categorical"]

@@ -132,7 +132,8 @@ def add_picture_parsers(commands) -> None:
         "reconstruct",
         "PNG of examples beside their reconstructions E[x|z=mu(x)]; with --data, the "
         "reconstructions of new data in its own units (CSV in, CSV out; .npy in, .npy out; an "
-        "image folder in, a folder of 8-bit PNGs out; or as the -o suffix says)",
+        "image folder in, a folder of 8-bit PNGs out; or as the -o suffix says); a model of "
+        "a mixed table needs --data (rows out, in the table's types)",
     )
     p.add_argument("-n", type=positive_int, default=16, help="number of examples (default 16)")
     p.add_argument(
@@ -171,7 +172,8 @@ def add_report_parser(commands) -> None:
         help="write RUN/report.html: headline numbers, evaluation table, every picture",
         description="Write one self-contained HTML page (images embedded): the headline (nll "
         "± standard error, bits/dim, run time, device, versions), the evaluation table, every "
-        "picture, and the config folded away. Reuses RUN/eval.json when it matches the "
+        "picture (for a mixed table: test rows beside their reconstructions and synthetic "
+        "rows, in its types), and the config folded away. Reuses RUN/eval.json when it matches the "
         "weights, else evaluates first with --num-samples. The evaluation is printed first; if "
         "the page cannot be written, the error names the file (exit 2).",
     )
@@ -200,7 +202,8 @@ def add_explore_parser(commands) -> None:
         "no Python at view time): one slider per latent coordinate ordered by its KL in nats "
         "(by code variance for an AE, which has no KL), a map of the test set's posterior "
         "means (hover or click to decode, click an example to see its input beside its "
-        "reconstruction) and an interpolation between two picked examples.",
+        "reconstruction; a mixed table's row in its types) and an interpolation between two "
+        "picked examples.",
     )
     p.add_argument("run", type=Path, help="run directory")
     p.add_argument(

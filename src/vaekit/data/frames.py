@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from vaekit.data.errors import DataError
-from vaekit.data.table_schema import TextTable, category_key, number
+from vaekit.data.table_schema import TextTable, category_key, infer_schema, number
+from vaekit.data.tables import encode
 from vaekit.settings import TableColumn
 
 FRAME_NAME = "DataFrame"  # what errors call the table (no file behind it)
@@ -195,6 +196,34 @@ class FrameTypes:
 def _plain(value: Any) -> Any:
     """A numpy scalar as the Python value JSON can hold."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+def frame_schema(
+    frame: Any, column_types: dict[str, str] | None = None
+) -> tuple[TextTable, list[TableColumn]] | None:
+    """The mixed-type table a DataFrame holds and its schema (``column_types`` override
+    inferred types, as ``--column-type`` does), or None where the frame takes the numeric
+    path: every cell a finite number and no column types given, as for a clean CSV file."""
+    if not is_frame(frame) or (not column_types and numbers_only(frame)):
+        return None
+    table = frame_table(frame)
+    if table.clean and not column_types:
+        return None
+    check_frame_columns(frame)
+    return table, infer_schema(table, column_types)
+
+
+def encode_frame(frame: Any, schema: list[TableColumn]) -> np.ndarray:
+    """A DataFrame's rows encoded under a trained ``schema``, ``[N, F + C]`` float64
+    (features, then the observed mask; ``vaekit.data.tables.encode``): its columns are
+    matched by name and other columns ignored."""
+    if not is_frame(frame):
+        raise ValueError(
+            "this estimator models a mixed-type table: give a pandas DataFrame with the "
+            f"columns {', '.join(repr(c.name) for c in schema)}"
+        )
+    check_frame_columns(frame)
+    return encode(frame_table(frame), schema)
 
 
 def check_frame_columns(frame: Any, name: str = FRAME_NAME) -> None:

@@ -24,7 +24,7 @@ import torch
 from vaekit.data.datasets import Dataset
 from vaekit.data.errors import DataError
 from vaekit.data.splits import MemmapSplit, Split, native_order, split_indices
-from vaekit.data.transforms import Dequantize, Standardize, Transform
+from vaekit.data.transforms import Dequantize, Standardize, TableEncoding, Transform
 
 TEST_FRACTION = 0.1
 TEST_SPLIT_SEED = 1234
@@ -227,4 +227,38 @@ def make_dataset(
         num_levels=levels,
         description=f"{path}: {stored.kind}" + (" (memory-mapped, streamed)" if streamed else ""),
         extra=extra,
+    )
+
+
+def array_dataset(
+    X: np.ndarray, val_fraction: float, seed: int, schema: list | None = None
+) -> Dataset:
+    """An in-memory array ``X [N, *shape]`` as training sees a user's file (what
+    ``VAEEstimator.fit`` trains on): train and validation splits (``val_fraction``, ``seed``;
+    the test split is the validation one), the transform and likelihood that fit its values
+    (:func:`describe_values`), or for a mixed-type table's encoded rows (``schema`` its
+    columns) the tabular ones."""
+    n = X.shape[0]
+    shape = tuple(int(d) for d in X.shape[1:])
+    train_rows, val_rows = split_indices(n, val_fraction, int(seed))
+    if len(train_rows) == 0:
+        raise ValueError(f"X has {n} rows: too few to train on after holding out validation")
+    stored = torch.from_numpy(np.array(X))  # a private, writable copy
+    if schema is None:
+        transform, support, likelihood, levels = describe_values(X, train_rows.numpy(), shape)
+    else:
+        transform, support, likelihood, levels = TableEncoding(), "table", "tabular", None
+    val = Split(stored[val_rows])
+    return Dataset(
+        name="X",
+        shape=shape,
+        train=Split(stored[train_rows]),
+        val=val,
+        test=val,
+        transform=transform,
+        support=support,
+        default_likelihood=likelihood,
+        num_levels=levels,
+        description=f"an array of {n} rows",
+        schema=schema,
     )

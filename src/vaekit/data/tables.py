@@ -252,6 +252,33 @@ def read_new_table(path: str | Path, schema: list) -> tuple[TextTable, np.ndarra
     return table, encode(table, as_columns(schema))
 
 
+def encoded_cells(x: np.ndarray, schema: list[TableColumn]) -> list[list[str]]:
+    """Encoded rows ``x [N, F + C]`` back as cell texts in the table's types (the inverse of
+    :func:`encode`; "" for a missing cell; a real number to 7 significant digits, which is
+    what float32 holds of it): how the report and the explorer show a split's rows."""
+    widths = [feature_width(c) for c in schema]
+    starts = np.cumsum([0, *widths])
+    mask = x[:, starts[-1] :]
+    rows = []
+    for i in range(x.shape[0]):
+        row = []
+        for k, column in enumerate(schema):
+            v = x[i, starts[k] : starts[k + 1]]
+            if mask[i, k] == 0:
+                row.append("")
+            elif column.kind == "categorical":
+                row.append(cell_text(column, int(np.argmax(v))))
+            elif column.kind in ("count", "poisson"):
+                row.append(cell_text(column, np.expm1(v[0])))
+            elif column.kind in ("real", "positive"):
+                value = column.loc + column.scale * v[0]
+                row.append(f"{np.exp(value) if column.kind == 'positive' else value:.7g}")
+            else:
+                row.append(cell_text(column, round(v[0])))
+        rows.append(row)
+    return rows
+
+
 def cell_text(column: TableColumn, value: float) -> str:
     """A value in a column's type as the cell text written out: a category's own text
     (``value`` its index), a count as an integer, a real number with 10 significant digits."""

@@ -3,7 +3,7 @@
 A row arrives encoded (``vaekit.data.tables``) as ``x [B, F + C]``: F feature numbers, then
 the observed mask of the C columns (1 observed, 0 missing). The features of a column are
 
-* real: (v - loc) / scale; positive: (log v - loc) / scale (loc, scale: the training split's);
+* real: (v - loc) / scale; positive: (log v - loc) / scale (loc, scale: the column's);
 * count, poisson: log1p(v) (v recovered exactly as round(expm1(.)));
 * binary: 0 or 1 (the index of the cell among the column's two categories);
 * categorical: one-hot over the column's K categories;
@@ -230,8 +230,39 @@ class TabularLikelihood(nn.Module):
         return TabularDistribution(self, decoder_output)
 
     def page_mean(self) -> str | None:
-        """None: the explorer's page does not compute this mean (per-column heads)."""
-        return None
+        """ "table": the explorer's page reads the decoder output as it is and turns it into
+        each column's value with :meth:`page_heads`."""
+        return "table"
+
+    def page_heads(self) -> list[dict]:
+        """Per column, what the explorer's page needs to compute its E[v|z] from the decoder
+        output as :meth:`column_means` does: name, kind, first output and width, categories;
+        for a real or positive column loc, scale and the variance sigma^2 on the standardised
+        scale, a number, or with the joint head the outputs of d's pre-activation and of W's
+        row (``joint``: the page adds d + sum_r W_r^2)."""
+        gauss = {int(j): i for i, j in enumerate(self.gauss_columns)}
+        if not self.rank:
+            variance = self.gaussian_scale().detach().double().square().tolist()
+        heads = []
+        for j, (column, start) in enumerate(zip(self.columns, self.starts, strict=True)):
+            head = {"name": column.name, "kind": column.kind, "start": start}
+            head.update(width=feature_width(column), categories=list(column.categories))
+            if j in gauss:
+                i, f, g = gauss[j], self.num_features, len(gauss)
+                head.update(loc=column.loc, scale=column.scale)
+                if self.rank:
+                    factor = [f + g + i * self.rank + r for r in range(self.rank)]
+                    head["joint"] = {
+                        "diag": f + i,
+                        "factor": factor,
+                        "offset": self.joint.offset,
+                        "min_scale": self.joint.min_scale,
+                        "gain": self.joint.factor_gain,
+                    }
+                else:
+                    head["var"] = variance[i]
+            heads.append(head)
+        return heads
 
     def mean(self, decoder_output: torch.Tensor) -> torch.Tensor:
         """E[x|z] in the encoded layout ``[*batch, F + C]``: the Gaussian heads' means, the

@@ -75,9 +75,20 @@ def _is_image(shape: tuple[int, ...]) -> bool:
     return len(shape) == 3 and shape[0] in (1, 3)
 
 
-def _display(dataset, data_info: dict[str, Any] | None) -> dict[str, Any]:
+def _display(dataset, data_info: dict[str, Any] | None, likelihood) -> dict[str, Any]:
     """How the page shows one decoded example: an image (values clipped to [0, 1], as the
-    report's pictures) or a table row, in the user's units when a standardisation is recorded."""
+    report's pictures) or a table row, in the user's units when a standardisation is recorded;
+    a mixed table's row in its types, each column's E[v|z] from its head (``page_heads``)."""
+    if hasattr(likelihood, "page_heads"):
+        heads = likelihood.page_heads()
+        return {
+            "kind": "table",
+            "columns": [h["name"] for h in heads],
+            "heads": heads,
+            "outputs": math.prod(likelihood.param_shape),
+            "units": "the table's own units: a real or positive column's mean, a count's "
+            "mean rounded, a category's most probable value (its probability)",
+        }
     shape = tuple(dataset.shape)
     if _is_image(shape):
         return {"kind": "image", "c": shape[0], "h": shape[1], "w": shape[2]}
@@ -136,9 +147,14 @@ def build_explorer(
     spaces, default, grid = model_spaces(model, programs, x_test, y_test, axes, n, seed)
 
     label_list = [int(v) for v in labels[:n].tolist()] if labels is not None else None
-    display = _display(dataset, descriptor.get("data"))
+    display = _display(dataset, descriptor.get("data"), model.likelihood)
     x_points = x_test[:n].flatten(1).numpy()
-    if display["kind"] == "image":
+    if "heads" in display:  # a mixed table's rows as their cell texts ("" where missing)
+        from vaekit.data.tables import encoded_cells
+
+        rows = dataset.fixed("test", seed=seed)[:n].double().numpy()
+        inputs = {"encoding": "text", "rows": encoded_cells(rows, model.likelihood.columns)}
+    elif display["kind"] == "image":
         inputs = {
             "encoding": "u8",
             "data": _b64(np.rint(np.clip(x_points, 0, 1) * 255).astype(np.uint8)),

@@ -16,7 +16,9 @@ module turns a decoder ``nn.Module`` into that interpreter's program:
 * then the likelihood's mean E[x|z] on the decoder output, as the likelihood names it
   (``page_mean()``): ``sigmoid`` (Bernoulli logits), ``identity`` (Gaussian mean), ``split``
   (the first half of the channels: the heteroscedastic Gaussian's mu), ``split-clamp`` (the
-  same clamped to [0, 1]: the discretised logistic's location).
+  same clamped to [0, 1]: the discretised logistic's location), ``table`` (the outputs as
+  they are: the page turns them into a mixed table's row with the likelihood's
+  ``page_heads()``).
 
 Anything else is refused by :func:`decoder_program` with a one-line error naming the layer,
 and :func:`run_program` (the same program run with torch) is compared against the real
@@ -253,6 +255,7 @@ class Programs:
                 f"{type(likelihood).__name__}"
             )
         self.mean_kind = mean
+        self.likelihood = likelihood
         self.tensors: list[torch.Tensor] = []  # kept alive, so data pointers stay unique
         self._seen: dict[tuple, int] = {}
 
@@ -275,6 +278,9 @@ class Programs:
         with torch.no_grad():
             want = reference(probe).flatten(1)
         got = run_program(layers, tensors, self.mean_kind, probe)
+        if self.mean_kind == "table":  # the page reads the outputs as they are (page_heads)
+            with torch.no_grad():
+                got = self.likelihood.mean(got.to(want.dtype)).flatten(1)
         if not torch.allclose(got, want, atol=SELF_CHECK_TOLERANCE, rtol=SELF_CHECK_TOLERANCE):
             raise ValueError(
                 "explore: the in-page decoder program does not reproduce this decoder (max "

@@ -57,6 +57,11 @@ def _check_png(path: str | Path, run: str | Path, manifold: bool = False) -> Pat
 
 
 def _require_image(model, run) -> None:
+    if model.config.columns:  # the rows' own commands, and the report's table of rows
+        raise ValueError(
+            f"{run}: a model of a mixed table draws no pictures; reconstruct rows with "
+            "--data TABLE.csv -o OUT.csv (vaekit report shows test rows beside theirs)"
+        )
     if not is_image(model.data_shape):
         raise ValueError(f"{run}: data shape {list(model.data_shape)} is not an image")
 

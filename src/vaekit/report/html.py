@@ -28,6 +28,7 @@ from vaekit.metrics import lookup, metric, result_problem, shown_metrics
 from vaekit.outputs import read_regular, staged_dir
 from vaekit.report.figures import Figure, run_figures
 from vaekit.report.page import Page
+from vaekit.report.table_rows import TableRows, table_rows
 from vaekit.rundir import RunDirError, atomic_write_bytes, locked
 from vaekit.support.progress import format_seconds
 from vaekit.validate import StateError, parse_json
@@ -161,9 +162,11 @@ def render_report(
     figures: list[Figure],
     descriptor: dict[str, Any] | None = None,
     explorer: bool = False,
+    rows: TableRows | None = None,
 ) -> str:
     """The report page as one HTML string (``result`` None: a model with no likelihood);
-    ``explorer``: explore.html exists beside it, so the page links to it."""
+    ``explorer``: explore.html exists beside it, so the page links to it; ``rows``: a mixed
+    table's reconstructions and samples as rows of its cells."""
     descriptor = descriptor or {}
     page = Page(title, lead=_model_line(descriptor, result is not None) if descriptor else None)
     page.raw(headline(result, descriptor.get("metadata") or {}))
@@ -233,6 +236,8 @@ def render_report(
                 f"{100 * float(info.get('test_accuracy', float('nan'))):.1f}%; "
                 f"{result.get('fcd_num_examples')} real and as many generated images."
             )
+    if rows is not None:
+        _table_rows(page, rows)
     page.heading("Pictures")
     page.gallery(
         [(f.path.read_bytes(), f.caption, f.name, f"fig-{f.name}", f.pixels) for f in figures]
@@ -241,6 +246,25 @@ def render_report(
         "Configuration (config.json): click to open", json.dumps(config, indent=2), id="config"
     )
     return page.render()
+
+
+def _table_rows(page: Page, rows: TableRows) -> None:
+    """A mixed table's test rows beside their reconstructions, then synthetic rows."""
+    page.heading("Rows (in the table's own types)")
+    page.paragraph(
+        "Test rows, each followed by its reconstruction E[v|z = mu(x)]: a real or positive "
+        "column's mean, a count's mean rounded, a category's most probable value; a blank "
+        "input cell is missing (the model filled it in the reconstruction)."
+    )
+    body = []
+    for i, (cells, recon) in enumerate(rows.pairs):
+        body.append((f"test row {i}", *(c or "(missing)" for c in cells)))
+        body.append(("reconstruction", *recon))
+    page.table(("", *rows.names), body, id="table-reconstructions", value_columns=())
+    if rows.samples:
+        page.paragraph("Synthetic rows: z ~ p(z), then every cell drawn from p(v|z).")
+        body = [(f"sample {i + 1}", *cells) for i, cells in enumerate(rows.samples)]
+        page.table(("", *rows.names), body, id="table-samples")
 
 
 def _evaluation(
@@ -338,7 +362,8 @@ def write_report(
     # together, so a failed write (a full disk) leaves the old ones as they were.
     with locked(run_dir), staged_dir(run_dir / FIGURE_DIR, replace=True, marker=False) as staged:
         figures = run_figures(model, dataset, run_dir, staged, stats=stats, seed=seed)
-        page = render_report(title, config, result, figures, descriptor, explorer)
+        rows = table_rows(model, dataset.fixed("test", seed=seed), y, seed=seed)
+        page = render_report(title, config, result, figures, descriptor, explorer, rows)
         atomic_write_bytes(path, page.encode("utf-8"))  # the umask's mode, like every file
     return path
 

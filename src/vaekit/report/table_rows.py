@@ -1,0 +1,58 @@
+"""A mixed-type table's rows for the report, in the table's own types: test rows beside their
+reconstructions, and synthetic rows. A table has no pictures of its examples; these rows are
+its reconstructions and samples (each cell as ``vaekit reconstruct`` and ``vaekit sample``
+write it: a real number, a count as an integer, a category by its name)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from vaekit.data.tables import cell_text, encoded_cells
+from vaekit.distributions.tabular import as_columns
+
+
+@dataclass
+class TableRows:
+    """``names [C]``; ``pairs``: per test row, its cells ("" where missing) and its
+    reconstruction's; ``samples``: synthetic rows (empty where the model draws none)."""
+
+    names: list[str]
+    pairs: list[tuple[list[str], list[str]]]
+    samples: list[list[str]]
+
+
+def _texts(columns, values: list[torch.Tensor]) -> list[list[str]]:
+    """Per-column values ``[N]`` (a category index, or ``[N, K]`` probabilities: the most
+    probable) as rows of cell texts."""
+    flat = [(v.argmax(-1) if v.dim() == 2 else v).double().numpy() for v in values]
+    n = len(flat[0]) if flat else 0
+    return [
+        [cell_text(c, float(v[i])) for c, v in zip(columns, flat, strict=True)] for i in range(n)
+    ]
+
+
+@torch.no_grad()
+def table_rows(
+    model, x: torch.Tensor, y: torch.Tensor | None = None, count: int = 8, seed: int = 0
+) -> TableRows | None:
+    """The first ``count`` encoded test rows ``x [N, F + C]`` (labels ``y [N]`` for a
+    conditional model) beside E[v|z = mu(x)], and ``count`` rows drawn as ``vaekit sample``
+    draws them (z ~ p(z), every cell from p(v|z); an unconditional model only). None for a
+    model that is not of a mixed table or has no posterior and likelihood."""
+    if not model.config.columns or not (model.has_posterior and model.has_likelihood):
+        return None
+    columns = as_columns(model.config.columns)
+    inputs = encoded_cells(x[:count].double().numpy(), columns)  # as stored (float64)
+    x = x[:count].to(next(model.parameters()).dtype)
+    y = y[:count] if y is not None and model.takes_labels else None
+    p = model.decode(model.encode(x, y=y).mean, y=y)
+    recon = _texts(columns, p.likelihood.column_means(p.decoder_output))
+    samples: list[list[str]] = []
+    if not model.takes_labels:
+        with torch.random.fork_rng(devices=[]):  # the report's draws leave no trace
+            torch.manual_seed(seed)
+            p = model.decode(model.prior.sample(count))
+            samples = _texts(columns, p.likelihood.column_draws(p.decoder_output))
+    return TableRows([c.name for c in columns], list(zip(inputs, recon, strict=True)), samples)
