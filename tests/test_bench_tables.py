@@ -1,6 +1,7 @@
 """The table benchmarks' own logic, without training: the speed benchmark's generated table
 (each column read as the type it is meant to have, the missing share), its all-Gaussian
-twin, the steady-state rate, and the synthetic-rows benchmark's classifier glue."""
+twin, the steady-state rate, and the synthetic-rows benchmark's category text and classifier
+glue (neither needs the SDV venv)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -83,3 +85,64 @@ def test_the_steady_rate_is_the_median_after_the_warm_up(speed):
     assert speed.steady_rate(records, warmup_steps=0) == 150.0
     with pytest.raises(ValueError, match="after step 40"):
         speed.steady_rate(records, warmup_steps=40)
+
+
+@pytest.fixture(scope="module")
+def synth():
+    return load("bench_tables_synth")
+
+
+KINDS = {"x": "real", "colour": "categorical", "label": "binary"}
+
+
+def separable(n: int, flip: bool = False, seed: int = 0) -> pd.DataFrame:
+    """A table whose label is x > 0 (1 <= |x| <= 3; the held-out rows' 1.5 <= |x| <= 2.5,
+    well inside), a colour that says nothing."""
+    rng = np.random.default_rng(seed)
+    low, high = (1.0, 3.0) if seed == 0 else (1.5, 2.5)
+    x = rng.choice([-1.0, 1.0], n) * rng.uniform(low, high, n)
+    label = (x > 0) != flip
+    colour = rng.choice(["red", "green", "blue"], n)
+    return pd.DataFrame({"x": x, "colour": colour, "label": label.astype(np.float64)})
+
+
+def test_categories_read_alike_from_any_dtype(synth):
+    kinds = {"n": "categorical", "w": "binary", "v": "real"}
+    floats = pd.DataFrame({"n": [3.0, 10.0, np.nan], "w": ["no", "yes", None], "v": [1, 2, 3]})
+    ints = pd.DataFrame({"n": [3, 10, 4], "w": ["no", "yes", "no"], "v": [1.5, 2, 3]})
+    texts = pd.DataFrame({"n": ["3", "10", "4"], "w": ["no", "yes", "no"], "v": [1, 2, 3]})
+    a, b, c = (synth.as_categories(f, kinds) for f in (floats, ints, texts))
+    assert a["n"][:2].tolist() == ["3", "10"] and a["n"].isna().tolist() == [False, False, True]
+    assert b["n"].tolist() == c["n"].tolist() == ["3", "10", "4"]
+    assert a["w"][:2].tolist() == ["no", "yes"] and a["w"].isna()[2]
+    assert b["v"].dtype == np.float64 and b["v"].tolist() == [1.5, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("name", ["logistic", "boosting"])
+def test_efficacy_scores_the_classifier_on_the_real_held_out_rows(synth, name):
+    test = separable(200, seed=1)
+    right = synth.efficacy(separable(400), test, KINDS, "label", name, seed=0)
+    assert right == {"accuracy": 1.0, "macro_f1": 1.0}
+    wrong = synth.efficacy(separable(400, flip=True), test, KINDS, "label", name, seed=0)
+    assert wrong == {"accuracy": 0.0, "macro_f1": 0.0}
+
+
+def test_rows_of_one_class_train_a_constant(synth):
+    test = separable(200, seed=1)
+    ones = separable(400)
+    ones = ones[ones["label"] == 1.0]
+    scored = synth.efficacy(ones, test, KINDS, "label", "logistic", seed=0)
+    share = float((test["label"] == 1.0).mean())
+    assert scored["accuracy"] == pytest.approx(share)
+    # F1 of the class always predicted: 2 share / (1 + share); the other class's is 0
+    assert scored["macro_f1"] == pytest.approx(share / (1 + share))
+
+
+def test_the_split_is_the_same_for_every_method_and_seeded(synth):
+    frame = pd.DataFrame({"a": np.arange(50)})
+    train, test = synth.split(frame, seed=4)
+    again, _ = synth.split(frame, seed=4)
+    other, _ = synth.split(frame, seed=5)
+    assert len(train) == 40 and len(test) == 10
+    assert sorted(train["a"].tolist() + test["a"].tolist()) == list(range(50))
+    assert train.equals(again) and not train.equals(other)
