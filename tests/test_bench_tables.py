@@ -146,3 +146,11 @@ def test_the_split_is_the_same_for_every_method_and_seeded(synth):
     assert len(train) == 40 and len(test) == 10
     assert sorted(train["a"].tolist() + test["a"].tolist()) == list(range(50))
     assert train.equals(again) and not train.equals(other)
+
+
+def test_the_sdv_budget_matches_vaekit_passes_or_is_given(synth):
+    assert synth.sdv_budget("equal", steps=1500, batch=64, rows=800) == 120
+    assert synth.sdv_budget("default", steps=1500, batch=64, rows=800) is None
+    assert synth.sdv_budget("40", steps=1500, batch=64, rows=800) == 40
+    with pytest.raises(SystemExit, match="--sdv-epochs ten"):
+        synth.sdv_budget("ten", steps=1500, batch=64, rows=800)
