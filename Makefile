@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Two cores on the reference machine: keep torch from oversubscribing them.
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: demo test docs lint format bench bench-setup clean
+.PHONY: demo test docs lint format bench bench-setup bench-sdv clean
 
 $(BIN)/vaekit: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,15 @@ format: $(BIN)/vaekit
 	.venv-peers/bin/pip install --quiet pythae==0.1.2
 
 bench-setup: .venv-peers/bin/python
+
+# SDV's TVAE and CTGAN for benchmarks/bench_tables_synth.py, in their own venv: torch first,
+# pinned to the CPU build, so that sdv keeps it instead of pulling a CUDA one.
+.venv-sdv/bin/python:
+	$(PYTHON) -m venv .venv-sdv
+	.venv-sdv/bin/pip install --quiet torch==2.13.0
+	.venv-sdv/bin/pip install --quiet sdv
+
+bench-sdv: .venv-sdv/bin/python
 
 # A quick version of the speed benchmarks (a few minutes); see benchmarks/RESULTS.md.
 bench: $(BIN)/vaekit bench-setup

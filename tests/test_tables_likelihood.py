@@ -159,3 +159,41 @@ def test_draws_follow_each_head(setup):
     assert (draws[4].float().mean() - means[4][0, 1]).abs() < 5 * 0.5 / n**0.5
     frequencies = torch.bincount(draws[5], minlength=3) / n
     assert (frequencies - means[5][0]).abs().max() < 5 * 0.5 / n**0.5
+
+
+def test_categorical_columns_of_different_widths_are_each_their_own_softmax(float64):
+    """Several categorical columns (2, 5 and 3 categories, a binary and a real column between
+    them, some cells missing): each cell's log p and its gradient with respect to the decoder
+    output are the reference Categorical's, over that column's own logits only."""
+    columns = [
+        TableColumn("a", "categorical", categories=["x", "y"]),
+        TableColumn("h", "real", loc=0.0, scale=1.0),
+        TableColumn("b", "categorical", categories=list("pqrst")),
+        TableColumn("s", "binary", categories=["no", "yes"]),
+        TableColumn("c", "categorical", categories=list("uvw")),
+    ]
+    starts, features = {"a": 0, "b": 3, "c": 9}, 12
+    likelihood = TabularLikelihood((features + 5,), columns).double()
+    torch.manual_seed(1)
+    values = {"a": [1, 0, 1, 0], "b": [4, 0, 2, 3], "c": [2, 1, 0, 2]}
+    observed = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 1, 1], [0, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
+    x = torch.zeros(4, features + 5)
+    x[:, 2], x[:, 8], x[:, features:] = torch.randn(4), torch.tensor([0.0, 1, 1, 0]), observed
+    for name in ("a", "b", "c"):
+        for row, k in enumerate(values[name]):
+            x[row, starts[name] + k] = float(observed[row, "ahbsc".index(name)])
+    out = torch.randn(3, 4, features, requires_grad=True)  # [K, B, F]
+    cells = likelihood.cell_log_probs(out, x)
+    categorical = [0, 2, 4]
+    (grad,) = torch.autograd.grad(cells[..., categorical].sum(), out)
+    reference = out.detach().clone().requires_grad_()
+    expected = []
+    for name, width in (("a", 2), ("b", 5), ("c", 3)):
+        logits = reference[..., starts[name] : starts[name] + width]
+        lp = D.Categorical(logits=logits).log_prob(torch.tensor(values[name]))
+        expected.append(lp * observed[:, "ahbsc".index(name)])
+    expected = torch.stack(expected, -1)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), reference)
+    torch.testing.assert_close(cells[..., categorical], expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-12, atol=1e-12)
+    assert (grad[..., [2, 8]] == 0).all()  # the real and binary outputs get nothing here

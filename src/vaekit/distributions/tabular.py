@@ -119,7 +119,19 @@ class TabularLikelihood(nn.Module):
         binary = index(("binary",))
         buffer("binary_columns", binary)
         buffer("binary_features", [starts[j] for j in binary])
-        self.categorical = [(j, starts[j], widths[j]) for j in index(("categorical",))]
+        categorical = index(("categorical",))
+        self.categorical = [(j, starts[j], widths[j]) for j in categorical]
+        # All categorical columns' logits in one padded [n, K_max] gather, so that the loss
+        # takes one softmax (and its backward one scatter) however many such columns there
+        # are; a padding slot repeats the column's first feature and is masked out.
+        k_max = max((widths[j] for j in categorical), default=0)
+        buffer("categorical_columns", categorical)
+        buffer(
+            "categorical_index",
+            [[starts[j] + (k if k < widths[j] else 0) for k in range(k_max)] for j in categorical],
+        )
+        pad = [[k >= widths[j] for k in range(k_max)] for j in categorical]
+        buffer("categorical_pad", pad, torch.bool)
         # Per-column learned scales (Gaussian heads; sigma starts at half the standardised
         # column's spread) and log total counts r (negative binomial; r = 1 at the start).
         # The joint head decodes its scales instead (no parameter left without a gradient,
@@ -209,10 +221,13 @@ class TabularLikelihood(nn.Module):
             target = x[..., self.binary_features].expand_as(logits)
             lp = -F.binary_cross_entropy_with_logits(logits, target, reduction="none")
             cells = cells.index_copy(-1, self.binary_columns, lp.expand(*shape, -1))
-        for j, start, width in self.categorical:
-            log_p = torch.log_softmax(out[..., start : start + width], dim=-1)
-            lp = (log_p * x[..., start : start + width]).sum(-1)  # one-hot; 0 when missing
-            cells = cells.index_copy(-1, torch.tensor([j], device=out.device), lp[..., None])
+        if len(self.categorical_columns):
+            pad = self.categorical_pad
+            logits = out[..., self.categorical_index].masked_fill(pad, -math.inf)
+            log_p = torch.log_softmax(logits, dim=-1).masked_fill(pad, 0.0)
+            one_hot = x[..., self.categorical_index].masked_fill(pad, 0.0)  # 0 when missing
+            lp = (log_p * one_hot).sum(-1)
+            cells = cells.index_copy(-1, self.categorical_columns, lp.expand(*shape, -1))
         return cells * self.mask(x)
 
     def log_density(self, decoder_output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,156 @@
+"""The table benchmarks' own logic, without training: the speed benchmark's generated table
+(each column read as the type it is meant to have, the missing share), its all-Gaussian
+twin, the steady-state rate, and the synthetic-rows benchmark's category text and classifier
+glue (neither needs the SDV venv)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name: str):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module
+
+
+@pytest.fixture(scope="module")
+def speed():
+    return load("bench_tables_speed")
+
+
+@pytest.fixture(scope="module")
+def table(speed):
+    return speed.make_table(4000, seed=0)
+
+
+def test_the_generated_table_has_the_stated_types_and_missing_share(speed, table):
+    from vaekit.data.frames import frame_table
+    from vaekit.data.table_schema import infer_schema
+
+    frame, kinds = table
+    assert frame.shape == (4000, 30)
+    counted = {k: list(kinds.values()).count(k) for k in set(kinds.values())}
+    assert counted == {"real": 12, "positive": 4, "count": 4, "binary": 4, "categorical": 6}
+    # vaekit infers every column as the type it is given in the benchmark
+    schema = infer_schema(frame_table(frame))
+    assert {c.name: c.kind for c in schema} == kinds
+    widths = sorted(len(c.categories) for c in schema if c.kind == "categorical")
+    assert widths == sorted(speed.CATEGORY_COUNTS)
+    share = frame.isna().to_numpy().mean()
+    assert abs(share - speed.MISSING_SHARE) < 0.005
+    assert frame.isna().any().all()  # every column has some missing cells
+
+
+def test_the_all_gaussian_table_holds_the_same_cells_as_numbers(speed, table):
+    frame, kinds = table
+    numbers = speed.as_numbers(frame, kinds)
+    assert numbers.shape[1] == 24 + sum(speed.CATEGORY_COUNTS)  # one column per feature
+    assert all(numbers[c].dtype == np.float64 for c in numbers.columns)
+    np.testing.assert_array_equal(numbers["real3"], frame["real3"])
+    np.testing.assert_array_equal(numbers["binary0"].isna(), frame["binary0"].isna())
+    assert set(numbers["binary0"].dropna()) == {0.0, 1.0}
+    assert (numbers["binary0"] == 1.0).sum() == (frame["binary0"] == "yes").sum()
+    indicators = numbers[[c for c in numbers.columns if c.startswith("category5=")]]
+    assert indicators.shape[1] == 20
+    missing = frame["category5"].isna().to_numpy()
+    assert indicators[missing].isna().all().all()
+    np.testing.assert_array_equal(indicators[~missing].sum(axis=1), 1.0)
+    row = int(np.flatnonzero(~missing)[0])
+    assert indicators.iloc[row][f"category5={frame['category5'][row]}"] == 1.0
+
+
+def test_the_steady_rate_is_the_median_after_the_warm_up(speed):
+    records = [
+        {"kind": "step", "step": 10, "examples_per_s": 5.0},
+        {"kind": "step", "step": 20, "examples_per_s": 100.0},
+        {"kind": "epoch", "step": 25, "examples_per_s": 1.0},
+        {"kind": "step", "step": 30, "examples_per_s": 300.0},
+        {"kind": "step", "step": 40, "examples_per_s": 200.0},
+    ]
+    assert speed.steady_rate(records, warmup_steps=10) == 200.0
+    assert speed.steady_rate(records, warmup_steps=0) == 150.0
+    with pytest.raises(ValueError, match="after step 40"):
+        speed.steady_rate(records, warmup_steps=40)
+
+
+@pytest.fixture(scope="module")
+def synth():
+    return load("bench_tables_synth")
+
+
+KINDS = {"x": "real", "colour": "categorical", "label": "binary"}
+
+
+def separable(n: int, flip: bool = False, seed: int = 0) -> pd.DataFrame:
+    """A table whose label is x > 0 (1 <= |x| <= 3; the held-out rows' 1.5 <= |x| <= 2.5,
+    well inside), a colour that says nothing."""
+    rng = np.random.default_rng(seed)
+    low, high = (1.0, 3.0) if seed == 0 else (1.5, 2.5)
+    x = rng.choice([-1.0, 1.0], n) * rng.uniform(low, high, n)
+    label = (x > 0) != flip
+    colour = rng.choice(["red", "green", "blue"], n)
+    return pd.DataFrame({"x": x, "colour": colour, "label": label.astype(np.float64)})
+
+
+def test_categories_read_alike_from_any_dtype(synth):
+    kinds = {"n": "categorical", "w": "binary", "v": "real"}
+    floats = pd.DataFrame({"n": [3.0, 10.0, np.nan], "w": ["no", "yes", None], "v": [1, 2, 3]})
+    ints = pd.DataFrame({"n": [3, 10, 4], "w": ["no", "yes", "no"], "v": [1.5, 2, 3]})
+    texts = pd.DataFrame({"n": ["3", "10", "4"], "w": ["no", "yes", "no"], "v": [1, 2, 3]})
+    a, b, c = (synth.as_categories(f, kinds) for f in (floats, ints, texts))
+    assert a["n"][:2].tolist() == ["3", "10"] and a["n"].isna().tolist() == [False, False, True]
+    assert b["n"].tolist() == c["n"].tolist() == ["3", "10", "4"]
+    assert a["w"][:2].tolist() == ["no", "yes"] and a["w"].isna()[2]
+    assert b["v"].dtype == np.float64 and b["v"].tolist() == [1.5, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("name", ["logistic", "boosting"])
+def test_efficacy_scores_the_classifier_on_the_real_held_out_rows(synth, name):
+    test = separable(200, seed=1)
+    right = synth.efficacy(separable(400), test, KINDS, "label", name, seed=0)
+    assert right == {"accuracy": 1.0, "macro_f1": 1.0}
+    wrong = synth.efficacy(separable(400, flip=True), test, KINDS, "label", name, seed=0)
+    assert wrong == {"accuracy": 0.0, "macro_f1": 0.0}
+
+
+def test_rows_of_one_class_train_a_constant(synth):
+    test = separable(200, seed=1)
+    ones = separable(400)
+    ones = ones[ones["label"] == 1.0]
+    scored = synth.efficacy(ones, test, KINDS, "label", "logistic", seed=0)
+    share = float((test["label"] == 1.0).mean())
+    assert scored["accuracy"] == pytest.approx(share)
+    # F1 of the class always predicted: 2 share / (1 + share); the other class's is 0
+    assert scored["macro_f1"] == pytest.approx(share / (1 + share))
+
+
+def test_the_split_is_the_same_for_every_method_and_seeded(synth):
+    frame = pd.DataFrame({"a": np.arange(50)})
+    train, test = synth.split(frame, seed=4)
+    again, _ = synth.split(frame, seed=4)
+    other, _ = synth.split(frame, seed=5)
+    assert len(train) == 40 and len(test) == 10
+    assert sorted(train["a"].tolist() + test["a"].tolist()) == list(range(50))
+    assert train.equals(again) and not train.equals(other)
+
+
+def test_the_sdv_budget_matches_vaekit_passes_or_is_given(synth):
+    assert synth.sdv_budget("equal", steps=1500, batch=64, rows=800) == 120
+    assert synth.sdv_budget("default", steps=1500, batch=64, rows=800) is None
+    assert synth.sdv_budget("40", steps=1500, batch=64, rows=800) == 40
+    with pytest.raises(SystemExit, match="--sdv-epochs ten"):
+        synth.sdv_budget("ten", steps=1500, batch=64, rows=800)
