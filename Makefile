@@ -7,12 +7,13 @@ export OMP_NUM_THREADS ?= 2
 
 .PHONY: demo test docs lint format bench bench-setup bench-sdv clean
 
-$(BIN)/vaekit: pyproject.toml
+$(BIN)/vaekit: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned: the CPU build on this machine; the project's torch>=2.3 then keeps it.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,docs]'
+	# hf: the Hugging Face datasets reader is tested too (datasets keeps the torch above).
+	$(BIN)/pip install --quiet -e '.[dev,docs,hf]'
 	touch $(BIN)/vaekit
 
 demo: $(BIN)/vaekit

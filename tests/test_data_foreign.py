@@ -121,3 +121,25 @@ def test_a_hugging_face_folder_reads_offline(tmp_path):
     xs, ys = all_rows(dataset)
     expected = {bytes(np.moveaxis(pixels(i), -1, 0).tobytes()): i % 3 for i in range(N)}
     assert {bytes(x.numpy().tobytes()): int(y) for x, y in zip(xs, ys, strict=True)} == expected
+
+
+def test_a_hugging_face_folder_with_its_own_splits_keeps_them(tmp_path):
+    """A DatasetDict with train, validation and test: each split is the one the folder holds,
+    in its order (none is drawn again from the others)."""
+    datasets = pytest.importorskip("datasets")
+
+    parts = {"train": range(0, 20), "validation": range(20, 26), "test": range(26, N)}
+    tables = {
+        name: datasets.Dataset.from_dict(
+            {"x": [pixels(i).astype(np.float32) for i in rows], "label": [i % 3 for i in rows]}
+        )
+        for name, rows in parts.items()
+    }
+    datasets.DatasetDict(tables).save_to_disk(str(tmp_path / "hf"))
+    dataset = load_dataset(str(tmp_path / "hf"))
+    assert dataset.shape == (6, 5, 3)  # an array column keeps its layout
+    for ours, theirs in (("train", "train"), ("val", "validation"), ("test", "test")):
+        split = dataset.split(ours)
+        expected = np.stack([pixels(i) for i in parts[theirs]]).astype(np.float32)
+        np.testing.assert_array_equal(split.x.numpy(), expected)
+        assert split.y.tolist() == [i % 3 for i in parts[theirs]]

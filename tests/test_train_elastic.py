@@ -4,16 +4,25 @@ which resumes from its last checkpoint with no command typed and ends with the w
 uninterrupted single-process run (the autoencoder: its training is deterministic, see
 test_train_ddp.py).
 
-The end-to-end run is marked ``benchmark`` (run it with ``pytest -m benchmark
-tests/test_train_elastic.py``; 75-90 s on a loaded 2-core machine). It used to fail now and
-then in the second rendezvous round, whose gloo mesh never connected. The likely cause, read
-in torch's dynamic rendezvous: with the rendezvous store shared with the workers (torch's
-default), a node keeps the first round's store address and rebuilds it only when it becomes
-rank 0, so a node that is rank 0 in one round and rank 1 in the next sends its workers to its
-own old store while rank 0's wait in the new one. The agents here run with
-``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1``: every round's rank 0 publishes a fresh address, and
-both nodes' logs show the same master port in each round. The decision each worker makes is
-tested below on its own."""
+What kept it slow and flaky, and what the run does about each:
+
+* A node whose agent starts more than ``last_call_timeout`` after the other's forms a first
+  round of one node; the next round then has both, ranked by process id, so a node can go
+  from rank 0 to rank 1. With the rendezvous store shared with the workers (torch's default)
+  such a node keeps the first round's store address and sends its workers to its own old
+  store while rank 0's wait in the new one: the gloo mesh never connects. The agents run with
+  ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` (every round's rank 0 publishes a fresh address),
+  and the last call is long: a round of two nodes closes as soon as both have joined, so the
+  wait costs nothing unless a node is late.
+* The log files were left open in the test process, and the suite turns the ResourceWarning
+  into an error.
+* Most of the time is process start-up (each agent and each worker imports torch): the data
+  are a small array (no scikit-learn import, no pictures at the end), and the uninterrupted
+  run trains in this process while the agents run.
+
+torchrun starts every worker in a session of its own, so killing an agent's process group
+leaves its workers running; the clean-up kills every process that carries this test's token
+in its environment, whether the test passes or fails."""
 
 from __future__ import annotations
 
@@ -24,8 +33,11 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -33,13 +45,21 @@ import faults
 import vaekit
 from vaekit.cli import main
 
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="finds its processes in /proc")
+
 WORKER = Path(__file__).parent / "elastic_worker.py"
-ARGS = [
-    "--data", "digits", "--model", "ae", "--objective", "reconstruction", "--hidden-dims", "32",
-    "--latent-dim", "2", "--network", "mlp", "--batch-size", "64", "--epochs", "1",
-    "--device", "cpu", "--seed", "1", "--log-every", "5", "--checkpoint-every", "4",
-    "--progress", "plain", "--set", "train.tensorboard=false", "--set", "train.report=false",
-]  # fmt: skip
+TOKEN_ENV = "VAEKIT_TEST_ELASTIC_TOKEN"
+KILL_AFTER = 5  # mid-epoch, one step after the checkpoint at step 4
+
+
+def _args(data: Path) -> list[str]:
+    return [
+        "--data", str(data), "--model", "ae", "--objective", "reconstruction",
+        "--hidden-dims", "8", "--latent-dim", "2", "--network", "mlp", "--batch-size", "16",
+        "--epochs", "1", "--device", "cpu", "--seed", "1", "--log-every", "1",
+        "--checkpoint-every", "2", "--progress", "plain", "--set", "train.tensorboard=false",
+        "--set", "train.report=false",
+    ]  # fmt: skip
 
 
 def _free_port() -> int:
@@ -48,45 +68,73 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.benchmark
+def _processes_with(token: str) -> list[int]:
+    """Process ids whose environment holds ``TOKEN_ENV=token`` (agents, workers, orphans)."""
+    needle = f"{TOKEN_ENV}={token}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if needle in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+    return found
+
+
+def _kill_all(token: str) -> None:
+    """SIGKILL every process of the job until none is left (a few seconds at most)."""
+    deadline = time.monotonic() + 10
+    while (pids := _processes_with(token)) and time.monotonic() < deadline:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
 def test_a_killed_node_restarts_from_the_checkpoint_and_matches(tmp_path):
+    data = tmp_path / "rows.npy"
+    np.save(data, np.random.default_rng(0).normal(size=(160, 6)).astype(np.float32))
     single, run = tmp_path / "single", tmp_path / "elastic"
-    assert main(["train", *ARGS, "--out", str(single)]) == 0
     torchrun = [
         sys.executable, "-m", "torch.distributed.run", "--nnodes", "1:2",
         "--nproc-per-node", "1", "--max-restarts", "3", "--rdzv-backend", "c10d",
         "--rdzv-endpoint", f"127.0.0.1:{_free_port()}", "--rdzv-id", "elastic-test",
-        "--rdzv-conf", "last_call_timeout=3", "--monitor-interval", "0.5",
-        str(WORKER), "train", *ARGS, "--out", str(run),
+        "--rdzv-conf", "last_call_timeout=60,join_timeout=120", "--monitor-interval", "0.2",
+        str(WORKER), "train", *_args(data), "--out", str(run),
     ]  # fmt: skip
-    # Each round's rank 0 publishes a fresh store address: with the rendezvous store shared
-    # (torch's default), a node that was rank 0 in the first round and is rank 1 in the next
-    # keeps pointing its workers at its own old store, and the gloo mesh never connects.
-    env = os.environ | {"OMP_NUM_THREADS": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+    token = uuid.uuid4().hex
+    env = os.environ | {
+        "OMP_NUM_THREADS": "1",
+        "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1",
+        TOKEN_ENV: token,
+    }
     logs = [tmp_path / "node0.log", tmp_path / "node1.log"]
-    agents = [
-        subprocess.Popen(
-            torchrun,
-            env=env | ({faults.KILL_AFTER_STEP_ENV: "14"} if i == 0 else {}),
-            stdout=logs[i].open("w"),
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-            start_new_session=True,  # agent and workers in one group, killed together
-        )
-        for i in range(2)
-    ]
+    agents = []
     try:
-        codes = [agent.wait(timeout=300) for agent in agents]
+        for i, log in enumerate(logs):
+            with log.open("w") as out:  # the child holds its own copy of the descriptor
+                node_env = env | ({faults.KILL_AFTER_STEP_ENV: str(KILL_AFTER)} if i == 0 else {})
+                agents.append(
+                    subprocess.Popen(
+                        torchrun, env=node_env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path
+                    )
+                )
+        # The uninterrupted run, meanwhile.
+        assert main(["train", *_args(data), "--out", str(single)]) == 0
+        codes = [agent.wait(timeout=240) for agent in agents]
     finally:
+        _kill_all(token)
         for agent in agents:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(agent.pid, signal.SIGKILL)
+            agent.wait()
+    assert not _processes_with(token)
     text = "".join(log.read_text() for log in logs)
     assert codes == [0, 0], text[-3000:]
     assert "exitcode: -9" in text  # the first attempt's worker was SIGKILLed
     assert f"torchrun restarted this job: {run}: resuming from its last checkpoint" in text
+    # One restart, no more: a third round would resume a finished run.
+    assert "nothing left to train" not in text, text[-3000:]
     assert json.loads((run / "config.json").read_text())["metadata"]["world_size"] == 2
     a, b = vaekit.load(single).state_dict(), vaekit.load(run).state_dict()
+    assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6, msg=key)
 
