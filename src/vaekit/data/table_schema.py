@@ -61,8 +61,28 @@ def number(text: str) -> float | None:
         return None
 
 
+def parse_numbers(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each text as a number, ``float`` semantics: ``values [N]`` float64 (NaN where the text
+    is no number) and ``is_number [N]`` bool. One C-level pass when every text is a number
+    (numpy parses with Python's ``float``); a Python pass only for columns of words."""
+    try:
+        return np.array(texts, dtype=np.float64), np.ones(len(texts), dtype=bool)
+    except ValueError:
+        known = {t: number(t) for t in set(texts)}  # words repeat: parse each text once
+        parsed = [known[t] for t in texts]
+        is_number = np.array([v is not None for v in parsed], dtype=bool)
+        values = np.array([math.nan if v is None else v for v in parsed], dtype=np.float64)
+        return values, is_number
+
+
 def _missing(text: str) -> bool:
     return text.strip().lower() in MISSING
+
+
+def _cell(text: str) -> str | None:
+    """A CSV cell's stripped text, None where it is missing."""
+    text = text.strip()
+    return None if len(text) <= 4 and text.lower() in MISSING else text
 
 
 def read_text_table(path: Path) -> TextTable:
@@ -92,17 +112,18 @@ def _read_csv_text(path: Path) -> TextTable:
     for line, row in numbered:
         if len(row) != width:
             raise DataError(f"{path}: row {line} has {len(row)} columns, expected {width}")
-    cells = [
-        [None if _missing(row[j]) else row[j].strip() for _, row in numbered] for j in range(width)
-    ]
     raw = [row for _, row in numbered]
+    cells = [[_cell(row[j]) for row in raw] for j in range(width)]
     table = TextTable(path, names, cells, raw, header, [line for line, _ in numbered])
-    table.clean = all(
-        cell is not None and (v := number(cell)) is not None and math.isfinite(v)
-        for column in table.cells
-        for cell in column
-    )
+    table.clean = all(None not in column and _finite_numbers(column) for column in cells)
     return table
+
+
+def _finite_numbers(texts: list[str]) -> bool:
+    try:
+        return bool(np.isfinite(np.array(texts, dtype=np.float64)).all())
+    except ValueError:
+        return False
 
 
 def _read_parquet_text(path: Path) -> TextTable:
@@ -146,32 +167,65 @@ def _skewness(v: np.ndarray) -> float:
     return float((centred**3).mean() / sd**3) if sd > 0 else 0.0
 
 
-def _infer_kind(table: TextTable, j: int, observed: list[str]) -> str:
-    numbers = [number(c) for c in observed]
-    if None not in numbers and not all(math.isfinite(v) for v in numbers):
+@dataclass
+class _Observed:
+    """A column's observed cells: ``texts [M]``, ``values [M]`` float64 (NaN where no
+    number), ``is_number [M]``, and the distinct texts. Parsed once per column."""
+
+    texts: list[str]
+    values: np.ndarray
+    is_number: np.ndarray
+    distinct_texts: set[str]
+
+    @classmethod
+    def of(cls, cells: list[str | None]) -> _Observed:
+        texts = [c for c in cells if c is not None]
+        values, is_number = parse_numbers(texts)
+        return cls(texts, values, is_number, set(texts))
+
+    @property
+    def numeric(self) -> bool:
+        return bool(self.is_number.all())
+
+    def first_word(self) -> str:
+        return self.texts[int(np.argmin(self.is_number))]
+
+    def n_distinct(self) -> int:
+        """How many values :meth:`distinct` lists (without writing each as text)."""
+        return len(np.unique(self.values)) if self.numeric else len(self.distinct_texts)
+
+    def distinct(self) -> list[str]:
+        """The distinct values as category texts, sorted: numbers by value (3 and 3.0 are
+        one), words as text."""
+        if not self.numeric:
+            return sorted(self.distinct_texts)
+        return [_canonical(float(v)) for v in np.unique(self.values)]
+
+
+def _infer_kind(table: TextTable, j: int, seen: _Observed) -> str:
+    if seen.numeric and not np.isfinite(seen.values).all():
         i = next(i for i, c in enumerate(table.cells[j]) if c and not math.isfinite(float(c)))
         raise DataError(
             f"{table.path}: row {table.lines[i]}, column {j + 1} ({table.names[j]!r}): "
             f"{table.cells[j][i]!r} is not finite"
         )
-    distinct = set(observed) if None in numbers else {_canonical(v) for v in numbers}
-    if len(distinct) == 2:
+    distinct = seen.n_distinct()
+    if distinct == 2:
         return "binary"
-    if None in numbers:
-        limit = min(MAX_CATEGORIES, max(2, len(observed) // 2))
-        if len(distinct) > limit:
-            word = next(c for c, v in zip(observed, numbers, strict=True) if v is None)
+    if not seen.numeric:
+        limit = min(MAX_CATEGORIES, max(2, len(seen.texts) // 2))
+        if distinct > limit:
             raise _column_error(
                 table,
                 j,
-                f"fits no type: {len(distinct)} distinct values in {len(observed)} cells, and "
-                f"words such as {word!r} (categories need at most {limit}; free text or an "
-                "identifier? leave the column out)",
+                f"fits no type: {distinct} distinct values in {len(seen.texts)} cells, "
+                f"and words such as {seen.first_word()!r} (categories need at most {limit}; "
+                "free text or an identifier? leave the column out)",
             )
         return "categorical"
-    v = np.asarray(numbers, dtype=np.float64)
+    v = seen.values
     if (v == np.round(v)).all():
-        if len(distinct) <= MAX_INTEGER_CATEGORIES:
+        if distinct <= MAX_INTEGER_CATEGORIES:
             return "categorical"
         if v.min() >= 0:
             return "count"
@@ -180,14 +234,12 @@ def _infer_kind(table: TextTable, j: int, observed: list[str]) -> str:
     return "real"
 
 
-def _check_kind(table: TextTable, j: int, kind: str, observed: list[str]) -> None:
+def _check_kind(table: TextTable, j: int, kind: str, seen: _Observed) -> None:
     """An overridden type must fit the column's values."""
-    numbers = [number(c) for c in observed]
     if kind in ("real", "positive", "count", "poisson"):
-        bad = next((c for c, v in zip(observed, numbers, strict=True) if v is None), None)
-        if bad is not None:
-            raise _column_error(table, j, f"type {kind}: {bad!r} is not a number")
-        v = np.asarray(numbers)
+        if not seen.numeric:
+            raise _column_error(table, j, f"type {kind}: {seen.first_word()!r} is not a number")
+        v = seen.values
         if not np.isfinite(v).all():
             raise _column_error(table, j, f"type {kind}: it holds infinite values")
         if kind == "positive" and v.min() <= 0:
@@ -196,16 +248,9 @@ def _check_kind(table: TextTable, j: int, kind: str, observed: list[str]) -> Non
             bad = v[(v != np.round(v)) | (v < 0)][0]
             raise _column_error(table, j, f"type {kind}: {bad:g} is not an integer >= 0")
     if kind == "binary":
-        distinct = set(observed) if None in numbers else {_canonical(v) for v in numbers}
-        if len(distinct) != 2:
-            raise _column_error(table, j, f"type binary: {len(distinct)} distinct values, not 2")
-
-
-def _categories(observed: list[str]) -> list[str]:
-    numbers = [number(c) for c in observed]
-    if None in numbers:
-        return sorted(set(observed))
-    return [_canonical(v) for v in sorted(set(numbers))]
+        distinct = seen.n_distinct()
+        if distinct != 2:
+            raise _column_error(table, j, f"type binary: {distinct} distinct values, not 2")
 
 
 def category_key(text: str, numeric: bool) -> str:
@@ -234,24 +279,25 @@ def infer_schema(table: TextTable, overrides: dict[str, str] | None = None) -> l
             )
     schema = []
     for j, name in enumerate(table.names):
-        observed = [c for c in table.cells[j] if c is not None]
-        if not observed:
+        seen = _Observed.of(table.cells[j])
+        if not seen.texts:
             raise _column_error(table, j, "every cell is missing")
-        if len(set(observed)) == 1 or len({category_key(c, True) for c in observed}) == 1:
+        texts = iter(seen.distinct_texts)
+        key = category_key(next(texts), True)
+        if all(category_key(t, True) == key for t in texts):  # stops at the first other value
             raise _column_error(
-                table, j, f"a single observed value ({observed[0]!r}): nothing to model"
+                table, j, f"a single observed value ({seen.texts[0]!r}): nothing to model"
             )
         if name in overrides:
             kind = overrides[name]
-            _check_kind(table, j, kind, observed)
+            _check_kind(table, j, kind, seen)
         else:
-            kind = _infer_kind(table, j, observed)
+            kind = _infer_kind(table, j, seen)
         column = TableColumn(name=name, kind=kind)
         if kind in ("binary", "categorical"):
-            column.categories = _categories(observed)
+            column.categories = seen.distinct()
         elif kind in ("real", "positive"):
-            v = np.asarray([float(c) for c in observed])
-            v = np.log(v) if kind == "positive" else v
+            v = np.log(seen.values) if kind == "positive" else seen.values
             column.loc, column.scale = float(v.mean()), float(v.std()) or 1.0
         schema.append(column)
     return schema

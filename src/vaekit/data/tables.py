@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import math
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from vaekit.data.table_schema import (
     category_key,
     infer_schema,
     number,
+    parse_numbers,
     read_text_table,
 )
 from vaekit.data.transforms import TableEncoding
@@ -51,50 +51,71 @@ def encode(table: TextTable, schema: list[TableColumn]) -> np.ndarray:
     x = np.zeros((n, sum(widths) + len(schema)), dtype=np.float64)
     start = 0
     for k, column in enumerate(schema):
-        j = where[column.name]
-        for i, cell in enumerate(table.cells[j]):
-            if cell is None:
-                continue
-            x[i, sum(widths) + k] = 1.0
-            _encode_cell(table, i, j, column, cell, x[i, start : start + widths[k]])
+        cells = table.cells[where[column.name]]
+        rows = np.array([i for i, c in enumerate(cells) if c is not None], dtype=np.int64)
+        texts = [cells[i] for i in rows]
+        x[rows, sum(widths) + k] = 1.0
+        if column.kind in ("binary", "categorical"):
+            index = _category_indices(table, column, rows, texts)
+            if column.kind == "binary":
+                x[rows, start] = index
+            else:
+                x[rows, start + index] = 1.0
+        else:
+            x[rows, start] = _encode_numbers(table, column, rows, texts)
         start += widths[k]
     _check_counts(table, schema, x, widths)
     return x
 
 
-def _encode_cell(
-    table: TextTable, i: int, j: int, column: TableColumn, cell: str, out: np.ndarray
-) -> None:
-    def error(message: str) -> DataError:
-        return DataError(
-            f"{table.path}: row {table.lines[i]}, column {column.name!r}: {cell!r} {message}"
-        )
+def _cell_error(table: TextTable, i: int, column: TableColumn, cell: str, message: str):
+    return DataError(
+        f"{table.path}: row {table.lines[i]}, column {column.name!r}: {cell!r} {message}"
+    )
 
-    if column.kind in ("binary", "categorical"):
-        numeric = all(number(c) is not None for c in column.categories)
-        key = category_key(cell, numeric)
-        if key not in column.categories:
-            shown = ", ".join(column.categories[:10])
-            raise error(f"is a category training never saw (it saw: {shown})")
-        index = column.categories.index(key)
-        if column.kind == "binary":
-            out[0] = index
-        else:
-            out[index] = 1.0
-        return
-    value = number(cell)
-    if value is None or not math.isfinite(value):
-        raise error(f"is not a finite number (column type {column.kind})")
+
+def _category_indices(
+    table: TextTable, column: TableColumn, rows: np.ndarray, texts: list[str]
+) -> np.ndarray:
+    """Each observed cell's category index ``[M]`` int64 (``rows`` its rows in the table);
+    a category training never saw is a DataError naming the first such row."""
+    numeric = all(number(c) is not None for c in column.categories)
+    position = {c: i for i, c in enumerate(column.categories)}
+    lookup = {t: position.get(category_key(t, numeric), -1) for t in set(texts)}
+    index = np.array([lookup[t] for t in texts], dtype=np.int64)
+    if (index < 0).any():
+        m = int(np.argmin(index >= 0))
+        shown = ", ".join(column.categories[:10])
+        raise _cell_error(
+            table, rows[m], column, texts[m], f"is a category training never saw (it saw: {shown})"
+        )
+    return index
+
+
+def _encode_numbers(
+    table: TextTable, column: TableColumn, rows: np.ndarray, texts: list[str]
+) -> np.ndarray:
+    """A number column's observed cells as features ``[M]`` float64: standardised reals,
+    standardised logs of positive reals, log1p of counts; a value the type cannot hold is a
+    DataError naming the first such row."""
+    values, is_number = parse_numbers(texts)
+
+    def first(bad: np.ndarray, message: str) -> None:
+        if bad.any():
+            m = int(np.argmax(bad))
+            raise _cell_error(table, rows[m], column, texts[m], message)
+
+    first(~is_number | ~np.isfinite(values), f"is not a finite number (column type {column.kind})")
     if column.kind == "real":
-        out[0] = (value - column.loc) / column.scale
-    elif column.kind == "positive":
-        if value <= 0:
-            raise error("is not > 0 (column type positive, log-normal)")
-        out[0] = (math.log(value) - column.loc) / column.scale
-    else:
-        if value < 0 or value != round(value):
-            raise error(f"is not an integer >= 0 (column type {column.kind})")
-        out[0] = math.log1p(value)
+        return (values - column.loc) / column.scale
+    if column.kind == "positive":
+        first(values <= 0, "is not > 0 (column type positive, log-normal)")
+        return (np.log(values) - column.loc) / column.scale
+    first(
+        (values < 0) | (values != np.round(values)),
+        f"is not an integer >= 0 (column type {column.kind})",
+    )
+    return np.log1p(values)
 
 
 def _check_counts(
