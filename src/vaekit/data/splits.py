@@ -171,12 +171,13 @@ class MemmapSplit:
             want = np.flatnonzero(self._mine(first, n, batch_size, skip))
             x = np.zeros(shape, dtype=dtype)
         at = want[np.argsort(order[want], kind="stable")]  # stream positions, in file order
+        read = rows[order[at]]  # sorted: one forward pass over the file
         in_order = self.share is None and bool(np.all(np.diff(order) == 1))
-        read_rows(self.array, rows[order[at]], x, None if in_order else at)
+        read_rows(self.array, read, x, None if in_order else at)
         y = None
         if self.labels is not None:
             y = np.zeros(n, dtype=native(np.dtype(self.labels.dtype)))
-            y[at] = self.labels[rows[order[at]]]
+            y[at] = self.labels[read]
         return torch.from_numpy(x), None if y is None else torch.from_numpy(y)
 
     def _read(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
