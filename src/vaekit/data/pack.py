@@ -12,12 +12,13 @@ that records everything needed to read them back without the source:
 
 Shards are plain NumPy files, readable by any tool (``np.load(f, mmap_mode="r")``).
 
-Reading (:func:`read_pack`, what ``--data DIR`` does for a pack) memory-maps every shard and
-presents each split as one streamed :class:`~vaekit.data.datasets.MemmapSplit`: memory stays
-bounded (about two streaming shards and a batch) whatever the data's size, and the
-exactly-once, same-order and mid-epoch resume guarantees of that path hold unchanged. File
-sizes are checked at every open; the checksums by :func:`verify_pack` (``vaekit pack --verify
-DIR``), which reads everything.
+Reading (:func:`read_pack`, what ``--data DIR`` does for a pack) reads every shard's header and
+presents each split as one streamed :class:`~vaekit.data.splits.MemmapSplit` over a
+:class:`~vaekit.data.shard_reader.ShardedArray`, whose rows are read with explicit file reads
+(no memory map): memory stays bounded (about three streaming shards and a batch) whatever the
+data's size, and the exactly-once, same-order and mid-epoch resume guarantees of that path
+hold unchanged. File sizes are checked at every open; the checksums by :func:`verify_pack`
+(``vaekit pack --verify DIR``), which reads everything.
 
 Interrupted packs: ``pack.json`` is written last, atomically, so a folder without it is never
 taken for a complete pack. Progress is recorded in ``pack.partial.json`` after every shard;
@@ -39,6 +40,7 @@ import torch
 from vaekit._version import __version__
 from vaekit.data.datasets import Dataset
 from vaekit.data.errors import DataError
+from vaekit.data.shard_reader import NpyFile, ShardedArray
 from vaekit.data.splits import MemmapSplit, Split
 from vaekit.data.tar_shards import TarArray, TarIndex, npy_bytes, tar_bytes
 from vaekit.data.transforms import transform_from_dict
@@ -204,33 +206,6 @@ def _is_json(value: Any) -> bool:
     return True
 
 
-class ShardedArray:
-    """Consecutive ``.npy`` shards seen as one read-only array ``[N, *shape]``: what
-    :class:`MemmapSplit` indexes. ``array[rows]`` with integer rows reads each shard's rows
-    from its memory map (one fancy-index per shard touched), in the order given."""
-
-    def __init__(self, shards: list[np.ndarray]) -> None:
-        self.shards = shards
-        self.offsets = np.cumsum([0] + [s.shape[0] for s in shards])
-        first = shards[0]
-        self.shape = (int(self.offsets[-1]), *first.shape[1:])
-        self.dtype = first.dtype
-        self.itemsize = first.dtype.itemsize
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, rows: Any) -> np.ndarray:
-        rows = np.arange(self.shape[0])[rows] if not isinstance(rows, np.ndarray) else rows
-        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
-        which = np.searchsorted(self.offsets, rows, side="right") - 1
-        for shard in np.unique(which):
-            pick = which == shard
-            out[pick] = self.shards[shard][rows[pick] - self.offsets[shard]]
-        return out
-
-
 def _descriptor(folder: Path) -> dict[str, Any]:
     path = folder / PACK_FILE
     try:
@@ -286,17 +261,14 @@ def _unlisted(folder: Path, data: dict[str, Any]) -> None:
             )
 
 
-def _open_npy(folder: Path, entry: Any, what: str) -> np.ndarray:
-    path = _shard_path(folder, entry, what)
-    try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        raise DataError(f"{path}: not a readable .npy shard ({exc})") from None
+def _open_npy(folder: Path, entry: Any, what: str) -> NpyFile:
+    """A recorded ``.npy`` shard, its header read (its rows are read when asked for)."""
+    return NpyFile.open(_shard_path(folder, entry, what))
 
 
 def read_pack(folder: str | Path) -> Dataset:
-    """The Dataset stored in a pack folder: every split streamed from its memory-mapped
-    shards (see the module docstring)."""
+    """The Dataset stored in a pack folder: every split streamed from its shards (see the
+    module docstring)."""
     folder = Path(folder)
     data = _descriptor(folder)
     _unlisted(folder, data)
@@ -308,7 +280,7 @@ def read_pack(folder: str | Path) -> Dataset:
             raise DataError(f"{folder / PACK_FILE}: split {name!r} is missing")
         labels = None
         if entry.get("labels") is not None:
-            labels = np.asarray(_open_npy(folder, entry["labels"], f"{name} labels"))
+            labels = _open_npy(folder, entry["labels"], f"{name} labels")[:]
         if not entry["shards"]:
             made[name] = Split(torch.empty((0, *shape), dtype=_torch_dtype(data["dtype"])))
             continue
@@ -334,7 +306,7 @@ def read_pack(folder: str | Path) -> Dataset:
     )
 
 
-def _npy_shards(folder: Path, entries: list, name: str, data: dict) -> list[np.ndarray]:
+def _npy_shards(folder: Path, entries: list, name: str, data: dict) -> list[NpyFile]:
     shape = tuple(int(d) for d in data["shape"])
     shards = [_open_npy(folder, shard, f"{name} shard {i}") for i, shard in enumerate(entries)]
     for entry, shard in zip(entries, shards, strict=True):

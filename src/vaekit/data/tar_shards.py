@@ -13,7 +13,7 @@ consecutive members sharing a key (the member name up to its first dot), one mem
 Reading never loads a shard whole. :func:`index_tar` walks a shard's member headers once
 (seeking past the data) and keeps, per example, the offset and size of its value member;
 :class:`TarArray` presents consecutive shards as one read-only array ``[N, *shape]`` (the
-interface :class:`~vaekit.data.datasets.MemmapSplit` indexes, like ``pack.ShardedArray``)
+interface :class:`~vaekit.data.splits.MemmapSplit` indexes, like ``shard_reader.ShardedArray``)
 that reads and decodes only the rows asked for, one positioned read per row, shard by shard.
 """
 

@@ -227,6 +227,7 @@ class Trainer:
                     raise self._interruption()
                 if state.step >= budget or self.out_of_time:
                     break
+            batches.close()  # a streamed epoch's read-ahead stops before validation reads
             reason = self._end_epoch()  # checkpoints `last`
             if self.out_of_time and reason == "budget":
                 reason = "time"  # the wall-clock budget ended before the step budget
