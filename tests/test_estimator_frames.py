@@ -152,3 +152,26 @@ def test_a_frame_of_numbers_keeps_the_numeric_path(tmp_path):
     filled = est.impute(holes)
     assert filled["n"].dtype == "Int64" and filled["n"].notna().all()
     assert (filled["n"][:59] == holes["n"][:59]).all()
+
+
+def test_a_table_trains_with_the_iwae_bound_and_weight_decay(data, tmp_path):
+    """A mixed table's defaults: the IWAE bound (K = 10) and weight decay 1e-4; an array's:
+    the ELBO without decay; explicit choices win; bad values are refused by name."""
+    import json
+
+    VAEEstimator(**FAST, run_dir=tmp_path / "run").fit(data)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert config["objective"]["name"] == "iwae"
+    assert config["objective"]["num_importance_samples"] == 10
+    assert config["optim"]["weight_decay"] == 1e-4
+    default = VAEEstimator()._config(100, table=False)
+    assert (default.objective.name, default.optim.weight_decay) == ("elbo", 0.0)
+    chosen = VAEEstimator(objective="elbo", weight_decay=0.0)._config(100, table=True)
+    assert (chosen.objective.name, chosen.optim.weight_decay) == ("elbo", 0.0)
+    assert (
+        VAEEstimator(train_samples=3)._config(100, table=True).objective.num_importance_samples == 3
+    )
+    with pytest.raises(ValueError, match="train_samples"):
+        VAEEstimator(train_samples=0)._config(100, table=True)
+    with pytest.raises(ValueError, match="weight_decay"):
+        VAEEstimator(weight_decay=-1.0)._config(100, table=True)

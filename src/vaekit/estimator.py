@@ -40,7 +40,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from vaekit.checkpoint import load as load_model
 from vaekit.checkpoint import save_model
-from vaekit.config import Config, DataConfig, TrainConfig
+from vaekit.config import Config, DataConfig, ObjectiveConfig, TrainConfig
 from vaekit.data import Dataset, Split, transform_from_dict
 from vaekit.data.frames import (
     FrameTypes,
@@ -53,6 +53,9 @@ from vaekit.data.splits import split_indices
 from vaekit.data.stored import describe_values
 from vaekit.models import MODELS
 from vaekit.models.registry import model_config_from_dict
+
+# Adam's L2 weight decay for a mixed-type table when none is given (``weight_decay``).
+TABLE_WEIGHT_DECAY = 1e-4
 
 
 class VAEEstimator(TransformerMixin, BaseEstimator):
@@ -75,6 +78,17 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         the optimiser's batch (rows) and Adam learning rate.
     val_fraction:
         share of the rows held out to validate while training (0: none).
+    objective:
+        the training criterion: ``"auto"`` is the IWAE bound with K = ``train_samples`` for
+        a mixed-type table (MIWAE's training: the importance-weighted bound is the one its
+        imputations and scores are importance-sampled from) and the model's ELBO otherwise;
+        or a name of ``vaekit train --objective`` (``"elbo"``, ``"iwae"``, ...).
+    train_samples:
+        K of the IWAE bound while training (``objective`` ``"iwae"``, or ``"auto"`` on a
+        table).
+    weight_decay:
+        Adam's L2 weight decay; None: 1e-4 for a mixed-type table (a few hundred rows train
+        a network of tens of thousands of weights), 0 otherwise.
     num_samples:
         K, importance samples per example for :meth:`score_samples`.
     random_state:
@@ -102,6 +116,9 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         batch_size: int = 128,
         lr: float = 1e-3,
         val_fraction: float = 0.1,
+        objective: str = "auto",
+        train_samples: int = 10,
+        weight_decay: float | None = None,
         num_samples: int = 100,
         random_state: int = 0,
         run_dir: str | Path | None = None,
@@ -116,6 +133,9 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.lr = lr
         self.val_fraction = val_fraction
+        self.objective = objective
+        self.train_samples = train_samples
+        self.weight_decay = weight_decay
         self.num_samples = num_samples
         self.random_state = random_state
         self.run_dir = run_dir
@@ -155,7 +175,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
             schema=schema,
         )
 
-    def _config(self, n_train: int) -> Config:
+    def _config(self, n_train: int, table: bool = False) -> Config:
         if self.model not in MODELS:
             raise ValueError(f"model {self.model!r} is not one of {', '.join(MODELS)}")
         model = MODELS[self.model].config_class()
@@ -180,6 +200,23 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         )
         config = Config(model=model, data=DataConfig(name="X"), train=train)
         config.optim.lr = float(self.lr)
+        # A table's defaults (the class doc): measured on the table benchmarks' imputation
+        # error and held-out nll, where both helped on every table tried.
+        objective = self.objective
+        if objective == "auto":
+            wants_iwae = table and "iwae" in MODELS[self.model].objectives
+            objective = "iwae" if wants_iwae else "elbo"
+        if int(self.train_samples) < 1:
+            raise ValueError(f"train_samples must be >= 1, got {self.train_samples}")
+        config.objective = ObjectiveConfig(
+            name=objective, num_importance_samples=int(self.train_samples)
+        )
+        decay = self.weight_decay
+        if decay is None:
+            decay = TABLE_WEIGHT_DECAY if table else 0.0
+        if decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {decay}")
+        config.optim.weight_decay = float(decay)
         config.data.val_fraction = float(self.val_fraction)
         config.data.split_seed = int(self.random_state)
         return config
@@ -215,7 +252,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
                 raise ValueError("column_types applies to a DataFrame, not an array")
             X = self._check(X, reset=True)
             dataset = self._dataset(X)
-        config = self._config(len(dataset.train))
+        config = self._config(len(dataset.train), table=self.frame_types_ is not None)
         log = print if self.verbose else _quiet
         result = train(
             config,
