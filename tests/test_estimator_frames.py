@@ -175,3 +175,14 @@ def test_a_table_trains_with_the_iwae_bound_and_weight_decay(data, tmp_path):
         VAEEstimator(train_samples=0)._config(100, table=True)
     with pytest.raises(ValueError, match="weight_decay"):
         VAEEstimator(weight_decay=-1.0)._config(100, table=True)
+
+
+def test_rank_gives_a_tables_real_columns_one_joint_gaussian(data):
+    """``rank`` R: the table's real and positive columns share one low-rank Gaussian of that
+    rank (as ``--rank R``); None keeps independent heads."""
+    fast = dict(FAST, max_steps=2)
+    joint = VAEEstimator(**fast, rank=1).fit(data)
+    assert joint.model_.likelihood.rank == 1
+    assert VAEEstimator(**fast).fit(data).model_.likelihood.rank == 0
+    filled = joint.impute(data)
+    assert not filled[["income", "score"]].isna().any().any()

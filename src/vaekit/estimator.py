@@ -69,6 +69,10 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         widths of the MLP bodies (the decoder mirrors them).
     likelihood:
         p(x|z); ``"auto"`` picks it from the data as the CLI does.
+    rank:
+        on a mixed-type table, R of one joint low-rank Gaussian over the real and positive
+        columns (``--rank``; residual correlations the code leaves); None: independent
+        Gaussian heads. With ``likelihood="gaussian-lowrank"``, that likelihood's rank.
     model:
         a registered model name (``vaekit.MODELS``) with one latent vector, e.g. ``"vae"``.
     max_steps:
@@ -111,6 +115,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         latent_dim: int = 8,
         hidden_dims: tuple[int, ...] = (256, 128),
         likelihood: str = "auto",
+        rank: int | None = None,
         model: str = "vae",
         max_steps: int | None = None,
         batch_size: int = 128,
@@ -128,6 +133,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         self.latent_dim = latent_dim
         self.hidden_dims = hidden_dims
         self.likelihood = likelihood
+        self.rank = rank
         self.model = model
         self.max_steps = max_steps
         self.batch_size = batch_size
@@ -183,6 +189,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
             ("latent_dim", int(self.latent_dim)),
             ("hidden_dims", [int(h) for h in self.hidden_dims]),
             ("likelihood", self.likelihood),
+            ("rank", None if self.rank is None else int(self.rank)),
         ):
             if not hasattr(model, name):
                 raise ValueError(f"model {self.model!r} has no setting {name!r}")
