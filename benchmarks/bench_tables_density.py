@@ -18,7 +18,8 @@ mean ± standard error over the seeds, and every figure covers every cell of the
 
 * ``vaekit``: ``VAEEstimator(column_types=schema)``: one likelihood per column type,
   trained on every training row (no validation share, as the peers) with the estimator's
-  defaults for a table (the IWAE bound, weight decay); log p(x) importance-sampled with
+  defaults for a table (the IWAE bound, weight decay, a joint low-rank Gaussian over the
+  real and positive columns); log p(x) importance-sampled with
   K = 100 (``score_samples``; a lower bound in expectation, so the nll is, if anything,
   pessimistic);
 * ``marginals``: the columns independent, each exact maximum likelihood on the training

@@ -179,10 +179,14 @@ def test_a_table_trains_with_the_iwae_bound_and_weight_decay(data, tmp_path):
 
 def test_rank_gives_a_tables_real_columns_one_joint_gaussian(data):
     """``rank`` R: the table's real and positive columns share one low-rank Gaussian of that
-    rank (as ``--rank R``); None keeps independent heads."""
+    rank (as ``--rank R``); "auto" (the default) takes 4, at most their number less one
+    (here two columns: 1); None keeps independent heads."""
     fast = dict(FAST, max_steps=2)
-    joint = VAEEstimator(**fast, rank=1).fit(data)
+    joint = VAEEstimator(**fast).fit(data)
     assert joint.model_.likelihood.rank == 1
-    assert VAEEstimator(**fast).fit(data).model_.likelihood.rank == 0
+    assert VAEEstimator(**fast, rank=None).fit(data).model_.likelihood.rank == 0
+    assert VAEEstimator()._rank(30) == 4 and VAEEstimator()._rank(1) is None
     filled = joint.impute(data)
     assert not filled[["income", "score"]].isna().any().any()
+    with pytest.raises(ValueError, match="rank must be"):
+        VAEEstimator(rank="full")._rank(30)

@@ -56,6 +56,8 @@ from vaekit.models.registry import model_config_from_dict
 
 # Adam's L2 weight decay for a mixed-type table when none is given (``weight_decay``).
 TABLE_WEIGHT_DECAY = 1e-4
+# The joint low-rank Gaussian's rank over a table's real and positive columns (``rank``).
+TABLE_RANK = 4
 
 
 class VAEEstimator(TransformerMixin, BaseEstimator):
@@ -71,8 +73,11 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         p(x|z); ``"auto"`` picks it from the data as the CLI does.
     rank:
         on a mixed-type table, R of one joint low-rank Gaussian over the real and positive
-        columns (``--rank``; residual correlations the code leaves); None: independent
-        Gaussian heads. With ``likelihood="gaussian-lowrank"``, that likelihood's rank.
+        columns (``--rank``; residual correlations the code leaves); ``"auto"``: R = 4 (at
+        most their number less one) where a table has two or more such columns, which
+        lowered the held-out nll and the imputation error of the table benchmarks; None:
+        independent Gaussian heads. With ``likelihood="gaussian-lowrank"``, that
+        likelihood's rank (``"auto"``: its default, 1).
     model:
         a registered model name (``vaekit.MODELS``) with one latent vector, e.g. ``"vae"``.
     max_steps:
@@ -115,7 +120,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         latent_dim: int = 8,
         hidden_dims: tuple[int, ...] = (256, 128),
         likelihood: str = "auto",
-        rank: int | None = None,
+        rank: int | str | None = "auto",
         model: str = "vae",
         max_steps: int | None = None,
         batch_size: int = 128,
@@ -181,7 +186,16 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
             schema=schema,
         )
 
-    def _config(self, n_train: int, table: bool = False) -> Config:
+    def _rank(self, gaussians: int) -> int | None:
+        """The model's rank given the table's number of real and positive columns (0 for
+        an array): ``rank``, or for ``"auto"`` the class doc's choice."""
+        if isinstance(self.rank, str) and self.rank != "auto":
+            raise ValueError(f"rank must be an integer, None or 'auto', got {self.rank!r}")
+        if self.rank != "auto":
+            return None if self.rank is None else int(self.rank)
+        return min(TABLE_RANK, gaussians - 1) if gaussians >= 2 else None
+
+    def _config(self, n_train: int, table: bool = False, gaussians: int = 0) -> Config:
         if self.model not in MODELS:
             raise ValueError(f"model {self.model!r} is not one of {', '.join(MODELS)}")
         model = MODELS[self.model].config_class()
@@ -189,7 +203,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
             ("latent_dim", int(self.latent_dim)),
             ("hidden_dims", [int(h) for h in self.hidden_dims]),
             ("likelihood", self.likelihood),
-            ("rank", None if self.rank is None else int(self.rank)),
+            ("rank", self._rank(gaussians)),
         ):
             if not hasattr(model, name):
                 raise ValueError(f"model {self.model!r} has no setting {name!r}")
@@ -259,7 +273,10 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
                 raise ValueError("column_types applies to a DataFrame, not an array")
             X = self._check(X, reset=True)
             dataset = self._dataset(X)
-        config = self._config(len(dataset.train), table=self.frame_types_ is not None)
+        table = self.frame_types_ is not None
+        kinds = (self.column_types_ or {}).values()
+        gaussians = sum(kind in ("real", "positive") for kind in kinds)
+        config = self._config(len(dataset.train), table=table, gaussians=gaussians)
         log = print if self.verbose else _quiet
         result = train(
             config,
