@@ -166,7 +166,45 @@ def test_rank_reaches_the_low_rank_decoder(fitted, data, tmp_path):
     assert head.param_shape == (head.num_features + 2 * 2,)  # F features, then d and W
     loaded = VAEEstimator.load(est.save(tmp_path / "lowrank"))
     assert loaded.rank == 1 and loaded.model_.likelihood.rank == 1
-    assert fitted.rank is None and fitted.model_.likelihood.rank == 0
+    assert fitted.rank == "auto" and fitted.model_.likelihood.rank == 1  # the table default
     # income and score are the only real and positive columns: a rank of 1 at most
     with pytest.raises(ValueError, match=r"model\.rank = 2: .* a rank from 1 to 1"):
         est.set_params(rank=2).fit(data)
+
+
+def test_a_table_trains_with_the_iwae_bound_and_weight_decay(data, tmp_path):
+    """A mixed table's defaults: the IWAE bound (K = 10) and weight decay 1e-4; an array's:
+    the ELBO without decay; explicit choices win; bad values are refused by name."""
+    import json
+
+    VAEEstimator(**FAST, run_dir=tmp_path / "run").fit(data)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert config["objective"]["name"] == "iwae"
+    assert config["objective"]["num_importance_samples"] == 10
+    assert config["optim"]["weight_decay"] == 1e-4
+    default = VAEEstimator()._config(100, table=False)
+    assert (default.objective.name, default.optim.weight_decay) == ("elbo", 0.0)
+    chosen = VAEEstimator(objective="elbo", weight_decay=0.0)._config(100, table=True)
+    assert (chosen.objective.name, chosen.optim.weight_decay) == ("elbo", 0.0)
+    assert (
+        VAEEstimator(train_samples=3)._config(100, table=True).objective.num_importance_samples == 3
+    )
+    with pytest.raises(ValueError, match="train_samples"):
+        VAEEstimator(train_samples=0)._config(100, table=True)
+    with pytest.raises(ValueError, match="weight_decay"):
+        VAEEstimator(weight_decay=-1.0)._config(100, table=True)
+
+
+def test_rank_gives_a_tables_real_columns_one_joint_gaussian(data):
+    """``rank`` R: the table's real and positive columns share one low-rank Gaussian of that
+    rank (as ``--rank R``); "auto" (the default) takes 4, at most their number less one
+    (here two columns: 1); None keeps independent heads."""
+    fast = dict(FAST, max_steps=2)
+    joint = VAEEstimator(**fast).fit(data)
+    assert joint.model_.likelihood.rank == 1
+    assert VAEEstimator(**fast, rank=None).fit(data).model_.likelihood.rank == 0
+    assert VAEEstimator()._rank(30) == 4 and VAEEstimator()._rank(1) is None
+    filled = joint.impute(data)
+    assert not filled[["income", "score"]].isna().any().any()
+    with pytest.raises(ValueError, match="rank must be"):
+        VAEEstimator(rank="full")._rank(30)

@@ -40,12 +40,17 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from vaekit.checkpoint import load as load_model
 from vaekit.checkpoint import save_model
-from vaekit.config import Config, DataConfig, TrainConfig
+from vaekit.config import Config, DataConfig, ObjectiveConfig, TrainConfig
 from vaekit.data import transform_from_dict
 from vaekit.data.frames import FrameTypes, encode_frame, frame_schema
 from vaekit.data.stored import array_dataset
 from vaekit.models import MODELS
 from vaekit.models.registry import model_config_from_dict
+
+# Adam's L2 weight decay for a mixed-type table when none is given (``weight_decay``).
+TABLE_WEIGHT_DECAY = 1e-4
+# The joint low-rank Gaussian's rank over a table's real and positive columns (``rank``).
+TABLE_RANK = 4
 
 
 class VAEEstimator(TransformerMixin, BaseEstimator):
@@ -60,8 +65,12 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
     likelihood:
         p(x|z); ``"auto"`` picks it from the data as the CLI does.
     rank:
-        R, the rank of ``"gaussian-lowrank"``'s covariance factor W (``--rank``; None: 1),
-        also the joint head of a mixed table's real and positive columns under that name.
+        on a mixed-type table, R of one joint low-rank Gaussian over the real and positive
+        columns (``--rank``; residual correlations the code leaves); ``"auto"``: R = 4 (at
+        most their number less one) where a table has two or more such columns, which
+        lowered the held-out nll and the imputation error of the table benchmarks; None:
+        independent Gaussian heads. With ``likelihood="gaussian-lowrank"``, that
+        likelihood's rank (``"auto"``: its default, 1).
     model:
         a registered model name (``vaekit.MODELS``) with one latent vector, e.g. ``"vae"``.
     max_steps:
@@ -71,6 +80,17 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         the optimiser's batch (rows) and Adam learning rate.
     val_fraction:
         share of the rows held out to validate while training (0: none).
+    objective:
+        the training criterion: ``"auto"`` is the IWAE bound with K = ``train_samples`` for
+        a mixed-type table (MIWAE's training: the importance-weighted bound is the one its
+        imputations and scores are importance-sampled from) and the model's ELBO otherwise;
+        or a name of ``vaekit train --objective`` (``"elbo"``, ``"iwae"``, ...).
+    train_samples:
+        K of the IWAE bound while training (``objective`` ``"iwae"``, or ``"auto"`` on a
+        table).
+    weight_decay:
+        Adam's L2 weight decay; None: 1e-4 for a mixed-type table (a few hundred rows train
+        a network of tens of thousands of weights), 0 otherwise.
     num_samples:
         K, importance samples per example for :meth:`score_samples`.
     random_state:
@@ -93,12 +113,15 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         latent_dim: int = 8,
         hidden_dims: tuple[int, ...] = (256, 128),
         likelihood: str = "auto",
-        rank: int | None = None,
+        rank: int | str | None = "auto",
         model: str = "vae",
         max_steps: int | None = None,
         batch_size: int = 128,
         lr: float = 1e-3,
         val_fraction: float = 0.1,
+        objective: str = "auto",
+        train_samples: int = 10,
+        weight_decay: float | None = None,
         num_samples: int = 100,
         random_state: int = 0,
         run_dir: str | Path | None = None,
@@ -114,6 +137,9 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.lr = lr
         self.val_fraction = val_fraction
+        self.objective = objective
+        self.train_samples = train_samples
+        self.weight_decay = weight_decay
         self.num_samples = num_samples
         self.random_state = random_state
         self.run_dir = run_dir
@@ -122,7 +148,16 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
 
     # --- fitting ---------------------------------------------------------------------------
 
-    def _config(self, n_train: int) -> Config:
+    def _rank(self, gaussians: int) -> int | None:
+        """The model's rank given the table's number of real and positive columns (0 for
+        an array): ``rank``, or for ``"auto"`` the class doc's choice."""
+        if isinstance(self.rank, str) and self.rank != "auto":
+            raise ValueError(f"rank must be an integer, None or 'auto', got {self.rank!r}")
+        if self.rank != "auto":
+            return None if self.rank is None else int(self.rank)
+        return min(TABLE_RANK, gaussians - 1) if gaussians >= 2 else None
+
+    def _config(self, n_train: int, table: bool = False, gaussians: int = 0) -> Config:
         if self.model not in MODELS:
             raise ValueError(f"model {self.model!r} is not one of {', '.join(MODELS)}")
         model = MODELS[self.model].config_class()
@@ -130,7 +165,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
             ("latent_dim", int(self.latent_dim)),
             ("hidden_dims", [int(h) for h in self.hidden_dims]),
             ("likelihood", self.likelihood),
-            ("rank", None if self.rank is None else int(self.rank)),
+            ("rank", self._rank(gaussians)),
         ):
             if value is None:  # the model's own default
                 continue
@@ -150,6 +185,23 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         )
         config = Config(model=model, data=DataConfig(name="X"), train=train)
         config.optim.lr = float(self.lr)
+        # A table's defaults (the class doc): measured on the table benchmarks' imputation
+        # error and held-out nll, where both helped on every table tried.
+        objective = self.objective
+        if objective == "auto":
+            wants_iwae = table and "iwae" in MODELS[self.model].objectives
+            objective = "iwae" if wants_iwae else "elbo"
+        if int(self.train_samples) < 1:
+            raise ValueError(f"train_samples must be >= 1, got {self.train_samples}")
+        config.objective = ObjectiveConfig(
+            name=objective, num_importance_samples=int(self.train_samples)
+        )
+        decay = self.weight_decay
+        if decay is None:
+            decay = TABLE_WEIGHT_DECAY if table else 0.0
+        if decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {decay}")
+        config.optim.weight_decay = float(decay)
         config.data.val_fraction = float(self.val_fraction)
         config.data.split_seed = int(self.random_state)
         return config
@@ -183,7 +235,10 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
                 raise ValueError("column_types applies to a DataFrame, not an array")
             X = self._check(X, reset=True)
             dataset = array_dataset(X, self.val_fraction, self.random_state)
-        config = self._config(len(dataset.train))
+        table = self.frame_types_ is not None
+        kinds = (self.column_types_ or {}).values()
+        gaussians = sum(kind in ("real", "positive") for kind in kinds)
+        config = self._config(len(dataset.train), table=table, gaussians=gaussians)
         log = print if self.verbose else _quiet
         result = train(
             config,
