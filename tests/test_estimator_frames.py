@@ -166,7 +166,7 @@ def test_rank_reaches_the_low_rank_decoder(fitted, data, tmp_path):
     assert head.param_shape == (head.num_features + 2 * 2,)  # F features, then d and W
     loaded = VAEEstimator.load(est.save(tmp_path / "lowrank"))
     assert loaded.rank == 1 and loaded.model_.likelihood.rank == 1
-    assert fitted.rank == "auto" and fitted.model_.likelihood.rank == 1  # the table default
+    assert fitted.rank == "auto" and fitted.model_.likelihood.rank == 0  # few rows: no rank
     # income and score are the only real and positive columns: a rank of 1 at most
     with pytest.raises(ValueError, match=r"model\.rank = 2: .* a rank from 1 to 1"):
         est.set_params(rank=2).fit(data)
@@ -200,11 +200,13 @@ def test_rank_gives_a_tables_real_columns_one_joint_gaussian(data):
     rank (as ``--rank R``); "auto" (the default) takes 4, at most their number less one
     (here two columns: 1); None keeps independent heads."""
     fast = dict(FAST, max_steps=2)
-    joint = VAEEstimator(**fast).fit(data)
+    joint = VAEEstimator(**fast, rank=1).fit(data)
     assert joint.model_.likelihood.rank == 1
+    assert VAEEstimator(**fast).fit(data).model_.likelihood.rank == 0  # too few rows for auto
     assert VAEEstimator(**fast, rank=None).fit(data).model_.likelihood.rank == 0
-    assert VAEEstimator()._rank(30) == 4 and VAEEstimator()._rank(1) is None
+    assert VAEEstimator()._rank(30, 300) == 4 and VAEEstimator()._rank(3, 300) == 2
+    assert VAEEstimator()._rank(1, 300) is None and VAEEstimator()._rank(30, 299) is None
     filled = joint.impute(data)
     assert not filled[["income", "score"]].isna().any().any()
     with pytest.raises(ValueError, match="rank must be"):
-        VAEEstimator(rank="full")._rank(30)
+        VAEEstimator(rank="full")._rank(30, 300)
