@@ -86,6 +86,11 @@ def test_damaged_shards_are_named(digits, tmp_path):
     blob[-1] ^= 0xFF  # same size: only the checksum can tell
     shard.write_bytes(bytes(blob))
     assert verify_pack(out) == [f"{shard}: SHA-256 does not match pack.json"]
+    val = read_pack(out).val  # the header is intact: it opens; reading the rows is refused
+    with pytest.raises(DataError, match=r"val-00000.npy: SHA-256 does not match pack.json"):
+        _ = val.x
+    with pytest.raises(DataError, match=r"val-00000.npy: SHA-256 does not match pack.json"):
+        list(val.epoch_batches(16, torch.Generator().manual_seed(0)))
     shard.write_bytes(bytes(blob[:-10]))  # truncated: every open notices
     with pytest.raises(
         DataError, match=r"val-00000.npy: 9718 bytes, the pack records 9728 \(truncated"

@@ -119,6 +119,8 @@ def test_a_shard_whose_checksum_fails_is_named(copy, capsys):
     assert main(["pack", "--verify", str(copy)]) == 2
     err = capsys.readouterr().err.strip()
     assert "shard-000000.tar: SHA-256 does not match" in err and "\n" not in err
+    with pytest.raises(DataError, match=r"shard-000000.tar: SHA-256 does not match pack.json"):
+        _ = read_pack(copy).val.x  # training and evaluation read it: refused, not used
 
 
 def test_a_truncated_tar_is_named(copy):

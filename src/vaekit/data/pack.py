@@ -17,8 +17,9 @@ presents each split as one streamed :class:`~vaekit.data.splits.MemmapSplit` ove
 :class:`~vaekit.data.shard_reader.ShardedArray`, whose rows are read with explicit file reads
 (no memory map): memory stays bounded (about three streaming shards and a batch) whatever the
 data's size, and the exactly-once, same-order and mid-epoch resume guarantees of that path
-hold unchanged. File sizes are checked at every open; the checksums by :func:`verify_pack`
-(``vaekit pack --verify DIR``), which reads everything.
+hold unchanged. File sizes are checked at every open, and each shard's SHA-256 once per
+process before its first rows are used (one extra read of the shard, in the read-ahead
+thread while training); :func:`verify_pack` (``vaekit pack --verify DIR``) checks them all.
 
 Interrupted packs: ``pack.json`` is written last, atomically, so a folder without it is never
 taken for a complete pack. Progress is recorded in ``pack.partial.json`` after every shard;
@@ -262,8 +263,11 @@ def _unlisted(folder: Path, data: dict[str, Any]) -> None:
 
 
 def _open_npy(folder: Path, entry: Any, what: str) -> NpyFile:
-    """A recorded ``.npy`` shard, its header read (its rows are read when asked for)."""
-    return NpyFile.open(_shard_path(folder, entry, what))
+    """A recorded ``.npy`` shard, its header read (its rows are read when asked for, after
+    its SHA-256 is checked against the record)."""
+    shard = NpyFile.open(_shard_path(folder, entry, what))
+    shard.sha256 = entry.get("sha256") if isinstance(entry, dict) else None
+    return shard
 
 
 def read_pack(folder: str | Path) -> Dataset:
@@ -325,6 +329,11 @@ def _tar_array(folder: Path, entries: list, name: str, data: dict) -> TarArray:
     rows = [int(shard.get("rows", -1)) for shard in entries]
 
     def check(i: int, index: TarIndex) -> None:
+        if _sha256(paths[i]) != entries[i].get("sha256"):
+            raise DataError(
+                f"{paths[i]}: SHA-256 does not match pack.json (the shard changed after "
+                "packing); run `vaekit pack --verify` on the pack, or pack again"
+            )
         if len(index) != rows[i]:
             raise DataError(
                 f"{paths[i]}: {len(index)} examples, the pack records {rows[i]}; "

@@ -17,6 +17,7 @@ and there is one reading path to keep right.
 
 from __future__ import annotations
 
+import hashlib
 import mmap
 import os
 import queue
@@ -58,6 +59,30 @@ class NpyFile:
         self.itemsize = self.dtype.itemsize
         self.ndim = len(self.shape)
         self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.itemsize
+        # The file's recorded SHA-256 (a pack's shard), checked once, before its first read:
+        # a shard changed on disk is an error naming it, never rows trained on in silence.
+        self.sha256: str | None = None
+        self._checked = threading.Lock()
+
+    def check_sha256(self) -> None:
+        """Hash the whole file once (thread-safe) and compare with :attr:`sha256`; a
+        :class:`DataError` naming the file when they differ."""
+        with self._checked:
+            if self.sha256 is None:
+                return
+            digest = hashlib.sha256()
+            try:
+                with open(self.path, "rb") as f:
+                    while block := f.read(1 << 22):
+                        digest.update(block)
+            except OSError as exc:
+                raise DataError(f"{self.path}: cannot read the shard ({exc})") from None
+            if digest.hexdigest() != self.sha256:
+                raise DataError(
+                    f"{self.path}: SHA-256 does not match pack.json (the shard changed after "
+                    "packing); run `vaekit pack --verify` on the pack, or pack again"
+                )
+            self.sha256 = None  # verified: later reads skip the hash
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -105,6 +130,7 @@ class NpyFile:
         into ``out``; scattered rows go through a scratch span of at most ``BLOCK_BYTES``."""
         if not len(rows) or not self.row_bytes:
             return
+        self.check_sha256()
         if rows[0] < 0 or rows[-1] >= len(self):
             raise IndexError(f"{self.path}: rows outside [0, {len(self)})")
         per_block = max(1, BLOCK_BYTES // self.row_bytes)
