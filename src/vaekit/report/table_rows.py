@@ -1,7 +1,8 @@
 """A mixed-type table's rows for the report, in the table's own types: test rows beside their
 reconstructions, and synthetic rows. A table has no pictures of its examples; these rows are
 its reconstructions and samples (each cell as ``vaekit reconstruct`` and ``vaekit sample``
-write it: a real number, a count as an integer, a category by its name)."""
+write it: a count as an integer, a category by its name; a real number to 6 significant
+digits, where the files keep 10)."""
 
 from __future__ import annotations
 
@@ -28,9 +29,15 @@ def _texts(columns, values: list[torch.Tensor]) -> list[list[str]]:
     probable) as rows of cell texts."""
     flat = [(v.argmax(-1) if v.dim() == 2 else v).double().numpy() for v in values]
     n = len(flat[0]) if flat else 0
-    return [
-        [cell_text(c, float(v[i])) for c, v in zip(columns, flat, strict=True)] for i in range(n)
-    ]
+    return [[_shown(c, float(v[i])) for c, v in zip(columns, flat, strict=True)] for i in range(n)]
+
+
+def _shown(column, value: float) -> str:
+    """A cell as the page shows it: a real number to 6 significant digits (as the explorer
+    does; the CSV files keep 10, to be read back), anything else as written out."""
+    if column.kind in ("real", "positive"):
+        return f"{value:.6g}"
+    return cell_text(column, value)
 
 
 @torch.no_grad()
