@@ -403,3 +403,19 @@ def test_a_leftover_is_removed_only_inside_a_run(tmp_path):
     remove_leftover(run / "checkpoints" / ".last.tmp")
     assert not (run / "checkpoints" / ".last.tmp").exists()
     remove_leftover(run / "checkpoints" / "absent")  # nothing there: nothing to do
+
+
+def test_a_first_checkpoint_write_leaves_a_same_named_stray_folder_whole(tmp_path):
+    """The ``.NAME.old`` folder a checkpoint write removes is only the checkpoint it just
+    moved there: with no earlier checkpoint, a folder of that name is not touched."""
+    from helpers import tiny_model
+    from vaekit.training.state_files import save_training_state
+
+    model = tiny_model("vae")
+    optimizer = torch.optim.Adam(model.parameters())
+    stray = tmp_path / ".last.old"
+    stray.mkdir()
+    (stray / "keep.txt").write_text("a user's file")
+    save_training_state(tmp_path / "last", model, optimizer, {}, {"step": 1}, None, {})
+    assert (tmp_path / "last").is_dir()
+    assert (stray / "keep.txt").read_text() == "a user's file"

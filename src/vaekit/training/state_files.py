@@ -144,13 +144,15 @@ def save_training_state(
         }
         save_model(model, tmp, data=data, config=config, metadata=metadata)
         fsync_dir(tmp)
-        if path.exists():
+        moved_aside = path.exists()
+        if moved_aside:
             remove_leftover(old)  # a crash between the two replaces below leaves it
             os.replace(path, old)
         os.replace(tmp, path)
         fsync_dir(path.parent)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+        if moved_aside:  # only the checkpoint this call just moved there, never a stray folder
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:  # tmp is this call's own: remove_leftover cleared it before
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
