@@ -173,8 +173,8 @@ def test_rank_reaches_the_low_rank_decoder(fitted, data, tmp_path):
 
 
 def test_a_table_trains_with_the_iwae_bound_and_weight_decay(data, tmp_path):
-    """A mixed table's defaults: the IWAE bound (K = 10) and weight decay 1e-4; an array's:
-    the ELBO without decay; explicit choices win; bad values are refused by name."""
+    """A mixed table's defaults: the IWAE bound (K = 10) and weight decay 1e-4; explicit
+    choices win; bad values are refused by name."""
     import json
 
     VAEEstimator(**FAST, run_dir=tmp_path / "run").fit(data)
@@ -182,17 +182,15 @@ def test_a_table_trains_with_the_iwae_bound_and_weight_decay(data, tmp_path):
     assert config["objective"]["name"] == "iwae"
     assert config["objective"]["num_importance_samples"] == 10
     assert config["optim"]["weight_decay"] == 1e-4
-    default = VAEEstimator()._config(100, table=False)
-    assert (default.objective.name, default.optim.weight_decay) == ("elbo", 0.0)
-    chosen = VAEEstimator(objective="elbo", weight_decay=0.0)._config(100, table=True)
-    assert (chosen.objective.name, chosen.optim.weight_decay) == ("elbo", 0.0)
-    assert (
-        VAEEstimator(train_samples=3)._config(100, table=True).objective.num_importance_samples == 3
-    )
+    chosen = VAEEstimator(**FAST, objective="elbo", weight_decay=0.0, train_samples=3)
+    chosen.set_params(max_steps=2, run_dir=tmp_path / "chosen").fit(data)
+    config = json.loads((tmp_path / "chosen" / "config.json").read_text())["config"]
+    assert (config["objective"]["name"], config["optim"]["weight_decay"]) == ("elbo", 0.0)
+    assert config["objective"]["num_importance_samples"] == 3
     with pytest.raises(ValueError, match="train_samples"):
-        VAEEstimator(train_samples=0)._config(100, table=True)
+        VAEEstimator(train_samples=0)._config(100)
     with pytest.raises(ValueError, match="weight_decay"):
-        VAEEstimator(weight_decay=-1.0)._config(100, table=True)
+        VAEEstimator(weight_decay=-1.0)._config(100)
 
 
 def test_rank_gives_a_tables_real_columns_one_joint_gaussian(data):
@@ -204,9 +202,7 @@ def test_rank_gives_a_tables_real_columns_one_joint_gaussian(data):
     assert joint.model_.likelihood.rank == 1
     assert VAEEstimator(**fast).fit(data).model_.likelihood.rank == 0  # too few rows for auto
     assert VAEEstimator(**fast, rank=None).fit(data).model_.likelihood.rank == 0
-    assert VAEEstimator()._rank(30, 300) == 4 and VAEEstimator()._rank(3, 300) == 2
-    assert VAEEstimator()._rank(1, 300) is None and VAEEstimator()._rank(30, 299) is None
     filled = joint.impute(data)
     assert not filled[["income", "score"]].isna().any().any()
     with pytest.raises(ValueError, match="rank must be"):
-        VAEEstimator(rank="full")._rank(30, 300)
+        VAEEstimator(rank="full")._config(100)

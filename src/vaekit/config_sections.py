@@ -71,18 +71,22 @@ class DataConfig:
 class ObjectiveConfig:
     """The training criterion (see ``vaekit.objectives``)."""
 
-    name: Literal["elbo", "slide", "iwae", "reconstruction", "vq"] = setting(
-        "elbo",
+    name: Literal["auto", "elbo", "slide", "iwae", "reconstruction", "vq"] = setting(
+        "auto",
         flag="objective",
         help="elbo (beta-weighted), slide (the lecture's L_VAE; unit Gaussian decoder), iwae, "
         "reconstruction (the AE's), vq (the VQ-VAE's reconstruction + commitment loss); elbo "
-        "stands for a model's own default where it has no ELBO",
+        "stands for a model's own default where it has no ELBO; auto: iwae for a mixed-type "
+        "table (unless KL warm-up or free bits are given), elbo otherwise",
     )
     beta: float = setting(1.0, help="KL weight of the beta-ELBO; 1 is the true ELBO")
     num_mc_samples: int = setting(
         1, help="L: reparameterised draws per example for the ELBO's expectation"
     )
-    num_importance_samples: int = setting(5, help="K of the IWAE bound (objective iwae)")
+    num_importance_samples: int | Literal["auto"] = setting(
+        "auto",
+        help="K of the IWAE bound (objective iwae); auto: 10 for a mixed-type table, 5 otherwise",
+    )
     kl_warmup_steps: int = setting(
         0,
         help="KL warm-up (objective elbo only): beta rises linearly from 0 to its value over "
@@ -99,7 +103,8 @@ class ObjectiveConfig:
     def __post_init__(self) -> None:
         if self.beta < 0:
             raise ConfigError(f"objective.beta must be >= 0, got {self.beta}")
-        if self.num_mc_samples < 1 or self.num_importance_samples < 1:
+        k = self.num_importance_samples
+        if self.num_mc_samples < 1 or (k != "auto" and k < 1):
             raise ConfigError("objective.num_mc_samples and num_importance_samples must be >= 1")
         if self.kl_warmup_steps < 0:
             raise ConfigError(f"objective.kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}")
@@ -116,7 +121,7 @@ class ObjectiveConfig:
             "vq": "the VQ-VAE's loss has no KL",
         }
         for option in ("kl_warmup_steps", "free_bits"):
-            if getattr(self, option) and self.name != "elbo":
+            if getattr(self, option) and self.name not in ("elbo", "auto"):
                 raise ConfigError(
                     f"objective.{option} needs objective.name = 'elbo' (got {self.name!r}): "
                     f"{why[self.name]}"
@@ -128,7 +133,11 @@ class OptimConfig:
     """Optimiser (Adam) settings."""
 
     lr: float = setting(1e-3, help="Adam learning rate")
-    weight_decay: float = setting(0.0, help="Adam's L2 weight decay")
+    weight_decay: float | Literal["auto"] = setting(
+        "auto",
+        help="Adam's L2 weight decay; auto: 1e-4 for a mixed-type table (a few hundred rows "
+        "train tens of thousands of weights), 0 otherwise",
+    )
     grad_clip: float | None = setting(
         None,
         help="clip the gradient's global L2 norm to this value (the norm before clipping is "
@@ -145,6 +154,8 @@ class OptimConfig:
     def __post_init__(self) -> None:
         if self.lr <= 0:
             raise ConfigError(f"optim.lr must be > 0, got {self.lr}")
+        if self.weight_decay != "auto" and self.weight_decay < 0:
+            raise ConfigError(f"optim.weight_decay must be >= 0, got {self.weight_decay}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"optim.grad_clip must be > 0 or null, got {self.grad_clip}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:

@@ -14,12 +14,9 @@ change of variables included), so that a higher score means a more typical row.
 
 A pandas DataFrame with words, booleans or missing cells (or any DataFrame with
 ``column_types``) is a mixed-type table, read as ``vaekit train --data table.csv`` reads one
-(``vaekit.data.table_schema``: the same inferred schema, overrides and errors). The model
-then has one likelihood per column, missing cells are marginalised, and the outputs are in
-the DataFrame's own types: :meth:`VAEEstimator.inverse_transform` and
-:meth:`VAEEstimator.sample` return DataFrames with the training columns, dtypes and category
-values, :meth:`VAEEstimator.impute` fills only the missing cells (``vaekit impute``'s
-engine), and :meth:`VAEEstimator.score_samples` is log p of each row's observed cells. A
+(the same inferred schema, overrides, errors and table defaults): one likelihood per column,
+missing cells marginalised, and outputs in the DataFrame's own columns, dtypes and category
+values (:meth:`VAEEstimator.impute` fills only the missing cells, as ``vaekit impute``). A
 DataFrame of finite numbers alone takes the numeric path, as a clean CSV file does.
 
 It follows scikit-learn's conventions (``get_params``/``set_params`` from the constructor's
@@ -40,21 +37,13 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from vaekit.checkpoint import load as load_model
 from vaekit.checkpoint import save_model
-from vaekit.config import Config, DataConfig, ObjectiveConfig, TrainConfig
+from vaekit.config import Config, DataConfig, ObjectiveConfig, OptimConfig, TrainConfig
 from vaekit.data import transform_from_dict
 from vaekit.data.frames import FrameTypes, encode_frame, frame_schema
 from vaekit.data.stored import array_dataset
 from vaekit.models import MODELS
 from vaekit.models.registry import model_config_from_dict
-
-# Adam's L2 weight decay for a mixed-type table when none is given (``weight_decay``).
-TABLE_WEIGHT_DECAY = 1e-4
-# The joint low-rank Gaussian's rank over a table's real and positive columns (``rank``),
-# and the training rows it needs: a covariance factor learned from fewer rows overfits (on
-# the table benchmarks it lowered wine's anomaly AUROC and density with 142 training rows,
-# and helped breast cancer's with 455).
-TABLE_RANK = 4
-TABLE_RANK_MIN_ROWS = 300
+from vaekit.settings import to_dict
 
 
 class VAEEstimator(TransformerMixin, BaseEstimator):
@@ -69,13 +58,9 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
     likelihood:
         p(x|z); ``"auto"`` picks it from the data as the CLI does.
     rank:
-        on a mixed-type table, R of one joint low-rank Gaussian over the real and positive
-        columns (``--rank``; residual correlations the code leaves); ``"auto"``: R = 4 (at
-        most their number less one) where a table has two or more such columns and at least
-        300 training rows, which lowered the held-out nll and the imputation error of the
-        table benchmarks (fewer rows overfit the covariance factor); None:
-        independent Gaussian heads. With ``likelihood="gaussian-lowrank"``, that
-        likelihood's rank (``"auto"``: its default, 1).
+        R of one joint low-rank Gaussian over a mixed-type table's real and positive columns
+        (``--rank``), or of ``likelihood="gaussian-lowrank"``; None: independent heads;
+        ``"auto"``: the table default (``vaekit.training.data_defaults``), else none.
     model:
         a registered model name (``vaekit.MODELS``) with one latent vector, e.g. ``"vae"``.
     max_steps:
@@ -86,16 +71,13 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
     val_fraction:
         share of the rows held out to validate while training (0: none).
     objective:
-        the training criterion: ``"auto"`` is the IWAE bound with K = ``train_samples`` for
-        a mixed-type table (MIWAE's training: the importance-weighted bound is the one its
-        imputations and scores are importance-sampled from) and the model's ELBO otherwise;
-        or a name of ``vaekit train --objective`` (``"elbo"``, ``"iwae"``, ...).
+        the training criterion, a name of ``vaekit train --objective`` (``"elbo"``,
+        ``"iwae"``, ...); ``"auto"``: the IWAE bound for a mixed-type table, the ELBO
+        otherwise.
     train_samples:
-        K of the IWAE bound while training (``objective`` ``"iwae"``, or ``"auto"`` on a
-        table).
+        K of the IWAE bound while training.
     weight_decay:
-        Adam's L2 weight decay; None: 1e-4 for a mixed-type table (a few hundred rows train
-        a network of tens of thousands of weights), 0 otherwise.
+        Adam's L2 weight decay; None: the table default (1e-4), 0 otherwise.
     num_samples:
         K, importance samples per example for :meth:`score_samples`.
     random_state:
@@ -153,34 +135,24 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
 
     # --- fitting ---------------------------------------------------------------------------
 
-    def _rank(self, gaussians: int, n_train: int) -> int | None:
-        """The model's rank given the table's number of real and positive columns (0 for
-        an array) and its training rows: ``rank``, or for ``"auto"`` the class doc's
-        choice."""
-        if isinstance(self.rank, str) and self.rank != "auto":
-            raise ValueError(f"rank must be an integer, None or 'auto', got {self.rank!r}")
-        if self.rank != "auto":
-            return None if self.rank is None else int(self.rank)
-        if gaussians < 2 or n_train < TABLE_RANK_MIN_ROWS:
-            return None
-        return min(TABLE_RANK, gaussians - 1)
-
-    def _config(self, n_train: int, table: bool = False, gaussians: int = 0) -> Config:
+    def _config(self, n_train: int) -> Config:
+        """The run's config; ``"auto"`` settings are left for the trainer to resolve from
+        the data (``vaekit.training.data_defaults``), as for ``vaekit train``."""
         if self.model not in MODELS:
             raise ValueError(f"model {self.model!r} is not one of {', '.join(MODELS)}")
+        if isinstance(self.rank, str) and self.rank != "auto":
+            raise ValueError(f"rank must be an integer, None or 'auto', got {self.rank!r}")
         model = MODELS[self.model].config_class()
         for name, value in (
             ("latent_dim", int(self.latent_dim)),
             ("hidden_dims", [int(h) for h in self.hidden_dims]),
             ("likelihood", self.likelihood),
-            ("rank", self._rank(gaussians, n_train)),
+            ("rank", self.rank if self.rank in ("auto", None) else int(self.rank)),
         ):
-            if value is None:  # the model's own default
-                continue
             if not hasattr(model, name):
                 raise ValueError(f"model {self.model!r} has no setting {name!r}")
             setattr(model, name, value)
-        model = model_config_from_dict(_model_dict(model), "model")  # validated as a whole
+        model = model_config_from_dict(to_dict(model), "model")  # validated as a whole
         train = TrainConfig(
             epochs=None if self.max_steps is None else 10**9,  # None: the default budget
             max_steps=None if self.max_steps is None else int(self.max_steps),
@@ -191,28 +163,15 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
             report=False,
             tensorboard=False,
         )
-        config = Config(model=model, data=DataConfig(name="X"), train=train)
-        config.optim.lr = float(self.lr)
-        # A table's defaults (the class doc): measured on the table benchmarks' imputation
-        # error and held-out nll, where both helped on every table tried.
-        objective = self.objective
-        if objective == "auto":
-            wants_iwae = table and "iwae" in MODELS[self.model].objectives
-            objective = "iwae" if wants_iwae else "elbo"
         if int(self.train_samples) < 1:
             raise ValueError(f"train_samples must be >= 1, got {self.train_samples}")
-        config.objective = ObjectiveConfig(
-            name=objective, num_importance_samples=int(self.train_samples)
+        decay = "auto" if self.weight_decay is None else float(self.weight_decay)
+        data = DataConfig(
+            "X", val_fraction=float(self.val_fraction), split_seed=int(self.random_state)
         )
-        decay = self.weight_decay
-        if decay is None:
-            decay = TABLE_WEIGHT_DECAY if table else 0.0
-        if decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {decay}")
-        config.optim.weight_decay = float(decay)
-        config.data.val_fraction = float(self.val_fraction)
-        config.data.split_seed = int(self.random_state)
-        return config
+        objective = ObjectiveConfig(self.objective, num_importance_samples=int(self.train_samples))
+        optim = OptimConfig(lr=float(self.lr), weight_decay=decay)
+        return Config(model=model, data=data, objective=objective, optim=optim, train=train)
 
     def fit(self, X: Any, y: Any = None) -> VAEEstimator:
         """Train on ``X [N, D]`` (or ``[N, C, H, W]``, or a DataFrame: the module doc);
@@ -243,17 +202,9 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
                 raise ValueError("column_types applies to a DataFrame, not an array")
             X = self._check(X, reset=True)
             dataset = array_dataset(X, self.val_fraction, self.random_state)
-        table = self.frame_types_ is not None
-        kinds = (self.column_types_ or {}).values()
-        gaussians = sum(kind in ("real", "positive") for kind in kinds)
-        config = self._config(len(dataset.train), table=table, gaussians=gaussians)
-        log = print if self.verbose else _quiet
-        result = train(
-            config,
-            out=self.run_dir,
-            dataset=dataset,
-            log=log,
-        )
+        config = self._config(len(dataset.train))
+        log = print if self.verbose else (lambda *args, **kwargs: None)
+        result = train(config, out=self.run_dir, dataset=dataset, log=log)
         self.model_ = result.model.eval()
         self.history_ = result.history
         self.data_info_ = dataset.info()
@@ -439,19 +390,9 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         return tags
 
 
-def _quiet(*args: Any, **kwargs: Any) -> None:
-    return None
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, tuple):
         return list(value)
     if isinstance(value, Path):
         return str(value)
     return value
-
-
-def _model_dict(config: Any) -> dict[str, Any]:
-    from vaekit.settings import to_dict
-
-    return to_dict(config)

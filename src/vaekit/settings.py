@@ -103,13 +103,14 @@ class ModelConfig:
     likelihood_components: int = setting(
         5, metavar="K", help="logistics per dimension of discretized-logistic-mixture"
     )
-    rank: int | None = setting(
-        None,
-        metavar="R",
-        shown_default="1 for gaussian-lowrank",
+    rank: int | Literal["auto"] | None = setting(
+        "auto",
+        metavar="R|auto",
         help="the rank of gaussian-lowrank's covariance factor W (1 .. D-1); on a mixed "
         "table (the tabular likelihood), setting it gives the real and positive columns one "
-        "joint low-rank Gaussian instead of independent ones",
+        "joint low-rank Gaussian instead of independent ones (--set model.rank=none: "
+        "independent ones); auto: on a table of two or more such columns and at least 300 "
+        "training rows, min(4, their number - 1); otherwise none (1 for gaussian-lowrank)",
     )
     data_shape: list[int] | None = setting(
         None,

@@ -147,6 +147,9 @@ def _argument(
         return {"action": argparse.BooleanOptionalAction}
     if parse is not None:
         return {"type": parse}
+    auto = _auto_number(tp)
+    if auto is not None:  # a number, or "auto": the data decides when training starts
+        return {"type": or_auto(number(auto)), "metavar": f"{'N' if auto is int else 'X'}|auto"}
     if typing.get_origin(tp) is Literal:
         return {"metavar": _metavar(allowed)}
     if typing.get_origin(tp) is list and typing.get_args(tp) == (int,):
@@ -156,6 +159,17 @@ def _argument(
     if tp is str:
         return {}  # metavar: the flag's name in capitals
     raise TypeError(f"{path}: no command-line flag for a field of type {tp!r}; give it flag=''")
+
+
+def _auto_number(tp: Any) -> type | None:
+    """``int`` or ``float`` for a field typed ``int | Literal["auto"]`` (``float | ...``,
+    either also ``| None``); None for any other type."""
+    if typing.get_origin(tp) not in (typing.Union, types.UnionType):
+        return None
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    numbers = [a for a in args if a in (int, float)]
+    autos = [a for a in args if typing.get_origin(a) is Literal and typing.get_args(a) == ("auto",)]
+    return numbers[0] if len(args) == 2 and len(numbers) == 1 and len(autos) == 1 else None
 
 
 def _metavar(allowed: list[str] | None) -> str:
@@ -250,6 +264,15 @@ def number(tp: type) -> Callable[[str], Any]:
     fits; the field's own range is checked by the config (one message for flags, TOML and
     --set alike)."""
     return integer(minimum=-MAX_INT - 1) if tp is int else finite_float
+
+
+def or_auto(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type: the word ``auto``, or a value ``parse`` accepts."""
+
+    def parse_or_auto(text: str) -> Any:
+        return "auto" if text.strip().lower() == "auto" else parse(text)
+
+    return _mark(parse_or_auto, getattr(parse, "__name__", "value"))
 
 
 def int_list(text: str) -> list[int]:

@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from vaekit.config import Config
 from vaekit.data import Dataset, load_dataset
 from vaekit.distributions.likelihoods import LIKELIHOOD_OPTIONS, is_discrete
+from vaekit.models import MODELS
 from vaekit.support.spelling import spell_value
+from vaekit.training.data_defaults import DataFacts, describe, resolve_auto
 
 
-def resolve_model_config(config: Config, dataset: Dataset) -> Dataset:
-    """Fill the model config's data-dependent fields and refuse dishonest likelihoods.
+def resolve_model_config(
+    config: Config, dataset: Dataset, log: Callable[[str], None] | None = None
+) -> Dataset:
+    """Fill the config's data-dependent fields (its ``"auto"`` settings, ``data_defaults``,
+    said in one line to ``log`` for a table; the model's shape and likelihood) and refuse
+    dishonest likelihoods.
 
     Returns the dataset as the likelihood must see it: a discretised likelihood gets the
     data's levels without dequantisation noise (``Dataset.as_levels``), and its bin width
     comes from their number (``model.data_levels``)."""
     model = config.model
+    kinds = [column.kind for column in dataset.schema or []]
+    facts = DataFacts(
+        table=dataset.support == "table",
+        train_rows=len(dataset.train),
+        gaussian_columns=sum(kind in ("real", "positive") for kind in kinds),
+    )
+    line = describe(resolve_auto(config, facts, MODELS[model.kind].objectives), facts)
+    if line is not None and log is not None:
+        log(line)
     model.data_shape = list(dataset.shape)
     model.fill_from_data(dataset.train.y)  # e.g. a conditional model's number of classes
     if model.likelihood == "auto":
@@ -54,9 +71,11 @@ def resolve_model_config(config: Config, dataset: Dataset) -> Dataset:
     return dataset
 
 
-def training_data(config: Config, dataset: Dataset | None) -> Dataset:
+def training_data(
+    config: Config, dataset: Dataset | None, log: Callable[[str], None] | None = None
+) -> Dataset:
     """``dataset``, or the one ``config.data`` names, as the model must see it; fills the
-    model config from it (``resolve_model_config``)."""
+    config from it (``resolve_model_config``, which says the table defaults to ``log``)."""
     if dataset is None:
         d = config.data
         dataset = load_dataset(
@@ -68,7 +87,7 @@ def training_data(config: Config, dataset: Dataset | None) -> Dataset:
             label_column=d.label_column,
             columns=d.columns,
         )
-    return resolve_model_config(config, dataset)
+    return resolve_model_config(config, dataset, log)
 
 
 def batches_per_epoch(n: int, batch_size: int, world_size: int) -> int:

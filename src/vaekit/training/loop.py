@@ -93,7 +93,7 @@ class Trainer:
         if not self.ctx.is_main:
             self.log = lambda message: None
         torch.manual_seed(tc.seed)  # the same initial weights on every rank
-        self.dataset = dataset = training_data(config, dataset)
+        self.dataset = dataset = training_data(config, dataset, self.log)
         # Weights, gradients, Adam's two moments (and the average): refused before allocating.
         check_training_fits(config.model, self.device, 4 + (config.optim.ema_decay is not None))
         self.model = build_model(config.model).to(self.device)
