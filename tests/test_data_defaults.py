@@ -137,4 +137,4 @@ def test_bad_values_are_refused_by_name(capsys):
         apply_overrides(Config(), ['model.rank="full"'])
     with pytest.raises(SystemExit):
         main(["train", "--data", "x.csv", "--out", "r", "--weight-decay", "some"])
-    assert "--weight-decay: expected a number, got 'some'" in capsys.readouterr().err
+    assert "--weight-decay: expected a number or auto, got 'some'" in capsys.readouterr().err

@@ -270,7 +270,14 @@ def or_auto(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     """An argparse type: the word ``auto``, or a value ``parse`` accepts."""
 
     def parse_or_auto(text: str) -> Any:
-        return "auto" if text.strip().lower() == "auto" else parse(text)
+        if text.strip().lower() == "auto":
+            return "auto"
+        try:
+            return parse(text)
+        except argparse.ArgumentTypeError as exc:  # "expected a number or auto, got 'x'"
+            raise argparse.ArgumentTypeError(
+                str(exc).replace(", got", " or auto, got", 1)
+            ) from None
 
     return _mark(parse_or_auto, getattr(parse, "__name__", "value"))
 
