@@ -14,7 +14,7 @@ from test_tables import HEADER, TINY, mixed_rows, write_csv
 from vaekit import VAEEstimator
 from vaekit.cli import main
 from vaekit.config import Config, ConfigError, apply_overrides
-from vaekit.training.data_defaults import DataFacts, data_defaults, resolve_auto
+from vaekit.data_defaults import DataFacts, data_defaults, resolve_auto
 
 FIELDS = ("objective.name", "objective.num_importance_samples", "optim.weight_decay", "model.rank")
 # 380 rows: a tenth for the test split, a tenth of the rest to validate, 308 to train (above

@@ -60,7 +60,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
     rank:
         R of one joint low-rank Gaussian over a mixed-type table's real and positive columns
         (``--rank``), or of ``likelihood="gaussian-lowrank"``; None: independent heads;
-        ``"auto"``: the table default (``vaekit.training.data_defaults``), else none.
+        ``"auto"``: the table default (``vaekit.data_defaults``), else none.
     model:
         a registered model name (``vaekit.MODELS``) with one latent vector, e.g. ``"vae"``.
     max_steps:
@@ -137,7 +137,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
 
     def _config(self, n_train: int) -> Config:
         """The run's config; ``"auto"`` settings are left for the trainer to resolve from
-        the data (``vaekit.training.data_defaults``), as for ``vaekit train``."""
+        the data (``vaekit.data_defaults``), as for ``vaekit train``."""
         if self.model not in MODELS:
             raise ValueError(f"model {self.model!r} is not one of {', '.join(MODELS)}")
         if isinstance(self.rank, str) and self.rank != "auto":

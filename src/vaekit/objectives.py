@@ -15,6 +15,7 @@ from typing import Protocol
 import torch
 
 from vaekit.config import ObjectiveConfig
+from vaekit.data_defaults import unresolved
 from vaekit.distributions.functional import LOG_2PI, log_mean_exp, slide_loss
 from vaekit.distributions.likelihoods import GaussianLikelihood
 from vaekit.distributions.posteriors import DiagonalGaussian
@@ -170,7 +171,9 @@ def _elbo_metrics(elbo: torch.Tensor, log_px_z: torch.Tensor, kl: torch.Tensor) 
 OBJECTIVES = {
     "elbo": lambda config: NegativeELBO(config.beta, config.num_mc_samples, config.free_bits),
     "slide": lambda config: SlideLoss(config.num_mc_samples),
-    "iwae": lambda config: IWAEObjective(config.num_importance_samples),
+    "iwae": lambda config: IWAEObjective(
+        unresolved("objective.num_importance_samples", config.num_importance_samples)
+    ),
     "reconstruction": lambda config: ReconstructionObjective(),
     "vq": lambda config: ModelDefinedLoss(),
 }
@@ -178,8 +181,9 @@ OBJECTIVES = {
 
 def build_objective(config: ObjectiveConfig, model: Model) -> Objective:
     """The objective named in ``config``, if ``model`` supports it. The default name, "elbo",
-    stands for the model's own default where the model has no ELBO (an AE: reconstruction)."""
-    name = config.name
+    stands for the model's own default where the model has no ELBO (an AE: reconstruction);
+    "auto", left by a config that never saw data, for "elbo"."""
+    name = unresolved("objective.name", config.name)
     if name == "elbo" and name not in model.objectives:
         name = model.objectives[0]
     if name not in model.objectives:

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.distributions import Distribution
 
+from vaekit.data_defaults import unresolved
 from vaekit.settings import ModelConfig
 
 
@@ -234,7 +235,9 @@ class Model(nn.Module, abc.ABC):
                 f"{type(self).__name__} is built from a {self.config_class.__name__}, "
                 f"got a {type(config).__name__}"
             )
-        return dataclasses.replace(config)
+        config = dataclasses.replace(config)
+        config.rank = unresolved("model.rank", config.rank)  # "auto" with no data seen
+        return config
 
     def check_input(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         """Refuse data of the wrong shape, and a missing label where the model needs one."""

@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 from vaekit.config import Config
 from vaekit.data import Dataset, load_dataset
+from vaekit.data_defaults import DataFacts, describe, resolve_auto
 from vaekit.distributions.likelihoods import LIKELIHOOD_OPTIONS, is_discrete
 from vaekit.models import MODELS
 from vaekit.support.spelling import spell_value
-from vaekit.training.data_defaults import DataFacts, describe, resolve_auto
 
 
 def resolve_model_config(

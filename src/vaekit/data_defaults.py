@@ -1,14 +1,16 @@
 """The config settings left ``"auto"``, resolved once the data is known.
 
 A mixed-type table trains best with other settings than an image set (measured on the table
-benchmarks' imputation error and held-out nll, where each helped on every table tried), so
-these settings default to ``"auto"`` and take their value here, when training starts:
+benchmarks' imputation error and held-out nll), so these settings default to ``"auto"`` and
+take their value here, when training starts:
 :func:`data_defaults` says what each one is for the data's facts, and
 :func:`resolve_auto` writes those values into the config's ``"auto"`` fields (a value the
 user gave, by flag, TOML, ``--set`` or the estimator, is never replaced). The run's
 config.json then records the concrete values, so a resumed or evaluated run reads them back
 as they were trained. ``vaekit train`` and :class:`vaekit.VAEEstimator` both train through
-:class:`vaekit.training.loop.Trainer`, which calls :func:`resolve_auto`: one table, one model.
+``vaekit.training``'s Trainer, which calls :func:`resolve_auto`: one table, one model. A
+model or objective built from a config that never saw data reads ``"auto"`` as the value for
+data other than a table (:func:`unresolved`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ OTHER_DEFAULTS: dict[str, Any] = {
     "optim.weight_decay": 0.0,
     "model.rank": None,  # the likelihood's own default (1 for gaussian-lowrank)
 }
+
+
+def unresolved(path: str, value: Any) -> Any:
+    """``value`` of the setting ``path`` ("section.field"), or where it is still ``"auto"``
+    (no data seen), the value data other than a table gets."""
+    return OTHER_DEFAULTS[path] if value == "auto" else value
 
 
 @dataclass(frozen=True)
