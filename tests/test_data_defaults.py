@@ -138,3 +138,19 @@ def test_bad_values_are_refused_by_name(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--data", "x.csv", "--out", "r", "--weight-decay", "some"])
     assert "--weight-decay: expected a number or auto, got 'some'" in capsys.readouterr().err
+
+
+def test_a_model_or_objective_built_from_a_config_without_data_reads_auto_as_before():
+    from vaekit.config import ObjectiveConfig
+    from vaekit.models import VAE
+    from vaekit.objectives import IWAEObjective, NegativeELBO, build_objective
+
+    config = VAE.config_class(
+        latent_dim=2, hidden_dims=[8], data_shape=[5], likelihood="gaussian-lowrank"
+    )
+    assert config.rank == "auto"
+    model = VAE(config)
+    assert model.config.rank is None and model.likelihood.rank == 1  # the likelihood's own
+    assert type(build_objective(ObjectiveConfig(), model)) is NegativeELBO
+    iwae = build_objective(ObjectiveConfig(name="iwae"), model)
+    assert isinstance(iwae, IWAEObjective) and iwae.num_samples == 5
