@@ -198,7 +198,9 @@ def add_explore_parser(commands) -> None:
         "(by code variance for an AE, which has no KL), a map of the test set's posterior "
         "means (hover or click to decode, click an example to see its input beside its "
         "reconstruction; a mixed table's row in its types) and an interpolation between two "
-        "picked examples.",
+        "picked examples. A hierarchical model decodes by group: one layer's sliders move, "
+        "the other groups held at their prior means or (deep-hvae) at a chosen example's "
+        "posterior means or a prior draw.",
     )
     p.add_argument("run", type=Path, help="run directory")
     p.add_argument(
