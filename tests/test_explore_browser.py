@@ -726,7 +726,7 @@ def _page_program(data, space: int):
         for layer in layers:
             if layer["type"] == "linear":
                 tensors[layer["w"]] = flat[layer["w"]].reshape(layer["out"], layer["in"])
-            elif layer["type"] == "residual":
+            elif layer["type"] in ("residual", "inject"):
                 shape(layer["body"])
 
     layers = data["spaces"][space]["layers"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vaekit.settings import ConfigError, setting
+from vaekit.support.device import DEFAULT_DEVICE, DEVICE_HELP, DEVICE_NAMES, is_device_name
 from vaekit.support.progress import ProgressMode
 
 # The largest seed: torch takes 64-bit seeds, and the trainer adds rank and step offsets.
@@ -245,9 +246,7 @@ class TrainConfig:
     seed: int = setting(
         0, help="seeds the weights, the data order, the data transforms and the noise"
     )
-    device: Literal["auto", "cpu", "cuda", "mps"] = setting(
-        "auto", help="auto: CUDA, then MPS, then CPU"
-    )
+    device: str = setting(DEFAULT_DEVICE, help=DEVICE_HELP)
     eval_batch_size: int = setting(1000, help="examples per batch when validating")
     patience: int | None = setting(
         None,
@@ -335,5 +334,7 @@ class TrainConfig:
             raise ConfigError(
                 f"train.checkpoint_minutes must be > 0, got {self.checkpoint_minutes}"
             )
+        if not is_device_name(self.device):
+            raise ConfigError(f"train.device must be one of {DEVICE_NAMES}, got {self.device!r}")
         if not 0 <= self.seed <= MAX_SEED:  # torch seeds are 64-bit; ranks add to the seed
             raise ConfigError(f"train.seed must be an integer in [0, 2**63 - 1], got {self.seed}")

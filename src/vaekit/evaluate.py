@@ -40,7 +40,7 @@ from vaekit.evaluation.likelihood_space import likelihood_results, to_data_space
 from vaekit.evaluation.references import references
 from vaekit.metrics import units_of
 from vaekit.models import Model
-from vaekit.support.device import resolve_device
+from vaekit.support.device import DEFAULT_DEVICE, resolve_device
 from vaekit.support.progress import format_seconds, progress_bar
 from vaekit.support.runtime import keep_freed_memory
 
@@ -311,7 +311,7 @@ def evaluate_run(
     log=None,
     trust_scale: bool = False,
     save: bool = True,
-    device: str = "cpu",
+    device: str = DEFAULT_DEVICE,
     **options: Any,
 ) -> dict[str, Any]:
     """Evaluate a run directory's model on its dataset; with ``save``, also write

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from vaekit.cli.flags import nonnegative_int, validated_type
+from vaekit.support.device import DEFAULT_DEVICE, DEVICE_HELP
 
 SPLITS = ["train", "val", "test"]
 DEBUG_HELP = "on an unexpected error, show Python's traceback instead of one line (default: off)"
@@ -53,4 +54,12 @@ def trust_scale_flag(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip the check that refuses data whose typical value lies far from the "
         "training data's (or 8-bit data given as 0/1): for data that really is this far off",
+    )
+
+
+def device_flag(p: argparse.ArgumentParser) -> None:
+    """``--device`` of every command that runs a model, worded and defaulted as ``vaekit
+    train``'s (generated from ``train.device``), so one name means one device everywhere."""
+    p.add_argument(
+        "--device", default=DEFAULT_DEVICE, help=f"{DEVICE_HELP} (default: {DEFAULT_DEVICE})"
     )

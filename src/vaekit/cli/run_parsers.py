@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vaekit.cli.common import RUN_DATA_DIR_HELP, SPLITS, axes, trust_scale_flag
+from vaekit.cli.common import RUN_DATA_DIR_HELP, SPLITS, axes, device_flag, trust_scale_flag
 from vaekit.cli.flags import nonnegative_int, positive_float, positive_int, seed_int
 from vaekit.support.progress import PROGRESS_MODES
 
@@ -51,12 +51,7 @@ def add_evaluate_parser(commands) -> None:
         "cache-friendly on CPU; raise it on a GPU)",
     )
     p.add_argument("--batch-size", type=positive_int, default=100, help="examples per batch")
-    p.add_argument(
-        "--device",
-        default="cpu",
-        help="where to evaluate: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps; "
-        "the weights are loaded onto it (default: cpu)",
-    )
+    device_flag(p)
     p.add_argument(
         "--max-examples",
         type=positive_int,
@@ -203,7 +198,9 @@ def add_explore_parser(commands) -> None:
         "(by code variance for an AE, which has no KL), a map of the test set's posterior "
         "means (hover or click to decode, click an example to see its input beside its "
         "reconstruction; a mixed table's row in its types) and an interpolation between two "
-        "picked examples.",
+        "picked examples. A hierarchical model decodes by group: one layer's sliders move, "
+        "the other groups held at their prior means or (deep-hvae) at a chosen example's "
+        "posterior means or a prior draw.",
     )
     p.add_argument("run", type=Path, help="run directory")
     p.add_argument(

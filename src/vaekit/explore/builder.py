@@ -144,7 +144,7 @@ def build_explorer(
             )
         y_test = labels.long()
 
-    spaces, default, grid = model_spaces(model, programs, x_test, y_test, axes, n, seed)
+    spaces, default, grid, held = model_spaces(model, programs, x_test, y_test, axes, n, seed)
 
     label_list = [int(v) for v in labels[:n].tolist()] if labels is not None else None
     display = _display(dataset, descriptor.get("data"), model.likelihood)
@@ -189,6 +189,7 @@ def build_explorer(
         "spaces": page_spaces,
         "default_space": default,
         "code_grid": grid,
+        "held": None if held is None else held | {"draws": _b64(held["draws"])},
         "points": {
             "n": n,
             "labels": label_list,
@@ -207,6 +208,8 @@ def build_explorer(
     data.update({k: v for k, v in main_space.items() if k not in ("mu", "coords")})
     data["decoder"]["layers"] = main_space["layers"]
     arrays.update(mu=main_space["mu"], coords=main_space["coords"], weights=weights)
+    if held is not None:
+        arrays["held_draws"] = held["draws"]
     data["arrays"] = arrays
     return page, data
 

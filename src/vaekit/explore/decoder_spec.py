@@ -35,12 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaekit.models.paths import Gate, Residual, TakeFirst
+from vaekit.models.paths import Gate, Inject, Residual, TakeFirst, TopDown
 from vaekit.networks import ConvDecoder, MLPDecoder
 
 SUPPORTED = (
     "Linear, ReLU, ELU, GELU, Tanh, SiLU, Sigmoid, Identity, Flatten, Unflatten, "
-    "ConvTranspose2d, Conv2d (groups=1, dilation=1, zero padding), TakeFirst, Residual, Gate"
+    "ConvTranspose2d, Conv2d (groups=1, dilation=1, zero padding), Upsample (nearest), "
+    "TakeFirst, Residual, Gate, TopDown"
 )
 # The in-page decoder must reproduce torch within this (float32 noise, far below 1/255).
 SELF_CHECK_TOLERANCE = 1e-4
@@ -152,12 +153,54 @@ def _program(
                 )
             layers.append({"type": "residual", "body": body})
         elif isinstance(module, Gate):
-            if len(shape) != 1 or shape[0] % 2:
+            # The page splits each row's flat values in halves: the feature halves of a
+            # vector, the channel halves of channel-first maps.
+            if module.dim not in (-len(shape), 1) or shape[0] % 2:
                 raise UnsupportedLayerError(
-                    f"the in-page decoder gates a flat vector of even size, got {list(shape)}"
+                    f"the in-page decoder gates an even number of features or channels, got "
+                    f"{list(shape)} gated over dim {module.dim}"
                 )
             layers.append({"type": "gate", "offset": module.offset})
-            shape = (shape[0] // 2,)
+            shape = (shape[0] // 2, *shape[1:])
+        elif isinstance(module, TopDown):
+            if prefix != "decoder" or layers:
+                raise UnsupportedLayerError(f"{name}: a top-down path must come first")
+            code = shape
+            shape = tuple(module.start.shape)
+            layers.append({"type": "start", "value": add(module.start), "shape": list(shape)})
+            for i, step in enumerate(module.steps):
+                if isinstance(step, Inject):
+                    if len(code) != 1 or step.offset + step.size > code[0]:
+                        raise UnsupportedLayerError(
+                            f"{name}: group {i} reads past the code of shape {list(code)}"
+                        )
+                    body, end = _program(step.body, f"{name}.{i}", (step.size,), output_shape, add)
+                    if end != shape:
+                        raise UnsupportedLayerError(
+                            f"{name}: group {i} adds shape {list(end)} to a stream of {list(shape)}"
+                        )
+                    layers.append(
+                        {"type": "inject", "offset": step.offset, "n": step.size, "body": body}
+                    )
+                else:
+                    more, shape = _program(
+                        nn.Sequential(step), f"{name}.{i}", shape, output_shape, add
+                    )
+                    layers += more
+        elif isinstance(module, nn.Upsample):
+            factor = module.scale_factor
+            if (
+                module.mode != "nearest"
+                or len(shape) != 3
+                or not isinstance(factor, (int, float))
+                or float(factor) != int(factor)
+            ):
+                raise UnsupportedLayerError(
+                    f"the in-page decoder cannot run {name} ({module}): it supports {SUPPORTED}"
+                )
+            k = int(factor)
+            layers.append({"type": "upsample", "factor": k, "h": shape[1], "w": shape[2]})
+            shape = (shape[0], shape[1] * k, shape[2] * k)
         elif isinstance(module, TakeFirst):
             if len(shape) != 1 or not 0 < module.k <= shape[0]:
                 raise UnsupportedLayerError(
@@ -239,7 +282,9 @@ def index_tensors(layers: list[dict[str, Any]], index: list[int]) -> None:
         for key in TENSOR_KEYS.get(layer["type"], ()):
             if layer.get(key) is not None:
                 layer[key] = index[layer[key]]
-        if layer["type"] == "residual":
+        if layer["type"] == "start":
+            layer["value"] = index[layer["value"]]
+        if layer["type"] in ("residual", "inject"):
             index_tensors(layer["body"], index)
 
 
@@ -310,7 +355,8 @@ def run_program(
 
     The reference for the page's interpreter, and the self-check of :func:`decoder_program`.
     """
-    h, shape = _run(layers, tensors, z.to(torch.float32), (z.shape[1],))
+    z = z.to(torch.float32)
+    h, shape = _run(layers, tensors, z, (z.shape[1],), z)
     if mean == "sigmoid":
         return torch.sigmoid(h)
     if mean in ("split", "split-clamp"):
@@ -319,8 +365,9 @@ def run_program(
     return h
 
 
-def _run(layers, tensors, h: torch.Tensor, shape: tuple[int, ...]):
-    """The layers applied to flat rows ``h [B, prod(shape)]``: the output and its shape."""
+def _run(layers, tensors, h: torch.Tensor, shape: tuple[int, ...], z: torch.Tensor):
+    """The layers applied to flat rows ``h [B, prod(shape)]``, the program's input being ``z``
+    (what ``inject`` reads): the output and its shape."""
     for layer in layers:
         kind = layer["type"]
         if kind == "linear":
@@ -343,11 +390,22 @@ def _run(layers, tensors, h: torch.Tensor, shape: tuple[int, ...]):
             h = h[:, : layer["n"]]
             shape = (layer["n"],)
         elif kind == "residual":
-            h = h + _run(layer["body"], tensors, h, shape)[0]
+            h = h + _run(layer["body"], tensors, h, shape, z)[0]
         elif kind == "gate":
             value, gate = h.chunk(2, dim=1)
             h = value * torch.sigmoid(gate + layer["offset"])
-            shape = (h.shape[1],)
+            shape = (shape[0] // 2, *shape[1:])
+        elif kind == "start":
+            shape = tuple(layer["shape"])
+            h = tensors[layer["value"]].reshape(1, -1).expand(z.shape[0], -1)
+        elif kind == "inject":
+            part = z[:, layer["offset"] : layer["offset"] + layer["n"]]
+            h = h + _run(layer["body"], tensors, part, (layer["n"],), part)[0]
+        elif kind == "upsample":
+            k = layer["factor"]
+            x = h.reshape(h.shape[0], *shape).repeat_interleave(k, 2).repeat_interleave(k, 3)
+            shape = tuple(x.shape[1:])
+            h = x.flatten(1)
         elif kind in ("conv_transpose2d", "conv2d"):
             x = h.reshape(h.shape[0], *shape)
             conv = F.conv_transpose2d if kind == "conv_transpose2d" else F.conv2d

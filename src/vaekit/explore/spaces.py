@@ -12,7 +12,11 @@ E[x|.]. What a model gets is read from the model contract (``vaekit.models.base`
   groups at their prior means: the groups below at the means of their conditionals, down to
   x. The map shows the test set's posterior means E_q[z_l|x] (the model's own
   ``latent_moments``), and the sliders are ordered by their variance over the test set (the
-  activity of Burda et al. 2015). The top group is the default;
+  activity of Burda et al. 2015). The top group is the default. A model whose whole
+  generative path reads the full code (``code_decoder``: the deep hierarchical VAE, dense
+  and convolutional) can also hold the other groups at given values: a test example's
+  posterior means, or an ancestral draw from the prior (``held``: that decoder, each
+  group's offset in the code, and the draws);
 * a code book (``codebook_size``: the VQ-VAE): one space over the quantised code z_q, and a
   grid of codes, one selector over the K code-book entries per code position.
 """
@@ -27,21 +31,42 @@ import torch
 from vaekit.distributions import DiagonalGaussian
 from vaekit.explore.decoder_spec import Programs
 
+# Prior draws a page carries for holding the other groups (the page cycles through them).
+HELD_DRAWS = 16
+
 
 def model_spaces(
     model, programs: Programs, x_test, y_test, axes, n: int, seed: int
-) -> tuple[list[dict], int, dict | None]:
-    """The spaces of ``model``'s page, the index of the one shown first, and the VQ-VAE's
-    code grid (None for the others). ``x_test [N, ...]``, ``y_test [N]`` or None, the map
-    and the page's points show the first ``n``."""
+) -> tuple[list[dict], int, dict | None, dict | None]:
+    """The spaces of ``model``'s page, the index of the one shown first, the VQ-VAE's code
+    grid and the held groups' decoder (``held``; each None for the other models).
+    ``x_test [N, ...]``, ``y_test [N]`` or None, the map and the page's points show the
+    first ``n``."""
     param_shape = tuple(model.likelihood.param_shape)
     if model.codebook_size is not None:
         space, grid = _codebook_space(model, programs, x_test, axes, n, param_shape)
-        return [space], 0, grid
+        return [space], 0, grid, None
     if len(model.latent_layers) > 1:
         spaces = _group_spaces(model, programs, x_test, axes, n, param_shape, seed)
-        return spaces, len(spaces) - 1, None  # the top group: the whole generative path
-    return [_single_space(model, programs, x_test, y_test, axes, n, param_shape)], 0, None
+        held = _held(model, programs, param_shape, seed)
+        return spaces, len(spaces) - 1, None, held  # the top group: the whole generative path
+    space = _single_space(model, programs, x_test, y_test, axes, n, param_shape)
+    return [space], 0, None, None
+
+
+@torch.no_grad()
+def _held(model, programs: Programs, param_shape, seed: int) -> dict | None:
+    """The full code's decoder and ``HELD_DRAWS`` ancestral prior draws ``[k, latent_dim]``
+    (float32), for a model with a ``code_decoder``; None without one."""
+    decoder = model.code_decoder()
+    if decoder is None:
+        return None
+    m = model.latent_dim
+    layers = programs.add(decoder.eval(), m, param_shape, model.decode_mean)
+    draws = model.sample_codes(HELD_DRAWS, torch.Generator().manual_seed(seed))
+    sizes = model.latent_layers
+    offsets = [sum(sizes[:g]) for g in range(len(sizes))]
+    return {"layers": layers, "input_dim": m, "offsets": offsets, "draws": draws.float().numpy()}
 
 
 def has_kl(model) -> bool:

@@ -194,6 +194,15 @@ class Model(nn.Module, abc.ABC):
         above, the top group at the prior's mean. A model that takes labels reads
         ``[z, one_hot(y)]``. It shares the model's weights; build it again after training."""
 
+    def code_decoder(self) -> nn.Module | None:
+        """The whole generative path as plain layers (those of ``group_decoder``, plus
+        ``TopDown`` and ``Inject`` of ``vaekit.models.paths``), from the full code ``[B,
+        latent_dim]`` to the likelihood's parameters: decode by group with the other groups
+        held at given values (a test example's posterior means, a prior draw). A model that
+        has one also has ``sample_codes(n, generator) -> [n, latent_dim]``, the codes of
+        ancestral prior draws. None (the default): decode by group is ``group_decoder``'s."""
+        return None
+
     @abc.abstractmethod
     def sample(
         self,

@@ -60,26 +60,19 @@ class Cell(nn.Module):
         self.act = ACTIVATIONS[activation]()
         self.inner = _layer(width, width, conv)
         self.outer = _layer(width, 2 * width if self.gated else width, conv)
-        self.gate = Gate(2.0)  # gates start mostly open
+        self.gate = Gate(2.0, dim=-3 if conv else -1)  # gates start mostly open
         nn.init.zeros_(self.outer.weight)
         nn.init.zeros_(self.outer.bias)
 
     def branch(self) -> nn.Sequential:
-        """f(s), or f(s) * sigmoid(g(s)): what a dense cell adds to its input, as plain
-        layers (the explorer's page runs them)."""
-        if self.conv:
-            raise ValueError("a convolutional cell has no plain-layer form")
+        """f(s), or f(s) * sigmoid(g(s)): what the cell adds to its input, as plain layers
+        (the explorer's page runs them; conv: on one ``[N, W, h, w]`` batch)."""
         steps = [self.act, self.inner, self.act, self.outer]
         return nn.Sequential(*steps, *([self.gate] if self.gated else []))
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         h = self.outer(self.act(self.inner(self.act(s))))
-        if not self.gated:
-            return s + h
-        if not self.conv:
-            return s + self.gate(h)
-        value, gate = h.chunk(2, dim=-3)  # channels
-        return s + value * torch.sigmoid(gate + self.gate.offset)
+        return s + self.gate(h) if self.gated else s + h
 
 
 class GaussianHead(nn.Module):
@@ -108,13 +101,15 @@ class GaussianHead(nn.Module):
         mu, log_var = out.chunk(2, dim=1)
         return DiagonalGaussian(mu.reshape(*lead, -1), log_var.reshape(*lead, -1))
 
-    def mean_path(self) -> nn.Sequential:
-        """The mean ``[*, m]`` of a dense head's Gaussian, as plain layers."""
-        if self.conv:
-            raise ValueError("a convolutional head has no plain-layer form")
-        return nn.Sequential(
-            self.act, self.hidden, self.act, self.out, TakeFirst(self.out.out_features // 2)
-        )
+    def mean_path(self, grid: tuple[int, ...] = ()) -> nn.Sequential:
+        """The mean ``[*, m]`` of the head's Gaussian, as plain layers; a conv head's on one
+        ``[N, n_in, h, w]`` batch, ``grid = (h, w)``: its first ``m`` channels, flattened
+        (channel first, the first ``m * h * w`` numbers)."""
+        steps = [self.act, self.hidden, self.act, self.out]
+        if not self.conv:
+            return nn.Sequential(*steps, TakeFirst(self.out.out_features // 2))
+        (h, w) = grid
+        return nn.Sequential(*steps, nn.Flatten(1), TakeFirst(self.out.out_channels // 2 * h * w))
 
 
 class Projection(nn.Module):

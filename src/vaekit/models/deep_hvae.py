@@ -51,7 +51,7 @@ from vaekit.models.deep_cells import (
     conv_stem,
     conv_tail,
 )
-from vaekit.models.paths import Residual
+from vaekit.models.paths import Inject, Residual, TopDown
 from vaekit.models.registry import register_model
 from vaekit.networks import ACTIVATIONS
 from vaekit.settings import ConfigError, ModelConfig, setting
@@ -269,37 +269,74 @@ class DeepHierarchicalVAE(LikelihoodModel):
 
     @torch.no_grad()
     def group_decoder(self, group: int) -> nn.Module:
-        """Group ``group``'s decoder: the groups above it at their prior means (the top at
-        p(z_L)'s mean, each lower one at the mean of p(z_l|z_{>l}) given those), which fixes
-        the state it is added to; then its own cells, and every group below at the mean of
-        its conditional prior given the state, added back through its projection."""
+        """Group ``group``'s decoder, ``[B, m_group] -> [B, *param_shape]``: the groups above
+        it at their prior means (the top at p(z_L)'s mean, each lower one at the mean of
+        p(z_l|z_{>l}) given those), which fixes the stream it enters; then its own cells, and
+        every group below at the mean of its conditional prior given the stream."""
         L = self.num_groups
         if not 0 <= group < L:
             raise IndexError(f"this model has {L} latent groups, not {group}")
-        if self.channel_dim == -3:
-            raise ValueError(
-                "deep-hvae with model.network = 'conv': its groups decode through "
-                "convolutions, which the explorer's page does not run (dense deep-hvae only)"
-            )
-        s = self.start[None]  # [1, W]
+        s = self.start[None]  # [1, *state_shape]
         for g in range(L - 1, group, -1):
             z = self.prior.mean()[None] if g == L - 1 else self.prior_heads[g](s).loc
             s = self.down[g](s + self.project[g](z))
-        # s + project(z_group) with the state fixed: one linear layer, the state in its bias.
-        project = self.project[group].layer
-        # (skip_init: no initial values drawn, so building it leaves the random stream alone)
-        enter = nn.utils.skip_init(nn.Linear, project.in_features, project.out_features)
-        enter.weight = project.weight
-        enter.bias = nn.Parameter(project.bias + s[0])
-
-        def cells(g: int) -> list[nn.Module]:
-            return [Residual(cell.branch()) for cell in self.down[g]]
-
-        steps: list[nn.Module] = [enter, *cells(group)]
+        steps = [Inject(0, self.group_sizes[group], self._plain_projection(group))]
+        steps += self._plain_cells(group)
         for g in range(group - 1, -1, -1):
-            add_mean = nn.Sequential(*self.prior_heads[g].mean_path(), self.project[g].layer)
-            steps += [Residual(add_mean), *cells(g)]
-        return nn.Sequential(*steps, self.act, *self.to_params)
+            mean = self.prior_heads[g].mean_path(self.state_shape[1:])
+            steps += [Residual(nn.Sequential(*mean, self._plain_projection(g)))]
+            steps += self._plain_cells(g)
+        return nn.Sequential(TopDown(s[0], steps), *self._plain_tail())
+
+    @torch.no_grad()
+    def code_decoder(self) -> nn.Module:
+        """The whole top-down path as plain layers: the full code ``[B, latent_dim]`` (every
+        group, bottom first) to the likelihood's parameters, as ``decode_params`` (the
+        explorer's decoder when the groups other than the moved one are held at given
+        values)."""
+        steps: list[nn.Module] = []
+        for g in range(self.num_groups - 1, -1, -1):
+            offset = sum(self.group_sizes[:g])
+            steps.append(Inject(offset, self.group_sizes[g], self._plain_projection(g)))
+            steps += self._plain_cells(g)
+        return nn.Sequential(TopDown(self.start, steps), *self._plain_tail())
+
+    # The pieces of the plain-layer decoders (the explorer's page runs them): a conv model's
+    # modules, made for any leading dimensions, are taken out of their OverLeading wrappers.
+    def _plain_projection(self, g: int) -> nn.Module:
+        """A group's flat code ``[B, m]`` into the stream ``[B, *state_shape]``."""
+        layer = self.project[g].layer
+        if self.channel_dim == -1:
+            return layer
+        return nn.Sequential(nn.Unflatten(1, (layer.in_channels, *self.state_shape[1:])), layer)
+
+    def _plain_cells(self, g: int) -> list[nn.Module]:
+        cells = self.down[g].module if self.channel_dim == -3 else self.down[g]
+        return [Residual(cell.branch()) for cell in cells]
+
+    def _plain_tail(self) -> list[nn.Module]:
+        """The nonlinearity and the output layers after the last group."""
+        tail = self.to_params.module if self.channel_dim == -3 else self.to_params
+        return [self.act, *(Residual(m.branch()) if isinstance(m, Cell) else m for m in tail)]
+
+    def _ancestral(
+        self, n: int, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """z_L ~ p(z_L), then each group from its prior given the state: the final state
+        ``[n, *state_shape]`` and the draws, bottom first."""
+        L = self.num_groups
+        s = self.start.expand(n, *self.state_shape)
+        zs: list = [None] * L
+        for g in range(L - 1, -1, -1):
+            if g == L - 1:
+                z = self.prior.sample(n, generator=generator)
+            else:
+                p = self.prior_heads[g](s)
+                eps = torch.randn(p.loc.shape, generator=generator, dtype=s.dtype, device=s.device)
+                z = p.loc + torch.exp(0.5 * p.log_var) * eps
+            zs[g] = z
+            s = self.down[g](s + self.project[g](z))
+        return s, zs
 
     @torch.no_grad()
     def sample(
@@ -311,17 +348,13 @@ class DeepHierarchicalVAE(LikelihoodModel):
     ) -> torch.Tensor:
         """Ancestral sampling: z_L ~ p(z_L), then each group from its prior given the state,
         then E[x|z], ``[n, *data_shape]``."""
-        L = self.num_groups
-        s = self.start.expand(n, *self.state_shape)
-        for g in range(L - 1, -1, -1):
-            if g == L - 1:
-                z = self.prior.sample(n, generator=generator)
-            else:
-                p = self.prior_heads[g](s)
-                eps = torch.randn(p.loc.shape, generator=generator, dtype=s.dtype, device=s.device)
-                z = p.loc + torch.exp(0.5 * p.log_var) * eps
-            s = self.down[g](s + self.project[g](z))
-        return self.likelihood.mean(self._params(s))
+        return self.likelihood.mean(self._params(self._ancestral(n, generator)[0]))
+
+    @torch.no_grad()
+    def sample_codes(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The codes of ``n`` ancestral draws, ``[n, latent_dim]`` bottom first: what
+        ``sample`` decodes with the same generator."""
+        return torch.cat(self._ancestral(n, generator)[1], dim=-1)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, *, y: torch.Tensor | None = None) -> torch.Tensor:

@@ -3,22 +3,39 @@
 from __future__ import annotations
 
 import re
-
-import torch
+from typing import TYPE_CHECKING
 
 from vaekit.support.spelling import spell_value
 
+if TYPE_CHECKING:
+    import torch
+
 DEVICE_NAMES = "auto, cpu, cuda, cuda:N or mps"
+# Every command that takes --device starts from this default and shows this help, so a model
+# trained on a GPU is also evaluated there unless the user says otherwise.
+DEFAULT_DEVICE = "auto"
+DEVICE_HELP = (
+    "where to run: auto (CUDA if available, else MPS, else CPU), cpu, cuda, cuda:N (the N-th "
+    "GPU) or mps; the result records the device used"
+)
 _NAME = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def is_device_name(name: object) -> bool:
+    """Whether ``name`` is spelled as a device (``auto``, ``cpu``, ``cuda``, ``cuda:N``,
+    ``mps``), available or not."""
+    return isinstance(name, str) and _NAME.fullmatch(name) is not None
 
 
 def resolve_device(name: str, field: str = "train.device") -> torch.device:
     """The device ``name`` names: ``auto`` picks CUDA, then MPS, then CPU; ``cpu``, ``cuda``,
     ``cuda:N`` (the N-th GPU) and ``mps`` must be available. The ValueError names the
     setting as the caller wrote it: ``--device`` on the command line, ``field`` in Python."""
+    import torch  # here: the flags' help and defaults above must not import torch
+
     setting = spell_value("--device", field, name)
     fallback = spell_value("--device", field, "auto")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not is_device_name(name):
         raise ValueError(f"{setting}: not a device (one of {DEVICE_NAMES})")
     if name == "auto":
         if torch.cuda.is_available():
