@@ -41,7 +41,7 @@ def test_run_directory_metrics_and_checkpoints(tmp_path):
     kinds = [r["kind"] for r in records(run)]
     # 1347 training examples / 128 = 11 steps per epoch; a step record every 4 steps.
     assert kinds == ["compile", "step", "step", "epoch", "step", "step", "step", "epoch"]
-    step = records(run)[0]
+    step = records(run)[1]
     for key in ("loss", "elbo", "log_px_z", "kl", "lr", "grad_norm", "examples_per_s", "beta"):
         assert math.isfinite(step[key]), key
     epoch = result.history[-1]
