@@ -28,7 +28,9 @@ class FakeCompiled(nn.Module):
         self.calls = 0
 
     def forward(self, x, y=None):
-        if self.fail:  # after a random draw, which the fallback must put back
+        if self.fail == "partial" and x.shape[0] != 32:
+            raise RuntimeError("the new shape did not compile")
+        if self.fail is True:  # after a random draw, which the fallback must put back
             torch.rand(3)
             raise RuntimeError("no C++ compiler found\ndetails")
         self.clock["now"] += self.cost + (self.first if self.calls == 0 else 0.0)
@@ -143,11 +145,24 @@ def test_a_failed_compile_falls_back_to_the_same_eager_steps(tmp_path, fake):
 
 
 def test_a_run_too_short_for_its_measured_step_time_stays_eager(tmp_path, fake):
-    # 5 s per eager step: the 38 steps left after the timing are 190 s, under 40 s / 0.2.
+    # 5 s per eager step: the 38 steps left after the timing are 190 s, under 80 s / 0.2 (two
+    # compiles: 1347 examples make a last partial batch of 3).
     lines: list[str] = []
     train(tiny("train.batch_size=32", "train.epochs=1", "train.max_steps=41"), log=lines.append)
     line = (
         "eager: run too short (about 190 s of steps left at 5000.00 ms per step; compiling "
-        "takes about 40 s and has saved at most 20% of a step)"
+        "takes about 80 s and has saved at most 20% of a step)"
     )
     assert line in lines and fake["made"] == []
+
+
+def test_a_later_compiled_step_that_fails_falls_back_for_the_rest_of_the_run(tmp_path, fake):
+    fake["fail"] = "partial"  # the last batch of an epoch, 3 rows, does not compile
+    run, lines = tmp_path / "run", []
+    train(tiny("train.batch_size=32", "train.epochs=2"), out=run, log=lines.append)
+    line = "eager: torch.compile failed (RuntimeError: the new shape did not compile)"
+    decisions = [x for x in lines if x.startswith(("compiled:", "eager:"))]
+    assert decisions[0].startswith("compiled: yes") and decisions[1:] == [line]
+    assert fake["made"][0].calls == 39  # steps 4 to 42; step 43 and the second epoch eager
+    assert [r["compiled"] for r in compile_records(run)] == [True, False]
+    assert saved_decision(run) == line

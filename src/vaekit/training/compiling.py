@@ -69,11 +69,16 @@ class StepCompiler:
         why_not: str | None = None,
         decided: str | None = None,
         first_step: int = 0,
+        shapes: int = 1,
     ) -> None:
         """``why_not``: why this run must stay eager under "auto" (torchrun, deterministic),
         or None; ``decided``: the decision of the run being resumed (already in its log);
-        ``first_step``: the first step whose timing counts (the end of the KL warm-up)."""
+        ``first_step``: the first step whose timing counts (the end of the KL warm-up);
+        ``shapes``: the batch shapes the step sees (2 with a last partial batch: the step is
+        compiled once for each)."""
         self.eager, self.module = module, module
+        self.auto = mode == "auto"  # compiled because measured: a failure falls back
+        self.compile_estimate = COMPILE_SECONDS * shapes
         self.decision: str | None = None
         self.announced = False
         self.first_step = first_step
@@ -111,20 +116,28 @@ class StepCompiler:
         return self.decision is None
 
     def run(self, step: Step) -> Any:
-        """``step(module)`` with the module to use now. A failure of the first compiled step
-        (no C++ compiler, an operator Inductor cannot handle) falls back to eager, with the
-        random state and gradients put back as they were, and runs the step eagerly."""
-        if not self.trying:
+        """``step(module)`` with the module to use now. Under "auto", a failure of a compiled
+        step (no C++ compiler, an operator Inductor cannot handle, a new batch shape that does
+        not compile) falls back to eager for the rest of the run and runs the step eagerly:
+        with the gradients cleared and, on the first compiled step, the random state put back
+        (later ones would need a copy of it on every step). An error of the step itself
+        comes back from the eager retry."""
+        if not (self.auto and self.compiled):
             return step(self.module)
-        rng = torch.get_rng_state()
-        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+        rng = torch.get_rng_state() if self.trying else None
+        cuda = (
+            torch.cuda.get_rng_state_all()
+            if rng is not None and torch.cuda.is_initialized()
+            else None
+        )
         try:
             out = step(self.module)
         except Exception as exc:  # whatever the compiler raises: eager steps still work
-            self.trying, self.module = False, self.eager
-            torch.set_rng_state(rng)
-            if cuda_rng is not None:
-                torch.cuda.set_rng_state_all(cuda_rng)
+            self.trying, self.module, self.announced = False, self.eager, False
+            if rng is not None:
+                torch.set_rng_state(rng)
+            if cuda is not None:
+                torch.cuda.set_rng_state_all(cuda)
             for p in self.eager.parameters():
                 p.grad = None
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -168,11 +181,11 @@ class StepCompiler:
         ahead = (
             steps_left * eager if seconds_left is None else min(steps_left * eager, seconds_left)
         )
-        if ahead * BEST_SAVING < COMPILE_SECONDS:
+        if ahead * BEST_SAVING < self.compile_estimate:
             self.decision = (
                 f"eager: run too short (about {ahead:,.0f} s of steps left at {eager * 1e3:.2f} "
-                f"ms per step; compiling takes about {COMPILE_SECONDS:.0f} s and has saved at "
-                f"most {BEST_SAVING:.0%} of a step)"
+                f"ms per step; compiling takes about {self.compile_estimate:.0f} s and has "
+                f"saved at most {BEST_SAVING:.0%} of a step)"
             )
             return
         self._compile()

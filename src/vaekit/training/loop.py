@@ -152,7 +152,9 @@ class Trainer:
             config.objective.kl_warmup_steps if isinstance(self.objective, NegativeELBO) else 0
         )
         why_not = eager_reason(tc, self.ctx, self.device)
-        self.compiler = StepCompiler(tc.compile, step_module, why_not, self.state.compile, warm_up)
+        shapes = 2 if len(dataset.train) % tc.batch_size else 1  # a last partial batch
+        args = why_not, self.state.compile, warm_up, shapes
+        self.compiler = StepCompiler(tc.compile, step_module, *args)
         self.kept, self.tensorboard = final.KeptWeights(tc.keep), None
         if self.writes:
             self.checkpoints.writes = True
