@@ -275,7 +275,8 @@ class TrainConfig:
     compile: bool | Literal["auto"] = setting(
         "auto",
         help="torch.compile the training step: auto (compile where a measurement in the run "
-        "says it pays back: runs of 500 steps or more whose eager steps add up to over 200 s; "
+        "says it pays back: runs of 500 steps or more whose eager steps add up to over 200 s, "
+        "400 s with a last partial batch; "
         "eager otherwise or if compiling fails), on or off",
     )
     tensorboard: bool = setting(

@@ -8,8 +8,8 @@ steps without a traceback where it does not or where compiling fails:
    compile cost (the test suite, ``make demo``, small tables).
 2. Otherwise the run times ``TIMED_STEPS`` eager steps (after ``WARM_STEPS``), and stays eager
    if the steps left, at that speed (and within train.max_minutes), add up to less than
-   ``COMPILE_SECONDS / BEST_SAVING``: even the best saving measured would not win the compile
-   time back.
+   ``COMPILE_SECONDS / BEST_SAVING`` per batch shape (a last partial batch is a second shape,
+   compiled again): even the best saving measured would not win the compile time back.
 3. Otherwise it compiles (the first compiled step's extra time is the compile time), times
    ``TIMED_STEPS`` compiled steps and keeps them only if they are ``KEEP_SPEEDUP`` times
    faster than the eager ones (beyond the spread of timings on a loaded machine); the compile
