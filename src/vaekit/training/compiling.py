@@ -86,7 +86,7 @@ class StepCompiler:
         self.eager_seconds: float | None = None  # median eager step once measured
         self.compile_seconds: float | None = None
         self.trying = False  # compiled under "auto", first step not yet through
-        self.started = 0.0
+        self.started: float | None = None  # the clock at the timed step's start
         if mode is True:  # asked for: a failure to compile is the user's to see
             self._compile()
             self.decision = "compiled: yes (train.compile = true)"
@@ -151,18 +151,19 @@ class StepCompiler:
         if self.measuring and step >= self.first_step:
             self.started = self.clock()
 
-    def end_step(self, step: int, steps_left: int, seconds_left: float | None) -> None:
-        """After step ``step``: count its time; decide when a timing is complete.
-        ``steps_left`` after it, ``seconds_left`` of train.max_minutes (None: no limit)."""
-        if not self.measuring or step < self.first_step:
+    def end_step(self, steps_left: int, seconds_left: float | None) -> None:
+        """After a step whose clock ``start_step`` started: count its time; decide when a
+        timing is complete. ``steps_left`` after it, ``seconds_left`` of train.max_minutes
+        (None: no limit)."""
+        if not self.measuring or self.started is None:
             return
+        seconds, self.started = self.clock() - self.started, None
         if self.eager_seconds is None and not self.timings and steps_left < MIN_STEPS:
             self.decision = (
                 f"eager: run too short ({steps_left:,} steps left; auto measures runs of "
                 f"{MIN_STEPS:,} steps or more)"
             )
             return
-        seconds = self.clock() - self.started
         if self.eager_seconds is not None and self.compile_seconds is None:
             self.compile_seconds = max(seconds - self.eager_seconds, 0.0)  # the first compiled
             return

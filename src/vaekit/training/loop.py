@@ -327,7 +327,7 @@ class Trainer:
         """Time the step just taken while train.compile = "auto" measures; once decided, the
         decision's line in the log, in metrics.jsonl and in the run's state."""
         steps_left = self.budget.steps - self.state.step
-        self.compiler.end_step(self.state.step - 1, steps_left, self.clock.seconds_left())
+        self.compiler.end_step(steps_left, self.clock.seconds_left())
         line = self.compiler.news()
         if line is not None:
             self.state.compile = line
