@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 
 # The first compile of a training step, in a fresh process on the 2-core reference machine:
 # about 30 s for the reference MLP VAE and 40 s for the VampPrior record model
-# (benchmarks/notes/likelihood-record.md). The larger is the estimate.
+# (benchmarks/notes/likelihood-record.md); 38 s for a tiny MLP VAE (hidden 32) on 1 thread
+# of the same machine under load from other jobs (one probe, noisy). 40 s is the estimate.
 COMPILE_SECONDS = 40.0
 # The largest saving per step measured from compiling: 13 % on the VampPrior record model
 # (3,701 against 3,269 images/s); nothing on the plain MLP VAE. Rounded up to 20 %, so runs
