@@ -21,6 +21,14 @@ To A/B a change, check the old commit out next to this one and add it as a conte
     git worktree add /tmp/vaekit-old HEAD~1
     .venv/bin/python benchmarks/bench_train_speed.py --only vaekit --baseline-src \
         /tmp/vaekit-old/src
+
+``vaekit`` runs the default train.compile ("auto"), ``vaekit-eager`` the same with
+train.compile = false. One epoch (469 steps) is too short for "auto" to compile, so the two
+match there; ``--epochs N`` trains longer (vaekit, vaekit-eager and the fused loop only; the
+rate then counts every epoch's training time, a compile's included), e.g.
+
+    .venv/bin/python benchmarks/bench_train_speed.py --rounds 3 --epochs 20 \
+        --only vaekit vaekit-eager fused
 """
 
 from __future__ import annotations
@@ -101,6 +109,7 @@ def roofline_images_per_s(threads: int, repeats: int = 200, model: str = "refere
 
 CONTESTANTS = {
     "vaekit": (sys.executable, "contestants/vaekit_train.py"),
+    "vaekit-eager": (sys.executable, "contestants/vaekit_train.py"),
     "plain": (sys.executable, "contestants/plain_loop.py"),
     "fused": (sys.executable, "contestants/fused_loop.py"),
     "pythae": (str(PEERS_PYTHON), "contestants/pythae_train.py"),
@@ -108,14 +117,21 @@ CONTESTANTS = {
 
 
 def run(
-    name: str, data: Path, threads: int, baseline_src: Path | None = None, model: str = "reference"
+    name: str,
+    data: Path,
+    threads: int,
+    baseline_src: Path | None = None,
+    model: str = "reference",
+    epochs: int = 1,
 ) -> dict:
     """One contestant in a fresh process; ``baseline`` is vaekit imported from another tree."""
     python, script = CONTESTANTS["vaekit" if name == "baseline" else name]
     src = baseline_src if name == "baseline" else ROOT / "src"
     env = dict(os.environ, PYTHONPATH=f"{HERE}{os.pathsep}{src}", OMP_NUM_THREADS=str(threads))
+    extra = ["--compile", "false"] if name == "vaekit-eager" else []
+    extra += ["--epochs", str(epochs)] if epochs != 1 else []
     proc = subprocess.run(
-        [python, script, "--data", str(data), "--threads", str(threads), "--model", model],
+        [python, script, "--data", str(data), "--threads", str(threads), "--model", model, *extra],
         cwd=HERE,
         env=env,
         capture_output=True,
@@ -147,6 +163,13 @@ def main() -> None:
         help="the src/ directory of another vaekit checkout (e.g. a git worktree of an older "
         "commit), run as one more contestant, 'baseline', to A/B a change",
     )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=1,
+        help="passes over the images (above 1: vaekit, vaekit-eager, fused and the baseline "
+        "only), long enough for train.compile = auto to compile",
+    )
     args = parser.parse_args()
     rounds = 2 if args.quick else args.rounds
     names = [n for n in CONTESTANTS if n in args.only]
@@ -154,8 +177,8 @@ def main() -> None:
         if not (args.baseline_src / "vaekit" / "__init__.py").exists():
             parser.error(f"--baseline-src {args.baseline_src}: no vaekit package there")
         names.append("baseline")
-    if args.model != "reference":
-        names = [n for n in names if n in ("vaekit", "fused", "baseline")]
+    if args.model != "reference" or args.epochs != 1:
+        names = [n for n in names if n in ("vaekit", "vaekit-eager", "fused", "baseline")]
     if "pythae" in names and not PEERS_PYTHON.exists():
         print(f"skipping pythae: {PEERS_PYTHON} missing (make bench-setup)", file=sys.stderr)
         names.remove("pythae")
@@ -166,10 +189,11 @@ def main() -> None:
         order = names[r % len(names) :] + names[: r % len(names)]
         roofs.append(roofline_images_per_s(args.threads, model=args.model))
         for name in order:
-            results[name].append(run(name, data, args.threads, args.baseline_src, args.model))
+            got = run(name, data, args.threads, args.baseline_src, args.model, args.epochs)
+            results[name].append(got)
+            note = f" ({got['note']})" if "note" in got else ""
             print(
-                f"round {r + 1}: {name}: {results[name][-1]['images_per_s']:.0f} images/s",
-                file=sys.stderr,
+                f"round {r + 1}: {name}: {got['images_per_s']:.0f} images/s{note}", file=sys.stderr
             )
     roof = statistics.median(roofs)
     med = {n: statistics.median(x["images_per_s"] for x in v) for n, v in results.items()}

@@ -53,6 +53,11 @@ def test_every_config_field_has_help_and_a_flag_that_sets_it():
     assert config.data.image_size == [8, 8]
     # Nothing given: nothing overridden, so a --config file's values stand.
     assert config_overrides(parser.parse_args([]), args.config_flags) == {}
+    # train.compile: auto unless --compile or --no-compile says otherwise.
+    assert Config().train.compile == "auto"
+    off = parser.parse_args(["--out", "x", "--no-compile"])
+    assert apply_overrides(Config(), config_overrides(off, off.config_flags)).train.compile is False
+    assert apply_overrides(Config(), ['train.compile="auto"']).train.compile == "auto"
 
 
 # The flag names the README documents and scripts use: they must keep their meaning.

@@ -34,7 +34,10 @@ def test_wrong_type_names_the_field_and_the_allowed_values():
         Config.from_dict({"schedule": {"name": "linear"}})
     with pytest.raises(ConfigError, match=r"train\.max_steps.*not an integer or null"):
         Config.from_dict({"train": {"max_steps": "ten"}})
-    with pytest.raises(ConfigError, match=r"train\.compile must be true/false"):
+    with pytest.raises(
+        ConfigError,
+        match=r"train\.compile has the wrong type: 1 is not true/false or one of .auto.",
+    ):
         Config.from_dict({"train": {"compile": 1}})
 
 

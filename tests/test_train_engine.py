@@ -40,8 +40,8 @@ def test_run_directory_metrics_and_checkpoints(tmp_path):
     result = train(tiny("train.tensorboard=true"), out=run, log=lambda s: None)
     kinds = [r["kind"] for r in records(run)]
     # 1347 training examples / 128 = 11 steps per epoch; a step record every 4 steps.
-    assert kinds == ["step", "step", "epoch", "step", "step", "step", "epoch"]
-    step = records(run)[0]
+    assert kinds == ["compile", "step", "step", "epoch", "step", "step", "step", "epoch"]
+    step = records(run)[1]
     for key in ("loss", "elbo", "log_px_z", "kl", "lr", "grad_norm", "examples_per_s", "beta"):
         assert math.isfinite(step[key]), key
     epoch = result.history[-1]

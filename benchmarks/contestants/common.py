@@ -35,6 +35,13 @@ def parse_args() -> argparse.Namespace:
         "(latent 32) on the IWAE bound with K = 5; hvae: configs/mnist-hvae.toml's two "
         "stochastic layers (Burda et al. 2015, tanh) on the IWAE bound with K = 5",
     )
+    parser.add_argument("--epochs", type=int, default=1, help="passes over the images")
+    parser.add_argument(
+        "--compile",
+        choices=["auto", "true", "false"],
+        default="auto",
+        help="vaekit's train.compile (the other contestants ignore it)",
+    )
     return parser.parse_args()
 
 
@@ -44,8 +51,9 @@ def load(path: str) -> np.ndarray:
     return x
 
 
-def report(name: str, images: int, seconds: float) -> None:
-    """Print the one JSON line the driver reads: throughput and peak resident memory."""
+def report(name: str, images: int, seconds: float, note: str | None = None) -> None:
+    """Print the one JSON line the driver reads: throughput and peak resident memory (and a
+    ``note``, e.g. vaekit's train.compile decision)."""
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     line = {
         "name": name,
@@ -54,5 +62,7 @@ def report(name: str, images: int, seconds: float) -> None:
         "images_per_s": images / seconds,
         "peak_rss_mib": peak_kib / 1024,
     }
+    if note is not None:
+        line["note"] = note
     print(json.dumps(line))
     sys.stdout.flush()

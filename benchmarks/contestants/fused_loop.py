@@ -107,15 +107,16 @@ def main() -> None:
     params = [p for module in modules for p in module.parameters()]
     optimizer = torch.optim.Adam(params, lr=LR, fused=True)
     start = time.perf_counter()
-    order = torch.randperm(x.shape[0])
     seen = 0
-    for begin in range(0, x.shape[0], BATCH):
-        xb = x[order[begin : begin + BATCH]]  # [B, 784]
-        loss = loss_of(xb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        seen += xb.shape[0]
+    for _ in range(args.epochs):
+        order = torch.randperm(x.shape[0])
+        for begin in range(0, x.shape[0], BATCH):
+            xb = x[order[begin : begin + BATCH]]  # [B, 784]
+            loss = loss_of(xb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            seen += xb.shape[0]
     report(f"plain fused-Adam loop ({args.model})", seen, time.perf_counter() - start)
 
 

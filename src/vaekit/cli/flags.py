@@ -143,7 +143,7 @@ def _argument(
     """argparse keywords for a field of type ``tp``. Values are checked by the config itself
     (one error naming the field, as for TOML and --set), except registry choices."""
     tp = _optional_inner(tp)
-    if tp is bool:
+    if tp is bool or bool in typing.get_args(tp):  # true/false or "auto": unset means auto
         return {"action": argparse.BooleanOptionalAction}
     if parse is not None:
         return {"type": parse}

@@ -24,6 +24,7 @@ from vaekit.training import distributed, final, state_files
 from vaekit.training.averaging import PolyakAverage
 from vaekit.training.checkpoints import CheckpointKeeper
 from vaekit.training.clock import RunClock, closing_seconds
+from vaekit.training.compiling import StepCompiler, eager_reason
 from vaekit.training.console import written_since
 from vaekit.training.data_setup import batches_per_epoch, training_data
 from vaekit.training.device import setup_device
@@ -80,7 +81,7 @@ class Trainer:
     records: RecordBook
     finished: bool  # a finished run resumed with the same budget: nothing to train
     writes: bool  # this process writes the run directory
-    step_module: torch.nn.Module  # objective(model, x, y), under DDP and torch.compile
+    compiler: StepCompiler  # objective(model, x, y) under DDP, eager or compiled
     kept: final.KeptWeights
     tensorboard: TensorBoardLog | None
 
@@ -146,9 +147,14 @@ class Trainer:
         )
         self.writes = self.run_dir is not None and self.ctx.is_main and not self.finished
         self.clock.resume_at(self.state.train_seconds)
-        self.step_module = build_step_module(
-            self.model, self.objective, self.ctx, self.device, tc.compile
+        step_module = build_step_module(self.model, self.objective, self.ctx, self.device)
+        warm_up = (
+            config.objective.kl_warmup_steps if isinstance(self.objective, NegativeELBO) else 0
         )
+        why_not = eager_reason(tc, self.ctx, self.device)
+        shapes = 2 if len(dataset.train) % tc.batch_size else 1  # a last partial batch
+        args = why_not, self.state.compile, warm_up, shapes
+        self.compiler = StepCompiler(tc.compile, step_module, *args)
         self.kept, self.tensorboard = final.KeptWeights(tc.keep), None
         if self.writes:
             self.checkpoints.writes = True
@@ -177,6 +183,7 @@ class Trainer:
         self.records.announce(opening + ([said] if said else []))  # before the bar opens
         if self.ctx.is_main:
             self.records.open_bar(tc.progress, self.state.step)
+        self._compile_news()
         self.interrupt.start()  # Ctrl-C, SIGTERM: finish the step, checkpoint, stop
         try:
             reason = self._train_epochs()
@@ -215,7 +222,10 @@ class Trainer:
                 x = self.dataset.transform(stored, self.order.generator)
                 lo, hi = self.ctx.shard(x.shape[0])
                 y = y[lo:hi].to(self.device) if y is not None else None
+                self.compiler.start_step(state.step)
                 self.step(x[lo:hi].to(self.device), y, x.shape[0])
+                if not self.compiler.announced:
+                    self._compile_news()
                 state.batch = b + 1
                 mid_epoch = state.batch < per_epoch
                 stop = self.stop_requested and mid_epoch and state.step < budget
@@ -251,11 +261,16 @@ class Trainer:
         lr = self.schedule.lr(state.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        loss, metrics = self.step_module(x, y)
         # DDP averages gradients over ranks: weight each rank's mean by its share of the batch.
         weight = self.ctx.world_size * x.shape[0] / n_global
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss * weight if weight != 1.0 else loss).backward()
+
+        def forward_backward(module: torch.nn.Module):
+            loss, metrics = module(x, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss * weight if weight != 1.0 else loss).backward()
+            return loss, metrics
+
+        loss, metrics = self.compiler.run(forward_backward)
         self.scaler.unscale_(self.optimizer)
         # grad_norm is measured where a record is written (a logging step, an epoch's last
         # step, the budget's last step) and on every step under a skip threshold; the NaN
@@ -307,6 +322,18 @@ class Trainer:
             beta = self.objective.beta if isinstance(self.objective, NegativeELBO) else None
             self.records.step_record(state, lr, self.clock.interval_done(), beta)
         self._snapshot_if_due()
+
+    def _compile_news(self) -> None:
+        """Time the step just taken while train.compile = "auto" measures; once decided, the
+        decision's line in the log, in metrics.jsonl and in the run's state."""
+        steps_left = self.budget.steps - self.state.step
+        self.compiler.end_step(steps_left, self.clock.seconds_left())
+        line = self.compiler.news()
+        if line is not None:
+            self.state.compile = line
+            self.records.say(line)
+            compiled = {"compiled": self.compiler.compiled, "reason": line}
+            self.records.write({"kind": "compile", "step": self.state.step} | compiled)
 
     def _snapshot_if_due(self) -> None:
         """Every ``train.snapshot_minutes`` of training, a copy of the model in

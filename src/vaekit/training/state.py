@@ -38,6 +38,9 @@ class LoopState:
     # The last end of epoch (validation, records, checkpoints) in seconds: the wall-clock
     # budget keeps this much back so that the run's final validation fits inside it.
     epoch_end_seconds: float = 0.0
+    # train.compile's decision, as logged ("compiled: yes (...)", "eager: ..."); None while
+    # "auto" is still measuring. A resumed run keeps it (training/compiling.py).
+    compile: str | None = None
 
     def add(self, totals: dict[str, float]) -> None:
         """Add a step's sums to the interval's and the epoch's."""

@@ -28,16 +28,16 @@ class ObjectiveModule(nn.Module):
 
 
 def build_step_module(
-    model: Model, objective, ctx: distributed.DistContext, device: torch.device, compile: bool
+    model: Model, objective, ctx: distributed.DistContext, device: torch.device
 ) -> nn.Module:
-    """``ObjectiveModule(model, objective)``, wrapped in DDP under ``torchrun`` and compiled
-    if asked; calling it returns the objective's ``(loss, metrics)``."""
+    """``ObjectiveModule(model, objective)``, wrapped in DDP under ``torchrun``; calling it
+    returns the objective's ``(loss, metrics)``. Whether it is compiled: ``compiling.py``."""
     step_module = ObjectiveModule(model, objective)
     if ctx.enabled:
         step_module = nn.parallel.DistributedDataParallel(
             step_module, device_ids=[device.index] if device.type == "cuda" else None
         )
-    return torch.compile(step_module) if compile else step_module
+    return step_module
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Adam:
