@@ -8,8 +8,8 @@ Five tables, each complete (no cell of them is missing as shipped):
   drawn once (seed 0) to bound the time; integer-coded answers (marriage rating, religiosity,
   education, occupations) are categorical, ages and years real;
 * ``anes96``: statsmodels' 1996 American National Election Study, 944 rows; 7-point scales
-  categorical, population, age and income counts, the vote binary (``logpopul`` left out: it
-  is a function of ``popul``).
+  categorical, population and income counts, age real (integers far from zero), the vote
+  binary (``logpopul`` left out: it is a function of ``popul``).
 
 Each table's schema is the one ``vaekit train`` infers for it (``infer_schema`` of the
 complete table); the benchmarks hand it to ``VAEEstimator(column_types=...)`` so that
