@@ -280,3 +280,14 @@ def test_integers_far_from_zero_are_measurements_not_counts(tmp_path):
     # an override still reads such a column as counts
     text = read_text_table(path)
     assert infer_schema(text, {"age": "count"})[0].kind == "count"
+
+
+def test_few_distinct_numbers_are_categories_even_when_not_integers(tmp_path):
+    """Ages coded as bracket midpoints (17.5, 22, 27, 32.5: four values) are categories, as
+    integer codes are; eleven distinct non-integers are real."""
+    brackets = ["17.5", "22", "27", "32.5"]
+    rows = [[brackets[i % 4], f"{0.37 * (i % 11):.2f}"] for i in range(44)]
+    path = write_csv(tmp_path / "codes.csv", ["age", "dose"], rows)
+    schema = infer_schema(read_text_table(path))
+    assert [(c.name, c.kind) for c in schema] == [("age", "categorical"), ("dose", "real")]
+    assert schema[0].categories == ["17.5", "22", "27", "32.5"]

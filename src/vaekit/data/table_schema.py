@@ -6,7 +6,7 @@ for a missing cell (empty, ``NA``, ``NaN`` or ``null`` in any case; a Parquet nu
 The schema (:func:`infer_schema`, each column a ``vaekit.settings.TableColumn``):
 
 * binary: exactly two distinct observed values (numbers or words);
-* categorical: words, or integers with at most ``MAX_INTEGER_CATEGORIES`` distinct values;
+* categorical: words, or numbers with at most ``MAX_INTEGER_CATEGORIES`` distinct values;
 * count: non-negative integers with more distinct values whose smallest value is within one
   standard deviation of zero (:func:`counts_like`);
 * positive: numbers, all > 0, right-skewed (skewness > ``POSITIVE_SKEW``): log-normal;
@@ -235,11 +235,12 @@ def _infer_kind(table: TextTable, j: int, seen: _Observed) -> str:
             )
         return "categorical"
     v = seen.values
-    if (v == np.round(v)).all():
-        if distinct <= MAX_INTEGER_CATEGORIES:
-            return "categorical"
-        if counts_like(v):
-            return "count"
+    if distinct <= MAX_INTEGER_CATEGORIES:
+        # Few distinct numbers, integers or not (17.5, 22, 27 years: coded brackets), are
+        # codes: a density on them would be spikes of ever smaller width.
+        return "categorical"
+    if (v == np.round(v)).all() and counts_like(v):
+        return "count"
     if v.min() > 0 and _skewness(v) > POSITIVE_SKEW:
         return "positive"
     return "real"
