@@ -143,7 +143,7 @@ def impute_vaekit(holes: pd.DataFrame, kinds: dict[str, str], seed: int, steps: 
     from vaekit import VAEEstimator
 
     settings = vae_settings(holes.shape[1], steps)
-    est = VAEEstimator(**settings, random_state=seed, column_types=kinds)
+    est = VAEEstimator(**settings, val_fraction=0.0, random_state=seed, column_types=kinds)
     return est.fit(holes).impute(holes)
 
 

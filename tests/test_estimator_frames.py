@@ -210,16 +210,3 @@ def test_rank_gives_a_tables_real_columns_one_joint_gaussian(data):
     assert not filled[["income", "score"]].isna().any().any()
     with pytest.raises(ValueError, match="rank must be"):
         VAEEstimator(rank="full")._rank(30, 300)
-
-
-def test_a_table_keeps_the_best_validation_epochs_weights(data, tmp_path):
-    """A table with a validation share ends with the best validation epoch's weights
-    (train.keep = best: a small table seen hundreds of times overfits); without a
-    validation share, or for an array, the last epoch's, as ``vaekit train``."""
-    import json
-
-    VAEEstimator(**FAST, run_dir=tmp_path / "run").fit(data)
-    config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
-    assert config["train"]["keep"] == "best"
-    assert VAEEstimator(val_fraction=0.0)._config(100, table=True).train.keep == "last"
-    assert VAEEstimator()._config(100, table=False).train.keep == "last"

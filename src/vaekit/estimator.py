@@ -57,16 +57,6 @@ TABLE_RANK = 4
 TABLE_RANK_MIN_ROWS = 300
 
 
-def table_keep(table: bool, val_fraction: float) -> str:
-    """The weights training ends with (train.keep): for a mixed-type table with a validation
-    share, those of the epoch with the best validation ELBO, since a few hundred rows are
-    seen hundreds of times in a fixed step budget and the later epochs can memorise them
-    (142 rows of scikit-learn's wine, 1,500 steps of 64: a held-out nll of 84 nats per row
-    against 8 on the training rows; 21 with the best epoch kept); otherwise the last
-    epoch's, as ``vaekit train``."""
-    return "best" if table and val_fraction > 0 else "last"
-
-
 class VAEEstimator(TransformerMixin, BaseEstimator):
     """A variational autoencoder as a scikit-learn estimator.
 
@@ -94,8 +84,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
     batch_size, lr:
         the optimiser's batch (rows) and Adam learning rate.
     val_fraction:
-        share of the rows held out to validate while training (0: none); on a mixed-type
-        table the best validation epoch's weights are kept (``table_keep``).
+        share of the rows held out to validate while training (0: none).
     objective:
         the training criterion: ``"auto"`` is the IWAE bound with K = ``train_samples`` for
         a mixed-type table (MIWAE's training: the importance-weighted bound is the one its
@@ -222,7 +211,6 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
             raise ValueError(f"weight_decay must be >= 0, got {decay}")
         config.optim.weight_decay = float(decay)
         config.data.val_fraction = float(self.val_fraction)
-        config.train.keep = table_keep(table, float(self.val_fraction))
         config.data.split_seed = int(self.random_state)
         return config
 
