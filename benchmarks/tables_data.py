@@ -5,11 +5,12 @@ Five tables, each complete (no cell of them is missing as shipped):
 * ``breast_cancer``, ``wine``, ``diabetes``: scikit-learn's own (features only; diabetes
   unscaled, its ``sex`` column a binary 1/2);
 * ``fair``: statsmodels' extramarital-affairs survey (Fair 1978), 1,000 of its 6,366 rows
-  drawn once (seed 0) to bound the time; integer-coded answers (marriage rating, religiosity,
-  education, occupations) are categorical, ages and years real;
+  drawn once (seed 0) to bound the time; coded answers (marriage rating, religiosity,
+  education, occupations, and the bracketed age, years married and children: at most 7
+  values each) are categorical, the affairs measure real;
 * ``anes96``: statsmodels' 1996 American National Election Study, 944 rows; 7-point scales
-  categorical, population, age and income counts, the vote binary (``logpopul`` left out: it
-  is a function of ``popul``).
+  categorical, population and income counts, age real (integers far from zero), the vote
+  binary (``logpopul`` left out: it is a function of ``popul``).
 
 Each table's schema is the one ``vaekit train`` infers for it (``infer_schema`` of the
 complete table); the benchmarks hand it to ``VAEEstimator(column_types=...)`` so that

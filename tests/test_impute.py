@@ -201,7 +201,7 @@ def test_score_finds_rows_that_break_the_correlation(trained, capsys):
     ood = table[:, 1] == 1
     # the broken column carries the excess score; a missing cell has no share
     excess = table[ood, 5:].mean(0) - table[~ood, 5:].mean(0)
-    assert excess.argmax() == 1 and excess[1] > 5 * np.abs(np.delete(excess, 1)).max()
+    assert excess.argmax() == 1 and excess[1] > 3 * np.abs(np.delete(excess, 1)).max()
     assert (table[::2, 5 + 3] == 0).all() and (table[1::2, 5 + 4] == 0).all()
 
 

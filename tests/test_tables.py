@@ -253,3 +253,41 @@ def test_a_word_label_column_conditions_a_cvae(table, tmp_path, capsys):
     gap = write_csv(tmp_path / "gap.csv", [*HEADER, "breed"], rows)
     with pytest.raises(DataError, match=r"gap.csv: row 6, column 'breed': the class label is"):
         load_dataset(str(gap), label_column="breed")
+
+
+def test_integers_far_from_zero_are_measurements_not_counts(tmp_path):
+    """Integers with more than ten values read as counts only where they reach down to
+    within one standard deviation of zero: whole-year ages 40-79 and mg/dL 150-190 are real
+    (or positive, skewed), visits 0-30 and bills 1-300 (skewed, from 1) are counts."""
+    rng = np.random.default_rng(0)
+    n = 200
+    columns = {
+        "age": rng.integers(40, 80, n),  # min 40, sd ~ 11.5
+        "chol": rng.integers(150, 191, n),  # min 150, sd ~ 12
+        "visits": rng.integers(0, 31, n),  # from 0
+        "bills": np.minimum(1 + rng.geometric(0.02, n), 300),  # min 1, sd ~ 50
+        "skewed": 100 + rng.geometric(0.05, n),  # min ~ 101, sd ~ 20, skewed
+    }
+    path = write_csv(tmp_path / "ints.csv", list(columns), np.stack(list(columns.values()), 1))
+    kinds = {c.name: c.kind for c in infer_schema(read_text_table(path))}
+    assert kinds == {
+        "age": "real",
+        "chol": "real",
+        "visits": "count",
+        "bills": "count",
+        "skewed": "positive",
+    }
+    # an override still reads such a column as counts
+    text = read_text_table(path)
+    assert infer_schema(text, {"age": "count"})[0].kind == "count"
+
+
+def test_few_distinct_numbers_are_categories_even_when_not_integers(tmp_path):
+    """Ages coded as bracket midpoints (17.5, 22, 27, 32.5: four values) are categories, as
+    integer codes are; eleven distinct non-integers are real."""
+    brackets = ["17.5", "22", "27", "32.5"]
+    rows = [[brackets[i % 4], f"{0.37 * (i % 11):.2f}"] for i in range(44)]
+    path = write_csv(tmp_path / "codes.csv", ["age", "dose"], rows)
+    schema = infer_schema(read_text_table(path))
+    assert [(c.name, c.kind) for c in schema] == [("age", "categorical"), ("dose", "real")]
+    assert schema[0].categories == ["17.5", "22", "27", "32.5"]

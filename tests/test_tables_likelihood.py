@@ -8,7 +8,7 @@ import torch
 from scipy import stats
 from torch import distributions as D
 
-from vaekit.distributions.tabular import TabularLikelihood
+from vaekit.distributions.tabular import SCALAR_GAIN, TabularLikelihood
 from vaekit.settings import TableColumn
 
 COLUMNS = [
@@ -41,8 +41,8 @@ def setup(float64):
     torch.manual_seed(0)
     likelihood = TabularLikelihood((F + 6,), COLUMNS).double()
     with torch.no_grad():
-        likelihood.raw_scale.copy_(torch.tensor([0.3, -0.8]))
-        likelihood.log_total_count.copy_(torch.tensor([0.7, 0.0]))
+        likelihood.raw_scale.copy_(torch.tensor([0.3, -0.8]) / SCALAR_GAIN)
+        likelihood.raw_total_count.copy_(torch.tensor([0.7, 0.0]) / SCALAR_GAIN)
     rows = [(181.5, 35000.0, 7, 2, 1, 2), (160.25, 9000.0, 0, 11, 0, 0)]
     x = torch.tensor([encode_row(*r) for r in rows])
     out = torch.randn(3, 2, F)  # [K, B, F]: decoder outputs for 3 draws of z
@@ -53,7 +53,7 @@ def test_each_head_is_the_reference_density_in_the_table_units(setup):
     likelihood, rows, x, out = setup
     cells = likelihood.cell_log_probs(out, x)  # [K, B, C]
     sigma = likelihood.gaussian_scale()
-    r = likelihood.log_total_count[0].exp()
+    r = likelihood.log_total_count()[0].exp()
     h, inc = COLUMNS[0], COLUMNS[1]
     for b, (height, income, visits, calls, smoker, colour) in enumerate(rows):
         o = out[:, b]
@@ -141,7 +141,7 @@ def test_draws_follow_each_head(setup):
     draws = likelihood.column_draws(heads)
     means = likelihood.column_means(out[0, :1])
     sigma = likelihood.gaussian_scale().detach()
-    r = likelihood.log_total_count[0].exp().detach()
+    r = likelihood.log_total_count()[0].exp().detach()
     m = means[2][0]
     sds = [
         COLUMNS[0].scale * sigma[0],
@@ -197,3 +197,23 @@ def test_categorical_columns_of_different_widths_are_each_their_own_softmax(floa
     torch.testing.assert_close(cells[..., categorical], expected, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(grad, expected_grad, rtol=1e-12, atol=1e-12)
     assert (grad[..., [2, 8]] == 0).all()  # the real and binary outputs get nothing here
+
+
+def test_the_per_column_scalars_reach_their_values_within_a_small_budget(float64):
+    """Adam moves a weight about lr a step: the count column's dispersion (data with r = 200,
+    log r ~ 5.3) and the real column's scale (0.05) must get there in 600 steps at lr 1e-3,
+    a small table's budget, not the thousands an unscaled parameter needs."""
+    torch.manual_seed(0)
+    columns = [TableColumn("v", "real", loc=0.0, scale=1.0), TableColumn("k", "count")]
+    likelihood = TabularLikelihood((4,), columns).double()
+    n, mean = 4000, 90.0
+    k = torch.poisson(torch.distributions.Gamma(200.0, 200.0 / mean).sample((n,)))
+    x = torch.stack([0.05 * torch.randn(n), torch.log1p(k), torch.ones(n), torch.ones(n)], -1)
+    out = torch.stack([torch.zeros(n), torch.full((n,), math.log(mean))], -1)
+    optimiser = torch.optim.Adam(likelihood.parameters(), lr=1e-3)
+    for _ in range(600):
+        optimiser.zero_grad()
+        (-likelihood.log_density(out, x).mean()).backward()
+        optimiser.step()
+    assert likelihood.log_total_count().item() > 3.0  # r > 20: near the data's 200
+    assert likelihood.gaussian_scale().item() < 0.07

@@ -6,8 +6,9 @@ for a missing cell (empty, ``NA``, ``NaN`` or ``null`` in any case; a Parquet nu
 The schema (:func:`infer_schema`, each column a ``vaekit.settings.TableColumn``):
 
 * binary: exactly two distinct observed values (numbers or words);
-* categorical: words, or integers with at most ``MAX_INTEGER_CATEGORIES`` distinct values;
-* count: non-negative integers with more distinct values;
+* categorical: words, or numbers with at most ``MAX_INTEGER_CATEGORIES`` distinct values;
+* count: non-negative integers with more distinct values whose smallest value is within one
+  standard deviation of zero (:func:`counts_like`);
 * positive: numbers, all > 0, right-skewed (skewness > ``POSITIVE_SKEW``): log-normal;
 * real: any other numbers.
 
@@ -202,6 +203,16 @@ class _Observed:
         return [_canonical(float(v)) for v in np.unique(self.values)]
 
 
+def counts_like(v: np.ndarray) -> bool:
+    """Whether integers ``v [M]`` (more distinct values than a category's) read as counts:
+    non-negative, and reaching down to within one standard deviation of zero, as event
+    counts do (visits, population, bills passed). Integers far from zero for their spread
+    are measurements in whole units (ages, years, mg/dL, test scores): their spread given
+    the other columns is often smaller than a count's sqrt(mean), which a Poisson or
+    negative binomial cannot fit, so they are real or positive columns."""
+    return bool(v.min() >= 0 and v.min() <= v.std())
+
+
 def _infer_kind(table: TextTable, j: int, seen: _Observed) -> str:
     if seen.numeric and not np.isfinite(seen.values).all():
         i = next(i for i, c in enumerate(table.cells[j]) if c and not math.isfinite(float(c)))
@@ -224,11 +235,12 @@ def _infer_kind(table: TextTable, j: int, seen: _Observed) -> str:
             )
         return "categorical"
     v = seen.values
-    if (v == np.round(v)).all():
-        if distinct <= MAX_INTEGER_CATEGORIES:
-            return "categorical"
-        if v.min() >= 0:
-            return "count"
+    if distinct <= MAX_INTEGER_CATEGORIES:
+        # Few distinct numbers, integers or not (17.5, 22, 27 years: coded brackets), are
+        # codes: a density on them would be spikes of ever smaller width.
+        return "categorical"
+    if (v == np.round(v)).all() and counts_like(v):
+        return "count"
     if v.min() > 0 and _skewness(v) > POSITIVE_SKEW:
         return "positive"
     return "real"

@@ -56,6 +56,12 @@ from vaekit.settings import TableColumn
 # A log-mean outside this range (a rate above e^30 ~ 1e13) only arises from a diverging
 # decoder; clamping keeps exp() finite in float32 so one bad row cannot make the loss inf.
 MAX_LOG_RATE = 30.0
+# Adam moves a weight by about the learning rate a step, whatever its gradient, so a
+# per-column scalar stored as it is (a scale's pre-activation, a log total count) would need
+# thousands of steps to travel the few units a column asks for (a count column of mean 90
+# has r ~ 200: log r ~ 5), more than a small table's whole budget. They are stored divided
+# by this gain, which makes them move this many times faster.
+SCALAR_GAIN = 10.0
 GAUSSIAN_KINDS = ("real", "positive")
 COUNT_KINDS = ("count", "poisson")
 
@@ -140,19 +146,24 @@ class TabularLikelihood(nn.Module):
         self.rank = rank or 0
         if rank is None:
             init = math.log(math.expm1(init_scale - min_scale))  # softplus^{-1}
-            self.raw_scale = nn.Parameter(torch.full((len(gauss),), init))
+            self.raw_scale = nn.Parameter(torch.full((len(gauss),), init / SCALAR_GAIN))
         else:
             check_rank(rank, len(gauss), "the table's real and positive columns have")
             self.joint = LowRankParameters(rank, min_scale, init_scale)
             self.param_shape = (self.num_features + len(gauss) * (rank + 1),)
-        self.log_total_count = nn.Parameter(torch.zeros(len(counts)))
+        self.raw_total_count = nn.Parameter(torch.zeros(len(counts)))
 
     # --- the pieces ------------------------------------------------------------------------
 
     def gaussian_scale(self) -> torch.Tensor:
         """sigma of each real/positive column on its standardised scale, ``[G]`` (without
         the joint head only)."""
-        return self.min_scale + F.softplus(self.raw_scale)
+        return self.min_scale + F.softplus(SCALAR_GAIN * self.raw_scale)
+
+    def log_total_count(self) -> torch.Tensor:
+        """log r of each count column's negative binomial, ``[N]`` (a Poisson column's is
+        unused)."""
+        return SCALAR_GAIN * self.raw_total_count
 
     def joint_parts(self, decoder_output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The joint head's W ``[*, G, R]`` and d ``[*, G]`` (``rank`` >= 1 only)."""
@@ -204,7 +215,7 @@ class TabularLikelihood(nn.Module):
             log_m = self.log_rate(out)
             poisson = k * log_m - log_m.exp() - torch.lgamma(k + 1)
             # NB(k; r, p) with logit(p) = log m - log r: mean r p / (1 - p) = m
-            log_r = self.log_total_count
+            log_r = self.log_total_count()
             r = log_r.exp()
             logits = log_m - log_r
             nb = (
@@ -350,7 +361,7 @@ class TabularLikelihood(nn.Module):
         gamma draws of the negative binomial take no other). With the joint head and encoded
         rows ``x``, the real and positive columns are drawn given x's observed ones."""
         out = decoder_output.double()
-        r_all = self.log_total_count.double().exp()
+        r_all = self.log_total_count().double().exp()
         g = {int(j): i for i, j in enumerate(self.gauss_columns)}
         n = {int(j): i for i, j in enumerate(self.count_columns)}
         result: list[torch.Tensor] = []
