@@ -4,7 +4,8 @@ Measures images x samples per second on MNIST test images (28x28, 256 grey level
 dequantised) for the MLP VAE (hidden 512,256, latent 16, learned per-pixel Gaussian decoder)
 and the conv VAE, batched over examples and chunked over samples (chunk from the memory
 budget), against a per-image Python loop given the same memory per decoder call. The
-weights are freshly initialised: the arithmetic, and so the speed, does not depend on them.
+weights are freshly initialised: for these models the speed does not depend on them (a
+VampPrior's does: see ``--narrow-posteriors`` below).
 The time for the full 10,000-image test set at K = 5000 is extrapolated linearly from a
 subset (the cost is exactly proportional to images x samples).
 
