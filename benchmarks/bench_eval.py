@@ -4,7 +4,8 @@ Measures images x samples per second on MNIST test images (28x28, 256 grey level
 dequantised) for the MLP VAE (hidden 512,256, latent 16, learned per-pixel Gaussian decoder)
 and the conv VAE, batched over examples and chunked over samples (chunk from the memory
 budget), against a per-image Python loop given the same memory per decoder call. The
-weights are freshly initialised: the arithmetic, and so the speed, does not depend on them.
+weights are freshly initialised: for these models the speed does not depend on them (a
+VampPrior's does: see ``--narrow-posteriors`` below).
 The time for the full 10,000-image test set at K = 5000 is extrapolated linearly from a
 subset (the cost is exactly proportional to images x samples).
 
@@ -12,9 +13,15 @@ The roofline, measured in the same run for the MLP: the decoder's GEMMs on the v
 of one decoder call (chunk x batch latents), timed back to back (best of 5 blocks), give the
 images x samples per second that no evaluation can beat without less arithmetic (the encoder
 runs once per image: 1/K of the work, ignored). ``--likelihood bernoulli`` on binarised images
-is the issue-7 reference model. Run:
+is the reference model. ``--preset mnist-record-1h`` times the likelihood record's model
+instead (latent 40, VampPrior of 500 components, Bernoulli), ``--run DIR`` a trained run's;
+``--narrow-posteriors`` gives a fresh model's posteriors a trained one's shape (standard
+deviations near 0.05, means spread over units), so that, as after training, most of a
+VampPrior's components lie far below the nearest one for every draw. Run:
 
     PYTHONPATH=src python benchmarks/bench_eval.py [--images 200] [--num-samples 5000]
+    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/bench_eval.py --preset mnist-record-1h \
+        --narrow-posteriors --images 100 --num-samples 5000 --loop-images 0
 
 Results are recorded in benchmarks/notes/evaluation-throughput.md.
 """
@@ -30,9 +37,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import vaekit
 from timing import best_seconds_per_call
+from vaekit.config import load_config
 from vaekit.evaluation.chunking import choose_chunk_size
-from vaekit.models import VAE, VAEConfig
+from vaekit.models import VAE, Model, VAEConfig, build_model
 from vaekit.support.runtime import keep_freed_memory
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -63,7 +72,29 @@ def build(network: str, likelihood: str) -> VAE:
     return VAE(config).eval()
 
 
-def decoder_roofline(model: VAE, rows: int, repeats: int = 20) -> float:
+def build_preset(name: str) -> Model:
+    """The model of preset ``name`` for 28x28 MNIST images, freshly initialised (seed 0)."""
+    torch.manual_seed(0)
+    config = load_config(name).model
+    config.data_shape = [1, 28, 28]
+    return build_model(config).eval()
+
+
+@torch.no_grad()
+def narrow_posteriors(model: Model) -> None:
+    """Give a fresh model's diagonal posteriors a trained one's shape: log-variance -6
+    (standard deviation 0.05) and means 20 times as spread. The arithmetic of an evaluation
+    is unchanged; what changes is where its mixture prior's components lie relative to the
+    draws (far, as after training)."""
+    head = model.posterior.head
+    m = model.latent_dim
+    head.weight[:m] *= 20.0
+    head.bias[:m] *= 20.0
+    head.weight[m:] = 0.0
+    head.bias[m:] = -6.0
+
+
+def decoder_roofline(model: Model, rows: int, repeats: int = 20) -> float:
     """Images x samples per second of the MLP decoder's GEMMs alone on ``rows`` latents."""
     layers = [m for m in model.decoder.modules() if isinstance(m, torch.nn.Linear)]
     inputs = [torch.randn(rows, layer.in_features) for layer in layers]
@@ -77,7 +108,7 @@ def decoder_roofline(model: VAE, rows: int, repeats: int = 20) -> float:
     return rows / best
 
 
-def measure(model: VAE, x: torch.Tensor, num_samples: int, batch_size: int, chunk: int) -> float:
+def measure(model: Model, x: torch.Tensor, num_samples: int, batch_size: int, chunk: int) -> float:
     """Seconds to estimate log p(x) for all of ``x`` with K = ``num_samples``."""
     start = time.perf_counter()
     for i in range(0, x.shape[0], batch_size):
@@ -96,44 +127,61 @@ def main() -> None:
     parser.add_argument(
         "--likelihood", default="gaussian-learned", help="gaussian-learned or bernoulli"
     )
+    parser.add_argument("--preset", help="time this preset's model (e.g. mnist-record-1h)")
+    parser.add_argument("--run", help="time this trained run's model")
+    parser.add_argument(
+        "--narrow-posteriors", action="store_true", help="trained-shaped posteriors"
+    )
     args = parser.parse_args()
     keep_freed_memory()  # as `vaekit evaluate` does
-    x = mnist_test_images(args.images, binary=args.likelihood == "bernoulli")
+    if args.run:
+        models = {args.run: vaekit.load(args.run).eval()}
+    elif args.preset:
+        models = {args.preset: build_preset(args.preset)}
+    else:
+        models = {n: build(n, args.likelihood) for n in args.networks.split(",")}
+    binary = any(getattr(m.config, "likelihood", "") == "bernoulli" for m in models.values())
+    x = mnist_test_images(args.images, binary=binary)
     results = {
         "torch_threads": torch.get_num_threads(),
         "images": args.images,
         "K": args.num_samples,
-        "likelihood": args.likelihood,
+        "likelihood": getattr(next(iter(models.values())).config, "likelihood", None),
+        "narrow_posteriors": args.narrow_posteriors,
     }
-    for network in args.networks.split(","):
-        model = build(network, args.likelihood)
+    for name, model in models.items():
+        if args.narrow_posteriors:
+            narrow_posteriors(model)
         chunk = choose_chunk_size(model, args.batch_size, args.num_samples, args.memory_mb)
         measure(model, x[:2], 10, 2, 10)  # warm-up
         seconds = measure(model, x, args.num_samples, args.batch_size, chunk)
         rate = args.images * args.num_samples / seconds
-        # the loop gets the same memory per decoder call: a larger chunk for one image
-        loop_chunk = choose_chunk_size(model, 1, args.num_samples, args.memory_mb)
-        loop = measure(model, x[: args.loop_images], args.num_samples, 1, loop_chunk)
-        loop_rate = args.loop_images * args.num_samples / loop
-        results[network] = {
+        results[name] = {
             "chunk_size": chunk,
             "memory_mb": args.memory_mb,
-            "per_image_loop_chunk_size": loop_chunk,
             "batch_size": args.batch_size,
             "seconds": round(seconds, 2),
             "images_x_samples_per_s": round(rate),
             "extrapolated_s_for_10000_images_K5000": round(10000 * 5000 / rate),
-            "per_image_loop_images_x_samples_per_s": round(loop_rate),
-            "speedup_over_per_image_loop": round(rate / loop_rate, 2),
         }
-        if network == "mlp":
+        if args.loop_images > 0:
+            # the loop gets the same memory per decoder call: a larger chunk for one image
+            loop_chunk = choose_chunk_size(model, 1, args.num_samples, args.memory_mb)
+            loop = measure(model, x[: args.loop_images], args.num_samples, 1, loop_chunk)
+            loop_rate = args.loop_images * args.num_samples / loop
+            results[name] |= {
+                "per_image_loop_chunk_size": loop_chunk,
+                "per_image_loop_images_x_samples_per_s": round(loop_rate),
+                "speedup_over_per_image_loop": round(rate / loop_rate, 2),
+            }
+        if getattr(model.config, "network", None) == "mlp":
             roof = decoder_roofline(model, chunk * min(args.batch_size, args.images))
-            results[network] |= {
+            results[name] |= {
                 "roofline_images_x_samples_per_s": round(roof),
                 "roofline_s_for_10000_images_K5000": round(10000 * 5000 / roof),
                 "time_over_roofline_time": round(roof / rate, 3),
             }
-        print(network, json.dumps(results[network]), flush=True)
+        print(name, json.dumps(results[name]), flush=True)
     print(json.dumps(results))
 
 

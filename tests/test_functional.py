@@ -12,6 +12,7 @@ from vaekit.distributions.functional import (
     kl_diagonal_gaussian_standard_normal,
     kl_full_gaussian_standard_normal,
     log_mean_exp,
+    logsumexp,
     slide_loss,
 )
 
@@ -36,6 +37,22 @@ def test_log_mean_exp_matches_naive_and_is_stable():
     assert torch.allclose(log_mean_exp(x, 0), x.exp().mean(0).log())
     big = torch.tensor([1000.0, 1000.0])
     assert log_mean_exp(big) == pytest.approx(1000.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_logsumexp_is_torchs_with_far_terms_and_infinities(dtype):
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(6, 50, 3, generator=g) * 300.0).to(dtype)  # most terms e^-87 or below
+    x[0, :, 0] = -math.inf  # a row of -inf stays -inf
+    x[1, 3, 1] = -math.inf  # one -inf term drops out
+    x[2, 5, 2] = math.inf
+    for dim in (1, -1, 0):
+        expected = torch.logsumexp(x, dim=dim)
+        assert torch.allclose(logsumexp(x, dim=dim), expected, rtol=2e-7, atol=0.0)
+    assert logsumexp(x, dim=1)[0, 0] == -math.inf and logsumexp(x, dim=1)[2, 2] == math.inf
+    # near terms are all kept: log(1 + e^-30), not the max alone
+    near = torch.tensor([0.0, -30.0], dtype=torch.float64)
+    assert logsumexp(near, dim=0) == pytest.approx(math.log1p(math.exp(-30.0)), rel=1e-12)
 
 
 def test_diagonal_kl_matches_torch_and_monte_carlo():

@@ -143,7 +143,7 @@ def test_trains_from_the_cli_with_the_vamp_prior(tmp_path, model):
 
 
 def test_the_matrix_product_form_equals_the_broadcast_density():
-    # The diagonal family's log_prob_each (two matrix products) against log_prob broadcast
+    # The diagonal family's log_prob_each (one matrix product) against log_prob broadcast
     # over the batch, at a VampPrior's size (500 components of 40 dimensions, variances from
     # 1e-3 to 10): equal in float64; for float32 inputs outside autograd (every reported
     # number), equal to the float64 density of those same inputs up to the final rounding
@@ -207,3 +207,44 @@ def test_under_autograd_the_float32_products_stay_within_a_hundredth_of_a_nat():
     with torch.no_grad():
         reported = mixture(*fast)
     assert (reported.double() - reference).abs().max() < 1e-5  # float64 products, one rounding
+
+
+def test_importance_sampled_log_likelihood_is_the_straightforward_formula():
+    # The evaluator's log p(x) for a VampPrior Bernoulli model (the record's families, small)
+    # against the formula written out with torch.distributions in float64 at the same draws:
+    # Bernoulli log-probabilities, the mixture summed over its components, q's density. The
+    # posteriors are narrow and spread out as a trained model's are, so most components lie
+    # far below the nearest (the floored exponentials) and the expanded square cancels.
+    from torch.distributions import Bernoulli, Normal
+
+    f32 = torch.float32
+    torch.manual_seed(0)
+    config = VAEConfig(
+        latent_dim=4, hidden_dims=[16], network="mlp", prior="vamp", num_pseudo_inputs=7,
+        likelihood="bernoulli", data_shape=[12],
+    )  # fmt: skip
+    model = VAE(config).to(f32).eval()
+    with torch.no_grad():
+        model.posterior.head.weight[:4] *= 30.0  # means spread over tens of units
+        model.posterior.head.bias[4:] = -6.0  # standard deviations near 0.05
+    x = torch.bernoulli(torch.full((5, 12), 0.4, dtype=f32), generator=torch.Generator())
+    with torch.no_grad():  # a component at each example, two elsewhere, as after training
+        model.prior.pseudo_inputs[:5] = x
+    num_samples, chunk = 50, 7
+    torch.manual_seed(3)
+    estimate = model.log_likelihood(x, num_samples, chunk)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        q, components = model.encode(x), model.prior.components()
+        log_w = []
+        for start in range(0, num_samples, chunk):
+            z = q.rsample((min(chunk, num_samples - start),))  # the same draws, in order
+            log_px_z = Bernoulli(logits=model.decoder(z).double()).log_prob(x.double()).sum(-1)
+            each = Normal(components.loc.double(), components.scale.double())
+            log_pz = torch.logsumexp(each.log_prob(z.double().unsqueeze(-2)).sum(-1), dim=-1)
+            log_pz = log_pz - math.log(7)
+            log_qz = Normal(q.loc.double(), q.scale.double()).log_prob(z.double()).sum(-1)
+            log_w.append(log_px_z + log_pz - log_qz)
+        reference = torch.logsumexp(torch.cat(log_w), dim=0) - math.log(num_samples)
+    assert estimate.dtype == f32
+    assert (estimate.double() - reference).abs().max() < 1e-5  # nats, on log p(x) near -10

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
-from vaekit.distributions.functional import LOG_2PI
+from vaekit.distributions.functional import LOG_2PI, logsumexp
 
 
 def monte_carlo_kl(q: Distribution, log_pz: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -137,7 +137,7 @@ class VampPrior(nn.Module):
         # broadcast against the batch [K, m].
         each = getattr(q, "log_prob_each", None)
         log_qk = each(z) if each is not None else q.log_prob(z.unsqueeze(-2))
-        return torch.logsumexp(log_qk, dim=-1) - math.log(self.pseudo_inputs.shape[0])
+        return logsumexp(log_qk, dim=-1) - math.log(self.pseudo_inputs.shape[0])
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` draws ``[n, m]``: a component k uniformly, then z = mu_k + L_k eps."""
