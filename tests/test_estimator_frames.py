@@ -134,6 +134,38 @@ def test_save_load_and_overrides(fitted, data, tmp_path):
         fitted.transform(data.head(2).assign(city="west"))
 
 
+def test_a_model_file_from_before_the_scalar_gain_loads_with_its_meaning(fitted, data, tmp_path):
+    """Model files written before the per-column scales and count dispersions were stored
+    over a gain kept them under other names, as they are: they load converted, and score
+    the same rows the same."""
+    import hashlib
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from vaekit.distributions.tabular import SCALAR_GAIN
+
+    path = fitted.save(tmp_path / "model")
+    weights = path / "model.safetensors"
+    state = load_file(weights)
+    renamed = 0
+    for new, old in (
+        ("raw_scale_over_gain", "raw_scale"),
+        ("log_total_count_over_gain", "log_total_count"),
+    ):
+        for key in [k for k in state if k.endswith("." + new)]:
+            state[key.removesuffix(new) + old] = state.pop(key) * SCALAR_GAIN
+            renamed += 1
+    assert renamed == 2
+    save_file(state, weights)
+    config = json.loads((path / "config.json").read_text())
+    config["weights"]["sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    (path / "config.json").write_text(json.dumps(config))
+    loaded = VAEEstimator.load(path)
+    rows = data.head(30)
+    np.testing.assert_allclose(loaded.score_samples(rows), fitted.score_samples(rows), rtol=1e-5)
+
+
 def test_a_frame_of_numbers_keeps_the_numeric_path(tmp_path):
     rng = np.random.default_rng(0)
     df = pd.DataFrame(rng.normal(size=(60, 3)), columns=["a", "b", "c"])

@@ -41,8 +41,8 @@ def setup(float64):
     torch.manual_seed(0)
     likelihood = TabularLikelihood((F + 6,), COLUMNS).double()
     with torch.no_grad():
-        likelihood.raw_scale.copy_(torch.tensor([0.3, -0.8]) / SCALAR_GAIN)
-        likelihood.raw_total_count.copy_(torch.tensor([0.7, 0.0]) / SCALAR_GAIN)
+        likelihood.raw_scale_over_gain.copy_(torch.tensor([0.3, -0.8]) / SCALAR_GAIN)
+        likelihood.log_total_count_over_gain.copy_(torch.tensor([0.7, 0.0]) / SCALAR_GAIN)
     rows = [(181.5, 35000.0, 7, 2, 1, 2), (160.25, 9000.0, 0, 11, 0, 0)]
     x = torch.tensor([encode_row(*r) for r in rows])
     out = torch.randn(3, 2, F)  # [K, B, F]: decoder outputs for 3 draws of z

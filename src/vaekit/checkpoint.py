@@ -26,6 +26,7 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from vaekit._version import __version__
+from vaekit.distributions.tabular import upgrade_stored_scalars
 from vaekit.models import build_model  # models never import this module: no import cycle
 from vaekit.models.registry import model_config_from_dict
 from vaekit.outputs import read_regular, run_file
@@ -131,7 +132,7 @@ def load_state(path: str | Path, descriptor: dict[str, Any]) -> dict[str, torch.
             "or modified); refusing to load"
         )
     try:
-        return load_safetensors(blob)
+        return upgrade_stored_scalars(load_safetensors(blob))
     except (SafetensorError, ValueError) as exc:
         raise CheckpointError(f"{weights_path}: not a valid safetensors file ({exc})") from None
 

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vaekit.distributions.tabular import upgrade_stored_scalars
 from vaekit.outputs import open_regular
 
 # safetensors dtype names -> torch dtypes (the ones torch has).
@@ -111,7 +112,7 @@ def check_weights_header(
     caller converts a float64 file for a float32 model on purpose and says so.
     """
     weights_path = Path(weights_path)
-    found = read_safetensors_header(weights_path)
+    found = upgrade_stored_scalars(read_safetensors_header(weights_path))
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     if missing or unexpected:

@@ -62,6 +62,13 @@ MAX_LOG_RATE = 30.0
 # has r ~ 200: log r ~ 5), more than a small table's whole budget. They are stored divided
 # by this gain, which makes them move this many times faster.
 SCALAR_GAIN = 10.0
+# Weights files written before that stored these scalars under other names, as they are:
+# each old name and the name it is read into (divided by the gain). Both names differ from
+# the new ones, so an old file is converted, never read with the wrong meaning.
+STORED_WITHOUT_GAIN = {
+    "raw_scale": "raw_scale_over_gain",
+    "log_total_count": "log_total_count_over_gain",
+}
 GAUSSIAN_KINDS = ("real", "positive")
 COUNT_KINDS = ("count", "poisson")
 
@@ -146,24 +153,24 @@ class TabularLikelihood(nn.Module):
         self.rank = rank or 0
         if rank is None:
             init = math.log(math.expm1(init_scale - min_scale))  # softplus^{-1}
-            self.raw_scale = nn.Parameter(torch.full((len(gauss),), init / SCALAR_GAIN))
+            self.raw_scale_over_gain = nn.Parameter(torch.full((len(gauss),), init / SCALAR_GAIN))
         else:
             check_rank(rank, len(gauss), "the table's real and positive columns have")
             self.joint = LowRankParameters(rank, min_scale, init_scale)
             self.param_shape = (self.num_features + len(gauss) * (rank + 1),)
-        self.raw_total_count = nn.Parameter(torch.zeros(len(counts)))
+        self.log_total_count_over_gain = nn.Parameter(torch.zeros(len(counts)))
 
     # --- the pieces ------------------------------------------------------------------------
 
     def gaussian_scale(self) -> torch.Tensor:
         """sigma of each real/positive column on its standardised scale, ``[G]`` (without
         the joint head only)."""
-        return self.min_scale + F.softplus(SCALAR_GAIN * self.raw_scale)
+        return self.min_scale + F.softplus(SCALAR_GAIN * self.raw_scale_over_gain)
 
     def log_total_count(self) -> torch.Tensor:
         """log r of each count column's negative binomial, ``[N]`` (a Poisson column's is
         unused)."""
-        return SCALAR_GAIN * self.raw_total_count
+        return SCALAR_GAIN * self.log_total_count_over_gain
 
     def joint_parts(self, decoder_output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The joint head's W ``[*, G, R]`` and d ``[*, G]`` (``rank`` >= 1 only)."""
@@ -411,3 +418,21 @@ class TabularDistribution(Distribution):
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         return self.likelihood.log_density(self.decoder_output, value)
+
+
+def upgrade_stored_scalars(state: dict) -> dict:
+    """``state`` (a weights file's ``{name: tensor}``, or its header's ``{name: (dtype,
+    shape)}``) with a table likelihood's scalars from a file written before they were stored
+    over :data:`SCALAR_GAIN` renamed and, for tensors, divided by it. Other weights (an
+    image model's own ``raw_scale``) pass unchanged: only a module that also holds
+    ``log_total_count``, which only the table likelihood had, is converted."""
+    out = dict(state)
+    for key in state:
+        if key != "log_total_count" and not key.endswith(".log_total_count"):
+            continue
+        prefix = key[: -len("log_total_count")]
+        for old, new in STORED_WITHOUT_GAIN.items():
+            if prefix + old in out and prefix + new not in out:
+                value = out.pop(prefix + old)
+                out[prefix + new] = value / SCALAR_GAIN if torch.is_tensor(value) else value
+    return out

@@ -16,6 +16,7 @@ import torch
 
 from vaekit import checkpoint, rundir
 from vaekit.config import Config, model_config_from_dict, to_dict
+from vaekit.distributions.tabular import upgrade_stored_scalars
 from vaekit.models import Model
 from vaekit.support.spelling import arg
 from vaekit.training import distributed, state_files
@@ -153,6 +154,7 @@ class CheckpointKeeper:
         checkpoint.check_weights_fit(path, self.model)  # a one-line error, not a traceback
         self.model.load_state_dict(model_state)  # the average, if the run kept one
         raw = {k[len("weights.") :]: v for k, v in tensors.items() if k.startswith("weights.")}
+        raw = upgrade_stored_scalars(raw)
         if self.average is not None:  # continue the average (or start it from these weights)
             self.average.reset_to_weights()
             self.average.updates = int(saved.get("ema_updates", 0))
