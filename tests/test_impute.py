@@ -125,6 +125,38 @@ def test_imputation_beats_mean_and_mode(trained):
     assert model_accuracy > mode_accuracy + 0.2
 
 
+def test_imputed_means_stay_in_the_training_range(trained):
+    """The schema records each number column's observed range, and a missing cell's mean is
+    a weighted sum of per-draw means each held to it: with the count's range cut to [2, 3],
+    every imputed count lies in it, where the unheld means go beyond."""
+    import torch
+
+    from vaekit.checkpoint import load
+    from vaekit.data.tables import read_new_table
+    from vaekit.impute import impute
+
+    tmp, run, values, hidden = trained
+    model = load(run)
+    columns = {c.name: c for c in model.config.columns}
+    for j, name in enumerate(["a", "b", "c", "n"]):
+        seen = np.array([float(text(name, v)) for v in values[name][~hidden[:, j]]])
+        assert (columns[name].low, columns[name].high) == (seen.min(), seen.max())
+    assert columns["level"].low is None and columns["level"].high is None
+    _, x = read_new_table(tmp / "holes.csv", model.config.columns)
+    x, rows = torch.from_numpy(x), np.flatnonzero(hidden[:, 3])
+
+    def imputed_counts() -> np.ndarray:
+        torch.manual_seed(0)
+        return impute(model, x).means[3][rows]
+
+    columns["n"].low, columns["n"].high = None, None
+    free = imputed_counts()
+    assert free.min() < 2 and free.max() > 3
+    columns["n"].low, columns["n"].high = 2.0, 3.0
+    held = imputed_counts()
+    assert held.min() >= 2 - 1e-9 and held.max() <= 3 + 1e-9  # weights sum to 1 in float64
+
+
 def test_multiple_imputations(trained):
     tmp, run, _, hidden = trained
     out = tmp / "draw.csv"
