@@ -179,10 +179,12 @@ def impute_run(
     num_samples: int = 100,
     draws: int | None = None,
     seed: int = 0,
+    unknown_categories: str = "error",
 ) -> list[Path]:
     """Fill the missing cells of the table ``data`` with the run's model; write ``output``
     (``.csv``), or with ``draws`` N the files OUTPUT-1.csv ... OUTPUT-N.csv, each one
-    multiple imputation. Returns the paths written."""
+    multiple imputation. Returns the paths written. ``unknown_categories`` "missing": a
+    category training never saw is a missing cell, and filled as one."""
     from vaekit.checkpoint import load
 
     output, data = Path(output), Path(data)
@@ -192,7 +194,7 @@ def impute_run(
         raise ValueError(f"--draws must be >= 1, got {draws}")
     model = load(run)
     columns = check_table_model(model, run)
-    table, x = read_new_table(data, model.config.columns)
+    table, x = read_new_table(data, model.config.columns, unknown_categories)
     x = torch.from_numpy(x)
     torch.manual_seed(seed)
     result = impute(model, x, num_samples, draws or 0)
