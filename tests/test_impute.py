@@ -4,6 +4,7 @@ imputations beat mean/mode imputation; evaluate --data on such a table."""
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,6 +129,38 @@ def test_imputation_beats_mean_and_mode(trained):
     assert model_accuracy > mode_accuracy + 0.2
 
 
+def test_imputed_means_stay_in_the_training_range(trained):
+    """The schema records each number column's observed range, and a missing cell's mean is
+    a weighted sum of per-draw means each held to it: with the count's range cut to [2, 3],
+    every imputed count lies in it, where the unheld means go beyond."""
+    import torch
+
+    from vaekit.checkpoint import load
+    from vaekit.data.tables import read_new_table
+    from vaekit.impute import impute
+
+    tmp, run, values, hidden = trained
+    model = load(run)
+    columns = {c.name: c for c in model.config.columns}
+    for j, name in enumerate(["a", "b", "c", "n"]):
+        seen = np.array([float(text(name, v)) for v in values[name][~hidden[:, j]]])
+        assert (columns[name].low, columns[name].high) == (seen.min(), seen.max())
+    assert columns["level"].low is None and columns["level"].high is None
+    _, x = read_new_table(tmp / "holes.csv", model.config.columns)
+    x, rows = torch.from_numpy(x), np.flatnonzero(hidden[:, 3])
+
+    def imputed_counts() -> np.ndarray:
+        torch.manual_seed(0)
+        return impute(model, x).means[3][rows]
+
+    columns["n"].low, columns["n"].high = None, None
+    free = imputed_counts()
+    assert free.min() < 2 and free.max() > 3
+    columns["n"].low, columns["n"].high = 2.0, 3.0
+    held = imputed_counts()
+    assert held.min() >= 2 - 1e-9 and held.max() <= 3 + 1e-9  # weights sum to 1 in float64
+
+
 def test_multiple_imputations(trained):
     tmp, run, _, hidden = trained
     out = tmp / "draw.csv"
@@ -226,3 +259,87 @@ def test_encode_decode_reconstruct_in_the_table_types(trained):
     assert all(float(r[2]) > 0 and r[3] == str(int(r[3])) for r in rows)
     a = np.array([float(r[0]) for r in rows])
     assert np.sqrt(np.mean((a - values["a"]) ** 2)) < 0.3  # a's sd is 1
+
+
+def test_unknown_categories_error_or_missing(trained, capsys):
+    """A category training never saw refuses the file by default (one line: file, row,
+    column, value); with --unknown-categories missing each command reads the cell as a
+    missing one (its score, code and reconstruction those of the row with the cell blank)
+    and says on stderr how many cells it read so; impute fills it."""
+    tmp, run, _, _ = trained
+    rows = read(tmp / "holes.csv")[:30]
+    rows[3][4], rows[7][4] = "extreme", "huge"
+    blank = [list(r) for r in rows]
+    blank[3][4] = blank[7][4] = ""
+    for name, table in (("unseen.csv", rows), ("blank.csv", blank)):
+        with open(tmp / name, "w", newline="") as handle:
+            csv.writer(handle).writerows(table)
+    unseen, blanks = str(tmp / "unseen.csv"), str(tmp / "blank.csv")
+    capsys.readouterr()
+    commands = {
+        "score": lambda data, out: ["score", str(run), "--data", data, "-o", out],
+        "encode": lambda data, out: ["encode", str(run), data, "-o", out],
+        "reconstruct": lambda data, out: ["reconstruct", str(run), "--data", data, "-o", out],
+        "impute": lambda data, out: ["impute", str(run), "--data", data, "-o", out],
+        "evaluate": lambda data, out: ["evaluate", str(run), "--data", data, "-o", out],
+    }
+    suffix = {"encode": ".npy", "evaluate": ".json"}
+    for command, line in commands.items():
+        out = str(tmp / f"{command}-u{suffix.get(command, '.csv')}")
+        assert main(line(unseen, out)) == 2, command
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "unseen.csv: row 4, column 'level': 'extreme'" in err
+        assert "--unknown-categories missing" in err
+        assert main([*line(unseen, out), "--unknown-categories", "missing"]) == 0, command
+        err = capsys.readouterr().err
+        note = (
+            "vaekit: note: " + unseen + ": 2 cells held a category training never saw "
+            "('level' 2), read as missing (--unknown-categories missing)"
+        )
+        assert note in err.splitlines(), command
+        blank_out = str(tmp / f"{command}-b{suffix.get(command, '.csv')}")
+        assert main(line(blanks, blank_out)) == 0
+        assert "note" not in capsys.readouterr().err
+        if command == "encode":
+            assert np.array_equal(np.load(out), np.load(blank_out))
+        elif command == "evaluate":
+            got, want = (json.loads(Path(p).read_text()) for p in (out, blank_out))
+            assert (got["nll"], got["elbo"]) == (want["nll"], want["elbo"])
+        elif command == "impute":
+            filled = read(out)
+            assert filled == read(blank_out) and {filled[3][4], filled[7][4]} <= {
+                "low",
+                "mid",
+                "high",
+            }
+        else:
+            assert read(out) == read(blank_out)
+    with pytest.raises(SystemExit) as exit_:
+        main(["score", str(run), "--data", unseen, "--unknown-categories", "unknown"])
+    assert exit_.value.code == 2 and "invalid choice: 'unknown'" in capsys.readouterr().err
+
+
+def test_estimator_unknown_categories(trained):
+    """The Python API: VAEEstimator(unknown_categories="missing") scores a row with an
+    unseen category as the row with that cell blank, and warns how many cells it read so;
+    the default refuses it, naming the keyword."""
+    import pandas as pd
+
+    from vaekit import VAEEstimator
+    from vaekit.data.errors import DataError
+
+    _, run, values, _ = trained
+    frame = pd.DataFrame({name: column[:20] for name, column in values.items()}, dtype=object)
+    frame.loc[2, "level"] = "extreme"
+    blank = frame.copy()
+    blank.loc[2, "level"] = None
+    est = VAEEstimator.load(run)
+    with pytest.raises(DataError, match=r"'level': 'extreme' .* unknown_categories='missing'"):
+        est.score_samples(frame)
+    est.set_params(unknown_categories="missing")
+    with pytest.warns(UserWarning, match=r"1 cell held a category training never saw"):
+        scores = est.score_samples(frame)
+    assert np.array_equal(scores, est.score_samples(blank))
+    est.set_params(unknown_categories="drop")
+    with pytest.raises(ValueError, match="unknown_categories must be one of error, missing"):
+        est.transform(frame)

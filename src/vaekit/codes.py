@@ -158,10 +158,11 @@ def encode_array(
     seed: int = 0,
     batch_size: int = 1000,
     trust_scale: bool = False,
+    unknown_categories: str = "error",
 ) -> list[Path]:
     """Write posterior means (and optionally log-variances and a draw) of ``data``'s rows to
     ``output`` (``log_var``, ``sample``); a table output names each row's source (see the
-    module doc)."""
+    module doc). ``unknown_categories``: :func:`vaekit.data.tables.encode`'s."""
     input_path, output_path, log_var_path, sample_path = data, output, log_var, sample
     outputs = {"output": output_path, "log_var": log_var_path, "sample": sample_path}
     check_outputs(outputs, inputs=[run, input_path])
@@ -175,7 +176,11 @@ def encode_array(
         new = _read_preprocessed(Path(input_path), model.data_shape)
     else:
         new = read_new_data(
-            input_path, model.data_info, trust_scale=trust_scale, columns=model.config.columns
+            input_path,
+            model.data_info,
+            trust_scale=trust_scale,
+            columns=model.config.columns,
+            unknown_categories=unknown_categories,
         )
     x = model_inputs(model, new, seed, preprocessed)
     dtype = x.dtype
@@ -252,14 +257,21 @@ def reconstruct_data(
     seed: int = 0,
     batch_size: int = 1000,
     trust_scale: bool = False,
+    unknown_categories: str = "error",
 ) -> Path:
     """Write E[x | z = mu(x)] of ``data`` in the data's units to ``output`` (see the module
-    doc)."""
+    doc; ``unknown_categories``: :func:`vaekit.data.tables.encode`'s)."""
     input_path, output_path = data, output
     check_outputs({"output": output_path}, inputs=[run, input_path])
     model = load(run)
     columns = model.config.columns
-    new = read_new_data(input_path, model.data_info, trust_scale=trust_scale, columns=columns)
+    new = read_new_data(
+        input_path,
+        model.data_info,
+        trust_scale=trust_scale,
+        columns=columns,
+        unknown_categories=unknown_categories,
+    )
     x = model_inputs(model, new, seed)
     y = labels_for(model, new)
     if columns:  # a mixed-type table: E[v|z] at the posterior mean, in its own types

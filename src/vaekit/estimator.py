@@ -89,6 +89,11 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
     column_types:
         a DataFrame's column types that replace the inferred ones, name -> real, positive,
         count, poisson, binary or categorical (as ``--column-type NAME=TYPE``).
+    unknown_categories:
+        what a category the training table never had becomes in a DataFrame given after
+        ``fit`` (``transform``, ``score_samples``, ``impute``): ``"error"`` (a DataError
+        naming the cell) or ``"missing"`` (a missing cell, marginalised; a warning says how
+        many), as ``--unknown-categories``.
 
     Fitted attributes for a mixed-type table: ``column_types_`` (name -> type, the schema
     the model was trained with; None for the numeric path), ``frame_types_`` (each column's
@@ -114,6 +119,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         run_dir: str | Path | None = None,
         verbose: bool = False,
         column_types: dict[str, str] | None = None,
+        unknown_categories: str = "error",
     ) -> None:
         self.latent_dim = latent_dim
         self.hidden_dims = hidden_dims
@@ -132,6 +138,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         self.run_dir = run_dir
         self.verbose = verbose
         self.column_types = column_types
+        self.unknown_categories = unknown_categories
 
     # --- fitting ---------------------------------------------------------------------------
 
@@ -223,7 +230,8 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
 
     def _table_inputs(self, X: Any) -> torch.Tensor:
         """A DataFrame's rows under the fitted schema ``[N, F + C]`` (``encode_frame``)."""
-        return torch.from_numpy(encode_frame(X, self._schema())).to(torch.get_default_dtype())
+        x = encode_frame(X, self._schema(), self.unknown_categories)
+        return torch.from_numpy(x).to(torch.get_default_dtype())
 
     def _inputs(self, X: Any) -> torch.Tensor:
         """``X`` in the model's input space ``[N, *data_shape]`` (the training transform,
@@ -319,7 +327,8 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
     def impute(self, X: Any, draws: int | None = None, random_state: int | None = None) -> Any:
         """A copy of the DataFrame ``X`` with its missing modelled cells filled (MIWAE, K =
         ``num_samples`` importance draws; ``vaekit impute``'s engine): a real, positive or
-        count cell by its posterior-predictive mean, a category by its most probable value.
+        count cell by its posterior-predictive mean (each draw's mean held to the column's
+        training range), a category by its most probable value.
         Observed cells, other columns and the index are ``X``'s own, untouched. ``draws`` N:
         a list of N multiple imputations (sampling-importance-resampling draws) instead."""
         from vaekit.impute import impute

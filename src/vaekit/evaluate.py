@@ -310,6 +310,7 @@ def evaluate_run(
     data_dir: str | None = None,
     log=None,
     trust_scale: bool = False,
+    unknown_categories: str = "error",
     save: bool = True,
     device: str = DEFAULT_DEVICE,
     **options: Any,
@@ -322,9 +323,11 @@ def evaluate_run(
     ``data``: evaluate on new data instead (any format ``train`` reads, on the training data's
     scale; all its rows; see :mod:`vaekit.data.new_data`); the result is then written only
     to ``output`` if given, never over ``RUN/eval.json``. ``options`` are :func:`evaluate`'s
-    keyword arguments. ``device``: auto, cpu, cuda, cuda:N or mps, as ``vaekit train
-    --device`` reads it (:func:`vaekit.support.device.resolve_device`); the weights are loaded
-    onto it and every batch runs there. The result records the SHA-256 of the weights it evaluated
+    keyword arguments; ``unknown_categories``: what a new table's category that training
+    never saw becomes ("error", or "missing": a missing cell). ``device``: auto, cpu, cuda,
+    cuda:N or mps, as ``vaekit train --device`` reads it
+    (:func:`vaekit.support.device.resolve_device`); the weights are loaded onto it and every
+    batch runs there. The result records the SHA-256 of the weights it evaluated
     (``model_sha256``) so a report can tell a stale eval.json, and where and how long it ran
     (``eval_seconds``, ``device``, ``torch_version``, ``vaekit_version``). It is strict JSON:
     a non-finite number is None, with the reason under ``"null_reasons"``.
@@ -342,7 +345,11 @@ def evaluate_run(
     if data is not None:
         model = load(run, map_location=on)
         new = read_new_data(
-            data, model.data_info, trust_scale=trust_scale, columns=model.config.columns
+            data,
+            model.data_info,
+            trust_scale=trust_scale,
+            columns=model.config.columns,
+            unknown_categories=unknown_categories,
         )
         dataset = as_dataset(new, model.data_info)
         options = {**options, "split": "test", "fcd": False}

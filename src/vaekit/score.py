@@ -198,10 +198,12 @@ def score_data(
     trust_scale: bool = False,
     max_examples: int | None = None,
     memory_budget_mb: float = 32,
+    unknown_categories: str = "error",
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Per-example scores (column name -> ``[N]`` array) and a summary (counts, space,
     units, AUROC/AUPRC per score where labels exist). ``run``: a run or model directory, or
-    a loaded model (with its ``data_info``). See the module doc."""
+    a loaded model (with its ``data_info``). ``unknown_categories`` "missing": a table's
+    category that training never saw is scored as a missing cell. See the module doc."""
     from vaekit.codes import labels_for, model_inputs
     from vaekit.evaluation.chunking import choose_chunk_size
 
@@ -219,6 +221,7 @@ def score_data(
         ood_classes=ood_classes,
         trust_scale=trust_scale,
         columns=model.config.columns,
+        unknown_categories=unknown_categories,
     )
     if max_examples is not None:
         new.x = new.x[:max_examples]

@@ -58,13 +58,18 @@ class TableColumn:
     decoder's logits; a binary column's two values are its categories too). ``loc`` and
     ``scale`` are the mean and standard deviation of the modelled value over every observed
     cell of the training file (the schema is read from all its rows before the split, so
-    that every split's categories are known)."""
+    that every split's categories are known). ``low`` and ``high``: a number column's
+    smallest and largest observed value in its own units (None for a category column, and
+    in a schema saved before they were recorded); imputation holds a cell's predicted mean
+    to them."""
 
     name: str
     kind: Literal["real", "positive", "count", "poisson", "binary", "categorical"]
     categories: list[str] = field(default_factory=list)
     loc: float = 0.0
     scale: float = 1.0
+    low: float | None = None
+    high: float | None = None
 
 
 @dataclass

@@ -100,6 +100,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         max_examples=max_examples,
         fcd=not args.no_fcd,
         trust_scale=args.trust_scale,
+        unknown_categories=args.unknown_categories,
         progress=args.progress,
         device=args.device,
         log=lambda line: print(line, file=sys.stderr),
@@ -198,7 +199,13 @@ def cmd_impute(args: argparse.Namespace) -> None:
     from vaekit.impute import impute_run
 
     paths = impute_run(
-        args.run, args.data, args.output, args.num_samples, args.draws, seed=args.seed
+        args.run,
+        args.data,
+        args.output,
+        args.num_samples,
+        args.draws,
+        seed=args.seed,
+        unknown_categories=args.unknown_categories,
     )
     for path in paths:
         print(f"wrote {path}")
@@ -217,7 +224,12 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
         from vaekit.codes import reconstruct_data
 
         path = reconstruct_data(
-            args.run, args.data, args.output, seed=args.seed, trust_scale=args.trust_scale
+            args.run,
+            args.data,
+            args.output,
+            seed=args.seed,
+            trust_scale=args.trust_scale,
+            unknown_categories=args.unknown_categories,
         )
         print(f"wrote {path}")
         return
@@ -272,6 +284,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
         preprocessed=args.preprocessed,
         seed=args.seed,
         trust_scale=args.trust_scale,
+        unknown_categories=args.unknown_categories,
     ):
         print(f"wrote {path}")
 
@@ -297,6 +310,7 @@ def cmd_score(args: argparse.Namespace) -> None:
         ood_column=args.ood_column,
         ood_classes=args.ood_classes,
         trust_scale=args.trust_scale,
+        unknown_categories=args.unknown_categories,
         max_examples=args.max_examples,
     )
     if args.json:

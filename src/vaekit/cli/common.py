@@ -47,6 +47,18 @@ def names(text: str) -> list[str]:
     return [name for name in text.split(",") if name]
 
 
+def unknown_categories_flag(p: argparse.ArgumentParser) -> None:
+    """``--unknown-categories``, of every command that reads a new mixed-type table."""
+    p.add_argument(
+        "--unknown-categories",
+        choices=["error", "missing"],
+        default="error",
+        help="a table's category that training never saw: error (default: refuse the file, "
+        "naming the cell) or missing (read the cell as missing, marginalised like a blank "
+        "one; a note on stderr says how many cells)",
+    )
+
+
 def trust_scale_flag(p: argparse.ArgumentParser) -> None:
     """``--trust-scale``, of every command that reads new data for a trained model."""
     p.add_argument(

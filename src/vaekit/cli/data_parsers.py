@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vaekit.cli.common import image_size, names, trust_scale_flag
+from vaekit.cli.common import image_size, names, trust_scale_flag, unknown_categories_flag
 from vaekit.cli.flags import nonnegative_int, positive_float, positive_int, real, seed_int
 
 
@@ -56,6 +56,7 @@ def add_encode_parser(commands) -> None:
         help=".npy/.csv file for one draw z ~ q(z|x) [N, m] (default: none, not written)",
     )
     trust_scale_flag(p)
+    unknown_categories_flag(p)
     p.add_argument(
         "--preprocessed",
         action="store_true",
@@ -140,6 +141,7 @@ def add_score_parser(commands) -> None:
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the draws (default 0)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     trust_scale_flag(p)
+    unknown_categories_flag(p)
 
 
 def add_impute_parser(commands) -> None:
@@ -149,7 +151,8 @@ def add_impute_parser(commands) -> None:
         help="fill the missing cells of a mixed-type table (importance-weighted, MIWAE)",
         description="Fill the missing cells of a table with a run trained on a mixed-type "
         "table: K draws z ~ q(z|observed cells), importance-weighted (Mattei & Frellsen 2019); "
-        "a real, positive or count cell gets its posterior-predictive mean (a count rounded), "
+        "a real, positive or count cell gets its posterior-predictive mean (a count rounded; "
+        "each draw's mean held to the column's training range), "
         "a binary or categorical cell its most probable category. Observed cells are copied "
         "as read; column names, order and category strings are kept.",
     )
@@ -171,6 +174,7 @@ def add_impute_parser(commands) -> None:
         "drawn from the importance-resampled posterior predictive (default: none, the means)",
     )
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the draws (default 0)")
+    unknown_categories_flag(p)
 
 
 def add_pack_parser(commands) -> None:

@@ -7,7 +7,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vaekit.cli.common import RUN_DATA_DIR_HELP, SPLITS, axes, device_flag, trust_scale_flag
+from vaekit.cli.common import (
+    RUN_DATA_DIR_HELP,
+    SPLITS,
+    axes,
+    device_flag,
+    trust_scale_flag,
+    unknown_categories_flag,
+)
 from vaekit.cli.flags import nonnegative_int, positive_float, positive_int, seed_int
 from vaekit.support.progress import PROGRESS_MODES
 
@@ -83,6 +90,7 @@ def add_evaluate_parser(commands) -> None:
         help="with --data: write the result as JSON here (default: none, print only)",
     )
     trust_scale_flag(p)
+    unknown_categories_flag(p)
 
 
 def add_sample_parser(commands) -> None:
@@ -138,6 +146,7 @@ def add_picture_parsers(commands) -> None:
         "a .csv, .parquet, .npy or a new folder for PNGs (default: none, the run's test split)",
     )
     trust_scale_flag(p)
+    unknown_categories_flag(p)
     p = picture_command("interpolate", "PNG of latent interpolations between pairs of examples")
     p.add_argument("--pairs", type=positive_int, default=8, help="pairs, one per row (default 8)")
     p.add_argument("--steps", type=positive_int, default=10, help="images per row (default 10)")

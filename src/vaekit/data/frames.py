@@ -213,17 +213,19 @@ def frame_schema(
     return table, infer_schema(table, column_types)
 
 
-def encode_frame(frame: Any, schema: list[TableColumn]) -> np.ndarray:
+def encode_frame(
+    frame: Any, schema: list[TableColumn], unknown_categories: str = "error"
+) -> np.ndarray:
     """A DataFrame's rows encoded under a trained ``schema``, ``[N, F + C]`` float64
-    (features, then the observed mask; ``vaekit.data.tables.encode``): its columns are
-    matched by name and other columns ignored."""
+    (features, then the observed mask; ``vaekit.data.tables.encode``, with its
+    ``unknown_categories``): its columns are matched by name and other columns ignored."""
     if not is_frame(frame):
         raise ValueError(
             "this estimator models a mixed-type table: give a pandas DataFrame with the "
             f"columns {', '.join(repr(c.name) for c in schema)}"
         )
     check_frame_columns(frame)
-    return encode(frame_table(frame), schema)
+    return encode(frame_table(frame), schema, unknown_categories)
 
 
 def check_frame_columns(frame: Any, name: str = FRAME_NAME) -> None:

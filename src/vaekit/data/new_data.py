@@ -180,13 +180,15 @@ def read_new_data(
     ood_classes: list[str] | None = None,
     trust_scale: bool = False,
     columns: list | None = None,
+    unknown_categories: str = "error",
 ) -> NewData:
     """Read new data for a model trained on ``data_info`` (see the module doc); for a model
     of a mixed-type table, ``columns`` (its ``model.columns``) encode the table's rows
-    (``vaekit.data.tables``)."""
+    (``vaekit.data.tables``; ``unknown_categories``: what a category training never saw
+    becomes, an error or a missing cell)."""
     info = data_info or {}
     if columns:
-        return new_table_data(path, columns, ood_column, info)
+        return new_table_data(path, columns, ood_column, info, unknown_categories)
     if info.get("support") == "table":
         raise DataError(f"{path}: a mixed-type table's run needs its columns to read new data")
     if "shape" not in info:
@@ -291,13 +293,17 @@ def as_dataset(new: NewData, data_info: dict[str, Any]) -> Dataset:
 
 
 def new_table_data(
-    path: str | Path, schema: list, ood_column: str = OOD_COLUMN, data_info: dict | None = None
+    path: str | Path,
+    schema: list,
+    ood_column: str = OOD_COLUMN,
+    data_info: dict | None = None,
+    unknown_categories: str = "error",
 ) -> NewData:
     """A mixed-type table's encoded rows (:func:`vaekit.data.tables.read_new_table`) as
     :class:`NewData`, under the run's ``schema``; a column ``ood_column`` of 0/1 that the
     schema does not model gives the out-of-distribution labels, and the training table's
     label column (``data_info``'s ``label_column``), where present, the class labels."""
-    table, x = read_new_table(path, schema)
+    table, x = read_new_table(path, schema, unknown_categories)
     info = data_info or {}
     label_column, labels = info.get("label_column"), None
     if label_column is not None and label_column in table.names:

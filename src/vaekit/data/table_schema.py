@@ -308,7 +308,9 @@ def infer_schema(table: TextTable, overrides: dict[str, str] | None = None) -> l
         column = TableColumn(name=name, kind=kind)
         if kind in ("binary", "categorical"):
             column.categories = seen.distinct()
-        elif kind in ("real", "positive"):
+        else:
+            column.low, column.high = float(seen.values.min()), float(seen.values.max())
+        if kind in ("real", "positive"):
             v = np.log(seen.values) if kind == "positive" else seen.values
             column.loc, column.scale = float(v.mean()), float(v.std()) or 1.0
         schema.append(column)

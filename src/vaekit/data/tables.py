@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,15 +32,29 @@ from vaekit.data.transforms import TableEncoding
 from vaekit.distributions.tabular import as_columns, feature_width
 from vaekit.rundir import atomic_write_bytes
 from vaekit.settings import TableColumn
+from vaekit.support.spelling import arg, on_command_line
 
 # --- encoding ------------------------------------------------------------------------------
 
+# What new data's cell of a category training never saw becomes: an error naming it (the
+# default), or a missing cell, marginalised like a blank one.
+UNKNOWN_CATEGORIES = ("error", "missing")
 
-def encode(table: TextTable, schema: list[TableColumn]) -> np.ndarray:
+
+def encode(
+    table: TextTable, schema: list[TableColumn], unknown_categories: str = "error"
+) -> np.ndarray:
     """Rows as the model's input ``[N, F + C]`` float64 (``vaekit.distributions.tabular``):
     features (0 where missing), then the observed mask. ``table`` must hold the schema's
     columns (matched by name, in any order); a value the schema cannot hold (an unseen
-    category, a word in a number column) is a DataError naming row and column."""
+    category, a word in a number column) is a DataError naming row and column, except an
+    unseen category with ``unknown_categories`` "missing": that cell is encoded as missing,
+    and :func:`note_unknown` says how many were."""
+    if unknown_categories not in UNKNOWN_CATEGORIES:
+        raise ValueError(
+            f"{arg('unknown_categories')} must be one of {', '.join(UNKNOWN_CATEGORIES)}, "
+            f"got {unknown_categories!r}"
+        )
     where = {name: j for j, name in enumerate(table.names)}
     missing = [c.name for c in schema if c.name not in where]
     if missing:
@@ -49,14 +65,18 @@ def encode(table: TextTable, schema: list[TableColumn]) -> np.ndarray:
     n = len(table)
     widths = [feature_width(c) for c in schema]
     x = np.zeros((n, sum(widths) + len(schema)), dtype=np.float64)
-    start = 0
+    start, unseen = 0, {}
     for k, column in enumerate(schema):
         cells = table.cells[where[column.name]]
         rows = np.array([i for i, c in enumerate(cells) if c is not None], dtype=np.int64)
         texts = [cells[i] for i in rows]
+        if column.kind in ("binary", "categorical"):
+            index = _category_indices(table, column, rows, texts, unknown_categories)
+            unknown = index < 0
+            unseen[column.name] = int(unknown.sum())
+            rows, index = rows[~unknown], index[~unknown]
         x[rows, sum(widths) + k] = 1.0
         if column.kind in ("binary", "categorical"):
-            index = _category_indices(table, column, rows, texts)
             if column.kind == "binary":
                 x[rows, start] = index
             else:
@@ -65,7 +85,27 @@ def encode(table: TextTable, schema: list[TableColumn]) -> np.ndarray:
             x[rows, start] = _encode_numbers(table, column, rows, texts)
         start += widths[k]
     _check_counts(table, schema, x, widths)
+    if unknown_categories == "missing":
+        note_unknown(table.path, unseen)
     return x
+
+
+def note_unknown(path: Path | str, unseen: dict[str, int]) -> None:
+    """Say how many cells held a category training never saw and were read as missing
+    (``unseen``: column name -> cells): a line ``vaekit: note: ...`` on stderr on the
+    command line, a warning in Python; nothing where there were none."""
+    total = sum(unseen.values())
+    if not total:
+        return
+    where = ", ".join(f"{name!r} {n}" for name, n in unseen.items() if n)
+    note = (
+        f"{path}: {total} cell{'s' if total > 1 else ''} held a category training never saw "
+        f"({where}), read as missing ({arg('unknown_categories', 'missing')})"
+    )
+    if on_command_line():
+        print(f"vaekit: note: {note}", file=sys.stderr)
+    else:
+        warnings.warn(note, stacklevel=3)
 
 
 def _cell_error(table: TextTable, i: int, column: TableColumn, cell: str, message: str):
@@ -75,19 +115,29 @@ def _cell_error(table: TextTable, i: int, column: TableColumn, cell: str, messag
 
 
 def _category_indices(
-    table: TextTable, column: TableColumn, rows: np.ndarray, texts: list[str]
+    table: TextTable,
+    column: TableColumn,
+    rows: np.ndarray,
+    texts: list[str],
+    unknown_categories: str = "error",
 ) -> np.ndarray:
     """Each observed cell's category index ``[M]`` int64 (``rows`` its rows in the table);
-    a category training never saw is a DataError naming the first such row."""
+    a category training never saw is a DataError naming the first such row, or with
+    ``unknown_categories`` "missing" the index -1."""
     numeric = all(number(c) is not None for c in column.categories)
     position = {c: i for i, c in enumerate(column.categories)}
     lookup = {t: position.get(category_key(t, numeric), -1) for t in set(texts)}
     index = np.array([lookup[t] for t in texts], dtype=np.int64)
-    if (index < 0).any():
+    if unknown_categories == "error" and (index < 0).any():
         m = int(np.argmin(index >= 0))
         shown = ", ".join(column.categories[:10])
         raise _cell_error(
-            table, rows[m], column, texts[m], f"is a category training never saw (it saw: {shown})"
+            table,
+            rows[m],
+            column,
+            texts[m],
+            f"is a category training never saw (it saw: {shown}); "
+            f"{arg('unknown_categories', 'missing')} reads such cells as missing",
         )
     return index
 
@@ -257,10 +307,13 @@ def load_table(
 # --- new data and the cells written back ------------------------------------------------------
 
 
-def read_new_table(path: str | Path, schema: list) -> tuple[TextTable, np.ndarray]:
+def read_new_table(
+    path: str | Path, schema: list, unknown_categories: str = "error"
+) -> tuple[TextTable, np.ndarray]:
     """A table for a trained model of a mixed-type table: its text and its encoded rows
     ``[N, F + C]`` under the run's ``schema`` (the model config's ``columns``); the
-    columns are matched by name, other columns are kept as they are and not modelled."""
+    columns are matched by name, other columns are kept as they are and not modelled.
+    ``unknown_categories``: :func:`encode`'s."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -270,7 +323,7 @@ def read_new_table(path: str | Path, schema: list) -> tuple[TextTable, np.ndarra
     duplicate = next((n for i, n in enumerate(table.names) if n in table.names[:i]), None)
     if duplicate is not None:
         raise DataError(f"{path}: duplicate column name {duplicate!r}")
-    return table, encode(table, as_columns(schema))
+    return table, encode(table, as_columns(schema), unknown_categories)
 
 
 def encoded_cells(x: np.ndarray, schema: list[TableColumn]) -> list[list[str]]:
