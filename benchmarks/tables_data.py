@@ -98,7 +98,7 @@ def vae_settings(num_columns: int, steps: int) -> dict[str, Any]:
     """The VAEEstimator settings every table benchmark uses (one setting for all tables,
     chosen before any result was seen): a code of half the columns, two hidden layers of
     128, ``steps`` Adam steps of 64 rows. The objective, weight decay and rank are the
-    estimator's defaults for a table (the IWAE bound with K = 10, decay 1e-4, a rank-4
+    estimator's defaults for a table (the IWAE bound with K = 10, decay 1e-4, a rank min(16, G - 1)
     joint Gaussian over the real and positive columns)."""
     return dict(
         latent_dim=max(2, num_columns // 2),

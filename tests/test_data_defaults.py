@@ -18,7 +18,7 @@ from vaekit.data_defaults import DataFacts, data_defaults, resolve_auto
 
 FIELDS = ("objective.name", "objective.num_importance_samples", "optim.weight_decay", "model.rank")
 # 380 rows: a tenth for the test split, a tenth of the rest to validate, 308 to train (above
-# the rank's 300); age and income are the real and positive columns: rank min(4, 2 - 1) = 1.
+# the rank's 300); age and income are the real and positive columns: rank min(16, 2 - 1) = 1.
 TABLE = {
     "objective.name": "iwae",
     "objective.num_importance_samples": 10,
@@ -47,7 +47,8 @@ def table(tmp_path_factory):
 
 def test_each_setting_for_the_facts():
     assert data_defaults(DataFacts(True, 300, 2)) == TABLE
-    assert data_defaults(DataFacts(True, 10_000, 30))["model.rank"] == 4
+    assert data_defaults(DataFacts(True, 10_000, 30))["model.rank"] == 16
+    assert data_defaults(DataFacts(True, 10_000, 9))["model.rank"] == 8
     assert data_defaults(DataFacts(True, 300, 3))["model.rank"] == 2
     assert data_defaults(DataFacts(True, 299, 30))["model.rank"] is None  # too few rows
     assert data_defaults(DataFacts(True, 10_000, 1))["model.rank"] is None  # one column

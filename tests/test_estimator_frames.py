@@ -227,7 +227,7 @@ def test_a_table_trains_with_the_iwae_bound_and_weight_decay(data, tmp_path):
 
 def test_rank_gives_a_tables_real_columns_one_joint_gaussian(data):
     """``rank`` R: the table's real and positive columns share one low-rank Gaussian of that
-    rank (as ``--rank R``); "auto" (the default) takes 4, at most their number less one
+    rank (as ``--rank R``); "auto" (the default) takes 16, at most their number less one
     (here two columns: 1); None keeps independent heads."""
     fast = dict(FAST, max_steps=2)
     joint = VAEEstimator(**fast, rank=1).fit(data)

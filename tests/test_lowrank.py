@@ -280,3 +280,33 @@ def test_a_mixed_table_trains_with_a_joint_real_head(tmp_path, capsys):
     assert main(["sample", str(out), "-n", "30", "-o", str(tmp_path / "rows.csv")]) == 0
     assert main([*args[:3], "--out", str(tmp_path / "r2"), *TINY, "--rank", "2"]) == 2
     assert "--rank 2: the low-rank covariance needs a rank from 1 to 1" in capsys.readouterr().err
+
+
+def test_masked_log_prob_survives_a_capacitance_float32_cannot_factor():
+    """Nearly collinear factor rows (rank 16 over 30 columns) at a variance floor of 1e-4:
+    torch's float32 LowRankMultivariateNormal cannot factor I + W^T D^-1 W, and a table's
+    training stopped on it. The masked log-density is the dense float64 covariance's,
+    observed cells only, to float32 rounding of the inputs."""
+    from torch.distributions import LowRankMultivariateNormal, MultivariateNormal
+
+    from vaekit.distributions.lowrank import masked_log_prob
+
+    torch.manual_seed(0)
+    g, rank = 30, 16
+    w = torch.randn(4, g, rank) * 30
+    w[..., 1:, :] = w[..., :1, :] + 1e-3 * w[..., 1:, :]
+    d = torch.full((4, g), 1e-4)
+    r = torch.randn(4, g)
+    with pytest.raises(torch.linalg.LinAlgError):
+        LowRankMultivariateNormal(torch.zeros(g), w, d).log_prob(r)
+    mask = torch.ones(4, g)
+    mask[:, ::3] = 0
+    seen = mask.bool()[0]
+    wo, do, ro = w.double()[:, seen], d.double()[:, seen], r.double()[:, seen]
+    dense = MultivariateNormal(
+        torch.zeros(int(seen.sum()), dtype=torch.float64),
+        wo @ wo.transpose(-1, -2) + torch.diag_embed(do),
+    ).log_prob(ro)
+    got = masked_log_prob(r, w, d, mask)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), dense, rtol=1e-6, atol=0.0)

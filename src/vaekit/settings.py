@@ -115,7 +115,7 @@ class ModelConfig:
         "table (the tabular likelihood), setting it gives the real and positive columns one "
         "joint low-rank Gaussian instead of independent ones (--set model.rank=none: "
         "independent ones); auto: on a table of two or more such columns and at least 300 "
-        "training rows, min(4, their number - 1); otherwise none (1 for gaussian-lowrank)",
+        "training rows, min(16, their number - 1); otherwise none (1 for gaussian-lowrank)",
     )
     data_shape: list[int] | None = setting(
         None,

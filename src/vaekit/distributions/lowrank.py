@@ -186,9 +186,19 @@ def masked_log_prob(
     """log N(r_O; 0, (W W^T + diag d)_OO) over the observed dimensions O, ``[*]`` nats, at
     O(G R^2). Shapes: ``residual, variance, mask [*, G]``, ``factor [*, G, R]``."""
     r, w, d = _masked(residual, factor, variance, mask)
-    zero = torch.zeros_like(r)
-    log_p = LowRankMultivariateNormal(zero, w, d, validate_args=False).log_prob(r)
-    return log_p + 0.5 * LOG_2PI * (1 - mask).sum(-1)
+    # Woodbury in float64: the capacitance I + W^T D^-1 W is positive definite, but with a
+    # column's variance near its floor and a rank of 16 its float32 Cholesky can fail
+    # (seen on a 30-column table at 50 % missing). It is [*, R, R]: float64 costs little.
+    r, w, d = r.double(), w.double(), d.double()
+    scaled = w / d[..., None]  # D^-1 W [*, G, R]
+    eye = torch.eye(w.shape[-1], dtype=w.dtype, device=w.device)
+    tril = torch.linalg.cholesky(eye + w.transpose(-1, -2) @ scaled)
+    projected = (scaled * r[..., None]).sum(-2)  # W^T D^-1 r [*, R]
+    white = torch.linalg.solve_triangular(tril, projected[..., None], upper=False)[..., 0]
+    quadratic = (r.square() / d).sum(-1) - white.square().sum(-1)
+    log_det = 2 * torch.diagonal(tril, dim1=-2, dim2=-1).log().sum(-1) + d.log().sum(-1)
+    log_p = -0.5 * (quadratic + log_det + r.shape[-1] * LOG_2PI)
+    return (log_p + 0.5 * LOG_2PI * (1 - mask.double()).sum(-1)).to(residual.dtype)
 
 
 def _covariance(factor: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
@@ -202,11 +212,12 @@ def chain_log_probs(
     missing ones): the chain rule in column order, so the terms sum to
     :func:`masked_log_prob`. With Sigma = L L^T and e = L^{-1} r, term j is
     -e_j^2 / 2 - log L_jj - log(2 pi) / 2. Dense, O(G^3): for per-column reports."""
-    r, w, d = _masked(residual, factor, variance, mask)
-    tril = torch.linalg.cholesky(_covariance(w, d))
+    r, w, d = _masked(residual.double(), factor.double(), variance.double(), mask)
+    tril = torch.linalg.cholesky(_covariance(w, d))  # float64: as masked_log_prob's
     white = torch.linalg.solve_triangular(tril, r[..., None], upper=False)[..., 0]
     log_diag = torch.diagonal(tril, dim1=-2, dim2=-1).log()
-    return (-0.5 * white.square() - log_diag - 0.5 * LOG_2PI) * mask
+    terms = (-0.5 * white.square() - log_diag - 0.5 * LOG_2PI) * mask
+    return terms.to(residual.dtype)
 
 
 def condition(
