@@ -8,7 +8,8 @@ about 40), from the repository root:
     make bench-sdv                # .venv-sdv: torch==2.13.0 (CPU), then sdv (with sdmetrics)
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_tables_synth.py
 
-Writes results/tables_synth.json and .md; ``--quick`` is a check that it runs (few steps and
+Writes results/tables_synth.json and .md (tables_synth_sdv_default.* with ``--sdv-epochs
+default``); ``--quick`` is a check that it runs (few steps and
 epochs), its files under the temporary folder. The output says which budget ran.
 
 Tables (``tables_data.py``), each with its class column:
@@ -308,7 +309,9 @@ def main() -> None:
     }
     lines = markdown(results, args.seeds)
     print("\n".join(lines))
-    for path in write_results("tables_synth", payload, lines, args.quick):
+    # SDV's own budget keeps its own file, so the two budgets' tables sit side by side.
+    stem = "tables_synth_sdv_default" if args.sdv_epochs == "default" else "tables_synth"
+    for path in write_results(stem, payload, lines, args.quick):
         print(f"wrote {path}")
 
 
