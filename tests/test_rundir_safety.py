@@ -419,3 +419,32 @@ def test_a_first_checkpoint_write_leaves_a_same_named_stray_folder_whole(tmp_pat
     save_training_state(tmp_path / "last", model, optimizer, {}, {"step": 1}, None, {})
     assert (tmp_path / "last").is_dir()
     assert (stray / "keep.txt").read_text() == "a user's file"
+
+
+def test_a_checkpoint_write_failing_between_its_renames_puts_the_previous_one_back(
+    tmp_path, monkeypatch
+):
+    """The previous checkpoint is moved aside before the new one takes its name; when that
+    second rename fails, the previous checkpoint is back under its own name, whole, and no
+    temporary folder is left."""
+    from helpers import tiny_model
+    from vaekit.training import state_files
+
+    model = tiny_model("vae")
+    optimizer = torch.optim.Adam(model.parameters())
+    last = tmp_path / "last"
+    state_files.save_training_state(last, model, optimizer, {}, {"step": 1}, None, {})
+    real_replace = os.replace
+
+    def failing(src, dst):
+        if Path(src).name == ".last.tmp":
+            raise OSError(28, "No space left on device", str(dst))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(state_files.os, "replace", failing)
+    with pytest.raises(OSError, match="No space left"):
+        state_files.save_training_state(last, model, optimizer, {}, {"step": 2}, None, {})
+    monkeypatch.undo()
+    saved = json.loads((last / state_files.TRAIN_STATE_FILE).read_text())
+    assert saved["step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]

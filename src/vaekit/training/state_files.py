@@ -120,6 +120,7 @@ def save_training_state(
     tmp = path.parent / f".{path.name}.tmp"
     old = path.parent / f".{path.name}.old"
     remove_leftover(tmp)  # a leftover of a crash during an earlier write
+    moved_aside = False
     try:
         opt_tensors, opt_meta = flatten_optimizer_state(optimizer.state_dict())
         hashes = {}
@@ -153,6 +154,8 @@ def save_training_state(
         if moved_aside:  # only the checkpoint this call just moved there, never a stray folder
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:  # tmp is this call's own: remove_leftover cleared it before
+        if moved_aside and not path.exists():  # failed between the replaces: put it back
+            os.replace(old, path)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
