@@ -53,7 +53,8 @@ class TableColumn:
     """One column of a mixed-type table, as the tabular likelihood models it.
 
     ``kind``: real (a Gaussian on (v - loc) / scale), positive (log-normal: a Gaussian on
-    (log v - loc) / scale), count (negative binomial), poisson (a count column modelled as
+    (log v - loc) / scale), zero-inflated (v >= 0: a mass at 0 and, for v > 0, loc and scale
+    of log v as for positive), count (negative binomial), poisson (a count column modelled as
     Poisson), binary or categorical (``categories``: the cell texts, in the order of the
     decoder's logits; a binary column's two values are its categories too). ``loc`` and
     ``scale`` are the mean and standard deviation of the modelled value over every observed
@@ -64,7 +65,7 @@ class TableColumn:
     to them."""
 
     name: str
-    kind: Literal["real", "positive", "count", "poisson", "binary", "categorical"]
+    kind: Literal["real", "positive", "zero-inflated", "count", "poisson", "binary", "categorical"]
     categories: list[str] = field(default_factory=list)
     loc: float = 0.0
     scale: float = 1.0

@@ -97,8 +97,9 @@ def add_train_parser(commands, light: bool) -> None:
         default=[],
         metavar="NAME=TYPE",
         help="a CSV/Parquet table's column type, replacing the inferred one: real, positive, "
-        "count, poisson, binary or categorical (repeatable; the TOML table [data.columns]; "
-        "default: none, every type inferred)",
+        "zero-inflated (a mass at 0 plus a log-normal above it), count, poisson, binary or "
+        "categorical (repeatable; the TOML table [data.columns]; default: none, every type "
+        "inferred)",
     )
     # One flag per config field, generated from the fields' own help (vaekit/cli/flags.py).
     flags = add_config_flags(

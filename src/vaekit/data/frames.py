@@ -108,7 +108,8 @@ class FrameTypes:
     def of_schema(cls, schema: list[TableColumn]) -> FrameTypes:
         """The types a table read from a file has: float64 reals, int64 counts, category
         texts as strings."""
-        kinds = {"real": "float64", "positive": "float64", "count": "int64", "poisson": "int64"}
+        kinds = {"count": "int64", "poisson": "int64"}
+        kinds |= dict.fromkeys(("real", "positive", "zero-inflated"), "float64")
         return cls(
             {c.name: kinds.get(c.kind, "object") for c in schema}, {}, [c.name for c in schema]
         )

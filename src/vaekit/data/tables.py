@@ -82,7 +82,8 @@ def encode(
             else:
                 x[rows, start + index] = 1.0
         else:
-            x[rows, start] = _encode_numbers(table, column, rows, texts)
+            features = _encode_numbers(table, column, rows, texts)
+            x[rows, start : start + widths[k]] = features.reshape(len(rows), widths[k])
         start += widths[k]
     _check_counts(table, schema, x, widths)
     if unknown_categories == "missing":
@@ -146,8 +147,9 @@ def _encode_numbers(
     table: TextTable, column: TableColumn, rows: np.ndarray, texts: list[str]
 ) -> np.ndarray:
     """A number column's observed cells as features ``[M]`` float64: standardised reals,
-    standardised logs of positive reals, log1p of counts; a value the type cannot hold is a
-    DataError naming the first such row."""
+    standardised logs of positive reals, log1p of counts; ``[M, 2]`` for a zero-inflated
+    column: [v == 0] and the standardised log of v > 0 (0 for a zero). A value the type
+    cannot hold is a DataError naming the first such row."""
     values, is_number = parse_numbers(texts)
 
     def first(bad: np.ndarray, message: str) -> None:
@@ -161,6 +163,11 @@ def _encode_numbers(
     if column.kind == "positive":
         first(values <= 0, "is not > 0 (column type positive, log-normal)")
         return (np.log(values) - column.loc) / column.scale
+    if column.kind == "zero-inflated":
+        first(values < 0, "is not >= 0 (column type zero-inflated: 0, or log-normal above 0)")
+        zero = values == 0
+        logs = np.log(np.where(zero, 1.0, values))
+        return np.stack([zero, np.where(zero, 0.0, (logs - column.loc) / column.scale)], -1)
     first(
         (values < 0) | (values != np.round(values)),
         f"is not an integer >= 0 (column type {column.kind})",
@@ -347,6 +354,9 @@ def encoded_cells(x: np.ndarray, schema: list[TableColumn]) -> list[list[str]]:
             elif column.kind in ("real", "positive"):
                 value = column.loc + column.scale * v[0]
                 row.append(f"{np.exp(value) if column.kind == 'positive' else value:.7g}")
+            elif column.kind == "zero-inflated":
+                value = 0.0 if v[0] == 1 else np.exp(column.loc + column.scale * v[1])
+                row.append(f"{value:.7g}")
             else:
                 row.append(cell_text(column, round(v[0])))
         rows.append(row)

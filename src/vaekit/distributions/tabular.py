@@ -4,19 +4,23 @@ A row arrives encoded (``vaekit.data.tables``) as ``x [B, F + C]``: F feature nu
 the observed mask of the C columns (1 observed, 0 missing). The features of a column are
 
 * real: (v - loc) / scale; positive: (log v - loc) / scale (loc, scale: the column's);
+* zero-inflated: two, [v == 0] and (log v - loc) / scale for v > 0 (0 for a zero);
 * count, poisson: log1p(v) (v recovered exactly as round(expm1(.)));
 * binary: 0 or 1 (the index of the cell among the column's two categories);
 * categorical: one-hot over the column's K categories;
 
 and a missing cell's features are 0. The decoder outputs, per column, a mean (real,
-positive), a log-mean (count, poisson), a logit (binary) or K logits (categorical); the
-Gaussian scales and the negative binomial's dispersions are learned per column.
+positive), the logit of P(v = 0) and a mean (zero-inflated), a log-mean (count, poisson), a
+logit (binary) or K logits (categorical); the Gaussian scales (zero-inflated: of log v) and
+the negative binomial's dispersions are learned per column.
 
 log p(x|z) is the sum over the observed cells, in nats per row of the table as given:
 
 * real: log N(v; loc + scale mu, (scale sigma)^2) = log N(x; mu, sigma^2) - log scale (the
   change of variables from the standardised x back to v);
 * positive: the log-normal density of v, log N(log v; loc + scale mu, (scale sigma)^2) - log v;
+* zero-inflated, with pi = P(v = 0) = sigmoid(logit): log pi for a cell of exactly 0, and
+  log(1 - pi) + the positive column's log-normal density above for a cell v > 0;
 * count: the negative binomial with mean m and total count r, probability of success
   m / (m + r) (var = m + m^2 / r); poisson: Poisson(m);
 * binary: Bernoulli; categorical: the softmax of the logits.
@@ -26,11 +30,14 @@ their standardised values instead of independent ones: N(mu, W W^T + diag d) as 
 ``vaekit.distributions.lowrank``, the decoder writing d's pre-activation (G) and W (G R) after
 the F features; the Jacobians above are unchanged, missing cells are marginalised out, and a
 cell's own share (``cell_log_probs``) is its conditional log p(x_j | the observed real cells
-before it), so the shares still sum to the row's log p.
+before it), so the shares still sum to the row's log p. A zero-inflated column keeps its
+own independent head and is not part of the joint Gaussian (its zeros have no Gaussian value).
 
 The discrete columns are exact probabilities, the continuous ones densities, so the sum is a
 density with respect to Lebesgue measure on the continuous cells times counting measure on
-the discrete ones.
+the discrete ones. A zero-inflated cell's reference measure is mixed: counting measure at 0
+plus Lebesgue measure on (0, inf), so a 0 counts a probability and a v > 0 a density per
+unit of v; a row's log p is a density with respect to the product of these measures.
 """
 
 from __future__ import annotations
@@ -75,7 +82,9 @@ COUNT_KINDS = ("count", "poisson")
 
 def feature_width(column: TableColumn) -> int:
     """How many encoder features (and decoder outputs) a column has."""
-    return len(column.categories) if column.kind == "categorical" else 1
+    if column.kind == "categorical":
+        return len(column.categories)
+    return 2 if column.kind == "zero-inflated" else 1
 
 
 def as_columns(columns: list[TableColumn | dict]) -> list[TableColumn]:
@@ -129,6 +138,11 @@ class TabularLikelihood(nn.Module):
         buffer("count_columns", counts)
         buffer("count_features", [starts[j] for j in counts])
         buffer("count_poisson", [self.columns[j].kind == "poisson" for j in counts], torch.bool)
+        zero = index(("zero-inflated",))
+        buffer("zero_columns", zero)
+        buffer("zero_features", [starts[j] for j in zero])
+        buffer("zero_loc", [self.columns[j].loc for j in zero], torch.float64)
+        buffer("zero_log_scale", [math.log(self.columns[j].scale) for j in zero], torch.float64)
         binary = index(("binary",))
         buffer("binary_columns", binary)
         buffer("binary_features", [starts[j] for j in binary])
@@ -151,8 +165,12 @@ class TabularLikelihood(nn.Module):
         # which distributed training would refuse): d's pre-activation and W follow the
         # features in the decoder output.
         self.rank = rank or 0
+        init = math.log(math.expm1(init_scale - min_scale))  # softplus^{-1}
+        if zero:  # only then: a weights file of a table without such a column lacks it
+            self.zero_raw_scale_over_gain = nn.Parameter(
+                torch.full((len(zero),), init / SCALAR_GAIN)
+            )
         if rank is None:
-            init = math.log(math.expm1(init_scale - min_scale))  # softplus^{-1}
             self.raw_scale_over_gain = nn.Parameter(torch.full((len(gauss),), init / SCALAR_GAIN))
         else:
             check_rank(rank, len(gauss), "the table's real and positive columns have")
@@ -166,6 +184,10 @@ class TabularLikelihood(nn.Module):
         """sigma of each real/positive column on its standardised scale, ``[G]`` (without
         the joint head only)."""
         return self.min_scale + F.softplus(SCALAR_GAIN * self.raw_scale_over_gain)
+
+    def zero_scale(self) -> torch.Tensor:
+        """sigma of each zero-inflated column's standardised log v, ``[Z]``."""
+        return self.min_scale + F.softplus(SCALAR_GAIN * self.zero_raw_scale_over_gain)
 
     def log_total_count(self) -> torch.Tensor:
         """log r of each count column's negative binomial, ``[N]`` (a Poisson column's is
@@ -217,6 +239,16 @@ class TabularLikelihood(nn.Module):
             log_v = self.gauss_loc.to(lp.dtype) + log_scale.exp() * v
             lp = lp - log_scale - torch.where(self.gauss_positive, log_v, torch.zeros_like(log_v))
             cells = cells.index_copy(-1, self.gauss_columns, lp.expand(*shape, -1))
+        if len(self.zero_columns):
+            f = self.zero_features
+            logit, mu, y = out[..., f], out[..., f + 1], x[..., f + 1]
+            sigma = self.zero_scale()
+            log_scale = self.zero_log_scale.to(mu.dtype)
+            log_v = self.zero_loc.to(mu.dtype) + log_scale.exp() * y  # finite at 0 and missing
+            density = -0.5 * ((y - mu) / sigma).square() - sigma.log() - 0.5 * LOG_2PI
+            positive = F.logsigmoid(-logit) + density - log_scale - log_v
+            lp = torch.where(x[..., f] > 0.5, F.logsigmoid(logit), positive)
+            cells = cells.index_copy(-1, self.zero_columns, lp.expand(*shape, -1))
         if len(self.count_columns):
             k = self.counts(x)
             log_m = self.log_rate(out)
@@ -280,6 +312,10 @@ class TabularLikelihood(nn.Module):
         for j, (column, start) in enumerate(zip(self.columns, self.starts, strict=True)):
             head = {"name": column.name, "kind": column.kind, "start": start}
             head.update(width=feature_width(column), categories=list(column.categories))
+            if column.kind == "zero-inflated":  # outputs: the logit of P(0), then the mean
+                z = int((self.zero_columns == j).nonzero())
+                variance = self.zero_scale()[z].detach().double().square().item()
+                head.update(loc=column.loc, scale=column.scale, var=variance)
             if j in gauss:
                 i, f, g = gauss[j], self.num_features, len(gauss)
                 head.update(loc=column.loc, scale=column.scale)
@@ -298,7 +334,8 @@ class TabularLikelihood(nn.Module):
         return heads
 
     def mean(self, decoder_output: torch.Tensor) -> torch.Tensor:
-        """E[x|z] in the encoded layout ``[*batch, F + C]``: the Gaussian heads' means, the
+        """E[x|z] in the encoded layout ``[*batch, F + C]``: the Gaussian heads' means, a
+        zero-inflated column's P(0) and mean of the standardised log v given v > 0, the
         counts' log1p(mean), the binary probability, the category probabilities, and a mask
         of ones (every cell predicted). In the table's units: :meth:`column_means`."""
         out = decoder_output[..., : self.num_features]
@@ -307,6 +344,8 @@ class TabularLikelihood(nn.Module):
             parts[..., self.count_features] = torch.log1p(self.log_rate(out).exp())
         if len(self.binary_columns):
             parts[..., self.binary_features] = torch.sigmoid(out[..., self.binary_features])
+        if len(self.zero_columns):
+            parts[..., self.zero_features] = torch.sigmoid(out[..., self.zero_features])
         for _, start, width in self.categorical:
             parts[..., start : start + width] = torch.softmax(out[..., start : start + width], -1)
         return torch.cat([parts, parts.new_ones((*parts.shape[:-1], len(self.columns)))], -1)
@@ -330,14 +369,16 @@ class TabularLikelihood(nn.Module):
     def column_means(
         self, decoder_output: torch.Tensor, x: torch.Tensor | None = None
     ) -> list[torch.Tensor]:
-        """Per column, E[v|z] in the table's units ``[*batch]`` (real, positive: the
-        log-normal mean exp(mu_v + s_v^2 / 2); counts: the mean), or the category
+        """Per column, E[v|z] in the table's units ``[*batch]`` (real; positive: the
+        log-normal mean exp(mu_v + s_v^2 / 2); zero-inflated: (1 - P(0)) times that; counts:
+        the mean), or the category
         probabilities ``[*batch, K]`` (binary: K = 2). With the joint head and encoded rows
         ``x``, the real and positive columns' means are given x's observed ones among them
         (the other columns are independent given z)."""
         out = decoder_output.double()
         result: list[torch.Tensor] = []
         g = {int(j): i for i, j in enumerate(self.gauss_columns)}
+        zero = {int(j): i for i, j in enumerate(self.zero_columns)}
         if self.rank:
             gauss_mean, gauss_var = self.joint_given(out, x, draw=False)
         else:
@@ -350,6 +391,10 @@ class TabularLikelihood(nn.Module):
                     s2_v = column.scale**2 * gauss_var[..., g[j]]
                     mu_v = (mu_v + 0.5 * s2_v).exp()
                 result.append(mu_v)
+            elif column.kind == "zero-inflated":
+                s2_v = column.scale**2 * self.zero_scale()[zero[j]].double().square()
+                log_mean = column.loc + column.scale * out[..., start + 1] + 0.5 * s2_v
+                result.append(torch.sigmoid(-out[..., start]) * log_mean.exp())
             elif column.kind in COUNT_KINDS:
                 result.append(out[..., start].clamp(-MAX_LOG_RATE, MAX_LOG_RATE).exp())
             elif column.kind == "binary":
@@ -371,6 +416,7 @@ class TabularLikelihood(nn.Module):
         r_all = self.log_total_count().double().exp()
         g = {int(j): i for i, j in enumerate(self.gauss_columns)}
         n = {int(j): i for i, j in enumerate(self.count_columns)}
+        zero = {int(j): i for i, j in enumerate(self.zero_columns)}
         result: list[torch.Tensor] = []
         joint = self.joint_given(out, x, draw=True)[0] if self.rank else None
 
@@ -384,6 +430,12 @@ class TabularLikelihood(nn.Module):
                     y = joint[..., g[j]]
                 v = column.loc + column.scale * y
                 result.append(v.exp() if column.kind == "positive" else v)
+            elif column.kind == "zero-inflated":  # exactly 0 with probability P(0)
+                sigma = self.zero_scale()[zero[j]].double()
+                y = out[..., start + 1] + sigma * torch.randn(head.shape, dtype=torch.float64)
+                is_zero = torch.rand(head.shape, dtype=torch.float64) < torch.sigmoid(head)
+                positive = (column.loc + column.scale * y).exp()
+                result.append(torch.where(is_zero, torch.zeros_like(positive), positive))
             elif column.kind in COUNT_KINDS:
                 rate = head.clamp(-MAX_LOG_RATE, MAX_LOG_RATE).exp()
                 if column.kind == "count":  # NB: Poisson with a Gamma(r, mean m) rate

@@ -35,7 +35,7 @@ def _texts(columns, values: list[torch.Tensor]) -> list[list[str]]:
 def _shown(column, value: float) -> str:
     """A cell as the page shows it: a real number to 6 significant digits (as the explorer
     does; the CSV files keep 10, to be read back), anything else as written out."""
-    if column.kind in ("real", "positive"):
+    if column.kind in ("real", "positive", "zero-inflated"):
         return f"{value:.6g}"
     return cell_text(column, value)
 
