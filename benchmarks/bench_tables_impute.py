@@ -19,8 +19,8 @@ The tables are those of ``tables_data.py``. Per table, seed and pattern, cells a
 The errors are over the hidden cells only:
 
 * ``rmse``: the root mean square of (imputed - true) / sd over every hidden cell of a
-  numeric column (real, positive, count), sd the column's standard deviation in the complete
-  table: error in standard deviations, pooled over the numeric columns;
+  numeric column (real, positive, zero-inflated, count), sd the column's standard deviation
+  in the complete table: error in standard deviations, pooled over the numeric columns;
 * ``acc``: the share of hidden cells of categorical and binary columns imputed with the true
   category.
 

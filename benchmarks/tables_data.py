@@ -7,7 +7,8 @@ Five tables, each complete (no cell of them is missing as shipped):
 * ``fair``: statsmodels' extramarital-affairs survey (Fair 1978), 1,000 of its 6,366 rows
   drawn once (seed 0) to bound the time; coded answers (marriage rating, religiosity,
   education, occupations, and the bracketed age, years married and children: at most 7
-  values each) are categorical, the affairs measure real;
+  values each) are categorical, the affairs measure zero-inflated (70 % of the 1,000 rows
+  exactly 0, a log-normal above);
 * ``anes96``: statsmodels' 1996 American National Election Study, 944 rows; 7-point scales
   categorical, population and income counts, age real (integers far from zero), the vote
   binary (``logpopul`` left out: it is a function of ``popul``).
@@ -33,7 +34,7 @@ from vaekit.data.frames import frame_table
 from vaekit.data.table_schema import infer_schema
 
 TABLES = ("breast_cancer", "wine", "diabetes", "fair", "anes96")
-NUMERIC = ("real", "positive", "count", "poisson")
+NUMERIC = ("real", "positive", "zero-inflated", "count", "poisson")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

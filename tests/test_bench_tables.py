@@ -154,3 +154,49 @@ def test_the_sdv_budget_matches_vaekit_passes_or_is_given(synth):
     assert synth.sdv_budget("40", steps=1500, batch=64, rows=800) == 40
     with pytest.raises(SystemExit, match="--sdv-epochs ten"):
         synth.sdv_budget("ten", steps=1500, batch=64, rows=800)
+
+
+@pytest.fixture(scope="module")
+def density():
+    return load("bench_tables_density")
+
+
+def zero_inflated_frame(n: int, seed: int) -> pd.DataFrame:
+    """``hours``: 0 in about 40 % of rows, log-normal (two modes) otherwise; ``load`` real."""
+    rng = np.random.default_rng(seed)
+    mode = rng.random(n) < 0.5
+    hours = np.exp(np.where(mode, 0.0, 1.5) + 0.3 * rng.normal(size=n))
+    hours[rng.random(n) < 0.4] = 0.0
+    return pd.DataFrame({"hours": hours, "load": 3.0 + rng.normal(size=n)})
+
+
+@pytest.mark.parametrize("peer", ["marginals", "gmm"])
+def test_the_density_peers_are_normalised_under_the_mixed_measure(density, peer):
+    """P(0) plus the integral of the density over v > 0 is 1 (counting measure at 0,
+    Lebesgue measure above): the peers score a zero-inflated column in the measure vaekit
+    does, with the change of variables of the log scale."""
+    train = zero_inflated_frame(600, seed=0)
+    kinds = {"hours": "zero-inflated"}
+    log_v = np.linspace(-6.0, 6.0, 6001)  # the integral over v as one over log v
+    grid = pd.DataFrame({"hours": np.concatenate([[0.0], np.exp(log_v)])})
+    if peer == "marginals":
+        logp = density.marginal_logp(train["hours"], grid["hours"], "zero-inflated")
+    else:
+        logp, components = density.gmm_logp(train, grid, kinds, seed=0)
+        assert components >= 2  # the two modes above zero
+    p_zero, p = np.exp(logp[0]), np.exp(logp[1:])
+    assert p_zero == pytest.approx(((train["hours"] == 0).sum() + 1) / (len(train) + 2))
+    total = p_zero + np.trapezoid(p * np.exp(log_v), log_v)
+    assert total == pytest.approx(1.0, abs=1e-4)
+
+
+def test_the_mixture_peer_fits_one_mixture_per_pattern_of_zeros(density):
+    """With a real column beside it, a row's log p is log P(its zero pattern) plus the
+    pattern's own mixture: at a zero, a density of ``load`` alone that integrates to 1."""
+    train = zero_inflated_frame(600, seed=0)
+    kinds = {"hours": "zero-inflated", "load": "real"}
+    load = np.linspace(-5.0, 11.0, 4001)
+    grid = pd.DataFrame({"hours": np.zeros_like(load), "load": load})
+    logp, _ = density.gmm_logp(train, grid, kinds, seed=0)
+    p_zero = ((train["hours"] == 0).sum() + 1) / (len(train) + 2)
+    assert np.trapezoid(np.exp(logp), load) == pytest.approx(p_zero, abs=1e-4)
