@@ -57,8 +57,8 @@ class DataConfig:
         default_factory=dict,
         flag="",
         help="a table's column types that replace the inferred ones, name -> real, positive, "
-        "count, poisson, binary or categorical (the TOML table [data.columns]; on the "
-        "command line --column-type NAME=TYPE)",
+        "zero-inflated, count, poisson, binary or categorical (the TOML table [data.columns]; "
+        "on the command line --column-type NAME=TYPE)",
     )
 
     def __post_init__(self) -> None:

@@ -4,7 +4,8 @@ Imputation is MIWAE's (Mattei & Frellsen 2019, §3): the encoder sees a row's ob
 (and its mask), K draws z_k ~ q(z|x_obs) get self-normalised importance weights
 w_k proportional to p(x_obs|z_k) p(z_k) / q(z_k|x_obs), and a missing cell gets
 
-* real, positive, count: the posterior-predictive mean sum_k w_k E[v|z_k] (a count rounded to
+* real, positive, zero-inflated, count: the posterior-predictive mean sum_k w_k E[v|z_k]
+  (zero-inflated: E[v|z_k] = (1 - P(0)) times the log-normal's mean; a count rounded to
   the nearest integer, its column's type), each E[v|z_k] held to the range of the column's
   training values [low, high] (the schema's). The mean is what minimises the expected
   squared error, but where the observed cells say little about a column, q(z|x_obs) spreads
@@ -219,7 +220,7 @@ def decoded_values(
     model: Model, z: torch.Tensor, batch_size: int = 1000, y: torch.Tensor | None = None
 ) -> list[np.ndarray]:
     """E[v|z] of codes ``z [N, m]`` (a conditional model's E[v|z,y], labels ``y [N]``), per
-    column ``[N]``: the mean of a real, positive or count column, the index of the most
+    column ``[N]``: the mean of a number column, the index of the most
     probable category of a binary or categorical one."""
     model.eval()
     columns = as_columns(model.config.columns)
