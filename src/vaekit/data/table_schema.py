@@ -272,7 +272,9 @@ def _check_kind(table: TextTable, j: int, kind: str, seen: _Observed) -> None:
         if not np.isfinite(v).all():
             raise _column_error(table, j, f"type {kind}: it holds infinite values")
         if kind == "positive" and v.min() <= 0:
-            raise _column_error(table, j, f"type positive: {v.min():g} is not > 0")
+            raise _column_error(
+                table, j, f"type positive: {v.min():g} is not > 0 (zero-inflated allows zeros)"
+            )
         if kind == "zero-inflated" and v.min() < 0:
             raise _column_error(table, j, f"type zero-inflated: {v.min():g} is not >= 0")
         if kind in ("count", "poisson") and ((v != np.round(v)) | (v < 0)).any():

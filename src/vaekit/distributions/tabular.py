@@ -304,7 +304,9 @@ class TabularLikelihood(nn.Module):
         output as :meth:`column_means` does: name, kind, first output and width, categories;
         for a real or positive column loc, scale and the variance sigma^2 on the standardised
         scale, a number, or with the joint head the outputs of d's pre-activation and of W's
-        row (``joint``: the page adds d + sum_r W_r^2)."""
+        row (``joint``: the page adds d + sum_r W_r^2); for a zero-inflated column loc, scale
+        and the variance of its standardised log v (its outputs: the logit of P(0), the
+        mean)."""
         gauss = {int(j): i for i, j in enumerate(self.gauss_columns)}
         if not self.rank:
             variance = self.gaussian_scale().detach().double().square().tolist()
