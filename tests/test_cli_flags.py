@@ -60,6 +60,27 @@ def test_every_config_field_has_help_and_a_flag_that_sets_it():
     assert apply_overrides(Config(), ['train.compile="auto"']).train.compile == "auto"
 
 
+def test_rank_takes_a_number_auto_or_none(capsys):
+    """--rank none unsets model.rank (independent heads on a table), as --set model.rank=none
+    does; a flag's None alone would read as "not given" and leave the default "auto"."""
+    parser = _train_parser()
+
+    def rank(value: str):
+        args = parser.parse_args(["--out", "x", "--rank", value])
+        return apply_overrides(Config(), config_overrides(args, args.config_flags)).model.rank
+
+    assert rank("none") is None and rank("None") is None
+    assert rank("auto") == "auto" and rank("4") == 4
+    assert Config().model.rank == "auto"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--out", "x", "--rank", "full"])
+    assert "expected an integer, auto or none, got 'full'" in capsys.readouterr().err
+    # a field that cannot be null takes no "none"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--out", "x", "--num-importance-samples", "none"])
+    assert "expected an integer or auto, got 'none'" in capsys.readouterr().err
+
+
 # The flag names the README documents and scripts use: they must keep their meaning.
 DOCUMENTED = {
     "--data": "data.name",

@@ -85,7 +85,7 @@ def test_values_given_win_on_a_table(table, tmp_path, capsys):
     line = next(x for x in capsys.readouterr().out.splitlines() if "table defaults" in x)
     assert "weight decay" not in line and "objective" not in line and "rank 1" in line
     flagged = tmp_path / "flagged"
-    flags = ["--weight-decay", "0", "--num-importance-samples", "3", "--set", "model.rank=none"]
+    flags = ["--weight-decay", "0", "--num-importance-samples", "3", "--rank", "none"]
     assert main(["train", "--data", str(table), "--out", str(flagged), *TINY, *STEPS, *flags]) == 0
     assert saved(flagged) == TABLE | {
         "optim.weight_decay": 0.0,

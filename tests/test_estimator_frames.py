@@ -238,3 +238,24 @@ def test_rank_gives_a_tables_real_columns_one_joint_gaussian(data):
     assert not filled[["income", "score"]].isna().any().any()
     with pytest.raises(ValueError, match="rank must be"):
         VAEEstimator(rank="full")._config(100)
+
+
+def test_an_estimator_pickled_before_a_parameter_existed_unpickles(fitted, data):
+    """A pickle without ``unknown_categories`` (written before it existed) gives it its
+    default, "error"; the estimator then imputes as the one pickled, and a category the
+    training table never had is refused by name."""
+    import pickle
+
+    class Old:  # pickles as ``fitted`` would have been before the parameter existed
+        def __reduce__(self):
+            state = {k: v for k, v in fitted.__getstate__().items() if k != "unknown_categories"}
+            return object.__new__, (VAEEstimator,), state
+
+    old = pickle.loads(pickle.dumps(Old()))
+    assert type(old) is VAEEstimator and old.unknown_categories == "error"
+    rows = data.iloc[:20]
+    pd.testing.assert_frame_equal(old.impute(rows), fitted.impute(rows))
+    novel = rows.copy()
+    novel.loc[0, "city"] = "west"
+    with pytest.raises(DataError, match="west"):
+        old.transform(novel)

@@ -26,6 +26,7 @@ estimator checks that apply to an unsupervised transformer.
 
 from __future__ import annotations
 
+import inspect
 import math
 from pathlib import Path
 from typing import Any
@@ -392,6 +393,19 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
             est.column_types_ = {c.name: c.kind for c in schema}
             est.n_features_in_ = len(schema)
         return est
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle, giving a parameter added since the pickle was written (e.g.
+        ``unknown_categories``) its default, and a fitted estimator from before mixed-type
+        tables their absent attributes (None: the numeric path)."""
+        defaults = {
+            name: parameter.default
+            for name, parameter in inspect.signature(type(self).__init__).parameters.items()
+            if name != "self"
+        }
+        if "model_" in state:
+            defaults |= {"frame_types_": None, "column_types_": None}
+        super().__setstate__(defaults | state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

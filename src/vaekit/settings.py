@@ -111,12 +111,12 @@ class ModelConfig:
     )
     rank: int | Literal["auto"] | None = setting(
         "auto",
-        metavar="R|auto",
+        metavar="R|auto|none",
         help="the rank of gaussian-lowrank's covariance factor W (1 .. D-1); on a mixed "
         "table (the tabular likelihood), setting it gives the real and positive columns one "
-        "joint low-rank Gaussian instead of independent ones (--set model.rank=none: "
-        "independent ones); auto: on a table of two or more such columns and at least 300 "
-        "training rows, min(16, their number - 1); otherwise none (1 for gaussian-lowrank)",
+        "joint low-rank Gaussian instead of independent ones (none: independent ones); "
+        "auto: on a table of two or more such columns and at least 300 training rows, "
+        "min(16, their number - 1); otherwise none (1 for gaussian-lowrank)",
     )
     data_shape: list[int] | None = setting(
         None,

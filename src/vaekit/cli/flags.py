@@ -119,7 +119,8 @@ def config_overrides(args: argparse.Namespace, flags: Iterable[ConfigFlag]) -> d
     for flag in flags:
         value = getattr(args, flag.dest)
         if value is not None:
-            out[f"{flag.path}={json.dumps(value)}"] = flag.flag
+            raw = "none" if value is UNSET else json.dumps(value)
+            out[f"{flag.path}={raw}"] = flag.flag
     return out
 
 
@@ -142,6 +143,7 @@ def _argument(
 ) -> dict[str, Any]:
     """argparse keywords for a field of type ``tp``. Values are checked by the config itself
     (one error naming the field, as for TOML and --set), except registry choices."""
+    optional = type(None) in typing.get_args(tp)
     tp = _optional_inner(tp)
     if tp is bool or bool in typing.get_args(tp):  # true/false or "auto": unset means auto
         return {"action": argparse.BooleanOptionalAction}
@@ -149,7 +151,8 @@ def _argument(
         return {"type": parse}
     auto = _auto_number(tp)
     if auto is not None:  # a number, or "auto": the data decides when training starts
-        return {"type": or_auto(number(auto)), "metavar": f"{'N' if auto is int else 'X'}|auto"}
+        metavar = f"{'N' if auto is int else 'X'}|auto" + ("|none" if optional else "")
+        return {"type": or_auto(number(auto), none=optional), "metavar": metavar}
     if typing.get_origin(tp) is Literal:
         return {"metavar": _metavar(allowed)}
     if typing.get_origin(tp) is list and typing.get_args(tp) == (int,):
@@ -266,17 +269,33 @@ def number(tp: type) -> Callable[[str], Any]:
     return integer(minimum=-MAX_INT - 1) if tp is int else finite_float
 
 
-def or_auto(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    """An argparse type: the word ``auto``, or a value ``parse`` accepts."""
+class _Unset:
+    """What a ``none`` flag value parses to: the field set to null (a flag's None means
+    "not given", so null needs a value of its own)."""
+
+    def __repr__(self) -> str:
+        return "none"
+
+
+UNSET = _Unset()
+
+
+def or_auto(parse: Callable[[str], Any], none: bool = False) -> Callable[[str], Any]:
+    """An argparse type: the word ``auto``, or a value ``parse`` accepts; with ``none``, also
+    the word ``none`` (:data:`UNSET`: the optional field set to null)."""
+    words = ", auto or none" if none else " or auto"
 
     def parse_or_auto(text: str) -> Any:
-        if text.strip().lower() == "auto":
+        word = text.strip().lower()
+        if word == "auto":
             return "auto"
+        if none and word == "none":
+            return UNSET
         try:
             return parse(text)
         except argparse.ArgumentTypeError as exc:  # "expected a number or auto, got 'x'"
             raise argparse.ArgumentTypeError(
-                str(exc).replace(", got", " or auto, got", 1)
+                str(exc).replace(", got", f"{words}, got", 1)
             ) from None
 
     return _mark(parse_or_auto, getattr(parse, "__name__", "value"))
