@@ -166,3 +166,13 @@ def test_a_later_compiled_step_that_fails_falls_back_for_the_rest_of_the_run(tmp
     assert fake["made"][0].calls == 39  # steps 4 to 42; step 43 and the second epoch eager
     assert [r["compiled"] for r in compile_records(run)] == [True, False]
     assert saved_decision(run) == line
+
+
+def test_a_run_with_a_kl_warm_up_measures_from_its_first_steps(tmp_path, fake):
+    # The warm-up's weight changes every step; torch compiles once more for it, not per step,
+    # so the decision comes at the same step as without a warm-up, long before its end.
+    run, lines = tmp_path / "run", []
+    config = tiny("train.batch_size=32", "train.epochs=2", "objective.kl_warmup_steps=60")
+    train(config, out=run, log=lines.append)
+    assert [r["step"] for r in compile_records(run)] == [7]
+    assert compile_records(run)[0]["compiled"] is True
