@@ -171,10 +171,13 @@ class StepCompiler:
         if len(self.timings) < WARM_STEPS + TIMED_STEPS:
             return
         median = statistics.median(self.timings[WARM_STEPS:])
-        self.timings = []
+        warm, self.timings = self.timings[:WARM_STEPS], []
         if self.eager_seconds is None:
             self._after_eager(median, steps_left, seconds_left)
         else:
+            # A recompile among the warm steps (a KL warm-up's changing weight) is compile
+            # time too.
+            self.compile_seconds += sum(max(t - self.eager_seconds, 0.0) for t in warm)
             self._after_compiled(median, steps_left)
 
     def _after_eager(self, eager: float, steps_left: int, seconds_left: float | None) -> None:
