@@ -14,6 +14,12 @@ steps so that the machine's drift hits them alike:
 Prints ms per step (median over blocks) and the median of the per-pair time ratios.
 
     .venv/bin/python benchmarks/bench_step_overheads.py --blocks 60
+
+``--compiled PRESET`` instead times ``Trainer.step`` of a preset's model (as
+profile_train_step.py builds it, KL warm-up off) eager against under ``torch.compile``, in
+alternating blocks after one compile, and prints the compile's seconds:
+
+    .venv/bin/python benchmarks/bench_step_overheads.py --compiled mnist-deep --blocks 8 --block 20
 """
 
 from __future__ import annotations
@@ -45,8 +51,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "datasets")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/vaekit-bench"))
+    parser.add_argument("--compiled", metavar="PRESET", help="eager against compiled steps")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.compiled:
+        compiled_against_eager(args)
+        return
     pixels = np.load(prepare_data(args.shared, args.cache))
     x = torch.from_numpy(pixels).reshape(-1, 1, 28, 28)
     trainer = Trainer(reference_config(), None, False, reference_dataset(x), lambda m: None, None)
@@ -104,6 +114,46 @@ def main() -> None:
         a / b for a, b in zip(times["vaekit"], times["vaekit, no guard"], strict=True)
     )
     print(f"NaN/inf guard: vaekit / vaekit without it = {guard:.3f}x (median of pair ratios)")
+
+
+def compiled_against_eager(args: argparse.Namespace) -> None:
+    """``Trainer.step`` of preset ``args.compiled``, eager and compiled, alternating blocks."""
+    from profile_train_step import dataset, preset_config
+
+    config = preset_config(args.compiled)
+    config.objective.kl_warmup_steps = 0  # auto measures with it too; here: one graph
+    config.train.compile = False
+    data = dataset(args.block, config.train.batch_size, args.shared, args.cache)
+    trainer = Trainer(config, None, False, data, lambda m: None, None)
+    trainer.clock.start_epoch(0)
+    order = trainer.order.for_epoch(0)
+    batches = trainer.dataset.train.epoch_batches(config.train.batch_size, order)
+    xs = [trainer.dataset.transform(x, trainer.order.generator) for x, _ in batches]
+    eager = trainer.compiler.module
+    ways = {"eager": eager, "compiled": torch.compile(eager)}
+
+    def block(name: str, steps: int) -> float:
+        trainer.compiler.module = trainer.compiler.eager = ways[name]
+        start = time.perf_counter()
+        for i in range(steps):
+            trainer.step(xs[i % len(xs)], None, xs[0].shape[0])
+        return (time.perf_counter() - start) / steps * 1e3
+
+    start = time.perf_counter()
+    block("compiled", 1)
+    print(f"compile and first step: {time.perf_counter() - start:.0f} s")
+    block("compiled", 3)
+    block("eager", 3)
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for b in range(args.blocks):
+        for name in ["eager", "compiled"][:: 1 if b % 2 == 0 else -1]:
+            times[name].append(block(name, args.block))
+    print(f"| step | ms per step (median of {args.blocks} blocks of {args.block}) |")
+    print("|---|---|")
+    for name in ways:
+        print(f"| {name} | {statistics.median(times[name]):.2f} |")
+    pairs = zip(times["eager"], times["compiled"], strict=True)
+    print(f"eager / compiled: {statistics.median(a / b for a, b in pairs):.3f}x (median of pairs)")
 
 
 if __name__ == "__main__":

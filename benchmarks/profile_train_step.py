@@ -13,6 +13,8 @@ reference model.
     .venv/bin/python benchmarks/profile_train_step.py --steps 200 --preset mnist-record-1h
     .venv/bin/python benchmarks/profile_train_step.py --steps 300 --preset mnist-record-1h \
         --repeat 2 --no-profile    # an A/B of two checkouts: run each with its PYTHONPATH
+    .venv/bin/python benchmarks/profile_train_step.py --steps 60 --preset mnist-deep \
+        --callers aten::copy_,aten::add    # who calls these operators, per step
 
 The profiler adds its own overhead to every operator call, so absolute times are higher than
 in bench_train_speed.py; the shares are what this script is for.
@@ -96,6 +98,12 @@ def main() -> None:
     parser.add_argument(
         "--no-profile", action="store_true", help="only the timings without the profiler"
     )
+    parser.add_argument(
+        "--callers",
+        default="",
+        help="comma-separated operators (aten::copy_,aten::add): their calls and self time per "
+        "step, by the operators that called them",
+    )
     args = parser.parse_args()
     if args.repeat < 1:
         raise SystemExit(f"--repeat must be >= 1, got {args.repeat}")
@@ -138,6 +146,30 @@ def main() -> None:
     print(f"| {label} | {rest:.2f} | {100 * rest / wall_ms:.0f}% |")
     print()
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top))
+    if args.callers:
+        print_callers(prof.events(), set(args.callers.split(",")), args.steps)
+
+
+def print_callers(events, names: set[str], steps: int) -> None:
+    """Calls per step and self microseconds per step of the operators ``names``, split by
+    the chain of operators that called them (innermost first, and the outermost)."""
+    calls: dict[str, int] = defaultdict(int)
+    self_us: dict[str, float] = defaultdict(float)
+    for event in events:
+        if event.name not in names:
+            continue
+        chain, parent = [], event.cpu_parent
+        while parent is not None:
+            chain.append(parent.name)
+            parent = parent.cpu_parent
+        where = " < ".join(chain[:3]) + (f" ... {chain[-1]}" if len(chain) > 3 else "")
+        key = f"{event.name} <- {where or '(the step)'}"
+        calls[key] += 1
+        self_us[key] += event.self_cpu_time_total
+    print("| operator <- callers | calls per step | self us per step |")
+    print("|---|---|---|")
+    for key in sorted(calls, key=lambda k: -self_us[k]):
+        print(f"| {key} | {calls[key] / steps:.1f} | {self_us[key] / steps:.0f} |")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ class FakeCompiled(nn.Module):
         if self.fail is True:  # after a random draw, which the fallback must put back
             torch.rand(3)
             raise RuntimeError("no C++ compiler found\ndetails")
-        self.clock["now"] += self.cost + (self.first if self.calls == 0 else 0.0)
+        first = self.first if self.calls == 0 else self.clock["second"] if self.calls == 1 else 0.0
+        self.clock["now"] += self.cost + first
         self.calls += 1
         return self.inner(x, y)
 
@@ -42,7 +43,7 @@ class FakeCompiled(nn.Module):
 def fake(monkeypatch):
     """A step clock that counts 5 s per eager step, a fake torch.compile (``made`` lists what
     it made) and small timing windows: 1 warm-up step and 2 timed steps per mode."""
-    state = {"now": 0.0, "cost": -2.0, "first": 32.0, "fail": False, "made": []}
+    state = {"now": 0.0, "cost": -2.0, "first": 32.0, "second": 0.0, "fail": False, "made": []}
 
     def clock() -> float:
         state["now"] += 5.0  # start and end of a step: 5 s between them
@@ -166,3 +167,20 @@ def test_a_later_compiled_step_that_fails_falls_back_for_the_rest_of_the_run(tmp
     assert fake["made"][0].calls == 39  # steps 4 to 42; step 43 and the second epoch eager
     assert [r["compiled"] for r in compile_records(run)] == [True, False]
     assert saved_decision(run) == line
+
+
+def test_a_run_with_a_kl_warm_up_measures_from_its_first_steps(tmp_path, fake):
+    # The warm-up's weight changes every step; torch compiles once more for it (the second
+    # compiled step: 10 s more, 8 s over an eager step), not per step, so the decision comes
+    # at the same step as without a warm-up, long before its end, and counts both compiles.
+    fake["second"] = 10.0
+    run, lines = tmp_path / "run", []
+    config = tiny("train.batch_size=32", "train.epochs=2", "objective.kl_warmup_steps=60")
+    train(config, out=run, log=lines.append)
+    line = (
+        "compiled: yes (measured 1.67x: 5000.00 against 3000.00 ms per step; compiling took "
+        "38 s, paid back in 19 steps; 79 steps left)"
+    )
+    assert compile_records(run) == [
+        {"kind": "compile", "step": 7, "compiled": True, "reason": line}
+    ]

@@ -20,8 +20,10 @@ run's state (``LoopState.compile``): a resumed run compiles or not as decided, w
 measuring again. Compiled steps do not give bitwise the eager steps' numbers (fused kernels
 sum in another order; compiled random draws come from their own generator), so "auto" stays
 eager where the weights must not depend on timings: under train.deterministic and torchrun
-(each rank would measure for itself). The first measurement waits for the end of the KL
-warm-up: its weight changes every step, and each new value would compile the step again.
+(each rank would measure for itself). The KL warm-up's weight, a new float every step, does
+not hold the measurement back: torch compiles the step once more for its second value (then
+as a symbolic float, with no further recompiles; that step is one of the WARM_STEPS), so a
+run with a warm-up measures from its first steps like any other.
 """
 
 from __future__ import annotations
@@ -69,12 +71,10 @@ class StepCompiler:
         module: nn.Module,
         why_not: str | None = None,
         decided: str | None = None,
-        first_step: int = 0,
         shapes: int = 1,
     ) -> None:
         """``why_not``: why this run must stay eager under "auto" (torchrun, deterministic),
         or None; ``decided``: the decision of the run being resumed (already in its log);
-        ``first_step``: the first step whose timing counts (the end of the KL warm-up);
         ``shapes``: the batch shapes the step sees (2 with a last partial batch: the step is
         compiled once for each)."""
         self.eager, self.module = module, module
@@ -82,7 +82,6 @@ class StepCompiler:
         self.compile_estimate = COMPILE_SECONDS * shapes
         self.decision: str | None = None
         self.announced = False
-        self.first_step = first_step
         self.timings: list[float] = []  # seconds per step of the mode being timed
         self.eager_seconds: float | None = None  # median eager step once measured
         self.compile_seconds: float | None = None
@@ -147,9 +146,9 @@ class StepCompiler:
         self.trying = False
         return out
 
-    def start_step(self, step: int) -> None:
-        """Before step ``step`` (counted from 0): start its clock while measuring."""
-        if self.measuring and step >= self.first_step:
+    def start_step(self) -> None:
+        """Before a step: start its clock while measuring."""
+        if self.measuring:
             self.started = self.clock()
 
     def end_step(self, steps_left: int, seconds_left: float | None) -> None:
@@ -172,10 +171,13 @@ class StepCompiler:
         if len(self.timings) < WARM_STEPS + TIMED_STEPS:
             return
         median = statistics.median(self.timings[WARM_STEPS:])
-        self.timings = []
+        warm, self.timings = self.timings[:WARM_STEPS], []
         if self.eager_seconds is None:
             self._after_eager(median, steps_left, seconds_left)
         else:
+            # A recompile among the warm steps (a KL warm-up's changing weight) is compile
+            # time too.
+            self.compile_seconds += sum(max(t - self.eager_seconds, 0.0) for t in warm)
             self._after_compiled(median, steps_left)
 
     def _after_eager(self, eager: float, steps_left: int, seconds_left: float | None) -> None:

@@ -148,12 +148,9 @@ class Trainer:
         self.writes = self.run_dir is not None and self.ctx.is_main and not self.finished
         self.clock.resume_at(self.state.train_seconds)
         step_module = build_step_module(self.model, self.objective, self.ctx, self.device)
-        warm_up = (
-            config.objective.kl_warmup_steps if isinstance(self.objective, NegativeELBO) else 0
-        )
         why_not = eager_reason(tc, self.ctx, self.device)
         shapes = 2 if len(dataset.train) % tc.batch_size else 1  # a last partial batch
-        args = why_not, self.state.compile, warm_up, shapes
+        args = why_not, self.state.compile, shapes
         self.compiler = StepCompiler(tc.compile, step_module, *args)
         self.kept, self.tensorboard = final.KeptWeights(tc.keep), None
         if self.writes:
@@ -222,7 +219,7 @@ class Trainer:
                 x = self.dataset.transform(stored, self.order.generator)
                 lo, hi = self.ctx.shard(x.shape[0])
                 y = y[lo:hi].to(self.device) if y is not None else None
-                self.compiler.start_step(state.step)
+                self.compiler.start_step()
                 self.step(x[lo:hi].to(self.device), y, x.shape[0])
                 if not self.compiler.announced:
                     self._compile_news()
