@@ -89,7 +89,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         print the training log.
     column_types:
         a DataFrame's column types that replace the inferred ones, name -> real, positive,
-        count, poisson, binary or categorical (as ``--column-type NAME=TYPE``).
+        zero-inflated, count, poisson, binary or categorical (as ``--column-type NAME=TYPE``).
     unknown_categories:
         what a category the training table never had becomes in a DataFrame given after
         ``fit`` (``transform``, ``score_samples``, ``impute``): ``"error"`` (a DataError
@@ -327,9 +327,9 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
 
     def impute(self, X: Any, draws: int | None = None, random_state: int | None = None) -> Any:
         """A copy of the DataFrame ``X`` with its missing modelled cells filled (MIWAE, K =
-        ``num_samples`` importance draws; ``vaekit impute``'s engine): a real, positive or
-        count cell by its posterior-predictive mean (each draw's mean held to the column's
-        training range), a category by its most probable value.
+        ``num_samples`` importance draws; ``vaekit impute``'s engine): a real, positive,
+        zero-inflated or count cell by its posterior-predictive mean (each draw's mean held to
+        the column's training range), a category by its most probable value.
         Observed cells, other columns and the index are ``X``'s own, untouched. ``draws`` N:
         a list of N multiple imputations (sampling-importance-resampling draws) instead."""
         from vaekit.impute import impute
