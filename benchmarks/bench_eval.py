@@ -1,4 +1,4 @@
-"""Throughput of the importance-sampled log-likelihood (``VAE.log_likelihood``).
+"""Throughput of the importance-sampled log-likelihood (``vaekit.evaluation.importance``).
 
 Measures images x samples per second on MNIST test images (28x28, 256 grey levels,
 dequantised) for the MLP VAE (hidden 512,256, latent 16, learned per-pixel Gaussian decoder)
@@ -41,6 +41,7 @@ import vaekit
 from timing import best_seconds_per_call
 from vaekit.config import load_config
 from vaekit.evaluation.chunking import choose_chunk_size
+from vaekit.evaluation.importance import log_likelihood
 from vaekit.models import VAE, Model, VAEConfig, build_model
 from vaekit.support.runtime import keep_freed_memory
 
@@ -112,7 +113,7 @@ def measure(model: Model, x: torch.Tensor, num_samples: int, batch_size: int, ch
     """Seconds to estimate log p(x) for all of ``x`` with K = ``num_samples``."""
     start = time.perf_counter()
     for i in range(0, x.shape[0], batch_size):
-        model.log_likelihood(x[i : i + batch_size], num_samples, chunk)
+        log_likelihood(model, x[i : i + batch_size], num_samples, chunk)
     return time.perf_counter() - start
 
 

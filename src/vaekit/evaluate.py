@@ -35,6 +35,7 @@ import torch
 
 from vaekit.data import DataError, Dataset
 from vaekit.evaluation.chunking import DEFAULT_MEMORY_BUDGET_MB, choose_chunk_size
+from vaekit.evaluation.importance import log_likelihood
 from vaekit.evaluation.latent_statistics import latent_statistics
 from vaekit.evaluation.likelihood_space import likelihood_results, to_data_space
 from vaekit.evaluation.references import references
@@ -181,7 +182,7 @@ def evaluate(
             for key, value in model.per_example_metrics(x, y=y).items():
                 per_example.setdefault(key, []).append(value.cpu())
             if model.has_likelihood:
-                log_px.append(model.log_likelihood(x, num_samples, chunk_size, y=y).cpu())
+                log_px.append(log_likelihood(model, x, num_samples, chunk_size, y=y).cpu())
             done = start + x.shape[0]
             if bar is not None:
                 bar.update(x.shape[0])
@@ -258,7 +259,7 @@ def _seconds_per_example(model, x_all, y_all, batch_size, device, k, chunk) -> f
     with torch.random.fork_rng(devices=cuda):
         for _ in range(2):
             started = time.perf_counter()
-            model.log_likelihood(x, chunk, chunk, y=y)
+            log_likelihood(model, x, chunk, chunk, y=y)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             calls.append(time.perf_counter() - started)
