@@ -41,7 +41,7 @@ import vaekit
 from timing import best_seconds_per_call
 from vaekit.config import load_config
 from vaekit.evaluation.chunking import choose_chunk_size
-from vaekit.evaluation.importance import log_likelihood
+from vaekit.evaluation.importance import CompiledChunk, log_likelihood
 from vaekit.models import VAE, Model, VAEConfig, build_model
 from vaekit.support.runtime import keep_freed_memory
 
@@ -109,11 +109,24 @@ def decoder_roofline(model: Model, rows: int, repeats: int = 20) -> float:
     return rows / best
 
 
-def measure(model: Model, x: torch.Tensor, num_samples: int, batch_size: int, chunk: int) -> float:
-    """Seconds to estimate log p(x) for all of ``x`` with K = ``num_samples``."""
+def measure(
+    model: Model,
+    x: torch.Tensor,
+    num_samples: int,
+    batch_size: int,
+    chunk: int,
+    reference: bool = False,
+    compiled: CompiledChunk | None = None,
+) -> float:
+    """Seconds to estimate log p(x) for all of ``x`` with K = ``num_samples``: as the
+    evaluation does (``vaekit.evaluation.importance``), or with the model's own
+    ``log_likelihood`` (``reference``, the same numbers without the fused inner loop)."""
     start = time.perf_counter()
     for i in range(0, x.shape[0], batch_size):
-        log_likelihood(model, x[i : i + batch_size], num_samples, chunk)
+        if reference:
+            model.log_likelihood(x[i : i + batch_size], num_samples, chunk)
+        else:
+            log_likelihood(model, x[i : i + batch_size], num_samples, chunk, compiled=compiled)
     return time.perf_counter() - start
 
 
@@ -133,6 +146,14 @@ def main() -> None:
     parser.add_argument(
         "--narrow-posteriors", action="store_true", help="trained-shaped posteriors"
     )
+    parser.add_argument(
+        "--reference", action="store_true", help="time model.log_likelihood instead"
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the chunks under torch.compile (its compile time reported apart)",
+    )
     args = parser.parse_args()
     keep_freed_memory()  # as `vaekit evaluate` does
     if args.run:
@@ -149,19 +170,31 @@ def main() -> None:
         "K": args.num_samples,
         "likelihood": getattr(next(iter(models.values())).config, "likelihood", None),
         "narrow_posteriors": args.narrow_posteriors,
+        "reference": args.reference,
+        "compile": args.compile,
     }
     for name, model in models.items():
         if args.narrow_posteriors:
             narrow_posteriors(model)
         chunk = choose_chunk_size(model, args.batch_size, args.num_samples, args.memory_mb)
-        measure(model, x[:2], 10, 2, 10)  # warm-up
-        seconds = measure(model, x, args.num_samples, args.batch_size, chunk)
+        measure(model, x[:2], 10, 2, 10, args.reference)  # warm-up
+        compiled, compile_seconds = None, None
+        if args.compile:
+            compiled = CompiledChunk.for_model(model)
+            started = time.perf_counter()  # the compile, at the timed calls' shape
+            measure(model, x[: args.batch_size], chunk, args.batch_size, chunk, False, compiled)
+            compile_seconds = round(time.perf_counter() - started, 1)
+        seconds = measure(
+            model, x, args.num_samples, args.batch_size, chunk, args.reference, compiled
+        )
         rate = args.images * args.num_samples / seconds
         results[name] = {
             "chunk_size": chunk,
             "memory_mb": args.memory_mb,
             "batch_size": args.batch_size,
             "seconds": round(seconds, 2),
+            "compile_seconds": compile_seconds,
+            "compiled_fell_back": None if compiled is None else compiled.failed,
             "images_x_samples_per_s": round(rate),
             "extrapolated_s_for_10000_images_K5000": round(10000 * 5000 / rate),
         }

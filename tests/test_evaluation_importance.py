@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 import torch
 
-from vaekit.evaluation.importance import FusedBernoulliMLP, log_likelihood
+from vaekit.evaluation.importance import CompiledChunk, FusedBernoulliMLP, log_likelihood
 from vaekit.models import VAE, HierarchicalVAE, HVAEConfig, VAEConfig
 
 
@@ -85,3 +85,53 @@ def test_a_hierarchical_model_takes_its_own_code():
 def test_fewer_than_one_draw_is_refused():
     with pytest.raises(ValueError, match="num_samples must be >= 1"):
         log_likelihood(_vae(likelihood="bernoulli"), _binary(), 0)
+
+
+def _record_like() -> VAE:
+    return _vae(likelihood="bernoulli", prior="vamp", num_pseudo_inputs=9)
+
+
+def test_compiled_chunks_run_at_the_first_shape_only_and_give_the_models_estimate(monkeypatch):
+    # torch.compile stood in by the traced function itself (compiling takes tens of seconds):
+    # what is checked is which chunks take it, and the out-of-place form's numbers
+    calls = []
+
+    def fake_compile(fn, **_options):
+        def run(z, x):
+            calls.append(tuple(z.shape))
+            return fn(z, x)
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    model = _record_like()
+    compiled = CompiledChunk.for_model(model)
+    x = _binary()
+    torch.manual_seed(4)
+    expected = model.log_likelihood(x, 30, 13)
+    torch.manual_seed(4)
+    got = log_likelihood(model, x, 30, 13, compiled=compiled)
+    torch.testing.assert_close(got, expected, rtol=0, atol=2e-3)
+    assert calls == [(13, 6, 5), (13, 6, 5)]  # the last chunk of 4 draws ran eager
+
+
+def test_a_compile_that_fails_falls_back_to_the_eager_chunks(monkeypatch):
+    def failing_compile(fn, **_options):
+        def run(z, x):
+            raise RuntimeError("no C++ compiler")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", failing_compile)
+    model = _record_like()
+    compiled = CompiledChunk.for_model(model)
+    x = _binary()
+    torch.manual_seed(4)
+    expected = log_likelihood(model, x, 30, 13)
+    torch.manual_seed(4)
+    assert torch.equal(log_likelihood(model, x, 30, 13, compiled=compiled), expected)
+    assert compiled.failed
+
+
+def test_no_compiled_chunk_for_a_model_off_the_fused_path():
+    assert CompiledChunk.for_model(_vae(likelihood="gaussian-learned")) is None

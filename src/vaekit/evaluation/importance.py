@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vaekit.distributions.likelihoods import BernoulliLikelihood
@@ -79,6 +80,56 @@ class FusedBernoulliMLP:
         torch.ops.aten.softplus.out(logits, 1.0, _SOFTPLUS_THRESHOLD, out=logits)
         return fit - logits.sum(dim=-1).view(z.shape[:-1])
 
+    def log_joint(self, model: Model, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) + log p(z) in nats, ``[K, B]``, ``model``'s prior at ``z [K, B, m]``."""
+        return self.log_density(z, x) + model.prior.log_prob(z)
+
+    def log_density_plain(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``log_density`` written out of place, for ``torch.compile`` to fuse: the ReLUs and
+        biases into the products, the fit and the softplus into one pass over the logits."""
+        h = z
+        for weight, bias in self.hidden:
+            h = torch.relu(F.linear(h, weight, bias))
+        logits = F.linear(h, self.last.weight, self.last.bias)  # [K, B, D]
+        fit = (logits * x.reshape(x.shape[0], -1)).sum(dim=-1)
+        return fit - F.softplus(logits, threshold=_SOFTPLUS_THRESHOLD).sum(dim=-1)
+
+
+class CompiledChunk:
+    """log p(x|z) + log p(z) of one chunk under ``torch.compile``, for one shape of ``z`` and
+    ``x`` (the evaluation's full chunks of full batches; a last, shorter chunk or batch runs
+    eager rather than compile again). Falls back to the eager ``FusedBernoulliMLP`` for good,
+    without an error, where compiling fails (no C++ compiler, an unsupported op)."""
+
+    def __init__(self, model: Model, fused: FusedBernoulliMLP) -> None:
+        self.model, self.fused = model, fused
+        self.compiled = torch.compile(self._log_joint, dynamic=False)
+        self.shape: tuple | None = None  # (z, x) shapes compiled for
+        self.failed = False
+
+    @classmethod
+    def for_model(cls, model: Model) -> CompiledChunk | None:
+        """The compiled chunk for ``model``, or None where the fused path does not apply."""
+        fused = FusedBernoulliMLP.for_model(model)
+        return None if fused is None else cls(model, fused)
+
+    def _log_joint(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.fused.log_density_plain(z, x) + self.model.prior.log_prob(z)
+
+    def __call__(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``[K, B]`` nats: log p(x|z) + log p(z), compiled where the shape is the first one
+        seen, eager otherwise."""
+        shape = (tuple(z.shape), tuple(x.shape))
+        if not self.failed and self.shape in (None, shape):
+            try:
+                out = self.compiled(z, x)
+            except Exception:  # any failure of the compiler: the eager path gives the numbers
+                self.failed = True
+            else:
+                self.shape = shape
+                return out
+        return self.fused.log_joint(self.model, z, x)
+
 
 @torch.no_grad()
 def log_likelihood(
@@ -88,11 +139,15 @@ def log_likelihood(
     chunk_size: int | None = None,
     *,
     y: torch.Tensor | None = None,
+    compiled: CompiledChunk | None = None,
 ) -> torch.Tensor:
     """Importance-sampled log p(x) per example in nats, ``[B]``: ``model.log_likelihood``'s
     estimate (the same draws from the global random stream, the same numbers up to float
     rounding), through ``FusedBernoulliMLP`` where it applies. ``chunk_size`` draws per
-    decoder call bound memory; they do not change the estimate."""
+    decoder call bound memory; they do not change the estimate. ``compiled``: the model's
+    ``CompiledChunk`` (``CompiledChunk.for_model``), made once per evaluation and passed to
+    every batch: the chunks run under ``torch.compile`` (tens of seconds to compile, once per
+    model and shape, so only for long evaluations; eager where compiling fails)."""
     fused = FusedBernoulliMLP.for_model(model)
     if fused is None:
         return model.log_likelihood(x, num_samples, chunk_size, y=y)
@@ -106,10 +161,10 @@ def log_likelihood(
         for start in range(0, num_samples, chunk):
             k = min(chunk, num_samples - start)
             z = proposal.rsample((k,))  # [k, B, m], as log_weight_terms_given draws them
-            log_ratio = model.prior.log_prob(z) - proposal.log_prob(z)
-            log_w = fused.log_density(z, x) + log_ratio  # [k, B]
+            joint = compiled(z, x) if compiled is not None else fused.log_joint(model, z, x)
+            log_w = joint - proposal.log_prob(z)  # [k, B]
             partial.append(torch.logsumexp(log_w, dim=0))
     return torch.logsumexp(torch.stack(partial), dim=0) - math.log(num_samples)
 
 
-__all__ = ["FusedBernoulliMLP", "log_likelihood"]
+__all__ = ["CompiledChunk", "FusedBernoulliMLP", "log_likelihood"]
