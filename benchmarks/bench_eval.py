@@ -17,11 +17,13 @@ is the reference model. ``--preset mnist-record-1h`` times the likelihood record
 instead (latent 40, VampPrior of 500 components, Bernoulli), ``--run DIR`` a trained run's;
 ``--narrow-posteriors`` gives a fresh model's posteriors a trained one's shape (standard
 deviations near 0.05, means spread over units), so that, as after training, most of a
-VampPrior's components lie far below the nearest one for every draw. Run:
+VampPrior's components lie far below the nearest one for every draw. ``--compile`` runs the
+chunks under ``torch.compile`` as a long ``vaekit evaluate`` does (``CompiledChunk``; its
+compile time, reported apart, is paid once per model and shape). Run:
 
     PYTHONPATH=src python benchmarks/bench_eval.py [--images 200] [--num-samples 5000]
     OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/bench_eval.py --preset mnist-record-1h \
-        --narrow-posteriors --images 100 --num-samples 5000 --loop-images 0
+        --narrow-posteriors --images 100 --num-samples 5000 --loop-images 0 [--compile]
 
 Results are recorded in benchmarks/notes/evaluation-throughput.md.
 """
@@ -115,18 +117,13 @@ def measure(
     num_samples: int,
     batch_size: int,
     chunk: int,
-    reference: bool = False,
     compiled: CompiledChunk | None = None,
 ) -> float:
-    """Seconds to estimate log p(x) for all of ``x`` with K = ``num_samples``: as the
-    evaluation does (``vaekit.evaluation.importance``), or with the model's own
-    ``log_likelihood`` (``reference``, the same numbers without the fused inner loop)."""
+    """Seconds to estimate log p(x) for all of ``x`` with K = ``num_samples``, eager
+    (``model.log_likelihood``) or with ``compiled`` chunks."""
     start = time.perf_counter()
     for i in range(0, x.shape[0], batch_size):
-        if reference:
-            model.log_likelihood(x[i : i + batch_size], num_samples, chunk)
-        else:
-            log_likelihood(model, x[i : i + batch_size], num_samples, chunk, compiled=compiled)
+        log_likelihood(model, x[i : i + batch_size], num_samples, chunk, compiled=compiled)
     return time.perf_counter() - start
 
 
@@ -145,9 +142,6 @@ def main() -> None:
     parser.add_argument("--run", help="time this trained run's model")
     parser.add_argument(
         "--narrow-posteriors", action="store_true", help="trained-shaped posteriors"
-    )
-    parser.add_argument(
-        "--reference", action="store_true", help="time model.log_likelihood instead"
     )
     parser.add_argument(
         "--compile",
@@ -170,23 +164,20 @@ def main() -> None:
         "K": args.num_samples,
         "likelihood": getattr(next(iter(models.values())).config, "likelihood", None),
         "narrow_posteriors": args.narrow_posteriors,
-        "reference": args.reference,
         "compile": args.compile,
     }
     for name, model in models.items():
         if args.narrow_posteriors:
             narrow_posteriors(model)
         chunk = choose_chunk_size(model, args.batch_size, args.num_samples, args.memory_mb)
-        measure(model, x[:2], 10, 2, 10, args.reference)  # warm-up
+        measure(model, x[:2], 10, 2, 10)  # warm-up
         compiled, compile_seconds = None, None
         if args.compile:
             compiled = CompiledChunk.for_model(model)
             started = time.perf_counter()  # the compile, at the timed calls' shape
-            measure(model, x[: args.batch_size], chunk, args.batch_size, chunk, False, compiled)
+            measure(model, x[: args.batch_size], chunk, args.batch_size, chunk, compiled)
             compile_seconds = round(time.perf_counter() - started, 1)
-        seconds = measure(
-            model, x, args.num_samples, args.batch_size, chunk, args.reference, compiled
-        )
+        seconds = measure(model, x, args.num_samples, args.batch_size, chunk, compiled)
         rate = args.images * args.num_samples / seconds
         results[name] = {
             "chunk_size": chunk,

@@ -10,7 +10,6 @@ import torch
 
 from vaekit.data import Dataset
 from vaekit.evaluation.chunking import DEFAULT_MEMORY_BUDGET_MB, choose_chunk_size
-from vaekit.evaluation.importance import log_likelihood
 from vaekit.evaluation.latent_statistics import ACTIVE_UNIT_THRESHOLD
 from vaekit.evaluation.likelihood_space import bits_per_dim
 from vaekit.metrics import metric
@@ -112,7 +111,7 @@ def per_example(
             torch.manual_seed(seed * 1_000_003 + b)
             terms = model.elbo(xb, y=yb)
             torch.manual_seed(seed * 1_000_003 + b + 500_000)
-            out["log_px"].append(log_likelihood(model, xb, num_samples, chunk, y=yb).double().cpu())
+            out["log_px"].append(model.log_likelihood(xb, num_samples, chunk, y=yb).double().cpu())
             out["elbo"].append(terms.elbo.double().cpu())
             out["kl"].append(terms.kl.double().cpu())
             if model.has_continuous_latent:  # Monte-Carlo moments (IAF, hierarchical): seeded
