@@ -263,7 +263,7 @@ def _seconds_per_example(model, x_all, y_all, batch_size, device, k, chunk) -> f
     with torch.random.fork_rng(devices=cuda):
         for _ in range(2):
             started = time.perf_counter()
-            log_likelihood(model, x, chunk, chunk, y=y)
+            model.log_likelihood(x, chunk, chunk, y=y)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             calls.append(time.perf_counter() - started)
