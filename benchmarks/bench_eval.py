@@ -1,4 +1,4 @@
-"""Throughput of the importance-sampled log-likelihood (``VAE.log_likelihood``).
+"""Throughput of the importance-sampled log-likelihood (``vaekit.evaluation.importance``).
 
 Measures images x samples per second on MNIST test images (28x28, 256 grey levels,
 dequantised) for the MLP VAE (hidden 512,256, latent 16, learned per-pixel Gaussian decoder)
@@ -17,11 +17,13 @@ is the reference model. ``--preset mnist-record-1h`` times the likelihood record
 instead (latent 40, VampPrior of 500 components, Bernoulli), ``--run DIR`` a trained run's;
 ``--narrow-posteriors`` gives a fresh model's posteriors a trained one's shape (standard
 deviations near 0.05, means spread over units), so that, as after training, most of a
-VampPrior's components lie far below the nearest one for every draw. Run:
+VampPrior's components lie far below the nearest one for every draw. ``--compile`` runs the
+chunks under ``torch.compile`` as a long ``vaekit evaluate`` does (``CompiledChunk``; its
+compile time, reported apart, is paid once per model and shape). Run:
 
     PYTHONPATH=src python benchmarks/bench_eval.py [--images 200] [--num-samples 5000]
     OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/bench_eval.py --preset mnist-record-1h \
-        --narrow-posteriors --images 100 --num-samples 5000 --loop-images 0
+        --narrow-posteriors --images 100 --num-samples 5000 --loop-images 0 [--compile]
 
 Results are recorded in benchmarks/notes/evaluation-throughput.md.
 """
@@ -41,6 +43,7 @@ import vaekit
 from timing import best_seconds_per_call
 from vaekit.config import load_config
 from vaekit.evaluation.chunking import choose_chunk_size
+from vaekit.evaluation.importance import CompiledChunk, log_likelihood
 from vaekit.models import VAE, Model, VAEConfig, build_model
 from vaekit.support.runtime import keep_freed_memory
 
@@ -108,11 +111,19 @@ def decoder_roofline(model: Model, rows: int, repeats: int = 20) -> float:
     return rows / best
 
 
-def measure(model: Model, x: torch.Tensor, num_samples: int, batch_size: int, chunk: int) -> float:
-    """Seconds to estimate log p(x) for all of ``x`` with K = ``num_samples``."""
+def measure(
+    model: Model,
+    x: torch.Tensor,
+    num_samples: int,
+    batch_size: int,
+    chunk: int,
+    compiled: CompiledChunk | None = None,
+) -> float:
+    """Seconds to estimate log p(x) for all of ``x`` with K = ``num_samples``, eager
+    (``model.log_likelihood``) or with ``compiled`` chunks."""
     start = time.perf_counter()
     for i in range(0, x.shape[0], batch_size):
-        model.log_likelihood(x[i : i + batch_size], num_samples, chunk)
+        log_likelihood(model, x[i : i + batch_size], num_samples, chunk, compiled=compiled)
     return time.perf_counter() - start
 
 
@@ -132,6 +143,11 @@ def main() -> None:
     parser.add_argument(
         "--narrow-posteriors", action="store_true", help="trained-shaped posteriors"
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the chunks under torch.compile (its compile time reported apart)",
+    )
     args = parser.parse_args()
     keep_freed_memory()  # as `vaekit evaluate` does
     if args.run:
@@ -148,19 +164,28 @@ def main() -> None:
         "K": args.num_samples,
         "likelihood": getattr(next(iter(models.values())).config, "likelihood", None),
         "narrow_posteriors": args.narrow_posteriors,
+        "compile": args.compile,
     }
     for name, model in models.items():
         if args.narrow_posteriors:
             narrow_posteriors(model)
         chunk = choose_chunk_size(model, args.batch_size, args.num_samples, args.memory_mb)
         measure(model, x[:2], 10, 2, 10)  # warm-up
-        seconds = measure(model, x, args.num_samples, args.batch_size, chunk)
+        compiled, compile_seconds = None, None
+        if args.compile:
+            compiled = CompiledChunk.for_model(model)
+            started = time.perf_counter()  # the compile, at the timed calls' shape
+            measure(model, x[: args.batch_size], chunk, args.batch_size, chunk, compiled)
+            compile_seconds = round(time.perf_counter() - started, 1)
+        seconds = measure(model, x, args.num_samples, args.batch_size, chunk, compiled)
         rate = args.images * args.num_samples / seconds
         results[name] = {
             "chunk_size": chunk,
             "memory_mb": args.memory_mb,
             "batch_size": args.batch_size,
             "seconds": round(seconds, 2),
+            "compile_seconds": compile_seconds,
+            "compiled_fell_back": None if compiled is None else compiled.failed,
             "images_x_samples_per_s": round(rate),
             "extrapolated_s_for_10000_images_K5000": round(10000 * 5000 / rate),
         }

@@ -35,6 +35,7 @@ import torch
 
 from vaekit.data import DataError, Dataset
 from vaekit.evaluation.chunking import DEFAULT_MEMORY_BUDGET_MB, choose_chunk_size
+from vaekit.evaluation.importance import CompiledChunk, log_likelihood
 from vaekit.evaluation.latent_statistics import latent_statistics
 from vaekit.evaluation.likelihood_space import likelihood_results, to_data_space
 from vaekit.evaluation.references import references
@@ -173,6 +174,8 @@ def evaluate(
                 final_calls = (model, first[0].to(x_all.dtype), first[1], batch_size, device)
                 final = _seconds_per_example(*final_calls, FINAL_NUM_SAMPLES, chunk) * split_size
             log(_estimate_line(each * total, final, num_samples, total, split_size, split))
+    # under torch.compile where the evaluation is long enough to pay for the compile
+    compiled = CompiledChunk.if_it_pays(model, total, num_samples) if model.has_likelihood else None
     bar = progress_bar(total, progress, unit="example", desc=what)
     try:
         for start in range(0, total, batch_size):
@@ -181,7 +184,9 @@ def evaluate(
             for key, value in model.per_example_metrics(x, y=y).items():
                 per_example.setdefault(key, []).append(value.cpu())
             if model.has_likelihood:
-                log_px.append(model.log_likelihood(x, num_samples, chunk_size, y=y).cpu())
+                log_px.append(
+                    log_likelihood(model, x, num_samples, chunk_size, y=y, compiled=compiled).cpu()
+                )
             done = start + x.shape[0]
             if bar is not None:
                 bar.update(x.shape[0])
