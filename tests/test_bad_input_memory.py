@@ -55,7 +55,7 @@ def test_the_parameter_count_is_the_built_models():
 def test_train_refuses_a_model_beyond_memory_before_building_it(tmp_path, monkeypatch):
     monkeypatch.setattr(vaekit.support.memory, "available_bytes", lambda device="cpu": 10**6)
     built = []
-    monkeypatch.setattr("vaekit.training.loop.build_model", lambda *a: built.append(a))
+    monkeypatch.setattr("vaekit.training.parts.build_model", lambda *a: built.append(a))
     config = tiny("model.hidden_dims=[4000]", "optim.ema_decay=0.99")
     with pytest.raises(MemoryEstimateError) as refused:
         train(config, out=tmp_path / "r", log=lambda s: None)

@@ -243,3 +243,22 @@ def test_the_preset_is_a_dense_gated_hierarchy_with_a_vampprior_on_top():
     loss.backward()
     assert torch.isfinite(loss)
     assert all(head.hidden.weight.grad.abs().sum() > 0 for head in model.posterior_heads)
+
+
+@pytest.mark.parametrize(("name", "minutes"), [("mnist-deep-1h", 59.5), ("mnist-deep-2h", 119.5)])
+def test_the_record_budget_presets_are_the_deep_preset_with_a_budget(name, minutes):
+    """mnist-deep-1h and -2h train what mnist-deep trains (the model that won the 15-minute
+    comparison) and differ only in the training budget: a step count for the cosine
+    schedule, and the wall-clock hard stop."""
+    from vaekit.config import load_config
+
+    deep, record = load_config("mnist-deep"), load_config(name)
+    for section in ("data", "model", "objective", "optim", "schedule"):
+        assert getattr(record, section) == getattr(deep, section), section
+    assert record.train.max_minutes == minutes and record.train.epochs is None
+    changed = {k for k, v in vars(record.train).items() if getattr(deep.train, k) != v}
+    assert changed == {"max_steps", "max_minutes", "log_every"}
+    # Both sized from the same measured rate: the same steps per minute of the hard stop.
+    one_hour = load_config("mnist-deep-1h").train
+    rate = record.train.max_steps / minutes
+    assert rate == pytest.approx(one_hour.max_steps / one_hour.max_minutes, rel=0.05)

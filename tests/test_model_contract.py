@@ -251,7 +251,7 @@ def test_resume_after_sigkill_is_bitwise(tmp_path, name):
 
 def test_labels_travel_from_the_dataset_to_the_objective(monkeypatch):
     """Every training batch reaches the objective with its own rows' labels."""
-    from vaekit.training import loop as train_module  # where the Trainer looks it up
+    from vaekit.training import parts as train_module  # where the Trainer looks it up
 
     seen = []
 

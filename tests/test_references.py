@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from vaekit.config import load_config
+from vaekit.config import apply_overrides, load_config
 from vaekit.data import Dataset, Split
 from vaekit.data.transforms import Dequantize, DynamicBinarize, Standardize, Transform
 from vaekit.evaluate import evaluate
@@ -20,6 +20,7 @@ from vaekit.evaluation.references import (
 )
 from vaekit.models import VAE, VAEConfig
 from vaekit.settings import to_dict
+from vaekit.training.data_setup import resolve_model_config
 
 
 def _dataset(train, test, transform, support, name="tiny", shape=None):
@@ -78,14 +79,35 @@ def test_only_the_first_evaluated_rows_are_scored_and_new_data_alone_has_no_base
     assert independent_nll(alone, "test") is None
 
 
+def _trained_config(preset: str, *overrides: str) -> dict:
+    """config.json's ``config`` of a run of ``preset``: resolved against its data the way
+    training resolves it (the shape, levels and "auto" settings filled in)."""
+    config = apply_overrides(load_config(preset), list(overrides))
+    rows = [[0, 255, 128, 3], [255, 255, 0, 0]]
+    name = config.data.name
+    if name == "fashion-mnist":
+        data = _dataset(rows, rows, Dequantize(256), "unit-interval", name, (1, 2, 2))
+    else:
+        data = _dataset(rows, rows, DynamicBinarize(256), "binary", name, (1, 2, 2))
+    resolve_model_config(config, data)
+    return to_dict(config)
+
+
 def test_the_preset_a_run_came_from():
-    assert preset_of(to_dict(load_config("mnist-nll"))) == "mnist-nll"
-    assert preset_of(to_dict(load_config("mnist-record-2h"))) == "mnist-record-2h"
-    other = to_dict(load_config("mnist-nll"))
-    other["model"]["latent_dim"] = 7
-    assert preset_of(other) is None
-    assert preset_of(to_dict(load_config("digits"))) is None  # records nothing
+    run = _trained_config("mnist-record-1h", "train.max_steps=3")
+    assert run["model"]["data_shape"] == [1, 2, 2]  # what an unresolved preset lacks
+    assert preset_of(run) == "mnist-record-1h"
+    assert preset_of(_trained_config("mnist-record-2h", "train.max_steps=3")) == "mnist-record-2h"
+    assert preset_of(_trained_config("mnist-nll")) == "mnist-nll"
+    assert preset_of(_trained_config("fashion-bpd", "train.batch_size=8")) == "fashion-bpd"
+    assert preset_of(_trained_config("mnist-nll", "model.latent_dim=7")) is None
+    assert preset_of(_trained_config("mnist-nll", "objective.num_importance_samples=2")) is None
+    assert preset_of(_trained_config("digits")) is None  # records nothing
+    older = _trained_config("mnist-record-2h")  # written before a setting was added
+    del older["objective"]["free_bits"]
+    assert preset_of(older) == "mnist-record-2h"
     assert preset_of(None) is None
+    assert preset_of({"model": "not a table"}) is None
 
 
 def test_records_only_for_their_own_data_and_the_test_split():
@@ -93,7 +115,7 @@ def test_records_only_for_their_own_data_and_the_test_split():
     rows = [[0, 255, 128, 3], [255, 255, 0, 0]]
     name = "mnist-binarized-dynamic"
     mnist = _dataset(rows, rows, DynamicBinarize(256), "binary", name, shape)
-    config = to_dict(load_config("mnist-nll"))
+    config = _trained_config("mnist-nll")
     refs = references(mnist, "test", 2, bits=True, config=config)
     assert list(refs) == ["independent", "uniform", "preset", "published"]
     assert refs["preset"]["nll"] == 86.15 and "mnist-nll" in refs["preset"]["source"]
@@ -116,7 +138,7 @@ def test_a_preset_recorded_in_bits_per_dimension_is_shown_in_nats_too():
     shape = (1, 1, 2)
     rows = [[0, 255], [17, 3]]
     fashion = _dataset(rows, rows, Dequantize(256), "unit-interval", "fashion-mnist", shape)
-    refs = references(fashion, "test", 2, bits=True, config=to_dict(load_config("fashion-bpd")))
+    refs = references(fashion, "test", 2, bits=True, config=_trained_config("fashion-bpd"))
     assert refs["preset"]["bits_per_dim"] == pytest.approx(4.41)
     assert refs["preset"]["nll"] == pytest.approx(4.41 * 2 * math.log(2))
 

@@ -239,7 +239,7 @@ def test_cli_help_and_errors(capsys, tmp_path):
 def test_loss_scaling_and_autocast_path_on_cpu(tmp_path, monkeypatch):
     """The fp16 code path (autocast bodies + an enabled GradScaler) exercised on the CPU with
     bf16 autocast: the GPU-only switch is the only part not run here."""
-    from vaekit.training import loop as train_module  # where the Trainer looks it up
+    from vaekit.training import parts as train_module  # where the Trainer looks it up
     from vaekit.training import precision
 
     def cpu_mixed(model, name, device):

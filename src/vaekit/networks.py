@@ -63,30 +63,43 @@ def initialise_(module: nn.Module, init: str, activation: str) -> None:
         glorot_init_(module, gain=gain)
 
 
-def _mlp(sizes: list[int], activation: str) -> nn.Sequential:
+def activated(activation: str, dropout: float = 0.0) -> list[nn.Module]:
+    """A hidden layer's nonlinearity, then dropout with probability ``dropout``
+    (``model.dropout``) where it is > 0. With 0 no Dropout module is added, so the layers,
+    their names in a model file and the random numbers drawn are those of a model built
+    before dropout existed."""
+    return [ACTIVATIONS[activation](), *([nn.Dropout(dropout)] if dropout > 0 else [])]
+
+
+def _mlp(sizes: list[int], activation: str, dropout: float = 0.0) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
-            layers.append(ACTIVATIONS[activation]())
+            layers += activated(activation, dropout)
     return nn.Sequential(*layers)
 
 
 class MLPEncoder(nn.Module):
-    """Flatten ``[B, *data_shape]`` and apply Linear+activation layers of ``hidden_dims``.
+    """Flatten ``[B, *data_shape]`` and apply Linear+activation layers of ``hidden_dims``,
+    each activation followed by dropout with probability ``dropout`` in training mode.
 
     Output: ``[B, hidden_dims[-1]]`` (activated; the posterior head is linear on top).
     """
 
     def __init__(
-        self, data_shape: tuple[int, ...], hidden_dims: list[int], activation: str = "relu"
+        self,
+        data_shape: tuple[int, ...],
+        hidden_dims: list[int],
+        activation: str = "relu",
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if not hidden_dims:
             raise ValueError("MLPEncoder needs at least one hidden layer width")
         self.data_shape = tuple(data_shape)
         sizes = [math.prod(self.data_shape), *hidden_dims]
-        self.body = nn.Sequential(_mlp(sizes, activation), ACTIVATIONS[activation]())
+        self.body = nn.Sequential(_mlp(sizes, activation, dropout), *activated(activation, dropout))
         self.out_features = hidden_dims[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -94,7 +107,8 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    """z ``[*lead, m]`` -> hidden layers (``hidden_dims`` in the given order) -> ``[*lead,
+    """z ``[*lead, m]`` -> hidden layers (``hidden_dims`` in the given order, each activation
+    followed by dropout with probability ``dropout`` in training mode) -> ``[*lead,
     *data_shape]``. Pass the encoder's widths reversed to mirror it."""
 
     def __init__(
@@ -103,10 +117,12 @@ class MLPDecoder(nn.Module):
         hidden_dims: list[int],
         data_shape: tuple[int, ...],
         activation: str = "relu",
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.data_shape = tuple(data_shape)
-        self.body = _mlp([latent_dim, *hidden_dims, math.prod(self.data_shape)], activation)
+        sizes = [latent_dim, *hidden_dims, math.prod(self.data_shape)]
+        self.body = _mlp(sizes, activation, dropout)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         out = self.body(z)  # Linear acts on the last dim, any leading dims pass through
@@ -123,7 +139,8 @@ def _check_image_shape(data_shape: tuple[int, ...]) -> None:
 
 
 class ConvEncoder(nn.Module):
-    """Two stride-2 convolutions (H/4 x W/4 x ``channels[1]``) and a dense layer.
+    """Two stride-2 convolutions (H/4 x W/4 x ``channels[1]``) and a dense layer, each
+    activation followed by dropout with probability ``dropout`` in training mode.
 
     For ``[B, C, H, W]`` with H, W divisible by 4 (28x28 and 32x32, 1 or 3 channels).
     Output: ``[B, hidden_dim]``.
@@ -135,19 +152,19 @@ class ConvEncoder(nn.Module):
         channels: tuple[int, int] = (32, 64),
         hidden_dim: int = 256,
         activation: str = "relu",
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         _check_image_shape(data_shape)
         c, h, w = data_shape
-        act = ACTIVATIONS[activation]
         self.body = nn.Sequential(
             nn.Conv2d(c, channels[0], 4, stride=2, padding=1),  # -> [B, c0, H/2, W/2]
-            act(),
+            *activated(activation, dropout),
             nn.Conv2d(channels[0], channels[1], 4, stride=2, padding=1),  # -> [B, c1, H/4, W/4]
-            act(),
+            *activated(activation, dropout),
             nn.Flatten(),
             nn.Linear(channels[1] * (h // 4) * (w // 4), hidden_dim),
-            act(),
+            *activated(activation, dropout),
         )
         self.out_features = hidden_dim
 
@@ -157,7 +174,8 @@ class ConvEncoder(nn.Module):
 
 class ConvDecoder(nn.Module):
     """Mirror of :class:`ConvEncoder`: dense -> ``[c1, H/4, W/4]`` -> two transposed
-    convolutions -> ``[*lead, C, H, W]``."""
+    convolutions -> ``[*lead, C, H, W]``; each hidden activation followed by dropout with
+    probability ``dropout`` in training mode."""
 
     def __init__(
         self,
@@ -166,20 +184,20 @@ class ConvDecoder(nn.Module):
         channels: tuple[int, int] = (32, 64),
         hidden_dim: int = 256,
         activation: str = "relu",
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         _check_image_shape(data_shape)
         c, h, w = data_shape
         self.data_shape = tuple(data_shape)
-        act = ACTIVATIONS[activation]
         self.body = nn.Sequential(
             nn.Linear(latent_dim, hidden_dim),
-            act(),
+            *activated(activation, dropout),
             nn.Linear(hidden_dim, channels[1] * (h // 4) * (w // 4)),
-            act(),
+            *activated(activation, dropout),
             nn.Unflatten(1, (channels[1], h // 4, w // 4)),
             nn.ConvTranspose2d(channels[1], channels[0], 4, stride=2, padding=1),  # H/2
-            act(),
+            *activated(activation, dropout),
             nn.ConvTranspose2d(channels[0], c, 4, stride=2, padding=1),  # H
         )
 
@@ -203,30 +221,36 @@ def build_networks(
     hidden_dims: list[int],
     activation: str,
     output_shape: tuple[int, ...] | None = None,
+    dropout: float = 0.0,
 ) -> tuple[nn.Module, nn.Module]:
     """Build the (encoder, decoder) pair registered under ``name`` ('mlp' or 'conv').
 
     The encoder reads ``data_shape``; the decoder writes ``output_shape`` (the likelihood's
     ``param_shape``: the data shape, or twice its first dimension when the decoder also
-    outputs a scale), ``data_shape`` if not given.
+    outputs a scale), ``data_shape`` if not given. ``dropout``: the probability of zeroing
+    each hidden activation in training mode (none in evaluation mode).
     """
     if name not in NETWORKS:
         raise ValueError(f"unknown network {name!r}; choose one of {sorted(NETWORKS)}")
     output_shape = tuple(data_shape) if output_shape is None else tuple(output_shape)
-    return NETWORKS[name](data_shape, latent_dim, hidden_dims, activation, output_shape)
+    args = data_shape, latent_dim, hidden_dims, activation, output_shape
+    # Only asked of a builder when wanted: one registered without it still builds.
+    return NETWORKS[name](*args, **({"dropout": dropout} if dropout > 0 else {}))
 
 
-def _build_mlp(data_shape, latent_dim, hidden_dims, activation, output_shape):
-    encoder = MLPEncoder(data_shape, hidden_dims, activation)
-    decoder = MLPDecoder(latent_dim, list(reversed(hidden_dims)), output_shape, activation)
+def _build_mlp(data_shape, latent_dim, hidden_dims, activation, output_shape, dropout=0.0):
+    encoder = MLPEncoder(data_shape, hidden_dims, activation, dropout)
+    widths = list(reversed(hidden_dims))
+    decoder = MLPDecoder(latent_dim, widths, output_shape, activation, dropout)
     return encoder, decoder
 
 
-def _build_conv(data_shape, latent_dim, hidden_dims, activation, output_shape):
+def _build_conv(data_shape, latent_dim, hidden_dims, activation, output_shape, dropout=0.0):
     # hidden_dims[-1] is the dense width between the convolutions and the latent code.
     hidden = hidden_dims[-1] if hidden_dims else 256
-    encoder = ConvEncoder(data_shape, hidden_dim=hidden, activation=activation)
-    decoder = ConvDecoder(latent_dim, output_shape, hidden_dim=hidden, activation=activation)
+    options = {"hidden_dim": hidden, "activation": activation, "dropout": dropout}
+    encoder = ConvEncoder(data_shape, **options)
+    decoder = ConvDecoder(latent_dim, output_shape, **options)
     return encoder, decoder
 
 

@@ -40,6 +40,7 @@ from typing import Any
 import torch
 
 from vaekit.data import Dataset
+from vaekit.data_defaults import OTHER_DEFAULTS
 
 # Model-space variance floor of the independent Gaussian baseline (see the module doc).
 VARIANCE_FLOOR = 1e-6
@@ -172,20 +173,42 @@ def uniform_nll(dataset: Dataset) -> float | None:
 
 def preset_of(config: dict[str, Any] | None) -> str | None:
     """The preset with a record whose data set, model and objective ``config`` (a run's
-    config.json ``config``) has; where several do, the one whose training section matches
-    too, else the first. None: none does."""
+    config.json ``config``) has; where several do, the one whose training section shares the
+    most settings with it (the first by name on a tie). None: none does, or ``config`` is
+    not a config."""
     if not config:
         return None
-    from vaekit.config import load_config
-    from vaekit.settings import to_dict
+    from vaekit.config import Config, load_config
+    from vaekit.settings import ConfigError, to_dict
 
+    try:  # an older run's config gains the settings added since, at their defaults
+        run = to_dict(Config.from_dict(config))
+    except (ConfigError, TypeError, ValueError):
+        return None
     found = []
     for name in PRESET_RECORDS:
         preset = to_dict(load_config(name))
-        same = all(config.get(key) == preset.get(key) for key in ("model", "objective"))
-        if same and (config.get("data") or {}).get("name") == preset["data"]["name"]:
-            found.append((config.get("train") != preset.get("train"), name))
+        if run["data"]["name"] != preset["data"]["name"]:
+            continue
+        if all(_as_trained(preset, run, key) == run[key] for key in ("model", "objective")):
+            shared = sum(run["train"].get(k) == v for k, v in preset["train"].items())
+            found.append((-shared, name))
     return min(found)[1] if found else None
+
+
+def _as_trained(preset: dict[str, Any], run: dict[str, Any], section: str) -> dict[str, Any]:
+    """Section ``section`` of a preset's config as a run of it records it: its ``"auto"``
+    settings resolved as for data other than a table (every preset with a record is an
+    image set), and the fields training fills from the data (the preset leaves them None or
+    ``"auto"``: the data's shape and levels, an ``"auto"`` likelihood) taken from ``run``."""
+    trained = {}
+    for name, value in preset[section].items():
+        if value == "auto" and f"{section}.{name}" in OTHER_DEFAULTS:
+            value = OTHER_DEFAULTS[f"{section}.{name}"]
+        if value is None or value == "auto":
+            value = run[section].get(name, value)
+        trained[name] = value
+    return trained
 
 
 def _entry(label: str, nll: float | None, dims: int, bits: bool, source: str) -> dict[str, Any]:

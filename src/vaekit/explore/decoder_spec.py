@@ -142,7 +142,7 @@ def _program(
         act = _activation(module)
         if act is not None:
             layers.append(act)
-        elif isinstance(module, nn.Identity):
+        elif isinstance(module, nn.Identity | nn.Dropout):  # dropout: training only
             continue
         elif isinstance(module, Residual):
             body, end = _program(module.body, f"{name}.body", shape, output_shape, add)

@@ -42,11 +42,19 @@ class BodyConfig(ModelConfig):
         "relu", help="the hidden layers' nonlinearity"
     )
     init: Init = init_setting()
+    dropout: float = setting(
+        0.0,
+        help="the probability of zeroing each hidden activation of the built encoder and "
+        "decoder bodies while training (a regulariser against overfitting); evaluation, "
+        "importance sampling and every other use run without it. 0: no dropout layers",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.latent_dim < 1:
             raise ConfigError(f"model.latent_dim must be >= 1, got {self.latent_dim}")
+        if not 0.0 <= self.dropout < 1.0:  # also refuses NaN
+            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
         if any(h < 1 for h in self.hidden_dims):
             raise ConfigError(f"model.hidden_dims must be positive widths, got {self.hidden_dims}")
 
@@ -96,6 +104,7 @@ def build_bodies(
             config.hidden_dims,
             config.activation,
             output_shape,
+            config.dropout,
         )
         for body in built:
             initialise_(body, config.init, config.activation)
