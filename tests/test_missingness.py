@@ -144,3 +144,18 @@ def test_self_masking_imputes_hidden_high_cells_with_less_bias(tmp_path):
     # at random the imputations fall short of the hidden cells, which are mostly high
     assert at_random < -0.15, (at_random, masking)
     assert abs(masking) < 0.5 * abs(at_random), (at_random, masking)
+
+
+def test_joint_head_draws_given_the_observed_cells_and_trains_the_mechanism():
+    torch.manual_seed(0)
+    masking = TabularLikelihood((6,), COLUMNS, rank=1, missing="self-masking")
+    masking.missingness.slope_over_gain.data.fill_(0.1)  # a = 1: the mask depends on x
+    out = torch.randn(7, 4, masking.param_shape[0], requires_grad=True)
+    x = torch.tensor([[0.4, -1.0, 1.0, 1, 1, 1], [0.0, 0.3, 0.0, 0, 1, 0]]).repeat(2, 1)
+    draws = masking.filled(out, x)  # [7, 4, 2]
+    assert torch.equal(draws[:, 0], x[0, :2].expand(7, 2))  # observed: as given
+    assert torch.equal(draws[:, 1, 1], x[1, 1].expand(7))
+    assert draws[:, 1, 0].unique().numel() == 7  # missing: one draw per z
+    masking.log_density(out, x).sum().backward()
+    assert masking.missingness.slope_over_gain.grad[0] != 0
+    assert out.grad[:, 1, 0].abs().sum() > 0  # the draw is reparameterised
