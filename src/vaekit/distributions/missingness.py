@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaekit.distributions.lowrank import condition
+
 MISSING_MODELS = ("at-random", "self-masking")
 # Adam moves a weight by about the learning rate a step: a slope of 2 would take thousands
 # of steps stored as it is. Stored over this gain it moves this many times faster.
@@ -57,9 +59,33 @@ class SelfMasking(nn.Module):
         return torch.where(observed > 0.5, F.logsigmoid(-logit), F.logsigmoid(logit)).sum(-1)
 
 
-def check_missing(missing: str) -> str:
-    """``missing`` if it names a model of missingness; otherwise a one-line error naming
-    the flag."""
+def missingness_model(missing: str, num_columns: int) -> SelfMasking | None:
+    """The model named by ``missing`` over a table's ``num_columns`` real and positive
+    columns: None at random (no parameter); a one-line error naming the flag otherwise."""
     if missing not in MISSING_MODELS:
         raise ValueError(f"--missing must be one of {', '.join(MISSING_MODELS)}, got {missing!r}")
-    return missing
+    if missing == "at-random":
+        return None
+    if not num_columns:
+        raise ValueError(
+            "--missing self-masking models the real and positive columns' cells; "
+            "this table has none"
+        )
+    return SelfMasking(num_columns)
+
+
+def filled_values(likelihood, decoder_output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A table likelihood's (``TabularLikelihood``) real and positive columns' standardised
+    values ``[*batch, G]``: x's where observed, one reparameterised draw from
+    p(x_mis|z, x_obs) where missing (torch's global generator; with the joint head, given
+    the observed real cells). ``x [B, F + C]`` broadcasts against the decoder output."""
+    v = x[..., likelihood.gauss_features]
+    mu = decoder_output[..., likelihood.gauss_features]
+    observed = likelihood.mask(x)[..., likelihood.gauss_columns]
+    if likelihood.rank:
+        shape = mu.shape
+        v, observed = v.expand(shape), observed.expand(shape)
+        factor, variance = likelihood.joint_parts(decoder_output)
+        return condition(mu, factor, variance, v, observed, draw=True)[0]
+    y = mu + likelihood.gaussian_scale() * torch.randn_like(mu)
+    return torch.where(observed > 0.5, v, y)

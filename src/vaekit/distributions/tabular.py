@@ -61,7 +61,7 @@ from vaekit.distributions.lowrank import (
     condition,
     masked_log_prob,
 )
-from vaekit.distributions.missingness import SelfMasking, check_missing
+from vaekit.distributions.missingness import filled_values, missingness_model
 from vaekit.settings import TableColumn
 
 # A log-mean outside this range (a rate above e^30 ~ 1e13) only arises from a diverging
@@ -183,14 +183,9 @@ class TabularLikelihood(nn.Module):
             self.param_shape = (self.num_features + len(gauss) * (rank + 1),)
         self.log_total_count_over_gain = nn.Parameter(torch.zeros(len(counts)))
         # at-random adds no parameter (and no random draw): its runs and files are as before
-        self.missing = check_missing(missing)
-        if self.missing == "self-masking":
-            if not gauss:
-                raise ValueError(
-                    "--missing self-masking models the real and positive columns' cells; "
-                    "this table has none"
-                )
-            self.missingness = SelfMasking(len(gauss))
+        self.missing = missing
+        if model := missingness_model(missing, len(gauss)):
+            self.missingness = model
 
     # --- the pieces ------------------------------------------------------------------------
 
@@ -295,18 +290,9 @@ class TabularLikelihood(nn.Module):
         return cells * self.mask(x)
 
     def filled(self, decoder_output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The real and positive columns' standardised values ``[*batch, G]``: x's where
-        observed, one reparameterised draw from p(x_mis|z, x_obs) where missing (torch's
-        global generator; with the joint head, given the observed real cells)."""
-        v = x[..., self.gauss_features]
-        mu = decoder_output[..., self.gauss_features]
-        observed = self.mask(x)[..., self.gauss_columns]
-        if self.rank:
-            shape = mu.shape
-            v, observed = v.expand(shape), observed.expand(shape)
-            return condition(mu, *self.joint_parts(decoder_output), v, observed, draw=True)[0]
-        y = mu + self.gaussian_scale() * torch.randn_like(mu)
-        return torch.where(observed > 0.5, v, y)
+        """The real and positive columns' standardised values ``[*batch, G]``, the missing
+        ones drawn (``vaekit.distributions.missingness.filled_values``)."""
+        return filled_values(self, decoder_output, x)
 
     def log_density(
         self, decoder_output: torch.Tensor, x: torch.Tensor, filled: torch.Tensor | None = None
