@@ -30,6 +30,9 @@ one-hot (its indicators all missing where the cell is); a category is the larges
 indicator. vaekit is ``VAEEstimator(column_types=schema).fit(table).impute(table)``: the
 Python API over ``vaekit impute``'s engine, trained on the table with its holes, one setting
 for every table (``tables_data.vae_settings``). A row with every cell hidden is imputed too.
+``--missing self-masking`` adds a row ``vaekit (self-masking)``: the same settings with the
+self-masking model of missing cells (``VAEEstimator(missing="self-masking")``), beside the
+at-random one.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from tables_data import (
 
 PATTERNS = ("mcar20", "mcar50", "mnar")
 METHODS = ("mean/mode", "knn", "iterative-bayesridge", "iterative-extratrees", "vaekit")
+SELF_MASKING = "vaekit (self-masking)"
 
 
 def hide(df: pd.DataFrame, kinds: dict[str, str], pattern: str, seed: int) -> np.ndarray:
@@ -139,11 +143,15 @@ def impute_peer(method: str, holes: pd.DataFrame, kinds: dict[str, str], seed: i
     return undesign(filled, back, holes)
 
 
-def impute_vaekit(holes: pd.DataFrame, kinds: dict[str, str], seed: int, steps: int):
+def impute_vaekit(
+    holes: pd.DataFrame, kinds: dict[str, str], seed: int, steps: int, missing: str = "at-random"
+):
     from vaekit import VAEEstimator
 
     settings = vae_settings(holes.shape[1], steps)
-    est = VAEEstimator(**settings, val_fraction=0.0, random_state=seed, column_types=kinds)
+    est = VAEEstimator(
+        **settings, val_fraction=0.0, random_state=seed, column_types=kinds, missing=missing
+    )
     return est.fit(holes).impute(holes)
 
 
@@ -165,23 +173,25 @@ def errors(truth, filled, hidden, kinds, sd) -> tuple[float, float]:
     return rmse, (hits / n_cat if n_cat else float("nan"))
 
 
-def run(tables, patterns, seeds: int, steps: int, max_rows: int | None) -> dict:
+def run(tables, patterns, seeds: int, steps: int, max_rows: int | None, methods=METHODS) -> dict:
     results: dict = {}
     for table in tables:
         truth = load_table(table, max_rows)
         kinds = schema_of(truth)
         sd = {n: float(truth[n].astype(float).std()) for n in truth if kinds[n] in NUMERIC}
         for pattern in patterns:
-            cell: dict = {m: {"rmse": [], "acc": [], "seconds": []} for m in METHODS}
+            cell: dict = {m: {"rmse": [], "acc": [], "seconds": []} for m in methods}
             shares = []
             for seed in range(seeds):
                 hidden = hide(truth, kinds, pattern, seed)
                 shares.append(float(hidden.mean()))
                 holes = truth.mask(hidden)
-                for method in METHODS:
+                for method in methods:
                     start = time.perf_counter()
                     if method == "vaekit":
                         filled = impute_vaekit(holes, kinds, seed, steps)
+                    elif method == SELF_MASKING:
+                        filled = impute_vaekit(holes, kinds, seed, steps, "self-masking")
                     else:
                         filled = impute_peer(method, holes, kinds, seed)
                     cell[method]["seconds"].append(time.perf_counter() - start)
@@ -197,21 +207,21 @@ def run(tables, patterns, seeds: int, steps: int, max_rows: int | None) -> dict:
                 "hidden_share": float(np.mean(shares)),
                 **{
                     m: {k: mean_and_stderr(v) for k, v in cell[m].items()} | {"per_seed": cell[m]}
-                    for m in METHODS
+                    for m in methods
                 },
             }
     return results
 
 
-def markdown(results: dict, seeds: int, steps: int) -> list[str]:
+def markdown(results: dict, seeds: int, steps: int, methods=METHODS) -> list[str]:
     lines = [
         f"Imputation error over the hidden cells, mean ± standard error over {seeds} seeds "
         f"(vaekit: {steps} training steps). rmse: numeric cells, in standard deviations of "
         "the complete column (lower is better); acc: category cells, share right (higher "
         "is better); '-': the table has no such column.",
         "",
-        "| table | cells hidden | " + " | ".join(METHODS) + " |",
-        "|---|---|" + "---|" * len(METHODS),
+        "| table | cells hidden | " + " | ".join(methods) + " |",
+        "|---|---|" + "---|" * len(methods),
     ]
     for table, by_pattern in results.items():
         for pattern in PATTERNS:
@@ -219,7 +229,7 @@ def markdown(results: dict, seeds: int, steps: int) -> list[str]:
                 continue
             r = by_pattern[pattern]
             cells = []
-            for m in METHODS:
+            for m in methods:
                 parts = []
                 for key in ("rmse", "acc"):
                     mean, se = r[m][key]
@@ -241,16 +251,25 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500, help="vaekit's training steps")
     parser.add_argument("--max-rows", type=int, default=None, help="rows per table at most")
     parser.add_argument("--quick", action="store_true", help="a check that it runs: tiny")
+    parser.add_argument(
+        "--missing",
+        choices=("at-random", "self-masking"),
+        default="at-random",
+        help="self-masking: also vaekit with --missing self-masking, as its own row (for "
+        "cells more likely missing when their own value is high or low, as in mnar)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.tables, args.patterns = ["wine", "anes96"], ["mcar20", "mnar"]
         args.seeds, args.steps, args.max_rows = 2, 30, 150
-    results = run(args.tables, args.patterns, args.seeds, args.steps, args.max_rows)
+    methods = METHODS + ((SELF_MASKING,) if args.missing == "self-masking" else ())
+    results = run(args.tables, args.patterns, args.seeds, args.steps, args.max_rows, methods)
     stem = "tables_impute"
     payload = {
         "command": " ".join(["python", "benchmarks/bench_tables_impute.py", *sys.argv[1:]]),
         "seeds": args.seeds,
         "vaekit_steps": args.steps,
+        "missing": args.missing,
         "units": {
             "rmse": "root mean square error over hidden numeric cells, in sds of the column",
             "acc": "share of hidden category cells imputed right",
@@ -258,7 +277,9 @@ def main() -> None:
         },
         "results": results,
     }
-    for path in write_results(stem, payload, markdown(results, args.seeds, args.steps), args.quick):
+    for path in write_results(
+        stem, payload, markdown(results, args.seeds, args.steps, methods), args.quick
+    ):
         print(f"wrote {path}")
 
 

@@ -95,6 +95,10 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         ``fit`` (``transform``, ``score_samples``, ``impute``): ``"error"`` (a DataError
         naming the cell) or ``"missing"`` (a missing cell, marginalised; a warning says how
         many), as ``--unknown-categories``.
+    missing:
+        how a table's cells came to be missing, as ``--missing``: ``"at-random"`` or
+        ``"self-masking"`` (a real or positive cell more likely missing when its own value
+        is high, or low; ``vaekit.distributions.missingness``).
 
     Fitted attributes for a mixed-type table: ``column_types_`` (name -> type, the schema
     the model was trained with; None for the numeric path), ``frame_types_`` (each column's
@@ -121,6 +125,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         verbose: bool = False,
         column_types: dict[str, str] | None = None,
         unknown_categories: str = "error",
+        missing: str = "at-random",
     ) -> None:
         self.latent_dim = latent_dim
         self.hidden_dims = hidden_dims
@@ -140,6 +145,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         self.verbose = verbose
         self.column_types = column_types
         self.unknown_categories = unknown_categories
+        self.missing = missing
 
     # --- fitting ---------------------------------------------------------------------------
 
@@ -156,6 +162,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
             ("hidden_dims", [int(h) for h in self.hidden_dims]),
             ("likelihood", self.likelihood),
             ("rank", self.rank if self.rank in ("auto", None) else int(self.rank)),
+            ("missing", self.missing),
         ):
             if not hasattr(model, name):
                 raise ValueError(f"model {self.model!r} has no setting {name!r}")

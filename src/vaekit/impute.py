@@ -15,6 +15,10 @@ w_k proportional to p(x_obs|z_k) p(z_k) / q(z_k|x_obs), and a missing cell gets
   the terms keep the estimate inside them and the sum loses that heavy tail;
 * binary, categorical: the category of largest sum_k w_k p(category|z_k).
 
+A self-masking model (``vaekit.distributions.missingness``) draws a real or positive
+column's missing cells from p(x_mis|z_k), puts p(s|x) at that draw into w_k, and imputes
+sum_k w_k v_k of the draws in place of the mean.
+
 ``draws`` multiple imputations are sampling-importance-resampling draws instead: z_k picked
 with probability w_k, then v ~ p(v|z_k). Observed cells are copied from the input as they
 were read (their text), never rewritten; the column names and order and the category strings
@@ -66,18 +70,22 @@ def check_table_model(model: Model, run: str | Path) -> list:
 
 def importance_draws(
     model: Model, x: torch.Tensor, num_samples: int, y: torch.Tensor | None = None
-) -> tuple[torch.Tensor, TabularDistribution]:
+) -> tuple[torch.Tensor, TabularDistribution, torch.Tensor | None]:
     """K = ``num_samples`` draws z_k ~ q(z|x) for encoded rows ``x [B, F + C]``: their
     self-normalised importance weights w ``[K, B]`` (float64), w_k proportional to
-    p(x_obs|z_k) p(z_k) / q(z_k|x_obs), and p(x|z_k), the decoder outputs ``[K, B, F]``.
-    A conditional model's draws are given its class labels ``y [B]``: q(z|x,y), p(x|z,y)
-    and its prior p(z|y)."""
+    p(x_obs|z_k) p(z_k) / q(z_k|x_obs), p(x|z_k), the decoder outputs ``[K, B, F]``, and
+    with a self-masking model the real and positive columns' standardised values with the
+    missing ones drawn from p(x_mis|z_k) ``[K, B, G]`` (None at random); w_k then also holds
+    p(s|x_obs, x_mis) at them. A conditional model's draws are given its class labels
+    ``y [B]``: q(z|x,y), p(x|z,y) and its prior p(z|y)."""
     q = model.encode(x, y=y)
     z = q.rsample((num_samples,))  # [K, B, m]; rsample: a flow posterior's log_prob needs it
     p = model.decode(z, y=y)
+    likelihood, out = p.likelihood, p.decoder_output
+    filled = likelihood.filled(out, x) if likelihood.missing == "self-masking" else None
     prior = model.prior_given(y) if model.takes_labels else model.prior
-    log_w = p.log_prob(x) + prior.log_prob(z) - q.log_prob(z)  # [K, B]
-    return torch.softmax(log_w.double(), dim=0), p
+    log_w = likelihood.log_density(out, x, filled) + prior.log_prob(z) - q.log_prob(z)  # [K, B]
+    return torch.softmax(log_w.double(), dim=0), p, filled
 
 
 def in_range(column: TableColumn, means: torch.Tensor) -> torch.Tensor:
@@ -86,6 +94,22 @@ def in_range(column: TableColumn, means: torch.Tensor) -> torch.Tensor:
     if column.low is None or column.high is None:
         return means
     return means.clamp(column.low, column.high)
+
+
+def drawn_means(
+    likelihood, columns: list[TableColumn], filled: torch.Tensor, means: list[torch.Tensor]
+) -> list[torch.Tensor]:
+    """``means`` with each real and positive column's E[v|z_k] ``[K, B]`` replaced by the
+    drawn value v_k in its units: under self-masking the weights w_k judge each z_k's draw
+    of the missing cells by how well it explains their being missing, so sum_k w_k v_k
+    leans toward the values that explain it (within one z_k, too, which E[v|z_k] would
+    not)."""
+    means = list(means)
+    for i, j in enumerate(likelihood.gauss_columns.tolist()):
+        column = columns[j]
+        v = column.loc + column.scale * filled[..., i].double()
+        means[j] = v.exp() if column.kind == "positive" else v
+    return means
 
 
 @torch.no_grad()
@@ -105,9 +129,12 @@ def impute(
     dtype = next(model.parameters()).dtype
     for start in range(0, x.shape[0], batch_size):
         xb = x[start : start + batch_size].to(dtype)
-        w, p = importance_draws(model, xb, num_samples)
+        w, p, filled = importance_draws(model, xb, num_samples)
         likelihood, out = p.likelihood, p.decoder_output
-        for j, m in enumerate(likelihood.column_means(out, xb)):
+        column_means = likelihood.column_means(out, xb)
+        if filled is not None:  # self-masking: the drawn values, which p(s|x) weighed
+            column_means = drawn_means(likelihood, columns, filled, column_means)
+        for j, m in enumerate(column_means):
             if m.dim() == 3:  # category probabilities [K, B, categories]
                 value = (w[..., None] * m).sum(0).argmax(-1).double()
             else:
@@ -144,7 +171,7 @@ def column_shares(
     for start in range(0, x.shape[0], batch_size):
         xb = x[start : start + batch_size].to(dtype)
         yb = None if y is None else y[start : start + batch_size]
-        w, p = importance_draws(model, xb, num_samples, yb)
+        w, p, _ = importance_draws(model, xb, num_samples, yb)
         cells = p.likelihood.cell_log_probs(p.decoder_output, xb)  # [K, B, C]
         # + 0.0: a missing cell's share is written 0, not -0
         shares.append(-(w[..., None] * cells.double()).sum(0).numpy() + 0.0)

@@ -118,6 +118,13 @@ class ModelConfig:
         "auto: on a table of two or more such columns and at least 300 training rows, "
         "min(16, their number - 1); otherwise none (1 for gaussian-lowrank)",
     )
+    missing: Literal["at-random", "self-masking"] = setting(
+        "at-random",
+        help="how a mixed table's cells came to be missing: at-random (whether a cell is "
+        "missing does not depend on its own value) or self-masking (a real or positive "
+        "cell is more likely missing when its own value is high, or low: the model learns "
+        "P(missing | value) per column and imputes accordingly)",
+    )
     data_shape: list[int] | None = setting(
         None,
         flag="",

@@ -248,7 +248,7 @@ LIKELIHOOD_OPTIONS = {
         "num_components": "likelihood_components",
     },
     "gaussian-lowrank": {"rank": "rank"},
-    "tabular": {"columns": "columns", "rank": "rank"},
+    "tabular": {"columns": "columns", "rank": "rank", "missing": "missing"},
 }
 # Options the user may leave unset (null): the builder's default applies. The others are
 # filled in from the data.
@@ -264,6 +264,12 @@ def is_discrete(name: str) -> bool:
 def build_likelihood(config) -> nn.Module:
     """The likelihood named by ``config.likelihood`` (a ``ModelConfig``) for its data shape,
     with the options it reads from the config (``LIKELIHOOD_OPTIONS``)."""
+    missing = getattr(config, "missing", "at-random")
+    if missing != "at-random" and config.likelihood != "tabular":
+        raise ValueError(
+            f"--missing {missing} models a mixed-type table's missing cells; "
+            f"--likelihood {config.likelihood} has none"
+        )
     options = {}
     for keyword, field in LIKELIHOOD_OPTIONS.get(config.likelihood, {}).items():
         value = getattr(config, field)

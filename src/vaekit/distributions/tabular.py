@@ -38,6 +38,9 @@ density with respect to Lebesgue measure on the continuous cells times counting 
 the discrete ones. A zero-inflated cell's reference measure is mixed: counting measure at 0
 plus Lebesgue measure on (0, inf), so a 0 counts a probability and a v > 0 a density per
 unit of v; a row's log p is a density with respect to the product of these measures.
+
+With ``missing`` "self-masking" a row's log p also holds log p(s|x), the probability of its
+missing mask (``vaekit.distributions.missingness``); "at-random" (the default) leaves it out.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ from vaekit.distributions.lowrank import (
     condition,
     masked_log_prob,
 )
+from vaekit.distributions.missingness import filled_values, missingness_model
 from vaekit.settings import TableColumn
 
 # A log-mean outside this range (a rate above e^30 ~ 1e13) only arises from a diverging
@@ -106,6 +110,7 @@ class TabularLikelihood(nn.Module):
         min_scale: float = 1e-3,
         init_scale: float = 0.5,
         rank: int | None = None,
+        missing: str = "at-random",
     ) -> None:
         super().__init__()
         self.columns = as_columns(columns)
@@ -177,6 +182,10 @@ class TabularLikelihood(nn.Module):
             self.joint = LowRankParameters(rank, min_scale, init_scale)
             self.param_shape = (self.num_features + len(gauss) * (rank + 1),)
         self.log_total_count_over_gain = nn.Parameter(torch.zeros(len(counts)))
+        # at-random adds no parameter (and no random draw): its runs and files are as before
+        self.missing = missing
+        if model := missingness_model(missing, len(gauss)):
+            self.missingness = model
 
     # --- the pieces ------------------------------------------------------------------------
 
@@ -280,16 +289,33 @@ class TabularLikelihood(nn.Module):
             cells = cells.index_copy(-1, self.categorical_columns, lp.expand(*shape, -1))
         return cells * self.mask(x)
 
-    def log_density(self, decoder_output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """log p(x|z) over the observed cells, ``[*batch]`` nats per row (the module doc)."""
+    def filled(self, decoder_output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The real and positive columns' standardised values ``[*batch, G]``, the missing
+        ones drawn (``vaekit.distributions.missingness.filled_values``)."""
+        return filled_values(self, decoder_output, x)
+
+    def log_density(
+        self, decoder_output: torch.Tensor, x: torch.Tensor, filled: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """log p(x|z) over the observed cells, ``[*batch]`` nats per row (the module doc);
+        with ``missing`` self-masking, plus log p(s|x) of the row's missing mask s
+        (``vaekit.distributions.missingness``) at ``filled`` (:meth:`filled`; drawn here
+        when None)."""
         if not self.rank:
-            return self.cell_log_probs(decoder_output, x).sum(-1)
-        # The joint Gaussian at O(G R^2) (Woodbury), not through the per-cell chain rule.
-        v = x[..., self.gauss_features]
-        residual = v - decoder_output[..., self.gauss_features]
+            log_p = self.cell_log_probs(decoder_output, x).sum(-1)
+        else:
+            # The joint Gaussian at O(G R^2) (Woodbury), not through the per-cell chain rule.
+            v = x[..., self.gauss_features]
+            residual = v - decoder_output[..., self.gauss_features]
+            observed = self.mask(x)[..., self.gauss_columns]
+            joint = masked_log_prob(residual, *self.joint_parts(decoder_output), observed)
+            log_p = self._cells(decoder_output, x, joint=False).sum(-1) + joint
+        if self.missing == "at-random":
+            return log_p
+        if filled is None:
+            filled = self.filled(decoder_output, x)
         observed = self.mask(x)[..., self.gauss_columns]
-        joint = masked_log_prob(residual, *self.joint_parts(decoder_output), observed)
-        return self._cells(decoder_output, x, joint=False).sum(-1) + joint
+        return log_p + self.missingness.log_prob(filled, observed)
 
     def forward(self, decoder_output: torch.Tensor) -> Distribution:
         return TabularDistribution(self, decoder_output)
