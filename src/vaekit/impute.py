@@ -40,6 +40,7 @@ from vaekit.data.tables import (
     read_new_table,
     write_csv_rows,
 )
+from vaekit.distributions import table_values
 from vaekit.distributions.tabular import TabularDistribution, as_columns
 from vaekit.models.base import Model
 from vaekit.settings import TableColumn
@@ -131,7 +132,7 @@ def impute(
         xb = x[start : start + batch_size].to(dtype)
         w, p, filled = importance_draws(model, xb, num_samples)
         likelihood, out = p.likelihood, p.decoder_output
-        column_means = likelihood.column_means(out, xb)
+        column_means = table_values.column_means(likelihood, out, xb)
         if filled is not None:  # self-masking: the drawn values, which p(s|x) weighed
             column_means = drawn_means(likelihood, columns, filled, column_means)
         for j, m in enumerate(column_means):
@@ -143,7 +144,7 @@ def impute(
         for d in range(draws):
             pick = torch.multinomial(w.T, 1)[:, 0]  # [B]: z_k with probability w_k
             chosen = out[pick, torch.arange(xb.shape[0])]  # [B, F]
-            for j, v in enumerate(likelihood.column_draws(chosen, xb)):
+            for j, v in enumerate(table_values.column_draws(likelihood, chosen, xb)):
                 drawn[d][j].append(v.double().numpy())
     return Imputations(
         [np.concatenate(m) for m in means],
@@ -255,7 +256,7 @@ def decoded_values(
     for start in range(0, z.shape[0], batch_size):
         yb = None if y is None else y[start : start + batch_size]
         p = model.decode(z[start : start + batch_size], y=yb)
-        for j, m in enumerate(p.likelihood.column_means(p.decoder_output)):
+        for j, m in enumerate(table_values.column_means(p.likelihood, p.decoder_output)):
             values[j].append((m.argmax(-1) if m.dim() == 2 else m).double().numpy())
     return [np.concatenate(v) for v in values]
 
@@ -282,7 +283,7 @@ def sample_values(model: Model, n: int) -> list[np.ndarray]:
     generator)."""
     model.eval()
     p = model.decode(model.prior.sample(n))
-    return [v.double().numpy() for v in p.likelihood.column_draws(p.decoder_output)]
+    return [v.double().numpy() for v in table_values.column_draws(p.likelihood, p.decoder_output)]
 
 
 def sample_rows(model: Model, n: int) -> list[list[str]]:

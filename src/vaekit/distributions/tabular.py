@@ -51,7 +51,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.distributions import Distribution, Gamma, constraints
+from torch.distributions import Distribution, constraints
 
 from vaekit.distributions.functional import LOG_2PI
 from vaekit.distributions.lowrank import (
@@ -327,7 +327,8 @@ class TabularLikelihood(nn.Module):
 
     def page_heads(self) -> list[dict]:
         """Per column, what the explorer's page needs to compute its E[v|z] from the decoder
-        output as :meth:`column_means` does: name, kind, first output and width, categories;
+        output as ``table_values.column_means`` does: name, kind, first output and width,
+        categories;
         for a real or positive column loc, scale and the variance sigma^2 on the standardised
         scale, a number, or with the joint head the outputs of d's pre-activation and of W's
         row (``joint``: the page adds d + sum_r W_r^2); for a zero-inflated column loc, scale
@@ -365,7 +366,8 @@ class TabularLikelihood(nn.Module):
         """E[x|z] in the encoded layout ``[*batch, F + C]``: the Gaussian heads' means, a
         zero-inflated column's P(0) and mean of the standardised log v given v > 0, the
         counts' log1p(mean), the binary probability, the category probabilities, and a mask
-        of ones (every cell predicted). In the table's units: :meth:`column_means`."""
+        of ones (every cell predicted). In the table's units:
+        ``vaekit.distributions.table_values``."""
         out = decoder_output[..., : self.num_features]
         parts = out.clone()
         if len(self.count_columns):
@@ -393,92 +395,6 @@ class TabularLikelihood(nn.Module):
             values = x[..., self.gauss_features].double()
             observed = self.mask(x)[..., self.gauss_columns].double()
         return condition(mu, factor, variance, values, observed, draw)
-
-    def column_means(
-        self, decoder_output: torch.Tensor, x: torch.Tensor | None = None
-    ) -> list[torch.Tensor]:
-        """Per column, E[v|z] in the table's units ``[*batch]`` (real; positive: the
-        log-normal mean exp(mu_v + s_v^2 / 2); zero-inflated: (1 - P(0)) times that; counts:
-        the mean), or the category
-        probabilities ``[*batch, K]`` (binary: K = 2). With the joint head and encoded rows
-        ``x``, the real and positive columns' means are given x's observed ones among them
-        (the other columns are independent given z)."""
-        out = decoder_output.double()
-        result: list[torch.Tensor] = []
-        g = {int(j): i for i, j in enumerate(self.gauss_columns)}
-        zero = {int(j): i for i, j in enumerate(self.zero_columns)}
-        if self.rank:
-            gauss_mean, gauss_var = self.joint_given(out, x, draw=False)
-        else:
-            gauss_mean = out[..., self.gauss_features]
-            gauss_var = self.gaussian_scale().double().square().expand_as(gauss_mean)
-        for j, (column, start) in enumerate(zip(self.columns, self.starts, strict=True)):
-            if column.kind in GAUSSIAN_KINDS:
-                mu_v = column.loc + column.scale * gauss_mean[..., g[j]]
-                if column.kind == "positive":
-                    s2_v = column.scale**2 * gauss_var[..., g[j]]
-                    mu_v = (mu_v + 0.5 * s2_v).exp()
-                result.append(mu_v)
-            elif column.kind == "zero-inflated":
-                s2_v = column.scale**2 * self.zero_scale()[zero[j]].double().square()
-                log_mean = column.loc + column.scale * out[..., start + 1] + 0.5 * s2_v
-                result.append(torch.sigmoid(-out[..., start]) * log_mean.exp())
-            elif column.kind in COUNT_KINDS:
-                result.append(out[..., start].clamp(-MAX_LOG_RATE, MAX_LOG_RATE).exp())
-            elif column.kind == "binary":
-                p = torch.sigmoid(out[..., start])
-                result.append(torch.stack([1 - p, p], -1))
-            else:
-                width = len(column.categories)
-                result.append(torch.softmax(out[..., start : start + width], -1))
-        return result
-
-    def column_draws(
-        self, decoder_output: torch.Tensor, x: torch.Tensor | None = None
-    ) -> list[torch.Tensor]:
-        """Per column, one draw v ~ p(v|z) in the table's units ``[*batch]`` (a category
-        index for binary and categorical columns), from torch's global generator (the
-        gamma draws of the negative binomial take no other). With the joint head and encoded
-        rows ``x``, the real and positive columns are drawn given x's observed ones."""
-        out = decoder_output.double()
-        r_all = self.log_total_count().double().exp()
-        g = {int(j): i for i, j in enumerate(self.gauss_columns)}
-        n = {int(j): i for i, j in enumerate(self.count_columns)}
-        zero = {int(j): i for i, j in enumerate(self.zero_columns)}
-        result: list[torch.Tensor] = []
-        joint = self.joint_given(out, x, draw=True)[0] if self.rank else None
-
-        for j, (column, start) in enumerate(zip(self.columns, self.starts, strict=True)):
-            head = out[..., start]
-            if column.kind in GAUSSIAN_KINDS:
-                if joint is None:
-                    sigma = self.gaussian_scale()[g[j]].double()
-                    y = head + sigma * torch.randn(head.shape, dtype=torch.float64)
-                else:
-                    y = joint[..., g[j]]
-                v = column.loc + column.scale * y
-                result.append(v.exp() if column.kind == "positive" else v)
-            elif column.kind == "zero-inflated":  # exactly 0 with probability P(0)
-                sigma = self.zero_scale()[zero[j]].double()
-                y = out[..., start + 1] + sigma * torch.randn(head.shape, dtype=torch.float64)
-                is_zero = torch.rand(head.shape, dtype=torch.float64) < torch.sigmoid(head)
-                positive = (column.loc + column.scale * y).exp()
-                result.append(torch.where(is_zero, torch.zeros_like(positive), positive))
-            elif column.kind in COUNT_KINDS:
-                rate = head.clamp(-MAX_LOG_RATE, MAX_LOG_RATE).exp()
-                if column.kind == "count":  # NB: Poisson with a Gamma(r, mean m) rate
-                    r = r_all[n[j]].expand(head.shape)
-                    rate = Gamma(r, r / rate).sample()
-                result.append(torch.poisson(rate))
-            elif column.kind == "binary":
-                u = torch.rand(head.shape, dtype=torch.float64)
-                result.append((u < torch.sigmoid(head)).long())
-            else:
-                logits = out[..., start : start + len(column.categories)]
-                flat = torch.softmax(logits, -1).reshape(-1, logits.shape[-1])
-                draw = torch.multinomial(flat, 1)
-                result.append(draw.reshape(logits.shape[:-1]))
-        return result
 
 
 class TabularDistribution(Distribution):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from vaekit.data.tables import cell_text, encoded_cells
+from vaekit.distributions.table_values import column_draws, column_means
 from vaekit.distributions.tabular import as_columns
 
 
@@ -55,11 +56,11 @@ def table_rows(
     x = x[:count].to(next(model.parameters()).dtype)
     y = y[:count] if y is not None and model.takes_labels else None
     p = model.decode(model.encode(x, y=y).mean, y=y)
-    recon = _texts(columns, p.likelihood.column_means(p.decoder_output))
+    recon = _texts(columns, column_means(p.likelihood, p.decoder_output))
     samples: list[list[str]] = []
     if not model.takes_labels:
         with torch.random.fork_rng(devices=[]):  # the report's draws leave no trace
             torch.manual_seed(seed)
             p = model.decode(model.prior.sample(count))
-            samples = _texts(columns, p.likelihood.column_draws(p.decoder_output))
+            samples = _texts(columns, column_draws(p.likelihood, p.decoder_output))
     return TableRows([c.name for c in columns], list(zip(inputs, recon, strict=True)), samples)
