@@ -60,6 +60,7 @@ from tables_data import (
 PATTERNS = ("mcar20", "mcar50", "mnar")
 METHODS = ("mean/mode", "knn", "iterative-bayesridge", "iterative-extratrees", "vaekit")
 SELF_MASKING = "vaekit (self-masking)"
+GAUSSIAN_KINDS = {"real", "positive"}  # the columns the self-masking model covers
 
 
 def hide(df: pd.DataFrame, kinds: dict[str, str], pattern: str, seed: int) -> np.ndarray:
@@ -179,14 +180,17 @@ def run(tables, patterns, seeds: int, steps: int, max_rows: int | None, methods=
         truth = load_table(table, max_rows)
         kinds = schema_of(truth)
         sd = {n: float(truth[n].astype(float).std()) for n in truth if kinds[n] in NUMERIC}
+        # The self-masking model covers real and positive columns; a table with none (fair:
+        # its one number column is zero-inflated) has no such row.
+        here = [m for m in methods if m != SELF_MASKING or GAUSSIAN_KINDS & set(kinds.values())]
         for pattern in patterns:
-            cell: dict = {m: {"rmse": [], "acc": [], "seconds": []} for m in methods}
+            cell: dict = {m: {"rmse": [], "acc": [], "seconds": []} for m in here}
             shares = []
             for seed in range(seeds):
                 hidden = hide(truth, kinds, pattern, seed)
                 shares.append(float(hidden.mean()))
                 holes = truth.mask(hidden)
-                for method in methods:
+                for method in here:
                     start = time.perf_counter()
                     if method == "vaekit":
                         filled = impute_vaekit(holes, kinds, seed, steps)
@@ -207,7 +211,7 @@ def run(tables, patterns, seeds: int, steps: int, max_rows: int | None, methods=
                 "hidden_share": float(np.mean(shares)),
                 **{
                     m: {k: mean_and_stderr(v) for k, v in cell[m].items()} | {"per_seed": cell[m]}
-                    for m in methods
+                    for m in here
                 },
             }
     return results
@@ -218,7 +222,8 @@ def markdown(results: dict, seeds: int, steps: int, methods=METHODS) -> list[str
         f"Imputation error over the hidden cells, mean ± standard error over {seeds} seeds "
         f"(vaekit: {steps} training steps). rmse: numeric cells, in standard deviations of "
         "the complete column (lower is better); acc: category cells, share right (higher "
-        "is better); '-': the table has no such column.",
+        "is better); '-': the table has no such column; n/a: the method does not apply (the "
+        "self-masking model needs a real or positive column).",
         "",
         "| table | cells hidden | " + " | ".join(methods) + " |",
         "|---|---|" + "---|" * len(methods),
@@ -230,6 +235,9 @@ def markdown(results: dict, seeds: int, steps: int, methods=METHODS) -> list[str
             r = by_pattern[pattern]
             cells = []
             for m in methods:
+                if m not in r:
+                    cells.append("n/a")
+                    continue
                 parts = []
                 for key in ("rmse", "acc"):
                     mean, se = r[m][key]
