@@ -153,15 +153,22 @@ def test_sample_creates_the_output_folder(trained, tmp_path):
     assert code == 0 and target.is_file() and str(target) in out
 
 
-def test_a_closed_pipe_exits_quietly(trained):
-    """`vaekit evaluate RUN | head -1`: the reader leaves; no traceback, exit 128 + SIGPIPE."""
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_a_closed_pipe_exits_quietly(trained, unbuffered):
+    """`vaekit evaluate RUN | head -1`: the reader leaves; no traceback, exit 128 + SIGPIPE,
+    and eval.json still written, whether stdout is buffered (the error shows at the last
+    flush) or not (PYTHONUNBUFFERED=1: at the first print)."""
     run, _ = trained
+    (run / "eval.json").unlink(missing_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = unbuffered
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before the first line is written
     argv = [sys.executable, "-m", "vaekit", "evaluate", str(run), "--num-samples", "2"]
     argv += ["--max-examples", "20", "--no-fcd", "--progress", "plain"]
     try:
-        proc = subprocess.run(argv, stdout=write_end, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.run(argv, stdout=write_end, stderr=subprocess.PIPE, text=True, env=env)
     finally:
         os.close(write_end)
     assert proc.returncode == EXIT_BROKEN_PIPE == 141
