@@ -10,20 +10,13 @@ import pytest
 import torch
 from torch import distributions as D
 
+from test_tables import write_csv
 from vaekit.cli import main
 from vaekit.data import DataError
 from vaekit.data.table_schema import infer_schema, read_text_table, schema_lines
 from vaekit.data.tables import encode, encoded_cells
 from vaekit.distributions.table_values import column_means
 from vaekit.distributions.tabular import SCALAR_GAIN, TabularLikelihood
-
-
-def write_csv(path, header, rows):
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
 
 
 def kinds(path):
