@@ -7,13 +7,19 @@ For each ``--preset`` (a preset in configs/) and ``--seed``:
    preset's own ``train.max_steps`` and ``train.max_minutes`` are the budget; the run's wall
    time is measured around ``vaekit train`` (start-up, training and validation, no
    evaluation). Snapshots of the model every M minutes of training go to RUN/snapshots/;
-2. the learning curve: every snapshot and the final model, ``vaekit evaluate --num-samples
+2. the row: the final model at ``--num-samples`` (5000) on all test images, ± standard error,
+   bits/dim and active units; and the throughput as a share of the model's own GEMM
+   roofline, measured in this process as ``bench_models.py`` does;
+3. the learning curve: every snapshot and the final model, ``vaekit evaluate --num-samples
    K_curve`` (1000) on all 10,000 test images, against the training minutes the snapshot's
-   metadata records (the final model: the run's own training seconds);
-3. the row: the final model at ``--num-samples`` (5000) on all test images, ± standard error,
-   bits/dim and active units (the curve's last point when both K are the same: one
-   evaluation, not two); and the throughput as a share of the model's own GEMM roofline,
-   measured in this process as ``bench_models.py`` does.
+   metadata records (the final model: the run's own training seconds; the row's evaluation
+   when both K are the same: one evaluation, not two).
+
+Each evaluation's result is kept beside its model (``bench-eval-kK.json``); ``--reuse``
+evaluates a run trained before and reads back the evaluations it finds, so a run stopped
+during its evaluations goes on where it stopped. Evaluations do not depend on the machine's
+load, only their seconds do: ``--busy`` records those as null, for evaluations run beside
+other work (the training and the roofline still need the machine to themselves).
 
 The evaluation's test binarisation is fixed (``vaekit evaluate --seed 0``), so every number
 is on the same binarised test images; ``vaekit compare RUN_A RUN_B`` pairs two runs on them.
@@ -87,12 +93,24 @@ def data_name(preset: str, overrides: list[str]) -> str:
         raise SystemExit(f"--preset {preset} --set {' '.join(overrides)}: {exc}") from None
 
 
-def evaluate(model_dir: Path, num_samples: int, threads: int) -> dict:
-    """``vaekit evaluate`` on all test images at K = ``num_samples`` (its JSON result)."""
-    args = ["evaluate", str(model_dir), "--num-samples", str(num_samples), "--no-fcd"]
-    args += ["--max-examples", str(ALL_EXAMPLES)]
-    proc = vaekit_cli(*args, "--json", "--progress", "plain", threads=threads)
-    return json.loads(proc.stdout)
+def evaluate(model_dir: Path, num_samples: int, args: argparse.Namespace) -> tuple[dict, float]:
+    """``vaekit evaluate`` on all test images at K = ``num_samples``: its JSON result and
+    its wall seconds. Each result is kept beside the model (``bench-eval-kK.json``), and
+    ``--reuse`` reads it back instead of evaluating again, so an interrupted run's
+    evaluations are not lost. With ``--busy`` the seconds are None: they were measured on a
+    machine shared with other work."""
+    kept = model_dir / f"bench-eval-k{num_samples}.json"
+    if args.reuse and kept.exists():
+        stored = json.loads(kept.read_text())
+        return stored["result"], stored["seconds"]
+    command = ["evaluate", str(model_dir), "--num-samples", str(num_samples), "--no-fcd"]
+    command += ["--max-examples", str(ALL_EXAMPLES)]
+    start = time.perf_counter()
+    proc = vaekit_cli(*command, "--json", "--progress", "plain", threads=args.threads)
+    seconds = None if args.busy else time.perf_counter() - start
+    result = json.loads(proc.stdout)
+    kept.write_text(json.dumps({"result": result, "seconds": seconds}) + "\n")
+    return result, seconds
 
 
 def train_seconds(model_dir: Path) -> float:
@@ -167,12 +185,15 @@ def run_preset(preset: str, seed: int, args: argparse.Namespace) -> dict:
         vaekit_cli(*train, threads=args.threads)
         wall = time.perf_counter() - start
         record.write_text(json.dumps({"wall_seconds": wall}) + "\n")
+    # the row's number first: the final model at the row's K, the curve's points after it
+    final, eval_seconds = evaluate(run, args.num_samples, args)
     curve = []
     snapshots = sorted((run / "snapshots").glob("step-*")) if (run / "snapshots").exists() else []
     for model_dir in [*snapshots, run]:
-        start = time.perf_counter()
-        result = evaluate(model_dir, args.curve_samples, args.threads)
-        eval_seconds = time.perf_counter() - start
+        if model_dir == run and args.curve_samples == args.num_samples:
+            result = final  # one evaluation, not two
+        else:
+            result = evaluate(model_dir, args.curve_samples, args)[0]
         curve.append(
             {
                 "train_minutes": train_seconds(model_dir) / 60,
@@ -182,12 +203,6 @@ def run_preset(preset: str, seed: int, args: argparse.Namespace) -> dict:
             }
         )
         print(f"{name} seed {seed}: {curve[-1]}", file=sys.stderr)
-    if args.num_samples == args.curve_samples:
-        final = result  # the curve's last point is the final model at the row's K already
-    else:
-        start = time.perf_counter()
-        final = evaluate(run, args.num_samples, args.threads)
-        eval_seconds = time.perf_counter() - start
     decoder_seconds, decoder_gflops = decoder_roofline_seconds(run, final, args.threads)
     rate, _ = training_rate(run)
     shapes, batch, params = linear_shapes(run)
@@ -317,6 +332,11 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, nargs="?", const=ROOT / "docs" / "mnist-record.png")
     parser.add_argument(
         "--reuse", action="store_true", help="evaluate a run trained before instead of training"
+    )
+    parser.add_argument(
+        "--busy",
+        action="store_true",
+        help="evaluations run beside other work: their seconds are not recorded (null)",
     )
     parser.add_argument(
         "--set",

@@ -126,38 +126,98 @@ def test_the_table_names_each_runs_data(bench):
     assert "54%" in cells and "230.12 ± 0.46" in cells
 
 
-@pytest.mark.parametrize(
-    ("curve_k", "row_k", "evaluations"), [(1000, 1000, [1000]), (1000, 5000, [1000, 5000])]
-)
-def test_the_final_model_is_evaluated_once_when_the_curve_and_the_row_share_k(
-    bench, monkeypatch, tmp_path, curve_k, row_k, evaluations
-):
-    """An 8-bit evaluation at K = 5000 takes about 40 minutes: the row must not repeat the
-    curve's last evaluation when both ask for the same K."""
+def fake_run(tmp_path: Path) -> Path:
+    """A trained run as ``--reuse`` finds it: its checkpoint, its training record, and one
+    snapshot (so the curve has two points)."""
     run = tmp_path / "mnist-record-1h-seed0"
     (run / "checkpoints" / "last").mkdir(parents=True)
     (run / "config.json").write_text("{}")
     trainer = {"loop": {"step": 7, "train_seconds": 60.0}}
     (run / "checkpoints" / "last" / "trainer.json").write_text(json.dumps(trainer))
     (run / "bench-train.json").write_text(json.dumps({"wall_seconds": 61.0}))
-    asked = []
+    snapshot = run / "snapshots" / "step-3"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text(json.dumps({"metadata": {"train_seconds": 30.0}}))
+    return run
 
-    def fake_evaluate(model_dir, num_samples, threads):
-        asked.append(num_samples)
-        nll = 90.0 - len(asked)
-        return {"nll": nll, "nll_stderr": 0.2, "num_samples": num_samples, "bits_per_dim": 0.1}
 
-    monkeypatch.setattr(bench, "evaluate", fake_evaluate)
+@pytest.fixture
+def no_roofline(bench, monkeypatch):
     monkeypatch.setattr(bench, "decoder_roofline_seconds", lambda *a: (1.0, 1.0))
     monkeypatch.setattr(bench, "training_rate", lambda run: (10.0, None))
     monkeypatch.setattr(bench, "linear_shapes", lambda run: ([(784, 512)], 128, 1000))
     monkeypatch.setattr(bench, "roofline", lambda shapes, batch, threads: (20.0, 1.0))
     monkeypatch.setattr(bench, "eval_fields", lambda result: result)
+
+
+class FakeEvaluations:
+    """``vaekit evaluate`` as the benchmark calls it: each call's (model, K) is recorded and
+    its nll is 90 minus the number of calls so far, so a row shows which call it came from."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, int]] = []
+
+    def __call__(self, *args, threads):
+        assert args[0] == "evaluate"
+        k = int(args[args.index("--num-samples") + 1])
+        self.asked.append((Path(args[1]).name, k))
+        result = {"nll": 90.0 - len(self.asked), "nll_stderr": 0.2, "num_samples": k}
+        return type("Proc", (), {"stdout": json.dumps(result | {"bits_per_dim": 0.1})})
+
+
+@pytest.mark.parametrize(
+    ("curve_k", "row_k", "evaluations"),
+    [
+        (1000, 1000, [("mnist-record-1h-seed0", 1000), ("step-3", 1000)]),
+        (
+            1000,
+            5000,
+            [("mnist-record-1h-seed0", 5000), ("step-3", 1000), ("mnist-record-1h-seed0", 1000)],
+        ),
+    ],
+)
+def test_the_final_model_is_evaluated_once_when_the_curve_and_the_row_share_k(
+    bench, monkeypatch, tmp_path, no_roofline, curve_k, row_k, evaluations
+):
+    """An 8-bit evaluation at K = 5000 takes about 40 minutes: the row must not repeat the
+    curve's last evaluation when both ask for the same K, and it comes first."""
+    run = fake_run(tmp_path)
+    fake = FakeEvaluations()
+    monkeypatch.setattr(bench, "vaekit_cli", fake)
     argv = ["--preset", "mnist-record-1h", "--reuse", "--runs", str(tmp_path)]
     argv += ["--curve-samples", str(curve_k), "--num-samples", str(row_k)]
     run_main(bench, monkeypatch, *argv, "--results", str(tmp_path / "record.json"))
     row = json.loads((tmp_path / "record.json").read_text())["mnist-record-1h/seed-0"]
-    assert asked == evaluations
+    assert fake.asked == evaluations
     assert row["eval"]["num_samples"] == row_k
-    assert row["eval"]["nll"] == 90.0 - len(asked)  # the row is the last evaluation made
+    assert row["eval"]["nll"] == 89.0  # the row is the first evaluation made
+    assert [p["train_minutes"] for p in row["curve"]] == [0.5, 1.0]
     assert row["curve"][-1]["num_samples"] == curve_k
+    assert row["eval_seconds"] is not None and (run / f"bench-eval-k{row_k}.json").exists()
+
+
+def test_kept_evaluations_are_read_back_and_busy_ones_have_no_seconds(
+    bench, monkeypatch, tmp_path, no_roofline
+):
+    """A run stopped during its evaluations goes on where it stopped: ``--reuse`` reads the
+    evaluations kept beside each model and makes only the missing ones; ``--busy`` records
+    no seconds (they were measured beside other work)."""
+    run = fake_run(tmp_path)
+    results = tmp_path / "record.json"
+    argv = ["--preset", "mnist-record-1h", "--reuse", "--runs", str(tmp_path)]
+    argv += ["--results", str(results), "--busy"]
+    first = FakeEvaluations()
+    monkeypatch.setattr(bench, "vaekit_cli", first)
+    run_main(bench, monkeypatch, *argv)
+    assert len(first.asked) == 3
+    row = json.loads(results.read_text())["mnist-record-1h/seed-0"]
+    assert row["eval_seconds"] is None and row["eval"]["nll"] == 89.0
+    # the snapshot's evaluation is lost: only it is made again
+    (run / "snapshots" / "step-3" / "bench-eval-k1000.json").unlink()
+    again = FakeEvaluations()
+    monkeypatch.setattr(bench, "vaekit_cli", again)
+    run_main(bench, monkeypatch, *argv)
+    assert again.asked == [("step-3", 1000)]
+    row = json.loads(results.read_text())["mnist-record-1h/seed-0"]
+    assert row["eval"]["nll"] == 89.0 and row["curve"][0]["nll"] == 89.0
+    assert row["curve"][1]["nll"] == 87.0  # the final model's K = 1000, kept from the first
