@@ -20,6 +20,8 @@ evaluates a run trained before and reads back the evaluations it finds, so a run
 during its evaluations goes on where it stopped. Evaluations do not depend on the machine's
 load, only their seconds do: ``--busy`` records those as null, for evaluations run beside
 other work (the training and the roofline still need the machine to themselves).
+``--final-only`` evaluates the final model alone (the curve is its one point), for a run whose
+snapshots wait for another day: a later ``--reuse`` without it adds their points.
 
 The evaluation's test binarisation is fixed (``vaekit evaluate --seed 0``), so every number
 is on the same binarised test images; ``vaekit compare RUN_A RUN_B`` pairs two runs on them.
@@ -189,17 +191,19 @@ def run_preset(preset: str, seed: int, args: argparse.Namespace) -> dict:
     final, eval_seconds = evaluate(run, args.num_samples, args)
     curve = []
     snapshots = sorted((run / "snapshots").glob("step-*")) if (run / "snapshots").exists() else []
-    for model_dir in [*snapshots, run]:
-        if model_dir == run and args.curve_samples == args.num_samples:
+    # --final-only: the curve is the row's own point (no snapshot evaluated)
+    curve_k = args.num_samples if args.final_only else args.curve_samples
+    for model_dir in [run] if args.final_only else [*snapshots, run]:
+        if model_dir == run and curve_k == args.num_samples:
             result = final  # one evaluation, not two
         else:
-            result = evaluate(model_dir, args.curve_samples, args)[0]
+            result = evaluate(model_dir, curve_k, args)[0]
         curve.append(
             {
                 "train_minutes": train_seconds(model_dir) / 60,
                 "nll": result["nll"],
                 "nll_stderr": result["nll_stderr"],
-                "num_samples": args.curve_samples,
+                "num_samples": curve_k,
             }
         )
         print(f"{name} seed {seed}: {curve[-1]}", file=sys.stderr)
@@ -332,6 +336,11 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, nargs="?", const=ROOT / "docs" / "mnist-record.png")
     parser.add_argument(
         "--reuse", action="store_true", help="evaluate a run trained before instead of training"
+    )
+    parser.add_argument(
+        "--final-only",
+        action="store_true",
+        help="evaluate the final model only: the curve is its one point at --num-samples",
     )
     parser.add_argument(
         "--busy",

@@ -221,3 +221,18 @@ def test_kept_evaluations_are_read_back_and_busy_ones_have_no_seconds(
     row = json.loads(results.read_text())["mnist-record-1h/seed-0"]
     assert row["eval"]["nll"] == 89.0 and row["curve"][0]["nll"] == 89.0
     assert row["curve"][1]["nll"] == 87.0  # the final model's K = 1000, kept from the first
+
+
+def test_final_only_evaluates_the_final_model_once(bench, monkeypatch, tmp_path, no_roofline):
+    """``--final-only``: the row's evaluation is the whole curve; no snapshot is evaluated."""
+    fake_run(tmp_path)
+    fake = FakeEvaluations()
+    monkeypatch.setattr(bench, "vaekit_cli", fake)
+    results = tmp_path / "record.json"
+    argv = ["--preset", "mnist-record-1h", "--reuse", "--final-only", "--runs", str(tmp_path)]
+    run_main(bench, monkeypatch, *argv, "--results", str(results))
+    assert fake.asked == [("mnist-record-1h-seed0", 5000)]
+    row = json.loads(results.read_text())["mnist-record-1h/seed-0"]
+    assert row["curve"] == [
+        {"train_minutes": 1.0, "nll": 89.0, "nll_stderr": 0.2, "num_samples": 5000}
+    ]
