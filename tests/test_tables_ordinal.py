@@ -221,3 +221,30 @@ def test_score_shares_and_an_unseen_level(trained, capsys):
     assert main(["score", str(run), "--data", str(bad), "-o", str(tmp / "s.csv")]) != 0
     err = capsys.readouterr().err.strip()
     assert str(bad) in err and "'rating'" in err and "'4'" in err and len(err.splitlines()) == 1
+
+
+def test_the_estimator_imputes_samples_and_reloads_levels(tmp_path):
+    """VAEEstimator with an ordinal override: its imputations, draws and synthetic rows are
+    levels of the column in its float dtype, and a saved model reloads its cut points."""
+    pd = pytest.importorskip("pandas")
+    from vaekit import VAEEstimator
+
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=200)
+    df = pd.DataFrame(
+        {"score": 3 * z + 0.2 * rng.normal(size=200), "rating": np.clip(np.round(3 + z), 1, 5)}
+    )
+    df.loc[rng.random(200) < 0.2, "rating"] = np.nan
+    settings = dict(latent_dim=2, hidden_dims=(16,), max_steps=30, num_samples=8, batch_size=32)
+    est = VAEEstimator(**settings, column_types={"rating": "ordinal"}).fit(df)
+    assert est.column_types_ == {"score": "real", "rating": "ordinal"}
+    levels = {1.0, 2.0, 3.0, 4.0, 5.0}
+    filled = est.impute(df)
+    assert filled["rating"].dtype == np.float64 and set(filled["rating"]) <= levels
+    assert set(est.impute(df, draws=1)[0]["rating"]) <= levels
+    assert set(est.sample(50)["rating"]) <= levels
+    loaded = VAEEstimator.load(est.save(tmp_path / "model"))
+    torch.testing.assert_close(
+        loaded.model_.likelihood.ordinal.cuts(), est.model_.likelihood.ordinal.cuts()
+    )
+    pd.testing.assert_frame_equal(loaded.sample(9), est.sample(9))
