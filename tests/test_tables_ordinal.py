@@ -248,3 +248,18 @@ def test_the_estimator_imputes_samples_and_reloads_levels(tmp_path):
         loaded.model_.likelihood.ordinal.cuts(), est.model_.likelihood.ordinal.cuts()
     )
     pd.testing.assert_frame_equal(loaded.sample(9), est.sample(9))
+
+
+def test_the_reports_rows_show_levels(trained):
+    """The report's reconstructions and synthetic rows write an ordinal cell as a level."""
+    from vaekit.checkpoint import load
+    from vaekit.report.table_rows import table_rows
+
+    _, path, run, _ = trained
+    model = load(run)
+    x = torch.from_numpy(encode(read_text_table(path), model.config.columns))
+    rows = table_rows(model, x, count=40)
+    texts = {f"{v:g}" for v in LEVELS}
+    assert {recon[1] for _, recon in rows.pairs} <= texts
+    assert {row[1] for row in rows.samples} <= texts
+    assert {cells[1] for cells, _ in rows.pairs} <= texts | {""}
