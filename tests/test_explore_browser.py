@@ -784,11 +784,12 @@ def test_the_deep_hierarchical_page_runs_in_the_browser(browser, runs, pages):
 
 
 @needs_chromium
-@pytest.mark.parametrize("rank", [None, 1])
+@pytest.mark.parametrize("rank", [None, 1, "ordinal"])
 def test_mixed_table_row_is_shown_in_its_types(browser, tmp_path, rank):
     """A mixed table with missing cells: the page decodes a row as ``vaekit decode`` does
     (each column's E[v|z]: a real or positive mean, a count's mean rounded, the most probable
-    category by name), the joint low-rank head included, beside the input row's cells."""
+    category by name, an ordinal's mean level), the joint low-rank head included, beside the
+    input row's cells."""
     from test_tables import HEADER, TINY, mixed_rows, write_csv
     from vaekit.data.tables import encoded_cells
     from vaekit.impute import decoded_values
@@ -796,6 +797,8 @@ def test_mixed_table_row_is_shown_in_its_types(browser, tmp_path, rank):
     table = write_csv(tmp_path / "people.csv", HEADER, mixed_rows())
     out = tmp_path / "run"
     extra = [] if rank is None else ["--likelihood", "gaussian-lowrank", "--rank", str(rank)]
+    if rank == "ordinal":  # grade's few integers as ordered levels
+        extra = ["--column-type", "grade=ordinal"]
     assert main(["train", "--data", str(table), "--out", str(out), *TINY, *extra]) == 0
     page, data = build_explorer(out)
     assert [h["name"] for h in data["display"]["heads"]] == HEADER

@@ -91,8 +91,8 @@ def test_overrides_and_their_errors(table):
         infer_schema(text, {"height": "real"})
     with pytest.raises(DataError, match=r"column 5 \('colour'\): type real: 'red' is not a num"):
         infer_schema(text, {"colour": "real"})
-    with pytest.raises(DataError, match=r"--column-type age=ordinal: unknown type"):
-        infer_schema(text, {"age": "ordinal"})
+    with pytest.raises(DataError, match=r"--column-type age=interval: unknown type"):
+        infer_schema(text, {"age": "interval"})
 
 
 @pytest.mark.parametrize(

@@ -57,7 +57,8 @@ class DataConfig:
         default_factory=dict,
         flag="",
         help="a table's column types that replace the inferred ones, name -> real, positive, "
-        "zero-inflated, count, poisson, binary or categorical (the TOML table [data.columns]; "
+        "zero-inflated, count, poisson, ordinal, binary or categorical (the TOML table "
+        "[data.columns]; "
         "on the command line --column-type NAME=TYPE)",
     )
 

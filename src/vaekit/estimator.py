@@ -89,7 +89,8 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         print the training log.
     column_types:
         a DataFrame's column types that replace the inferred ones, name -> real, positive,
-        zero-inflated, count, poisson, binary or categorical (as ``--column-type NAME=TYPE``).
+        zero-inflated, count, poisson, ordinal, binary or categorical (as ``--column-type
+        NAME=TYPE``; ordinal is never inferred).
     unknown_categories:
         what a category the training table never had becomes in a DataFrame given after
         ``fit`` (``transform``, ``score_samples``, ``impute``): ``"error"`` (a DataError
@@ -336,7 +337,8 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         """A copy of the DataFrame ``X`` with its missing modelled cells filled (MIWAE, K =
         ``num_samples`` importance draws; ``vaekit impute``'s engine): a real, positive,
         zero-inflated or count cell by its posterior-predictive mean (each draw's mean held to
-        the column's training range), a category by its most probable value.
+        the column's training range; an ordinal by the level nearest it), a category by its
+        most probable value.
         Observed cells, other columns and the index are ``X``'s own, untouched. ``draws`` N:
         a list of N multiple imputations (sampling-importance-resampling draws) instead."""
         from vaekit.impute import impute

@@ -13,6 +13,9 @@ w_k proportional to p(x_obs|z_k) p(z_k) / q(z_k|x_obs), and a missing cell gets
   log-mean, linear in z, gave means of 50,000 for a column whose largest value was 7,300,
   and among K = 100 draws one such z_k decided the sum. Held to the values training saw,
   the terms keep the estimate inside them and the sum loses that heavy tail;
+* ordinal: the level nearest that posterior-predictive mean sum_k w_k E[v|z_k]
+  (E[v|z_k] = sum_l P(level l|z_k) times level l's value): a cell gets one of the column's
+  levels, as a count gets an integer;
 * binary, categorical: the category of largest sum_k w_k p(category|z_k).
 
 A self-masking model (``vaekit.distributions.missingness``) draws a real or positive
@@ -37,6 +40,7 @@ from vaekit.data.errors import DataError
 from vaekit.data.tables import (
     TextTable,
     cell_text,
+    nearest_level,
     read_new_table,
     write_csv_rows,
 )
@@ -140,6 +144,8 @@ def impute(
                 value = (w[..., None] * m).sum(0).argmax(-1).double()
             else:
                 value = (w * in_range(columns[j], m)).sum(0)
+            if columns[j].kind == "ordinal":
+                value = torch.from_numpy(nearest_level(columns[j], value.numpy()))
             means[j].append(value.numpy())
         for d in range(draws):
             pick = torch.multinomial(w.T, 1)[:, 0]  # [B]: z_k with probability w_k

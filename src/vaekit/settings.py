@@ -55,7 +55,9 @@ class TableColumn:
     ``kind``: real (a Gaussian on (v - loc) / scale), positive (log-normal: a Gaussian on
     (log v - loc) / scale), zero-inflated (v >= 0: a mass at 0 and, for v > 0, loc and scale
     of log v as for positive), count (negative binomial), poisson (a count column modelled as
-    Poisson), binary or categorical (``categories``: the cell texts, in the order of the
+    Poisson), ordinal (numbers with an order: ``levels``, the sorted distinct training
+    values, under a cumulative-link likelihood; ``loc`` and ``scale`` those of the level
+    index), binary or categorical (``categories``: the cell texts, in the order of the
     decoder's logits; a binary column's two values are its categories too). ``loc`` and
     ``scale`` are the mean and standard deviation of the modelled value over every observed
     cell of the training file (the schema is read from all its rows before the split, so
@@ -65,8 +67,11 @@ class TableColumn:
     to them."""
 
     name: str
-    kind: Literal["real", "positive", "zero-inflated", "count", "poisson", "binary", "categorical"]
+    kind: Literal[
+        "real", "positive", "zero-inflated", "count", "poisson", "ordinal", "binary", "categorical"
+    ]
     categories: list[str] = field(default_factory=list)
+    levels: list[float] = field(default_factory=list)
     loc: float = 0.0
     scale: float = 1.0
     low: float | None = None

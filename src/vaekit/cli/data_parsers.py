@@ -152,7 +152,7 @@ def add_impute_parser(commands) -> None:
         description="Fill the missing cells of a table with a run trained on a mixed-type "
         "table: K draws z ~ q(z|observed cells), importance-weighted (Mattei & Frellsen 2019); "
         "a real, positive, zero-inflated or count cell gets its posterior-predictive mean (a "
-        "count rounded; "
+        "count rounded, an ordinal the level nearest it; "
         "each draw's mean held to the column's training range), "
         "a binary or categorical cell its most probable category. Observed cells are copied "
         "as read; column names, order and category strings are kept.",

@@ -97,7 +97,8 @@ def add_train_parser(commands, light: bool) -> None:
         default=[],
         metavar="NAME=TYPE",
         help="a CSV/Parquet table's column type, replacing the inferred one: real, positive, "
-        "zero-inflated (a mass at 0 plus a log-normal above it), count, poisson, binary or "
+        "zero-inflated (a mass at 0 plus a log-normal above it), count, poisson, ordinal (a "
+        "number column's sorted distinct values as ordered levels; never inferred), binary or "
         "categorical (repeatable; the TOML table [data.columns]; default: none, every type "
         "inferred)",
     )

@@ -24,7 +24,7 @@ import numpy as np
 
 from vaekit.data.errors import DataError
 from vaekit.data.table_schema import TextTable, category_key, infer_schema, number
-from vaekit.data.tables import encode
+from vaekit.data.tables import encode, nearest_level
 from vaekit.settings import TableColumn
 
 FRAME_NAME = "DataFrame"  # what errors call the table (no file behind it)
@@ -109,7 +109,7 @@ class FrameTypes:
         """The types a table read from a file has: float64 reals, int64 counts, category
         texts as strings."""
         kinds = {"count": "int64", "poisson": "int64"}
-        kinds |= dict.fromkeys(("real", "positive", "zero-inflated"), "float64")
+        kinds |= dict.fromkeys(("real", "positive", "zero-inflated", "ordinal"), "float64")
         return cls(
             {c.name: kinds.get(c.kind, "object") for c in schema}, {}, [c.name for c in schema]
         )
@@ -149,6 +149,8 @@ class FrameTypes:
             cells = [own.get(t, t) for t in (column.categories[int(i)] for i in values)]
             return pd.Series(cells, dtype=object).astype(dtype)
         numbers = np.asarray(values, dtype=np.float64)
+        if column.kind == "ordinal":  # a predicted mean may fall between two levels
+            numbers = nearest_level(column, numbers)
         if column.kind in ("count", "poisson") or pd.api.types.is_integer_dtype(dtype):
             numbers = np.rint(numbers)
         if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):

@@ -14,6 +14,10 @@ The schema (:func:`infer_schema`, each column a ``vaekit.settings.TableColumn``)
 * positive: numbers, all > 0, right-skewed (skewness > ``POSITIVE_SKEW``): log-normal;
 * real: any other numbers.
 
+Inference never picks ordinal: ``--column-type NAME=ordinal`` asks for it, on a column of
+numbers, whose sorted distinct values become its levels (a column of words is refused:
+write its levels as numbers in their order).
+
 ``--column-type NAME=TYPE`` (``[data.columns]`` in TOML) replaces an inferred type. Bad
 input is a one-line :class:`DataError` naming the file and the column.
 """
@@ -36,7 +40,16 @@ MAX_INTEGER_CATEGORIES = 10
 MAX_CATEGORIES = 100
 POSITIVE_SKEW = 1.0
 ZERO_SHARE = 0.1
-KINDS = ("real", "positive", "zero-inflated", "count", "poisson", "binary", "categorical")
+KINDS = (
+    "real",
+    "positive",
+    "zero-inflated",
+    "count",
+    "poisson",
+    "ordinal",
+    "binary",
+    "categorical",
+)
 
 
 @dataclass
@@ -265,9 +278,15 @@ def _infer_kind(table: TextTable, j: int, seen: _Observed) -> str:
 
 def _check_kind(table: TextTable, j: int, kind: str, seen: _Observed) -> None:
     """An overridden type must fit the column's values."""
-    if kind in ("real", "positive", "zero-inflated", "count", "poisson"):
+    if kind in ("real", "positive", "zero-inflated", "count", "poisson", "ordinal"):
         if not seen.numeric:
-            raise _column_error(table, j, f"type {kind}: {seen.first_word()!r} is not a number")
+            hint = " (an ordinal's levels are numbers: write the words as numbers in their order)"
+            raise _column_error(
+                table,
+                j,
+                f"type {kind}: {seen.first_word()!r} is not a number"
+                + (hint if kind == "ordinal" else ""),
+            )
         v = seen.values
         if not np.isfinite(v).all():
             raise _column_error(table, j, f"type {kind}: it holds infinite values")
@@ -280,6 +299,13 @@ def _check_kind(table: TextTable, j: int, kind: str, seen: _Observed) -> None:
         if kind in ("count", "poisson") and ((v != np.round(v)) | (v < 0)).any():
             bad = v[(v != np.round(v)) | (v < 0)][0]
             raise _column_error(table, j, f"type {kind}: {bad:g} is not an integer >= 0")
+        if kind == "ordinal" and seen.n_distinct() > MAX_CATEGORIES:
+            raise _column_error(
+                table,
+                j,
+                f"type ordinal: {seen.n_distinct()} distinct values, more than the "
+                f"{MAX_CATEGORIES} levels an ordinal column may have",
+            )
     if kind == "binary":
         distinct = seen.n_distinct()
         if distinct != 2:
@@ -329,6 +355,11 @@ def infer_schema(table: TextTable, overrides: dict[str, str] | None = None) -> l
         column = TableColumn(name=name, kind=kind)
         if kind in ("binary", "categorical"):
             column.categories = seen.distinct()
+        elif kind == "ordinal":
+            levels, index = np.unique(seen.values, return_inverse=True)
+            column.levels = [float(v) for v in levels]
+            column.low, column.high = column.levels[0], column.levels[-1]
+            column.loc, column.scale = float(index.mean()), float(index.std()) or 1.0
         else:
             column.low, column.high = float(seen.values.min()), float(seen.values.max())
         if kind in ("real", "positive", "zero-inflated"):
@@ -348,6 +379,7 @@ def schema_lines(schema: list[TableColumn]) -> list[str]:
         "zero-inflated": "mass at 0 + log-normal",
         "count": "negative binomial",
         "poisson": "Poisson",
+        "ordinal": "ordered logit",
         "binary": "Bernoulli",
         "categorical": "categorical",
     }
@@ -360,6 +392,11 @@ def schema_lines(schema: list[TableColumn]) -> list[str]:
             values = f"log: mean {c.loc:.4g}, sd {c.scale:.4g}"
         elif c.kind == "zero-inflated":
             values = f"0, or v > 0 with log: mean {c.loc:.4g}, sd {c.scale:.4g}"
+        elif c.kind == "ordinal":
+            shown = ", ".join(f"{v:g}" for v in c.levels[:6]) + (
+                ", ..." if len(c.levels) > 6 else ""
+            )
+            values = f"{len(c.levels)} ordered levels: {shown}"
         elif c.kind == "real":
             values = f"mean {c.loc:.4g}, sd {c.scale:.4g}"
         else:

@@ -70,8 +70,9 @@ def encode(
         cells = table.cells[where[column.name]]
         rows = np.array([i for i, c in enumerate(cells) if c is not None], dtype=np.int64)
         texts = [cells[i] for i in rows]
-        if column.kind in ("binary", "categorical"):
-            index = _category_indices(table, column, rows, texts, unknown_categories)
+        if column.kind in ("binary", "categorical", "ordinal"):
+            find = _level_indices if column.kind == "ordinal" else _category_indices
+            index = find(table, column, rows, texts, unknown_categories)
             unknown = index < 0
             unseen[column.name] = int(unknown.sum())
             rows, index = rows[~unknown], index[~unknown]
@@ -81,6 +82,8 @@ def encode(
                 x[rows, start] = index
             else:
                 x[rows, start + index] = 1.0
+        elif column.kind == "ordinal":  # the standardised level index
+            x[rows, start] = (index - column.loc) / column.scale
         else:
             features = _encode_numbers(table, column, rows, texts)
             x[rows, start : start + widths[k]] = features.reshape(len(rows), widths[k])
@@ -138,6 +141,36 @@ def _category_indices(
             column,
             texts[m],
             f"is a category training never saw (it saw: {shown}); "
+            f"{arg('unknown_categories', 'missing')} reads such cells as missing",
+        )
+    return index
+
+
+def _level_indices(
+    table: TextTable,
+    column: TableColumn,
+    rows: np.ndarray,
+    texts: list[str],
+    unknown_categories: str = "error",
+) -> np.ndarray:
+    """Each observed cell's ordinal level index ``[M]`` int64 (its value among the column's
+    ``levels``); a value that is not one of them is a DataError naming the first such row,
+    or with ``unknown_categories`` "missing" the index -1."""
+    values, is_number = parse_numbers(texts)
+    levels = np.asarray(column.levels, dtype=np.float64)
+    index = np.searchsorted(levels, np.where(is_number, values, np.inf))
+    index = np.minimum(index, len(levels) - 1)
+    index = np.where(is_number & (levels[index] == values), index, -1)
+    if unknown_categories == "error" and (index < 0).any():
+        m = int(np.argmin(index >= 0))
+        shown = ", ".join(f"{v:g}" for v in column.levels[:10])
+        raise _cell_error(
+            table,
+            rows[m],
+            column,
+            texts[m],
+            f"is not one of the levels training saw (column type ordinal: {shown}"
+            f"{', ...' if len(column.levels) > 10 else ''}); "
             f"{arg('unknown_categories', 'missing')} reads such cells as missing",
         )
     return index
@@ -357,6 +390,9 @@ def encoded_cells(x: np.ndarray, schema: list[TableColumn]) -> list[list[str]]:
             elif column.kind == "zero-inflated":
                 value = 0.0 if v[0] == 1 else np.exp(column.loc + column.scale * v[1])
                 row.append(f"{value:.7g}")
+            elif column.kind == "ordinal":
+                index = int(np.rint(column.loc + column.scale * v[0]))
+                row.append(cell_text(column, column.levels[index]))
             else:
                 row.append(cell_text(column, round(v[0])))
         rows.append(row)
@@ -365,12 +401,25 @@ def encoded_cells(x: np.ndarray, schema: list[TableColumn]) -> list[list[str]]:
 
 def cell_text(column: TableColumn, value: float) -> str:
     """A value in a column's type as the cell text written out: a category's own text
-    (``value`` its index), a count as an integer, a real number with 10 significant digits."""
+    (``value`` its index), a count as an integer, an ordinal's level nearest ``value``, a
+    real number with 10 significant digits."""
     if column.kind in ("binary", "categorical"):
         return column.categories[int(value)]
+    if column.kind == "ordinal":
+        value = nearest_level(column, np.asarray(value)).item()
     if column.kind in ("count", "poisson"):
         return str(int(np.rint(value)))
     return f"{value:.10g}"
+
+
+def nearest_level(column: TableColumn, values: np.ndarray) -> np.ndarray:
+    """An ordinal column's level nearest each of ``values [*]`` (the lower one at a tie):
+    where a predicted mean, which may fall between levels, becomes a cell."""
+    levels = np.asarray(column.levels, dtype=np.float64)
+    above = np.clip(np.searchsorted(levels, values), 1, len(levels) - 1)
+    below = above - 1
+    pick = np.where(values - levels[below] <= levels[above] - values, below, above)
+    return levels[pick]
 
 
 def write_csv_rows(path: str | Path, header: list[str] | None, rows: list[list[str]]) -> Path:

@@ -25,7 +25,8 @@ def column_means(
 ) -> list[torch.Tensor]:
     """Per column, E[v|z] in the table's units ``[*batch]`` (real; positive: the
     log-normal mean exp(mu_v + s_v^2 / 2); zero-inflated: (1 - P(0)) times that; counts:
-    the mean), or the category
+    the mean; ordinal: sum_k P(level k) times level k's value, the squared error's
+    minimiser, which may fall between levels), or the category
     probabilities ``[*batch, K]`` (binary: K = 2). With the joint head and encoded rows
     ``x``, the real and positive columns' means are given x's observed ones among them
     (the other columns are independent given z)."""
@@ -33,6 +34,7 @@ def column_means(
     result: list[torch.Tensor] = []
     g = {int(j): i for i, j in enumerate(likelihood.gauss_columns)}
     zero = {int(j): i for i, j in enumerate(likelihood.zero_columns)}
+    ordinal = _ordinal_probs(likelihood, out)
     if likelihood.rank:
         gauss_mean, gauss_var = likelihood.joint_given(out, x, draw=False)
     else:
@@ -51,6 +53,9 @@ def column_means(
             result.append(torch.sigmoid(-out[..., start]) * log_mean.exp())
         elif column.kind in COUNT_KINDS:
             result.append(out[..., start].clamp(-MAX_LOG_RATE, MAX_LOG_RATE).exp())
+        elif column.kind == "ordinal":
+            levels = torch.tensor(column.levels, dtype=torch.float64)
+            result.append((ordinal[j] * levels).sum(-1))
         elif column.kind == "binary":
             p = torch.sigmoid(out[..., start])
             result.append(torch.stack([1 - p, p], -1))
@@ -60,18 +65,31 @@ def column_means(
     return result
 
 
+def _ordinal_probs(likelihood: TabularLikelihood, out: torch.Tensor) -> dict[int, torch.Tensor]:
+    """Each ordinal column's level probabilities ``[*batch, K]`` (float64), by column."""
+    if not len(likelihood.ordinal_columns):
+        return {}
+    probs = likelihood.ordinal_log_probs(out).exp()
+    return {
+        int(j): probs[..., o, : len(likelihood.columns[j].levels)]
+        for o, j in enumerate(likelihood.ordinal_columns)
+    }
+
+
 def column_draws(
     likelihood: TabularLikelihood, decoder_output: torch.Tensor, x: torch.Tensor | None = None
 ) -> list[torch.Tensor]:
     """Per column, one draw v ~ p(v|z) in the table's units ``[*batch]`` (a category
     index for binary and categorical columns), from torch's global generator (the
-    gamma draws of the negative binomial take no other). With the joint head and encoded
+    gamma draws of the negative binomial take no other; an ordinal's draw is one of its
+    levels). With the joint head and encoded
     rows ``x``, the real and positive columns are drawn given x's observed ones."""
     out = decoder_output.double()
     r_all = likelihood.log_total_count().double().exp()
     g = {int(j): i for i, j in enumerate(likelihood.gauss_columns)}
     n = {int(j): i for i, j in enumerate(likelihood.count_columns)}
     zero = {int(j): i for i, j in enumerate(likelihood.zero_columns)}
+    ordinal = _ordinal_probs(likelihood, out)
     result: list[torch.Tensor] = []
     joint = likelihood.joint_given(out, x, draw=True)[0] if likelihood.rank else None
 
@@ -97,6 +115,11 @@ def column_draws(
                 r = r_all[n[j]].expand(head.shape)
                 rate = Gamma(r, r / rate).sample()
             result.append(torch.poisson(rate))
+        elif column.kind == "ordinal":
+            probs = ordinal[j]
+            draw = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1)
+            levels = torch.tensor(column.levels, dtype=torch.float64)
+            result.append(levels[draw.reshape(probs.shape[:-1])])
         elif column.kind == "binary":
             u = torch.rand(head.shape, dtype=torch.float64)
             result.append((u < torch.sigmoid(head)).long())

@@ -6,13 +6,15 @@ the observed mask of the C columns (1 observed, 0 missing). The features of a co
 * real: (v - loc) / scale; positive: (log v - loc) / scale (loc, scale: the column's);
 * zero-inflated: two, [v == 0] and (log v - loc) / scale for v > 0 (0 for a zero);
 * count, poisson: log1p(v) (v recovered exactly as round(expm1(.)));
+* ordinal: (k - loc) / scale, k the index of the cell among the column's sorted levels;
 * binary: 0 or 1 (the index of the cell among the column's two categories);
 * categorical: one-hot over the column's K categories;
 
 and a missing cell's features are 0. The decoder outputs, per column, a mean (real,
 positive), the logit of P(v = 0) and a mean (zero-inflated), a log-mean (count, poisson), a
-logit (binary) or K logits (categorical); the Gaussian scales (zero-inflated: of log v) and
-the negative binomial's dispersions are learned per column.
+location eta (ordinal), a logit (binary) or K logits (categorical); the Gaussian scales
+(zero-inflated: of log v), the negative binomial's dispersions and an ordinal's K - 1 cut
+points are learned per column.
 
 log p(x|z) is the sum over the observed cells, in nats per row of the table as given:
 
@@ -23,6 +25,8 @@ log p(x|z) is the sum over the observed cells, in nats per row of the table as g
   log(1 - pi) + the positive column's log-normal density above for a cell v > 0;
 * count: the negative binomial with mean m and total count r, probability of success
   m / (m + r) (var = m + m^2 / r); poisson: Poisson(m);
+* ordinal: the ordered logit P(v = level k) = sigmoid(c_k - eta) - sigmoid(c_{k-1} - eta)
+  (``vaekit.distributions.ordinal``, in log space);
 * binary: Bernoulli; categorical: the softmax of the logits.
 
 With ``rank`` R >= 1 the real and positive columns (G of them) are one joint Gaussian on
@@ -62,6 +66,7 @@ from vaekit.distributions.lowrank import (
     masked_log_prob,
 )
 from vaekit.distributions.missingness import filled_values, missingness_model
+from vaekit.distributions.ordinal import OrdinalCuts
 from vaekit.settings import TableColumn
 
 # A log-mean outside this range (a rate above e^30 ~ 1e13) only arises from a diverging
@@ -148,6 +153,14 @@ class TabularLikelihood(nn.Module):
         buffer("zero_features", [starts[j] for j in zero])
         buffer("zero_loc", [self.columns[j].loc for j in zero], torch.float64)
         buffer("zero_log_scale", [math.log(self.columns[j].scale) for j in zero], torch.float64)
+        ordinal = index(("ordinal",))
+        buffer("ordinal_columns", ordinal)
+        buffer("ordinal_features", [starts[j] for j in ordinal])
+        buffer("ordinal_loc", [self.columns[j].loc for j in ordinal], torch.float64)
+        buffer("ordinal_scale", [self.columns[j].scale for j in ordinal], torch.float64)
+        buffer("ordinal_top", [len(self.columns[j].levels) - 1 for j in ordinal])
+        if ordinal:  # only then, as the zero-inflated scales
+            self.ordinal = OrdinalCuts([len(self.columns[j].levels) for j in ordinal], SCALAR_GAIN)
         binary = index(("binary",))
         buffer("binary_columns", binary)
         buffer("binary_features", [starts[j] for j in binary])
@@ -220,6 +233,17 @@ class TabularLikelihood(nn.Module):
     def log_rate(self, decoder_output: torch.Tensor) -> torch.Tensor:
         return decoder_output[..., self.count_features].clamp(-MAX_LOG_RATE, MAX_LOG_RATE)
 
+    def ordinal_levels(self, x: torch.Tensor) -> torch.Tensor:
+        """The ordinal columns' level indices ``[*, O]`` int64 of encoded rows (0 where
+        missing)."""
+        k = self.ordinal_loc + self.ordinal_scale * x[..., self.ordinal_features].double()
+        return k.round().long().clamp(min=0).minimum(self.ordinal_top)
+
+    def ordinal_log_probs(self, decoder_output: torch.Tensor) -> torch.Tensor:
+        """log P(v = level k | z) of the ordinal columns, ``[*batch, O, K_max]`` nats (-inf
+        past a column's own levels)."""
+        return self.ordinal.level_log_probs(decoder_output[..., self.ordinal_features])
+
     def cell_log_probs(self, decoder_output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """log p of every cell, ``[*batch, C]`` nats in the table's own units, 0 at missing
         cells (with the joint head, a real cell's conditional given the real cells before
@@ -275,6 +299,11 @@ class TabularLikelihood(nn.Module):
             )
             lp = torch.where(self.count_poisson, poisson, nb)
             cells = cells.index_copy(-1, self.count_columns, lp.expand(*shape, -1))
+        if len(self.ordinal_columns):
+            log_p = self.ordinal_log_probs(out)  # [*, O, K_max]
+            k = self.ordinal_levels(x).expand(*shape, -1)
+            lp = log_p.expand(*shape, -1, -1).gather(-1, k[..., None])[..., 0]
+            cells = cells.index_copy(-1, self.ordinal_columns, lp)
         if len(self.binary_columns):
             logits = out[..., self.binary_features]
             target = x[..., self.binary_features].expand_as(logits)
@@ -333,7 +362,7 @@ class TabularLikelihood(nn.Module):
         scale, a number, or with the joint head the outputs of d's pre-activation and of W's
         row (``joint``: the page adds d + sum_r W_r^2); for a zero-inflated column loc, scale
         and the variance of its standardised log v (its outputs: the logit of P(0), the
-        mean)."""
+        mean); for an ordinal column its levels and cut points (its output: eta)."""
         gauss = {int(j): i for i, j in enumerate(self.gauss_columns)}
         if not self.rank:
             variance = self.gaussian_scale().detach().double().square().tolist()
@@ -345,6 +374,10 @@ class TabularLikelihood(nn.Module):
                 z = int((self.zero_columns == j).nonzero())
                 variance = self.zero_scale()[z].detach().double().square().item()
                 head.update(loc=column.loc, scale=column.scale, var=variance)
+            if column.kind == "ordinal":
+                o = int((self.ordinal_columns == j).nonzero())
+                cuts = self.ordinal.cuts()[o, : len(column.levels) - 1]
+                head.update(levels=list(column.levels), cuts=cuts.detach().double().tolist())
             if j in gauss:
                 i, f, g = gauss[j], self.num_features, len(gauss)
                 head.update(loc=column.loc, scale=column.scale)
@@ -365,9 +398,9 @@ class TabularLikelihood(nn.Module):
     def mean(self, decoder_output: torch.Tensor) -> torch.Tensor:
         """E[x|z] in the encoded layout ``[*batch, F + C]``: the Gaussian heads' means, a
         zero-inflated column's P(0) and mean of the standardised log v given v > 0, the
-        counts' log1p(mean), the binary probability, the category probabilities, and a mask
-        of ones (every cell predicted). In the table's units:
-        ``vaekit.distributions.table_values``."""
+        counts' log1p(mean), an ordinal's mean level index (standardised), the binary
+        probability, the category probabilities, and a mask of ones (every cell
+        predicted). In the table's units: ``vaekit.distributions.table_values``."""
         out = decoder_output[..., : self.num_features]
         parts = out.clone()
         if len(self.count_columns):
@@ -376,6 +409,12 @@ class TabularLikelihood(nn.Module):
             parts[..., self.binary_features] = torch.sigmoid(out[..., self.binary_features])
         if len(self.zero_columns):
             parts[..., self.zero_features] = torch.sigmoid(out[..., self.zero_features])
+        if len(self.ordinal_columns):
+            probs = self.ordinal_log_probs(out).exp()  # [*, O, K_max], 0 past the levels
+            k = torch.arange(probs.shape[-1], dtype=probs.dtype, device=probs.device)
+            index = (probs * k).sum(-1)
+            loc, scale = self.ordinal_loc.to(out.dtype), self.ordinal_scale.to(out.dtype)
+            parts[..., self.ordinal_features] = (index - loc) / scale
         for _, start, width in self.categorical:
             parts[..., start : start + width] = torch.softmax(out[..., start : start + width], -1)
         return torch.cat([parts, parts.new_ones((*parts.shape[:-1], len(self.columns)))], -1)

@@ -1,8 +1,8 @@
 """A mixed-type table's rows for the report, in the table's own types: test rows beside their
 reconstructions, and synthetic rows. A table has no pictures of its examples; these rows are
 its reconstructions and samples (each cell as ``vaekit reconstruct`` and ``vaekit sample``
-write it: a count as an integer, a category by its name; a real number to 6 significant
-digits, where the files keep 10)."""
+write it: a count as an integer, an ordinal as a level, a category by its name; a real
+number to 6 significant digits, where the files keep 10)."""
 
 from __future__ import annotations
 
