@@ -29,12 +29,10 @@ chooses). The model: the reference MLP VAE (hidden 512,256, latent 16, batch 128
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,7 +42,10 @@ import uuid
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TOKEN_ENV = "VAEKIT_BENCH_ELASTIC_TOKEN"
+# Finding and killing the job's processes lives with the elastic test, its other user.
+sys.path.insert(0, str(HERE.parent / "tests"))
+from torchrun_jobs import TOKEN_ENV, children, free_port, kill_all  # noqa: E402
+
 STEP_LINE = re.compile(r"^step\s+\d+/", re.MULTILINE)
 RESTARTED = "torchrun restarted this job"
 
@@ -71,45 +72,6 @@ def images_per_second(run: Path) -> float | None:
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     rates = [r["examples_per_s"] for r in records if r["kind"] == "step"][1:]
     return statistics.harmonic_mean(rates) if rates else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def processes_with(token: str) -> list[int]:
-    """Process ids whose environment carries ``TOKEN_ENV=token`` (agents and workers)."""
-    needle = f"{TOKEN_ENV}={token}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if needle in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
-    return found
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of ``pid`` (an agent's workers: torchrun puts each in its own session)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                stat = (entry / "stat").read_text()
-                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-    return found
-
-
-def kill_all(token: str) -> None:
-    deadline = time.monotonic() + 10
-    while (pids := processes_with(token)) and time.monotonic() < deadline:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.05)
 
 
 class TwoNodes:

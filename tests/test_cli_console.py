@@ -153,27 +153,52 @@ def test_sample_creates_the_output_folder(trained, tmp_path):
     assert code == 0 and target.is_file() and str(target) in out
 
 
+# Commands that print while they write: their words after the command, and the file each
+# must finish ({run}: the trained run).
+CLOSED_PIPE = {
+    "evaluate": ("{run} --num-samples 2 --max-examples 20 --no-fcd", "{run}/eval.json"),
+    "report": ("{run} --num-samples 2 --max-examples 20", "{run}/report.html"),
+    "train": (
+        "--config smoke --out {run}-piped --overwrite --max-steps 6 --log-every 1 --no-report",
+        "{run}-piped/model.safetensors",
+    ),
+}
+
+
+@pytest.mark.parametrize("command", list(CLOSED_PIPE))
 @pytest.mark.parametrize("unbuffered", ["", "1"])
-def test_a_closed_pipe_exits_quietly(trained, unbuffered):
-    """`vaekit evaluate RUN | head -1`: the reader leaves; no traceback, exit 128 + SIGPIPE,
-    and eval.json still written, whether stdout is buffered (the error shows at the last
-    flush) or not (PYTHONUNBUFFERED=1: at the first print)."""
+def test_a_closed_pipe_exits_quietly(trained, command, unbuffered):
+    """`vaekit evaluate RUN | head -1`, `vaekit report RUN | head -3`, `vaekit train ... |
+    head`: the reader leaves; no traceback, no error, exit 128 + SIGPIPE, and the file still
+    written whole, whether stdout is buffered (the error shows at the last flush) or not
+    (PYTHONUNBUFFERED=1: at the first print, before the file is written)."""
     run, _ = trained
-    (run / "eval.json").unlink(missing_ok=True)
+    words, written = CLOSED_PIPE[command]
+    flags = [word.format(run=run) for word in words.split()]
+    written = Path(written.format(run=run))
+    written.unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     if unbuffered:
         env["PYTHONUNBUFFERED"] = unbuffered
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before the first line is written
-    argv = [sys.executable, "-m", "vaekit", "evaluate", str(run), "--num-samples", "2"]
-    argv += ["--max-examples", "20", "--no-fcd", "--progress", "plain"]
+    argv = [sys.executable, "-m", "vaekit", command, *flags]
     try:
         proc = subprocess.run(argv, stdout=write_end, stderr=subprocess.PIPE, text=True, env=env)
     finally:
         os.close(write_end)
-    assert proc.returncode == EXIT_BROKEN_PIPE == 141
-    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
-    assert (run / "eval.json").is_file()
+    assert proc.returncode == EXIT_BROKEN_PIPE == 141, proc.stderr
+    assert "vaekit: error" not in proc.stderr and "Traceback" not in proc.stderr
+    assert "BrokenPipe" not in proc.stderr and "Broken pipe" not in proc.stderr
+    if command == "evaluate":
+        assert json.loads(written.read_text())["num_examples"] == 20
+    elif command == "report":
+        assert written.read_text().rstrip().endswith("</html>")
+    else:  # every step trained and logged, then the weights written
+        records = (written.parent / "metrics.jsonl").read_text().splitlines()
+        steps = [r["step"] for r in map(json.loads, records) if r["kind"] == "step"]
+        assert steps == list(range(1, 7))
+        vaekit.load(written.parent)  # and the weights read back whole
 
 
 def test_api_errors_name_keywords_and_cli_errors_name_flags(tmp_path):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ import torch.multiprocessing as mp
 
 import faults
 import vaekit
+from torchrun_jobs import free_port
 from vaekit.cli import main
 
 torch.set_num_threads(1)
@@ -34,12 +34,6 @@ ARGS = [
     "--device", "cpu", "--seed", "1", "--log-every", "5", "--checkpoint-every", "4",
     "--progress", "plain", "--set", "train.tensorboard=false",
 ]  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank: int, world: int, port: int, argv: list[str], kill_after: int | None) -> None:
@@ -53,7 +47,7 @@ def _worker(rank: int, world: int, port: int, argv: list[str], kill_after: int |
 
 
 def _launch(argv: list[str], kill_after: int | None = None) -> None:
-    mp.spawn(_worker, args=(2, _free_port(), argv, kill_after), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), argv, kill_after), nprocs=2, join=True)
 
 
 def _epochs(run: Path) -> list[dict]:

@@ -20,20 +20,15 @@ What kept it slow and flaky, and what the run does about each:
   are a small array (no scikit-learn import, no pictures at the end), and the uninterrupted
   run trains in this process while the agents run.
 
-torchrun starts every worker in a session of its own, so killing an agent's process group
-leaves its workers running; the clean-up kills every process that carries this test's token
-in its environment, whether the test passes or fails."""
+The clean-up kills every process of the job (tests/torchrun_jobs.py), whether the test passes
+or fails."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -43,12 +38,12 @@ import torch
 
 import faults
 import vaekit
+from torchrun_jobs import TOKEN_ENV, free_port, kill_all, processes_with
 from vaekit.cli import main
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="finds its processes in /proc")
 
 WORKER = Path(__file__).parent / "elastic_worker.py"
-TOKEN_ENV = "VAEKIT_TEST_ELASTIC_TOKEN"
 KILL_AFTER = 5  # mid-epoch, one step after the checkpoint at step 4
 
 
@@ -62,34 +57,6 @@ def _args(data: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _processes_with(token: str) -> list[int]:
-    """Process ids whose environment holds ``TOKEN_ENV=token`` (agents, workers, orphans)."""
-    needle = f"{TOKEN_ENV}={token}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if needle in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
-    return found
-
-
-def _kill_all(token: str) -> None:
-    """SIGKILL every process of the job until none is left (a few seconds at most)."""
-    deadline = time.monotonic() + 10
-    while (pids := _processes_with(token)) and time.monotonic() < deadline:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.05)
-
-
 def test_a_killed_node_restarts_from_the_checkpoint_and_matches(tmp_path):
     data = tmp_path / "rows.npy"
     np.save(data, np.random.default_rng(0).normal(size=(160, 6)).astype(np.float32))
@@ -97,7 +64,7 @@ def test_a_killed_node_restarts_from_the_checkpoint_and_matches(tmp_path):
     torchrun = [
         sys.executable, "-m", "torch.distributed.run", "--nnodes", "1:2",
         "--nproc-per-node", "1", "--max-restarts", "3", "--rdzv-backend", "c10d",
-        "--rdzv-endpoint", f"127.0.0.1:{_free_port()}", "--rdzv-id", "elastic-test",
+        "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--rdzv-id", "elastic-test",
         "--rdzv-conf", "last_call_timeout=60,join_timeout=120", "--monitor-interval", "0.2",
         str(WORKER), "train", *_args(data), "--out", str(run),
     ]  # fmt: skip
@@ -122,10 +89,10 @@ def test_a_killed_node_restarts_from_the_checkpoint_and_matches(tmp_path):
         assert main(["train", *_args(data), "--out", str(single)]) == 0
         codes = [agent.wait(timeout=240) for agent in agents]
     finally:
-        _kill_all(token)
+        kill_all(token)
         for agent in agents:
             agent.wait()
-    assert not _processes_with(token)
+    assert not processes_with(token)
     text = "".join(log.read_text() for log in logs)
     assert codes == [0, 0], text[-3000:]
     assert "exitcode: -9" in text  # the first attempt's worker was SIGKILLed

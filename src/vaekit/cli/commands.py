@@ -105,20 +105,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         device=args.device,
         log=lambda line: print(line, file=sys.stderr),
     )
-    try:
-        if args.json:
-            print(json.dumps(result, allow_nan=False))  # strict JSON: non-finite numbers null
-        else:
-            _print_evaluation(result, new_data=args.data is not None)
-            if not args.final and "num_samples" in result:
-                print(
-                    f"  a quick check (K = {result['num_samples']} on {result['num_examples']} "
-                    "examples); --final gives the number to publish: K = 5000 on every example"
-                )
-    except BrokenPipeError:  # the reader left (`| head`, unbuffered stdout): keep the record
-        if args.data is None:
-            _save_evaluation(args.run, result, quiet=True)
-        raise
+    if args.json:
+        print(json.dumps(result, allow_nan=False))  # strict JSON: non-finite numbers are null
+    else:
+        _print_evaluation(result, new_data=args.data is not None)
+        if not args.final and "num_samples" in result:
+            print(
+                f"  a quick check (K = {result['num_samples']} on {result['num_examples']} "
+                "examples); --final gives the number to publish: K = 5000 on every example"
+            )
     if args.data is None:  # new data never overwrites the run's own eval.json
         _save_evaluation(args.run, result, quiet=args.json)
     elif args.output is not None and not args.json:

@@ -48,15 +48,12 @@ def _main(argv: list[str] | None) -> int:
     from vaekit.cli.commands import COMMANDS
 
     debug = args.debug or bool(os.environ.get("VAEKIT_DEBUG"))
+    stdout = sys.stdout = _ReaderMayLeave(sys.stdout)
     try:
         COMMANDS[args.command](args)
-        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
-    except BrokenPipeError:
-        # Quietly: point stdout at /dev/null so the interpreter's final flush cannot fail too.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-        return EXIT_BROKEN_PIPE
+        stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        if stdout.reader_left:
+            return EXIT_BROKEN_PIPE
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: training checkpointed, says how to resume
         if debug:
             raise
@@ -72,7 +69,44 @@ def _main(argv: list[str] | None) -> int:
             raise
         print(unexpected_error(args, exc), file=sys.stderr)
         return 1
+    finally:
+        sys.stdout = stdout.stream
     return 0
+
+
+class _ReaderMayLeave:
+    """``sys.stdout`` while a command runs. When the reader of the output leaves (a closed
+    pipe: ``vaekit report RUN | head -3``), what is printed after goes to /dev/null and the
+    command goes on: the files it writes come out whole, whichever print met the closed pipe
+    (the first one with PYTHONUNBUFFERED=1, else a later flush). ``reader_left`` says it
+    happened; main then exits quietly with EXIT_BROKEN_PIPE."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.reader_left = False
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            self._to_devnull()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            self._to_devnull()
+
+    def _to_devnull(self) -> None:
+        # The descriptor itself, so that the interpreter's last flush cannot fail either.
+        self.reader_left = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self.stream.fileno())
+        os.close(devnull)
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
 
 
 def _lesson_new_name(args: argparse.Namespace) -> list[str] | None:
