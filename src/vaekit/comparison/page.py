@@ -15,7 +15,7 @@ from vaekit.comparison.paired import COMPARED
 from vaekit.metrics import metric
 from vaekit.report.curves import read_metrics
 from vaekit.report.page import Page
-from vaekit.report.plots import image_grid, is_image, png_bytes, pyplot
+from vaekit.report.plots import image_grid, is_image, legend, png_bytes, pyplot
 from vaekit.rundir import atomic_write_bytes
 
 NUM_SAMPLES = 36
@@ -53,7 +53,7 @@ def curves_figure(names: list[str], paths: list[Path]) -> tuple[bytes | None, li
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel, fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        legend(ax, fontsize=7)
     axes[0].set_title("ELBO: validation (solid), training (dashed)", fontsize=10)
     axes[1].set_title("KL term: validation (solid), training (dashed)", fontsize=10)
     fig.tight_layout()

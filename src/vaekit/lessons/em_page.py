@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from vaekit.report.page import write_page
-from vaekit.report.plots import png_bytes, pyplot
+from vaekit.report.plots import legend, png_bytes, pyplot
 from vaekit.support.spelling import spell
 
 _EM_LABELS = {
@@ -59,7 +59,7 @@ def _estep_figure(
     ax.semilogy(xs, mle - np.array(ys), "--", color="C1", label="ELBO of the current q")
     ax.set_xlabel("EM iteration (half steps: after the M-step, before the E-step)")
     ax.set_ylabel("closed-form max log p(x) minus value\n(nats per example, log scale)")
-    ax.legend(fontsize=8)
+    legend(ax, fontsize=8)
     gaps = _column(h, "gap")[1:]
     ax_gap.semilogy(_column(h, "step")[1:], gaps, "o-", color="C1", label="after the M-step")
     ax_gap.set_xlabel("EM iteration")
@@ -86,7 +86,7 @@ def _fixed_figure(report: dict[str, Any], histories: dict[str, list[dict]]) -> b
     )
     ax.set_xlabel("gradient step (decoder fixed, encoder trained)")
     ax.set_ylabel("gap KL(q || p(z|x)), nats per example")
-    ax.legend(fontsize=8)
+    legend(ax, fontsize=8)
     fig.tight_layout()
     return png_bytes(fig)
 
@@ -103,7 +103,7 @@ def _rotation_figure(report: dict[str, Any], histories: dict[str, list[dict]]) -
     ax.set_xlabel("gradient step")
     ax.set_ylabel("nats per example")
     ax.set_title("diagonal linear VAE, W learned", fontsize=10)
-    ax.legend(fontsize=8)
+    legend(ax, fontsize=8)
     ax_rot.semilogy(steps, _column(h, "wtw_off_diagonal_ratio"), color="C3")
     ax_rot.set_xlabel("gradient step")
     ax_rot.set_ylabel("||offdiag(W^T W)||_F / ||W^T W||_F")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vaekit.outputs import read_regular
-from vaekit.report.plots import pyplot, save_figure
+from vaekit.report.plots import legend, pyplot, save_figure
 
 # panel title, y-axis label, metric name (looked up with train_/val_ prefixes)
 PANELS = [
@@ -152,7 +152,7 @@ def save_training_curves(metrics_path: str | Path, path: str | Path) -> Path:
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel, fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        legend(ax, fontsize=8)
     if lr_key is not None:
         ax = axes[len(panels)]
         records, x_key = (steps, "step") if any(lr_key in r for r in steps) else (epochs, "epoch")

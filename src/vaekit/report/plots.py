@@ -17,6 +17,14 @@ from vaekit.rundir import atomic_write_bytes
 from vaekit.support.spelling import spell
 
 
+def legend(ax, **options) -> None:
+    """``ax.legend(**options)`` at the best free place, asked for by name: matplotlib times
+    its search for that place when drawing and warns when it took over a second, but only
+    for a legend whose place was left to the default, so on a loaded machine the same
+    picture would warn or not by chance."""
+    ax.legend(loc="best", **options)
+
+
 def is_image(shape: tuple[int, ...]) -> bool:
     """True for ``[C, H, W]`` with 1 or 3 channels, or ``[H, W]``."""
     return (len(shape) == 3 and shape[0] in (1, 3)) or len(shape) == 2
