@@ -1,7 +1,8 @@
 """Imputation error on five complete tables with cells removed on purpose: vaekit against
 mean/mode, KNNImputer and IterativeImputer (BayesianRidge; ExtraTrees, missForest-like).
 
-Rerun (about 10 minutes on 2 cores; nothing else running), from the repository root:
+Rerun (about 16 minutes on 2 cores, 35 with ``--missing self-masking``; nothing else
+running), from the repository root:
 
     pip install -e '.[bench]'     # statsmodels (the fair and anes96 tables)
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_tables_impute.py
@@ -24,7 +25,14 @@ The errors are over the hidden cells only:
 * ``acc``: the share of hidden cells of categorical and binary columns imputed with the true
   category.
 
-Each figure is the mean over seeds ± its standard error (sd / sqrt(seeds)). The peers see the
+Each figure is the mean over seeds ± its standard error (sd / sqrt(seeds)). Every method
+sees the same hidden cells of a seed, so whether vaekit is ahead of a peer is a paired
+question: a second table gives, per vaekit row, table and pattern, the mean over seeds of
+(vaekit - peer) rmse and acc ± the standard error of those differences, against mean/mode
+and against the peer with the best mean (JSON: ``paired``). Three seeds by default: the
+seconds recorded in the last full results (3 seeds, run alone on 2 cores) sum to 16 minutes
+for the at-random methods and 18 more for the self-masking row, so 5 seeds would take about
+27 minutes, or 57 with ``--missing self-masking``. The peers see the
 numeric columns standardised with the observed cells' mean and sd, and each category column
 one-hot (its indicators all missing where the cell is); a category is the largest imputed
 indicator. vaekit is ``VAEEstimator(column_types=schema).fit(table).impute(table)``: the
@@ -213,8 +221,31 @@ def run(tables, patterns, seeds: int, steps: int, max_rows: int | None, methods=
                     m: {k: mean_and_stderr(v) for k, v in cell[m].items()} | {"per_seed": cell[m]}
                     for m in here
                 },
+                "paired": paired(cell),
             }
     return results
+
+
+def paired(cell: dict) -> dict:
+    """Per vaekit row and measure, its paired differences over seeds (vaekit - peer, the same
+    hidden cells per seed) against mean/mode and against the best peer on that measure (the
+    lowest mean rmse, the highest mean acc): ``{row: {key: {"mean/mode": (mean, se),
+    "best peer": name, "best": (mean, se)}}}``, se the standard error of the differences;
+    a measure the table lacks is left out."""
+    peers = [m for m in cell if not m.startswith("vaekit")]
+    out: dict = {}
+    for row in (m for m in cell if m.startswith("vaekit")):
+        for key, better in (("rmse", min), ("acc", max)):
+            ours = np.asarray(cell[row][key], dtype=float)
+            if np.isnan(ours).all():
+                continue
+            best = better(peers, key=lambda m, key=key: float(np.mean(cell[m][key])))
+            out.setdefault(row, {})[key] = {
+                "mean/mode": mean_and_stderr(list(ours - np.asarray(cell["mean/mode"][key]))),
+                "best peer": best,
+                "best": mean_and_stderr(list(ours - np.asarray(cell[best][key]))),
+            }
+    return out
 
 
 def markdown(results: dict, seeds: int, steps: int, methods=METHODS) -> list[str]:
@@ -248,6 +279,32 @@ def markdown(results: dict, seeds: int, steps: int, methods=METHODS) -> list[str
             lines.append(
                 f"| {table} ({by_pattern['rows']} rows) | {share} | " + " | ".join(cells) + " |"
             )
+    return [*lines, "", *paired_markdown(results, seeds)]
+
+
+def paired_markdown(results: dict, seeds: int) -> list[str]:
+    """The second table: each vaekit row minus mean/mode and minus the best peer, paired."""
+    lines = [
+        f"vaekit minus a peer on the same hidden cells, mean ± standard error of the {seeds} "
+        "per-seed differences (paired): rmse below 0 and acc above 0 are vaekit ahead; "
+        "the best peer is the one with the best mean on that measure (named).",
+        "",
+        "| table | cells hidden | row | rmse - mean/mode | rmse - best peer "
+        "| acc - mean/mode | acc - best peer |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for table, by_pattern in results.items():
+        for pattern in PATTERNS:
+            for row, by_key in by_pattern.get(pattern, {}).get("paired", {}).items():
+                cells = []
+                for key in ("rmse", "acc"):
+                    if key not in by_key:
+                        cells += ["-", "-"]
+                        continue
+                    d = by_key[key]
+                    cells.append("{:+.3f} ± {:.3f}".format(*d["mean/mode"]))
+                    cells.append("{:+.3f} ± {:.3f} ({})".format(*d["best"], d["best peer"]))
+                lines.append(f"| {table} | {pattern} | {row} | " + " | ".join(cells) + " |")
     return lines
 
 

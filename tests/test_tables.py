@@ -258,7 +258,8 @@ def test_a_word_label_column_conditions_a_cvae(table, tmp_path, capsys):
 def test_integers_far_from_zero_are_measurements_not_counts(tmp_path):
     """Integers with more than ten values read as counts only where they reach down to
     within one standard deviation of zero: whole-year ages 40-79 and mg/dL 150-190 are real
-    (or positive, skewed), visits 0-30 and bills 1-300 (skewed, from 1) are counts."""
+    (or positive, skewed), visits 0-30 and bills 1-300 (skewed, from 1) are counts, and a
+    bracket code 1-24 leaning left (most rows near 24) is real: no count leans left."""
     rng = np.random.default_rng(0)
     n = 200
     columns = {
@@ -267,6 +268,7 @@ def test_integers_far_from_zero_are_measurements_not_counts(tmp_path):
         "visits": rng.integers(0, 31, n),  # from 0
         "bills": np.minimum(1 + rng.geometric(0.02, n), 300),  # min 1, sd ~ 50
         "skewed": 100 + rng.geometric(0.05, n),  # min ~ 101, sd ~ 20, skewed
+        "bracket": 25 - np.minimum(rng.geometric(0.12, n), 24),  # 1-24, leaning left
     }
     path = write_csv(tmp_path / "ints.csv", list(columns), np.stack(list(columns.values()), 1))
     kinds = {c.name: c.kind for c in infer_schema(read_text_table(path))}
@@ -276,6 +278,7 @@ def test_integers_far_from_zero_are_measurements_not_counts(tmp_path):
         "visits": "count",
         "bills": "count",
         "skewed": "positive",
+        "bracket": "real",
     }
     # an override still reads such a column as counts
     text = read_text_table(path)

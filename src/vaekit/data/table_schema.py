@@ -8,7 +8,7 @@ The schema (:func:`infer_schema`, each column a ``vaekit.settings.TableColumn``)
 * binary: exactly two distinct observed values (numbers or words);
 * categorical: words, or numbers with at most ``MAX_INTEGER_CATEGORIES`` distinct values;
 * count: non-negative integers with more distinct values whose smallest value is within one
-  standard deviation of zero (:func:`counts_like`);
+  standard deviation of zero, not leaning left (:func:`counts_like`);
 * zero-inflated: numbers >= 0, not all integers, at least ``ZERO_SHARE`` of them exactly 0: a
   point mass at 0 plus a log-normal on v > 0 (:func:`zero_inflated_like`);
 * positive: numbers, all > 0, right-skewed (skewness > ``POSITIVE_SKEW``): log-normal;
@@ -39,6 +39,7 @@ MISSING = frozenset({"", "na", "nan", "null"})
 MAX_INTEGER_CATEGORIES = 10
 MAX_CATEGORIES = 100
 POSITIVE_SKEW = 1.0
+COUNT_SKEW = -0.5
 ZERO_SHARE = 0.1
 KINDS = (
     "real",
@@ -225,8 +226,12 @@ def counts_like(v: np.ndarray) -> bool:
     counts do (visits, population, bills passed). Integers far from zero for their spread
     are measurements in whole units (ages, years, mg/dL, test scores): their spread given
     the other columns is often smaller than a count's sqrt(mean), which a Poisson or
-    negative binomial cannot fit, so they are real or positive columns."""
-    return bool(v.min() >= 0 and v.min() <= v.std())
+    negative binomial cannot fit, so they are real or positive columns. Nor is a column
+    that leans left (skewness below ``COUNT_SKEW``: the mass near the top of its range, the
+    tail toward zero, as an income bracket code 1-24 with most rows at 15-24): a Poisson or
+    negative binomial is never left-skewed, and fitted to such a column its imputations
+    sit too high; -0.5 leaves room for the sampling noise of a flat column's 0."""
+    return bool(v.min() >= 0 and v.min() <= v.std() and _skewness(v) >= COUNT_SKEW)
 
 
 def zero_inflated_like(v: np.ndarray) -> bool:
