@@ -200,3 +200,26 @@ def test_the_mixture_peer_fits_one_mixture_per_pattern_of_zeros(density):
     logp, _ = density.gmm_logp(train, grid, kinds, seed=0)
     p_zero = ((train["hours"] == 0).sum() + 1) / (len(train) + 2)
     assert np.trapezoid(np.exp(logp), load) == pytest.approx(p_zero, abs=1e-4)
+
+
+def test_the_speed_table_states_the_joint_heads_cost(speed):
+    rates = {"typed": [1000.0, 1200.0], "typed-rank-none": [3000.0, 3000.0]}
+    rates["all-gaussian"] = [2000.0, 2400.0]
+    assert speed.time_ratio(rates, "typed", "typed-rank-none") == {
+        "median": 2.75,
+        "rounds": [3.0, 2.5],
+    }
+    result = {
+        "table": {"rows": 10, "columns": 30, "types": {"real": 30}, "missing_share": 0.05},
+        "rows_per_s": {c: {"median": sum(r) / 2, "rounds": r} for c, r in rates.items()},
+        "cost_typed_over_gaussian": speed.time_ratio(rates, "typed", "all-gaussian"),
+        "cost_joint_head": speed.time_ratio(rates, "typed", "typed-rank-none"),
+    }
+    result["table"]["all_gaussian_columns"] = 88
+    lines = speed.markdown(result, steps=60, warmup_steps=20, rounds=2)
+    assert [line.split(" | ")[0] for line in lines if line.startswith("| ")][1:] == [
+        f"| {c}" for c in speed.CONTESTANTS
+    ]
+    assert "| typed-rank-none | 3,000 | 0.73x |" in lines
+    assert "Typed heads cost 2.00x the all-Gaussian model (target <= 1.5x: NOT met)." in lines
+    assert any(line.startswith("The joint low-rank head costs 2.75x") for line in lines)
