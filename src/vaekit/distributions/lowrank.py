@@ -260,18 +260,22 @@ def masked_log_prob(
     residual: torch.Tensor, factor: torch.Tensor, variance: torch.Tensor, mask: torch.Tensor
 ) -> torch.Tensor:
     """log N(r_O; 0, (W W^T + diag d)_OO) over the observed dimensions O, ``[*]`` nats, at
-    O(G R^2), in the inputs' dtype. Shapes: ``residual, variance, mask [*, G]``, ``factor
-    [*, G, R]`` (batch shapes broadcast). First derivatives only."""
+    O(G R^2), in ``residual``'s dtype. Shapes: ``residual, variance, mask [*, G]``,
+    ``factor [*, G, R]`` (batch shapes broadcast). First derivatives only."""
     batch = torch.broadcast_shapes(
         residual.shape[:-1], factor.shape[:-2], variance.shape[:-1], mask.shape[:-1]
     )
     g, r = factor.shape[-2:]
-    return _MaskedLogProb.apply(
-        residual.expand(*batch, g),
-        factor.expand(*batch, g, r),
-        variance.expand(*batch, g),
-        mask.to(residual.dtype).expand(*batch, g),
+    dtype = torch.promote_types(residual.dtype, torch.promote_types(factor.dtype, variance.dtype))
+    if dtype != torch.float64:
+        dtype = torch.float32  # half precision: a Cholesky needs float32 at least
+    log_p = _MaskedLogProb.apply(
+        residual.to(dtype).expand(*batch, g),
+        factor.to(dtype).expand(*batch, g, r),
+        variance.to(dtype).expand(*batch, g),
+        mask.to(dtype).expand(*batch, g),
     )
+    return log_p.to(residual.dtype)
 
 
 def _covariance(factor: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
@@ -286,7 +290,7 @@ def chain_log_probs(
     :func:`masked_log_prob`. With Sigma = L L^T and e = L^{-1} r, term j is
     -e_j^2 / 2 - log L_jj - log(2 pi) / 2. Dense, O(G^3): for per-column reports."""
     r, w, d = _masked(residual.double(), factor.double(), variance.double(), mask)
-    tril = torch.linalg.cholesky(_covariance(w, d))  # float64: as masked_log_prob's
+    tril = torch.linalg.cholesky(_covariance(w, d))  # float64: reports, not training
     white = torch.linalg.solve_triangular(tril, r[..., None], upper=False)[..., 0]
     log_diag = torch.diagonal(tril, dim1=-2, dim2=-1).log()
     terms = (-0.5 * white.square() - log_diag - 0.5 * LOG_2PI) * mask
