@@ -1,7 +1,7 @@
 """Training throughput on a mixed-type table, in rows per second: one likelihood per column
 type (the typed heads) against an all-Gaussian model of the same widths.
 
-Rerun (about 12 minutes on 2 cores, nothing else running; most of it is each run reading
+Rerun (about 18 minutes on 2 cores, nothing else running; most of it is each run reading
 its CSV file, which the rates leave out), from the repository root:
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_tables_speed.py
