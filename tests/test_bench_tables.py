@@ -229,3 +229,26 @@ def test_the_paired_differences_are_per_seed_against_mean_mode_and_the_best_peer
     lines = impute_bench.paired_markdown({"t": {"rows": 3, "mcar20": {"paired": out}}}, 3)
     assert "| t | mcar20 | vaekit | -0.100 ± 0.000 | -0.100 ± 0.000 (mean/mode) |" in lines[4]
     assert lines[5].endswith("| - | - |")
+
+
+def test_the_speed_table_states_the_joint_heads_cost(speed):
+    rates = {"typed": [1000.0, 1200.0], "typed-rank-none": [3000.0, 3000.0]}
+    rates["all-gaussian"] = [2000.0, 2400.0]
+    assert speed.time_ratio(rates, "typed", "typed-rank-none") == {
+        "median": 2.75,
+        "rounds": [3.0, 2.5],
+    }
+    result = {
+        "table": {"rows": 10, "columns": 30, "types": {"real": 30}, "missing_share": 0.05},
+        "rows_per_s": {c: {"median": sum(r) / 2, "rounds": r} for c, r in rates.items()},
+        "cost_typed_over_gaussian": speed.time_ratio(rates, "typed", "all-gaussian"),
+        "cost_joint_head": speed.time_ratio(rates, "typed", "typed-rank-none"),
+    }
+    result["table"]["all_gaussian_columns"] = 88
+    lines = speed.markdown(result, steps=60, warmup_steps=20, rounds=2)
+    assert [line.split(" | ")[0] for line in lines if line.startswith("| ")][1:] == [
+        f"| {c}" for c in speed.CONTESTANTS
+    ]
+    assert "| typed-rank-none | 3,000 | 0.73x |" in lines
+    assert "Typed heads cost 2.00x the all-Gaussian model (target <= 1.5x: NOT met)." in lines
+    assert any(line.startswith("The joint low-rank head costs 2.75x") for line in lines)
