@@ -30,7 +30,10 @@ Per table and seed the rows are split 80/20 at random; every method is fitted on
   others numerical. Their budget (``--sdv-epochs``): ``equal`` (the default), as many passes
   over the training rows as vaekit's steps make (1,500 x 64 rows: 120 epochs on fair's 800
   training rows); ``default``, SDV's own 300 epochs (at 2 cores more than twice the time);
-  or a number of epochs.
+  or a number of epochs. vaekit's own budget is ``--steps``; its passes over the training
+  rows (epochs) are printed beside the peers' so that the two budgets can be read side by
+  side: ``--steps 3750`` puts vaekit at SDV's 300 epochs on fair's 800 training rows, and
+  with ``equal`` the peers stay at 300 too.
 
 Measures, mean ± standard error over the seeds:
 
@@ -211,6 +214,7 @@ def run(tables, seeds: int, steps: int, sdv_epochs: str, work: Path) -> dict:
             "sdv_epochs": epochs,
             "sdv_budget": sdv_epochs,
             "vaekit_steps": steps,
+            "vaekit_epochs": sdv_budget("equal", steps, settings["batch_size"], len(train)),
             "methods": {
                 m: {
                     "efficacy": {
@@ -253,9 +257,9 @@ def markdown(results: dict, seeds: int) -> list[str]:
         lines += [
             f"**{table}** ({r['rows']} rows, class column `{r['target']}`): 80/20 split, "
             f"mean ± standard error over {seeds} seeds; vaekit {r['vaekit_steps']} steps of 64 "
-            f"rows, {epochs} ({budget}). Macro-F1 on the real held-out rows of a classifier "
-            "trained on each method's rows (real: the real training rows, the ceiling); "
-            "SDMetrics' scores "
+            f"rows ({r['vaekit_epochs']} epochs), {epochs} ({budget}). Macro-F1 on the real "
+            "held-out rows of a classifier trained on each method's rows (real: the real "
+            "training rows, the ceiling); SDMetrics' scores "
             "against the real training rows (0 to 1, higher is better).",
             "",
             "| rows trained on | macro-F1, logistic | macro-F1, boosting | column shapes "

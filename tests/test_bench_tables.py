@@ -156,6 +156,31 @@ def test_the_sdv_budget_matches_vaekit_passes_or_is_given(synth):
         synth.sdv_budget("ten", steps=1500, batch=64, rows=800)
 
 
+def test_the_table_heading_states_both_budgets_in_epochs(synth):
+    """vaekit's steps read as passes over the training rows beside the peers' epochs, so a
+    table at SDV's default budget shows that vaekit had fewer."""
+    per_method = {
+        "efficacy": {c: {"macro_f1": {"mean_stderr": (0.5, 0.1)}} for c in synth.CLASSIFIERS}
+    }
+    quality = {q: {"mean_stderr": (0.9, 0.0)} for q in synth.QUALITY}
+    result = {
+        "rows": 1000,
+        "target": "affair",
+        "sdv_epochs": {"tvae": 300, "ctgan": 300},
+        "sdv_budget": "default",
+        "vaekit_steps": 1500,
+        "vaekit_epochs": synth.sdv_budget("equal", 1500, 64, 800),
+        "methods": {
+            m: per_method
+            if m == "real"
+            else per_method | {"quality": quality, "fit_seconds": (1.0, 0.0)}
+            for m in synth.METHODS
+        },
+    }
+    heading = synth.markdown({"fair": result}, seeds=3)[0]
+    assert "vaekit 1500 steps of 64 rows (120 epochs), tvae 300 epochs, ctgan 300 epochs" in heading
+
+
 @pytest.fixture(scope="module")
 def density():
     return load("bench_tables_density")
