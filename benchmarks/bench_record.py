@@ -124,12 +124,15 @@ def train_seconds(model_dir: Path) -> float:
     return float(trainer["loop"]["train_seconds"])
 
 
-def decoder_roofline_seconds(run: Path, result: dict, threads: int) -> tuple[float, float]:
+def decoder_roofline_seconds(
+    run: Path, result: dict, threads: int
+) -> tuple[float, float] | tuple[None, None]:
     """(seconds, GFLOP/s): the GEMMs of the p(x|z) decoder alone for the evaluation
     ``result`` describes (every test image times K draws, in blocks of batch_size x
     chunk_size rows as ``vaekit evaluate`` runs them), forward only, best of 5 blocks. The
     floor an importance-sampled log p(x) cannot beat: each draw must be decoded once. The
-    decoder must be an MLP (each Linear applied once per draw)."""
+    decoder must be an MLP (each Linear applied once per draw); (None, None) for a model
+    without one p(x|z) network (the deep hierarchy)."""
     import torch
     from torch import nn
 
@@ -137,6 +140,9 @@ def decoder_roofline_seconds(run: Path, result: dict, threads: int) -> tuple[flo
 
     torch.set_num_threads(threads)
     model = vaekit.load(run)
+    if not isinstance(getattr(model, "decoder", None), nn.Module):
+        # a hierarchy decodes through every group's cells, not one p(x|z) network
+        return None, None
     layers = list(model.decoder.modules())
     if any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in layers):
         raise SystemExit(f"{run}: the decoder-GEMM roofline is defined for MLP decoders only")
