@@ -132,18 +132,33 @@ def _category_indices(
     position = {c: i for i, c in enumerate(column.categories)}
     lookup = {t: position.get(category_key(t, numeric), -1) for t in set(texts)}
     index = np.array([lookup[t] for t in texts], dtype=np.int64)
-    if unknown_categories == "error" and (index < 0).any():
-        m = int(np.argmin(index >= 0))
+    if unknown_categories == "error":
         shown = ", ".join(column.categories[:10])
+        _refuse_unknown(
+            table, column, rows, texts, index, f"a category training never saw (it saw: {shown})"
+        )
+    return index
+
+
+def _refuse_unknown(
+    table: TextTable,
+    column: TableColumn,
+    rows: np.ndarray,
+    texts: list[str],
+    index: np.ndarray,
+    what: str,
+) -> None:
+    """A DataError naming the first cell whose ``index`` is -1 (a value training never saw,
+    ``what`` says which kind), if there is one."""
+    if (index < 0).any():
+        m = int(np.argmin(index >= 0))
         raise _cell_error(
             table,
             rows[m],
             column,
             texts[m],
-            f"is a category training never saw (it saw: {shown}); "
-            f"{arg('unknown_categories', 'missing')} reads such cells as missing",
+            f"is {what}; {arg('unknown_categories', 'missing')} reads such cells as missing",
         )
-    return index
 
 
 def _level_indices(
@@ -161,18 +176,11 @@ def _level_indices(
     index = np.searchsorted(levels, np.where(is_number, values, np.inf))
     index = np.minimum(index, len(levels) - 1)
     index = np.where(is_number & (levels[index] == values), index, -1)
-    if unknown_categories == "error" and (index < 0).any():
-        m = int(np.argmin(index >= 0))
+    if unknown_categories == "error":
         shown = ", ".join(f"{v:g}" for v in column.levels[:10])
-        raise _cell_error(
-            table,
-            rows[m],
-            column,
-            texts[m],
-            f"is not one of the levels training saw (column type ordinal: {shown}"
-            f"{', ...' if len(column.levels) > 10 else ''}); "
-            f"{arg('unknown_categories', 'missing')} reads such cells as missing",
-        )
+        more = ", ..." if len(column.levels) > 10 else ""
+        what = f"not one of the levels training saw (column type ordinal: {shown}{more})"
+        _refuse_unknown(table, column, rows, texts, index, what)
     return index
 
 
